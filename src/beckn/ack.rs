@@ -1,0 +1,148 @@
+//! The synchronous answer to every Beckn request: ACK, or NACK with an error.
+//!
+//! [`Rejection`] is the one table from "what went wrong on receipt" to Beckn code, HTTP status
+//! and wording; handlers never build error JSON by hand.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::error::{BecknError, ErrorCode};
+
+/// The ACK body, built once.
+pub const ACK_BODY: &str = r#"{"message":{"ack":{"status":"ACK"}}}"#;
+
+pub fn ack() -> Response {
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        ACK_BODY,
+    )
+        .into_response()
+}
+
+/// Why a request was refused before it was acknowledged.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Rejection {
+    #[error("`{0}` is not a Beckn action")]
+    UnknownEndpoint(String),
+    #[error("this provider does not support `{0}`")]
+    NotServed(String),
+    #[error("content type must be application/json, got `{0}`")]
+    ContentType(String),
+    #[error("request body is larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("request body could not be read: {0}")]
+    Unreadable(String),
+    #[error("malformed JSON at line {line} column {column}: {detail}")]
+    MalformedJson {
+        line: usize,
+        column: usize,
+        detail: String,
+    },
+    #[error("{message}")]
+    Schema { path: String, message: String },
+    #[error("context.action is `{found}` but this is the /{endpoint} endpoint")]
+    ActionMismatch { endpoint: String, found: String },
+    #[error("the request is addressed to `{found}`, this provider is `{ours}`")]
+    WrongRecipient { ours: String, found: String },
+    #[error("the request expired at {expired_at} (timestamp + ttl)")]
+    Stale { expired_at: String },
+    #[error("{0}")]
+    Signature(String),
+    #[error("the provider is at capacity; retry later")]
+    Busy,
+    #[error("the request could not be recorded; retry later")]
+    Unavailable,
+}
+
+impl Rejection {
+    /// Beckn code, HTTP status and the error path of this rejection.
+    pub fn classify(&self) -> (ErrorCode, StatusCode, Option<String>) {
+        use Rejection::*;
+        match self {
+            UnknownEndpoint(_) => (ErrorCode::InvalidRequest, StatusCode::NOT_FOUND, None),
+            NotServed(_) => (ErrorCode::ActionNotApplicable, StatusCode::NOT_FOUND, None),
+            ContentType(_) => (
+                ErrorCode::InvalidRequest,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                None,
+            ),
+            TooLarge(_) => (
+                ErrorCode::InvalidRequest,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                None,
+            ),
+            Unreadable(_) => (ErrorCode::InvalidRequest, StatusCode::BAD_REQUEST, None),
+            MalformedJson { .. } => (ErrorCode::InvalidRequest, StatusCode::BAD_REQUEST, None),
+            Schema { path, .. } => (
+                ErrorCode::InvalidRequest,
+                StatusCode::BAD_REQUEST,
+                Some(path.clone()),
+            ),
+            ActionMismatch { .. } => (
+                ErrorCode::InvalidRequest,
+                StatusCode::BAD_REQUEST,
+                Some("context.action".into()),
+            ),
+            WrongRecipient { .. } => (
+                ErrorCode::InvalidRequest,
+                StatusCode::BAD_REQUEST,
+                Some("context.bpp_id".into()),
+            ),
+            Stale { .. } => (
+                ErrorCode::StaleRequest,
+                StatusCode::BAD_REQUEST,
+                Some("context.ttl".into()),
+            ),
+            Signature(_) => (ErrorCode::InvalidSignature, StatusCode::UNAUTHORIZED, None),
+            Busy | Unavailable => (
+                ErrorCode::InternalError,
+                StatusCode::SERVICE_UNAVAILABLE,
+                None,
+            ),
+        }
+    }
+
+    pub fn to_beckn(&self) -> BecknError {
+        let (code, _, path) = self.classify();
+        let e = BecknError::new(code, self.to_string());
+        match path {
+            Some(p) => e.with_path(p),
+            None => e,
+        }
+    }
+}
+
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        let (_, status, _) = self.classify();
+        let body = json!({
+            "message": {"ack": {"status": "NACK"}},
+            "error": self.to_beckn(),
+        });
+        (status, axum::Json(body)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nack_shape() {
+        let r = Rejection::Schema {
+            path: "context.transaction_id".into(),
+            message: "\"x\" is not a \"uuid\"".into(),
+        };
+        let e = r.to_beckn();
+        assert_eq!(e.code, "30000");
+        assert_eq!(e.paths.as_deref(), Some("context.transaction_id"));
+        assert_eq!(r.classify().1, StatusCode::BAD_REQUEST);
+        let ack: serde_json::Value = serde_json::from_str(ACK_BODY).unwrap();
+        assert_eq!(ack["message"]["ack"]["status"], "ACK");
+    }
+}

@@ -1,0 +1,9 @@
+//! The Beckn protocol: actions, ACK/NACK and error codes, context rules, schemas, trust.
+
+pub mod ack;
+pub mod action;
+pub mod context;
+pub mod domain;
+pub mod error;
+pub mod schema;
+pub mod trust;

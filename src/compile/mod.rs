@@ -1,0 +1,1206 @@
+//! Loading is compiling: flow files, templates, scripts and schemas become one immutable
+//! [`CompiledSet`], or a list of every problem found. `check`, `serve` and reload share it.
+//!
+//! Invariant: compiling reads the files under the three directories and nothing else; it opens
+//! no socket and calls no backend.
+
+pub mod model;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::backend::Backend;
+use crate::beckn::action::Action;
+use crate::beckn::domain::{DomainRules, DomainRulesFile};
+use crate::beckn::error::ErrorCode;
+use crate::beckn::schema::CoreSchemas;
+use crate::config::model::{
+    ActionConfig, BackendConfig, CallConfig, FlowFile, ReplyConfig, Role, StepConfig,
+};
+use crate::config::yaml::{self, SpannedDoc};
+use crate::config::{Diagnostic, EnvLookup, deserialize_at};
+use crate::mapping::templates::{EXPR_PREFIX, GLOBAL_NAMES};
+use crate::mapping::value_template::CompileError;
+use crate::mapping::{ScriptEngine, Templates, ValueTemplate};
+pub use model::*;
+
+/// Where a tree of flows, mappings and schemas lives.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub flows: PathBuf,
+    pub mappings: PathBuf,
+    pub schemas: PathBuf,
+}
+
+impl Layout {
+    /// `flows/` with its siblings `mappings/` and `schemas/`.
+    pub fn from_flows_dir(flows: impl Into<PathBuf>) -> Self {
+        let flows = flows.into();
+        let root = flows
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        Layout {
+            mappings: root.join("mappings"),
+            schemas: root.join("schemas"),
+            flows,
+        }
+    }
+}
+
+/// The core schema document, relative to `schemas/`.
+pub const CORE_SCHEMA: &str = "beckn/1.1.0/core.json";
+
+const DEFAULT_FUEL: u64 = 200_000;
+const DEFAULT_SCRIPT_OPS: u64 = 200_000;
+const DEFAULT_MAX_BODY: u64 = 1 << 20;
+const DEFAULT_MAX_IN_FLIGHT: u64 = 4096;
+const DEFAULT_BACKEND_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_CALLBACK_TIMEOUT: Duration = Duration::from_secs(5);
+const MINIJINJA_BUILTINS: [&str; 7] = [
+    "range",
+    "dict",
+    "debug",
+    "namespace",
+    "lipsum",
+    "cycler",
+    "joiner",
+];
+
+/// Loads and compiles everything under `layout`. Every problem is reported, not just the first.
+pub fn load(layout: &Layout, env: &dyn EnvLookup) -> Result<CompiledSet, Vec<Diagnostic>> {
+    let mut cx = Loader {
+        layout,
+        env,
+        diagnostics: Vec::new(),
+        sources: BTreeMap::new(),
+    };
+    let core = cx.core_schemas();
+    let mut flows = Vec::new();
+    for file in cx.flow_files() {
+        if let Some(flow) = cx.flow(&file) {
+            flows.push(Arc::new(flow));
+        }
+    }
+    cx.cross_checks(&flows);
+    if !cx.diagnostics.is_empty() {
+        return Err(cx.diagnostics);
+    }
+    let Some(core) = core else {
+        return Err(vec![Diagnostic::new(
+            &layout.schemas,
+            "core schemas missing",
+        )]);
+    };
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    cx.sources.hash(&mut hasher);
+    Ok(CompiledSet {
+        flows,
+        core: Arc::new(core),
+        hash: format!("{:016x}", hasher.finish()),
+        sources: cx.sources.into_keys().collect(),
+        loaded_at: jiff::Timestamp::now(),
+    })
+}
+
+struct Loader<'a> {
+    layout: &'a Layout,
+    env: &'a dyn EnvLookup,
+    diagnostics: Vec<Diagnostic>,
+    /// Every file read, with its content, for the set's hash.
+    sources: BTreeMap<PathBuf, String>,
+}
+
+/// Where a reference in a flow file points from, for diagnostics about the referenced file.
+struct Origin<'a> {
+    doc: &'a SpannedDoc,
+    file: &'a Path,
+    path: String,
+}
+
+impl Origin<'_> {
+    fn diag(&self, message: impl Into<String>) -> Diagnostic {
+        self.doc.diagnostic(self.file, &self.path, message)
+    }
+}
+
+impl Loader<'_> {
+    fn read(&mut self, path: &Path) -> Result<String, std::io::Error> {
+        let text = std::fs::read_to_string(path)?;
+        self.sources.insert(path.to_path_buf(), text.clone());
+        Ok(text)
+    }
+
+    fn core_schemas(&mut self) -> Option<CoreSchemas> {
+        let path = self.layout.schemas.join(CORE_SCHEMA);
+        let text = match self.read(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                self.diagnostics.push(
+                    Diagnostic::new(&path, format!("cannot read the Beckn core schema: {e}"))
+                        .hint("the schemas directory sits beside flows/ (or pass --schemas)"),
+                );
+                return None;
+            }
+        };
+        let doc: Value = match serde_json::from_str(&text) {
+            Ok(d) => d,
+            Err(e) => {
+                self.diagnostics.push(
+                    Diagnostic::new(&path, format!("invalid JSON: {e}"))
+                        .at(e.line() as u32, e.column() as u32),
+                );
+                return None;
+            }
+        };
+        match CoreSchemas::from_document(&doc) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                self.diagnostics.push(Diagnostic::new(&path, e));
+                None
+            }
+        }
+    }
+
+    fn flow_files(&mut self) -> Vec<PathBuf> {
+        let dir = &self.layout.flows;
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) => {
+                self.diagnostics.push(Diagnostic::new(
+                    dir,
+                    format!("cannot read the flows directory: {e}"),
+                ));
+                return Vec::new();
+            }
+        };
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| {
+                p.is_file()
+                    && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+            })
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            self.diagnostics.push(
+                Diagnostic::new(dir, "no flow files (*.yaml) found")
+                    .hint("a flow file declares a role, a network identity and its actions"),
+            );
+        }
+        files
+    }
+
+    fn flow(&mut self, file: &Path) -> Option<CompiledFlow> {
+        let text = match self.read(file) {
+            Ok(t) => t,
+            Err(e) => {
+                self.diagnostics
+                    .push(Diagnostic::new(file, format!("cannot read: {e}")));
+                return None;
+            }
+        };
+        let (doc, problems) = match yaml::parse(file, &text, self.env) {
+            Ok(parsed) => parsed,
+            Err(d) => {
+                self.diagnostics.push(d);
+                return None;
+            }
+        };
+        self.diagnostics.extend(problems);
+        let before = self.diagnostics.len();
+        let head: Option<FlowFile> = self.de(&doc, file, "", &doc.value);
+        let name = head
+            .as_ref()
+            .and_then(|h| h.name.clone())
+            .unwrap_or_else(|| {
+                file.file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            });
+        let limits = head.as_ref().map(|h| &h.limits);
+        let fuel = limits
+            .and_then(|l| l.template_fuel)
+            .map_or(DEFAULT_FUEL, |c| c.0);
+        let ops = limits
+            .and_then(|l| l.script_max_operations)
+            .map_or(DEFAULT_SCRIPT_OPS, |c| c.0);
+        let mut templates = Templates::new(fuel);
+        let mut scripts = ScriptEngine::new(ops);
+        let scope = file.display().to_string();
+
+        let backends = self.backends(&doc, file);
+        let mut actions = HashMap::new();
+        if let Some(map) = doc.value.get("actions").and_then(Value::as_object) {
+            for (key, raw) in map {
+                let path = format!("actions.{key}");
+                let action = match key.parse::<Action>() {
+                    Ok(a) => a,
+                    Err(e) => {
+                        let options: Vec<String> =
+                            Action::ALL.iter().map(|a| a.to_string()).collect();
+                        let mut d = doc.diagnostic(file, &path, e.to_string());
+                        d = match crate::config::closest(key, &options) {
+                            Some(best) => d.hint(format!("did you mean `{best}`?")),
+                            None => d.hint(format!("actions are: {}", options.join(", "))),
+                        };
+                        self.diagnostics.push(d);
+                        continue;
+                    }
+                };
+                let Some(cfg) = self.de::<ActionConfig>(&doc, file, &path, raw) else {
+                    continue;
+                };
+                let compiled = self.action(
+                    &doc,
+                    file,
+                    &scope,
+                    &path,
+                    cfg,
+                    &backends,
+                    &mut templates,
+                    &mut scripts,
+                );
+                if let Some(c) = compiled {
+                    actions.insert(action, c);
+                }
+            }
+        }
+
+        let head = head?;
+        let listen = match head.listen.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.diagnostics.push(
+                    doc.diagnostic(
+                        file,
+                        "listen",
+                        format!("`{}` is not an address", head.listen),
+                    )
+                    .hint("write it as host:port, e.g. 127.0.0.1:7101"),
+                );
+                None
+            }
+        };
+        if head.role != Role::Bpp {
+            self.diagnostics.push(
+                doc.diagnostic(
+                    file,
+                    "role",
+                    format!(
+                        "role `{}` is not available in this version",
+                        head.role.as_str()
+                    ),
+                )
+                .hint("this version runs BPP (provider) flows: `role: bpp`"),
+            );
+        }
+        for (field, value) in [("network.subscriber_uri", &head.network.subscriber_uri)] {
+            if reqwest::Url::parse(value).is_err() {
+                self.diagnostics.push(
+                    doc.diagnostic(file, field, format!("`{value}` is not a URL"))
+                        .hint("e.g. https://soil-lab.example.org/beckn"),
+                );
+            }
+        }
+        if head.actions.is_empty() {
+            self.diagnostics.push(
+                doc.diagnostic(file, "", "the flow declares no actions")
+                    .hint("add `actions:` with at least `search:`"),
+            );
+        }
+        let domain_rules = self.domain_rules(&doc, file, &head);
+        if self.diagnostics.len() > before {
+            return None;
+        }
+        let backends = backends
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|b| (k, b)))
+            .collect();
+        Some(CompiledFlow {
+            name,
+            file: file.to_path_buf(),
+            role: head.role,
+            listen: listen?,
+            base_path: normalise_base_path(head.base_path.as_deref().unwrap_or("")),
+            subscriber_id: head.network.subscriber_id,
+            subscriber_uri: head
+                .network
+                .subscriber_uri
+                .trim_end_matches('/')
+                .to_string(),
+            key_id: head.network.key_id,
+            signing_key: head.network.signing_private_key,
+            domain: head.domain,
+            domain_rules,
+            allow_loopback_uris: head.validation.allow_loopback_uris.0,
+            max_body_bytes: head
+                .validation
+                .max_body_bytes
+                .map_or(DEFAULT_MAX_BODY, |c| c.0) as usize,
+            max_in_flight: head
+                .limits
+                .max_in_flight
+                .map_or(DEFAULT_MAX_IN_FLIGHT, |c| c.0) as usize,
+            callback_timeout: head
+                .limits
+                .callback_timeout
+                .map_or(DEFAULT_CALLBACK_TIMEOUT, |d| d.0),
+            backends,
+            actions,
+            templates,
+            scripts,
+        })
+    }
+
+    fn de<T: serde::de::DeserializeOwned>(
+        &mut self,
+        doc: &SpannedDoc,
+        file: &Path,
+        path: &str,
+        value: &Value,
+    ) -> Option<T> {
+        match deserialize_at(doc, file, path, value) {
+            Ok(v) => Some(v),
+            Err(d) => {
+                self.diagnostics.push(d);
+                None
+            }
+        }
+    }
+
+    /// Backends by name; `None` for one that has errors (reported), so references to it are
+    /// not reported a second time.
+    fn backends(&mut self, doc: &SpannedDoc, file: &Path) -> BTreeMap<String, Option<Backend>> {
+        let mut out = BTreeMap::new();
+        let Some(map) = doc.value.get("backends").and_then(Value::as_object) else {
+            return out;
+        };
+        for (name, raw) in map {
+            let path = format!("backends.{name}");
+            let backend = self
+                .de::<BackendConfig>(doc, file, &path, raw)
+                .and_then(|cfg| self.backend(doc, file, &path, name, cfg));
+            out.insert(name.clone(), backend);
+        }
+        out
+    }
+
+    fn backend(
+        &mut self,
+        doc: &SpannedDoc,
+        file: &Path,
+        path: &str,
+        name: &str,
+        cfg: BackendConfig,
+    ) -> Option<Backend> {
+        let mut ok = true;
+        match reqwest::Url::parse(&cfg.base_url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+            _ => {
+                ok = false;
+                self.diagnostics.push(
+                    doc.diagnostic(
+                        file,
+                        &format!("{path}.base_url"),
+                        format!("`{}` is not an http(s) URL", cfg.base_url),
+                    )
+                    .hint("e.g. http://127.0.0.1:7180/api/v1"),
+                );
+            }
+        }
+        let auth = match cfg.auth {
+            None => None,
+            Some(a) => match (a.header, a.value, a.bearer) {
+                (Some(h), Some(v), None) => Some((h, v)),
+                (None, None, Some(token)) => Some((
+                    "Authorization".to_string(),
+                    crate::config::Secret::new(format!("Bearer {}", token.expose())),
+                )),
+                _ => {
+                    ok = false;
+                    self.diagnostics.push(
+                        doc.diagnostic(file, &format!("{path}.auth"), "auth needs either `header` with `value`, or `bearer`")
+                            .hint("auth: { header: X-Api-Key, value: ${ERP_API_KEY} }  or  auth: { bearer: ${ERP_TOKEN} }"),
+                    );
+                    None
+                }
+            },
+        };
+        ok.then(|| Backend {
+            name: name.to_string(),
+            base_url: cfg.base_url.trim_end_matches('/').to_string(),
+            auth,
+            headers: cfg.headers.into_iter().collect(),
+            timeout: cfg.timeout.map_or(DEFAULT_BACKEND_TIMEOUT, |d| d.0),
+            retry: cfg.retry.map(|r| {
+                (
+                    r.attempts.0 as u32,
+                    r.backoff.map_or(Duration::from_millis(200), |d| d.0),
+                )
+            }),
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn action(
+        &mut self,
+        doc: &SpannedDoc,
+        file: &Path,
+        scope: &str,
+        path: &str,
+        cfg: ActionConfig,
+        backends: &BTreeMap<String, Option<Backend>>,
+        templates: &mut Templates,
+        scripts: &mut ScriptEngine,
+    ) -> Option<CompiledAction> {
+        let before = self.diagnostics.len();
+        let mut steps = Vec::new();
+        let mut bound: Vec<String> = Vec::new();
+        for (i, raw) in cfg.steps.iter().enumerate() {
+            let spath = format!("{path}.steps[{i}]");
+            let Some(step) = self.de::<StepConfig>(doc, file, &spath, raw) else {
+                continue;
+            };
+            if let Some(c) = self.step(
+                doc, file, scope, &spath, step, &bound, backends, templates, scripts,
+            ) {
+                bound.push(c.name.clone());
+                steps.push(c);
+            }
+        }
+        let reply = self.reply(
+            doc,
+            file,
+            scope,
+            &format!("{path}.reply"),
+            cfg.reply,
+            &bound,
+            templates,
+        );
+        if self.diagnostics.len() > before {
+            return None;
+        }
+        Some(CompiledAction {
+            steps,
+            reply: reply?,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn step(
+        &mut self,
+        doc: &SpannedDoc,
+        file: &Path,
+        scope: &str,
+        path: &str,
+        step: StepConfig,
+        bound: &[String],
+        backends: &BTreeMap<String, Option<Backend>>,
+        templates: &mut Templates,
+        scripts: &mut ScriptEngine,
+    ) -> Option<CompiledStep> {
+        let before = self.diagnostics.len();
+        let reserved = ["context", "message", "flow", "response"];
+        if reserved.contains(&step.name.as_str()) || GLOBAL_NAMES.contains(&step.name.as_str()) {
+            self.diagnostics.push(
+                doc.diagnostic(
+                    file,
+                    &format!("{path}.name"),
+                    format!("`{}` is a reserved name", step.name),
+                )
+                .hint("reserved: context, message, flow, response, now, uuid4, fail"),
+            );
+        } else if bound.contains(&step.name) {
+            self.diagnostics.push(doc.diagnostic(
+                file,
+                &format!("{path}.name"),
+                format!(
+                    "another step of this action is already named `{}`",
+                    step.name
+                ),
+            ));
+        } else if !is_identifier(&step.name) {
+            self.diagnostics.push(
+                doc.diagnostic(
+                    file,
+                    &format!("{path}.name"),
+                    format!("`{}` is not a valid name", step.name),
+                )
+                .hint("use letters, digits and _ (templates refer to the result by this name)"),
+            );
+        }
+        let known = known_names(bound);
+        let when = step.when.as_ref().and_then(|expr| {
+            let name = format!("{EXPR_PREFIX}{scope}:{path}.when");
+            let source = format!("{{{{ true if ({expr}) else false }}}}");
+            self.template(
+                doc,
+                file,
+                &format!("{path}.when"),
+                templates,
+                &name,
+                &source,
+                &known,
+            )
+            .map(|_| name)
+        });
+        let kind = match (step.call, step.script) {
+            (Some(call), None) => self
+                .call(
+                    doc,
+                    file,
+                    scope,
+                    &format!("{path}.call"),
+                    call,
+                    &known,
+                    backends,
+                    templates,
+                )
+                .map(StepKind::Call),
+            (None, Some(script)) => {
+                let origin = Origin {
+                    doc,
+                    file,
+                    path: format!("{path}.script"),
+                };
+                self.script(&origin, &script, scripts)
+                    .map(|_| StepKind::Script(script))
+            }
+            _ => {
+                self.diagnostics.push(
+                    doc.diagnostic(file, path, "a step needs exactly one of `call` or `script`")
+                        .hint("call: { backend: erp, path: /packages }  or  script: soil/x.rhai"),
+                );
+                None
+            }
+        };
+        if self.diagnostics.len() > before {
+            return None;
+        }
+        Some(CompiledStep {
+            name: step.name,
+            when,
+            kind: kind?,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn call(
+        &mut self,
+        doc: &SpannedDoc,
+        file: &Path,
+        scope: &str,
+        path: &str,
+        call: CallConfig,
+        known: &HashSet<String>,
+        backends: &BTreeMap<String, Option<Backend>>,
+        templates: &mut Templates,
+    ) -> Option<CompiledCall> {
+        let before = self.diagnostics.len();
+        if !backends.contains_key(&call.backend) {
+            let names: Vec<String> = backends.keys().cloned().collect();
+            let mut d = doc.diagnostic(
+                file,
+                &format!("{path}.backend"),
+                format!("no backend named `{}`", call.backend),
+            );
+            d = match crate::config::closest(&call.backend, &names) {
+                Some(best) => d.hint(format!("did you mean `{best}`?")),
+                None if names.is_empty() => d.hint("declare it under `backends:`"),
+                None => d.hint(format!("declared backends: {}", names.join(", "))),
+            };
+            self.diagnostics.push(d);
+        }
+        let method = call
+            .method
+            .unwrap_or_else(|| "GET".into())
+            .to_ascii_uppercase();
+        if !["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&method.as_str()) {
+            self.diagnostics.push(doc.diagnostic(
+                file,
+                &format!("{path}.method"),
+                format!("`{method}` is not one of GET, POST, PUT, PATCH, DELETE"),
+            ));
+        }
+        if !call.path.starts_with('/') {
+            self.diagnostics.push(
+                doc.diagnostic(
+                    file,
+                    &format!("{path}.path"),
+                    "the path must start with `/`",
+                )
+                .hint("it is appended to the backend's base_url"),
+            );
+        }
+        let path_t = self.text(
+            doc,
+            file,
+            scope,
+            &format!("{path}.path"),
+            &call.path,
+            known,
+            templates,
+        );
+        let mut query = Vec::new();
+        for (k, v) in &call.query {
+            if let Some(t) = self.text(
+                doc,
+                file,
+                scope,
+                &format!("{path}.query.{k}"),
+                v,
+                known,
+                templates,
+            ) {
+                query.push((k.clone(), t));
+            }
+        }
+        let mut headers = Vec::new();
+        for (k, v) in &call.headers {
+            if let Some(t) = self.text(
+                doc,
+                file,
+                scope,
+                &format!("{path}.headers.{k}"),
+                v,
+                known,
+                templates,
+            ) {
+                headers.push((k.clone(), t));
+            }
+        }
+        let body = match (call.body, call.body_template) {
+            (Some(_), Some(_)) => {
+                self.diagnostics.push(doc.diagnostic(
+                    file,
+                    &format!("{path}.body_template"),
+                    "give either `body` or `body_template`, not both",
+                ));
+                None
+            }
+            (Some(inline), None) => self
+                .value(
+                    doc,
+                    file,
+                    scope,
+                    &format!("{path}.body"),
+                    &inline,
+                    known,
+                    templates,
+                )
+                .map(CallBody::Inline),
+            (None, Some(t)) => {
+                let origin = Origin {
+                    doc,
+                    file,
+                    path: format!("{path}.body_template"),
+                };
+                self.template_file(&origin, &t, known, templates)
+                    .map(|_| CallBody::Template(t))
+            }
+            (None, None) => None,
+        };
+        let mut errors = HashMap::new();
+        let mut with_response = known.clone();
+        with_response.insert("response".into());
+        for (key, rule) in call.errors {
+            let rpath = format!("{path}.errors.{key}");
+            let valid_key = matches!(
+                key.as_str(),
+                "timeout" | "unreachable" | "invalid_response" | "4xx" | "5xx"
+            ) || (key.len() == 3
+                && key.parse::<u16>().is_ok_and(|s| (400..600).contains(&s)));
+            if !valid_key {
+                self.diagnostics.push(
+                    doc.diagnostic(file, &rpath, format!("`{key}` is not a failure this table can match"))
+                        .hint("use an HTTP status (404), a class (4xx, 5xx), or timeout, unreachable, invalid_response"),
+                );
+            }
+            let Some(code) = ErrorCode::from_code(&rule.code) else {
+                self.diagnostics.push(
+                    doc.diagnostic(file, &format!("{rpath}.code"), format!("`{}` is not a Beckn error code", rule.code))
+                        .hint("e.g. 30004 item not found, 30010 order not found, 40003 quote unavailable, 50001 cancellation not possible, 31001 internal error"),
+                );
+                continue;
+            };
+            let message = rule.message.as_ref().and_then(|m| {
+                self.text(
+                    doc,
+                    file,
+                    scope,
+                    &format!("{rpath}.message"),
+                    m,
+                    &with_response,
+                    templates,
+                )
+            });
+            errors.insert(key, ErrorRule { code, message });
+        }
+        if self.diagnostics.len() > before {
+            return None;
+        }
+        Some(CompiledCall {
+            backend: call.backend,
+            method,
+            path: path_t?,
+            query,
+            headers,
+            body,
+            errors,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn reply(
+        &mut self,
+        doc: &SpannedDoc,
+        file: &Path,
+        scope: &str,
+        path: &str,
+        reply: ReplyConfig,
+        bound: &[String],
+        templates: &mut Templates,
+    ) -> Option<Reply> {
+        let known = known_names(bound);
+        match (reply.template, reply.message) {
+            (Some(t), None) => {
+                let origin = Origin {
+                    doc,
+                    file,
+                    path: format!("{path}.template"),
+                };
+                self.template_file(&origin, &t, &known, templates)
+                    .map(|_| Reply::Template(t))
+            }
+            (None, Some(m)) => self
+                .value(
+                    doc,
+                    file,
+                    scope,
+                    &format!("{path}.message"),
+                    &m,
+                    &known,
+                    templates,
+                )
+                .map(Reply::Inline),
+            _ => {
+                self.diagnostics.push(
+                    doc.diagnostic(
+                        file,
+                        path,
+                        "a reply needs exactly one of `template` or `message`",
+                    )
+                    .hint("reply: { template: soil/on_search.j2 }"),
+                );
+                None
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn text(
+        &mut self,
+        doc: &SpannedDoc,
+        file: &Path,
+        scope: &str,
+        path: &str,
+        s: &str,
+        known: &HashSet<String>,
+        templates: &mut Templates,
+    ) -> Option<ValueTemplate> {
+        match ValueTemplate::compile_text(templates, scope, path, s) {
+            Ok(t) => {
+                let ok = self.free_variables_ok(doc, file, path, &t, known, templates);
+                ok.then_some(t)
+            }
+            Err(e) => {
+                self.inline_error(doc, file, e);
+                None
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn value(
+        &mut self,
+        doc: &SpannedDoc,
+        file: &Path,
+        scope: &str,
+        path: &str,
+        v: &Value,
+        known: &HashSet<String>,
+        templates: &mut Templates,
+    ) -> Option<ValueTemplate> {
+        match ValueTemplate::compile(templates, scope, path, v) {
+            Ok(t) => {
+                let ok = self.free_variables_ok(doc, file, path, &t, known, templates);
+                ok.then_some(t)
+            }
+            Err(errors) => {
+                for e in errors {
+                    self.inline_error(doc, file, e);
+                }
+                None
+            }
+        }
+    }
+
+    fn inline_error(&mut self, doc: &SpannedDoc, file: &Path, e: CompileError) {
+        self.diagnostics.push(doc.diagnostic(
+            file,
+            &e.yaml_path,
+            format!("template error: {}", e.error.detail),
+        ));
+    }
+
+    /// Checks every template inside `t` reads only names that exist at this point.
+    fn free_variables_ok(
+        &mut self,
+        doc: &SpannedDoc,
+        file: &Path,
+        path: &str,
+        t: &ValueTemplate,
+        known: &HashSet<String>,
+        templates: &Templates,
+    ) -> bool {
+        let mut names = Vec::new();
+        t.template_names(&mut names);
+        let mut ok = true;
+        for name in names {
+            for var in templates.free_variables(&name) {
+                if !known.contains(&var) {
+                    ok = false;
+                    let at = name.rsplit_once(':').map_or(path, |(_, p)| p);
+                    self.diagnostics.push(unknown_variable(
+                        doc.diagnostic(file, at, String::new()),
+                        &var,
+                        known,
+                    ));
+                }
+            }
+        }
+        ok
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn template(
+        &mut self,
+        doc: &SpannedDoc,
+        file: &Path,
+        path: &str,
+        templates: &mut Templates,
+        name: &str,
+        source: &str,
+        known: &HashSet<String>,
+    ) -> Option<()> {
+        if let Err(e) = templates.add(name, source) {
+            self.diagnostics.push(doc.diagnostic(
+                file,
+                path,
+                format!("template error: {}", e.detail),
+            ));
+            return None;
+        }
+        let mut ok = true;
+        for var in templates.free_variables(name) {
+            if !known.contains(&var) {
+                ok = false;
+                self.diagnostics.push(unknown_variable(
+                    doc.diagnostic(file, path, String::new()),
+                    &var,
+                    known,
+                ));
+            }
+        }
+        ok.then_some(())
+    }
+
+    /// Resolves a file under `mappings/`, refusing paths that leave it.
+    fn mapping_path(&mut self, origin: &Origin<'_>, rel: &str) -> Option<PathBuf> {
+        let p = Path::new(rel);
+        if p.is_absolute() || p.components().any(|c| matches!(c, Component::ParentDir)) {
+            self.diagnostics.push(
+                origin
+                    .diag(format!(
+                        "`{rel}` must be a path inside the mappings directory"
+                    ))
+                    .hint("write it relative to mappings/, without `..`"),
+            );
+            return None;
+        }
+        Some(self.layout.mappings.join(p))
+    }
+
+    fn template_file(
+        &mut self,
+        origin: &Origin<'_>,
+        rel: &str,
+        known: &HashSet<String>,
+        templates: &mut Templates,
+    ) -> Option<()> {
+        if templates.contains(rel) {
+            return self.template_vars_ok(origin, rel, known, templates);
+        }
+        let full = self.mapping_path(origin, rel)?;
+        let source = match self.read(&full) {
+            Ok(s) => s,
+            Err(e) => {
+                self.diagnostics.push(
+                    origin
+                        .diag(format!("cannot read template `{}`: {e}", full.display()))
+                        .hint(format!(
+                            "templates live under {}",
+                            self.layout.mappings.display()
+                        )),
+                );
+                return None;
+            }
+        };
+        if let Err(e) = templates.add(rel, &source) {
+            self.diagnostics.push(
+                Diagnostic::new(&full, format!("template error: {}", e.detail))
+                    .at(e.line.unwrap_or(0) as u32, 1)
+                    .path(&origin.path)
+                    .hint(format!(
+                        "used by {} at {}",
+                        origin.file.display(),
+                        origin.path
+                    )),
+            );
+            return None;
+        }
+        self.template_vars_ok(origin, rel, known, templates)
+    }
+
+    fn template_vars_ok(
+        &mut self,
+        origin: &Origin<'_>,
+        rel: &str,
+        known: &HashSet<String>,
+        templates: &Templates,
+    ) -> Option<()> {
+        let full = self.layout.mappings.join(rel);
+        let mut ok = true;
+        for var in templates.free_variables(rel) {
+            if !known.contains(&var) {
+                ok = false;
+                let line = self
+                    .sources
+                    .get(&full)
+                    .and_then(|src| first_use_line(src, &var))
+                    .unwrap_or(0);
+                let d = Diagnostic::new(&full, String::new())
+                    .at(line, 1)
+                    .path(&origin.path);
+                self.diagnostics.push(unknown_variable(d, &var, known));
+            }
+        }
+        ok.then_some(())
+    }
+
+    fn script(&mut self, origin: &Origin<'_>, rel: &str, scripts: &mut ScriptEngine) -> Option<()> {
+        if scripts.contains(rel) {
+            return Some(());
+        }
+        let full = self.mapping_path(origin, rel)?;
+        let source = match self.read(&full) {
+            Ok(s) => s,
+            Err(e) => {
+                self.diagnostics.push(
+                    origin
+                        .diag(format!("cannot read script `{}`: {e}", full.display()))
+                        .hint(format!(
+                            "scripts live under {}",
+                            self.layout.mappings.display()
+                        )),
+                );
+                return None;
+            }
+        };
+        if let Err((at, message)) = scripts.add(rel, &source) {
+            let (line, col) = at.unwrap_or((0, 0));
+            self.diagnostics.push(
+                Diagnostic::new(&full, format!("script error: {message}"))
+                    .at(line as u32, col as u32)
+                    .path(&origin.path)
+                    .hint(format!(
+                        "used by {} at {}",
+                        origin.file.display(),
+                        origin.path
+                    )),
+            );
+            return None;
+        }
+        Some(())
+    }
+
+    fn domain_rules(
+        &mut self,
+        doc: &SpannedDoc,
+        file: &Path,
+        head: &FlowFile,
+    ) -> Option<Arc<DomainRules>> {
+        let (rel, explicit) = match &head.validation.domain_rules {
+            Some(r) => (r.clone(), true),
+            None => (format!("domains/{}.yaml", head.domain), false),
+        };
+        let full = self.layout.schemas.join(&rel);
+        if !explicit && !full.exists() {
+            return None;
+        }
+        let text = match self.read(&full) {
+            Ok(t) => t,
+            Err(e) => {
+                self.diagnostics.push(doc.diagnostic(
+                    file,
+                    "validation.domain_rules",
+                    format!("cannot read domain rules `{}`: {e}", full.display()),
+                ));
+                return None;
+            }
+        };
+        let (rdoc, problems) = match yaml::parse(&full, &text, self.env) {
+            Ok(p) => p,
+            Err(d) => {
+                self.diagnostics.push(d);
+                return None;
+            }
+        };
+        self.diagnostics.extend(problems);
+        let parsed: DomainRulesFile = self.de(&rdoc, &full, "", &rdoc.value)?;
+        if parsed.domain != head.domain {
+            self.diagnostics.push(rdoc.diagnostic(
+                &full,
+                "domain",
+                format!(
+                    "these rules are for domain `{}` but flow {} serves `{}`",
+                    parsed.domain,
+                    file.display(),
+                    head.domain
+                ),
+            ));
+            return None;
+        }
+        match DomainRules::compile(parsed) {
+            Ok(r) => Some(Arc::new(r)),
+            Err(errors) => {
+                for (path, message) in errors {
+                    self.diagnostics.push(rdoc.diagnostic(
+                        &full,
+                        &path,
+                        format!("invalid schema: {message}"),
+                    ));
+                }
+                None
+            }
+        }
+    }
+
+    /// Checks across flows: two flows may not answer on the same address and path.
+    fn cross_checks(&mut self, flows: &[Arc<CompiledFlow>]) {
+        let mut seen: HashMap<(SocketAddr, String), &Path> = HashMap::new();
+        let mut names: HashMap<&str, &Path> = HashMap::new();
+        for f in flows {
+            if let Some(other) = seen.insert((f.listen, f.base_path.clone()), &f.file) {
+                self.diagnostics.push(
+                    Diagnostic::new(
+                        &f.file,
+                        format!(
+                            "{} already serves {}{}",
+                            other.display(),
+                            f.listen,
+                            if f.base_path.is_empty() {
+                                "/"
+                            } else {
+                                &f.base_path
+                            }
+                        ),
+                    )
+                    .hint("give one of them another `listen` address or a `base_path`"),
+                );
+            }
+            if let Some(other) = names.insert(&f.name, &f.file) {
+                self.diagnostics.push(
+                    Diagnostic::new(
+                        &f.file,
+                        format!("flow name `{}` is also used by {}", f.name, other.display()),
+                    )
+                    .hint("set a distinct `name:`"),
+                );
+            }
+        }
+    }
+}
+
+fn known_names(bound: &[String]) -> HashSet<String> {
+    ["context", "message", "flow"]
+        .iter()
+        .chain(GLOBAL_NAMES.iter())
+        .chain(MINIJINJA_BUILTINS.iter())
+        .map(|s| s.to_string())
+        .chain(bound.iter().cloned())
+        .collect()
+}
+
+fn unknown_variable(d: Diagnostic, var: &str, known: &HashSet<String>) -> Diagnostic {
+    let mut options: Vec<String> = known
+        .iter()
+        .filter(|k| {
+            !GLOBAL_NAMES.contains(&k.as_str()) && !MINIJINJA_BUILTINS.contains(&k.as_str())
+        })
+        .cloned()
+        .collect();
+    options.sort();
+    let mut d = Diagnostic {
+        message: format!("template reads `{var}`, which is not defined at this point"),
+        ..d
+    };
+    d = match crate::config::closest(var, &options) {
+        Some(best) => d.hint(format!("did you mean `{best}`? available here: {}", options.join(", "))),
+        None => d.hint(format!(
+            "available here: {} (a step's result is available to the steps after it and to the reply)",
+            options.join(", ")
+        )),
+    };
+    d
+}
+
+/// The first line of `src` mentioning `var` as a word, to point at it.
+fn first_use_line(src: &str, var: &str) -> Option<u32> {
+    src.lines()
+        .position(|l| {
+            l.match_indices(var).any(|(i, _)| {
+                let before = l[..i].chars().next_back();
+                let after = l[i + var.len()..].chars().next();
+                !before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.')
+                    && !after.is_some_and(|c| c.is_alphanumeric() || c == '_')
+            })
+        })
+        .map(|i| i as u32 + 1)
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut c = s.chars();
+    matches!(c.next(), Some(ch) if ch.is_ascii_alphabetic() || ch == '_')
+        && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+}
+
+fn normalise_base_path(p: &str) -> String {
+    let trimmed = p.trim().trim_end_matches('/');
+    if trimmed.is_empty() {
+        String::new()
+    } else if trimmed.starts_with('/') {
+        trimmed.to_string()
+    } else {
+        format!("/{trimmed}")
+    }
+}

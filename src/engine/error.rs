@@ -1,0 +1,50 @@
+//! Why an action's flow failed, and which Beckn error the caller gets for it.
+
+use crate::backend::BackendFailure;
+use crate::beckn::error::{BecknError, ErrorCode};
+use crate::mapping::{ScriptError, TemplateError};
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EngineError {
+    #[error("step `{step}`: backend `{backend}` {failure}")]
+    Backend {
+        step: String,
+        backend: String,
+        failure: BackendFailure,
+        /// What the flow's `errors:` table (or the default) says the caller is told.
+        reply: BecknError,
+    },
+    #[error("template {0}")]
+    Template(TemplateError),
+    #[error("script {0}")]
+    Script(ScriptError),
+    #[error("action `{0}` is not configured in this flow")]
+    NotConfigured(String),
+}
+
+impl EngineError {
+    /// The error object sent to the caller in the `on_*` callback. Internals (template names,
+    /// script lines) stay in the logs; the caller gets the code and a plain message.
+    pub fn to_beckn(&self) -> BecknError {
+        match self {
+            EngineError::Backend { reply, .. } => reply.clone(),
+            EngineError::Template(TemplateError {
+                beckn: Some((code, message)),
+                ..
+            })
+            | EngineError::Script(ScriptError::Beckn { code, message, .. }) => BecknError {
+                code: code.clone(),
+                paths: None,
+                message: message.clone(),
+            },
+            EngineError::Template(_) | EngineError::Script(_) => BecknError::new(
+                ErrorCode::InternalError,
+                "the provider could not build a response to this request",
+            ),
+            EngineError::NotConfigured(action) => BecknError::new(
+                ErrorCode::ActionNotApplicable,
+                format!("this provider does not support `{action}`"),
+            ),
+        }
+    }
+}

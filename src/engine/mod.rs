@@ -1,0 +1,204 @@
+//! Runs one action of a compiled flow: its steps (backend calls, scripts) in order, then the
+//! reply. Knows nothing of HTTP servers, signatures or delivery; sees only compiled flows.
+
+pub mod error;
+
+use minijinja::Value as JValue;
+use serde_json::{Map, Value, json};
+
+use crate::backend::{BackendFailure, BackendRequest, Transport};
+use crate::beckn::action::Action;
+use crate::beckn::error::{BecknError, ErrorCode};
+use crate::compile::{CallBody, CompiledCall, CompiledFlow, Reply, StepKind};
+use crate::mapping::TemplateError;
+pub use error::EngineError;
+
+/// What a run produced, with every intermediate value (for `render` and logs).
+#[derive(Debug, Clone)]
+pub struct RunOutput {
+    pub message: Value,
+    /// The variables the reply saw: context, message, flow and each step's result.
+    pub scope: Map<String, Value>,
+}
+
+/// Runs `action` for the request `body` (the whole Beckn request: context and message).
+pub async fn run_action(
+    flow: &CompiledFlow,
+    action: Action,
+    body: &Value,
+    transport: &dyn Transport,
+) -> Result<RunOutput, EngineError> {
+    let compiled = flow
+        .actions
+        .get(&action)
+        .ok_or_else(|| EngineError::NotConfigured(action.to_string()))?;
+    let mut scope = Map::new();
+    scope.insert(
+        "context".into(),
+        body.get("context").cloned().unwrap_or(Value::Null),
+    );
+    scope.insert(
+        "message".into(),
+        body.get("message").cloned().unwrap_or(Value::Null),
+    );
+    scope.insert(
+        "flow".into(),
+        json!({
+            "name": flow.name,
+            "subscriber_id": flow.subscriber_id,
+            "subscriber_uri": flow.subscriber_uri,
+            "domain": flow.domain,
+        }),
+    );
+    for step in &compiled.steps {
+        let ctx = crate::mapping::jvalue(&scope);
+        if let Some(when) = &step.when {
+            let run = flow
+                .templates
+                .render_json(when, &ctx)
+                .map_err(EngineError::Template)?;
+            if run != Value::Bool(true) {
+                scope.insert(step.name.clone(), Value::Null);
+                continue;
+            }
+        }
+        let result = match &step.kind {
+            StepKind::Call(call) => {
+                run_call(flow, action, &step.name, call, &scope, &ctx, transport).await?
+            }
+            StepKind::Script(script) => flow
+                .scripts
+                .run(script, &scope)
+                .map_err(EngineError::Script)?,
+        };
+        scope.insert(step.name.clone(), result);
+    }
+    let ctx = crate::mapping::jvalue(&scope);
+    let message = match &compiled.reply {
+        Reply::Template(name) => flow.templates.render_json(name, &ctx),
+        Reply::Inline(t) => t.render(&flow.templates, &ctx),
+    }
+    .map_err(EngineError::Template)?;
+    if !message.is_object() {
+        return Err(EngineError::Template(TemplateError {
+            template: reply_name(&compiled.reply),
+            line: None,
+            detail: "the reply must be a JSON object (the callback's `message`)".into(),
+            beckn: None,
+        }));
+    }
+    Ok(RunOutput { message, scope })
+}
+
+fn reply_name(reply: &Reply) -> String {
+    match reply {
+        Reply::Template(n) => n.clone(),
+        Reply::Inline(_) => "inline reply".into(),
+    }
+}
+
+async fn run_call(
+    flow: &CompiledFlow,
+    action: Action,
+    step: &str,
+    call: &CompiledCall,
+    scope: &Map<String, Value>,
+    ctx: &JValue,
+    transport: &dyn Transport,
+) -> Result<Value, EngineError> {
+    let t = &flow.templates;
+    let request = BackendRequest {
+        method: call.method.clone(),
+        path: call
+            .path
+            .render_text(t, ctx)
+            .map_err(EngineError::Template)?,
+        query: render_pairs(&call.query, t, ctx)?,
+        headers: render_pairs(&call.headers, t, ctx)?,
+        body: match &call.body {
+            None => None,
+            Some(CallBody::Inline(v)) => Some(v.render(t, ctx).map_err(EngineError::Template)?),
+            Some(CallBody::Template(name)) => {
+                Some(t.render_json(name, ctx).map_err(EngineError::Template)?)
+            }
+        },
+    };
+    let Some(backend) = flow.backends.get(&call.backend) else {
+        return Err(EngineError::NotConfigured(format!(
+            "backend {}",
+            call.backend
+        )));
+    };
+    let retries = match backend.retry {
+        Some((n, pause)) if action.is_idempotent() => Some((n, pause)),
+        _ => None,
+    };
+    let mut attempt = 0;
+    loop {
+        match transport.send(backend, step, request.clone()).await {
+            Ok(response) => return Ok(response.body),
+            Err(failure) => {
+                if let Some((n, pause)) = retries
+                    && attempt < n
+                    && failure.is_transient()
+                {
+                    attempt += 1;
+                    tracing::warn!(flow = %flow.name, %action, step, backend = %backend.name, attempt, error = %failure, "backend call failed, retrying");
+                    tokio::time::sleep(pause * attempt).await;
+                    continue;
+                }
+                let reply = error_reply(flow, call, &failure, scope)?;
+                return Err(EngineError::Backend {
+                    step: step.to_string(),
+                    backend: backend.name.clone(),
+                    failure,
+                    reply,
+                });
+            }
+        }
+    }
+}
+
+fn render_pairs(
+    pairs: &[(String, crate::mapping::ValueTemplate)],
+    t: &crate::mapping::Templates,
+    ctx: &JValue,
+) -> Result<Vec<(String, String)>, EngineError> {
+    let mut out = Vec::with_capacity(pairs.len());
+    for (k, v) in pairs {
+        let value = v.render(t, ctx).map_err(EngineError::Template)?;
+        match value {
+            Value::Null => {} // an absent optional value drops the parameter
+            Value::String(s) if s.is_empty() => {}
+            Value::String(s) => out.push((k.clone(), s)),
+            other => out.push((k.clone(), other.to_string())),
+        }
+    }
+    Ok(out)
+}
+
+/// The Beckn error for a failed call: the flow's rule for it, or the default (internal error).
+fn error_reply(
+    flow: &CompiledFlow,
+    call: &CompiledCall,
+    failure: &BackendFailure,
+    scope: &Map<String, Value>,
+) -> Result<BecknError, EngineError> {
+    let rule = failure.rule_keys().iter().find_map(|k| call.errors.get(k));
+    let Some(rule) = rule else {
+        return Ok(BecknError::new(
+            ErrorCode::InternalError,
+            "the provider's system is unavailable; try again later",
+        ));
+    };
+    let message = match &rule.message {
+        Some(m) => {
+            let mut with_response = scope.clone();
+            with_response.insert("response".into(), failure.body());
+            m.render_text(&flow.templates, &crate::mapping::jvalue(&with_response))
+                .map_err(EngineError::Template)?
+        }
+        None => rule.code.title().to_string(),
+    };
+    Ok(BecknError::new(rule.code, message))
+}

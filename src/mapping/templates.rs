@@ -1,0 +1,299 @@
+//! The minijinja environment of one flow: strict undefined, fuel-limited, JSON auto-escaping.
+//!
+//! Mapping templates produce JSON, so every `{{ value }}` is written as JSON (a string comes out
+//! quoted and escaped). A lab's product name with a quote in it can therefore never break a
+//! message. Text templates (URL paths, query values, headers) are written raw.
+
+use minijinja::{AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior, Value as JValue};
+use serde_json::Value;
+
+/// Names of text templates start with this; they are rendered without JSON escaping.
+pub const TEXT_PREFIX: &str = "text:";
+/// Names of inline value expressions (`"{{ expr }}"` in YAML) start with this.
+pub const EXPR_PREFIX: &str = "expr:";
+/// A template can stop a mapping with a Beckn error: `{{ fail("30004", "no such test") }}`.
+const FAIL_MARKER: &str = "beckn-error:";
+
+/// Functions and filters every template may use, besides minijinja's builtins.
+pub const GLOBAL_NAMES: [&str; 3] = ["now", "uuid4", "fail"];
+
+/// A failure while rendering a template, located in its source.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{template}{}: {detail}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct TemplateError {
+    pub template: String,
+    pub line: Option<usize>,
+    pub detail: String,
+    /// Set when the template called `fail(code, message)`.
+    pub beckn: Option<(String, String)>,
+}
+
+impl TemplateError {
+    pub fn from_minijinja(fallback_name: &str, err: &Error) -> Self {
+        let detail = err
+            .detail()
+            .map(str::to_string)
+            .unwrap_or_else(|| err.kind().to_string());
+        let beckn = detail
+            .strip_prefix(FAIL_MARKER)
+            .and_then(|rest| rest.split_once(':'))
+            .map(|(c, m)| (c.to_string(), m.to_string()));
+        TemplateError {
+            template: err.name().unwrap_or(fallback_name).to_string(),
+            line: err.line(),
+            detail,
+            beckn,
+        }
+    }
+}
+
+/// The compiled templates of one flow.
+pub struct Templates {
+    env: Environment<'static>,
+}
+
+impl Templates {
+    pub fn new(fuel: u64) -> Self {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_fuel(Some(fuel));
+        env.set_recursion_limit(64);
+        env.set_auto_escape_callback(|name| {
+            if name.starts_with(TEXT_PREFIX) {
+                AutoEscape::None
+            } else {
+                AutoEscape::Json
+            }
+        });
+        env.add_filter("from_minor", from_minor);
+        env.add_filter("fixed", fixed);
+        env.add_filter("iso_duration", iso_duration);
+        env.add_filter("tag_value", tag_value);
+        env.add_function("now", now);
+        env.add_function("uuid4", uuid4);
+        env.add_function("fail", fail);
+        Templates { env }
+    }
+
+    /// Compiles a template under `name`; the error carries the line.
+    pub fn add(&mut self, name: &str, source: &str) -> Result<(), TemplateError> {
+        self.env
+            .add_template_owned(name.to_string(), source.to_string())
+            .map_err(|e| TemplateError::from_minijinja(name, &e))
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.env.get_template(name).is_ok()
+    }
+
+    /// Top-level variables a template reads that it does not define itself.
+    pub fn free_variables(&self, name: &str) -> Vec<String> {
+        let mut vars: Vec<String> = self
+            .env
+            .get_template(name)
+            .map(|t| t.undeclared_variables(false).into_iter().collect())
+            .unwrap_or_default();
+        vars.sort();
+        vars
+    }
+
+    /// Renders to text.
+    pub fn render(&self, name: &str, ctx: &JValue) -> Result<String, TemplateError> {
+        let tmpl = self
+            .env
+            .get_template(name)
+            .map_err(|e| TemplateError::from_minijinja(name, &e))?;
+        tmpl.render(ctx)
+            .map_err(|e| TemplateError::from_minijinja(name, &e))
+    }
+
+    /// Renders a JSON-producing template and parses its output.
+    pub fn render_json(&self, name: &str, ctx: &JValue) -> Result<Value, TemplateError> {
+        let text = self.render(name, ctx)?;
+        serde_json::from_str(&text).map_err(|e| TemplateError {
+            template: name.to_string(),
+            line: None,
+            detail: format!(
+                "output is not valid JSON ({e}) near: {}",
+                excerpt(&text, e.line(), e.column())
+            ),
+            beckn: None,
+        })
+    }
+}
+
+/// The output line around a JSON error, to show what the template produced.
+fn excerpt(text: &str, line: usize, col: usize) -> String {
+    let l = text.lines().nth(line.saturating_sub(1)).unwrap_or_default();
+    let start = col.saturating_sub(40);
+    let snippet: String = l.chars().skip(start).take(80).collect();
+    format!("`{}` (output line {line}, column {col})", snippet.trim())
+}
+
+/// `49900 | from_minor` -> `"499.00"`: amounts kept in minor units (paise, cents) as a
+/// Beckn decimal string. `scale` is the number of minor digits (2 by default).
+fn from_minor(value: JValue, scale: Option<u32>) -> Result<String, Error> {
+    let scale = scale.unwrap_or(2);
+    let minor = i128::try_from(value.clone()).map_err(|_| {
+        Error::new(
+            ErrorKind::InvalidOperation,
+            format!("from_minor needs a whole number, got {value}"),
+        )
+    })?;
+    let factor = 10i128.pow(scale);
+    let sign = if minor < 0 { "-" } else { "" };
+    let abs = minor.abs();
+    if scale == 0 {
+        return Ok(format!("{sign}{abs}"));
+    }
+    Ok(format!(
+        "{sign}{}.{:0width$}",
+        abs / factor,
+        abs % factor,
+        width = scale as usize
+    ))
+}
+
+/// `12.5 | fixed(2)` -> `"12.50"`.
+fn fixed(value: JValue, places: Option<usize>) -> Result<String, Error> {
+    let n = f64::try_from(value.clone()).map_err(|_| {
+        Error::new(
+            ErrorKind::InvalidOperation,
+            format!("fixed needs a number, got {value}"),
+        )
+    })?;
+    Ok(format!("{n:.*}", places.unwrap_or(2)))
+}
+
+/// `3 | iso_duration("days")` -> `"P3D"`; units: seconds (default), minutes, hours, days.
+fn iso_duration(value: JValue, unit: Option<String>) -> Result<String, Error> {
+    let n = i64::try_from(value.clone()).map_err(|_| {
+        Error::new(
+            ErrorKind::InvalidOperation,
+            format!("iso_duration needs a whole number, got {value}"),
+        )
+    })?;
+    Ok(match unit.as_deref().unwrap_or("seconds") {
+        "days" => format!("P{n}D"),
+        "hours" => format!("PT{n}H"),
+        "minutes" => format!("PT{n}M"),
+        "seconds" => format!("PT{n}S"),
+        other => {
+            return Err(Error::new(
+                ErrorKind::InvalidOperation,
+                format!("iso_duration unit must be seconds, minutes, hours or days, not {other}"),
+            ));
+        }
+    })
+}
+
+/// `intent.tags | tag_value("crop", "name")`: the value of a Beckn tag (a `list` entry with
+/// that descriptor code inside the tag group with that code), or none.
+fn tag_value(tags: JValue, group: String, code: String) -> JValue {
+    let matches_code = |v: &JValue, want: &str| {
+        v.get_attr("descriptor")
+            .and_then(|d| d.get_attr("code"))
+            .is_ok_and(|c| c.as_str() == Some(want))
+    };
+    let Ok(groups) = tags.try_iter() else {
+        return JValue::from(());
+    };
+    for g in groups {
+        if !matches_code(&g, &group) {
+            continue;
+        }
+        let Ok(list) = g.get_attr("list").and_then(|l| l.try_iter()) else {
+            continue;
+        };
+        for entry in list {
+            if matches_code(&entry, &code) {
+                return entry.get_attr("value").unwrap_or(JValue::from(()));
+            }
+        }
+    }
+    JValue::from(())
+}
+
+fn now() -> String {
+    jiff::Timestamp::now().to_string()
+}
+
+fn uuid4() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn fail(code: String, message: String) -> Result<String, Error> {
+    Err(Error::new(
+        ErrorKind::InvalidOperation,
+        format!("{FAIL_MARKER}{code}:{message}"),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn render(src: &str, ctx: Value) -> Result<String, TemplateError> {
+        let mut t = Templates::new(10_000);
+        t.add("t.j2", src)?;
+        t.render("t.j2", &crate::mapping::jvalue(&ctx))
+    }
+
+    #[test]
+    fn json_escaping_keeps_output_valid() {
+        let out = render(
+            r#"{"name": {{ name }}}"#,
+            json!({"name": "Soil \"NPK\" <kit>"}),
+        )
+        .unwrap();
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["name"], "Soil \"NPK\" <kit>");
+    }
+
+    #[test]
+    fn strict_undefined_names_the_line() {
+        let err = render("{\n\"a\": {{ missing.x }}}", json!({})).unwrap_err();
+        assert_eq!(err.line, Some(2));
+        assert_eq!(err.template, "t.j2");
+    }
+
+    #[test]
+    fn fuel_stops_runaway_loops() {
+        let err = render("{% for i in range(100000) %}{{ i }}{% endfor %}", json!({})).unwrap_err();
+        assert!(err.detail.contains("fuel"), "{err}");
+    }
+
+    #[test]
+    fn filters() {
+        let out = render(
+            "{{ 49900 | from_minor }} {{ 5 | from_minor }} {{ 2.5 | fixed(1) }} {{ 5 | iso_duration('days') }}",
+            json!({}),
+        )
+        .unwrap();
+        assert_eq!(out, r#""499.00" "0.05" "2.5" "P5D""#);
+        let tags = json!([{"descriptor": {"code": "crop"}, "list": [{"descriptor": {"code": "name"}, "value": "wheat"}]}]);
+        let out = render(
+            "{{ tags | tag_value('crop', 'name') }}",
+            json!({"tags": tags}),
+        )
+        .unwrap();
+        assert_eq!(out, r#""wheat""#);
+    }
+
+    #[test]
+    fn fail_carries_a_beckn_error() {
+        let err = render(r#"{{ fail("30004", "no such package") }}"#, json!({})).unwrap_err();
+        assert_eq!(err.beckn, Some(("30004".into(), "no such package".into())));
+    }
+
+    #[test]
+    fn text_templates_are_raw() {
+        let mut t = Templates::new(1000);
+        t.add("text:path", "/orders/{{ id }}").unwrap();
+        let out = t
+            .render("text:path", &crate::mapping::jvalue(json!({"id": "A-1"})))
+            .unwrap();
+        assert_eq!(out, "/orders/A-1");
+    }
+}

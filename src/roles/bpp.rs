@@ -1,0 +1,271 @@
+//! The provider (BPP) role: receive a request, check it, ACK or NACK at once, then run the
+//! action's flow and send the `on_*` callback.
+//!
+//! Order of checks (each failure is a NACK with a code and path): endpoint, content type, size,
+//! trust (signature), JSON, action, Beckn core schema, recipient, domain rules, expiry,
+//! capacity. Only then is the request acknowledged and handed to a worker.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::Services;
+use crate::beckn::ack::{Rejection, ack};
+use crate::beckn::action::Action;
+use crate::beckn::context::{callback_context, expiry};
+use crate::beckn::error::{BecknError, ErrorCode};
+use crate::beckn::schema::{CoreSchemas, Violation};
+use crate::compile::{CompiledFlow, CompiledSet};
+use crate::delivery::Callback;
+use crate::engine;
+
+/// Most violations reported in one NACK or log line.
+const MAX_VIOLATIONS: usize = 5;
+
+/// One BPP flow's endpoints. The flow is looked up in the current set on every request, so a
+/// reload takes effect for the next request while requests in flight keep their snapshot.
+pub struct BppEndpoint {
+    pub flows: Arc<ArcSwap<CompiledSet>>,
+    pub flow_name: String,
+    pub services: Arc<Services>,
+    pub in_flight: Arc<Semaphore>,
+}
+
+/// `POST {base_path}/{action}`.
+pub async fn handle(
+    State(ep): State<Arc<BppEndpoint>>,
+    Path(action): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match receive(&ep, &action, &headers, body).await {
+        Ok(()) => ack(),
+        Err(rejection) => {
+            let (code, status, path) = rejection.classify();
+            tracing::info!(flow = %ep.flow_name, action = %action, code = code.code(), status = status.as_u16(), path = path.as_deref().unwrap_or(""), reason = %rejection, "NACK");
+            rejection.into_response()
+        }
+    }
+}
+
+async fn receive(
+    ep: &BppEndpoint,
+    action: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(), Rejection> {
+    let action: Action = action
+        .parse()
+        .map_err(|_| Rejection::UnknownEndpoint(action.to_string()))?;
+    let set = ep.flows.load_full();
+    let flow = set
+        .flow(&ep.flow_name)
+        .cloned()
+        .ok_or(Rejection::Unavailable)?;
+    if !flow.actions.contains_key(&action) {
+        return Err(Rejection::NotServed(action.to_string()));
+    }
+    check_content_type(headers)?;
+    let bytes = read_body(body, flow.max_body_bytes).await?;
+    ep.services.trust.verify_inbound(headers, &bytes)?;
+    let request: Value = serde_json::from_slice(&bytes).map_err(|e| Rejection::MalformedJson {
+        line: e.line(),
+        column: e.column(),
+        detail: e.to_string(),
+    })?;
+    check_request(&flow, &set.core, action, &request)?;
+    let permit = ep
+        .in_flight
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| Rejection::Busy)?;
+    // Durable recording of the request belongs here, before the ACK.
+    let services = ep.services.clone();
+    let core = set.core.clone();
+    tokio::spawn(process(flow, core, action, request, services, permit));
+    Ok(())
+}
+
+fn check_content_type(headers: &HeaderMap) -> Result<(), Rejection> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = ct.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else {
+        Err(Rejection::ContentType(ct.to_string()))
+    }
+}
+
+/// Reads the body, refusing it as soon as it passes `limit` bytes.
+async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, Rejection> {
+    let mut stream = body.into_data_stream();
+    let mut buf = bytes::BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| Rejection::Unreadable(e.to_string()))?;
+        if buf.len() + chunk.len() > limit {
+            return Err(Rejection::TooLarge(limit));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+/// Every check of a parsed request, in order; the first failure is the NACK.
+pub fn check_request(
+    flow: &CompiledFlow,
+    core: &CoreSchemas,
+    action: Action,
+    request: &Value,
+) -> Result<(), Rejection> {
+    if let Some(found) = request.pointer("/context/action").and_then(Value::as_str)
+        && found != action.as_str()
+    {
+        return Err(Rejection::ActionMismatch {
+            endpoint: action.to_string(),
+            found: found.to_string(),
+        });
+    }
+    if let Some(v) = core.get(action.as_str()) {
+        first_violation(v.violations(request, MAX_VIOLATIONS))?;
+    }
+    if let Some(bpp_id) = request.pointer("/context/bpp_id").and_then(Value::as_str)
+        && bpp_id != flow.subscriber_id
+    {
+        return Err(Rejection::WrongRecipient {
+            ours: flow.subscriber_id.clone(),
+            found: bpp_id.to_string(),
+        });
+    }
+    if let Some(rules) = &flow.domain_rules {
+        first_violation(rules.check(
+            action.as_str(),
+            request,
+            flow.allow_loopback_uris,
+            MAX_VIOLATIONS,
+        ))?;
+    }
+    if let Some(context) = request.get("context")
+        && let Some(expires) = expiry(context)
+        && expires < jiff::Timestamp::now()
+    {
+        return Err(Rejection::Stale {
+            expired_at: expires.to_string(),
+        });
+    }
+    Ok(())
+}
+
+fn first_violation(violations: Vec<Violation>) -> Result<(), Rejection> {
+    let Some(first) = violations.first() else {
+        return Ok(());
+    };
+    let more = violations.len() - 1;
+    let at = if first.path.is_empty() {
+        "body".to_string()
+    } else {
+        first.path.clone()
+    };
+    Err(Rejection::Schema {
+        path: first.path.clone(),
+        message: if more > 0 {
+            format!("{at}: {} (and {more} more)", first.message)
+        } else {
+            format!("{at}: {}", first.message)
+        },
+    })
+}
+
+/// After the ACK: run the flow, build and check the callback, hand it to the sender.
+async fn process(
+    flow: Arc<CompiledFlow>,
+    core: Arc<CoreSchemas>,
+    action: Action,
+    request: Value,
+    services: Arc<Services>,
+    _permit: OwnedSemaphorePermit,
+) {
+    let request_ctx = request.get("context").cloned().unwrap_or(Value::Null);
+    let text = |k: &str| {
+        request_ctx
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (transaction_id, message_id, bap_uri) =
+        (text("transaction_id"), text("message_id"), text("bap_uri"));
+    let started = std::time::Instant::now();
+    let outcome = engine::run_action(&flow, action, &request, services.transport.as_ref()).await;
+    let context = callback_context(&flow, action, &request_ctx);
+    let mut body = match outcome {
+        Ok(out) => json!({"context": context, "message": out.message}),
+        Err(e) => {
+            tracing::warn!(flow = %flow.name, %action, %transaction_id, %message_id, error = %e, "flow failed; answering with an error");
+            json!({"context": context, "error": e.to_beckn()})
+        }
+    };
+    let violations = outgoing_violations(&flow, &core, action.callback(), &body);
+    if !violations.is_empty() {
+        for v in &violations {
+            tracing::error!(flow = %flow.name, %action, %transaction_id, %message_id, path = %v.path, problem = %v.message, "outgoing {} breaks the schema", action.callback());
+        }
+        let error = BecknError::new(
+            ErrorCode::InternalError,
+            format!("the provider produced an invalid {}", action.callback()),
+        );
+        body = json!({"context": body["context"].take(), "error": error});
+    }
+    let bytes = match serde_json::to_vec(&body) {
+        Ok(b) => bytes::Bytes::from(b),
+        Err(e) => {
+            tracing::error!(flow = %flow.name, %action, %transaction_id, %message_id, error = %e, "callback could not be serialised");
+            return;
+        }
+    };
+    let headers = services.trust.sign_outbound(&bytes);
+    let deadline = expiry(&request_ctx).and_then(|exp| {
+        let left = exp.duration_since(jiff::Timestamp::now());
+        std::time::Duration::try_from(left)
+            .ok()
+            .map(|d| tokio::time::Instant::now() + d)
+    });
+    tracing::info!(flow = %flow.name, %action, %transaction_id, %message_id, elapsed_ms = started.elapsed().as_millis() as u64, error = body.get("error").is_some(), "callback ready");
+    services.sender.submit(Callback {
+        flow: flow.name.clone(),
+        url: format!("{}/{}", bap_uri.trim_end_matches('/'), action.callback()),
+        action: action.callback().to_string(),
+        transaction_id,
+        message_id,
+        body: bytes,
+        headers,
+        deadline,
+        attempt_timeout: flow.callback_timeout,
+    });
+}
+
+/// Core schema and domain rule violations of an outgoing message.
+pub fn outgoing_violations(
+    flow: &CompiledFlow,
+    core: &CoreSchemas,
+    name: &str,
+    body: &Value,
+) -> Vec<Violation> {
+    let mut out = core
+        .get(name)
+        .map(|v| v.violations(body, MAX_VIOLATIONS))
+        .unwrap_or_default();
+    if let Some(rules) = &flow.domain_rules {
+        out.extend(rules.check(name, body, flow.allow_loopback_uris, MAX_VIOLATIONS));
+    }
+    out
+}

@@ -1,0 +1,16 @@
+//! The Beckn roles the adapter plays, on top of the engine and the protocol layer.
+
+pub mod bpp;
+
+use std::sync::Arc;
+
+use crate::backend::Transport;
+use crate::beckn::trust::Trust;
+use crate::delivery::CallbackSender;
+
+/// What every role needs from the outside world; injected so tests and `render` can swap parts.
+pub struct Services {
+    pub transport: Arc<dyn Transport>,
+    pub sender: Arc<dyn CallbackSender>,
+    pub trust: Arc<dyn Trust>,
+}

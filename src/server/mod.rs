@@ -1,0 +1,94 @@
+//! HTTP listeners: one axum router per listen address, carrying the endpoints of every flow that
+//! listens there, plus `/health`.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use axum::Router;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::beckn::ack::Rejection;
+use crate::compile::CompiledSet;
+use crate::config::model::Role;
+use crate::roles::Services;
+use crate::roles::bpp::{self, BppEndpoint};
+
+/// Builds the routers for the flows of `set`, keyed by listen address.
+pub fn routers(
+    flows: &Arc<ArcSwap<CompiledSet>>,
+    services: &Arc<Services>,
+) -> BTreeMap<SocketAddr, Router> {
+    let set = flows.load();
+    let mut out: BTreeMap<SocketAddr, Router> = BTreeMap::new();
+    for flow in &set.flows {
+        let router = match flow.role {
+            Role::Bpp => {
+                let ep = Arc::new(BppEndpoint {
+                    flows: flows.clone(),
+                    flow_name: flow.name.clone(),
+                    services: services.clone(),
+                    in_flight: Arc::new(Semaphore::new(flow.max_in_flight)),
+                });
+                Router::new()
+                    .route(&format!("{}/{{action}}", flow.base_path), post(bpp::handle))
+                    .with_state(ep)
+            }
+            Role::Bap | Role::Gateway => continue,
+        };
+        let entry = out.remove(&flow.listen).unwrap_or_default();
+        out.insert(flow.listen, entry.merge(router));
+    }
+    out.into_iter()
+        .map(|(addr, r)| {
+            let r = r
+                .route(
+                    "/health",
+                    get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+                )
+                .fallback(|uri: axum::http::Uri| async move {
+                    Rejection::UnknownEndpoint(uri.path().trim_start_matches('/').to_string())
+                        .into_response()
+                });
+            (addr, r)
+        })
+        .collect()
+}
+
+/// Serves each router on its listener until `shutdown` resolves.
+pub async fn serve(
+    listeners: Vec<(TcpListener, Router)>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    let mut tasks = tokio::task::JoinSet::new();
+    for (listener, router) in listeners {
+        let mut rx = tx.subscribe();
+        tasks.spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.recv().await;
+                })
+                .await
+        });
+    }
+    let stopper = tokio::spawn(async move {
+        shutdown.await;
+        let _ = tx.send(());
+    });
+    let mut result = Ok(());
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(Err(e)) => result = Err(e),
+            Err(e) => result = Err(std::io::Error::other(e)),
+            Ok(Ok(())) => {}
+        }
+    }
+    stopper.abort();
+    result
+}
