@@ -20,6 +20,8 @@ pub struct Backend {
     pub timeout: Duration,
     /// Attempts after the first, and the pause before each, for idempotent actions only.
     pub retry: Option<(u32, Duration)>,
+    /// JSON pointer to the backend's error code inside an error body.
+    pub error_code: Option<String>,
 }
 
 /// One call, fully rendered.
@@ -64,13 +66,20 @@ impl BackendFailure {
         }
     }
 
-    /// The keys of a call's `errors:` table that match, most specific first.
-    pub fn rule_keys(&self) -> Vec<String> {
+    /// The keys of a call's `errors:` table that match, most specific first: the backend's own
+    /// error code (found at `code_pointer` in the body), the status, the status class.
+    pub fn rule_keys(&self, code_pointer: Option<&str>) -> Vec<String> {
         match self {
             BackendFailure::Timeout(_) => vec!["timeout".into()],
             BackendFailure::Unreachable(_) => vec!["unreachable".into()],
-            BackendFailure::Status { status, .. } => {
-                vec![status.to_string(), format!("{}xx", status / 100)]
+            BackendFailure::Status { status, body } => {
+                let own = code_pointer
+                    .and_then(|p| body.pointer(p))
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                own.into_iter()
+                    .chain([status.to_string(), format!("{}xx", status / 100)])
+                    .collect()
             }
             BackendFailure::InvalidResponse { .. } => vec!["invalid_response".into()],
         }

@@ -77,6 +77,12 @@ impl Action {
         }
     }
 
+    /// Whether the callback body must carry `message` even when it reports an error (the core
+    /// schema requires it for `on_rating` only).
+    pub fn callback_requires_message(self) -> bool {
+        matches!(self, Action::Rating)
+    }
+
     /// Read-only actions whose backend calls may be retried safely.
     pub fn is_idempotent(self) -> bool {
         matches!(self, Action::Search | Action::Status | Action::Track)

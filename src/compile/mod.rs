@@ -403,6 +403,19 @@ impl Loader<'_> {
         cfg: BackendConfig,
     ) -> Option<Backend> {
         let mut ok = true;
+        if let Some(p) = &cfg.error_code
+            && !p.starts_with('/')
+        {
+            ok = false;
+            self.diagnostics.push(
+                doc.diagnostic(
+                    file,
+                    &format!("{path}.error_code"),
+                    format!("`{p}` is not a JSON pointer"),
+                )
+                .hint("e.g. /error for a body like {\"error\": \"NOT_FOUND\"}"),
+            );
+        }
         match reqwest::Url::parse(&cfg.base_url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") => {}
             _ => {
@@ -441,6 +454,7 @@ impl Loader<'_> {
             auth,
             headers: cfg.headers.into_iter().collect(),
             timeout: cfg.timeout.map_or(DEFAULT_BACKEND_TIMEOUT, |d| d.0),
+            error_code: cfg.error_code,
             retry: cfg.retry.map(|r| {
                 (
                     r.attempts.0 as u32,
@@ -714,15 +728,20 @@ impl Loader<'_> {
         with_response.insert("response".into());
         for (key, rule) in call.errors {
             let rpath = format!("{path}.errors.{key}");
-            let valid_key = matches!(
+            let is_status =
+                key.len() == 3 && key.parse::<u16>().is_ok_and(|s| (400..600).contains(&s));
+            let is_kind = matches!(
                 key.as_str(),
                 "timeout" | "unreachable" | "invalid_response" | "4xx" | "5xx"
-            ) || (key.len() == 3
-                && key.parse::<u16>().is_ok_and(|s| (400..600).contains(&s)));
-            if !valid_key {
+            );
+            let backend_codes = backends
+                .get(&call.backend)
+                .and_then(Option::as_ref)
+                .is_some_and(|b| b.error_code.is_some());
+            if !is_status && !is_kind && !backend_codes {
                 self.diagnostics.push(
                     doc.diagnostic(file, &rpath, format!("`{key}` is not a failure this table can match"))
-                        .hint("use an HTTP status (404), a class (4xx, 5xx), or timeout, unreachable, invalid_response"),
+                        .hint("use an HTTP status (404), a class (4xx, 5xx), timeout, unreachable, invalid_response, or the backend's own error code once the backend sets `error_code:`"),
                 );
             }
             let Some(code) = ErrorCode::from_code(&rule.code) else {

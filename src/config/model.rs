@@ -118,6 +118,10 @@ pub struct BackendConfig {
     /// Retries of failed calls, used only by idempotent actions (search, status, track).
     #[serde(default)]
     pub retry: Option<RetryConfig>,
+    /// JSON pointer to the backend's own error code in its error bodies (`/error`), so that
+    /// `errors:` tables can match it (`SLOT_UNAVAILABLE`).
+    #[serde(default)]
+    pub error_code: Option<String>,
 }
 
 /// Either a named header carrying a key, or a bearer token.
@@ -182,8 +186,9 @@ pub struct CallConfig {
     /// A template file under `mappings/` that renders the JSON body.
     #[serde(default)]
     pub body_template: Option<String>,
-    /// How backend failures become Beckn errors, by status (`404`), class (`4xx`, `5xx`) or
-    /// kind (`timeout`, `unreachable`, `invalid_response`).
+    /// How backend failures become Beckn errors, by the backend's own error code
+    /// (`SLOT_UNAVAILABLE`, see the backend's `error_code`), status (`404`), class (`4xx`,
+    /// `5xx`) or kind (`timeout`, `unreachable`, `invalid_response`).
     #[serde(default)]
     pub errors: BTreeMap<String, ErrorRule>,
 }

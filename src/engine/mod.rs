@@ -184,7 +184,14 @@ fn error_reply(
     failure: &BackendFailure,
     scope: &Map<String, Value>,
 ) -> Result<BecknError, EngineError> {
-    let rule = failure.rule_keys().iter().find_map(|k| call.errors.get(k));
+    let pointer = flow
+        .backends
+        .get(&call.backend)
+        .and_then(|b| b.error_code.as_deref());
+    let rule = failure
+        .rule_keys(pointer)
+        .iter()
+        .find_map(|k| call.errors.get(k));
     let Some(rule) = rule else {
         return Ok(BecknError::new(
             ErrorCode::InternalError,

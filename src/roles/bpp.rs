@@ -211,7 +211,7 @@ async fn process(
         Ok(out) => json!({"context": context, "message": out.message}),
         Err(e) => {
             tracing::warn!(flow = %flow.name, %action, %transaction_id, %message_id, error = %e, "flow failed; answering with an error");
-            json!({"context": context, "error": e.to_beckn()})
+            error_body(action, context, e.to_beckn())
         }
     };
     let violations = outgoing_violations(&flow, &core, action.callback(), &body);
@@ -223,7 +223,7 @@ async fn process(
             ErrorCode::InternalError,
             format!("the provider produced an invalid {}", action.callback()),
         );
-        body = json!({"context": body["context"].take(), "error": error});
+        body = error_body(action, body["context"].take(), error);
     }
     let bytes = match serde_json::to_vec(&body) {
         Ok(b) => bytes::Bytes::from(b),
@@ -251,6 +251,15 @@ async fn process(
         deadline,
         attempt_timeout: flow.callback_timeout,
     });
+}
+
+/// A callback reporting `error` instead of a result.
+fn error_body(action: Action, context: Value, error: BecknError) -> Value {
+    if action.callback_requires_message() {
+        json!({"context": context, "message": {}, "error": error})
+    } else {
+        json!({"context": context, "error": error})
+    }
 }
 
 /// Core schema and domain rule violations of an outgoing message.
