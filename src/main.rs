@@ -1,1 +1,217 @@
-fn main() {}
+//! The command line: the only place that uses `anyhow` and reads the process environment.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use arc_swap::ArcSwap;
+use clap::{Parser, Subcommand};
+
+use beckn_adapter::backend::HttpTransport;
+use beckn_adapter::beckn::trust::Unverified;
+use beckn_adapter::compile::{self, Layout};
+use beckn_adapter::config::ProcessEnv;
+use beckn_adapter::config::diagnostic::render_all;
+use beckn_adapter::delivery::DirectSender;
+use beckn_adapter::roles::Services;
+use beckn_adapter::server;
+
+#[derive(Parser)]
+#[command(
+    name = "beckn-adapter",
+    version,
+    about = "Config-driven Beckn protocol adapter"
+)]
+struct Cli {
+    /// Log format.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "BECKN_LOG_FORMAT"
+    )]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args)]
+struct Dirs {
+    /// Directory of flow files; `mappings/` and `schemas/` are looked up beside it.
+    #[arg(default_value = "flows")]
+    flows: PathBuf,
+    /// Mappings directory (default: beside the flows directory).
+    #[arg(long)]
+    mappings: Option<PathBuf>,
+    /// Schemas directory (default: beside the flows directory).
+    #[arg(long)]
+    schemas: Option<PathBuf>,
+}
+
+impl Dirs {
+    fn layout(&self) -> Layout {
+        let mut layout = Layout::from_flows_dir(&self.flows);
+        if let Some(m) = &self.mappings {
+            layout.mappings = m.clone();
+        }
+        if let Some(s) = &self.schemas {
+            layout.schemas = s.clone();
+        }
+        layout
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the flows: every flow listens on its own `listen` address.
+    Serve {
+        #[command(flatten)]
+        dirs: Dirs,
+        /// Also run the bundled sample lab ERP in this process, on this address.
+        #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:7180")]
+        sample_erp: Option<SocketAddr>,
+    },
+    /// Load and compile the flows, report every problem with file:line:col, exit non-zero on any.
+    Check {
+        #[command(flatten)]
+        dirs: Dirs,
+    },
+    /// Run the sample soil-testing lab ERP (its own REST API, in memory).
+    SampleErp {
+        #[arg(long, default_value = "127.0.0.1:7180")]
+        listen: SocketAddr,
+        /// API key callers must send as X-Api-Key (the default is a test-only key).
+        #[arg(long, env = "SAMPLE_ERP_API_KEY", default_value = sample_erp::DEFAULT_API_KEY)]
+        api_key: String,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(run(cli.command))
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Check { dirs } => check(&dirs),
+        Command::Serve { dirs, sample_erp } => serve(&dirs, sample_erp).await,
+        Command::SampleErp { listen, api_key } => {
+            let erp = sample_erp::SampleErp::new(sample_erp::ErpConfig {
+                api_key,
+                ..Default::default()
+            });
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("binding the sample ERP to {listen}"))?;
+            tracing::info!(%listen, "sample lab ERP listening (labs GFSL and KTH under /api/v1/labs/)");
+            erp.serve(listener, shutdown_signal()).await?;
+            Ok(())
+        }
+    }
+}
+
+fn check(dirs: &Dirs) -> anyhow::Result<()> {
+    let layout = dirs.layout();
+    match compile::load(&layout, &ProcessEnv) {
+        Ok(set) => {
+            println!(
+                "ok: {} flow{} compiled from {} files (set {})",
+                set.flows.len(),
+                if set.flows.len() == 1 { "" } else { "s" },
+                set.sources.len(),
+                set.hash
+            );
+            for f in &set.flows {
+                let mut actions: Vec<_> = f.actions.keys().map(|a| a.as_str()).collect();
+                actions.sort();
+                println!(
+                    "  {} ({}, {}) on {}{}: {}",
+                    f.name,
+                    f.role.as_str(),
+                    f.subscriber_id,
+                    f.listen,
+                    f.base_path,
+                    actions.join(" ")
+                );
+            }
+            Ok(())
+        }
+        Err(diagnostics) => {
+            eprintln!("{}", render_all(&diagnostics));
+            std::process::exit(1);
+        }
+    }
+}
+
+async fn serve(dirs: &Dirs, sample_erp: Option<SocketAddr>) -> anyhow::Result<()> {
+    let layout = dirs.layout();
+    let set = match compile::load(&layout, &ProcessEnv) {
+        Ok(set) => set,
+        Err(diagnostics) => {
+            eprintln!("{}", render_all(&diagnostics));
+            bail!("the flows have errors; nothing was started");
+        }
+    };
+    tracing::warn!(
+        "HTTP signature verification is not configured: every sender is accepted and callbacks are unsigned; use on trusted local networks only"
+    );
+    let flows = Arc::new(ArcSwap::from_pointee(set));
+    let services = Arc::new(Services {
+        transport: Arc::new(HttpTransport::new()),
+        sender: Arc::new(DirectSender::new(4, Duration::from_millis(500))),
+        trust: Arc::new(Unverified),
+    });
+    let mut listeners = Vec::new();
+    for (addr, router) in server::routers(&flows, &services) {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        listeners.push((listener, router));
+    }
+    let erp_task = match sample_erp {
+        Some(addr) => {
+            let erp = sample_erp::SampleErp::new(sample_erp::ErpConfig::default());
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the sample ERP to {addr}"))?;
+            tracing::info!(%addr, "sample lab ERP listening");
+            Some(tokio::spawn(erp.serve(listener, shutdown_signal())))
+        }
+        None => None,
+    };
+    for f in &flows.load().flows {
+        tracing::info!(flow = %f.name, role = f.role.as_str(), subscriber_id = %f.subscriber_id, listen = %f.listen, base_path = %f.base_path, actions = f.actions.len(), "flow serving");
+    }
+    server::serve(listeners, shutdown_signal()).await?;
+    if let Some(task) = erp_task {
+        task.await??;
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("BECKN_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}

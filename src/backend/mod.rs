@@ -50,7 +50,7 @@ pub enum BackendFailure {
     #[error("is unreachable: {0}")]
     Unreachable(String),
     /// Non-2xx; `body` is the JSON body, or the text as a JSON string when it was not JSON.
-    #[error("answered HTTP {status}")]
+    #[error("answered HTTP {status}: {}", preview(body.to_string().as_bytes()))]
     Status { status: u16, body: Value },
     #[error("answered HTTP {status} with a body that is not JSON: {detail}")]
     InvalidResponse { status: u16, detail: String },
@@ -219,7 +219,7 @@ async fn read_limited(
 }
 
 fn preview(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(80)]);
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(160)]);
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 

@@ -91,6 +91,9 @@ pub fn load(layout: &Layout, env: &dyn EnvLookup) -> Result<CompiledSet, Vec<Dia
     }
     cx.cross_checks(&flows);
     if !cx.diagnostics.is_empty() {
+        // Files shared by several flows (templates, domain rules) report their problems once.
+        let mut seen = HashSet::new();
+        cx.diagnostics.retain(|d| seen.insert(d.to_string()));
         return Err(cx.diagnostics);
     }
     let Some(core) = core else {
@@ -169,6 +172,39 @@ impl Loader<'_> {
         }
     }
 
+    /// Compiles every `*.j2` under `mappings/`, named by its path there (`soil/on_search.j2`),
+    /// so that templates can import macros from each other.
+    fn preload_templates(&mut self, templates: &mut Templates) {
+        let root = self.layout.mappings.clone();
+        let mut files = Vec::new();
+        collect_files(&root, "j2", &mut files);
+        files.sort();
+        for full in files {
+            let Ok(rel) = full.strip_prefix(&root) else {
+                continue;
+            };
+            let name = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/");
+            let source = match self.read(&full) {
+                Ok(s) => s,
+                Err(e) => {
+                    self.diagnostics
+                        .push(Diagnostic::new(&full, format!("cannot read: {e}")));
+                    continue;
+                }
+            };
+            if let Err(e) = templates.add(&name, &source) {
+                self.diagnostics.push(
+                    Diagnostic::new(&full, format!("template error: {}", e.detail))
+                        .at(e.line.unwrap_or(0) as u32, 1),
+                );
+            }
+        }
+    }
+
     fn flow_files(&mut self) -> Vec<PathBuf> {
         let dir = &self.layout.flows;
         let entries = match std::fs::read_dir(dir) {
@@ -234,6 +270,7 @@ impl Loader<'_> {
             .and_then(|l| l.script_max_operations)
             .map_or(DEFAULT_SCRIPT_OPS, |c| c.0);
         let mut templates = Templates::new(fuel);
+        self.preload_templates(&mut templates);
         let mut scripts = ScriptEngine::new(ops);
         let scope = file.display().to_string();
 
@@ -1156,6 +1193,22 @@ impl Loader<'_> {
                     .hint("set a distinct `name:`"),
                 );
             }
+        }
+    }
+}
+
+/// Files with extension `ext` below `dir`, recursively; an unreadable or missing directory
+/// yields none (a flow that references a missing file reports it where it is referenced).
+fn collect_files(dir: &Path, ext: &str, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let path = entry.path();
+        if path.is_dir() {
+            collect_files(&path, ext, out);
+        } else if path.extension().and_then(|e| e.to_str()) == Some(ext) {
+            out.push(path);
         }
     }
 }

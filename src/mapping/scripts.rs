@@ -49,6 +49,12 @@ impl ScriptEngine {
         engine.disable_symbol("eval");
         engine.register_fn("uuid4", || uuid::Uuid::new_v4().to_string());
         engine.register_fn("now", || jiff::Timestamp::now().to_string());
+        // Seconds since the epoch of an RFC 3339 timestamp, or () when it is not one: lets
+        // scripts compare instants written with different offsets.
+        engine.register_fn("to_epoch", |s: &str| -> Dynamic {
+            s.parse::<jiff::Timestamp>()
+                .map_or(Dynamic::UNIT, |t| Dynamic::from_int(t.as_second()))
+        });
         ScriptEngine {
             engine,
             asts: HashMap::new(),
@@ -173,6 +179,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out, json!({"code": "SCHEDULED", "n": 42}));
+    }
+
+    #[test]
+    fn epochs_compare_across_offsets() {
+        let out = run(
+            r#"to_epoch("2026-11-24T09:00:00+05:30") == to_epoch("2026-11-24T03:30:00Z") && to_epoch("x") == ()"#,
+            json!({}),
+        )
+        .unwrap();
+        assert_eq!(out, json!(true));
     }
 
     #[test]

@@ -117,15 +117,10 @@ impl ValueTemplate {
         yaml_path: &str,
         s: &str,
     ) -> Result<ValueTemplate, CompileError> {
-        if !has_template(s) {
-            return Ok(ValueTemplate::Literal(Value::String(s.to_string())));
-        }
-        let name = format!("{TEXT_PREFIX}{scope}:{yaml_path}");
-        templates.add(&name, s).map_err(|error| CompileError {
-            yaml_path: yaml_path.to_string(),
-            error,
-        })?;
-        Ok(ValueTemplate::Text(name))
+        // A lone `{{ expr }}` is evaluated as a value, so that `none` can drop a query
+        // parameter instead of sending the text "none".
+        Self::compile(templates, scope, yaml_path, &Value::String(s.to_string()))
+            .map_err(|mut errors| errors.remove(0))
     }
 
     /// Template names inside this value, for static checks.

@@ -1,0 +1,249 @@
+//! Test harness: start the sample ERP, the adapter on the shipped flows, and a BAP stand-in.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use axum::Router;
+use axum::extract::{Path as UrlPath, State};
+use axum::routing::post;
+use beckn_adapter::backend::HttpTransport;
+use beckn_adapter::beckn::trust::Unverified;
+use beckn_adapter::compile::{self, CompiledSet, Layout};
+use beckn_adapter::delivery::DirectSender;
+use beckn_adapter::roles::Services;
+use beckn_adapter::server;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+pub const BAP_ID: &str = "farmer-app.example";
+pub const GFSL_ID: &str = "soil.greenfield-labs.example";
+
+/// The repository root, where `flows/`, `mappings/` and `schemas/` live.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+async fn bind() -> (TcpListener, SocketAddr) {
+    let l = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let a = l.local_addr().expect("local addr");
+    (l, a)
+}
+
+/// Callbacks received by the BAP stand-in.
+#[derive(Default)]
+pub struct Inbox {
+    received: Mutex<Vec<(String, Value)>>,
+    notify: Notify,
+}
+
+impl Inbox {
+    /// Waits (up to `deadline`) for the callback `action` answering `message_id`.
+    pub async fn wait(&self, action: &str, message_id: &str, deadline: Duration) -> Value {
+        let found = tokio::time::timeout(deadline, async {
+            loop {
+                let notified = self.notify.notified();
+                if let Some(v) = self.find(action, message_id) {
+                    return v;
+                }
+                notified.await;
+            }
+        })
+        .await;
+        match found {
+            Ok(v) => v,
+            Err(_) => panic!(
+                "no {action} for message {message_id} within {deadline:?}; received: {:?}",
+                self.received
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .map(|(a, v)| (a.clone(), v["context"]["message_id"].clone()))
+                    .collect::<Vec<_>>()
+            ),
+        }
+    }
+
+    fn find(&self, action: &str, message_id: &str) -> Option<Value> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(a, v)| a == action && v["context"]["message_id"] == message_id)
+            .map(|(_, v)| v.clone())
+    }
+
+    pub fn count(&self) -> usize {
+        self.received.lock().unwrap().len()
+    }
+}
+
+async fn record(
+    State(inbox): State<Arc<Inbox>>,
+    UrlPath(action): UrlPath<String>,
+    body: axum::body::Bytes,
+) -> axum::Json<Value> {
+    let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    inbox.received.lock().unwrap().push((action, value));
+    inbox.notify.notify_waiters();
+    axum::Json(json!({"message": {"ack": {"status": "ACK"}}}))
+}
+
+/// A running network: sample ERP, adapter serving the shipped flows, BAP stand-in.
+pub struct Network {
+    pub erp: sample_erp::SampleErp,
+    pub erp_addr: SocketAddr,
+    pub bpp_url: String,
+    pub bap_url: String,
+    pub bap: Arc<Inbox>,
+    pub flows: Arc<ArcSwap<CompiledSet>>,
+    pub http: reqwest::Client,
+}
+
+impl Network {
+    /// Starts everything on ephemeral loopback ports. `erp_url` overrides where the flow's
+    /// ERP backend points (to test an ERP that is down, say).
+    pub async fn start_with(erp_url: Option<String>) -> Network {
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("BECKN_LOG")
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            )
+            .try_init();
+        let erp = sample_erp::SampleErp::new(sample_erp::ErpConfig::default());
+        let (erp_listener, erp_addr) = bind().await;
+        tokio::spawn(erp.clone().serve(erp_listener, std::future::pending()));
+
+        let (bap_listener, bap_addr) = bind().await;
+        let bap = Arc::new(Inbox::default());
+        let bap_router = Router::new()
+            .route("/{action}", post(record))
+            .with_state(bap.clone());
+        tokio::spawn(async move { axum::serve(bap_listener, bap_router).await });
+
+        let (bpp_listener, bpp_addr) = bind().await;
+        let bpp_url = format!("http://{bpp_addr}");
+        let env: HashMap<String, String> = HashMap::from([
+            (
+                "GFSL_ERP_URL".into(),
+                erp_url.unwrap_or_else(|| format!("http://{erp_addr}/api/v1/labs/GFSL")),
+            ),
+            ("GFSL_PUBLIC_URL".into(), bpp_url.clone()),
+            (
+                "KTH_ERP_URL".into(),
+                format!("http://{erp_addr}/api/v1/labs/KTH"),
+            ),
+        ]);
+        let set = load_flows(&repo().join("flows"), &env);
+        let flows = Arc::new(ArcSwap::from_pointee(set));
+        let services = Arc::new(Services {
+            transport: Arc::new(HttpTransport::new()),
+            sender: Arc::new(DirectSender::new(3, Duration::from_millis(50))),
+            trust: Arc::new(Unverified),
+        });
+        let routers = server::routers(&flows, &services);
+        let gfsl = flows
+            .load()
+            .flow("greenfield-lab")
+            .expect("greenfield-lab flow")
+            .listen;
+        let router = routers
+            .get(&gfsl)
+            .cloned()
+            .expect("router for greenfield-lab");
+        tokio::spawn(server::serve(
+            vec![(bpp_listener, router)],
+            std::future::pending(),
+        ));
+
+        Network {
+            erp,
+            erp_addr,
+            bpp_url,
+            bap_url: format!("http://{bap_addr}"),
+            bap,
+            flows,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub async fn start() -> Network {
+        Self::start_with(None).await
+    }
+
+    /// A Beckn request body for `action` with a fresh context in `transaction_id`.
+    pub fn request(&self, action: &str, transaction_id: &str, message: Value) -> Value {
+        let mut context = json!({
+            "domain": "agri.soil",
+            "action": action,
+            "version": "1.1.0",
+            "bap_id": BAP_ID,
+            "bap_uri": self.bap_url,
+            "transaction_id": transaction_id,
+            "message_id": uuid::Uuid::new_v4().to_string(),
+            "timestamp": jiff::Timestamp::now().to_string(),
+            "ttl": "PT30S",
+            "location": {"city": {"code": "std:011"}, "country": {"code": "IND"}},
+        });
+        if action != "search" {
+            context["bpp_id"] = json!(GFSL_ID);
+            context["bpp_uri"] = json!(self.bpp_url);
+        }
+        json!({"context": context, "message": message})
+    }
+
+    /// POSTs raw bytes to an endpoint of the BPP; returns status and JSON body.
+    pub async fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(format!("{}/{}", self.bpp_url, path.trim_start_matches('/')))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("adapter reachable");
+        let status = resp.status().as_u16();
+        let body = resp.json().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    /// Sends a request, asserts it is ACKed, and waits for its callback.
+    pub async fn call(&self, action: &str, transaction_id: &str, message: Value) -> Value {
+        let body = self.request(action, transaction_id, message);
+        let message_id = body["context"]["message_id"].as_str().unwrap().to_string();
+        let (status, ack) = self
+            .post_raw(
+                action,
+                "application/json",
+                serde_json::to_vec(&body).unwrap(),
+            )
+            .await;
+        assert_eq!(status, 200, "{action} not ACKed: {ack}");
+        assert_eq!(ack["message"]["ack"]["status"], "ACK", "{ack}");
+        self.bap
+            .wait(
+                &format!("on_{action}"),
+                &message_id,
+                Duration::from_secs(10),
+            )
+            .await
+    }
+}
+
+/// Loads flows with an injected environment, panicking with the diagnostics on failure.
+pub fn load_flows(flows_dir: &Path, env: &HashMap<String, String>) -> CompiledSet {
+    match compile::load(&Layout::from_flows_dir(flows_dir), env) {
+        Ok(set) => set,
+        Err(d) => panic!(
+            "flows do not compile:\n{}",
+            beckn_adapter::config::diagnostic::render_all(&d)
+        ),
+    }
+}

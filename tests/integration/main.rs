@@ -1,0 +1,7 @@
+//! Integration tests: real servers on 127.0.0.1 ephemeral ports (sample ERP, adapter, a BAP
+//! stand-in recording callbacks), driven over HTTP. One binary, several modules.
+
+mod bad_input;
+mod check;
+mod common;
+mod journey;
