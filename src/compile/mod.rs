@@ -616,7 +616,7 @@ impl Loader<'_> {
                     backends,
                     templates,
                 )
-                .map(StepKind::Call),
+                .map(|c| StepKind::Call(Box::new(c))),
             (None, Some(script)) => {
                 let origin = Origin {
                     doc,

@@ -75,7 +75,7 @@ pub struct CompiledStep {
 }
 
 pub enum StepKind {
-    Call(CompiledCall),
+    Call(Box<CompiledCall>),
     /// Name of the script (its path under `mappings/`).
     Script(String),
 }

@@ -45,9 +45,9 @@ pub fn interpolate(input: &str, env: &dyn EnvLookup) -> Result<String, Interpola
     while let Some(pos) = rest.find('$') {
         out.push_str(&rest[..pos]);
         let tail = &rest[pos..];
-        if tail.starts_with("$${") {
+        if let Some(after) = tail.strip_prefix("$${") {
             out.push_str("${");
-            rest = &tail[3..];
+            rest = after;
         } else if let Some(body_start) = tail.strip_prefix("${") {
             let end = body_start.find('}').ok_or(InterpolateError::Unterminated)?;
             let body = &body_start[..end];

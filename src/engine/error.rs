@@ -4,16 +4,21 @@ use crate::backend::BackendFailure;
 use crate::beckn::error::{BecknError, ErrorCode};
 use crate::mapping::{ScriptError, TemplateError};
 
+/// A backend call that failed, and what the caller is told about it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("step `{step}`: backend `{backend}` {failure}")]
+pub struct BackendCallError {
+    pub step: String,
+    pub backend: String,
+    pub failure: BackendFailure,
+    /// What the flow's `errors:` table (or the default) says the caller is told.
+    pub reply: BecknError,
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum EngineError {
-    #[error("step `{step}`: backend `{backend}` {failure}")]
-    Backend {
-        step: String,
-        backend: String,
-        failure: BackendFailure,
-        /// What the flow's `errors:` table (or the default) says the caller is told.
-        reply: BecknError,
-    },
+    #[error("{0}")]
+    Backend(Box<BackendCallError>),
     #[error("template {0}")]
     Template(TemplateError),
     #[error("script {0}")]
@@ -27,7 +32,7 @@ impl EngineError {
     /// script lines) stay in the logs; the caller gets the code and a plain message.
     pub fn to_beckn(&self) -> BecknError {
         match self {
-            EngineError::Backend { reply, .. } => reply.clone(),
+            EngineError::Backend(call) => call.reply.clone(),
             EngineError::Template(TemplateError {
                 beckn: Some((code, message)),
                 ..

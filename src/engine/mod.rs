@@ -148,12 +148,12 @@ async fn run_call(
                     continue;
                 }
                 let reply = error_reply(flow, call, &failure, scope)?;
-                return Err(EngineError::Backend {
+                return Err(EngineError::Backend(Box::new(error::BackendCallError {
                     step: step.to_string(),
                     backend: backend.name.clone(),
                     failure,
                     reply,
-                });
+                })));
             }
         }
     }

@@ -26,7 +26,7 @@ pub enum ValueTemplate {
 #[derive(Debug)]
 pub struct CompileError {
     pub yaml_path: String,
-    pub error: TemplateError,
+    pub error: Box<TemplateError>,
 }
 
 /// Whether a string is a single `{{ expr }}` and nothing else.
@@ -76,7 +76,7 @@ impl ValueTemplate {
                 if let Err(error) = templates.add(&name, &source) {
                     errors.push(CompileError {
                         yaml_path: yaml_path.to_string(),
-                        error,
+                        error: Box::new(error),
                     });
                 }
                 if name.starts_with(EXPR_PREFIX) {
