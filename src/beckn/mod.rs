@@ -6,4 +6,5 @@ pub mod context;
 pub mod domain;
 pub mod error;
 pub mod schema;
+pub mod signing;
 pub mod trust;

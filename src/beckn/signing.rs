@@ -1,0 +1,333 @@
+//! Beckn HTTP signatures (BECKN-006): BLAKE2b-512 digest of the exact body bytes, a signing
+//! string over `(created)`, `(expires)` and the digest, and ed25519 over that string.
+//!
+//! Everything here is pure: time is passed in, keys are values. The trust stage decides which
+//! key to use and whether the signer is the one the message claims.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use blake2::{Blake2b512, Digest};
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+
+/// Why a signature header or signature was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    #[error("signature header is malformed: {0}")]
+    Malformed(String),
+    #[error("signature algorithm must be ed25519, got `{0}`")]
+    Algorithm(String),
+    #[error("keyId algorithm `{key_id}` does not match algorithm `{algorithm}`")]
+    AlgorithmMismatch { key_id: String, algorithm: String },
+    #[error("signature headers must be `(created) (expires) digest`, got `{0}`")]
+    Headers(String),
+    #[error("signature was created in the future ({created}, now {now})")]
+    Future { created: i64, now: i64 },
+    #[error("signature expired at {expires} (now {now})")]
+    Expired { expires: i64, now: i64 },
+    #[error("signature does not match the body")]
+    Mismatch,
+    #[error("key is not a valid ed25519 key: {0}")]
+    BadKey(String),
+}
+
+/// The headers a Beckn signature covers.
+pub const SIGNED_HEADERS: &str = "(created) (expires) digest";
+
+/// base64 BLAKE2b-512 of `body`.
+pub fn digest(body: &[u8]) -> String {
+    B64.encode(Blake2b512::digest(body))
+}
+
+/// The string that is signed: `(created): C\n(expires): E\ndigest: BLAKE-512=D`.
+pub fn signing_string(created: i64, expires: i64, digest_b64: &str) -> String {
+    format!("(created): {created}\n(expires): {expires}\ndigest: BLAKE-512={digest_b64}")
+}
+
+/// A private signing key. Accepts base64 of a 32-byte seed or of the 64-byte libsodium form
+/// (seed followed by the public key, which must match).
+#[derive(Clone)]
+pub struct PrivateKey(SigningKey);
+
+impl std::fmt::Debug for PrivateKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PrivateKey(***)")
+    }
+}
+
+impl PrivateKey {
+    pub fn from_base64(b64: &str) -> Result<Self, SignatureError> {
+        let bytes = B64
+            .decode(b64.trim())
+            .map_err(|e| SignatureError::BadKey(format!("not base64: {e}")))?;
+        match bytes.len() {
+            32 => {
+                let seed: [u8; 32] = bytes
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| SignatureError::BadKey("bad length".into()))?;
+                Ok(PrivateKey(SigningKey::from_bytes(&seed)))
+            }
+            64 => {
+                let pair: [u8; 64] = bytes
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| SignatureError::BadKey("bad length".into()))?;
+                SigningKey::from_keypair_bytes(&pair)
+                    .map(PrivateKey)
+                    .map_err(|_| {
+                        SignatureError::BadKey("the public half does not match the seed".into())
+                    })
+            }
+            n => Err(SignatureError::BadKey(format!(
+                "expected 32 bytes (seed) or 64 bytes (seed and public key), got {n}"
+            ))),
+        }
+    }
+
+    /// A fresh random key.
+    pub fn generate() -> Result<Self, SignatureError> {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).map_err(|e| SignatureError::BadKey(e.to_string()))?;
+        Ok(PrivateKey(SigningKey::from_bytes(&seed)))
+    }
+
+    /// The 64-byte libsodium form (seed and public key), base64: what most Beckn tools store.
+    pub fn to_base64(&self) -> String {
+        B64.encode(self.0.to_keypair_bytes())
+    }
+
+    pub fn public_key(&self) -> PublicKey {
+        PublicKey(self.0.verifying_key())
+    }
+
+    /// The `Authorization` (or `X-Gateway-Authorization`) header value for `body`.
+    pub fn sign(&self, body: &[u8], key_id: &str, created: i64, expires: i64) -> String {
+        let s = signing_string(created, expires, &digest(body));
+        let signature = B64.encode(self.0.sign(s.as_bytes()).to_bytes());
+        format!(
+            "Signature keyId=\"{key_id}|ed25519\",algorithm=\"ed25519\",created=\"{created}\",expires=\"{expires}\",headers=\"{SIGNED_HEADERS}\",signature=\"{signature}\""
+        )
+    }
+}
+
+/// A public verifying key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublicKey(VerifyingKey);
+
+impl PublicKey {
+    pub fn from_base64(b64: &str) -> Result<Self, SignatureError> {
+        let bytes = B64
+            .decode(b64.trim())
+            .map_err(|e| SignatureError::BadKey(format!("not base64: {e}")))?;
+        let raw: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+            SignatureError::BadKey(format!("expected 32 bytes, got {}", bytes.len()))
+        })?;
+        VerifyingKey::from_bytes(&raw)
+            .map(PublicKey)
+            .map_err(|e| SignatureError::BadKey(e.to_string()))
+    }
+
+    pub fn to_base64(&self) -> String {
+        B64.encode(self.0.to_bytes())
+    }
+}
+
+/// A parsed `Signature keyId="…",algorithm="…",…` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignatureHeader {
+    pub subscriber_id: String,
+    pub unique_key_id: String,
+    pub algorithm: String,
+    pub created: i64,
+    pub expires: i64,
+    pub headers: String,
+    pub signature: String,
+}
+
+impl SignatureHeader {
+    pub fn parse(value: &str) -> Result<Self, SignatureError> {
+        let malformed = |m: &str| SignatureError::Malformed(m.to_string());
+        let params = value
+            .trim()
+            .strip_prefix("Signature")
+            .ok_or_else(|| malformed("it must start with `Signature `"))?;
+        let mut fields = std::collections::HashMap::new();
+        let mut rest = params.trim_start();
+        while !rest.is_empty() {
+            let (name, after) = rest
+                .split_once('=')
+                .ok_or_else(|| malformed("expected name=\"value\" pairs"))?;
+            let after = after
+                .trim_start()
+                .strip_prefix('"')
+                .ok_or_else(|| malformed("values must be quoted"))?;
+            let (val, tail) = after
+                .split_once('"')
+                .ok_or_else(|| malformed("unterminated quoted value"))?;
+            fields.insert(name.trim().to_ascii_lowercase(), val.to_string());
+            rest = tail.trim_start().trim_start_matches(',').trim_start();
+        }
+        let get = |k: &str| {
+            fields
+                .get(k)
+                .cloned()
+                .ok_or_else(|| SignatureError::Malformed(format!("missing `{k}`")))
+        };
+        let key_id = get("keyid")?;
+        let parts: Vec<&str> = key_id.split('|').collect();
+        let (subscriber_id, unique_key_id, key_alg) = match parts.as_slice() {
+            [s, k, a] => (s.to_string(), k.to_string(), a.to_string()),
+            _ => {
+                return Err(malformed(
+                    "keyId must be subscriber_id|unique_key_id|algorithm",
+                ));
+            }
+        };
+        let algorithm = get("algorithm")?;
+        if algorithm != "ed25519" {
+            return Err(SignatureError::Algorithm(algorithm));
+        }
+        if key_alg != algorithm {
+            return Err(SignatureError::AlgorithmMismatch {
+                key_id: key_alg,
+                algorithm,
+            });
+        }
+        let number = |k: &str| -> Result<i64, SignatureError> {
+            get(k)?
+                .parse()
+                .map_err(|_| SignatureError::Malformed(format!("`{k}` must be a Unix time")))
+        };
+        let headers = get("headers")?;
+        if headers.split_whitespace().collect::<Vec<_>>() != ["(created)", "(expires)", "digest"] {
+            return Err(SignatureError::Headers(headers));
+        }
+        Ok(SignatureHeader {
+            subscriber_id,
+            unique_key_id,
+            algorithm,
+            created: number("created")?,
+            expires: number("expires")?,
+            headers,
+            signature: get("signature")?,
+        })
+    }
+
+    /// Checks the time window (allowing `skew` seconds of clock difference for `created`) and
+    /// the signature over the raw `body` bytes.
+    pub fn verify(
+        &self,
+        body: &[u8],
+        key: &PublicKey,
+        now: i64,
+        skew: i64,
+    ) -> Result<(), SignatureError> {
+        if self.created > now + skew {
+            return Err(SignatureError::Future {
+                created: self.created,
+                now,
+            });
+        }
+        if self.expires < now {
+            return Err(SignatureError::Expired {
+                expires: self.expires,
+                now,
+            });
+        }
+        let raw = B64
+            .decode(&self.signature)
+            .map_err(|_| SignatureError::Malformed("signature is not base64".into()))?;
+        let sig = Signature::from_slice(&raw).map_err(|_| SignatureError::Mismatch)?;
+        let s = signing_string(self.created, self.expires, &digest(body));
+        key.0
+            .verify(s.as_bytes(), &sig)
+            .map_err(|_| SignatureError::Mismatch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The published BECKN-006 example: a BAP's key pair, times and one-line request body.
+    const PRIVATE: &str =
+        "lP3sHA+9gileOkXYJXh4Jg8tK0gEEMbf9yCPnFpbldhrAY+NErqL9WD+Vav7TE5tyVXGXBle9ONZi2W7o144eQ==";
+    const PUBLIC: &str = "awGPjRK6i/Vg/lWr+0xObclVxlwZXvTjWYtlu6NeOHk=";
+    const BODY: &str = r#"{"context":{"domain":"nic2004:60212","country":"IND","city":"Kochi","action":"search","core_version":"0.9.1","bap_id":"bap.stayhalo.in","bap_uri":"https://8f9f-49-207-209-131.ngrok.io/protocol/","transaction_id":"e6d9f908-1d26-4ff3-a6d1-3af3d3721054","message_id":"a2fe6d52-9fe4-4d1a-9d0b-dccb8b48522d","timestamp":"2022-01-04T09:17:55.971Z","ttl":"P1M"},"message":{"intent":{"fulfillment":{"start":{"location":{"gps":"10.108768, 76.347517"}},"end":{"location":{"gps":"10.102997, 76.353480"}}}}}}"#;
+    const DIGEST: &str =
+        "b6lf6lRgOweajukcvcLsagQ2T60+85kRh/Rd2bdS+TG/5ALebOEgDJfyCrre/1+BMu5nA94o4DT3pTFXuUg7sw==";
+    const SIGNATURE: &str =
+        "cjbhP0PFyrlSCNszJM1F/YmHDVAWsZqJUPzojnE/7TJU3fJ/rmIlgaUHEr5E0/2PIyf0tpSnWtT6cyNNlpmoAQ==";
+    const CREATED: i64 = 1641287875;
+    const EXPIRES: i64 = 1641291475;
+
+    #[test]
+    fn golden_vector() {
+        assert_eq!(digest(BODY.as_bytes()), DIGEST);
+        let key = PrivateKey::from_base64(PRIVATE).unwrap();
+        assert_eq!(key.public_key().to_base64(), PUBLIC);
+        let header = key.sign(
+            BODY.as_bytes(),
+            "example-bap.com|ae3ea24b-cfec-495e-81f8-044aaef164ac",
+            CREATED,
+            EXPIRES,
+        );
+        assert!(
+            header.ends_with(&format!("signature=\"{SIGNATURE}\"")),
+            "{header}"
+        );
+        let parsed = SignatureHeader::parse(&header).unwrap();
+        assert_eq!(parsed.subscriber_id, "example-bap.com");
+        assert_eq!(parsed.unique_key_id, "ae3ea24b-cfec-495e-81f8-044aaef164ac");
+        let public = PublicKey::from_base64(PUBLIC).unwrap();
+        parsed
+            .verify(BODY.as_bytes(), &public, CREATED + 10, 5)
+            .unwrap();
+    }
+
+    #[test]
+    fn seed_and_libsodium_forms_agree() {
+        let full = PrivateKey::from_base64(PRIVATE).unwrap();
+        let seed = B64.encode(&B64.decode(PRIVATE).unwrap()[..32]);
+        let from_seed = PrivateKey::from_base64(&seed).unwrap();
+        assert_eq!(from_seed.public_key(), full.public_key());
+        assert_eq!(from_seed.to_base64(), PRIVATE);
+    }
+
+    #[test]
+    fn rejections() {
+        let key = PrivateKey::from_base64(PRIVATE).unwrap();
+        let public = key.public_key();
+        let header =
+            SignatureHeader::parse(&key.sign(BODY.as_bytes(), "a.example|k1", 100, 200)).unwrap();
+        assert_eq!(
+            header.verify(b"{}", &public, 150, 5),
+            Err(SignatureError::Mismatch)
+        );
+        assert!(matches!(
+            header.verify(BODY.as_bytes(), &public, 201, 5),
+            Err(SignatureError::Expired { .. })
+        ));
+        assert!(matches!(
+            header.verify(BODY.as_bytes(), &public, 90, 5),
+            Err(SignatureError::Future { .. })
+        ));
+        header.verify(BODY.as_bytes(), &public, 96, 5).unwrap();
+        let other = PrivateKey::generate().unwrap().public_key();
+        assert_eq!(
+            header.verify(BODY.as_bytes(), &other, 150, 5),
+            Err(SignatureError::Mismatch)
+        );
+        assert!(matches!(
+            SignatureHeader::parse(
+                r#"Signature keyId="a|k|rsa",algorithm="ed25519",created="1",expires="2",headers="(created) (expires) digest",signature="x""#
+            ),
+            Err(SignatureError::AlgorithmMismatch { .. })
+        ));
+        assert!(matches!(
+            SignatureHeader::parse("Bearer x"),
+            Err(SignatureError::Malformed(_))
+        ));
+        assert!(PrivateKey::from_base64("c2hvcnQ=").is_err());
+    }
+}
