@@ -1,0 +1,465 @@
+//! Who is who on the network: subscribers, their callback URLs and signing keys.
+//!
+//! Two sources behind one trait: an embedded registry read from a YAML file (local networks,
+//! demos, tests; the adapter can also serve it as `/lookup`) and a remote Beckn registry
+//! (`POST {url}/lookup`). [`CachedRegistry`] sits in front of either so that a burst of
+//! requests from one subscriber costs one lookup.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::OnceCell;
+
+/// The role a subscriber plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum SubscriberType {
+    Bap,
+    Bpp,
+    Bg,
+}
+
+/// One registered key of one subscriber.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Subscriber {
+    pub subscriber_id: String,
+    #[serde(rename = "type")]
+    pub kind: SubscriberType,
+    /// Where its Beckn endpoints (and callbacks) are.
+    pub url: String,
+    pub domain: String,
+    #[serde(default)]
+    pub city: Option<String>,
+    #[serde(default)]
+    pub country: Option<String>,
+    pub unique_key_id: String,
+    /// base64 ed25519 public key.
+    pub signing_public_key: String,
+    #[serde(default)]
+    pub encr_public_key: Option<String>,
+    #[serde(default)]
+    pub valid_from: Option<jiff::Timestamp>,
+    #[serde(default)]
+    pub valid_until: Option<jiff::Timestamp>,
+    /// `SUBSCRIBED` for a usable entry.
+    pub status: String,
+}
+
+impl Subscriber {
+    /// Subscribed and inside its validity window at `now`.
+    pub fn is_valid_at(&self, now: jiff::Timestamp) -> bool {
+        self.status.eq_ignore_ascii_case("SUBSCRIBED")
+            && self.valid_from.is_none_or(|f| f <= now)
+            && self.valid_until.is_none_or(|u| now < u)
+    }
+}
+
+/// What to look up. Empty fields match anything.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize)]
+pub struct LookupQuery {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subscriber_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unique_key_id: Option<String>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<SubscriberType>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub city: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+}
+
+impl LookupQuery {
+    pub fn key(subscriber_id: &str, unique_key_id: &str) -> Self {
+        LookupQuery {
+            subscriber_id: Some(subscriber_id.to_string()),
+            unique_key_id: Some(unique_key_id.to_string()),
+            ..Default::default()
+        }
+    }
+
+    pub fn matches(&self, s: &Subscriber) -> bool {
+        let eq = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
+        let opt = |want: &Option<String>, have: &Option<String>| {
+            want.as_deref()
+                .is_none_or(|w| have.as_deref().is_none_or(|h| h == w || h == "*"))
+        };
+        eq(&self.subscriber_id, &s.subscriber_id)
+            && eq(&self.unique_key_id, &s.unique_key_id)
+            && self.kind.is_none_or(|k| k == s.kind)
+            && eq(&self.domain, &s.domain)
+            && opt(&self.city, &s.city)
+            && opt(&self.country, &s.country)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    #[error("registry unreachable: {0}")]
+    Unreachable(String),
+    #[error("registry answered HTTP {0}")]
+    Status(u16),
+    #[error("registry answer could not be read: {0}")]
+    BadAnswer(String),
+}
+
+pub trait Registry: Send + Sync {
+    fn lookup(&self, query: LookupQuery) -> BoxFuture<'_, Result<Vec<Subscriber>, RegistryError>>;
+}
+
+/// Subscribers from a YAML file (`subscribers: [...]`).
+#[derive(Debug, Clone, Default)]
+pub struct EmbeddedRegistry {
+    pub subscribers: Vec<Subscriber>,
+}
+
+/// The embedded registry file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryFile {
+    pub subscribers: Vec<Subscriber>,
+}
+
+impl EmbeddedRegistry {
+    pub fn find(&self, query: &LookupQuery) -> Vec<Subscriber> {
+        self.subscribers
+            .iter()
+            .filter(|s| query.matches(s))
+            .cloned()
+            .collect()
+    }
+}
+
+impl Registry for EmbeddedRegistry {
+    fn lookup(&self, query: LookupQuery) -> BoxFuture<'_, Result<Vec<Subscriber>, RegistryError>> {
+        let found = self.find(&query);
+        Box::pin(async move { Ok(found) })
+    }
+}
+
+/// A remote Beckn registry, `POST {url}/lookup`.
+pub struct RemoteRegistry {
+    url: String,
+    client: reqwest::Client,
+    timeout: Duration,
+}
+
+impl RemoteRegistry {
+    pub fn new(url: &str, timeout: Duration) -> Self {
+        RemoteRegistry {
+            url: url.trim_end_matches('/').to_string(),
+            client: reqwest::Client::new(),
+            timeout,
+        }
+    }
+}
+
+impl Registry for RemoteRegistry {
+    fn lookup(&self, query: LookupQuery) -> BoxFuture<'_, Result<Vec<Subscriber>, RegistryError>> {
+        Box::pin(async move {
+            let resp = self
+                .client
+                .post(format!("{}/lookup", self.url))
+                .timeout(self.timeout)
+                .json(&query)
+                .send()
+                .await
+                .map_err(|e| RegistryError::Unreachable(e.to_string()))?;
+            if !resp.status().is_success() {
+                return Err(RegistryError::Status(resp.status().as_u16()));
+            }
+            let body: Value = resp
+                .json()
+                .await
+                .map_err(|e| RegistryError::BadAnswer(e.to_string()))?;
+            parse_lookup_answer(&body)
+        })
+    }
+}
+
+/// Reads a lookup answer as registries in the wild write it: a bare array, or an object with
+/// `subscribers`/`message`/`data`; `unique_key_id`, `key_id` or `ukId`; `url` or
+/// `subscriber_url`; `valid_until` or `valid_to`.
+pub fn parse_lookup_answer(body: &Value) -> Result<Vec<Subscriber>, RegistryError> {
+    let list = match body {
+        Value::Array(a) => a,
+        Value::Object(o) => ["subscribers", "message", "data", "result"]
+            .iter()
+            .find_map(|k| o.get(*k).and_then(Value::as_array))
+            .ok_or_else(|| RegistryError::BadAnswer("no list of subscribers".into()))?,
+        _ => return Err(RegistryError::BadAnswer("not a JSON list".into())),
+    };
+    let text = |v: &Value, names: &[&str]| {
+        names
+            .iter()
+            .find_map(|n| v.get(*n).and_then(Value::as_str))
+            .map(str::to_string)
+    };
+    let mut out = Vec::new();
+    for entry in list {
+        let required = |names: &[&str]| {
+            text(entry, names).ok_or_else(|| {
+                RegistryError::BadAnswer(format!("an entry has no {}", names.join("/")))
+            })
+        };
+        let kind = match required(&["type", "subscriber_type"])?
+            .to_ascii_uppercase()
+            .as_str()
+        {
+            "BAP" => SubscriberType::Bap,
+            "BPP" => SubscriberType::Bpp,
+            "BG" | "GATEWAY" => SubscriberType::Bg,
+            other => return Err(RegistryError::BadAnswer(format!("unknown type {other}"))),
+        };
+        let time = |names: &[&str]| text(entry, names).and_then(|s| s.parse().ok());
+        out.push(Subscriber {
+            subscriber_id: required(&["subscriber_id"])?,
+            kind,
+            url: required(&["subscriber_url", "url"])?,
+            domain: text(entry, &["domain"]).unwrap_or_default(),
+            city: text(entry, &["city"]),
+            country: text(entry, &["country"]),
+            unique_key_id: required(&["unique_key_id", "key_id", "ukId", "uk_id"])?,
+            signing_public_key: required(&["signing_public_key"])?,
+            encr_public_key: text(entry, &["encr_public_key"]),
+            valid_from: time(&["valid_from"]),
+            valid_until: time(&["valid_until", "valid_to"]),
+            status: text(entry, &["status"]).unwrap_or_else(|| "SUBSCRIBED".into()),
+        });
+    }
+    Ok(out)
+}
+
+type Slot = Arc<OnceCell<(Result<Vec<Subscriber>, RegistryError>, tokio::time::Instant)>>;
+
+/// Caches lookups for `ttl` (never past an entry's `valid_until`), with one lookup in flight
+/// per query however many requests wait for it. When the registry is down, the last good
+/// answer keeps being served (its entries' own validity still applies).
+pub struct CachedRegistry {
+    inner: Arc<dyn Registry>,
+    ttl: Duration,
+    slots: Mutex<HashMap<LookupQuery, Slot>>,
+    last_good: Mutex<HashMap<LookupQuery, Vec<Subscriber>>>,
+    /// Lookups sent to the inner registry, for tests and metrics.
+    pub lookups: std::sync::atomic::AtomicU64,
+}
+
+impl CachedRegistry {
+    pub fn new(inner: Arc<dyn Registry>, ttl: Duration) -> Self {
+        CachedRegistry {
+            inner,
+            ttl,
+            slots: Mutex::new(HashMap::new()),
+            last_good: Mutex::new(HashMap::new()),
+            lookups: Default::default(),
+        }
+    }
+
+    pub async fn lookup(&self, query: LookupQuery) -> Result<Vec<Subscriber>, RegistryError> {
+        let now = tokio::time::Instant::now();
+        let slot = {
+            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            let fresh = slots
+                .get(&query)
+                .filter(|s| s.get().is_none_or(|(r, until)| r.is_ok() && *until > now))
+                .cloned();
+            match fresh {
+                Some(s) => s,
+                None => {
+                    let s: Slot = Arc::default();
+                    slots.insert(query.clone(), s.clone());
+                    s
+                }
+            }
+        };
+        let (result, _) = slot
+            .get_or_init(|| async {
+                self.lookups
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let result = self.inner.lookup(query.clone()).await;
+                let until = tokio::time::Instant::now() + self.cache_for(&result);
+                (result, until)
+            })
+            .await;
+        let mut last_good = self.last_good.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok(list) => {
+                last_good.insert(query, list.clone());
+                Ok(list.clone())
+            }
+            Err(e) => match last_good.get(&query) {
+                Some(stale) => {
+                    tracing::warn!(error = %e, "registry lookup failed; using the last good answer");
+                    Ok(stale.clone())
+                }
+                None => Err(e.clone()),
+            },
+        }
+    }
+
+    /// How long an answer may be reused: the TTL, cut at the earliest `valid_until`.
+    fn cache_for(&self, result: &Result<Vec<Subscriber>, RegistryError>) -> Duration {
+        let Ok(list) = result else {
+            return Duration::ZERO;
+        };
+        let now = jiff::Timestamp::now();
+        list.iter()
+            .filter_map(|s| s.valid_until)
+            .filter_map(|u| Duration::try_from(u.duration_since(now)).ok())
+            .fold(self.ttl, Duration::min)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn sub(id: &str, kind: SubscriberType) -> Subscriber {
+        Subscriber {
+            subscriber_id: id.into(),
+            kind,
+            url: format!("https://{id}/beckn"),
+            domain: "agri.soil".into(),
+            city: Some("std:011".into()),
+            country: Some("IND".into()),
+            unique_key_id: "k1".into(),
+            signing_public_key: "awGPjRK6i/Vg/lWr+0xObclVxlwZXvTjWYtlu6NeOHk=".into(),
+            encr_public_key: None,
+            valid_from: None,
+            valid_until: None,
+            status: "SUBSCRIBED".into(),
+        }
+    }
+
+    #[test]
+    fn field_name_variants() {
+        let body = json!([{"subscriber_id": "a.example", "subscriber_url": "https://a.example",
+            "type": "BPP", "domain": "agri.soil", "ukId": "k9", "signing_public_key": "x",
+            "valid_to": "2030-01-01T00:00:00Z", "status": "SUBSCRIBED"}]);
+        let s = &parse_lookup_answer(&body).unwrap()[0];
+        assert_eq!(
+            (s.unique_key_id.as_str(), s.url.as_str()),
+            ("k9", "https://a.example")
+        );
+        assert!(s.valid_until.is_some());
+        let wrapped = json!({"message": [{"subscriber_id": "b", "url": "u", "type": "bg",
+            "key_id": "k", "signing_public_key": "x"}]});
+        assert_eq!(
+            parse_lookup_answer(&wrapped).unwrap()[0].kind,
+            SubscriberType::Bg
+        );
+        assert!(parse_lookup_answer(&json!({"oops": 1})).is_err());
+    }
+
+    #[test]
+    fn queries_match() {
+        let reg = EmbeddedRegistry {
+            subscribers: vec![
+                sub("a.example", SubscriberType::Bpp),
+                sub("b.example", SubscriberType::Bap),
+            ],
+        };
+        let q = LookupQuery {
+            kind: Some(SubscriberType::Bpp),
+            domain: Some("agri.soil".into()),
+            city: Some("std:011".into()),
+            ..Default::default()
+        };
+        assert_eq!(reg.find(&q).len(), 1);
+        assert_eq!(reg.find(&LookupQuery::key("b.example", "k1")).len(), 1);
+        assert!(reg.find(&LookupQuery::key("b.example", "k2")).is_empty());
+    }
+
+    #[test]
+    fn validity() {
+        let mut s = sub("a", SubscriberType::Bap);
+        let now = jiff::Timestamp::now();
+        assert!(s.is_valid_at(now));
+        s.valid_until = Some(now - jiff::SignedDuration::from_secs(1));
+        assert!(!s.is_valid_at(now));
+        s.valid_until = None;
+        s.status = "UNSUBSCRIBED".into();
+        assert!(!s.is_valid_at(now));
+    }
+
+    /// A registry whose answers the test switches off.
+    struct Flaky {
+        up: std::sync::atomic::AtomicBool,
+        inner: EmbeddedRegistry,
+    }
+
+    impl Registry for Flaky {
+        fn lookup(&self, q: LookupQuery) -> BoxFuture<'_, Result<Vec<Subscriber>, RegistryError>> {
+            let up = self.up.load(std::sync::atomic::Ordering::SeqCst);
+            let found = self.inner.find(&q);
+            Box::pin(async move {
+                if up {
+                    Ok(found)
+                } else {
+                    Err(RegistryError::Unreachable("down".into()))
+                }
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn known_keys_survive_a_registry_outage() {
+        let flaky = Arc::new(Flaky {
+            up: true.into(),
+            inner: EmbeddedRegistry {
+                subscribers: vec![sub("a.example", SubscriberType::Bap)],
+            },
+        });
+        let cache = CachedRegistry::new(flaky.clone(), Duration::ZERO);
+        assert_eq!(
+            cache
+                .lookup(LookupQuery::key("a.example", "k1"))
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        flaky.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(
+            cache
+                .lookup(LookupQuery::key("a.example", "k1"))
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(
+            cache
+                .lookup(LookupQuery::key("x.example", "k1"))
+                .await
+                .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_burst_costs_one_lookup() {
+        let reg = Arc::new(EmbeddedRegistry {
+            subscribers: vec![sub("a.example", SubscriberType::Bap)],
+        });
+        let cache = Arc::new(CachedRegistry::new(reg, Duration::from_secs(60)));
+        let mut tasks = Vec::new();
+        for _ in 0..50 {
+            let c = cache.clone();
+            tasks.push(tokio::spawn(async move {
+                c.lookup(LookupQuery::key("a.example", "k1")).await
+            }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap().unwrap().len(), 1);
+        }
+        assert_eq!(cache.lookups.load(std::sync::atomic::Ordering::Relaxed), 1);
+    }
+}
