@@ -10,7 +10,8 @@ use arc_swap::ArcSwap;
 use clap::{Parser, Subcommand};
 
 use beckn_adapter::backend::HttpTransport;
-use beckn_adapter::beckn::trust::Unverified;
+use beckn_adapter::beckn::signing::PrivateKey;
+use beckn_adapter::beckn::trust::RegistryPool;
 use beckn_adapter::compile::{self, Layout};
 use beckn_adapter::config::ProcessEnv;
 use beckn_adapter::config::diagnostic::render_all;
@@ -85,6 +86,23 @@ enum Command {
         #[command(flatten)]
         dirs: Dirs,
     },
+    /// Generate an ed25519 signing key pair and print it with a ready registry entry.
+    Keys {
+        /// Subscriber id the entry is for.
+        #[arg(long, default_value = "your-subscriber.example.org")]
+        subscriber_id: String,
+        /// Unique key id to register the key under.
+        #[arg(long, default_value = "key-1")]
+        key_id: String,
+        /// BAP, BPP or BG.
+        #[arg(long = "type", default_value = "BPP")]
+        kind: String,
+        /// The subscriber's URL.
+        #[arg(long, default_value = "https://your-subscriber.example.org/beckn")]
+        url: String,
+        #[arg(long, default_value = "agri.soil")]
+        domain: String,
+    },
     /// Run the sample soil-testing lab ERP (its own REST API, in memory).
     SampleErp {
         #[arg(long, default_value = "127.0.0.1:7180")]
@@ -105,6 +123,32 @@ fn main() -> anyhow::Result<()> {
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Check { dirs } => check(&dirs),
+        Command::Keys {
+            subscriber_id,
+            key_id,
+            kind,
+            url,
+            domain,
+        } => {
+            let key = PrivateKey::generate().context("generating a key")?;
+            let public = key.public_key().to_base64();
+            println!("signing_public_key:  {public}");
+            println!("signing_private_key: {}", key.to_base64());
+            println!(
+                "  (keep the private key secret: give it to the adapter through an environment variable)"
+            );
+            println!();
+            println!("# registry entry");
+            println!("- subscriber_id: {subscriber_id}");
+            println!("  type: {}", kind.to_ascii_uppercase());
+            println!("  url: {url}");
+            println!("  domain: {domain}");
+            println!("  unique_key_id: {key_id}");
+            println!("  signing_public_key: {public}");
+            println!("  valid_from: {}", jiff::Timestamp::now());
+            println!("  status: SUBSCRIBED");
+            Ok(())
+        }
         Command::Serve { dirs, sample_erp } => serve(&dirs, sample_erp).await,
         Command::SampleErp { listen, api_key } => {
             let erp = sample_erp::SampleErp::new(sample_erp::ErpConfig {
@@ -163,14 +207,11 @@ async fn serve(dirs: &Dirs, sample_erp: Option<SocketAddr>) -> anyhow::Result<()
             bail!("the flows have errors; nothing was started");
         }
     };
-    tracing::warn!(
-        "HTTP signature verification is not configured: every sender is accepted and callbacks are unsigned; use on trusted local networks only"
-    );
     let flows = Arc::new(ArcSwap::from_pointee(set));
     let services = Arc::new(Services {
         transport: Arc::new(HttpTransport::new()),
         sender: Arc::new(DirectSender::new(4, Duration::from_millis(500))),
-        trust: Arc::new(Unverified),
+        registries: RegistryPool::default(),
     });
     let mut listeners = Vec::new();
     for (addr, router) in server::routers(&flows, &services) {
@@ -191,6 +232,9 @@ async fn serve(dirs: &Dirs, sample_erp: Option<SocketAddr>) -> anyhow::Result<()
         None => None,
     };
     for f in &flows.load().flows {
+        if !f.verify_signatures {
+            tracing::warn!(flow = %f.name, "SIGNATURE VERIFICATION IS OFF for this flow: any sender is accepted and answers go to any bap_uri. For local development only; remove `verify_signatures: false` before joining a network");
+        }
         tracing::info!(flow = %f.name, role = f.role.as_str(), subscriber_id = %f.subscriber_id, listen = %f.listen, base_path = %f.base_path, actions = f.actions.len(), "flow serving");
     }
     server::serve(listeners, shutdown_signal()).await?;

@@ -31,13 +31,14 @@ pub enum Rejection {
     UnknownEndpoint(String),
     #[error("this provider does not support `{0}`")]
     NotServed(String),
-    #[error("content type must be application/json, got `{0}`")]
+    #[error("{}", if .0.is_empty() { "no Content-Type header: send application/json".to_string() } else { format!("content type must be application/json, got `{}`", .0) })]
     ContentType(String),
     #[error("request body is larger than {0} bytes")]
     TooLarge(usize),
     #[error("request body could not be read: {0}")]
     Unreadable(String),
     #[error("malformed JSON at line {line} column {column}: {detail}")]
+    /// `detail` is the parser's message without its position.
     MalformedJson {
         line: usize,
         column: usize,
@@ -51,15 +52,41 @@ pub enum Rejection {
     WrongRecipient { ours: String, found: String },
     #[error("the request expired at {expired_at} (timestamp + ttl)")]
     Stale { expired_at: String },
-    #[error("{0}")]
-    Signature(String),
+    /// A signature that is missing, malformed, unknown or wrong. `proxy` marks the gateway's
+    /// `X-Gateway-Authorization` (answered with `Proxy-Authenticate`).
+    #[error("{reason}")]
+    Unauthorized {
+        realm: String,
+        proxy: bool,
+        reason: String,
+    },
+    #[error("the signer is {signer} but context.{field} is {claimed}")]
+    SignerMismatch {
+        realm: String,
+        signer: String,
+        field: &'static str,
+        claimed: String,
+    },
+    #[error("{reason}")]
+    CallbackNotRegistered { reason: String },
     #[error("the provider is at capacity; retry later")]
     Busy,
-    #[error("the request could not be recorded; retry later")]
-    Unavailable,
+    #[error("{0}; retry later")]
+    Unavailable(String),
 }
 
 impl Rejection {
+    /// A body that is not JSON, located by line and column.
+    pub fn malformed(e: &serde_json::Error) -> Self {
+        let text = e.to_string();
+        let suffix = format!(" at line {} column {}", e.line(), e.column());
+        Rejection::MalformedJson {
+            line: e.line(),
+            column: e.column(),
+            detail: text.strip_suffix(&suffix).unwrap_or(&text).to_string(),
+        }
+    }
+
     /// Beckn code, HTTP status and the error path of this rejection.
     pub fn classify(&self) -> (ErrorCode, StatusCode, Option<String>) {
         use Rejection::*;
@@ -98,8 +125,18 @@ impl Rejection {
                 StatusCode::BAD_REQUEST,
                 Some("context.ttl".into()),
             ),
-            Signature(_) => (ErrorCode::InvalidSignature, StatusCode::UNAUTHORIZED, None),
-            Busy | Unavailable => (
+            Unauthorized { .. } => (ErrorCode::InvalidSignature, StatusCode::UNAUTHORIZED, None),
+            SignerMismatch { field, .. } => (
+                ErrorCode::InvalidSignature,
+                StatusCode::UNAUTHORIZED,
+                Some(format!("context.{field}")),
+            ),
+            CallbackNotRegistered { .. } => (
+                ErrorCode::InvalidRequest,
+                StatusCode::BAD_REQUEST,
+                Some("context.bap_uri".into()),
+            ),
+            Busy | Unavailable(_) => (
                 ErrorCode::InternalError,
                 StatusCode::SERVICE_UNAVAILABLE,
                 None,
@@ -124,7 +161,25 @@ impl IntoResponse for Rejection {
             "message": {"ack": {"status": "NACK"}},
             "error": self.to_beckn(),
         });
-        (status, axum::Json(body)).into_response()
+        let mut response = (status, axum::Json(body)).into_response();
+        let challenge = match &self {
+            Rejection::Unauthorized { realm, proxy, .. } => Some((realm, *proxy)),
+            Rejection::SignerMismatch { realm, .. } => Some((realm, false)),
+            _ => None,
+        };
+        if let Some((realm, proxy)) = challenge {
+            let name = if proxy {
+                header::PROXY_AUTHENTICATE
+            } else {
+                header::WWW_AUTHENTICATE
+            };
+            let value =
+                format!("Signature realm=\"{realm}\",headers=\"(created) (expires) digest\"");
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                response.headers_mut().insert(name, v);
+            }
+        }
+        response
     }
 }
 

@@ -32,10 +32,18 @@ pub fn now_rfc3339() -> String {
 }
 
 /// When a request stops being valid: `timestamp + ttl`, if both are present and well formed.
+///
+/// The ttl is parsed as a full ISO 8601 duration, calendar units included: the schema accepts
+/// `P1D` or `P1M`, and a fixed-length duration type would reject them, silently skipping the
+/// stale check. Calendar units are added in UTC, where a day is always 24 hours.
 pub fn expiry(context: &Value) -> Option<jiff::Timestamp> {
     let ts: jiff::Timestamp = context.get("timestamp")?.as_str()?.parse().ok()?;
-    let ttl: jiff::SignedDuration = context.get("ttl")?.as_str()?.parse().ok()?;
-    ts.checked_add(ttl).ok()
+    let ttl: jiff::Span = context.get("ttl")?.as_str()?.parse().ok()?;
+    let expires = ts
+        .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+        .checked_add(ttl)
+        .ok()?;
+    Some(expires.timestamp())
 }
 
 #[cfg(test)]
@@ -47,6 +55,19 @@ mod tests {
         let ctx = json!({"timestamp": "2026-01-01T10:00:00Z", "ttl": "PT30S"});
         assert_eq!(expiry(&ctx).unwrap().to_string(), "2026-01-01T10:00:30Z");
         assert!(expiry(&json!({"timestamp": "x", "ttl": "PT30S"})).is_none());
+    }
+
+    #[test]
+    fn expiry_takes_calendar_units() {
+        let at = |ttl: &str| {
+            expiry(&json!({"timestamp": "2026-01-31T10:00:00+05:30", "ttl": ttl}))
+                .map(|t| t.to_string())
+        };
+        assert_eq!(at("P1D").as_deref(), Some("2026-02-01T04:30:00Z"));
+        assert_eq!(at("P1DT2H").as_deref(), Some("2026-02-01T06:30:00Z"));
+        assert_eq!(at("P1W").as_deref(), Some("2026-02-07T04:30:00Z"));
+        assert_eq!(at("P1M").as_deref(), Some("2026-02-28T04:30:00Z"));
+        assert!(at("soon").is_none());
     }
 
     #[test]

@@ -1,32 +1,224 @@
-//! Trust stage of the message path: who may send us a message, and how ours are signed.
-//!
-//! The pipeline calls [`Trust::verify_inbound`] on the raw bytes before parsing and
-//! [`Trust::sign_outbound`] on every callback body. This version performs no signature
-//! checks (the adapter warns at start-up); Beckn HTTP signatures plug in here.
+//! Trust stage of the message path: who sent a message (Beckn HTTP signatures checked against
+//! the registry), where its answer may go, and how our own messages are signed.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use axum::http::HeaderMap;
 
 use super::ack::Rejection;
+use super::registry::{
+    CachedRegistry, LookupQuery, Registry, RegistryError, RemoteRegistry, Subscriber,
+    SubscriberType,
+};
+use super::signing::{PublicKey, SignatureHeader};
+use crate::compile::{CompiledFlow, RegistrySource};
 
-/// Headers to add to an outgoing message.
-pub type OutboundHeaders = Vec<(String, String)>;
+/// Header carrying a gateway's signature next to the sender's `Authorization`.
+pub const GATEWAY_HEADER: &str = "x-gateway-authorization";
 
-pub trait Trust: Send + Sync {
-    /// Checks the sender of `body` (raw bytes as received).
-    fn verify_inbound(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), Rejection>;
-    /// Headers (`Authorization`) that authenticate an outgoing `body`.
-    fn sign_outbound(&self, body: &[u8]) -> OutboundHeaders;
+/// Remote registries with their caches, shared by every flow that names the same URL.
+#[derive(Default)]
+pub struct RegistryPool {
+    remote: Mutex<HashMap<String, Arc<CachedRegistry>>>,
 }
 
-/// Accepts every sender and signs nothing: for local networks only.
-pub struct Unverified;
-
-impl Trust for Unverified {
-    fn verify_inbound(&self, _headers: &HeaderMap, _body: &[u8]) -> Result<(), Rejection> {
-        Ok(())
+impl RegistryPool {
+    pub async fn lookup(
+        &self,
+        source: &RegistrySource,
+        query: LookupQuery,
+    ) -> Result<Vec<Subscriber>, RegistryError> {
+        match source {
+            RegistrySource::Embedded(reg) => reg.lookup(query).await,
+            RegistrySource::Remote {
+                url,
+                cache_ttl,
+                timeout,
+            } => {
+                let cached = {
+                    let mut remote = self.remote.lock().unwrap_or_else(|p| p.into_inner());
+                    remote
+                        .entry(url.clone())
+                        .or_insert_with(|| {
+                            Arc::new(CachedRegistry::new(
+                                Arc::new(RemoteRegistry::new(url, *timeout)),
+                                *cache_ttl,
+                            ))
+                        })
+                        .clone()
+                };
+                cached.lookup(query).await
+            }
+        }
     }
 
-    fn sign_outbound(&self, _body: &[u8]) -> OutboundHeaders {
-        Vec::new()
+    /// Lookups sent to the remote registry at `url` so far.
+    pub fn remote_lookups(&self, url: &str) -> u64 {
+        self.remote
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(url)
+            .map_or(0, |c| c.lookups.load(std::sync::atomic::Ordering::Relaxed))
     }
+}
+
+/// Who signed a message that passed verification.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Verified {
+    /// The subscriber of the `Authorization` signature (None when verification is off).
+    pub signer: Option<String>,
+    /// The gateway of the `X-Gateway-Authorization` signature, when present.
+    pub gateway: Option<String>,
+}
+
+/// Verifies the signatures on a received message over its raw bytes.
+pub async fn verify_inbound(
+    flow: &CompiledFlow,
+    registries: &RegistryPool,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Verified, Rejection> {
+    if !flow.verify_signatures {
+        return Ok(Verified::default());
+    }
+    let now = jiff::Timestamp::now().as_second();
+    let Some(auth) = headers.get(axum::http::header::AUTHORIZATION) else {
+        return Err(unauthorized(
+            flow,
+            false,
+            "missing Authorization header: messages must be signed (BECKN-006)".into(),
+        ));
+    };
+    let auth = auth.to_str().unwrap_or_default();
+    let signer = verify_one(flow, registries, auth, body, now, false).await?;
+    let gateway = match headers.get(GATEWAY_HEADER) {
+        Some(h) => {
+            let h = h.to_str().unwrap_or_default();
+            Some(verify_one(flow, registries, h, body, now, true).await?)
+        }
+        None => None,
+    };
+    Ok(Verified {
+        signer: Some(signer),
+        gateway,
+    })
+}
+
+async fn verify_one(
+    flow: &CompiledFlow,
+    registries: &RegistryPool,
+    header: &str,
+    body: &[u8],
+    now: i64,
+    proxy: bool,
+) -> Result<String, Rejection> {
+    let reject = |reason: String| unauthorized(flow, proxy, reason);
+    let parsed = SignatureHeader::parse(header).map_err(|e| reject(e.to_string()))?;
+    let Some(source) = &flow.registry else {
+        return Err(reject(
+            "no registry is configured to check signatures".into(),
+        ));
+    };
+    let entries = registries
+        .lookup(
+            source,
+            LookupQuery::key(&parsed.subscriber_id, &parsed.unique_key_id),
+        )
+        .await
+        .map_err(|e| {
+            reject(format!(
+                "cannot check the key of {}: {e}",
+                parsed.subscriber_id
+            ))
+        })?;
+    let when = jiff::Timestamp::from_second(now).unwrap_or_else(|_| jiff::Timestamp::now());
+    let Some(entry) = entries.iter().find(|s| s.is_valid_at(when)) else {
+        return Err(reject(match entries.first() {
+            Some(s) => format!(
+                "key {}|{} is not usable (status {}, valid until {})",
+                s.subscriber_id,
+                s.unique_key_id,
+                s.status,
+                s.valid_until.map_or("-".into(), |u| u.to_string())
+            ),
+            None => format!(
+                "unknown key {}|{}: not in the registry",
+                parsed.subscriber_id, parsed.unique_key_id
+            ),
+        }));
+    };
+    if proxy && entry.kind != SubscriberType::Bg {
+        return Err(reject(format!(
+            "{} signed X-Gateway-Authorization but is not a gateway",
+            entry.subscriber_id
+        )));
+    }
+    let key = PublicKey::from_base64(&entry.signing_public_key)
+        .map_err(|e| reject(format!("the registry's key is unusable: {e}")))?;
+    parsed
+        .verify(body, &key, now, flow.signature_skew)
+        .map_err(|e| reject(e.to_string()))?;
+    Ok(parsed.subscriber_id)
+}
+
+fn unauthorized(flow: &CompiledFlow, proxy: bool, reason: String) -> Rejection {
+    Rejection::Unauthorized {
+        realm: flow.subscriber_id.clone(),
+        proxy,
+        reason,
+    }
+}
+
+/// The URL the answer to `bap_id` goes to: the one the registry holds for it, which the
+/// context's `bap_uri` must match, so no sender can make the adapter call an arbitrary address.
+pub async fn callback_base(
+    flow: &CompiledFlow,
+    registries: &RegistryPool,
+    bap_id: &str,
+    bap_uri: &str,
+) -> Result<String, Rejection> {
+    let Some(source) = flow.registry.as_ref().filter(|_| flow.verify_signatures) else {
+        return Ok(bap_uri.trim_end_matches('/').to_string());
+    };
+    let query = LookupQuery {
+        subscriber_id: Some(bap_id.to_string()),
+        kind: Some(SubscriberType::Bap),
+        ..Default::default()
+    };
+    let entries = registries
+        .lookup(source, query)
+        .await
+        .map_err(|e| Rejection::Unavailable(format!("registry lookup of {bap_id} failed: {e}")))?;
+    let now = jiff::Timestamp::now();
+    let registered = entries
+        .iter()
+        .find(|s| s.is_valid_at(now))
+        .map(|s| s.url.trim_end_matches('/').to_string())
+        .ok_or_else(|| Rejection::CallbackNotRegistered {
+            reason: format!("{bap_id} is not a subscribed BAP in the registry"),
+        })?;
+    if registered != bap_uri.trim_end_matches('/') {
+        return Err(Rejection::CallbackNotRegistered {
+            reason: format!(
+                "bap_uri `{bap_uri}` is not the URL registered for {bap_id} (`{registered}`)"
+            ),
+        });
+    }
+    Ok(registered)
+}
+
+/// Headers that authenticate an outgoing `body` as this flow's participant.
+pub fn sign_outbound(flow: &CompiledFlow, body: &[u8]) -> Vec<(String, String)> {
+    let (Some(key), Some(key_id)) = (&flow.signing_key, &flow.key_id) else {
+        return Vec::new();
+    };
+    let now = jiff::Timestamp::now().as_second();
+    let value = key.sign(
+        body,
+        &format!("{}|{key_id}", flow.subscriber_id),
+        now,
+        now + flow.signature_validity,
+    );
+    vec![("Authorization".to_string(), value)]
 }

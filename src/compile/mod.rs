@@ -19,7 +19,9 @@ use crate::backend::Backend;
 use crate::beckn::action::Action;
 use crate::beckn::domain::{DomainRules, DomainRulesFile};
 use crate::beckn::error::ErrorCode;
+use crate::beckn::registry::{EmbeddedRegistry, LookupQuery, RegistryFile};
 use crate::beckn::schema::CoreSchemas;
+use crate::beckn::signing::{PrivateKey, PublicKey};
 use crate::config::model::{
     ActionConfig, BackendConfig, CallConfig, FlowFile, ReplyConfig, Role, StepConfig,
 };
@@ -33,6 +35,8 @@ pub use model::*;
 /// Where a tree of flows, mappings and schemas lives.
 #[derive(Debug, Clone)]
 pub struct Layout {
+    /// The project root: registry files are relative to it.
+    pub root: PathBuf,
     pub flows: PathBuf,
     pub mappings: PathBuf,
     pub schemas: PathBuf,
@@ -42,15 +46,13 @@ impl Layout {
     /// `flows/` with its siblings `mappings/` and `schemas/`.
     pub fn from_flows_dir(flows: impl Into<PathBuf>) -> Self {
         let flows = flows.into();
-        let root = flows
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("."));
+        // `flows` alone has the empty path as parent: keep it, so files print as `mappings/x`.
+        let root = flows.parent().map(Path::to_path_buf).unwrap_or_default();
         Layout {
             mappings: root.join("mappings"),
             schemas: root.join("schemas"),
             flows,
+            root,
         }
     }
 }
@@ -64,6 +66,10 @@ const DEFAULT_MAX_BODY: u64 = 1 << 20;
 const DEFAULT_MAX_IN_FLIGHT: u64 = 4096;
 const DEFAULT_BACKEND_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_CALLBACK_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_SKEW: Duration = Duration::from_secs(5);
+const DEFAULT_SIGNATURE_VALIDITY: Duration = Duration::from_secs(60);
+const DEFAULT_REGISTRY_TTL: Duration = Duration::from_secs(600);
+const DEFAULT_REGISTRY_TIMEOUT: Duration = Duration::from_secs(3);
 const MINIJINJA_BUILTINS: [&str; 7] = [
     "range",
     "dict",
@@ -81,6 +87,8 @@ pub fn load(layout: &Layout, env: &dyn EnvLookup) -> Result<CompiledSet, Vec<Dia
         env,
         diagnostics: Vec::new(),
         sources: BTreeMap::new(),
+        parse_problems: HashSet::new(),
+        broken_templates: HashMap::new(),
     };
     let core = cx.core_schemas();
     let mut flows = Vec::new();
@@ -91,6 +99,15 @@ pub fn load(layout: &Layout, env: &dyn EnvLookup) -> Result<CompiledSet, Vec<Dia
     }
     cx.cross_checks(&flows);
     if !cx.diagnostics.is_empty() {
+        // A value the YAML reader could not produce (an unset `${VAR}`) is left empty; what
+        // later checks say about that empty value repeats the one mistake, so keep only the
+        // first diagnostic at such a place: the reader's own.
+        let parse_problems = std::mem::take(&mut cx.parse_problems);
+        let mut reported = HashSet::new();
+        cx.diagnostics.retain(|d| {
+            let at = (d.file.clone(), d.yaml_path.clone());
+            !parse_problems.contains(&at) || reported.insert(at)
+        });
         // Files shared by several flows (templates, domain rules) report their problems once.
         let mut seen = HashSet::new();
         cx.diagnostics.retain(|d| seen.insert(d.to_string()));
@@ -119,6 +136,11 @@ struct Loader<'a> {
     diagnostics: Vec<Diagnostic>,
     /// Every file read, with its content, for the set's hash.
     sources: BTreeMap<PathBuf, String>,
+    /// Where the YAML reader reported a problem (file, YAML path); see [`load`].
+    parse_problems: HashSet<(PathBuf, String)>,
+    /// Templates under `mappings/` that do not compile, by name, with their diagnostic and
+    /// whether a flow referenced them: reported once, at the reference when there is one.
+    broken_templates: HashMap<String, (Diagnostic, bool)>,
 }
 
 /// Where a reference in a flow file points from, for diagnostics about the referenced file.
@@ -139,6 +161,15 @@ impl Loader<'_> {
         let text = std::fs::read_to_string(path)?;
         self.sources.insert(path.to_path_buf(), text.clone());
         Ok(text)
+    }
+
+    /// Problems the YAML reader found while building a document, remembered by place.
+    fn add_parse_problems(&mut self, problems: Vec<Diagnostic>) {
+        for d in &problems {
+            self.parse_problems
+                .insert((d.file.clone(), d.yaml_path.clone()));
+        }
+        self.diagnostics.extend(problems);
     }
 
     fn core_schemas(&mut self) -> Option<CoreSchemas> {
@@ -197,12 +228,22 @@ impl Loader<'_> {
                 }
             };
             if let Err(e) = templates.add(&name, &source) {
-                self.diagnostics.push(
-                    Diagnostic::new(&full, format!("template error: {}", e.detail))
-                        .at(e.line.unwrap_or(0) as u32, 1),
-                );
+                let d = Diagnostic::new(&full, format!("template error: {}", e.detail))
+                    .at(e.line.unwrap_or(0) as u32, 1);
+                self.broken_templates.insert(name, (d, false));
             }
         }
+    }
+
+    /// Reports the broken templates no reference has reported (macro files, unused ones).
+    fn report_unreferenced_templates(&mut self) {
+        let mut broken: Vec<_> = std::mem::take(&mut self.broken_templates)
+            .into_iter()
+            .filter(|(_, (_, referenced))| !referenced)
+            .collect();
+        broken.sort_by(|a, b| a.0.cmp(&b.0));
+        self.diagnostics
+            .extend(broken.into_iter().map(|(_, (d, _))| d));
     }
 
     fn flow_files(&mut self) -> Vec<PathBuf> {
@@ -251,7 +292,7 @@ impl Loader<'_> {
                 return None;
             }
         };
-        self.diagnostics.extend(problems);
+        self.add_parse_problems(problems);
         let before = self.diagnostics.len();
         let head: Option<FlowFile> = self.de(&doc, file, "", &doc.value);
         let name = head
@@ -312,6 +353,7 @@ impl Loader<'_> {
             }
         }
 
+        self.report_unreferenced_templates();
         let head = head?;
         let listen = match head.listen.parse::<SocketAddr>() {
             Ok(a) => Some(a),
@@ -355,6 +397,7 @@ impl Loader<'_> {
             );
         }
         let domain_rules = self.domain_rules(&doc, file, &head);
+        let trust = self.trust(&doc, file, &head);
         if self.diagnostics.len() > before {
             return None;
         }
@@ -375,7 +418,20 @@ impl Loader<'_> {
                 .trim_end_matches('/')
                 .to_string(),
             key_id: head.network.key_id,
-            signing_key: head.network.signing_private_key,
+            signing_key: trust.signing_key,
+            verify_signatures: trust.verify,
+            signature_skew: head
+                .network
+                .signature_skew
+                .map_or(DEFAULT_SKEW, |d| d.0)
+                .as_secs() as i64,
+            signature_validity: head
+                .network
+                .signature_validity
+                .map_or(DEFAULT_SIGNATURE_VALIDITY, |d| d.0)
+                .as_secs()
+                .max(1) as i64,
+            registry: trust.registry,
             domain: head.domain,
             domain_rules,
             allow_loopback_uris: head.validation.allow_loopback_uris.0,
@@ -518,15 +574,21 @@ impl Loader<'_> {
         let mut bound: Vec<String> = Vec::new();
         for (i, raw) in cfg.steps.iter().enumerate() {
             let spath = format!("{path}.steps[{i}]");
+            // A broken step is reported once: its name stays bound, so the later steps and
+            // the reply that use its result are not reported as reading an unknown name.
             let Some(step) = self.de::<StepConfig>(doc, file, &spath, raw) else {
+                if let Some(name) = raw.get("name").and_then(Value::as_str) {
+                    bound.push(name.to_string());
+                }
                 continue;
             };
+            let name = step.name.clone();
             if let Some(c) = self.step(
                 doc, file, scope, &spath, step, &bound, backends, templates, scripts,
             ) {
-                bound.push(c.name.clone());
                 steps.push(c);
             }
+            bound.push(name);
         }
         let reply = self.reply(
             doc,
@@ -771,10 +833,12 @@ impl Loader<'_> {
                 key.as_str(),
                 "timeout" | "unreachable" | "invalid_response" | "4xx" | "5xx"
             );
-            let backend_codes = backends
-                .get(&call.backend)
-                .and_then(Option::as_ref)
-                .is_some_and(|b| b.error_code.is_some());
+            // A missing or broken backend is reported already, and without it the keys
+            // cannot be judged: give them the benefit of the doubt.
+            let backend_codes = match backends.get(&call.backend) {
+                Some(Some(b)) => b.error_code.is_some(),
+                Some(None) | None => true,
+            };
             if !is_status && !is_kind && !backend_codes {
                 self.diagnostics.push(
                     doc.diagnostic(file, &rpath, format!("`{key}` is not a failure this table can match"))
@@ -1006,6 +1070,16 @@ impl Loader<'_> {
         if templates.contains(rel) {
             return self.template_vars_ok(origin, rel, known, templates);
         }
+        if let Some((d, referenced)) = self.broken_templates.get_mut(rel) {
+            let d = d.clone().path(&origin.path).hint(format!(
+                "used by {} at {}",
+                origin.file.display(),
+                origin.path
+            ));
+            *referenced = true;
+            self.diagnostics.push(d);
+            return None;
+        }
         let full = self.mapping_path(origin, rel)?;
         let source = match self.read(&full) {
             Ok(s) => s,
@@ -1049,13 +1123,13 @@ impl Loader<'_> {
         for var in templates.free_variables(rel) {
             if !known.contains(&var) {
                 ok = false;
-                let line = self
+                let (line, col) = self
                     .sources
                     .get(&full)
-                    .and_then(|src| first_use_line(src, &var))
-                    .unwrap_or(0);
+                    .and_then(|src| first_use(src, &var))
+                    .unwrap_or((0, 0));
                 let d = Diagnostic::new(&full, String::new())
-                    .at(line, 1)
+                    .at(line, col)
                     .path(&origin.path);
                 self.diagnostics.push(unknown_variable(d, &var, known));
             }
@@ -1131,7 +1205,7 @@ impl Loader<'_> {
                 return None;
             }
         };
-        self.diagnostics.extend(problems);
+        self.add_parse_problems(problems);
         let parsed: DomainRulesFile = self.de(&rdoc, &full, "", &rdoc.value)?;
         if parsed.domain != head.domain {
             self.diagnostics.push(rdoc.diagnostic(
@@ -1159,6 +1233,150 @@ impl Loader<'_> {
                 None
             }
         }
+    }
+
+    /// The flow's signing key and registry; both are needed unless verification is off.
+    fn trust(&mut self, doc: &SpannedDoc, file: &Path, head: &FlowFile) -> Trust {
+        let net = &head.network;
+        let verify = net.verify_signatures.is_none_or(|f| f.0);
+        let signing_key = match &net.signing_private_key {
+            Some(secret) => match PrivateKey::from_base64(secret.expose()) {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    self.diagnostics.push(
+                        doc.diagnostic(file, "network.signing_private_key", e.to_string())
+                            .hint("`beckn-adapter keys` prints a fresh key pair and its registry entry"),
+                    );
+                    None
+                }
+            },
+            None if verify => {
+                self.diagnostics.push(
+                    doc.diagnostic(file, "network", "no `signing_private_key`: every callback must be signed")
+                        .hint("generate one with `beckn-adapter keys` and set it from the environment, e.g. signing_private_key: ${LAB_SIGNING_KEY}"),
+                );
+                None
+            }
+            None => None,
+        };
+        if signing_key.is_some() && net.key_id.is_none() {
+            self.diagnostics.push(
+                doc.diagnostic(
+                    file,
+                    "network",
+                    "a signing key needs its `key_id` (the registry's unique key id)",
+                )
+                .hint("key_id: lab-key-1"),
+            );
+        }
+        let registry = match &net.registry {
+            None if verify => {
+                self.diagnostics.push(
+                    doc.diagnostic(file, "network", "no `registry`: signatures cannot be checked without one")
+                        .hint("registry: { file: registry/local.yaml }  or  registry: { url: https://registry.example.org }"),
+                );
+                None
+            }
+            None => None,
+            Some(cfg) => match (&cfg.file, &cfg.url) {
+                (Some(rel), None) => self
+                    .registry_file(doc, file, rel)
+                    .map(RegistrySource::Embedded),
+                (None, Some(url)) => {
+                    if reqwest::Url::parse(url).is_err() {
+                        self.diagnostics.push(doc.diagnostic(
+                            file,
+                            "network.registry.url",
+                            format!("`{url}` is not a URL"),
+                        ));
+                    }
+                    Some(RegistrySource::Remote {
+                        url: url.clone(),
+                        cache_ttl: cfg.cache_ttl.map_or(DEFAULT_REGISTRY_TTL, |d| d.0),
+                        timeout: cfg.timeout.map_or(DEFAULT_REGISTRY_TIMEOUT, |d| d.0),
+                    })
+                }
+                _ => {
+                    self.diagnostics.push(doc.diagnostic(
+                        file,
+                        "network.registry",
+                        "give exactly one of `file` or `url`",
+                    ));
+                    None
+                }
+            },
+        };
+        if let (Some(RegistrySource::Embedded(reg)), Some(key), Some(key_id)) =
+            (&registry, &signing_key, &net.key_id)
+        {
+            let own = reg.find(&LookupQuery::key(&net.subscriber_id, key_id));
+            let public = key.public_key().to_base64();
+            if !own.iter().any(|s| s.signing_public_key == public) {
+                self.diagnostics.push(
+                    doc.diagnostic(
+                        file,
+                        "network.signing_private_key",
+                        format!(
+                            "the registry has no entry for {}|{key_id} with this key's public key",
+                            net.subscriber_id
+                        ),
+                    )
+                    .hint(format!(
+                        "add it to the registry file: signing_public_key: {public}"
+                    )),
+                );
+            }
+        }
+        Trust {
+            verify,
+            signing_key,
+            registry,
+        }
+    }
+
+    fn registry_file(
+        &mut self,
+        doc: &SpannedDoc,
+        file: &Path,
+        rel: &str,
+    ) -> Option<Arc<EmbeddedRegistry>> {
+        let full = self.layout.root.join(rel);
+        let text = match self.read(&full) {
+            Ok(t) => t,
+            Err(e) => {
+                self.diagnostics.push(doc.diagnostic(
+                    file,
+                    "network.registry.file",
+                    format!("cannot read registry `{}`: {e}", full.display()),
+                ));
+                return None;
+            }
+        };
+        let (rdoc, problems) = match yaml::parse(&full, &text, self.env) {
+            Ok(p) => p,
+            Err(d) => {
+                self.diagnostics.push(d);
+                return None;
+            }
+        };
+        self.add_parse_problems(problems);
+        let parsed: RegistryFile = self.de(&rdoc, &full, "", &rdoc.value)?;
+        let mut ok = true;
+        for (i, s) in parsed.subscribers.iter().enumerate() {
+            if let Err(e) = PublicKey::from_base64(&s.signing_public_key) {
+                ok = false;
+                self.diagnostics.push(rdoc.diagnostic(
+                    &full,
+                    &format!("subscribers[{i}].signing_public_key"),
+                    e.to_string(),
+                ));
+            }
+        }
+        ok.then(|| {
+            Arc::new(EmbeddedRegistry {
+                subscribers: parsed.subscribers,
+            })
+        })
     }
 
     /// Checks across flows: two flows may not answer on the same address and path.
@@ -1213,6 +1431,13 @@ fn collect_files(dir: &Path, ext: &str, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// The trust settings of one flow, as compiled.
+struct Trust {
+    verify: bool,
+    signing_key: Option<PrivateKey>,
+    registry: Option<RegistrySource>,
+}
+
 fn known_names(bound: &[String]) -> HashSet<String> {
     ["context", "message", "flow"]
         .iter()
@@ -1246,18 +1471,52 @@ fn unknown_variable(d: Diagnostic, var: &str, known: &HashSet<String>) -> Diagno
     d
 }
 
-/// The first line of `src` mentioning `var` as a word, to point at it.
-fn first_use_line(src: &str, var: &str) -> Option<u32> {
-    src.lines()
-        .position(|l| {
-            l.match_indices(var).any(|(i, _)| {
-                let before = l[..i].chars().next_back();
-                let after = l[i + var.len()..].chars().next();
+/// Line and column (1-based) of the first use of `var` as a word in the template `src`, to
+/// point at it. Only `{{ }}` and `{% %}` tags are searched: a word in the template's text or
+/// in a `{# #}` comment (which often names the steps a template reads) is not a use.
+fn first_use(src: &str, var: &str) -> Option<(u32, u32)> {
+    let code = template_code(src);
+    code.lines().enumerate().find_map(|(i, l)| {
+        l.match_indices(var)
+            .find(|(at, _)| {
+                let before = l[..*at].chars().next_back();
+                let after = l[at + var.len()..].chars().next();
                 !before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.')
                     && !after.is_some_and(|c| c.is_alphanumeric() || c == '_')
             })
-        })
-        .map(|i| i as u32 + 1)
+            .map(|(at, _)| (i as u32 + 1, l[..at].chars().count() as u32 + 1))
+    })
+}
+
+/// `src` with everything outside `{{ }}` and `{% %}` tags blanked, one space per character
+/// and newlines kept, so that lines and columns still match the source.
+fn template_code(src: &str) -> String {
+    let mut out = String::with_capacity(src.len());
+    // The closing delimiter awaited, and whether the text up to it is kept.
+    let mut inside: Option<(&str, bool)> = None;
+    let mut rest = src;
+    while let Some(c) = rest.chars().next() {
+        let opened = match inside {
+            None => [("{{", "}}", true), ("{%", "%}", true), ("{#", "#}", false)]
+                .into_iter()
+                .find(|(open, _, _)| rest.starts_with(open)),
+            Some(_) => None,
+        };
+        if let Some((_, close, keep)) = opened {
+            inside = Some((close, keep));
+            out.push_str("  ");
+            rest = &rest[2..];
+        } else if let Some((close, _)) = inside.filter(|(close, _)| rest.starts_with(close)) {
+            inside = None;
+            out.push_str(&" ".repeat(close.len()));
+            rest = &rest[close.len()..];
+        } else {
+            let keep = inside.is_some_and(|(_, keep)| keep);
+            out.push(if keep || c == '\n' { c } else { ' ' });
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    out
 }
 
 fn is_identifier(s: &str) -> bool {
@@ -1274,5 +1533,27 @@ fn normalise_base_path(p: &str) -> String {
         trimmed.to_string()
     } else {
         format!("/{trimmed}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_use_skips_comments_and_text() {
+        let src = "{#- on_status: reads order and state -#}\n{\"order\": {{ order_of(order, state) }},\n  {%- if state.x %}\"s\": 1{% endif %}}";
+        assert_eq!(first_use(src, "order"), Some((2, 23)));
+        assert_eq!(first_use(src, "state"), Some((2, 30)));
+        assert_eq!(first_use(src, "order_of"), Some((2, 14)));
+        assert_eq!(first_use(src, "missing"), None);
+    }
+
+    #[test]
+    fn template_code_keeps_positions() {
+        let src = "é {# x #}\n{{ a }}b";
+        let code = template_code(src);
+        assert_eq!(code.chars().count(), src.chars().count());
+        assert_eq!(code, "         \n   a    ");
     }
 }

@@ -10,8 +10,9 @@ use crate::backend::Backend;
 use crate::beckn::action::Action;
 use crate::beckn::domain::DomainRules;
 use crate::beckn::error::ErrorCode;
+use crate::beckn::registry::EmbeddedRegistry;
 use crate::beckn::schema::CoreSchemas;
-use crate::config::Secret;
+use crate::beckn::signing::PrivateKey;
 use crate::config::model::Role;
 use crate::mapping::{ScriptEngine, Templates, ValueTemplate};
 
@@ -42,7 +43,11 @@ pub struct CompiledFlow {
     pub subscriber_id: String,
     pub subscriber_uri: String,
     pub key_id: Option<String>,
-    pub signing_key: Option<Secret>,
+    pub signing_key: Option<PrivateKey>,
+    pub verify_signatures: bool,
+    pub signature_skew: i64,
+    pub signature_validity: i64,
+    pub registry: Option<RegistrySource>,
     pub domain: String,
     pub domain_rules: Option<Arc<DomainRules>>,
     pub allow_loopback_uris: bool,
@@ -53,6 +58,17 @@ pub struct CompiledFlow {
     pub actions: HashMap<Action, CompiledAction>,
     pub templates: Templates,
     pub scripts: ScriptEngine,
+}
+
+/// Where a flow looks subscribers up.
+#[derive(Clone)]
+pub enum RegistrySource {
+    Embedded(Arc<EmbeddedRegistry>),
+    Remote {
+        url: String,
+        cache_ttl: Duration,
+        timeout: Duration,
+    },
 }
 
 pub struct CompiledAction {

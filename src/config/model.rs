@@ -62,11 +62,42 @@ pub struct Network {
     pub subscriber_id: String,
     /// Public URL other participants call.
     pub subscriber_uri: String,
+    /// The registry's unique key id of the signing key.
     #[serde(default)]
     pub key_id: Option<String>,
-    /// ed25519 signing key (base64), used to sign callbacks.
+    /// ed25519 signing key, base64 of the 32-byte seed or the 64-byte seed+public form.
     #[serde(default)]
     pub signing_private_key: Option<Secret>,
+    /// Where subscribers' keys and URLs are looked up.
+    #[serde(default)]
+    pub registry: Option<RegistryConfig>,
+    /// Verify the signatures of incoming messages (default true). Turning it off is for local
+    /// development only; the adapter warns at start.
+    #[serde(default)]
+    pub verify_signatures: Option<Flag>,
+    /// Clock difference tolerated on a signature's `created` (default 5s).
+    #[serde(default)]
+    pub signature_skew: Option<HumanDuration>,
+    /// `expires - created` of the signatures this participant makes (default 60s).
+    #[serde(default)]
+    pub signature_validity: Option<HumanDuration>,
+}
+
+/// A registry: a YAML file of subscribers (relative to the project root) or a remote Beckn
+/// registry's base URL.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    #[serde(default)]
+    pub file: Option<String>,
+    #[serde(default)]
+    pub url: Option<String>,
+    /// How long lookups are reused (default 10m; never past an entry's valid_until).
+    #[serde(default)]
+    pub cache_ttl: Option<HumanDuration>,
+    /// Timeout of one lookup (default 3s).
+    #[serde(default)]
+    pub timeout: Option<HumanDuration>,
 }
 
 /// How strictly incoming and outgoing messages are checked.

@@ -11,7 +11,7 @@ use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, YamlData};
 use serde_json::{Map, Number, Value};
 
 use super::diagnostic::Diagnostic;
-use super::interpolate::{EnvLookup, interpolate};
+use super::interpolate::{EnvLookup, InterpolateError, interpolate};
 
 /// A parsed YAML document with a position for every mapping key and sequence item.
 #[derive(Debug, Clone, Default)]
@@ -71,6 +71,7 @@ pub fn parse(
         let m = e.marker();
         Diagnostic::new(file, format!("invalid YAML: {}", e.info()))
             .at(m.line() as u32, m.col() as u32 + 1)
+            .hint(syntax_hint(e.info()))
     })?;
     let mut doc = SpannedDoc::default();
     let mut problems = Vec::new();
@@ -166,19 +167,59 @@ impl Walker<'_> {
         match interpolate(s, self.env) {
             Ok(v) => Value::String(v),
             Err(e) => {
-                self.problem(node, path, &e.to_string());
+                let d = self
+                    .located(node, path, &e.to_string())
+                    .hint(interpolation_hint(&e));
+                self.problems.push(d);
                 Value::String(String::new())
             }
         }
     }
 
     fn problem(&mut self, node: &MarkedYaml<'_>, path: &str, message: &str) {
+        let d = self.located(node, path, message);
+        self.problems.push(d);
+    }
+
+    fn located(&self, node: &MarkedYaml<'_>, path: &str, message: &str) -> Diagnostic {
         let start = node.span.start;
-        self.problems.push(
-            Diagnostic::new(self.file, message)
-                .at(start.line() as u32, start.col() as u32 + 1)
-                .path(path),
-        );
+        Diagnostic::new(self.file, message)
+            .at(start.line() as u32, start.col() as u32 + 1)
+            .path(path)
+    }
+}
+
+/// How to fix a `${VAR}` that could not be substituted.
+fn interpolation_hint(e: &InterpolateError) -> String {
+    match e {
+        InterpolateError::Unset(name) => {
+            format!("set {name} in the environment, or give a default: ${{{name}:-value}}")
+        }
+        InterpolateError::Unterminated => "write it as ${NAME} or ${NAME:-default}".to_string(),
+        InterpolateError::BadName(_) => {
+            "names are letters, digits and _, not starting with a digit; write $${ for a literal ${"
+                .to_string()
+        }
+    }
+}
+
+/// The parser reports where it noticed a problem, often past the mistake: say where to look.
+fn syntax_hint(info: &str) -> String {
+    let opened = if info.contains("flow mapping") {
+        Some("{")
+    } else if info.contains("flow sequence") {
+        Some("[")
+    } else {
+        None
+    };
+    match opened {
+        Some(open) => format!(
+            "a `{open}` opened on this line or above is not closed, or a `,` is missing between its entries"
+        ),
+        None => {
+            "the mistake is here or just above: check indentation, quotes and `key: value` spacing"
+                .to_string()
+        }
     }
 }
 
@@ -208,6 +249,8 @@ mod tests {
         assert_eq!(problems.len(), 1);
         assert_eq!((problems[0].line, problems[0].col), (2, 4));
         assert!(problems[0].message.contains("MISSING"));
+        let hint = problems[0].hint.as_deref().unwrap_or_default();
+        assert!(hint.contains("${MISSING:-value}"), "{hint}");
     }
 
     #[test]
@@ -215,6 +258,14 @@ mod tests {
         let err = parse(Path::new("f.yaml"), "a: [1, 2\nb: 3\n", &HashMap::new()).unwrap_err();
         assert!(err.line >= 1, "{err}");
         assert!(err.message.starts_with("invalid YAML"));
+        assert!(err.hint.is_some(), "{err}");
+        let text = "steps:\n  - call: { backend: erp, path: /x\n  - name: y\n";
+        let err = parse(Path::new("f.yaml"), text, &HashMap::new()).unwrap_err();
+        let hint = err.hint.unwrap_or_default();
+        assert!(
+            hint.contains("a `{` opened on this line or above"),
+            "{hint}"
+        );
     }
 
     #[test]

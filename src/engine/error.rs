@@ -25,6 +25,9 @@ pub enum EngineError {
     Script(ScriptError),
     #[error("action `{0}` is not configured in this flow")]
     NotConfigured(String),
+    /// The request itself cannot be served (an identifier that would change the backend path).
+    #[error("request refused: {}", .0.message)]
+    Refused(BecknError),
 }
 
 impl EngineError {
@@ -46,6 +49,7 @@ impl EngineError {
                 ErrorCode::InternalError,
                 "the provider could not build a response to this request",
             ),
+            EngineError::Refused(e) => e.clone(),
             EngineError::NotConfigured(action) => BecknError::new(
                 ErrorCode::ActionNotApplicable,
                 format!("this provider does not support `{action}`"),

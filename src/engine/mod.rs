@@ -123,6 +123,16 @@ async fn run_call(
             }
         },
     };
+    if request
+        .path
+        .split(['/', '?', '#'])
+        .any(|seg| seg == "." || seg == ".." || seg.eq_ignore_ascii_case("%2e%2e"))
+    {
+        return Err(EngineError::Refused(BecknError::new(
+            ErrorCode::InvalidRequest,
+            "an identifier in the request is not valid here",
+        )));
+    }
     let Some(backend) = flow.backends.get(&call.backend) else {
         return Err(EngineError::NotConfigured(format!(
             "backend {}",

@@ -22,6 +22,7 @@ use crate::beckn::action::Action;
 use crate::beckn::context::{callback_context, expiry};
 use crate::beckn::error::{BecknError, ErrorCode};
 use crate::beckn::schema::{CoreSchemas, Violation};
+use crate::beckn::trust;
 use crate::compile::{CompiledFlow, CompiledSet};
 use crate::delivery::Callback;
 use crate::engine;
@@ -68,19 +69,40 @@ async fn receive(
     let flow = set
         .flow(&ep.flow_name)
         .cloned()
-        .ok_or(Rejection::Unavailable)?;
+        .ok_or_else(|| Rejection::Unavailable(format!("flow {} is not loaded", ep.flow_name)))?;
     if !flow.actions.contains_key(&action) {
         return Err(Rejection::NotServed(action.to_string()));
     }
     check_content_type(headers)?;
     let bytes = read_body(body, flow.max_body_bytes).await?;
-    ep.services.trust.verify_inbound(headers, &bytes)?;
-    let request: Value = serde_json::from_slice(&bytes).map_err(|e| Rejection::MalformedJson {
-        line: e.line(),
-        column: e.column(),
-        detail: e.to_string(),
-    })?;
+    let verified = trust::verify_inbound(&flow, &ep.services.registries, headers, &bytes).await?;
+    let request: Value = serde_json::from_slice(&bytes).map_err(|e| Rejection::malformed(&e))?;
     check_request(&flow, &set.core, action, &request)?;
+    let context_text = |k: &str| {
+        request
+            .pointer(&format!("/context/{k}"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let bap_id = context_text("bap_id");
+    if let Some(signer) = &verified.signer
+        && *signer != bap_id
+    {
+        return Err(Rejection::SignerMismatch {
+            realm: flow.subscriber_id.clone(),
+            signer: signer.clone(),
+            field: "bap_id",
+            claimed: bap_id,
+        });
+    }
+    let callback_base = trust::callback_base(
+        &flow,
+        &ep.services.registries,
+        &bap_id,
+        &context_text("bap_uri"),
+    )
+    .await?;
     let permit = ep
         .in_flight
         .clone()
@@ -89,7 +111,15 @@ async fn receive(
     // Durable recording of the request belongs here, before the ACK.
     let services = ep.services.clone();
     let core = set.core.clone();
-    tokio::spawn(process(flow, core, action, request, services, permit));
+    tokio::spawn(process(
+        flow,
+        core,
+        action,
+        request,
+        callback_base,
+        services,
+        permit,
+    ));
     Ok(())
 }
 
@@ -191,6 +221,7 @@ async fn process(
     core: Arc<CoreSchemas>,
     action: Action,
     request: Value,
+    callback_base: String,
     services: Arc<Services>,
     _permit: OwnedSemaphorePermit,
 ) {
@@ -202,8 +233,7 @@ async fn process(
             .unwrap_or_default()
             .to_string()
     };
-    let (transaction_id, message_id, bap_uri) =
-        (text("transaction_id"), text("message_id"), text("bap_uri"));
+    let (transaction_id, message_id) = (text("transaction_id"), text("message_id"));
     let started = std::time::Instant::now();
     let outcome = engine::run_action(&flow, action, &request, services.transport.as_ref()).await;
     let context = callback_context(&flow, action, &request_ctx);
@@ -232,7 +262,7 @@ async fn process(
             return;
         }
     };
-    let headers = services.trust.sign_outbound(&bytes);
+    let headers = trust::sign_outbound(&flow, &bytes);
     let deadline = expiry(&request_ctx).and_then(|exp| {
         let left = exp.duration_since(jiff::Timestamp::now());
         std::time::Duration::try_from(left)
@@ -242,7 +272,7 @@ async fn process(
     tracing::info!(flow = %flow.name, %action, %transaction_id, %message_id, elapsed_ms = started.elapsed().as_millis() as u64, error = body.get("error").is_some(), "callback ready");
     services.sender.submit(Callback {
         flow: flow.name.clone(),
-        url: format!("{}/{}", bap_uri.trim_end_matches('/'), action.callback()),
+        url: format!("{callback_base}/{}", action.callback()),
         action: action.callback().to_string(),
         transaction_id,
         message_id,

@@ -5,12 +5,12 @@ pub mod bpp;
 use std::sync::Arc;
 
 use crate::backend::Transport;
-use crate::beckn::trust::Trust;
+use crate::beckn::trust::RegistryPool;
 use crate::delivery::CallbackSender;
 
 /// What every role needs from the outside world; injected so tests and `render` can swap parts.
 pub struct Services {
     pub transport: Arc<dyn Transport>,
     pub sender: Arc<dyn CallbackSender>,
-    pub trust: Arc<dyn Trust>,
+    pub registries: RegistryPool,
 }

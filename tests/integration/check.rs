@@ -1,1 +1,267 @@
-mod placeholder {}
+//! `beckn-adapter check`, run as an integrator runs it: the built binary on a tree of flows,
+//! mappings and schemas. Broken trees must give one clear diagnostic per mistake (file:line:col,
+//! YAML path, hint), exit 1 and end with the count; the whole output is pinned by snapshots.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::common;
+
+/// What `check` printed and how it exited.
+struct Outcome {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `beckn-adapter check flows` in `root` with an empty environment (so `${VAR}` defaults
+/// apply and logs stay quiet); every occurrence of `root` in the output becomes `[TREE]`.
+fn run_check(root: &Path) -> Outcome {
+    let out = Command::new(env!("CARGO_BIN_EXE_beckn-adapter"))
+        .args(["check", "flows"])
+        .current_dir(root)
+        .env_clear()
+        .env("BECKN_LOG", "off")
+        .output()
+        .expect("run beckn-adapter");
+    let redact = |bytes: &[u8]| {
+        let mut text = String::from_utf8_lossy(bytes).into_owned();
+        for form in [root.to_path_buf(), root.canonicalize().unwrap_or_default()] {
+            let form = form.display().to_string();
+            if !form.is_empty() {
+                text = text.replace(&form, "[TREE]");
+            }
+        }
+        text
+    };
+    Outcome {
+        code: out.status.code(),
+        stdout: redact(&out.stdout),
+        stderr: redact(&out.stderr),
+    }
+}
+
+/// `check` on a scratch tree: the repository's mappings and schemas plus `files`
+/// (`(path under the tree, content)`), the flow files among them.
+fn check(files: &[(&str, &str)]) -> Outcome {
+    let tree = common::temp_tree(&[]);
+    for (rel, content) in files {
+        let path = tree.path().join(rel);
+        std::fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
+        std::fs::write(&path, content).expect("write fixture");
+    }
+    run_check(tree.path())
+}
+
+/// `check` on a broken tree: exit 1, nothing on stdout, `problems` diagnostics each with a
+/// position, and the closing count. Returns the diagnostics for the snapshot.
+fn check_fails(files: &[(&str, &str)], problems: usize) -> String {
+    let out = check(files);
+    assert_eq!(
+        out.code,
+        Some(1),
+        "stdout: {}\nstderr: {}",
+        out.stdout,
+        out.stderr
+    );
+    assert_eq!(out.stdout, "", "nothing on stdout when the check fails");
+    let plural = if problems == 1 { "" } else { "s" };
+    let last = out.stderr.trim_end().lines().last().unwrap_or_default();
+    assert_eq!(
+        last,
+        format!("{problems} problem{plural} found"),
+        "{}",
+        out.stderr
+    );
+    let headers: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains(": error: "))
+        .collect();
+    assert_eq!(headers.len(), problems, "{}", out.stderr);
+    for h in &headers {
+        let location = h.split(": error: ").next().unwrap_or_default();
+        let mut parts = location.rsplitn(3, ':');
+        let (col, line) = (parts.next(), parts.next());
+        assert!(
+            col.is_some_and(|c| c.parse::<u32>().is_ok_and(|c| c > 0))
+                && line.is_some_and(|l| l.parse::<u32>().is_ok_and(|l| l > 0)),
+            "no file:line:col in {h:?}"
+        );
+    }
+    out.stderr
+}
+
+/// A small valid flow: search and status against the sample ERP. Cases break copies of it.
+const LAB: &str = r#"name: mini-lab
+role: bpp
+listen: 127.0.0.1:7199
+network:
+  subscriber_id: soil.mini-lab.example
+  subscriber_uri: http://127.0.0.1:7199
+  verify_signatures: false
+domain: agri.soil
+validation:
+  allow_loopback_uris: true
+
+backends:
+  erp:
+    base_url: ${MINI_ERP_URL:-http://127.0.0.1:7180/api/v1/labs/GFSL}
+    timeout: 3s
+    error_code: /error
+
+actions:
+  search:
+    steps:
+      - name: lab
+        call: { backend: erp, path: /profile }
+      - name: found
+        call:
+          backend: erp
+          path: /packages
+          query:
+            q: "{{ message.intent.descriptor.name if message.intent is defined else none }}"
+    reply: { template: soil/on_search.j2 }
+
+  status:
+    steps:
+      - name: order
+        call:
+          backend: erp
+          path: "/orders/{{ message.order_id | urlencode }}"
+          errors:
+            NOT_FOUND: { code: "30010", message: "{{ response.message }}" }
+      - name: state
+        script: soil/order_state.rhai
+    reply: { template: soil/on_status.j2 }
+"#;
+
+const FLOW: &str = "flows/mini-lab.yaml";
+
+/// `LAB` with each `(from, to)` replaced once; every `from` must be there.
+fn lab_with(edits: &[(&str, &str)]) -> String {
+    let mut text = LAB.to_string();
+    for (from, to) in edits {
+        assert!(text.contains(from), "fixture has no {from:?}");
+        text = text.replacen(from, to, 1);
+    }
+    text
+}
+
+#[test]
+fn shipped_flows_pass() {
+    let out = run_check(&common::repo());
+    assert_eq!(
+        out.code,
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(out.stdout.starts_with("ok: "), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("greenfield-lab (bpp, soil.greenfield-labs.example)"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn fixture_passes() {
+    let out = check(&[(FLOW, LAB)]);
+    assert_eq!(
+        out.code,
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(
+        out.stdout.starts_with("ok: 1 flow compiled"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("mini-lab (bpp, soil.mini-lab.example) on 127.0.0.1:7199: search status"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn three_mistakes_three_diagnostics() {
+    let flow = lab_with(&[
+        // a misspelt key
+        ("path: /packages", "pth: /packages"),
+        // a backend that does not exist
+        (
+            "backend: erp, path: /profile",
+            "backend: lims, path: /profile",
+        ),
+        // a variable no step defines
+        ("| urlencode }}", "| urlencode }}/{{ order_ref }}"),
+    ]);
+    insta::assert_snapshot!(check_fails(&[(FLOW, &flow)], 3));
+}
+
+#[test]
+fn yaml_syntax_error() {
+    let flow = lab_with(&[(
+        "call: { backend: erp, path: /profile }",
+        "call: { backend: erp, path: /profile",
+    )]);
+    insta::assert_snapshot!(check_fails(&[(FLOW, &flow)], 1));
+}
+
+#[test]
+fn unset_variable_without_default() {
+    let flow = lab_with(&[(
+        "${MINI_ERP_URL:-http://127.0.0.1:7180/api/v1/labs/GFSL}",
+        "${MINI_ERP_URL}",
+    )]);
+    insta::assert_snapshot!(check_fails(&[(FLOW, &flow)], 1));
+}
+
+#[test]
+fn template_syntax_error_in_a_mapping() {
+    let flow = lab_with(&[("soil/on_search.j2", "soil/mini_search.j2")]);
+    let template = r#"{#- on_search for the mini lab -#}
+{"catalog": {"providers": [
+  {%- for p in found.packages %}
+  {"id": {{ p.sku }}, "descriptor": {"name": {{ p.title }}}}{% if not loop.last %},{% endif %}
+  {%- endfo %}
+]}}
+"#;
+    insta::assert_snapshot!(check_fails(
+        &[(FLOW, &flow), ("mappings/soil/mini_search.j2", template)],
+        1
+    ));
+}
+
+#[test]
+fn rhai_syntax_error() {
+    let flow = lab_with(&[("soil/order_state.rhai", "soil/mini_state.rhai")]);
+    let script = r#"// Maps the ERP order status for the mini lab.
+let s = order.status;
+let code = if (s == "BOOKED" { "SCHEDULED" } else { s };
+#{ code: code, order_status: "ACTIVE" }
+"#;
+    insta::assert_snapshot!(check_fails(
+        &[(FLOW, &flow), ("mappings/soil/mini_state.rhai", script)],
+        1
+    ));
+}
+
+#[test]
+fn unknown_variable_in_a_mapping() {
+    let flow = lab_with(&[("soil/on_status.j2", "soil/mini_status.j2")]);
+    let template = r#"{#- on_status for the mini lab: reads order and state -#}
+{"order": {"id": {{ order.order_no }}, "status": {{ stat.order_status }}}}
+"#;
+    insta::assert_snapshot!(check_fails(
+        &[(FLOW, &flow), ("mappings/soil/mini_status.j2", template)],
+        1
+    ));
+}

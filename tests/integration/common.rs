@@ -11,7 +11,8 @@ use axum::Router;
 use axum::extract::{Path as UrlPath, State};
 use axum::routing::post;
 use beckn_adapter::backend::HttpTransport;
-use beckn_adapter::beckn::trust::Unverified;
+use beckn_adapter::beckn::signing::PrivateKey;
+use beckn_adapter::beckn::trust::RegistryPool;
 use beckn_adapter::compile::{self, CompiledSet, Layout};
 use beckn_adapter::delivery::DirectSender;
 use beckn_adapter::roles::Services;
@@ -22,6 +23,17 @@ use tokio::sync::Notify;
 
 pub const BAP_ID: &str = "farmer-app.example";
 pub const GFSL_ID: &str = "soil.greenfield-labs.example";
+/// TEST-ONLY private key of the sample network's farmer app (registry/local.yaml).
+pub const BAP_TEST_KEY: &str =
+    "aBifWLXHoxVC0WeJuJQmRJhX+Fpx+ohWEDiRPAbQ65FoHiMBd69dUJq/Uo9mPcpwbi+ZfqbLiDkEOiP2Pwy/rg==";
+pub const BAP_KEY_ID: &str = "farmer-app.example|farmer-app-key-1";
+
+/// The `Authorization` header the farmer app sends with `body`.
+pub fn bap_signature(body: &[u8]) -> String {
+    let key = PrivateKey::from_base64(BAP_TEST_KEY).expect("test key");
+    let now = jiff::Timestamp::now().as_second();
+    key.sign(body, BAP_KEY_ID, now, now + 60)
+}
 
 /// The repository root, where `flows/`, `mappings/` and `schemas/` live.
 pub fn repo() -> PathBuf {
@@ -110,6 +122,13 @@ impl Network {
     /// Starts everything on ephemeral loopback ports. `erp_url` overrides where the flow's
     /// ERP backend points (to test an ERP that is down, say).
     pub async fn start_with(erp_url: Option<String>) -> Network {
+        Self::start_tree(&repo().join("flows"), erp_url).await
+    }
+
+    /// Like [`Network::start_with`], serving the flows in `flows_dir` (with its sibling
+    /// `mappings/` and `schemas/`), for trees a test has modified. It must hold the
+    /// greenfield-lab flow.
+    pub async fn start_tree(flows_dir: &Path, erp_url: Option<String>) -> Network {
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
             .with_env_filter(
@@ -136,17 +155,18 @@ impl Network {
                 erp_url.unwrap_or_else(|| format!("http://{erp_addr}/api/v1/labs/GFSL")),
             ),
             ("GFSL_PUBLIC_URL".into(), bpp_url.clone()),
+            ("FARMER_APP_URL".into(), format!("http://{bap_addr}")),
             (
                 "KTH_ERP_URL".into(),
                 format!("http://{erp_addr}/api/v1/labs/KTH"),
             ),
         ]);
-        let set = load_flows(&repo().join("flows"), &env);
+        let set = load_flows(flows_dir, &env);
         let flows = Arc::new(ArcSwap::from_pointee(set));
         let services = Arc::new(Services {
             transport: Arc::new(HttpTransport::new()),
             sender: Arc::new(DirectSender::new(3, Duration::from_millis(50))),
-            trust: Arc::new(Unverified),
+            registries: RegistryPool::default(),
         });
         let routers = server::routers(&flows, &services);
         let gfsl = flows
@@ -199,16 +219,35 @@ impl Network {
         json!({"context": context, "message": message})
     }
 
-    /// POSTs raw bytes to an endpoint of the BPP; returns status and JSON body.
+    /// POSTs raw bytes, signed by the farmer app, to an endpoint of the BPP; returns status
+    /// and JSON body.
     pub async fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> (u16, Value) {
-        let resp = self
+        let auth = bap_signature(&body);
+        self.post_with(
+            path,
+            content_type,
+            body,
+            &[("authorization", auth.as_str())],
+        )
+        .await
+    }
+
+    /// POSTs raw bytes with exactly the given extra headers (no signature unless given).
+    pub async fn post_with(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value) {
+        let mut req = self
             .http
             .post(format!("{}/{}", self.bpp_url, path.trim_start_matches('/')))
-            .header("content-type", content_type)
-            .body(body)
-            .send()
-            .await
-            .expect("adapter reachable");
+            .header("content-type", content_type);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.body(body).send().await.expect("adapter reachable");
         let status = resp.status().as_u16();
         let body = resp.json().await.unwrap_or(Value::Null);
         (status, body)
@@ -245,5 +284,38 @@ pub fn load_flows(flows_dir: &Path, env: &HashMap<String, String>) -> CompiledSe
             "flows do not compile:\n{}",
             beckn_adapter::config::diagnostic::render_all(&d)
         ),
+    }
+}
+
+/// A scratch copy of the repository's `mappings/`, `schemas/` and `registry/` with a `flows/`
+/// directory holding only the named flow files (so a test tree does not depend on other flows).
+pub fn temp_tree(flow_files: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for sub in ["mappings", "schemas", "registry"] {
+        if repo().join(sub).is_dir() {
+            copy_dir(&repo().join(sub), &dir.path().join(sub));
+        }
+    }
+    std::fs::create_dir_all(dir.path().join("flows")).expect("create flows/");
+    for f in flow_files {
+        std::fs::copy(
+            repo().join("flows").join(f),
+            dir.path().join("flows").join(f),
+        )
+        .unwrap_or_else(|e| panic!("copy flows/{f}: {e}"));
+    }
+    dir
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create dir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("dir entry");
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy file");
+        }
     }
 }
