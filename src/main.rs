@@ -179,6 +179,12 @@ fn check(dirs: &Dirs) -> anyhow::Result<()> {
             for f in &set.flows {
                 let mut actions: Vec<_> = f.actions.keys().map(|a| a.as_str()).collect();
                 actions.sort();
+                if f.role == beckn_adapter::config::model::Role::Gateway {
+                    actions = vec!["forwards search, on_search"];
+                }
+                if f.serve_registry {
+                    actions.push("(serves /lookup)");
+                }
                 println!(
                     "  {} ({}, {}) on {}{}: {}",
                     f.name,

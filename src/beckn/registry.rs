@@ -18,8 +18,11 @@ use tokio::sync::OnceCell;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum SubscriberType {
+    #[serde(alias = "bap")]
     Bap,
+    #[serde(alias = "bpp")]
     Bpp,
+    #[serde(alias = "bg", alias = "GATEWAY", alias = "gateway")]
     Bg,
 }
 
@@ -60,11 +63,16 @@ impl Subscriber {
 }
 
 /// What to look up. Empty fields match anything.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(default)]
 pub struct LookupQuery {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subscriber_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        alias = "ukId",
+        alias = "key_id"
+    )]
     pub unique_key_id: Option<String>,
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
     pub kind: Option<SubscriberType>,

@@ -208,6 +208,37 @@ pub async fn callback_base(
     Ok(registered)
 }
 
+/// The base URL of the gateway `gateway_id`, where answers to what it forwarded go.
+pub async fn gateway_base(
+    flow: &CompiledFlow,
+    registries: &RegistryPool,
+    gateway_id: &str,
+) -> Result<String, Rejection> {
+    let Some(source) = &flow.registry else {
+        return Err(Rejection::Unavailable(
+            "no registry to find the gateway in".into(),
+        ));
+    };
+    let query = LookupQuery {
+        subscriber_id: Some(gateway_id.to_string()),
+        kind: Some(SubscriberType::Bg),
+        ..Default::default()
+    };
+    let now = jiff::Timestamp::now();
+    registries
+        .lookup(source, query)
+        .await
+        .map_err(|e| {
+            Rejection::Unavailable(format!("registry lookup of {gateway_id} failed: {e}"))
+        })?
+        .into_iter()
+        .find(|s| s.is_valid_at(now))
+        .map(|s| s.url.trim_end_matches('/').to_string())
+        .ok_or_else(|| Rejection::CallbackNotRegistered {
+            reason: format!("gateway {gateway_id} is not subscribed in the registry"),
+        })
+}
+
 /// Headers that authenticate an outgoing `body` as this flow's participant.
 pub fn sign_outbound(flow: &CompiledFlow, body: &[u8]) -> Vec<(String, String)> {
     let (Some(key), Some(key_id)) = (&flow.signing_key, &flow.key_id) else {

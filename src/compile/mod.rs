@@ -66,6 +66,7 @@ const DEFAULT_MAX_BODY: u64 = 1 << 20;
 const DEFAULT_MAX_IN_FLIGHT: u64 = 4096;
 const DEFAULT_BACKEND_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_CALLBACK_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_SKEW: Duration = Duration::from_secs(5);
 const DEFAULT_SIGNATURE_VALIDITY: Duration = Duration::from_secs(60);
 const DEFAULT_REGISTRY_TTL: Duration = Duration::from_secs(600);
@@ -369,32 +370,49 @@ impl Loader<'_> {
                 None
             }
         };
-        if head.role != Role::Bpp {
-            self.diagnostics.push(
-                doc.diagnostic(
-                    file,
-                    "role",
-                    format!(
-                        "role `{}` is not available in this version",
-                        head.role.as_str()
-                    ),
-                )
-                .hint("this version runs BPP (provider) flows: `role: bpp`"),
-            );
+        match head.role {
+            Role::Bpp => {
+                if head.actions.is_empty() {
+                    self.diagnostics.push(
+                        doc.diagnostic(file, "", "the flow declares no actions")
+                            .hint("add `actions:` with at least `search:`"),
+                    );
+                }
+                if head.gateway.is_some() {
+                    self.diagnostics.push(doc.diagnostic(
+                        file,
+                        "gateway",
+                        "`gateway:` settings belong to `role: gateway` flows",
+                    ));
+                }
+            }
+            Role::Gateway => {
+                if !head.actions.is_empty() || !head.backends.is_empty() {
+                    self.diagnostics.push(
+                        doc.diagnostic(
+                            file,
+                            "actions",
+                            "a gateway forwards messages; it has no `actions:` or `backends:`",
+                        )
+                        .hint("remove them, or make this flow `role: bpp`"),
+                    );
+                }
+            }
+            Role::Bap => {
+                self.diagnostics.push(
+                    doc.diagnostic(file, "role", "role `bap` is not available in this version")
+                        .hint("this version runs `role: bpp` and `role: gateway` flows"),
+                );
+            }
         }
-        for (field, value) in [("network.subscriber_uri", &head.network.subscriber_uri)] {
+        {
+            let (field, value) = ("network.subscriber_uri", &head.network.subscriber_uri);
             if reqwest::Url::parse(value).is_err() {
                 self.diagnostics.push(
                     doc.diagnostic(file, field, format!("`{value}` is not a URL"))
                         .hint("e.g. https://soil-lab.example.org/beckn"),
                 );
             }
-        }
-        if head.actions.is_empty() {
-            self.diagnostics.push(
-                doc.diagnostic(file, "", "the flow declares no actions")
-                    .hint("add `actions:` with at least `search:`"),
-            );
         }
         let domain_rules = self.domain_rules(&doc, file, &head);
         let trust = self.trust(&doc, file, &head);
@@ -432,6 +450,12 @@ impl Loader<'_> {
                 .as_secs()
                 .max(1) as i64,
             registry: trust.registry,
+            serve_registry: head.network.registry.as_ref().is_some_and(|r| r.serve.0),
+            forward_timeout: head
+                .gateway
+                .as_ref()
+                .and_then(|g| g.forward_timeout)
+                .map_or(DEFAULT_FORWARD_TIMEOUT, |d| d.0),
             domain: head.domain,
             domain_rules,
             allow_loopback_uris: head.validation.allow_loopback_uris.0,
@@ -1278,33 +1302,32 @@ impl Loader<'_> {
                 None
             }
             None => None,
-            Some(cfg) => match (&cfg.file, &cfg.url) {
-                (Some(rel), None) => self
-                    .registry_file(doc, file, rel)
-                    .map(RegistrySource::Embedded),
-                (None, Some(url)) => {
-                    if reqwest::Url::parse(url).is_err() {
+            Some(cfg) => {
+                let src = cfg.source.trim();
+                if src.starts_with("http://") || src.starts_with("https://") {
+                    if reqwest::Url::parse(src).is_err() {
                         self.diagnostics.push(doc.diagnostic(
                             file,
-                            "network.registry.url",
-                            format!("`{url}` is not a URL"),
+                            "network.registry.source",
+                            format!("`{src}` is not a URL"),
                         ));
                     }
+                    if cfg.serve.0 {
+                        self.diagnostics.push(
+                            doc.diagnostic(file, "network.registry.serve", "only a registry file can be served")
+                                .hint("serve: true needs `source:` to be a file such as registry/local.yaml"),
+                        );
+                    }
                     Some(RegistrySource::Remote {
-                        url: url.clone(),
+                        url: src.to_string(),
                         cache_ttl: cfg.cache_ttl.map_or(DEFAULT_REGISTRY_TTL, |d| d.0),
                         timeout: cfg.timeout.map_or(DEFAULT_REGISTRY_TIMEOUT, |d| d.0),
                     })
+                } else {
+                    self.registry_file(doc, file, src)
+                        .map(RegistrySource::Embedded)
                 }
-                _ => {
-                    self.diagnostics.push(doc.diagnostic(
-                        file,
-                        "network.registry",
-                        "give exactly one of `file` or `url`",
-                    ));
-                    None
-                }
-            },
+            }
         };
         if let (Some(RegistrySource::Embedded(reg)), Some(key), Some(key_id)) =
             (&registry, &signing_key, &net.key_id)

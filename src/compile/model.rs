@@ -48,6 +48,10 @@ pub struct CompiledFlow {
     pub signature_skew: i64,
     pub signature_validity: i64,
     pub registry: Option<RegistrySource>,
+    /// Answer `POST /lookup` from the embedded registry on this flow's listener.
+    pub serve_registry: bool,
+    /// Gateways: timeout of one forward.
+    pub forward_timeout: Duration,
     pub domain: String,
     pub domain_rules: Option<Arc<DomainRules>>,
     pub allow_loopback_uris: bool,

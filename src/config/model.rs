@@ -30,6 +30,9 @@ pub struct FlowFile {
     pub validation: Validation,
     #[serde(default)]
     pub limits: Limits,
+    /// Settings of the gateway role.
+    #[serde(default)]
+    pub gateway: Option<GatewayConfig>,
     #[serde(default)]
     pub backends: BTreeMap<String, Value>,
     #[serde(default)]
@@ -84,14 +87,15 @@ pub struct Network {
 }
 
 /// A registry: a YAML file of subscribers (relative to the project root) or a remote Beckn
-/// registry's base URL.
+/// registry's base URL (`http://` or `https://`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryConfig {
+    pub source: String,
+    /// Answer `POST /lookup` from this (file) registry on the flow's listener, so a local
+    /// network needs no other registry.
     #[serde(default)]
-    pub file: Option<String>,
-    #[serde(default)]
-    pub url: Option<String>,
+    pub serve: Flag,
     /// How long lookups are reused (default 10m; never past an entry's valid_until).
     #[serde(default)]
     pub cache_ttl: Option<HumanDuration>,
@@ -131,6 +135,15 @@ pub struct Limits {
     /// Timeout of one callback delivery attempt.
     #[serde(default)]
     pub callback_timeout: Option<HumanDuration>,
+}
+
+/// How a gateway forwards.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Timeout of one forward to a provider or a buyer app (default 5s).
+    #[serde(default)]
+    pub forward_timeout: Option<HumanDuration>,
 }
 
 /// A backend (the ERP) the flow calls.

@@ -96,13 +96,19 @@ async fn receive(
             claimed: bap_id,
         });
     }
-    let callback_base = trust::callback_base(
+    // The BAP's registered URL must be the bap_uri, even when the answer goes via a gateway.
+    let mut callback_base = trust::callback_base(
         &flow,
         &ep.services.registries,
         &bap_id,
         &context_text("bap_uri"),
     )
     .await?;
+    if action == Action::Search
+        && let Some(gateway) = &verified.gateway
+    {
+        callback_base = trust::gateway_base(&flow, &ep.services.registries, gateway).await?;
+    }
     let permit = ep
         .in_flight
         .clone()
@@ -123,7 +129,7 @@ async fn receive(
     Ok(())
 }
 
-fn check_content_type(headers: &HeaderMap) -> Result<(), Rejection> {
+pub(crate) fn check_content_type(headers: &HeaderMap) -> Result<(), Rejection> {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -137,7 +143,7 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), Rejection> {
 }
 
 /// Reads the body, refusing it as soon as it passes `limit` bytes.
-async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, Rejection> {
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, Rejection> {
     let mut stream = body.into_data_stream();
     let mut buf = bytes::BytesMut::new();
     while let Some(chunk) = stream.next().await {

@@ -1,6 +1,8 @@
 //! HTTP listeners: one axum router per listen address, carrying the endpoints of every flow that
 //! listens there, plus `/health`.
 
+pub mod lookup;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -18,6 +20,8 @@ use crate::compile::CompiledSet;
 use crate::config::model::Role;
 use crate::roles::Services;
 use crate::roles::bpp::{self, BppEndpoint};
+use crate::roles::gateway::{self, GatewayEndpoint};
+use lookup::LookupEndpoint;
 
 /// Builds the routers for the flows of `set`, keyed by listen address.
 pub fn routers(
@@ -39,7 +43,35 @@ pub fn routers(
                     .route(&format!("{}/{{action}}", flow.base_path), post(bpp::handle))
                     .with_state(ep)
             }
-            Role::Bap | Role::Gateway => continue,
+            Role::Gateway => {
+                let ep = Arc::new(GatewayEndpoint {
+                    flows: flows.clone(),
+                    flow_name: flow.name.clone(),
+                    services: services.clone(),
+                    client: reqwest::Client::new(),
+                });
+                Router::new()
+                    .route(&format!("{}/search", flow.base_path), post(gateway::search))
+                    .route(
+                        &format!("{}/on_search", flow.base_path),
+                        post(gateway::on_search),
+                    )
+                    .with_state(ep)
+            }
+            Role::Bap => continue,
+        };
+        let router = if flow.serve_registry {
+            let ep = Arc::new(LookupEndpoint {
+                flows: flows.clone(),
+                flow_name: flow.name.clone(),
+            });
+            router.merge(
+                Router::new()
+                    .route(&format!("{}/lookup", flow.base_path), post(lookup::lookup))
+                    .with_state(ep),
+            )
+        } else {
+            router
         };
         let entry = out.remove(&flow.listen).unwrap_or_default();
         out.insert(flow.listen, entry.merge(router));

@@ -40,7 +40,7 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-async fn bind() -> (TcpListener, SocketAddr) {
+pub async fn bind() -> (TcpListener, SocketAddr) {
     let l = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind loopback");
@@ -48,14 +48,62 @@ async fn bind() -> (TcpListener, SocketAddr) {
     (l, a)
 }
 
+/// One callback as the BAP stand-in received it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub action: String,
+    pub body: Value,
+    pub raw: axum::body::Bytes,
+    pub authorization: Option<String>,
+    pub gateway_authorization: Option<String>,
+}
+
 /// Callbacks received by the BAP stand-in.
 #[derive(Default)]
 pub struct Inbox {
     received: Mutex<Vec<(String, Value)>>,
+    /// The same callbacks with their raw bytes and signature headers.
+    pub raw: Mutex<Vec<Received>>,
     notify: Notify,
 }
 
 impl Inbox {
+    /// Waits (up to `deadline`) until `n` callbacks `action` answering `message_id` arrived.
+    pub async fn wait_n(
+        &self,
+        action: &str,
+        message_id: &str,
+        n: usize,
+        deadline: Duration,
+    ) -> Vec<Received> {
+        let matching = || -> Vec<Received> {
+            self.raw
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|r| r.action == action && r.body["context"]["message_id"] == message_id)
+                .cloned()
+                .collect()
+        };
+        let got = tokio::time::timeout(deadline, async {
+            loop {
+                let notified = self.notify.notified();
+                let found = matching();
+                if found.len() >= n {
+                    return found;
+                }
+                notified.await;
+            }
+        })
+        .await;
+        got.unwrap_or_else(|_| {
+            panic!(
+                "{} of {n} {action} for {message_id} within {deadline:?}",
+                matching().len()
+            )
+        })
+    }
+
     /// Waits (up to `deadline`) for the callback `action` answering `message_id`.
     pub async fn wait(&self, action: &str, message_id: &str, deadline: Duration) -> Value {
         let found = tokio::time::timeout(deadline, async {
@@ -96,12 +144,26 @@ impl Inbox {
     }
 }
 
-async fn record(
+pub async fn record(
     State(inbox): State<Arc<Inbox>>,
     UrlPath(action): UrlPath<String>,
+    headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> axum::Json<Value> {
     let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    inbox.raw.lock().unwrap().push(Received {
+        action: action.clone(),
+        body: value.clone(),
+        raw: body.clone(),
+        authorization: header("authorization"),
+        gateway_authorization: header("x-gateway-authorization"),
+    });
     inbox.received.lock().unwrap().push((action, value));
     inbox.notify.notify_waiters();
     axum::Json(json!({"message": {"ack": {"status": "ACK"}}}))
@@ -129,6 +191,15 @@ impl Network {
     /// `mappings/` and `schemas/`), for trees a test has modified. It must hold the
     /// greenfield-lab flow.
     pub async fn start_tree(flows_dir: &Path, erp_url: Option<String>) -> Network {
+        Self::start_env(flows_dir, erp_url, HashMap::new()).await
+    }
+
+    /// Like [`Network::start_tree`], with extra environment variables for the flows.
+    pub async fn start_env(
+        flows_dir: &Path,
+        erp_url: Option<String>,
+        extra_env: HashMap<String, String>,
+    ) -> Network {
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
             .with_env_filter(
@@ -161,6 +232,8 @@ impl Network {
                 format!("http://{erp_addr}/api/v1/labs/KTH"),
             ),
         ]);
+        let mut env = env;
+        env.extend(extra_env);
         let set = load_flows(flows_dir, &env);
         let flows = Arc::new(ArcSwap::from_pointee(set));
         let services = Arc::new(Services {

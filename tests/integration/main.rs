@@ -4,4 +4,7 @@
 mod bad_input;
 mod check;
 mod common;
+mod gateway;
+mod interop;
 mod journey;
+mod trust;

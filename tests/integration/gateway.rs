@@ -1,0 +1,215 @@
+//! The gateway role on the sample network: one gateway, two labs on the sample ERP, a farmer
+//! app stand-in. Everything is signed and verified; the labs look keys up in the registry the
+//! gateway serves, through the lookup cache.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use axum::Router;
+use axum::routing::post;
+use beckn_adapter::backend::HttpTransport;
+use beckn_adapter::beckn::registry::LookupQuery;
+use beckn_adapter::beckn::signing::{PublicKey, SignatureHeader};
+use beckn_adapter::beckn::trust::RegistryPool;
+use beckn_adapter::compile::RegistrySource;
+use beckn_adapter::delivery::DirectSender;
+use beckn_adapter::roles::Services;
+use beckn_adapter::server;
+use serde_json::{Value, json};
+
+use crate::common::{BAP_ID, Inbox, bap_signature, bind, load_flows, record, repo};
+
+struct SoilNetwork {
+    gateway_url: String,
+    bap_url: String,
+    bap: Arc<Inbox>,
+    services: Arc<Services>,
+    registry_keys: HashMap<String, String>,
+    http: reqwest::Client,
+}
+
+impl SoilNetwork {
+    async fn start() -> SoilNetwork {
+        let erp = sample_erp::SampleErp::new(sample_erp::ErpConfig::default());
+        let (erp_listener, erp_addr) = bind().await;
+        tokio::spawn(erp.serve(erp_listener, std::future::pending()));
+        let (bap_listener, bap_addr) = bind().await;
+        let bap = Arc::new(Inbox::default());
+        let bap_router = Router::new()
+            .route("/{action}", post(record))
+            .with_state(bap.clone());
+        tokio::spawn(async move { axum::serve(bap_listener, bap_router).await });
+
+        let (gw_listener, gw_addr) = bind().await;
+        let (gfsl_listener, gfsl_addr) = bind().await;
+        let (kth_listener, kth_addr) = bind().await;
+        let gateway_url = format!("http://{gw_addr}");
+        let env: HashMap<String, String> = HashMap::from([
+            ("GATEWAY_URL".into(), gateway_url.clone()),
+            ("GFSL_PUBLIC_URL".into(), format!("http://{gfsl_addr}")),
+            ("KTH_PUBLIC_URL".into(), format!("http://{kth_addr}")),
+            ("FARMER_APP_URL".into(), format!("http://{bap_addr}")),
+            (
+                "GFSL_ERP_URL".into(),
+                format!("http://{erp_addr}/api/v1/labs/GFSL"),
+            ),
+            (
+                "KTH_ERP_URL".into(),
+                format!("http://{erp_addr}/api/v1/labs/KTH"),
+            ),
+            // The labs use the registry the gateway serves, as a remote registry.
+            ("BECKN_REGISTRY".into(), gateway_url.clone()),
+        ]);
+        let set = load_flows(&repo().join("flows"), &env);
+        let registry_keys = match set.flow("soil-gateway").and_then(|f| f.registry.clone()) {
+            Some(RegistrySource::Embedded(reg)) => reg
+                .find(&LookupQuery::default())
+                .into_iter()
+                .map(|s| (s.subscriber_id, s.signing_public_key))
+                .collect(),
+            _ => panic!("the gateway serves an embedded registry"),
+        };
+        let flows = Arc::new(ArcSwap::from_pointee(set));
+        let services = Arc::new(Services {
+            transport: Arc::new(HttpTransport::new()),
+            sender: Arc::new(DirectSender::new(3, Duration::from_millis(50))),
+            registries: RegistryPool::default(),
+        });
+        let mut routers = server::routers(&flows, &services);
+        let listen = |name: &str| flows.load().flow(name).expect(name).listen;
+        let mut take = |name: &str| routers.remove(&listen(name)).expect(name);
+        let listeners = vec![
+            (gw_listener, take("soil-gateway")),
+            (gfsl_listener, take("greenfield-lab")),
+            (kth_listener, take("krishi-lab")),
+        ];
+        tokio::spawn(server::serve(listeners, std::future::pending()));
+        SoilNetwork {
+            gateway_url,
+            bap_url: format!("http://{bap_addr}"),
+            bap,
+            services,
+            registry_keys,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn search_body(&self) -> Value {
+        json!({
+            "context": {
+                "domain": "agri.soil", "action": "search", "version": "1.1.0",
+                "bap_id": BAP_ID, "bap_uri": self.bap_url,
+                "transaction_id": uuid::Uuid::new_v4().to_string(),
+                "message_id": uuid::Uuid::new_v4().to_string(),
+                "timestamp": jiff::Timestamp::now().to_string(), "ttl": "PT30S",
+                "location": {"country": {"code": "IND"}}
+            },
+            "message": {"intent": {"tags": [{"descriptor": {"code": "crop"},
+                "list": [{"descriptor": {"code": "name"}, "value": "wheat"}]}]}}
+        })
+    }
+
+    /// Signs and sends a search to the gateway; returns its message id.
+    async fn search(&self) -> String {
+        let body = self.search_body();
+        let bytes = serde_json::to_vec(&body).unwrap();
+        let resp = self
+            .http
+            .post(format!("{}/search", self.gateway_url))
+            .header("content-type", "application/json")
+            .header("authorization", bap_signature(&bytes))
+            .body(bytes)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let ack: Value = resp.json().await.unwrap();
+        assert_eq!(ack["message"]["ack"]["status"], "ACK", "{ack}");
+        body["context"]["message_id"].as_str().unwrap().to_string()
+    }
+
+    fn verify(&self, header: &str, raw: &[u8]) -> String {
+        let parsed = SignatureHeader::parse(header).expect("a Beckn signature header");
+        let key = PublicKey::from_base64(&self.registry_keys[&parsed.subscriber_id]).unwrap();
+        parsed
+            .verify(raw, &key, jiff::Timestamp::now().as_second(), 5)
+            .expect("signature verifies");
+        parsed.subscriber_id
+    }
+}
+
+#[tokio::test]
+async fn one_search_through_the_gateway_reaches_both_labs() {
+    let net = SoilNetwork::start().await;
+    let message_id = net.search().await;
+    let answers = net
+        .bap
+        .wait_n("on_search", &message_id, 2, Duration::from_secs(10))
+        .await;
+    let mut labs: Vec<String> = Vec::new();
+    for a in &answers {
+        assert!(a.body.get("error").is_none(), "{}", a.body);
+        let bpp_id = a.body["context"]["bpp_id"].as_str().unwrap();
+        // the lab's own signature, and the gateway's, both over the bytes received
+        let signer = net.verify(
+            a.authorization.as_deref().expect("signed by the lab"),
+            &a.raw,
+        );
+        assert_eq!(signer, bpp_id);
+        let via = net.verify(
+            a.gateway_authorization
+                .as_deref()
+                .expect("countersigned by the gateway"),
+            &a.raw,
+        );
+        assert_eq!(via, "gateway.soil.example");
+        labs.push(
+            a.body["message"]["catalog"]["providers"][0]["id"]
+                .as_str()
+                .unwrap()
+                .into(),
+        );
+    }
+    labs.sort();
+    assert_eq!(labs, ["GFSL", "KTH"]);
+    let prices: Vec<&Value> = answers
+        .iter()
+        .map(|a| {
+            a.body["message"]["catalog"]["providers"][0]["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|i| i["id"] == "soil-npk-package")
+                .map(|i| &i["price"]["value"])
+                .unwrap_or(&Value::Null)
+        })
+        .collect();
+    assert_ne!(
+        prices[0], prices[1],
+        "the two labs price the NPK test differently"
+    );
+}
+
+#[tokio::test]
+async fn the_registry_is_asked_once_per_key_not_per_message() {
+    let net = SoilNetwork::start().await;
+    let first = net.search().await;
+    net.bap
+        .wait_n("on_search", &first, 2, Duration::from_secs(10))
+        .await;
+    let after_one = net.services.registries.remote_lookups(&net.gateway_url);
+    assert!(after_one > 0, "the labs looked keys up remotely");
+    for _ in 0..5 {
+        let id = net.search().await;
+        net.bap
+            .wait_n("on_search", &id, 2, Duration::from_secs(10))
+            .await;
+    }
+    assert_eq!(
+        net.services.registries.remote_lookups(&net.gateway_url),
+        after_one,
+        "five more searches cost no further lookups"
+    );
+}
