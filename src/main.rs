@@ -103,6 +103,18 @@ enum Command {
         #[arg(long, default_value = "agri.soil")]
         domain: String,
     },
+    /// Print the Beckn `Authorization` header for a body read from standard input.
+    Sign {
+        /// The signer's private key (base64); prefer the BECKN_SIGNING_KEY variable.
+        #[arg(long, env = "BECKN_SIGNING_KEY", hide_env_values = true)]
+        key: String,
+        /// `subscriber_id|unique_key_id`.
+        #[arg(long)]
+        key_id: String,
+        /// Seconds the signature stays valid.
+        #[arg(long, default_value_t = 60)]
+        validity: i64,
+    },
     /// Run the sample soil-testing lab ERP (its own REST API, in memory).
     SampleErp {
         #[arg(long, default_value = "127.0.0.1:7180")]
@@ -123,6 +135,21 @@ fn main() -> anyhow::Result<()> {
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Check { dirs } => check(&dirs),
+        Command::Sign {
+            key,
+            key_id,
+            validity,
+        } => {
+            use std::io::Read;
+            let key = PrivateKey::from_base64(&key).context("reading the private key")?;
+            let mut body = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut body)
+                .context("reading the body from standard input")?;
+            let now = jiff::Timestamp::now().as_second();
+            println!("{}", key.sign(&body, &key_id, now, now + validity));
+            Ok(())
+        }
         Command::Keys {
             subscriber_id,
             key_id,
@@ -158,7 +185,6 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("binding the sample ERP to {listen}"))?;
-            tracing::info!(%listen, "sample lab ERP listening (labs GFSL and KTH under /api/v1/labs/)");
             erp.serve(listener, shutdown_signal()).await?;
             Ok(())
         }
@@ -232,7 +258,6 @@ async fn serve(dirs: &Dirs, sample_erp: Option<SocketAddr>) -> anyhow::Result<()
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("binding the sample ERP to {addr}"))?;
-            tracing::info!(%addr, "sample lab ERP listening");
             Some(tokio::spawn(erp.serve(listener, shutdown_signal())))
         }
         None => None,
