@@ -1211,26 +1211,13 @@ impl Loader<'_> {
         if !explicit && !full.exists() {
             return None;
         }
-        let text = match self.read(&full) {
-            Ok(t) => t,
-            Err(e) => {
-                self.diagnostics.push(doc.diagnostic(
-                    file,
-                    "validation.domain_rules",
-                    format!("cannot read domain rules `{}`: {e}", full.display()),
-                ));
-                return None;
-            }
+        let origin = Origin {
+            doc,
+            file,
+            path: "validation.domain_rules".into(),
         };
-        let (rdoc, problems) = match yaml::parse(&full, &text, self.env) {
-            Ok(p) => p,
-            Err(d) => {
-                self.diagnostics.push(d);
-                return None;
-            }
-        };
-        self.add_parse_problems(problems);
-        let parsed: DomainRulesFile = self.de(&rdoc, &full, "", &rdoc.value)?;
+        let (rdoc, parsed): (_, DomainRulesFile) =
+            self.yaml_file(&origin, &full, "domain rules")?;
         if parsed.domain != head.domain {
             self.diagnostics.push(rdoc.diagnostic(
                 &full,
@@ -1357,25 +1344,23 @@ impl Loader<'_> {
         }
     }
 
-    fn registry_file(
+    /// Reads and deserialises a YAML file referenced from a flow (`origin`), with `${VAR}`
+    /// interpolation and located diagnostics.
+    fn yaml_file<T: serde::de::DeserializeOwned>(
         &mut self,
-        doc: &SpannedDoc,
-        file: &Path,
-        rel: &str,
-    ) -> Option<Arc<EmbeddedRegistry>> {
-        let full = self.layout.root.join(rel);
-        let text = match self.read(&full) {
+        origin: &Origin<'_>,
+        full: &Path,
+        what: &str,
+    ) -> Option<(SpannedDoc, T)> {
+        let text = match self.read(full) {
             Ok(t) => t,
             Err(e) => {
-                self.diagnostics.push(doc.diagnostic(
-                    file,
-                    "network.registry.file",
-                    format!("cannot read registry `{}`: {e}", full.display()),
-                ));
+                self.diagnostics
+                    .push(origin.diag(format!("cannot read {what} `{}`: {e}", full.display())));
                 return None;
             }
         };
-        let (rdoc, problems) = match yaml::parse(&full, &text, self.env) {
+        let (doc, problems) = match yaml::parse(full, &text, self.env) {
             Ok(p) => p,
             Err(d) => {
                 self.diagnostics.push(d);
@@ -1383,7 +1368,23 @@ impl Loader<'_> {
             }
         };
         self.add_parse_problems(problems);
-        let parsed: RegistryFile = self.de(&rdoc, &full, "", &rdoc.value)?;
+        let parsed = self.de(&doc, full, "", &doc.value)?;
+        Some((doc, parsed))
+    }
+
+    fn registry_file(
+        &mut self,
+        doc: &SpannedDoc,
+        file: &Path,
+        rel: &str,
+    ) -> Option<Arc<EmbeddedRegistry>> {
+        let full = self.layout.root.join(rel);
+        let origin = Origin {
+            doc,
+            file,
+            path: "network.registry.source".into(),
+        };
+        let (rdoc, parsed): (_, RegistryFile) = self.yaml_file(&origin, &full, "registry")?;
         let mut ok = true;
         for (i, s) in parsed.subscribers.iter().enumerate() {
             if let Err(e) = PublicKey::from_base64(&s.signing_public_key) {
