@@ -13,3 +13,4 @@ pub mod engine;
 pub mod mapping;
 pub mod roles;
 pub mod server;
+pub mod store;

@@ -1,0 +1,168 @@
+//! Durable state: what was accepted (so an ACK is a kept promise), what is still to be sent
+//! (the outbox), the message log and each transaction's facts.
+//!
+//! One interface, [`Store`], with SQLite as the embedded default. Every method returns only
+//! after its writes are committed, so "recorded" always means "on disk".
+
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+
+/// Identifies a request for idempotency: the same message id for the same action of a flow.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct InboundKey {
+    pub flow: String,
+    pub action: String,
+    pub message_id: String,
+}
+
+/// A request accepted for processing, recorded before its ACK.
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    pub key: InboundKey,
+    pub transaction_id: String,
+    /// The counterpart (`bap_id`) and our role, for the transaction record.
+    pub counterpart: String,
+    pub role: String,
+    /// The raw body as received.
+    pub body: Bytes,
+    /// Headers as JSON, signatures and secrets already redacted.
+    pub headers: String,
+    /// Where the answer goes (registered URL of the BAP, or the gateway).
+    pub callback_base: String,
+}
+
+/// Whether an inbound request is new or a repeat of one already accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accepted {
+    New,
+    Duplicate,
+}
+
+/// A message to deliver through the outbox.
+#[derive(Debug, Clone)]
+pub struct NewOutbox {
+    pub flow: String,
+    /// `callback`, `forward`, `ultra`…: what kind of delivery this is.
+    pub kind: String,
+    pub url: String,
+    pub action: String,
+    pub transaction_id: String,
+    pub message_id: String,
+    pub body: Bytes,
+    /// Give up (dead letter) after this instant, Unix ms.
+    pub deadline: Option<i64>,
+    /// The accepted request this message answers; it is marked done in the same commit.
+    pub completes: Option<InboundKey>,
+    /// Order facts to note on the transaction (`order.id`, `order.status` of a callback).
+    pub order: Option<(String, Option<String>)>,
+}
+
+/// An outbox message claimed for a delivery attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxItem {
+    pub id: i64,
+    pub flow: String,
+    pub kind: String,
+    pub url: String,
+    pub action: String,
+    pub transaction_id: String,
+    pub message_id: String,
+    pub body: Bytes,
+    pub attempts: u32,
+    pub deadline: Option<i64>,
+}
+
+/// A message that ran out of time or was refused for good.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DeadLetter {
+    pub id: i64,
+    pub flow: String,
+    pub kind: String,
+    pub url: String,
+    pub action: String,
+    pub transaction_id: String,
+    pub message_id: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+}
+
+/// A request accepted but not yet answered, found again after a restart.
+#[derive(Debug, Clone)]
+pub struct Unfinished {
+    pub key: InboundKey,
+    pub transaction_id: String,
+    pub body: Bytes,
+    pub callback_base: String,
+}
+
+/// Outbox figures for status pages and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct OutboxCounts {
+    pub pending: u64,
+    pub dead: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("store migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("store is shutting down")]
+    Closed,
+    #[error("`{0}` is not a store URL (use sqlite://PATH)")]
+    BadUrl(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The adapter's durable state.
+pub trait Store: Send + Sync {
+    /// Records an accepted request (and its transaction and log entry) durably; a repeat of
+    /// the same key is reported, not recorded again.
+    fn accept(&self, inbound: Inbound) -> BoxFuture<'_, StoreResult<Accepted>>;
+    /// Requests accepted but never answered (after a crash), oldest first.
+    fn unfinished(&self) -> BoxFuture<'_, StoreResult<Vec<Unfinished>>>;
+    /// Queues a message; marks the request it answers as done in the same commit.
+    fn enqueue(&self, item: NewOutbox) -> BoxFuture<'_, StoreResult<i64>>;
+    /// Takes up to `limit` due messages for `lease_ms`; an unfinished lease returns them.
+    fn claim(
+        &self,
+        owner: &str,
+        now: i64,
+        limit: usize,
+        lease_ms: i64,
+    ) -> BoxFuture<'_, StoreResult<Vec<OutboxItem>>>;
+    fn delivered(&self, id: i64, now: i64) -> BoxFuture<'_, StoreResult<()>>;
+    /// Another attempt at `next`, after `error`.
+    fn retry_later(&self, id: i64, next: i64, error: String) -> BoxFuture<'_, StoreResult<()>>;
+    /// Moves a message to the dead letters with its last error.
+    fn bury(&self, id: i64, now: i64, error: String) -> BoxFuture<'_, StoreResult<()>>;
+    fn dead_letters(&self, limit: usize) -> BoxFuture<'_, StoreResult<Vec<DeadLetter>>>;
+    /// Puts a dead letter back in the queue, due now, with a fresh deadline.
+    fn revive(&self, id: i64, now: i64, deadline: i64) -> BoxFuture<'_, StoreResult<bool>>;
+    fn discard(&self, id: i64) -> BoxFuture<'_, StoreResult<bool>>;
+    fn counts(&self) -> BoxFuture<'_, StoreResult<OutboxCounts>>;
+    /// The earliest `next_attempt_at` of a pending message.
+    fn next_due(&self) -> BoxFuture<'_, StoreResult<Option<i64>>>;
+    /// Deletes log entries, delivered messages and finished inbox records older than `before`.
+    fn purge(&self, before: i64) -> BoxFuture<'_, StoreResult<u64>>;
+}
+
+/// Opens the store named by `url` (`sqlite://path/to/file.db`), creating and migrating it.
+pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        return Ok(Arc::new(sqlite::SqliteStore::open(path).await?));
+    }
+    Err(StoreError::BadUrl(url.to_string()))
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}

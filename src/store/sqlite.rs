@@ -1,0 +1,732 @@
+//! The embedded store: one SQLite file in WAL mode.
+//!
+//! All writes go through one writer task that commits the operations that arrived together in
+//! one transaction (group commit): under load, one fsync serves many requests, yet no caller
+//! hears back before its write is committed. Reads use a small pool beside it.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+use sqlx::{Connection, Row, SqliteExecutor};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    Accepted, DeadLetter, Inbound, NewOutbox, OutboxCounts, OutboxItem, Store, StoreError,
+    StoreResult, Unfinished, now_ms,
+};
+
+/// Operations committed together at most.
+const MAX_BATCH: usize = 512;
+
+pub struct SqliteStore {
+    writer: mpsc::Sender<Op>,
+    read: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) and migrates the database at `path`.
+    pub async fn open(path: &str) -> StoreResult<Self> {
+        if let Some(parent) = Path::new(path)
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+        }
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10));
+        let mut conn = SqliteConnection::connect_with(&options).await?;
+        sqlx::migrate!("./migrations/sqlite").run(&mut conn).await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.read_only(true))
+            .await?;
+        let (tx, rx) = mpsc::channel(8192);
+        tokio::spawn(run_writer(conn, rx));
+        Ok(SqliteStore { writer: tx, read })
+    }
+
+    async fn write(&self, work: Work) -> StoreResult<Outcome> {
+        let (reply, rx) = oneshot::channel();
+        self.writer
+            .send(Op { work, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+/// One write operation and where its result goes.
+struct Op {
+    work: Work,
+    reply: oneshot::Sender<StoreResult<Outcome>>,
+}
+
+#[derive(Clone)]
+enum Work {
+    Accept(Inbound),
+    Enqueue(NewOutbox),
+    Claim {
+        owner: String,
+        now: i64,
+        limit: usize,
+        lease_ms: i64,
+    },
+    Delivered {
+        id: i64,
+        now: i64,
+    },
+    Retry {
+        id: i64,
+        next: i64,
+        error: String,
+    },
+    Bury {
+        id: i64,
+        now: i64,
+        error: String,
+    },
+    Revive {
+        id: i64,
+        now: i64,
+        deadline: i64,
+    },
+    Discard(i64),
+    Purge(i64),
+}
+
+enum Outcome {
+    Accepted(Accepted),
+    Id(i64),
+    Items(Vec<OutboxItem>),
+    Done,
+    Changed(bool),
+    Count(u64),
+}
+
+/// Commits the operations that are waiting, in one transaction; if that fails, each alone.
+async fn run_writer(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Op>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        match commit(&mut conn, &batch).await {
+            Ok(outcomes) => {
+                for (op, outcome) in batch.into_iter().zip(outcomes) {
+                    let _ = op.reply.send(Ok(outcome));
+                }
+            }
+            Err(e) if batch.len() == 1 => {
+                let op = batch.remove(0);
+                let _ = op.reply.send(Err(e));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, size = batch.len(), "store batch failed; committing its operations one by one");
+                for op in batch {
+                    let result = commit(&mut conn, std::slice::from_ref(&op))
+                        .await
+                        .map(|mut o| o.remove(0));
+                    let _ = op.reply.send(result);
+                }
+            }
+        }
+    }
+}
+
+async fn commit(conn: &mut SqliteConnection, batch: &[Op]) -> StoreResult<Vec<Outcome>> {
+    let mut tx = conn.begin().await?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for op in batch {
+        outcomes.push(apply(&mut *tx, &op.work).await?);
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+async fn apply(tx: &mut SqliteConnection, work: &Work) -> StoreResult<Outcome> {
+    Ok(match work {
+        Work::Accept(inbound) => Outcome::Accepted(accept(tx, inbound).await?),
+        Work::Enqueue(item) => Outcome::Id(enqueue(tx, item).await?),
+        Work::Claim {
+            owner,
+            now,
+            limit,
+            lease_ms,
+        } => Outcome::Items(claim(tx, owner, *now, *limit, *lease_ms).await?),
+        Work::Delivered { id, now } => {
+            sqlx::query(
+                "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, finished_at = ?, \
+                 claimed_by = NULL, claimed_until = NULL, last_error = NULL WHERE id = ?",
+            )
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            Outcome::Done
+        }
+        Work::Retry { id, next, error } => {
+            sqlx::query(
+                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?, \
+                 claimed_by = NULL, claimed_until = NULL WHERE id = ?",
+            )
+            .bind(next)
+            .bind(error)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            Outcome::Done
+        }
+        Work::Bury { id, now, error } => {
+            sqlx::query(
+                "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ?, \
+                 finished_at = ?, claimed_by = NULL, claimed_until = NULL WHERE id = ?",
+            )
+            .bind(error)
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            Outcome::Done
+        }
+        Work::Revive { id, now, deadline } => {
+            let r = sqlx::query(
+                "UPDATE outbox SET state = 'pending', next_attempt_at = ?, deadline = ?, \
+                 finished_at = NULL WHERE id = ? AND state = 'dead'",
+            )
+            .bind(now)
+            .bind(deadline)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            Outcome::Changed(r.rows_affected() > 0)
+        }
+        Work::Discard(id) => {
+            let r = sqlx::query("DELETE FROM outbox WHERE id = ? AND state = 'dead'")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            Outcome::Changed(r.rows_affected() > 0)
+        }
+        Work::Purge(before) => {
+            let mut n = 0;
+            for sql in [
+                "DELETE FROM messages WHERE created_at < ?",
+                "DELETE FROM outbox WHERE state = 'delivered' AND finished_at < ?",
+                "DELETE FROM inbox WHERE state = 'done' AND done_at < ?",
+            ] {
+                n += sqlx::query(sql)
+                    .bind(before)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            }
+            Outcome::Count(n)
+        }
+    })
+}
+
+async fn accept(tx: &mut SqliteConnection, inbound: &Inbound) -> StoreResult<Accepted> {
+    let now = now_ms();
+    let key = &inbound.key;
+    let inserted = sqlx::query(
+        "INSERT INTO inbox (flow, action, message_id, transaction_id, body, callback_base, state, received_at) \
+         VALUES (?, ?, ?, ?, ?, ?, 'accepted', ?) ON CONFLICT DO NOTHING",
+    )
+    .bind(&key.flow)
+    .bind(&key.action)
+    .bind(&key.message_id)
+    .bind(&inbound.transaction_id)
+    .bind(inbound.body.as_ref())
+    .bind(&inbound.callback_base)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        return Ok(Accepted::Duplicate);
+    }
+    log_message(
+        &mut *tx,
+        &key.flow,
+        "in",
+        &key.action,
+        &inbound.transaction_id,
+        &key.message_id,
+        &inbound.headers,
+        &inbound.body,
+        now,
+    )
+    .await?;
+    sqlx::query(
+        "INSERT INTO transactions (flow, transaction_id, role, counterpart, created_at, updated_at) \
+         VALUES (?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (flow, transaction_id) DO UPDATE SET updated_at = excluded.updated_at",
+    )
+    .bind(&key.flow)
+    .bind(&inbound.transaction_id)
+    .bind(&inbound.role)
+    .bind(&inbound.counterpart)
+    .bind(now)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    Ok(Accepted::New)
+}
+
+async fn enqueue(tx: &mut SqliteConnection, item: &NewOutbox) -> StoreResult<i64> {
+    let now = now_ms();
+    let id: i64 = sqlx::query(
+        "INSERT INTO outbox (flow, kind, url, action, transaction_id, message_id, body, state, \
+         attempts, next_attempt_at, deadline, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?) RETURNING id",
+    )
+    .bind(&item.flow)
+    .bind(&item.kind)
+    .bind(&item.url)
+    .bind(&item.action)
+    .bind(&item.transaction_id)
+    .bind(&item.message_id)
+    .bind(item.body.as_ref())
+    .bind(now)
+    .bind(item.deadline)
+    .bind(now)
+    .fetch_one(&mut *tx)
+    .await?
+    .try_get(0)?;
+    if let Some(key) = &item.completes {
+        sqlx::query(
+            "UPDATE inbox SET state = 'done', done_at = ? WHERE flow = ? AND action = ? AND message_id = ?",
+        )
+        .bind(now)
+        .bind(&key.flow)
+        .bind(&key.action)
+        .bind(&key.message_id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if let Some((order_id, state)) = &item.order {
+        sqlx::query(
+            "UPDATE transactions SET erp_order_id = ?, state = coalesce(?, state), updated_at = ? \
+             WHERE flow = ? AND transaction_id = ?",
+        )
+        .bind(order_id)
+        .bind(state)
+        .bind(now)
+        .bind(&item.flow)
+        .bind(&item.transaction_id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    log_message(
+        &mut *tx,
+        &item.flow,
+        "out",
+        &item.action,
+        &item.transaction_id,
+        &item.message_id,
+        "{}",
+        &item.body,
+        now,
+    )
+    .await?;
+    Ok(id)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn log_message(
+    ex: impl SqliteExecutor<'_>,
+    flow: &str,
+    direction: &str,
+    action: &str,
+    transaction_id: &str,
+    message_id: &str,
+    headers: &str,
+    body: &Bytes,
+    now: i64,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO messages (flow, direction, action, transaction_id, message_id, headers, body, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(flow)
+    .bind(direction)
+    .bind(action)
+    .bind(transaction_id)
+    .bind(message_id)
+    .bind(headers)
+    .bind(body.as_ref())
+    .bind(now)
+    .execute(ex)
+    .await?;
+    Ok(())
+}
+
+async fn claim(
+    tx: &mut SqliteConnection,
+    owner: &str,
+    now: i64,
+    limit: usize,
+    lease_ms: i64,
+) -> StoreResult<Vec<OutboxItem>> {
+    let rows = sqlx::query(
+        "UPDATE outbox SET claimed_by = ?, claimed_until = ? WHERE id IN ( \
+           SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= ? \
+           AND (claimed_until IS NULL OR claimed_until < ?) ORDER BY next_attempt_at LIMIT ?) \
+         RETURNING id, flow, kind, url, action, transaction_id, message_id, body, attempts, deadline",
+    )
+    .bind(owner)
+    .bind(now + lease_ms)
+    .bind(now)
+    .bind(now)
+    .bind(limit as i64)
+    .fetch_all(&mut *tx)
+    .await?;
+    rows.iter().map(item_from_row).collect()
+}
+
+fn item_from_row(row: &sqlx::sqlite::SqliteRow) -> StoreResult<OutboxItem> {
+    Ok(OutboxItem {
+        id: row.try_get("id")?,
+        flow: row.try_get("flow")?,
+        kind: row.try_get("kind")?,
+        url: row.try_get("url")?,
+        action: row.try_get("action")?,
+        transaction_id: row.try_get("transaction_id")?,
+        message_id: row.try_get("message_id")?,
+        body: Bytes::from(row.try_get::<Vec<u8>, _>("body")?),
+        attempts: row.try_get::<i64, _>("attempts")? as u32,
+        deadline: row.try_get("deadline")?,
+    })
+}
+
+impl Store for SqliteStore {
+    fn accept(&self, inbound: Inbound) -> BoxFuture<'_, StoreResult<Accepted>> {
+        Box::pin(async move {
+            match self.write(Work::Accept(inbound)).await? {
+                Outcome::Accepted(a) => Ok(a),
+                _ => Err(StoreError::Closed),
+            }
+        })
+    }
+
+    fn unfinished(&self) -> BoxFuture<'_, StoreResult<Vec<Unfinished>>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT flow, action, message_id, transaction_id, body, callback_base \
+                 FROM inbox WHERE state = 'accepted' ORDER BY received_at",
+            )
+            .fetch_all(&self.read)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(Unfinished {
+                        key: super::InboundKey {
+                            flow: r.try_get("flow")?,
+                            action: r.try_get("action")?,
+                            message_id: r.try_get("message_id")?,
+                        },
+                        transaction_id: r.try_get("transaction_id")?,
+                        body: Bytes::from(r.try_get::<Vec<u8>, _>("body")?),
+                        callback_base: r.try_get("callback_base")?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn enqueue(&self, item: NewOutbox) -> BoxFuture<'_, StoreResult<i64>> {
+        Box::pin(async move {
+            match self.write(Work::Enqueue(item)).await? {
+                Outcome::Id(id) => Ok(id),
+                _ => Err(StoreError::Closed),
+            }
+        })
+    }
+
+    fn claim(
+        &self,
+        owner: &str,
+        now: i64,
+        limit: usize,
+        lease_ms: i64,
+    ) -> BoxFuture<'_, StoreResult<Vec<OutboxItem>>> {
+        let owner = owner.to_string();
+        Box::pin(async move {
+            match self
+                .write(Work::Claim {
+                    owner,
+                    now,
+                    limit,
+                    lease_ms,
+                })
+                .await?
+            {
+                Outcome::Items(items) => Ok(items),
+                _ => Err(StoreError::Closed),
+            }
+        })
+    }
+
+    fn delivered(&self, id: i64, now: i64) -> BoxFuture<'_, StoreResult<()>> {
+        Box::pin(async move { self.write(Work::Delivered { id, now }).await.map(|_| ()) })
+    }
+
+    fn retry_later(&self, id: i64, next: i64, error: String) -> BoxFuture<'_, StoreResult<()>> {
+        Box::pin(async move {
+            self.write(Work::Retry { id, next, error })
+                .await
+                .map(|_| ())
+        })
+    }
+
+    fn bury(&self, id: i64, now: i64, error: String) -> BoxFuture<'_, StoreResult<()>> {
+        Box::pin(async move { self.write(Work::Bury { id, now, error }).await.map(|_| ()) })
+    }
+
+    fn dead_letters(&self, limit: usize) -> BoxFuture<'_, StoreResult<Vec<DeadLetter>>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT id, flow, kind, url, action, transaction_id, message_id, attempts, last_error, created_at \
+                 FROM outbox WHERE state = 'dead' ORDER BY id LIMIT ?",
+            )
+            .bind(limit as i64)
+            .fetch_all(&self.read)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(DeadLetter {
+                        id: r.try_get("id")?,
+                        flow: r.try_get("flow")?,
+                        kind: r.try_get("kind")?,
+                        url: r.try_get("url")?,
+                        action: r.try_get("action")?,
+                        transaction_id: r.try_get("transaction_id")?,
+                        message_id: r.try_get("message_id")?,
+                        attempts: r.try_get::<i64, _>("attempts")? as u32,
+                        last_error: r.try_get("last_error")?,
+                        created_at: r.try_get("created_at")?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn revive(&self, id: i64, now: i64, deadline: i64) -> BoxFuture<'_, StoreResult<bool>> {
+        Box::pin(async move {
+            match self.write(Work::Revive { id, now, deadline }).await? {
+                Outcome::Changed(c) => Ok(c),
+                _ => Err(StoreError::Closed),
+            }
+        })
+    }
+
+    fn discard(&self, id: i64) -> BoxFuture<'_, StoreResult<bool>> {
+        Box::pin(async move {
+            match self.write(Work::Discard(id)).await? {
+                Outcome::Changed(c) => Ok(c),
+                _ => Err(StoreError::Closed),
+            }
+        })
+    }
+
+    fn counts(&self) -> BoxFuture<'_, StoreResult<OutboxCounts>> {
+        Box::pin(async move {
+            let row = sqlx::query(
+                "SELECT coalesce(sum(state = 'pending'), 0) AS pending, coalesce(sum(state = 'dead'), 0) AS dead FROM outbox",
+            )
+            .fetch_one(&self.read)
+            .await?;
+            Ok(OutboxCounts {
+                pending: row.try_get::<i64, _>("pending")? as u64,
+                dead: row.try_get::<i64, _>("dead")? as u64,
+            })
+        })
+    }
+
+    fn next_due(&self) -> BoxFuture<'_, StoreResult<Option<i64>>> {
+        Box::pin(async move {
+            let row = sqlx::query(
+                "SELECT min(next_attempt_at) AS due FROM outbox WHERE state = 'pending'",
+            )
+            .fetch_one(&self.read)
+            .await?;
+            Ok(row.try_get("due")?)
+        })
+    }
+
+    fn purge(&self, before: i64) -> BoxFuture<'_, StoreResult<u64>> {
+        Box::pin(async move {
+            match self.write(Work::Purge(before)).await? {
+                Outcome::Count(n) => Ok(n),
+                _ => Err(StoreError::Closed),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::InboundKey;
+
+    fn inbound(message_id: &str) -> Inbound {
+        Inbound {
+            key: InboundKey {
+                flow: "lab".into(),
+                action: "search".into(),
+                message_id: message_id.into(),
+            },
+            transaction_id: "t1".into(),
+            counterpart: "bap.example".into(),
+            role: "bpp".into(),
+            body: Bytes::from_static(b"{}"),
+            headers: "{}".into(),
+            callback_base: "http://127.0.0.1:9/bap".into(),
+        }
+    }
+
+    fn outbox(completes: Option<InboundKey>) -> NewOutbox {
+        NewOutbox {
+            flow: "lab".into(),
+            kind: "callback".into(),
+            url: "http://127.0.0.1:9/bap/on_search".into(),
+            action: "on_search".into(),
+            transaction_id: "t1".into(),
+            message_id: "m1".into(),
+            body: Bytes::from_static(b"{\"x\":1}"),
+            deadline: Some(now_ms() + 60_000),
+            completes,
+            order: Some(("ORD-1".into(), Some("ACTIVE".into()))),
+        }
+    }
+
+    #[tokio::test]
+    async fn accept_is_idempotent_and_unfinished_work_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let path = path.to_str().unwrap();
+        {
+            let store = SqliteStore::open(path).await.unwrap();
+            assert_eq!(store.accept(inbound("m1")).await.unwrap(), Accepted::New);
+            assert_eq!(
+                store.accept(inbound("m1")).await.unwrap(),
+                Accepted::Duplicate
+            );
+            assert_eq!(store.accept(inbound("m2")).await.unwrap(), Accepted::New);
+            store
+                .enqueue(outbox(Some(inbound("m1").key)))
+                .await
+                .unwrap();
+        }
+        let store = SqliteStore::open(path).await.unwrap();
+        let left = store.unfinished().await.unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].key.message_id, "m2");
+        assert_eq!(
+            store.counts().await.unwrap(),
+            OutboxCounts {
+                pending: 1,
+                dead: 0
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn claims_leases_retries_and_dead_letters() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("s.db").to_str().unwrap())
+            .await
+            .unwrap();
+        let id = store.enqueue(outbox(None)).await.unwrap();
+        let now = now_ms();
+        let got = store.claim("w1", now, 10, 30_000).await.unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].id, id);
+        assert!(
+            store.claim("w2", now, 10, 30_000).await.unwrap().is_empty(),
+            "leased"
+        );
+        // an expired lease (a crashed worker) makes it claimable again
+        assert_eq!(
+            store
+                .claim("w2", now + 31_000, 10, 30_000)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        store
+            .retry_later(id, now + 1_000, "connection refused".into())
+            .await
+            .unwrap();
+        assert!(
+            store.claim("w1", now, 10, 30_000).await.unwrap().is_empty(),
+            "not due yet"
+        );
+        assert_eq!(store.next_due().await.unwrap(), Some(now + 1_000));
+        let again = store.claim("w1", now + 1_000, 10, 30_000).await.unwrap();
+        assert_eq!(again[0].attempts, 1);
+        store
+            .bury(id, now, "deadline passed: connection refused".into())
+            .await
+            .unwrap();
+        let dead = store.dead_letters(10).await.unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].attempts, 2);
+        assert_eq!(
+            dead[0].last_error.as_deref(),
+            Some("deadline passed: connection refused")
+        );
+        assert!(store.revive(id, now, now + 60_000).await.unwrap());
+        assert_eq!(
+            store.counts().await.unwrap(),
+            OutboxCounts {
+                pending: 1,
+                dead: 0
+            }
+        );
+        let claimed = store.claim("w1", now, 10, 1).await.unwrap();
+        store.delivered(claimed[0].id, now).await.unwrap();
+        assert_eq!(store.counts().await.unwrap(), OutboxCounts::default());
+        assert!(
+            !store.discard(id).await.unwrap(),
+            "only dead letters can be dropped"
+        );
+        assert!(store.purge(now + 1).await.unwrap() >= 1);
+    }
+
+    #[tokio::test]
+    async fn concurrent_writes_are_all_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(
+            SqliteStore::open(dir.path().join("s.db").to_str().unwrap())
+                .await
+                .unwrap(),
+        );
+        let mut tasks = Vec::new();
+        for i in 0..200 {
+            let s = store.clone();
+            tasks.push(tokio::spawn(async move {
+                s.accept(inbound(&format!("m{i}"))).await
+            }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap().unwrap(), Accepted::New);
+        }
+        assert_eq!(store.unfinished().await.unwrap().len(), 200);
+    }
+}
