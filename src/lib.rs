@@ -3,14 +3,17 @@
 //! A request travels `server` -> `roles::bpp` (checks: `beckn::trust`, `beckn::schema`,
 //! `beckn::domain`) -> ACK -> `engine` (steps via `backend`, `mapping`) -> `beckn::context`
 //! -> `delivery`. Flows are compiled by `compile` from the files `config` reads.
+//! `dry_run` runs one action offline (`render`), `mapping_test` checks mappings (`test`).
 
 pub mod backend;
 pub mod beckn;
 pub mod compile;
 pub mod config;
 pub mod delivery;
+pub mod dry_run;
 pub mod engine;
 pub mod mapping;
+pub mod mapping_test;
 pub mod roles;
 pub mod server;
 pub mod store;

@@ -15,9 +15,11 @@ use beckn_adapter::beckn::trust::RegistryPool;
 use beckn_adapter::compile::{self, Layout};
 use beckn_adapter::config::ProcessEnv;
 use beckn_adapter::config::diagnostic::render_all;
-use beckn_adapter::delivery::DirectSender;
+use beckn_adapter::config::values::HumanDuration;
+use beckn_adapter::delivery::{DeliverySettings, Outbox};
 use beckn_adapter::roles::Services;
 use beckn_adapter::server;
+use beckn_adapter::{roles, store};
 
 #[derive(Parser)]
 #[command(
@@ -71,6 +73,45 @@ impl Dirs {
     }
 }
 
+#[derive(clap::Args)]
+struct StoreArgs {
+    /// Where durable state lives: sqlite://PATH (created at first start).
+    #[arg(
+        long = "store",
+        env = "BECKN_STORE",
+        default_value = "sqlite://.adapter/store.db"
+    )]
+    url: String,
+}
+
+#[derive(Subcommand)]
+enum OutboxCommand {
+    /// Pending and dead counts, and the dead letters with their last errors.
+    List {
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Queue a dead letter again, due now, with a fresh deadline.
+    Retry {
+        id: i64,
+        /// How long the revived message may be retried.
+        #[arg(long, default_value = "10m")]
+        deadline: HumanDuration,
+    },
+    /// Delete a dead letter.
+    Drop { id: i64 },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SchemaKind {
+    /// flows/*.yaml (committed as schemas/flow.schema.json)
+    Flow,
+    /// flows/tests/*.yaml (committed as schemas/mapping-test.schema.json)
+    MappingTest,
+    /// fixture files (committed as schemas/fixtures.schema.json)
+    Fixtures,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Serve the flows: every flow listens on its own `listen` address.
@@ -80,11 +121,57 @@ enum Command {
         /// Also run the bundled sample lab ERP in this process, on this address.
         #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:7180")]
         sample_erp: Option<SocketAddr>,
+        #[command(flatten)]
+        store: StoreArgs,
+        /// How long the message log and finished work are kept.
+        #[arg(long, default_value = "7d", env = "BECKN_RETENTION")]
+        retention: HumanDuration,
+    },
+    /// Inspect and act on the outbox's dead letters.
+    Outbox {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        command: OutboxCommand,
     },
     /// Load and compile the flows, report every problem with file:line:col, exit non-zero on any.
     Check {
         #[command(flatten)]
         dirs: Dirs,
+    },
+    /// Run the mapping tests in FLOWS/tests/*.yaml offline; exit 1 if any fails.
+    Test {
+        #[command(flatten)]
+        dirs: Dirs,
+        /// Run only the tests whose file or name contains this text.
+        #[arg(long)]
+        filter: Option<String>,
+    },
+    /// Run one action against a request and fixtures (or the live backends) and print every
+    /// step's result and the on_* message; nothing is sent to the buyer app.
+    Render {
+        #[command(flatten)]
+        dirs: Dirs,
+        /// The flow, by name.
+        #[arg(long)]
+        flow: String,
+        /// The Beckn action (search, select, ...).
+        #[arg(long)]
+        action: String,
+        /// A JSON or YAML file with the request (context fields left out get defaults).
+        #[arg(long)]
+        request: PathBuf,
+        /// A JSON or YAML file of canned backend answers by step name.
+        #[arg(long, conflicts_with = "live")]
+        fixtures: Option<PathBuf>,
+        /// Call the flow's real backends instead of fixtures.
+        #[arg(long)]
+        live: bool,
+    },
+    /// Print the JSON Schema of flow files (or of mapping test or fixture files).
+    Schema {
+        #[arg(value_enum, default_value = "flow")]
+        kind: SchemaKind,
     },
     /// Generate an ed25519 signing key pair and print it with a ready registry entry.
     Keys {
@@ -135,6 +222,32 @@ fn main() -> anyhow::Result<()> {
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Check { dirs } => check(&dirs),
+        Command::Test { dirs, filter } => mapping_tests(&dirs, filter.as_deref()).await,
+        Command::Render {
+            dirs,
+            flow,
+            action,
+            request,
+            fixtures,
+            live,
+        } => {
+            let args = beckn_adapter::dry_run::RenderArgs {
+                flow,
+                action,
+                request,
+                fixtures,
+            };
+            render(&dirs, &args, live).await
+        }
+        Command::Schema { kind } => {
+            let schema = match kind {
+                SchemaKind::Flow => beckn_adapter::config::json_schema::flow_file(),
+                SchemaKind::MappingTest => beckn_adapter::mapping_test::format::schema(),
+                SchemaKind::Fixtures => beckn_adapter::dry_run::fixtures::schema(),
+            };
+            print!("{}", beckn_adapter::config::json_schema::to_text(&schema));
+            Ok(())
+        }
         Command::Sign {
             key,
             key_id,
@@ -176,7 +289,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("  status: SUBSCRIBED");
             Ok(())
         }
-        Command::Serve { dirs, sample_erp } => serve(&dirs, sample_erp).await,
+        Command::Serve {
+            dirs,
+            sample_erp,
+            store,
+            retention,
+        } => serve(&dirs, sample_erp, &store.url, retention.0).await,
+        Command::Outbox { store, command } => outbox(&store.url, command).await,
         Command::SampleErp { listen, api_key } => {
             let erp = sample_erp::SampleErp::new(sample_erp::ErpConfig {
                 api_key,
@@ -230,7 +349,54 @@ fn check(dirs: &Dirs) -> anyhow::Result<()> {
     }
 }
 
-async fn serve(dirs: &Dirs, sample_erp: Option<SocketAddr>) -> anyhow::Result<()> {
+async fn outbox(store_url: &str, command: OutboxCommand) -> anyhow::Result<()> {
+    let store = store::open(store_url)
+        .await
+        .with_context(|| format!("opening the store {store_url}"))?;
+    match command {
+        OutboxCommand::List { limit } => {
+            let counts = store.counts().await?;
+            println!("pending: {}  dead: {}", counts.pending, counts.dead);
+            for d in store.dead_letters(limit).await? {
+                println!(
+                    "#{} {} {} -> {} (transaction {}, message {}) after {} attempts: {}",
+                    d.id,
+                    d.flow,
+                    d.action,
+                    d.url,
+                    d.transaction_id,
+                    d.message_id,
+                    d.attempts,
+                    d.last_error.unwrap_or_default()
+                );
+            }
+        }
+        OutboxCommand::Retry { id, deadline } => {
+            let now = store::now_ms();
+            if !store
+                .revive(id, now, now + deadline.0.as_millis() as i64)
+                .await?
+            {
+                bail!("#{id} is not a dead letter");
+            }
+            println!("#{id} queued again; a running adapter sends it within a second");
+        }
+        OutboxCommand::Drop { id } => {
+            if !store.discard(id).await? {
+                bail!("#{id} is not a dead letter");
+            }
+            println!("#{id} dropped");
+        }
+    }
+    Ok(())
+}
+
+async fn serve(
+    dirs: &Dirs,
+    sample_erp: Option<SocketAddr>,
+    store_url: &str,
+    retention: Duration,
+) -> anyhow::Result<()> {
     let layout = dirs.layout();
     let set = match compile::load(&layout, &ProcessEnv) {
         Ok(set) => set,
@@ -240,9 +406,16 @@ async fn serve(dirs: &Dirs, sample_erp: Option<SocketAddr>) -> anyhow::Result<()
         }
     };
     let flows = Arc::new(ArcSwap::from_pointee(set));
+    let store = store::open(store_url)
+        .await
+        .with_context(|| format!("opening the store {store_url}"))?;
+    tracing::info!(store = %store_url, "store open");
+    let outbox = Arc::new(Outbox::new(store.clone(), DeliverySettings::default()));
+    tokio::spawn(outbox.clone().run(flows.clone(), shutdown_signal()));
+    tokio::spawn(purge_periodically(store, retention));
     let services = Arc::new(Services {
         transport: Arc::new(HttpTransport::new()),
-        sender: Arc::new(DirectSender::new(4, Duration::from_millis(500))),
+        outbox: outbox.clone(),
         registries: RegistryPool::default(),
     });
     let mut listeners = Vec::new();
@@ -268,11 +441,82 @@ async fn serve(dirs: &Dirs, sample_erp: Option<SocketAddr>) -> anyhow::Result<()
         }
         tracing::info!(flow = %f.name, role = f.role.as_str(), subscriber_id = %f.subscriber_id, listen = %f.listen, base_path = %f.base_path, actions = f.actions.len(), "flow serving");
     }
+    let resumed = roles::bpp::resume(&flows, &services).await;
+    if resumed > 0 {
+        tracing::info!(
+            resumed,
+            "requests accepted before the restart are running again"
+        );
+    }
     server::serve(listeners, shutdown_signal()).await?;
     if let Some(task) = erp_task {
         task.await??;
     }
     Ok(())
+}
+
+/// Deletes log entries and finished work older than `retention`, hourly.
+async fn purge_periodically(store: Arc<dyn store::Store>, retention: Duration) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        let before = store::now_ms() - retention.as_millis() as i64;
+        match store.purge(before).await {
+            Ok(n) if n > 0 => tracing::info!(deleted = n, "store purged"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "store purge failed"),
+        }
+    }
+}
+
+/// Loads the flows as `check` does, or prints the problems and exits 1.
+fn load_or_exit(layout: &Layout) -> compile::CompiledSet {
+    match compile::load(layout, &ProcessEnv) {
+        Ok(set) => set,
+        Err(diagnostics) => {
+            eprintln!("{}", render_all(&diagnostics));
+            std::process::exit(1);
+        }
+    }
+}
+
+async fn mapping_tests(dirs: &Dirs, filter: Option<&str>) -> anyhow::Result<()> {
+    let layout = dirs.layout();
+    let set = load_or_exit(&layout);
+    match beckn_adapter::mapping_test::run_all(&layout, &set, filter).await {
+        Ok(report) => {
+            print!("{report}");
+            if report.failed() > 0 {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Err(problem) => {
+            eprintln!("{problem}");
+            std::process::exit(1);
+        }
+    }
+}
+
+async fn render(
+    dirs: &Dirs,
+    args: &beckn_adapter::dry_run::RenderArgs,
+    live: bool,
+) -> anyhow::Result<()> {
+    let layout = dirs.layout();
+    let set = load_or_exit(&layout);
+    let http = HttpTransport::new();
+    let live = live.then_some(&http as &dyn beckn_adapter::backend::Transport);
+    match beckn_adapter::dry_run::render(&layout, &set, args, live).await {
+        Ok(text) => {
+            print!("{text}");
+            Ok(())
+        }
+        Err(problem) => {
+            eprintln!("{problem}");
+            std::process::exit(1);
+        }
+    }
 }
 
 async fn shutdown_signal() {

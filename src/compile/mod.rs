@@ -467,6 +467,7 @@ impl Loader<'_> {
                 .limits
                 .max_in_flight
                 .map_or(DEFAULT_MAX_IN_FLIGHT, |c| c.0) as usize,
+            callback_deadline: head.limits.callback_deadline.map(|d| d.0),
             callback_timeout: head
                 .limits
                 .callback_timeout

@@ -58,6 +58,8 @@ pub struct CompiledFlow {
     pub max_body_bytes: usize,
     pub max_in_flight: usize,
     pub callback_timeout: Duration,
+    /// Retry callbacks this long (None: until the request's `timestamp + ttl`).
+    pub callback_deadline: Option<Duration>,
     pub backends: HashMap<String, Backend>,
     pub actions: HashMap<Action, CompiledAction>,
     pub templates: Templates,

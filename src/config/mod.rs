@@ -3,6 +3,7 @@
 
 pub mod diagnostic;
 pub mod interpolate;
+pub mod json_schema;
 pub mod model;
 pub mod secret;
 pub mod values;

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -11,12 +12,13 @@ use super::secret::Secret;
 use super::values::{Count, Flag, HumanDuration};
 
 /// One flow file: a Beckn participant (a role at an address) and what it does per action.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FlowFile {
     /// Defaults to the file name without extension.
     #[serde(default)]
     pub name: Option<String>,
+    /// `bpp` (a provider) or `gateway`.
     pub role: Role,
     /// Address the participant's Beckn endpoints listen on (`127.0.0.1:7101`).
     pub listen: String,
@@ -33,16 +35,43 @@ pub struct FlowFile {
     /// Settings of the gateway role.
     #[serde(default)]
     pub gateway: Option<GatewayConfig>,
+    /// Backends (ERPs) the steps call, by name.
+    // Kept raw and read item by item (see `compile`), so that every broken backend is
+    // reported, not only the first; the schema shows the real structure.
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, BackendConfig>")]
     pub backends: BTreeMap<String, Value>,
+    /// What each Beckn action does, by action name.
+    // Kept raw and read item by item, like `backends`.
     #[serde(default)]
+    #[schemars(with = "ActionsByName")]
     pub actions: BTreeMap<String, Value>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+/// The `actions:` map as the flow schema describes it: one optional entry per Beckn action,
+/// so editors complete action names. Never deserialised: [`FlowFile`] keeps the raw map.
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields)]
+#[allow(dead_code)] // a schema-only type
+struct ActionsByName {
+    search: Option<ActionConfig>,
+    select: Option<ActionConfig>,
+    init: Option<ActionConfig>,
+    confirm: Option<ActionConfig>,
+    status: Option<ActionConfig>,
+    track: Option<ActionConfig>,
+    cancel: Option<ActionConfig>,
+    update: Option<ActionConfig>,
+    rating: Option<ActionConfig>,
+    support: Option<ActionConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Bpp,
+    /// Not available in this version (`check` says so), hence absent from the schema.
+    #[schemars(skip)]
     Bap,
     Gateway,
 }
@@ -58,7 +87,7 @@ impl Role {
 }
 
 /// The participant's identity on the Beckn network.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Network {
     /// Subscriber id registered with the network registry (an FQDN).
@@ -88,9 +117,11 @@ pub struct Network {
 
 /// A registry: a YAML file of subscribers (relative to the project root) or a remote Beckn
 /// registry's base URL (`http://` or `https://`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryConfig {
+    /// A registry file (relative to the project root, `registry/local.yaml`) or a Beckn
+    /// registry's URL (`https://registry.example.org`).
     pub source: String,
     /// Answer `POST /lookup` from this (file) registry on the flow's listener, so a local
     /// network needs no other registry.
@@ -105,7 +136,7 @@ pub struct RegistryConfig {
 }
 
 /// How strictly incoming and outgoing messages are checked.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Validation {
     /// Domain rule file under `schemas/`; defaults to `domains/<domain>.yaml` when it exists.
@@ -120,7 +151,7 @@ pub struct Validation {
 }
 
 /// Resource limits that keep one bad mapping from hurting the whole adapter.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     /// minijinja fuel per template render (roughly: instructions).
@@ -135,10 +166,14 @@ pub struct Limits {
     /// Timeout of one callback delivery attempt.
     #[serde(default)]
     pub callback_timeout: Option<HumanDuration>,
+    /// How long a callback is retried before it becomes a dead letter; default: until the
+    /// request's `timestamp + ttl`.
+    #[serde(default)]
+    pub callback_deadline: Option<HumanDuration>,
 }
 
 /// How a gateway forwards.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayConfig {
     /// Timeout of one forward to a provider or a buyer app (default 5s).
@@ -147,10 +182,12 @@ pub struct GatewayConfig {
 }
 
 /// A backend (the ERP) the flow calls.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackendConfig {
+    /// http(s) URL that call paths are appended to.
     pub base_url: String,
+    /// How calls authenticate (a secret: never logged).
     #[serde(default)]
     pub auth: Option<BackendAuth>,
     /// Per-call timeout; defaults to 5s.
@@ -169,38 +206,50 @@ pub struct BackendConfig {
 }
 
 /// Either a named header carrying a key, or a bearer token.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("oneOf" = [{"required": ["header", "value"], "not": {"required": ["bearer"]}}, {"required": ["bearer"], "not": {"anyOf": [{"required": ["header"]}, {"required": ["value"]}]}}]))]
 pub struct BackendAuth {
+    /// Header carrying the key (`X-Api-Key`).
     #[serde(default)]
     pub header: Option<String>,
+    /// The key sent in `header`.
     #[serde(default)]
     pub value: Option<Secret>,
+    /// A token sent as `Authorization: Bearer <token>`.
     #[serde(default)]
     pub bearer: Option<Secret>,
 }
 
-#[derive(Debug, Deserialize)]
+/// Retries of failed calls (timeouts, unreachable, 5xx, 429), for idempotent actions only.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryConfig {
+    /// Attempts after the first.
     pub attempts: Count,
+    /// Pause before the first retry, growing with each (default 200ms).
     #[serde(default)]
     pub backoff: Option<HumanDuration>,
 }
 
 /// What one action does: steps in order, then the reply.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActionConfig {
+    /// Run in order; each result is bound to the step's name.
+    // Kept raw and read item by item (see `compile`), so that every broken step is reported.
     #[serde(default)]
+    #[schemars(with = "Vec<StepConfig>")]
     pub steps: Vec<Value>,
     pub reply: ReplyConfig,
 }
 
 /// One step: a backend call or a script, its result bound to `name`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("oneOf" = [{"required": ["call"]}, {"required": ["script"]}]))]
 pub struct StepConfig {
+    /// The name later steps and the reply use for this step's result (letters, digits, `_`).
     pub name: String,
     /// A template expression; the step runs only when it is truthy.
     #[serde(default)]
@@ -212,16 +261,22 @@ pub struct StepConfig {
     pub script: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A call to a backend; its JSON answer is the step's result.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("not" = {"required": ["body", "body_template"]}))]
 pub struct CallConfig {
+    /// A name under `backends:`.
     pub backend: String,
+    /// GET (default), POST, PUT, PATCH or DELETE.
     #[serde(default)]
     pub method: Option<String>,
     /// Path under the backend's base URL; may contain `{{ }}` templates.
     pub path: String,
+    /// Query parameters; values are templates, and one rendering none or "" is left out.
     #[serde(default)]
     pub query: BTreeMap<String, String>,
+    /// Headers of this call (values are templates), besides the backend's own.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     /// An inline JSON body: strings that are one `{{ expr }}` keep the expression's type.
@@ -238,20 +293,25 @@ pub struct CallConfig {
 }
 
 /// A Beckn error to answer with; `message` may use `{{ response }}` (the backend's body).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ErrorRule {
+    /// A Beckn error code (30000-30016, 30022, 31001, 40000-40006, 50000-50004).
     pub code: String,
+    /// A text template; default: the code's title.
     #[serde(default)]
     pub message: Option<String>,
 }
 
 /// The callback's `message`: a template file, or an inline value template.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("oneOf" = [{"required": ["template"]}, {"required": ["message"]}]))]
 pub struct ReplyConfig {
+    /// A template under `mappings/` rendering the whole `message` as JSON.
     #[serde(default)]
     pub template: Option<String>,
+    /// The `message` written inline; strings may be templates.
     #[serde(default)]
     pub message: Option<Value>,
 }

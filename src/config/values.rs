@@ -5,6 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, de};
 
 /// A duration written the human way (`3s`, `250ms`, `10m`) or in ISO 8601 (`PT10M`).
@@ -15,10 +16,15 @@ impl FromStr for HumanDuration {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let parsed: jiff::SignedDuration = s
-            .trim()
-            .parse()
-            .map_err(|e| format!("`{s}` is not a duration (try `3s`, `250ms` or `PT10M`): {e}"))?;
+        // A `Span` accepts days and weeks too (`7d`, `P1W`); a day counts as 24 hours here.
+        let span: jiff::Span = s.trim().parse().map_err(|e| {
+            format!("`{s}` is not a duration (try `3s`, `250ms`, `7d` or `PT10M`): {e}")
+        })?;
+        let parsed = span
+            .to_duration(jiff::SpanRelativeTo::days_are_24_hours())
+            .map_err(|e| {
+                format!("`{s}` cannot be a fixed duration (months and years vary): {e}")
+            })?;
         Duration::try_from(parsed)
             .map(HumanDuration)
             .map_err(|_| format!("duration `{s}` must not be negative"))
@@ -35,6 +41,24 @@ impl<'de> Deserialize<'de> for HumanDuration {
 impl fmt::Display for HumanDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:?}", self.0)
+    }
+}
+
+impl JsonSchema for HumanDuration {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "HumanDuration".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "description": "a duration: `250ms`, `3s`, `10m`, or ISO 8601 (`PT10M`)",
+            "examples": ["3s", "250ms", "PT10M"]
+        })
     }
 }
 
@@ -61,6 +85,25 @@ impl<'de> Deserialize<'de> for Count {
     }
 }
 
+impl JsonSchema for Count {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Count".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        // A string is allowed because `${VAR}` always yields one.
+        json_schema!({
+            "type": ["integer", "string"],
+            "minimum": 0,
+            "description": "a whole number (or a string holding one, as `${VAR}` gives)"
+        })
+    }
+}
+
 /// A boolean that may also be given as `"true"`/`"false"` (as `${VAR}` produces).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Flag(pub bool);
@@ -84,6 +127,23 @@ impl<'de> Deserialize<'de> for Flag {
     }
 }
 
+impl JsonSchema for Flag {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Flag".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": ["boolean", "string"],
+            "description": "true or false (or a string holding one, as `${VAR}` gives)"
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,6 +161,10 @@ mod tests {
         assert_eq!(
             "PT10M".parse::<HumanDuration>().unwrap().0,
             Duration::from_secs(600)
+        );
+        assert_eq!(
+            "7d".parse::<HumanDuration>().unwrap().0,
+            Duration::from_secs(7 * 86400)
         );
         assert!("soon".parse::<HumanDuration>().is_err());
     }

@@ -67,6 +67,20 @@ pub fn parse(
     text: &str,
     env: &dyn EnvLookup,
 ) -> Result<(SpannedDoc, Vec<Diagnostic>), Diagnostic> {
+    parse_with(file, text, Some(env))
+}
+
+/// Parses `text` as data: strings are kept as written, without `${VAR}` interpolation (test
+/// requests and fixtures describe messages, where a `$` is just a character).
+pub fn parse_literal(file: &Path, text: &str) -> Result<(SpannedDoc, Vec<Diagnostic>), Diagnostic> {
+    parse_with(file, text, None)
+}
+
+fn parse_with(
+    file: &Path,
+    text: &str,
+    env: Option<&dyn EnvLookup>,
+) -> Result<(SpannedDoc, Vec<Diagnostic>), Diagnostic> {
     let docs = MarkedYaml::load_from_str(text).map_err(|e| {
         let m = e.marker();
         Diagnostic::new(file, format!("invalid YAML: {}", e.info()))
@@ -91,7 +105,8 @@ pub fn parse(
 
 struct Walker<'a> {
     file: &'a Path,
-    env: &'a dyn EnvLookup,
+    /// `None`: strings are data and are not interpolated.
+    env: Option<&'a dyn EnvLookup>,
     spans: &'a mut HashMap<String, (u32, u32)>,
     problems: &'a mut Vec<Diagnostic>,
 }
@@ -164,7 +179,10 @@ impl Walker<'_> {
     }
 
     fn string(&mut self, path: &str, node: &MarkedYaml<'_>, s: &str) -> Value {
-        match interpolate(s, self.env) {
+        let Some(env) = self.env else {
+            return Value::String(s.to_string());
+        };
+        match interpolate(s, env) {
             Ok(v) => Value::String(v),
             Err(e) => {
                 let d = self
@@ -266,6 +284,13 @@ mod tests {
             hint.contains("a `{` opened on this line or above"),
             "{hint}"
         );
+    }
+
+    #[test]
+    fn literal_parse_keeps_dollar_braces() {
+        let (doc, problems) = parse_literal(Path::new("f.yaml"), "a: ${MISSING}\n").unwrap();
+        assert!(problems.is_empty());
+        assert_eq!(doc.value["a"], "${MISSING}");
     }
 
     #[test]

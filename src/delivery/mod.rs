@@ -1,93 +1,229 @@
-//! Sending `on_*` callbacks. The pipeline hands a finished, signed message to a
-//! [`CallbackSender`], which from then on owns its delivery; a durable outbox is one such sender.
+//! Delivering what the adapter owes others (`on_*` callbacks) through the durable outbox:
+//! recorded first, then sent by a worker that signs each attempt, retries with exponential
+//! backoff and jitter until the message's deadline, and buries what cannot be delivered as a
+//! dead letter with its last error. A restart resumes pending work.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use arc_swap::ArcSwap;
+use serde_json::Value;
+use tokio::sync::Notify;
 
-/// A callback ready to send: body final, headers signed.
+use crate::beckn::trust;
+use crate::compile::CompiledSet;
+use crate::store::{NewOutbox, OutboxItem, Store, StoreError, now_ms};
+
+/// How the outbox retries.
 #[derive(Debug, Clone)]
-pub struct Callback {
-    pub flow: String,
-    pub url: String,
-    /// `on_search`, `on_select`...
-    pub action: String,
-    pub transaction_id: String,
-    pub message_id: String,
-    pub body: Bytes,
-    pub headers: Vec<(String, String)>,
-    /// Give up after this instant (the request's `timestamp + ttl`, when known).
-    pub deadline: Option<tokio::time::Instant>,
-    pub attempt_timeout: Duration,
+pub struct DeliverySettings {
+    /// Pause before the first retry; doubles with every attempt.
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+    /// How long a claimed message is reserved for one worker's attempt.
+    pub lease: Duration,
+    /// Messages attempted at once.
+    pub batch: usize,
+    /// Deadline of messages whose request had no usable `timestamp + ttl`.
+    pub default_deadline: Duration,
 }
 
-pub trait CallbackSender: Send + Sync {
-    /// Takes over delivery of `callback`; returns at once.
-    fn submit(&self, callback: Callback);
-}
-
-/// Delivers straight over HTTP with a few retries on network errors and 5xx/429 answers.
-/// Nothing survives a restart: a durable sender replaces it where that matters.
-pub struct DirectSender {
-    client: reqwest::Client,
-    attempts: u32,
-    backoff: Duration,
-}
-
-impl DirectSender {
-    pub fn new(attempts: u32, backoff: Duration) -> Self {
-        DirectSender {
-            client: reqwest::Client::builder()
-                .pool_max_idle_per_host(64)
-                .build()
-                .unwrap_or_else(|_| reqwest::Client::new()),
-            attempts: attempts.max(1),
-            backoff,
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        DeliverySettings {
+            base_backoff: Duration::from_millis(250),
+            max_backoff: Duration::from_secs(10),
+            lease: Duration::from_secs(60),
+            batch: 64,
+            default_deadline: Duration::from_secs(600),
         }
     }
 }
 
-impl CallbackSender for DirectSender {
-    fn submit(&self, cb: Callback) {
-        let client = self.client.clone();
-        let attempts = self.attempts;
-        let backoff = self.backoff;
-        tokio::spawn(async move {
-            for attempt in 1..=attempts {
-                let mut req = client
-                    .post(&cb.url)
-                    .timeout(cb.attempt_timeout)
-                    .header("content-type", "application/json")
-                    .body(cb.body.clone());
-                for (k, v) in &cb.headers {
-                    req = req.header(k, v);
+/// The outbox: where finished messages are handed over, and the worker that sends them.
+pub struct Outbox {
+    pub store: Arc<dyn Store>,
+    pub settings: DeliverySettings,
+    wake: Notify,
+    client: reqwest::Client,
+    /// Names this process's claims (leases) in the store.
+    owner: String,
+}
+
+/// How one delivery attempt ended.
+enum Attempt {
+    Delivered,
+    /// Worth trying again (network error, 5xx, 429, 408).
+    Transient(String),
+    /// Refused for good (a NACK or another 4xx): retrying cannot help.
+    Refused(String),
+}
+
+impl Outbox {
+    pub fn new(store: Arc<dyn Store>, settings: DeliverySettings) -> Self {
+        Outbox {
+            store,
+            settings,
+            wake: Notify::new(),
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(64)
+                .build()
+                .unwrap_or_else(|_| reqwest::Client::new()),
+            owner: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4()),
+        }
+    }
+
+    /// Records `item` durably and wakes the worker. When this returns Ok the message will be
+    /// delivered or dead-lettered, even across a restart.
+    pub async fn submit(&self, item: NewOutbox) -> Result<i64, StoreError> {
+        let id = self.store.enqueue(item).await?;
+        self.wake.notify_one();
+        Ok(id)
+    }
+
+    /// Sends due messages until `shutdown` resolves.
+    pub async fn run(
+        self: Arc<Self>,
+        flows: Arc<ArcSwap<CompiledSet>>,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) {
+        tokio::pin!(shutdown);
+        loop {
+            let claimed = self
+                .store
+                .claim(
+                    &self.owner,
+                    now_ms(),
+                    self.settings.batch,
+                    self.settings.lease.as_millis() as i64,
+                )
+                .await;
+            let items = match claimed {
+                Ok(items) => items,
+                Err(e) => {
+                    tracing::error!(error = %e, "outbox: cannot claim messages");
+                    Vec::new()
                 }
-                let outcome = req.send().await;
-                let retry = match &outcome {
-                    Ok(resp) if resp.status().is_success() => {
-                        tracing::info!(flow = %cb.flow, action = %cb.action, transaction_id = %cb.transaction_id, message_id = %cb.message_id, url = %cb.url, attempt, status = resp.status().as_u16(), "callback delivered");
-                        return;
-                    }
-                    Ok(resp) => {
-                        let status = resp.status();
-                        tracing::warn!(flow = %cb.flow, action = %cb.action, transaction_id = %cb.transaction_id, message_id = %cb.message_id, url = %cb.url, attempt, status = status.as_u16(), "callback refused");
-                        status.is_server_error() || status.as_u16() == 429
-                    }
-                    Err(e) => {
-                        tracing::warn!(flow = %cb.flow, action = %cb.action, transaction_id = %cb.transaction_id, message_id = %cb.message_id, url = %cb.url, attempt, error = %e, "callback not delivered");
-                        true
-                    }
-                };
-                let pause = backoff * 2u32.pow(attempt - 1);
-                let past_deadline = cb
-                    .deadline
-                    .is_some_and(|d| tokio::time::Instant::now() + pause > d);
-                if !retry || attempt == attempts || past_deadline {
-                    break;
-                }
-                tokio::time::sleep(pause).await;
+            };
+            if !items.is_empty() {
+                let sends = items.into_iter().map(|item| self.deliver(&flows, item));
+                futures::future::join_all(sends).await;
+                continue;
             }
-            tracing::error!(flow = %cb.flow, action = %cb.action, transaction_id = %cb.transaction_id, message_id = %cb.message_id, url = %cb.url, "callback given up");
-        });
+            let pause = match self.store.next_due().await {
+                Ok(Some(due)) => Duration::from_millis((due - now_ms()).clamp(1, 1000) as u64),
+                _ => Duration::from_secs(1),
+            };
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+
+    async fn deliver(&self, flows: &ArcSwap<CompiledSet>, item: OutboxItem) {
+        let outcome = self.attempt(flows, &item).await;
+        let now = now_ms();
+        let attempt = item.attempts + 1;
+        let recorded = match outcome {
+            Attempt::Delivered => {
+                tracing::info!(flow = %item.flow, action = %item.action, transaction_id = %item.transaction_id, message_id = %item.message_id, url = %item.url, attempt, "delivered");
+                self.store.delivered(item.id, now).await
+            }
+            Attempt::Refused(error) => {
+                tracing::error!(flow = %item.flow, action = %item.action, transaction_id = %item.transaction_id, message_id = %item.message_id, url = %item.url, attempt, %error, "refused by the receiver; moved to dead letters");
+                self.store.bury(item.id, now, error).await
+            }
+            Attempt::Transient(error) => {
+                let next = now + self.backoff(attempt).as_millis() as i64;
+                if item.deadline.is_some_and(|d| next > d) {
+                    let error =
+                        format!("deadline passed after {attempt} attempts; last error: {error}");
+                    tracing::error!(flow = %item.flow, action = %item.action, transaction_id = %item.transaction_id, message_id = %item.message_id, url = %item.url, %error, "moved to dead letters");
+                    self.store.bury(item.id, now, error).await
+                } else {
+                    tracing::warn!(flow = %item.flow, action = %item.action, transaction_id = %item.transaction_id, message_id = %item.message_id, url = %item.url, attempt, %error, retry_in_ms = next - now, "delivery failed; will retry");
+                    self.store.retry_later(item.id, next, error).await
+                }
+            }
+        };
+        if let Err(e) = recorded {
+            tracing::error!(error = %e, id = item.id, "outbox: cannot record a delivery outcome (the message will be retried when its lease ends)");
+        }
+    }
+
+    async fn attempt(&self, flows: &ArcSwap<CompiledSet>, item: &OutboxItem) -> Attempt {
+        let set = flows.load();
+        let flow = set.flow(&item.flow);
+        // Signed at every attempt: a signature made for the first one may have expired.
+        let headers = flow
+            .map(|f| trust::sign_outbound(f, &item.body))
+            .unwrap_or_default();
+        let timeout = flow.map_or(Duration::from_secs(5), |f| f.callback_timeout);
+        let mut req = self
+            .client
+            .post(&item.url)
+            .timeout(timeout)
+            .header("content-type", "application/json")
+            .body(item.body.clone());
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) => return Attempt::Transient(root_cause(&e)),
+        };
+        let status = resp.status();
+        let body = resp.bytes().await.unwrap_or_default();
+        let nack = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .filter(|v| v.pointer("/message/ack/status").and_then(Value::as_str) == Some("NACK"));
+        let preview = String::from_utf8_lossy(&body[..body.len().min(200)]).to_string();
+        match (status.as_u16(), nack) {
+            (200..=299, None) => Attempt::Delivered,
+            (200..=299, Some(_)) => Attempt::Refused(format!("NACK: {preview}")),
+            (408 | 429, _) => Attempt::Transient(format!("HTTP {status}")),
+            (400..=499, _) => Attempt::Refused(format!("HTTP {status}: {preview}")),
+            _ => Attempt::Transient(format!("HTTP {status}")),
+        }
+    }
+
+    /// Exponential backoff with ±20% jitter, so retries of many messages do not bunch up.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let base = self.settings.base_backoff.as_millis() as f64;
+        let exp = base * 2f64.powi(attempt.saturating_sub(1).min(20) as i32);
+        let capped = exp.min(self.settings.max_backoff.as_millis() as f64);
+        let jitter =
+            0.8 + 0.4 * (getrandom::u32().unwrap_or(u32::MAX / 2) as f64 / u32::MAX as f64);
+        Duration::from_millis((capped * jitter) as u64)
+    }
+}
+
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = err;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn backoff_grows_and_is_capped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::open(&format!("sqlite://{}", dir.path().join("s.db").display()))
+            .await
+            .unwrap();
+        let outbox = Outbox::new(store, DeliverySettings::default());
+        let b1 = outbox.backoff(1).as_millis();
+        let b3 = outbox.backoff(3).as_millis();
+        let b30 = outbox.backoff(30).as_millis();
+        assert!((200..=300).contains(&b1), "{b1}");
+        assert!((800..=1200).contains(&b3), "{b3}");
+        assert!((8000..=12000).contains(&b30), "{b30}");
     }
 }

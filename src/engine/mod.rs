@@ -28,11 +28,55 @@ pub async fn run_action(
     body: &Value,
     transport: &dyn Transport,
 ) -> Result<RunOutput, EngineError> {
+    let trace = trace_action(flow, action, body, transport).await;
+    trace.outcome.map(|message| RunOutput {
+        message,
+        scope: trace.scope,
+    })
+}
+
+/// A run with everything it bound, also when it failed part-way: what `render` and `test`
+/// show, so a failing step can be read next to the results of the steps before it.
+#[derive(Debug, Clone)]
+pub struct Trace {
+    /// `context`, `message`, `flow` and the result of every step that ran before the run
+    /// ended (a skipped step binds null and is listed in `skipped`).
+    pub scope: Map<String, Value>,
+    /// Steps whose `when` was false.
+    pub skipped: Vec<String>,
+    /// The reply's `message`, or why the run stopped.
+    pub outcome: Result<Value, EngineError>,
+}
+
+/// Like [`run_action`], keeping the scope of a run that failed.
+pub async fn trace_action(
+    flow: &CompiledFlow,
+    action: Action,
+    body: &Value,
+    transport: &dyn Transport,
+) -> Trace {
+    let mut scope = Map::new();
+    let mut skipped = Vec::new();
+    let outcome = run_steps(flow, action, body, transport, &mut scope, &mut skipped).await;
+    Trace {
+        scope,
+        skipped,
+        outcome,
+    }
+}
+
+async fn run_steps(
+    flow: &CompiledFlow,
+    action: Action,
+    body: &Value,
+    transport: &dyn Transport,
+    scope: &mut Map<String, Value>,
+    skipped: &mut Vec<String>,
+) -> Result<Value, EngineError> {
     let compiled = flow
         .actions
         .get(&action)
         .ok_or_else(|| EngineError::NotConfigured(action.to_string()))?;
-    let mut scope = Map::new();
     scope.insert(
         "context".into(),
         body.get("context").cloned().unwrap_or(Value::Null),
@@ -51,7 +95,7 @@ pub async fn run_action(
         }),
     );
     for step in &compiled.steps {
-        let ctx = crate::mapping::jvalue(&scope);
+        let ctx = crate::mapping::jvalue(&*scope);
         if let Some(when) = &step.when {
             let run = flow
                 .templates
@@ -59,21 +103,22 @@ pub async fn run_action(
                 .map_err(EngineError::Template)?;
             if run != Value::Bool(true) {
                 scope.insert(step.name.clone(), Value::Null);
+                skipped.push(step.name.clone());
                 continue;
             }
         }
         let result = match &step.kind {
             StepKind::Call(call) => {
-                run_call(flow, action, &step.name, call, &scope, &ctx, transport).await?
+                run_call(flow, action, &step.name, call, scope, &ctx, transport).await?
             }
             StepKind::Script(script) => flow
                 .scripts
-                .run(script, &scope)
+                .run(script, scope)
                 .map_err(EngineError::Script)?,
         };
         scope.insert(step.name.clone(), result);
     }
-    let ctx = crate::mapping::jvalue(&scope);
+    let ctx = crate::mapping::jvalue(&*scope);
     let message = match &compiled.reply {
         Reply::Template(name) => flow.templates.render_json(name, &ctx),
         Reply::Inline(t) => t.render(&flow.templates, &ctx),
@@ -87,7 +132,7 @@ pub async fn run_action(
             beckn: None,
         }));
     }
-    Ok(RunOutput { message, scope })
+    Ok(message)
 }
 
 fn reply_name(reply: &Reply) -> String {

@@ -69,6 +69,7 @@ impl Templates {
         env.add_filter("fixed", fixed);
         env.add_filter("iso_duration", iso_duration);
         env.add_filter("tag_value", tag_value);
+        env.add_filter("segment", segment);
         env.add_function("now", now);
         env.add_function("uuid4", uuid4);
         env.add_function("fail", fail);
@@ -214,6 +215,19 @@ fn tag_value(tags: JValue, group: String, code: String) -> JValue {
     JValue::from(())
 }
 
+/// Characters a URL path segment may keep as they are (RFC 3986 unreserved).
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// `{{ id | segment }}`: the value as one URL path segment. Unlike `urlencode` it also encodes
+/// `/`, so an identifier from a request can never reach another path of the backend.
+fn segment(value: String) -> String {
+    percent_encoding::utf8_percent_encode(&value, SEGMENT).to_string()
+}
+
 fn now() -> String {
     jiff::Timestamp::now().to_string()
 }
@@ -279,6 +293,17 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out, r#""wheat""#);
+    }
+
+    #[test]
+    fn segments_cannot_leave_their_place() {
+        let mut t = Templates::new(1000);
+        t.add("text:p", "/orders/{{ id | segment }}/cancel")
+            .unwrap();
+        let out = t
+            .render("text:p", &crate::mapping::jvalue(json!({"id": "a/../b c"})))
+            .unwrap();
+        assert_eq!(out, "/orders/a%2F..%2Fb%20c/cancel");
     }
 
     #[test]

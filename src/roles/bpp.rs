@@ -21,11 +21,12 @@ use crate::beckn::ack::{Rejection, ack};
 use crate::beckn::action::Action;
 use crate::beckn::context::{callback_context, expiry};
 use crate::beckn::error::{BecknError, ErrorCode};
+use crate::beckn::redact;
 use crate::beckn::schema::{CoreSchemas, Violation};
 use crate::beckn::trust;
 use crate::compile::{CompiledFlow, CompiledSet};
-use crate::delivery::Callback;
 use crate::engine;
+use crate::store::{Accepted, Inbound, InboundKey, NewOutbox, now_ms};
 
 /// Most violations reported in one NACK or log line.
 const MAX_VIOLATIONS: usize = 5;
@@ -114,7 +115,35 @@ async fn receive(
         .clone()
         .try_acquire_owned()
         .map_err(|_| Rejection::Busy)?;
-    // Durable recording of the request belongs here, before the ACK.
+    // Nothing is acknowledged before it is durably recorded; a repeat is acknowledged again
+    // without running the flow a second time.
+    let key = InboundKey {
+        flow: flow.name.clone(),
+        action: action.to_string(),
+        message_id: context_text("message_id"),
+    };
+    let inbound = Inbound {
+        key: key.clone(),
+        transaction_id: context_text("transaction_id"),
+        counterpart: context_text("bap_id"),
+        role: flow.role.as_str().to_string(),
+        body: bytes,
+        headers: redact::headers_json(headers),
+        callback_base: callback_base.clone(),
+    };
+    match ep.services.outbox.store.accept(inbound).await {
+        Ok(Accepted::New) => {}
+        Ok(Accepted::Duplicate) => {
+            tracing::info!(flow = %flow.name, %action, message_id = %key.message_id, "duplicate message id: acknowledged again, not run again");
+            return Ok(());
+        }
+        Err(e) => {
+            tracing::error!(flow = %flow.name, %action, message_id = %key.message_id, error = %e, "request could not be recorded");
+            return Err(Rejection::Unavailable(
+                "the request could not be recorded".into(),
+            ));
+        }
+    }
     let services = ep.services.clone();
     let core = set.core.clone();
     tokio::spawn(process(
@@ -123,10 +152,46 @@ async fn receive(
         action,
         request,
         callback_base,
+        key,
         services,
-        permit,
+        Some(permit),
     ));
     Ok(())
+}
+
+/// Runs again the requests that were accepted but not answered before a restart.
+pub async fn resume(flows: &ArcSwap<CompiledSet>, services: &Arc<Services>) -> usize {
+    let unfinished = match services.outbox.store.unfinished().await {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read unfinished requests");
+            return 0;
+        }
+    };
+    let set = flows.load_full();
+    let mut resumed = 0;
+    for u in unfinished {
+        let flow = set.flow(&u.key.flow).cloned();
+        let action = u.key.action.parse::<Action>().ok();
+        let request = serde_json::from_slice::<Value>(&u.body).ok();
+        let (Some(flow), Some(action), Some(request)) = (flow, action, request) else {
+            tracing::warn!(flow = %u.key.flow, action = %u.key.action, message_id = %u.key.message_id, "unfinished request cannot be resumed (flow or action gone)");
+            continue;
+        };
+        tracing::info!(flow = %flow.name, %action, transaction_id = %u.transaction_id, message_id = %u.key.message_id, "resuming a request accepted before the restart");
+        tokio::spawn(process(
+            flow,
+            set.core.clone(),
+            action,
+            request,
+            u.callback_base,
+            u.key,
+            services.clone(),
+            None,
+        ));
+        resumed += 1;
+    }
+    resumed
 }
 
 pub(crate) fn check_content_type(headers: &HeaderMap) -> Result<(), Rejection> {
@@ -221,15 +286,17 @@ fn first_violation(violations: Vec<Violation>) -> Result<(), Rejection> {
     })
 }
 
-/// After the ACK: run the flow, build and check the callback, hand it to the sender.
+/// After the ACK: run the flow, build and check the callback, hand it to the outbox.
+#[allow(clippy::too_many_arguments)]
 async fn process(
     flow: Arc<CompiledFlow>,
     core: Arc<CoreSchemas>,
     action: Action,
     request: Value,
     callback_base: String,
+    key: InboundKey,
     services: Arc<Services>,
-    _permit: OwnedSemaphorePermit,
+    _permit: Option<OwnedSemaphorePermit>,
 ) {
     let request_ctx = request.get("context").cloned().unwrap_or(Value::Null);
     let text = |k: &str| {
@@ -268,25 +335,40 @@ async fn process(
             return;
         }
     };
-    let headers = trust::sign_outbound(&flow, &bytes);
-    let deadline = expiry(&request_ctx).and_then(|exp| {
-        let left = exp.duration_since(jiff::Timestamp::now());
-        std::time::Duration::try_from(left)
-            .ok()
-            .map(|d| tokio::time::Instant::now() + d)
-    });
+    let now = now_ms();
+    let deadline = match flow.callback_deadline {
+        Some(d) => now + d.as_millis() as i64,
+        None => expiry(&request_ctx).map_or(
+            now + services.outbox.settings.default_deadline.as_millis() as i64,
+            |t| t.as_millisecond(),
+        ),
+    };
+    let order = body
+        .pointer("/message/order/id")
+        .and_then(Value::as_str)
+        .map(|id| {
+            let status = body
+                .pointer("/message/order/status")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            (id.to_string(), status)
+        });
     tracing::info!(flow = %flow.name, %action, %transaction_id, %message_id, elapsed_ms = started.elapsed().as_millis() as u64, error = body.get("error").is_some(), "callback ready");
-    services.sender.submit(Callback {
+    let item = NewOutbox {
         flow: flow.name.clone(),
+        kind: "callback".into(),
         url: format!("{callback_base}/{}", action.callback()),
         action: action.callback().to_string(),
-        transaction_id,
-        message_id,
+        transaction_id: transaction_id.clone(),
+        message_id: message_id.clone(),
         body: bytes,
-        headers,
-        deadline,
-        attempt_timeout: flow.callback_timeout,
-    });
+        deadline: Some(deadline),
+        completes: Some(key),
+        order,
+    };
+    if let Err(e) = services.outbox.submit(item).await {
+        tracing::error!(flow = %flow.name, %action, %transaction_id, %message_id, error = %e, "callback could not be queued; the request will run again after a restart");
+    }
 }
 
 /// A callback reporting `error` instead of a result.

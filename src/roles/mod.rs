@@ -7,11 +7,12 @@ use std::sync::Arc;
 
 use crate::backend::Transport;
 use crate::beckn::trust::RegistryPool;
-use crate::delivery::CallbackSender;
+use crate::delivery::Outbox;
 
 /// What every role needs from the outside world; injected so tests and `render` can swap parts.
 pub struct Services {
     pub transport: Arc<dyn Transport>,
-    pub sender: Arc<dyn CallbackSender>,
+    /// Durable state and delivery: requests are recorded in `outbox.store` before their ACK.
+    pub outbox: Arc<Outbox>,
     pub registries: RegistryPool,
 }

@@ -151,7 +151,7 @@ async fn commit(conn: &mut SqliteConnection, batch: &[Op]) -> StoreResult<Vec<Ou
     let mut tx = conn.begin().await?;
     let mut outcomes = Vec::with_capacity(batch.len());
     for op in batch {
-        outcomes.push(apply(&mut *tx, &op.work).await?);
+        outcomes.push(apply(&mut tx, &op.work).await?);
     }
     tx.commit().await?;
     Ok(outcomes)

@@ -14,7 +14,7 @@ use beckn_adapter::backend::HttpTransport;
 use beckn_adapter::beckn::signing::PrivateKey;
 use beckn_adapter::beckn::trust::RegistryPool;
 use beckn_adapter::compile::{self, CompiledSet, Layout};
-use beckn_adapter::delivery::DirectSender;
+use beckn_adapter::delivery::{DeliverySettings, Outbox};
 use beckn_adapter::roles::Services;
 use beckn_adapter::server;
 use serde_json::{Value, json};
@@ -177,7 +177,31 @@ pub struct Network {
     pub bap_url: String,
     pub bap: Arc<Inbox>,
     pub flows: Arc<ArcSwap<CompiledSet>>,
+    pub services: Arc<Services>,
     pub http: reqwest::Client,
+    /// Holds the store's temporary directory for the network's lifetime.
+    _store_dir: tempfile::TempDir,
+}
+
+/// Services for a test network: HTTP backends, a registry pool, and a store in a temporary
+/// SQLite file with its outbox worker running (fast retries).
+pub async fn services(flows: &Arc<ArcSwap<CompiledSet>>) -> (Arc<Services>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("store.db").display());
+    let store = beckn_adapter::store::open(&url).await.expect("store opens");
+    let settings = DeliverySettings {
+        base_backoff: Duration::from_millis(50),
+        max_backoff: Duration::from_millis(500),
+        ..DeliverySettings::default()
+    };
+    let outbox = Arc::new(Outbox::new(store, settings));
+    tokio::spawn(outbox.clone().run(flows.clone(), std::future::pending()));
+    let services = Arc::new(Services {
+        transport: Arc::new(HttpTransport::new()),
+        outbox,
+        registries: RegistryPool::default(),
+    });
+    (services, dir)
 }
 
 impl Network {
@@ -236,11 +260,7 @@ impl Network {
         env.extend(extra_env);
         let set = load_flows(flows_dir, &env);
         let flows = Arc::new(ArcSwap::from_pointee(set));
-        let services = Arc::new(Services {
-            transport: Arc::new(HttpTransport::new()),
-            sender: Arc::new(DirectSender::new(3, Duration::from_millis(50))),
-            registries: RegistryPool::default(),
-        });
+        let (services, store_dir) = services(&flows).await;
         let routers = server::routers(&flows, &services);
         let gfsl = flows
             .load()
@@ -263,7 +283,9 @@ impl Network {
             bap_url: format!("http://{bap_addr}"),
             bap,
             flows,
+            services,
             http: reqwest::Client::new(),
+            _store_dir: store_dir,
         }
     }
 
@@ -380,7 +402,8 @@ pub fn temp_tree(flow_files: &[&str]) -> tempfile::TempDir {
     dir
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+/// Copies the directory `from` to `to`, recursively.
+pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("create dir");
     for entry in std::fs::read_dir(from).expect("read dir") {
         let entry = entry.expect("dir entry");

@@ -9,12 +9,9 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use axum::Router;
 use axum::routing::post;
-use beckn_adapter::backend::HttpTransport;
 use beckn_adapter::beckn::registry::LookupQuery;
 use beckn_adapter::beckn::signing::{PublicKey, SignatureHeader};
-use beckn_adapter::beckn::trust::RegistryPool;
 use beckn_adapter::compile::RegistrySource;
-use beckn_adapter::delivery::DirectSender;
 use beckn_adapter::roles::Services;
 use beckn_adapter::server;
 use serde_json::{Value, json};
@@ -28,6 +25,7 @@ struct SoilNetwork {
     services: Arc<Services>,
     registry_keys: HashMap<String, String>,
     http: reqwest::Client,
+    _store_dir: tempfile::TempDir,
 }
 
 impl SoilNetwork {
@@ -72,11 +70,7 @@ impl SoilNetwork {
             _ => panic!("the gateway serves an embedded registry"),
         };
         let flows = Arc::new(ArcSwap::from_pointee(set));
-        let services = Arc::new(Services {
-            transport: Arc::new(HttpTransport::new()),
-            sender: Arc::new(DirectSender::new(3, Duration::from_millis(50))),
-            registries: RegistryPool::default(),
-        });
+        let (services, store_dir) = crate::common::services(&flows).await;
         let mut routers = server::routers(&flows, &services);
         let listen = |name: &str| flows.load().flow(name).expect(name).listen;
         let mut take = |name: &str| routers.remove(&listen(name)).expect(name);
@@ -93,6 +87,7 @@ impl SoilNetwork {
             services,
             registry_keys,
             http: reqwest::Client::new(),
+            _store_dir: store_dir,
         }
     }
 

@@ -4,7 +4,11 @@
 mod bad_input;
 mod check;
 mod common;
+mod durability;
 mod gateway;
 mod interop;
 mod journey;
+mod mapping_tests;
+mod render;
+mod schemas;
 mod trust;

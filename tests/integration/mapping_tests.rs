@@ -1,0 +1,193 @@
+//! `beckn-adapter test`, run as CI and an integrator run it: the shipped mapping tests pass,
+//! cover every action of the sample lab, and a mapping broken on purpose fails with a diff that
+//! names the template line (pinned by a snapshot).
+
+use std::path::Path;
+use std::process::Command;
+
+use beckn_adapter::beckn::action::Action;
+
+use crate::common;
+
+/// What `beckn-adapter test` printed and how it exited.
+struct Outcome {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `beckn-adapter test flows ARGS` in `root`, with an empty environment so `${VAR}`
+/// defaults apply and the output is the same on every machine.
+fn run_tests(root: &Path, args: &[&str]) -> Outcome {
+    let out = Command::new(env!("CARGO_BIN_EXE_beckn-adapter"))
+        .args(["test", "flows"])
+        .args(args)
+        .current_dir(root)
+        .env_clear()
+        .env("BECKN_LOG", "off")
+        .output()
+        .expect("run beckn-adapter");
+    Outcome {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A scratch copy of the repository with the greenfield-lab flow and its tests.
+fn tree_with_tests() -> tempfile::TempDir {
+    let tree = common::temp_tree(&["greenfield-lab.yaml"]);
+    common::copy_dir(
+        &common::repo().join("flows/tests"),
+        &tree.path().join("flows/tests"),
+    );
+    tree
+}
+
+/// Replaces `from` (which must occur) with `to` in the file `rel` under `root`; returns the
+/// 1-based line of the change.
+fn break_file(root: &Path, rel: &str, from: &str, to: &str) -> usize {
+    let path = root.join(rel);
+    let text = std::fs::read_to_string(&path).expect("read mapping");
+    let at = text
+        .find(from)
+        .unwrap_or_else(|| panic!("`{from}` not in {rel}"));
+    std::fs::write(&path, text.replacen(from, to, 1)).expect("write mapping");
+    text[..at].matches('\n').count() + 1
+}
+
+#[test]
+fn shipped_mapping_tests_pass() {
+    let out = run_tests(&common::repo(), &[]);
+    assert_eq!(
+        out.code,
+        Some(0),
+        "the shipped mapping tests fail:\n{}{}",
+        out.stdout,
+        out.stderr
+    );
+    let summary = out.stdout.lines().last().unwrap_or_default();
+    assert!(summary.ends_with(" passed, 0 failed"), "{}", out.stdout);
+    assert!(!out.stdout.contains("FAIL"), "{}", out.stdout);
+}
+
+#[test]
+fn every_action_of_the_sample_lab_is_tested() {
+    let dir = common::repo().join("flows/tests");
+    let mut tested = std::collections::BTreeMap::<String, usize>::new();
+    for entry in std::fs::read_dir(&dir).expect("flows/tests") {
+        let path = entry.expect("entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("read test");
+        let field = |key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{key}: ")))
+                .map(|v| v.trim().to_string())
+        };
+        if field("flow").as_deref() == Some("greenfield-lab") {
+            let action = field("action").expect("an action");
+            let is_error = text.contains("\n  error:");
+            *tested.entry(action.clone()).or_default() += 1;
+            if is_error {
+                *tested.entry("(error paths)".into()).or_default() += 1;
+            }
+        }
+    }
+    for action in Action::BPP_SOIL {
+        assert!(
+            tested.contains_key(action.as_str()),
+            "no mapping test for greenfield-lab {action}: {tested:?}"
+        );
+    }
+    assert!(
+        tested.get("(error paths)").copied().unwrap_or(0) >= 2,
+        "{tested:?}"
+    );
+}
+
+#[test]
+fn a_broken_field_fails_with_a_diff_and_the_template_line() {
+    let tree = tree_with_tests();
+    let line = break_file(
+        tree.path(),
+        "mappings/soil/on_select.j2",
+        r#""descriptor": {"name": {{ lab.lab_name }}}}"#,
+        r#""descriptor": {"name": {{ lab.city }}}}"#,
+    );
+    let out = run_tests(tree.path(), &["--filter", "greenfield-lab.select"]);
+    assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains(&format!("written at mappings/soil/on_select.j2:{line}")),
+        "{}",
+        out.stdout
+    );
+    insta::assert_snapshot!(out.stdout);
+}
+
+#[test]
+fn a_broken_price_filter_is_traced_into_the_macro() {
+    let tree = tree_with_tests();
+    let line = break_file(
+        tree.path(),
+        "mappings/soil/_common.j2",
+        "{{ paise | from_minor }}",
+        "{{ paise | from_minor(3) }}",
+    );
+    let out = run_tests(tree.path(), &[]);
+    assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
+    let stdout = &out.stdout;
+    for expected in [
+        "FAIL flows/tests/greenfield-lab.select.yaml",
+        "message.order.quote.price.value",
+        "expected: \"647.82\"",
+        "actual:   \"64.782\"",
+        &format!("written at mappings/soil/_common.j2:{line}"),
+    ] {
+        assert!(stdout.contains(expected), "no `{expected}` in:\n{stdout}");
+    }
+    // Tests that never look at a price still pass.
+    assert!(
+        stdout.contains("PASS flows/tests/greenfield-lab.support.yaml"),
+        "{stdout}"
+    );
+    let summary = stdout.lines().last().unwrap_or_default();
+    assert!(
+        summary.contains(" passed, ") && !summary.ends_with(" 0 failed"),
+        "{summary}"
+    );
+}
+
+#[test]
+fn a_malformed_test_file_is_reported_at_its_line() {
+    let tree = tree_with_tests();
+    std::fs::write(
+        tree.path().join("flows/tests/zz-broken.yaml"),
+        "flow: greenfield-lab\naction: support\nrequest: { message: {} }\nfixtures:\n  tiket: { body: {} }\n",
+    )
+    .expect("write test");
+    let out = run_tests(tree.path(), &["--filter", "zz-broken"]);
+    assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains(
+            "flows/tests/zz-broken.yaml:5:3: error: `tiket` is not a step of `support` that calls a backend"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("did you mean `ticket`?"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn no_tests_is_an_error() {
+    let tree = common::temp_tree(&["greenfield-lab.yaml"]);
+    let out = run_tests(tree.path(), &[]);
+    assert_eq!(out.code, Some(1));
+    assert!(out.stderr.contains("flows/tests"), "{}", out.stderr);
+}
