@@ -126,6 +126,10 @@ enum Command {
         /// How long the message log and finished work are kept.
         #[arg(long, default_value = "7d", env = "BECKN_RETENTION")]
         retention: HumanDuration,
+        /// With a shared (PostgreSQL) store: how long before another process takes over the
+        /// accepted requests of one that stopped.
+        #[arg(long, default_value = "60s", env = "BECKN_WORK_LEASE")]
+        work_lease: HumanDuration,
     },
     /// Inspect and act on the outbox's dead letters.
     Outbox {
@@ -294,7 +298,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
             sample_erp,
             store,
             retention,
-        } => serve(&dirs, sample_erp, &store.url, retention.0).await,
+            work_lease,
+        } => {
+            let settings = DeliverySettings {
+                work_lease: work_lease.0,
+                lease: work_lease.0,
+                ..DeliverySettings::default()
+            };
+            serve(&dirs, sample_erp, &store.url, retention.0, settings).await
+        }
         Command::Outbox { store, command } => outbox(&store.url, command).await,
         Command::SampleErp { listen, api_key } => {
             let erp = sample_erp::SampleErp::new(sample_erp::ErpConfig {
@@ -396,6 +408,7 @@ async fn serve(
     sample_erp: Option<SocketAddr>,
     store_url: &str,
     retention: Duration,
+    delivery: DeliverySettings,
 ) -> anyhow::Result<()> {
     let layout = dirs.layout();
     let set = match compile::load(&layout, &ProcessEnv) {
@@ -410,7 +423,7 @@ async fn serve(
         .await
         .with_context(|| format!("opening the store {store_url}"))?;
     tracing::info!(store = %store_url, "store open");
-    let outbox = Arc::new(Outbox::new(store.clone(), DeliverySettings::default()));
+    let outbox = Arc::new(Outbox::new(store.clone(), delivery));
     tokio::spawn(outbox.clone().run(flows.clone(), shutdown_signal()));
     tokio::spawn(purge_periodically(store, retention));
     let services = Arc::new(Services {
@@ -441,13 +454,11 @@ async fn serve(
         }
         tracing::info!(flow = %f.name, role = f.role.as_str(), subscriber_id = %f.subscriber_id, listen = %f.listen, base_path = %f.base_path, actions = f.actions.len(), "flow serving");
     }
-    let resumed = roles::bpp::resume(&flows, &services).await;
-    if resumed > 0 {
-        tracing::info!(
-            resumed,
-            "requests accepted before the restart are running again"
-        );
-    }
+    tokio::spawn(roles::bpp::rescue_unfinished(
+        flows.clone(),
+        services.clone(),
+        shutdown_signal(),
+    ));
     server::serve(listeners, shutdown_signal()).await?;
     if let Some(task) = erp_task {
         task.await??;

@@ -26,6 +26,9 @@ pub struct DeliverySettings {
     pub batch: usize,
     /// Deadline of messages whose request had no usable `timestamp + ttl`.
     pub default_deadline: Duration,
+    /// How long an accepted request belongs to the process running it; after that (the
+    /// process died) another process sharing the store takes it over.
+    pub work_lease: Duration,
 }
 
 impl Default for DeliverySettings {
@@ -36,6 +39,7 @@ impl Default for DeliverySettings {
             lease: Duration::from_secs(60),
             batch: 64,
             default_deadline: Duration::from_secs(600),
+            work_lease: Duration::from_secs(60),
         }
     }
 }
@@ -47,7 +51,7 @@ pub struct Outbox {
     wake: Notify,
     client: reqwest::Client,
     /// Names this process's claims (leases) in the store.
-    owner: String,
+    pub owner: String,
 }
 
 /// How one delivery attempt ended.

@@ -130,6 +130,8 @@ async fn receive(
         body: bytes,
         headers: redact::headers_json(headers),
         callback_base: callback_base.clone(),
+        owner: ep.services.outbox.owner.clone(),
+        lease_until: now_ms() + ep.services.outbox.settings.work_lease.as_millis() as i64,
     };
     match ep.services.outbox.store.accept(inbound).await {
         Ok(Accepted::New) => {}
@@ -159,39 +161,69 @@ async fn receive(
     Ok(())
 }
 
-/// Runs again the requests that were accepted but not answered before a restart.
-pub async fn resume(flows: &ArcSwap<CompiledSet>, services: &Arc<Services>) -> usize {
-    let unfinished = match services.outbox.store.unfinished().await {
-        Ok(u) => u,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot read unfinished requests");
-            return 0;
+/// Runs again the requests that were accepted but never answered: at start, every one left by
+/// this store's previous process (single-process stores); then, on stores shared by several
+/// processes, those whose process stopped (its lease ended), checked every half lease.
+pub async fn rescue_unfinished(
+    flows: Arc<ArcSwap<CompiledSet>>,
+    services: Arc<Services>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) {
+    const PAGE: usize = 256;
+    let store = &services.outbox.store;
+    let lease = services.outbox.settings.work_lease;
+    let mut take_all = !store.shared();
+    tokio::pin!(shutdown);
+    loop {
+        loop {
+            let claimed = store
+                .claim_unfinished(
+                    &services.outbox.owner,
+                    now_ms(),
+                    lease.as_millis() as i64,
+                    PAGE,
+                    take_all,
+                )
+                .await;
+            let batch = match claimed {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read unfinished requests");
+                    break;
+                }
+            };
+            let n = batch.len();
+            let set = flows.load_full();
+            for u in batch {
+                let flow = set.flow(&u.key.flow).cloned();
+                let action = u.key.action.parse::<Action>().ok();
+                let request = serde_json::from_slice::<Value>(&u.body).ok();
+                let (Some(flow), Some(action), Some(request)) = (flow, action, request) else {
+                    tracing::warn!(flow = %u.key.flow, action = %u.key.action, message_id = %u.key.message_id, "unfinished request cannot be resumed (flow or action gone)");
+                    continue;
+                };
+                tracing::info!(flow = %flow.name, %action, transaction_id = %u.transaction_id, message_id = %u.key.message_id, "resuming a request accepted but not answered");
+                tokio::spawn(process(
+                    flow,
+                    set.core.clone(),
+                    action,
+                    request,
+                    u.callback_base,
+                    u.key,
+                    services.clone(),
+                    None,
+                ));
+            }
+            if n < PAGE {
+                break;
+            }
         }
-    };
-    let set = flows.load_full();
-    let mut resumed = 0;
-    for u in unfinished {
-        let flow = set.flow(&u.key.flow).cloned();
-        let action = u.key.action.parse::<Action>().ok();
-        let request = serde_json::from_slice::<Value>(&u.body).ok();
-        let (Some(flow), Some(action), Some(request)) = (flow, action, request) else {
-            tracing::warn!(flow = %u.key.flow, action = %u.key.action, message_id = %u.key.message_id, "unfinished request cannot be resumed (flow or action gone)");
-            continue;
-        };
-        tracing::info!(flow = %flow.name, %action, transaction_id = %u.transaction_id, message_id = %u.key.message_id, "resuming a request accepted before the restart");
-        tokio::spawn(process(
-            flow,
-            set.core.clone(),
-            action,
-            request,
-            u.callback_base,
-            u.key,
-            services.clone(),
-            None,
-        ));
-        resumed += 1;
+        take_all = false;
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tokio::time::sleep(lease / 2) => {}
+        }
     }
-    resumed
 }
 
 pub(crate) fn check_content_type(headers: &HeaderMap) -> Result<(), Rejection> {

@@ -4,6 +4,7 @@
 //! One interface, [`Store`], with SQLite as the embedded default. Every method returns only
 //! after its writes are committed, so "recorded" always means "on disk".
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -33,6 +34,9 @@ pub struct Inbound {
     pub headers: String,
     /// Where the answer goes (registered URL of the BAP, or the gateway).
     pub callback_base: String,
+    /// The process running it, and until when (Unix ms) the others leave it alone.
+    pub owner: String,
+    pub lease_until: i64,
 }
 
 /// Whether an inbound request is new or a repeat of one already accepted.
@@ -115,7 +119,7 @@ pub enum StoreError {
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("store is shutting down")]
     Closed,
-    #[error("`{0}` is not a store URL (use sqlite://PATH)")]
+    #[error("`{0}` is not a store URL (use sqlite://PATH or postgres://USER@HOST/DB)")]
     BadUrl(String),
 }
 
@@ -126,8 +130,19 @@ pub trait Store: Send + Sync {
     /// Records an accepted request (and its transaction and log entry) durably; a repeat of
     /// the same key is reported, not recorded again.
     fn accept(&self, inbound: Inbound) -> BoxFuture<'_, StoreResult<Accepted>>;
-    /// Requests accepted but never answered (after a crash), oldest first.
-    fn unfinished(&self) -> BoxFuture<'_, StoreResult<Vec<Unfinished>>>;
+    /// Takes over up to `limit` requests accepted but not answered whose lease has ended
+    /// (their process died), oldest first; `take_all` ignores leases (a single-process store
+    /// at start, where no other process can hold one).
+    fn claim_unfinished(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_ms: i64,
+        limit: usize,
+        take_all: bool,
+    ) -> BoxFuture<'_, StoreResult<Vec<Unfinished>>>;
+    /// Whether several adapter processes may share this store.
+    fn shared(&self) -> bool;
     /// Queues a message; marks the request it answers as done in the same commit.
     fn enqueue(&self, item: NewOutbox) -> BoxFuture<'_, StoreResult<i64>>;
     /// Takes up to `limit` due messages for `lease_ms`; an unfinished lease returns them.
@@ -154,10 +169,14 @@ pub trait Store: Send + Sync {
     fn purge(&self, before: i64) -> BoxFuture<'_, StoreResult<u64>>;
 }
 
-/// Opens the store named by `url` (`sqlite://path/to/file.db`), creating and migrating it.
+/// Opens the store named by `url` (`sqlite://path/to/file.db` or `postgres://…`), creating
+/// and migrating it.
 pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
     if let Some(path) = url.strip_prefix("sqlite://") {
         return Ok(Arc::new(sqlite::SqliteStore::open(path).await?));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Arc::new(postgres::PgStore::open(url).await?));
     }
     Err(StoreError::BadUrl(url.to_string()))
 }

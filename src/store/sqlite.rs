@@ -75,6 +75,13 @@ struct Op {
 #[derive(Clone)]
 enum Work {
     Accept(Inbound),
+    ClaimUnfinished {
+        owner: String,
+        now: i64,
+        lease_ms: i64,
+        limit: usize,
+        take_all: bool,
+    },
     Enqueue(NewOutbox),
     Claim {
         owner: String,
@@ -107,6 +114,7 @@ enum Work {
 
 enum Outcome {
     Accepted(Accepted),
+    Unfinished(Vec<Unfinished>),
     Id(i64),
     Items(Vec<OutboxItem>),
     Done,
@@ -160,6 +168,33 @@ async fn commit(conn: &mut SqliteConnection, batch: &[Op]) -> StoreResult<Vec<Ou
 async fn apply(tx: &mut SqliteConnection, work: &Work) -> StoreResult<Outcome> {
     Ok(match work {
         Work::Accept(inbound) => Outcome::Accepted(accept(tx, inbound).await?),
+        Work::ClaimUnfinished {
+            owner,
+            now,
+            lease_ms,
+            limit,
+            take_all,
+        } => {
+            let rows = sqlx::query(
+                "UPDATE inbox SET claimed_by = ?, claimed_until = ? WHERE rowid IN ( \
+                   SELECT rowid FROM inbox WHERE state = 'accepted' \
+                   AND (? OR claimed_until IS NULL OR claimed_until < ?) \
+                   ORDER BY received_at LIMIT ?) \
+                 RETURNING flow, action, message_id, transaction_id, body, callback_base",
+            )
+            .bind(owner)
+            .bind(now + lease_ms)
+            .bind(take_all)
+            .bind(now)
+            .bind(*limit as i64)
+            .fetch_all(&mut *tx)
+            .await?;
+            Outcome::Unfinished(
+                rows.iter()
+                    .map(unfinished_from_row)
+                    .collect::<StoreResult<_>>()?,
+            )
+        }
         Work::Enqueue(item) => Outcome::Id(enqueue(tx, item).await?),
         Work::Claim {
             owner,
@@ -243,8 +278,9 @@ async fn accept(tx: &mut SqliteConnection, inbound: &Inbound) -> StoreResult<Acc
     let now = now_ms();
     let key = &inbound.key;
     let inserted = sqlx::query(
-        "INSERT INTO inbox (flow, action, message_id, transaction_id, body, callback_base, state, received_at) \
-         VALUES (?, ?, ?, ?, ?, ?, 'accepted', ?) ON CONFLICT DO NOTHING",
+        "INSERT INTO inbox (flow, action, message_id, transaction_id, body, callback_base, state, \
+         received_at, claimed_by, claimed_until) \
+         VALUES (?, ?, ?, ?, ?, ?, 'accepted', ?, ?, ?) ON CONFLICT DO NOTHING",
     )
     .bind(&key.flow)
     .bind(&key.action)
@@ -253,6 +289,8 @@ async fn accept(tx: &mut SqliteConnection, inbound: &Inbound) -> StoreResult<Acc
     .bind(inbound.body.as_ref())
     .bind(&inbound.callback_base)
     .bind(now)
+    .bind(&inbound.owner)
+    .bind(inbound.lease_until)
     .execute(&mut *tx)
     .await?
     .rows_affected();
@@ -398,6 +436,19 @@ async fn claim(
     rows.iter().map(item_from_row).collect()
 }
 
+fn unfinished_from_row(r: &sqlx::sqlite::SqliteRow) -> StoreResult<Unfinished> {
+    Ok(Unfinished {
+        key: super::InboundKey {
+            flow: r.try_get("flow")?,
+            action: r.try_get("action")?,
+            message_id: r.try_get("message_id")?,
+        },
+        transaction_id: r.try_get("transaction_id")?,
+        body: Bytes::from(r.try_get::<Vec<u8>, _>("body")?),
+        callback_base: r.try_get("callback_base")?,
+    })
+}
+
 fn item_from_row(row: &sqlx::sqlite::SqliteRow) -> StoreResult<OutboxItem> {
     Ok(OutboxItem {
         id: row.try_get("id")?,
@@ -423,29 +474,35 @@ impl Store for SqliteStore {
         })
     }
 
-    fn unfinished(&self) -> BoxFuture<'_, StoreResult<Vec<Unfinished>>> {
+    fn claim_unfinished(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_ms: i64,
+        limit: usize,
+        take_all: bool,
+    ) -> BoxFuture<'_, StoreResult<Vec<Unfinished>>> {
+        let owner = owner.to_string();
         Box::pin(async move {
-            let rows = sqlx::query(
-                "SELECT flow, action, message_id, transaction_id, body, callback_base \
-                 FROM inbox WHERE state = 'accepted' ORDER BY received_at",
-            )
-            .fetch_all(&self.read)
-            .await?;
-            rows.iter()
-                .map(|r| {
-                    Ok(Unfinished {
-                        key: super::InboundKey {
-                            flow: r.try_get("flow")?,
-                            action: r.try_get("action")?,
-                            message_id: r.try_get("message_id")?,
-                        },
-                        transaction_id: r.try_get("transaction_id")?,
-                        body: Bytes::from(r.try_get::<Vec<u8>, _>("body")?),
-                        callback_base: r.try_get("callback_base")?,
-                    })
+            match self
+                .write(Work::ClaimUnfinished {
+                    owner,
+                    now,
+                    lease_ms,
+                    limit,
+                    take_all,
                 })
-                .collect()
+                .await?
+            {
+                Outcome::Unfinished(u) => Ok(u),
+                _ => Err(StoreError::Closed),
+            }
         })
+    }
+
+    /// One process per file: SQLite is the embedded, single-node store.
+    fn shared(&self) -> bool {
+        false
     }
 
     fn enqueue(&self, item: NewOutbox) -> BoxFuture<'_, StoreResult<i64>> {
@@ -596,6 +653,8 @@ mod tests {
             body: Bytes::from_static(b"{}"),
             headers: "{}".into(),
             callback_base: "http://127.0.0.1:9/bap".into(),
+            owner: "p1".into(),
+            lease_until: now_ms() + 60_000,
         }
     }
 
@@ -633,9 +692,36 @@ mod tests {
                 .unwrap();
         }
         let store = SqliteStore::open(path).await.unwrap();
-        let left = store.unfinished().await.unwrap();
+        let now = now_ms();
+        assert!(
+            store
+                .claim_unfinished("p2", now, 1000, 10, false)
+                .await
+                .unwrap()
+                .is_empty(),
+            "still leased to p1"
+        );
+        let left = store
+            .claim_unfinished("p2", now, 1000, 10, true)
+            .await
+            .unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].key.message_id, "m2");
+        assert!(
+            store
+                .claim_unfinished("p3", now, 1000, 10, false)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            store
+                .claim_unfinished("p3", now + 1001, 1000, 10, false)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
         assert_eq!(
             store.counts().await.unwrap(),
             OutboxCounts {
@@ -727,6 +813,13 @@ mod tests {
         for t in tasks {
             assert_eq!(t.await.unwrap().unwrap(), Accepted::New);
         }
-        assert_eq!(store.unfinished().await.unwrap().len(), 200);
+        assert_eq!(
+            store
+                .claim_unfinished("p", now_ms(), 1, 500, true)
+                .await
+                .unwrap()
+                .len(),
+            200
+        );
     }
 }

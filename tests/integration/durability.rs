@@ -15,14 +15,14 @@ use serde_json::{Value, json};
 use crate::common::{BAP_ID, GFSL_ID, Inbox, Network, bap_signature, bind, record, repo};
 
 /// A loopback port nothing listens on yet.
-async fn free_port() -> SocketAddr {
+pub async fn free_port() -> SocketAddr {
     let (listener, addr) = bind().await;
     drop(listener);
     addr
 }
 
 /// Starts the BAP stand-in on `addr` and returns its inbox.
-async fn stand_in_at(addr: SocketAddr) -> Arc<Inbox> {
+pub async fn stand_in_at(addr: SocketAddr) -> Arc<Inbox> {
     let inbox = Arc::new(Inbox::default());
     let router = Router::new()
         .route("/{action}", post(record))
@@ -34,7 +34,7 @@ async fn stand_in_at(addr: SocketAddr) -> Arc<Inbox> {
     inbox
 }
 
-async fn wait_until(what: &str, deadline: Duration, mut check: impl FnMut() -> bool) {
+pub async fn wait_until(what: &str, deadline: Duration, mut check: impl FnMut() -> bool) {
     let start = Instant::now();
     while !check() {
         assert!(start.elapsed() < deadline, "timed out waiting for {what}");
@@ -126,16 +126,23 @@ async fn callbacks_wait_out_a_buyer_app_that_is_down() {
 }
 
 /// A child adapter process serving the shipped flows, on ports chosen by the test.
-struct Adapter {
-    env: HashMap<String, String>,
-    store: String,
-    child: Option<Child>,
+pub struct Adapter {
+    pub env: HashMap<String, String>,
+    pub store: String,
+    pub child: Option<Child>,
 }
 
 impl Adapter {
-    fn spawn(&mut self) {
+    pub fn spawn(&mut self) {
         let child = Command::new(env!("CARGO_BIN_EXE_beckn-adapter"))
-            .args(["serve", "flows", "--store", &self.store])
+            .args([
+                "serve",
+                "flows",
+                "--store",
+                &self.store,
+                "--work-lease",
+                "2s",
+            ])
             .current_dir(repo())
             .env_clear()
             .envs(&self.env)
@@ -147,7 +154,7 @@ impl Adapter {
     }
 
     /// SIGKILL: no chance to finish anything.
-    fn kill(&mut self) {
+    pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();

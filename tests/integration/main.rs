@@ -9,6 +9,7 @@ mod gateway;
 mod interop;
 mod journey;
 mod mapping_tests;
+mod postgres;
 mod render;
 mod schemas;
 mod trust;

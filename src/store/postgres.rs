@@ -1,0 +1,408 @@
+//! The distributed store: PostgreSQL, shared by several adapter processes behind a load
+//! balancer. Work is claimed with `FOR UPDATE SKIP LOCKED` and leases, so each message is sent
+//! by one process at a time and a dead process's work passes to the others when its lease ends.
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::{PgConnection, Row};
+
+use super::{
+    Accepted, DeadLetter, Inbound, InboundKey, NewOutbox, OutboxCounts, OutboxItem, Store,
+    StoreResult, Unfinished, now_ms,
+};
+
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://…`) and runs the shipped migrations.
+    pub async fn open(url: &str) -> StoreResult<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .connect(url)
+            .await?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(PgStore { pool })
+    }
+
+    /// The pool, for tests that need to reset state.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+async fn log_message(
+    tx: &mut PgConnection,
+    m: (&str, &str, &str, &str, &str, &str, &Bytes),
+    now: i64,
+) -> StoreResult<()> {
+    let (flow, direction, action, transaction_id, message_id, headers, body) = m;
+    sqlx::query(
+        "INSERT INTO messages (flow, direction, action, transaction_id, message_id, headers, body, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(flow)
+    .bind(direction)
+    .bind(action)
+    .bind(transaction_id)
+    .bind(message_id)
+    .bind(headers)
+    .bind(body.as_ref())
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+fn unfinished_from_row(r: &PgRow) -> StoreResult<Unfinished> {
+    Ok(Unfinished {
+        key: InboundKey {
+            flow: r.try_get("flow")?,
+            action: r.try_get("action")?,
+            message_id: r.try_get("message_id")?,
+        },
+        transaction_id: r.try_get("transaction_id")?,
+        body: Bytes::from(r.try_get::<Vec<u8>, _>("body")?),
+        callback_base: r.try_get("callback_base")?,
+    })
+}
+
+fn item_from_row(r: &PgRow) -> StoreResult<OutboxItem> {
+    Ok(OutboxItem {
+        id: r.try_get("id")?,
+        flow: r.try_get("flow")?,
+        kind: r.try_get("kind")?,
+        url: r.try_get("url")?,
+        action: r.try_get("action")?,
+        transaction_id: r.try_get("transaction_id")?,
+        message_id: r.try_get("message_id")?,
+        body: Bytes::from(r.try_get::<Vec<u8>, _>("body")?),
+        attempts: r.try_get::<i32, _>("attempts")? as u32,
+        deadline: r.try_get("deadline")?,
+    })
+}
+
+impl Store for PgStore {
+    fn accept(&self, inbound: Inbound) -> BoxFuture<'_, StoreResult<Accepted>> {
+        Box::pin(async move {
+            let now = now_ms();
+            let key = &inbound.key;
+            let mut tx = self.pool.begin().await?;
+            let inserted = sqlx::query(
+                "INSERT INTO inbox (flow, action, message_id, transaction_id, body, callback_base, state, \
+                 received_at, claimed_by, claimed_until) \
+                 VALUES ($1, $2, $3, $4, $5, $6, 'accepted', $7, $8, $9) ON CONFLICT DO NOTHING",
+            )
+            .bind(&key.flow)
+            .bind(&key.action)
+            .bind(&key.message_id)
+            .bind(&inbound.transaction_id)
+            .bind(inbound.body.as_ref())
+            .bind(&inbound.callback_base)
+            .bind(now)
+            .bind(&inbound.owner)
+            .bind(inbound.lease_until)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted == 0 {
+                return Ok(Accepted::Duplicate);
+            }
+            log_message(
+                &mut tx,
+                (
+                    &key.flow,
+                    "in",
+                    &key.action,
+                    &inbound.transaction_id,
+                    &key.message_id,
+                    &inbound.headers,
+                    &inbound.body,
+                ),
+                now,
+            )
+            .await?;
+            sqlx::query(
+                "INSERT INTO transactions (flow, transaction_id, role, counterpart, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $5) \
+                 ON CONFLICT (flow, transaction_id) DO UPDATE SET updated_at = excluded.updated_at",
+            )
+            .bind(&key.flow)
+            .bind(&inbound.transaction_id)
+            .bind(&inbound.role)
+            .bind(&inbound.counterpart)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(Accepted::New)
+        })
+    }
+
+    fn claim_unfinished(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_ms: i64,
+        limit: usize,
+        take_all: bool,
+    ) -> BoxFuture<'_, StoreResult<Vec<Unfinished>>> {
+        let owner = owner.to_string();
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "UPDATE inbox SET claimed_by = $1, claimed_until = $2 \
+                 WHERE (flow, action, message_id) IN ( \
+                   SELECT flow, action, message_id FROM inbox WHERE state = 'accepted' \
+                   AND ($3 OR claimed_until IS NULL OR claimed_until < $4) \
+                   ORDER BY received_at LIMIT $5 FOR UPDATE SKIP LOCKED) \
+                 RETURNING flow, action, message_id, transaction_id, body, callback_base",
+            )
+            .bind(&owner)
+            .bind(now + lease_ms)
+            .bind(take_all)
+            .bind(now)
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter().map(unfinished_from_row).collect()
+        })
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn enqueue(&self, item: NewOutbox) -> BoxFuture<'_, StoreResult<i64>> {
+        Box::pin(async move {
+            let now = now_ms();
+            let mut tx = self.pool.begin().await?;
+            let id: i64 = sqlx::query(
+                "INSERT INTO outbox (flow, kind, url, action, transaction_id, message_id, body, state, \
+                 attempts, next_attempt_at, deadline, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, $9, $8) RETURNING id",
+            )
+            .bind(&item.flow)
+            .bind(&item.kind)
+            .bind(&item.url)
+            .bind(&item.action)
+            .bind(&item.transaction_id)
+            .bind(&item.message_id)
+            .bind(item.body.as_ref())
+            .bind(now)
+            .bind(item.deadline)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+            if let Some(key) = &item.completes {
+                sqlx::query(
+                    "UPDATE inbox SET state = 'done', done_at = $1 \
+                     WHERE flow = $2 AND action = $3 AND message_id = $4",
+                )
+                .bind(now)
+                .bind(&key.flow)
+                .bind(&key.action)
+                .bind(&key.message_id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            if let Some((order_id, state)) = &item.order {
+                sqlx::query(
+                    "UPDATE transactions SET erp_order_id = $1, state = coalesce($2, state), updated_at = $3 \
+                     WHERE flow = $4 AND transaction_id = $5",
+                )
+                .bind(order_id)
+                .bind(state)
+                .bind(now)
+                .bind(&item.flow)
+                .bind(&item.transaction_id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            log_message(
+                &mut tx,
+                (
+                    &item.flow,
+                    "out",
+                    &item.action,
+                    &item.transaction_id,
+                    &item.message_id,
+                    "{}",
+                    &item.body,
+                ),
+                now,
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(id)
+        })
+    }
+
+    fn claim(
+        &self,
+        owner: &str,
+        now: i64,
+        limit: usize,
+        lease_ms: i64,
+    ) -> BoxFuture<'_, StoreResult<Vec<OutboxItem>>> {
+        let owner = owner.to_string();
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "UPDATE outbox SET claimed_by = $1, claimed_until = $2 WHERE id IN ( \
+                   SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= $3 \
+                   AND (claimed_until IS NULL OR claimed_until < $3) \
+                   ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
+                 RETURNING id, flow, kind, url, action, transaction_id, message_id, body, attempts, deadline",
+            )
+            .bind(&owner)
+            .bind(now + lease_ms)
+            .bind(now)
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter().map(item_from_row).collect()
+        })
+    }
+
+    fn delivered(&self, id: i64, now: i64) -> BoxFuture<'_, StoreResult<()>> {
+        Box::pin(async move {
+            sqlx::query(
+                "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, finished_at = $1, \
+                 claimed_by = NULL, claimed_until = NULL, last_error = NULL WHERE id = $2",
+            )
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn retry_later(&self, id: i64, next: i64, error: String) -> BoxFuture<'_, StoreResult<()>> {
+        Box::pin(async move {
+            sqlx::query(
+                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2, \
+                 claimed_by = NULL, claimed_until = NULL WHERE id = $3",
+            )
+            .bind(next)
+            .bind(error)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn bury(&self, id: i64, now: i64, error: String) -> BoxFuture<'_, StoreResult<()>> {
+        Box::pin(async move {
+            sqlx::query(
+                "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = $1, \
+                 finished_at = $2, claimed_by = NULL, claimed_until = NULL WHERE id = $3",
+            )
+            .bind(error)
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn dead_letters(&self, limit: usize) -> BoxFuture<'_, StoreResult<Vec<DeadLetter>>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT id, flow, kind, url, action, transaction_id, message_id, attempts, last_error, created_at \
+                 FROM outbox WHERE state = 'dead' ORDER BY id LIMIT $1",
+            )
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(DeadLetter {
+                        id: r.try_get("id")?,
+                        flow: r.try_get("flow")?,
+                        kind: r.try_get("kind")?,
+                        url: r.try_get("url")?,
+                        action: r.try_get("action")?,
+                        transaction_id: r.try_get("transaction_id")?,
+                        message_id: r.try_get("message_id")?,
+                        attempts: r.try_get::<i32, _>("attempts")? as u32,
+                        last_error: r.try_get("last_error")?,
+                        created_at: r.try_get("created_at")?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn revive(&self, id: i64, now: i64, deadline: i64) -> BoxFuture<'_, StoreResult<bool>> {
+        Box::pin(async move {
+            let r = sqlx::query(
+                "UPDATE outbox SET state = 'pending', next_attempt_at = $1, deadline = $2, \
+                 finished_at = NULL WHERE id = $3 AND state = 'dead'",
+            )
+            .bind(now)
+            .bind(deadline)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+            Ok(r.rows_affected() > 0)
+        })
+    }
+
+    fn discard(&self, id: i64) -> BoxFuture<'_, StoreResult<bool>> {
+        Box::pin(async move {
+            let r = sqlx::query("DELETE FROM outbox WHERE id = $1 AND state = 'dead'")
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+            Ok(r.rows_affected() > 0)
+        })
+    }
+
+    fn counts(&self) -> BoxFuture<'_, StoreResult<OutboxCounts>> {
+        Box::pin(async move {
+            let row = sqlx::query(
+                "SELECT count(*) FILTER (WHERE state = 'pending') AS pending, \
+                 count(*) FILTER (WHERE state = 'dead') AS dead FROM outbox",
+            )
+            .fetch_one(&self.pool)
+            .await?;
+            Ok(OutboxCounts {
+                pending: row.try_get::<i64, _>("pending")? as u64,
+                dead: row.try_get::<i64, _>("dead")? as u64,
+            })
+        })
+    }
+
+    fn next_due(&self) -> BoxFuture<'_, StoreResult<Option<i64>>> {
+        Box::pin(async move {
+            let row = sqlx::query(
+                "SELECT min(next_attempt_at) AS due FROM outbox WHERE state = 'pending'",
+            )
+            .fetch_one(&self.pool)
+            .await?;
+            Ok(row.try_get("due")?)
+        })
+    }
+
+    fn purge(&self, before: i64) -> BoxFuture<'_, StoreResult<u64>> {
+        Box::pin(async move {
+            let mut n = 0;
+            for sql in [
+                "DELETE FROM messages WHERE created_at < $1",
+                "DELETE FROM outbox WHERE state = 'delivered' AND finished_at < $1",
+                "DELETE FROM inbox WHERE state = 'done' AND done_at < $1",
+            ] {
+                n += sqlx::query(sql)
+                    .bind(before)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+            }
+            Ok(n)
+        })
+    }
+}
