@@ -440,7 +440,10 @@ async fn serve(
     }
     let erp_task = match sample_erp {
         Some(addr) => {
-            let erp = sample_erp::SampleErp::new(sample_erp::ErpConfig::default());
+            let erp = sample_erp::SampleErp::new(sample_erp::ErpConfig {
+                webhook: Some(sample_webhooks()),
+                ..Default::default()
+            });
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("binding the sample ERP to {addr}"))?;
@@ -464,6 +467,24 @@ async fn serve(
         task.await??;
     }
     Ok(())
+}
+
+/// Where the sample ERP posts each lab's status changes: the `events:` webhook of the sample
+/// flow serving that lab, at the same addresses the flows use.
+fn sample_webhooks() -> sample_erp::WebhookConfig {
+    let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
+    sample_erp::WebhookConfig {
+        url: String::new(),
+        // TEST-ONLY default, shared with the sample flows' `events.webhook.secret`.
+        secret: var("SAMPLE_ERP_WEBHOOK_SECRET", "test-only-webhook-secret"),
+        lab_urls: [
+            ("GFSL", var("GFSL_PUBLIC_URL", "http://127.0.0.1:7101")),
+            ("KTH", var("KTH_PUBLIC_URL", "http://127.0.0.1:7102")),
+        ]
+        .into_iter()
+        .map(|(lab, base)| (lab.to_string(), format!("{base}/erp/events")))
+        .collect(),
+    }
 }
 
 /// Deletes log entries and finished work older than `retention`, hourly.

@@ -23,7 +23,7 @@ use crate::beckn::registry::{EmbeddedRegistry, LookupQuery, RegistryFile};
 use crate::beckn::schema::CoreSchemas;
 use crate::beckn::signing::{PrivateKey, PublicKey};
 use crate::config::model::{
-    ActionConfig, BackendConfig, CallConfig, FlowFile, ReplyConfig, Role, StepConfig,
+    ActionConfig, BackendConfig, CallConfig, EventsConfig, FlowFile, ReplyConfig, Role, StepConfig,
 };
 use crate::config::yaml::{self, SpannedDoc};
 use crate::config::{Diagnostic, EnvLookup, deserialize_at};
@@ -90,6 +90,7 @@ pub fn load(layout: &Layout, env: &dyn EnvLookup) -> Result<CompiledSet, Vec<Dia
         sources: BTreeMap::new(),
         parse_problems: HashSet::new(),
         broken_templates: HashMap::new(),
+        scope_names: Vec::new(),
     };
     let core = cx.core_schemas();
     let mut flows = Vec::new();
@@ -142,6 +143,9 @@ struct Loader<'a> {
     /// Templates under `mappings/` that do not compile, by name, with their diagnostic and
     /// whether a flow referenced them: reported once, at the reference when there is one.
     broken_templates: HashMap<String, (Diagnostic, bool)>,
+    /// Names in scope besides context, message, flow and earlier steps (`event` while
+    /// compiling a flow's `events:`).
+    scope_names: Vec<String>,
 }
 
 /// Where a reference in a flow file points from, for diagnostics about the referenced file.
@@ -354,6 +358,18 @@ impl Loader<'_> {
             }
         }
 
+        let events = match doc.value.get("events") {
+            Some(raw) if !raw.is_null() => self.events(
+                &doc,
+                file,
+                &scope,
+                raw,
+                &backends,
+                &mut templates,
+                &mut scripts,
+            ),
+            _ => None,
+        };
         self.report_unreferenced_templates();
         let head = head?;
         let listen = match head.listen.parse::<SocketAddr>() {
@@ -450,6 +466,7 @@ impl Loader<'_> {
                 .as_secs()
                 .max(1) as i64,
             registry: trust.registry,
+            events,
             serve_registry: head.network.registry.as_ref().is_some_and(|r| r.serve.0),
             forward_timeout: head
                 .gateway
@@ -676,7 +693,7 @@ impl Loader<'_> {
                 .hint("use letters, digits and _ (templates refer to the result by this name)"),
             );
         }
-        let known = known_names(bound);
+        let known = known_names(bound, &self.scope_names);
         let when = step.when.as_ref().and_then(|expr| {
             let name = format!("{EXPR_PREFIX}{scope}:{path}.when");
             let source = format!("{{{{ true if ({expr}) else false }}}}");
@@ -915,7 +932,7 @@ impl Loader<'_> {
         bound: &[String],
         templates: &mut Templates,
     ) -> Option<Reply> {
-        let known = known_names(bound);
+        let known = known_names(bound, &self.scope_names);
         match (reply.template, reply.message) {
             (Some(t), None) => {
                 let origin = Origin {
@@ -1247,6 +1264,94 @@ impl Loader<'_> {
         }
     }
 
+    /// Compiles `events:`: the webhook, the expressions that place an event, and its steps and
+    /// reply, whose templates may read `event`.
+    #[allow(clippy::too_many_arguments)]
+    fn events(
+        &mut self,
+        doc: &SpannedDoc,
+        file: &Path,
+        scope: &str,
+        raw: &Value,
+        backends: &BTreeMap<String, Option<Backend>>,
+        templates: &mut Templates,
+        scripts: &mut ScriptEngine,
+    ) -> Option<CompiledEvents> {
+        let cfg: EventsConfig = self.de(doc, file, "events", raw)?;
+        let before = self.diagnostics.len();
+        let callback = match cfg.callback.as_str() {
+            "on_status" => Action::Status,
+            "on_update" => Action::Update,
+            other => {
+                self.diagnostics.push(
+                    doc.diagnostic(
+                        file,
+                        "events.callback",
+                        format!("`{other}` cannot be sent unsolicited"),
+                    )
+                    .hint("use on_status or on_update"),
+                );
+                Action::Status
+            }
+        };
+        if !cfg.webhook.path.starts_with('/') {
+            self.diagnostics.push(doc.diagnostic(
+                file,
+                "events.webhook.path",
+                "the webhook path must start with `/`",
+            ));
+        }
+        self.scope_names = vec!["event".to_string()];
+        let known = known_names(&[], &self.scope_names);
+        let transaction_id = format!("{EXPR_PREFIX}{scope}:events.transaction_id");
+        let txn_ok = self.template(
+            doc,
+            file,
+            "events.transaction_id",
+            templates,
+            &transaction_id,
+            &format!("{{{{ ({}) }}}}", cfg.transaction_id),
+            &known,
+        );
+        let when = cfg.when.as_ref().and_then(|expr| {
+            let name = format!("{EXPR_PREFIX}{scope}:events.when");
+            let source = format!("{{{{ true if ({expr}) else false }}}}");
+            self.template(doc, file, "events.when", templates, &name, &source, &known)
+                .map(|_| name)
+        });
+        let action = self.action(
+            doc,
+            file,
+            scope,
+            "events",
+            ActionConfig {
+                steps: cfg.steps,
+                reply: cfg.reply,
+            },
+            backends,
+            templates,
+            scripts,
+        );
+        self.scope_names.clear();
+        txn_ok?;
+        if self.diagnostics.len() > before {
+            return None;
+        }
+        Some(CompiledEvents {
+            path: cfg.webhook.path,
+            secret: cfg.webhook.secret,
+            signature_header: cfg
+                .webhook
+                .signature_header
+                .unwrap_or_else(|| "X-Signature".into())
+                .to_ascii_lowercase(),
+            transaction_id,
+            when,
+            callback,
+            action: action?,
+        })
+    }
+
     /// The flow's signing key and registry; both are needed unless verification is off.
     fn trust(&mut self, doc: &SpannedDoc, file: &Path, head: &FlowFile) -> Trust {
         let net = &head.network;
@@ -1463,13 +1568,14 @@ struct Trust {
     registry: Option<RegistrySource>,
 }
 
-fn known_names(bound: &[String]) -> HashSet<String> {
+fn known_names(bound: &[String], extra: &[String]) -> HashSet<String> {
     ["context", "message", "flow"]
         .iter()
         .chain(GLOBAL_NAMES.iter())
         .chain(MINIJINJA_BUILTINS.iter())
         .map(|s| s.to_string())
         .chain(bound.iter().cloned())
+        .chain(extra.iter().cloned())
         .collect()
 }
 

@@ -48,6 +48,7 @@ pub struct CompiledFlow {
     pub signature_skew: i64,
     pub signature_validity: i64,
     pub registry: Option<RegistrySource>,
+    pub events: Option<CompiledEvents>,
     /// Answer `POST /lookup` from the embedded registry on this flow's listener.
     pub serve_registry: bool,
     /// Gateways: timeout of one forward.
@@ -75,6 +76,22 @@ pub enum RegistrySource {
         cache_ttl: Duration,
         timeout: Duration,
     },
+}
+
+/// Order events the backend pushes, answered with unsolicited callbacks.
+pub struct CompiledEvents {
+    /// Under the flow's `base_path`.
+    pub path: String,
+    pub secret: crate::config::Secret,
+    /// Lower case.
+    pub signature_header: String,
+    /// Expression template giving the event's transaction id.
+    pub transaction_id: String,
+    /// Expression template rendering `true` for events to act on.
+    pub when: Option<String>,
+    /// The action whose callback is sent (`Status` for `on_status`).
+    pub callback: Action,
+    pub action: CompiledAction,
 }
 
 pub struct CompiledAction {

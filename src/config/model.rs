@@ -46,6 +46,45 @@ pub struct FlowFile {
     #[serde(default)]
     #[schemars(with = "ActionsByName")]
     pub actions: BTreeMap<String, Value>,
+    /// Order events the backend pushes (status changes), answered with unsolicited callbacks.
+    // Kept raw and read on its own, like `actions`.
+    #[serde(default)]
+    #[schemars(with = "Option<EventsConfig>")]
+    pub events: Option<Value>,
+}
+
+/// Order events pushed by the backend to a webhook of the flow, each mapped into an unsolicited
+/// `on_status` or `on_update` for the transaction it belongs to.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventsConfig {
+    pub webhook: EventWebhook,
+    /// Expression giving the Beckn transaction id of an event (`event.client_ref`).
+    pub transaction_id: String,
+    /// Expression; events for which it is false are acknowledged and ignored.
+    #[serde(default)]
+    pub when: Option<String>,
+    /// `on_status` or `on_update`.
+    pub callback: String,
+    /// Steps as in an action; templates see `event`, `context` (of the transaction's last
+    /// request), `flow` and earlier steps.
+    #[serde(default)]
+    #[schemars(with = "Vec<StepConfig>")]
+    pub steps: Vec<Value>,
+    pub reply: ReplyConfig,
+}
+
+/// Where the backend posts its events, and how they are authenticated.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventWebhook {
+    /// Path on the flow's listener (under its `base_path`).
+    pub path: String,
+    /// Shared secret of the HMAC-SHA256 signature over the body.
+    pub secret: Secret,
+    /// Header carrying `sha256=<hex>` (default `X-Signature`).
+    #[serde(default)]
+    pub signature_header: Option<String>,
 }
 
 /// The `actions:` map as the flow schema describes it: one optional entry per Beckn action,

@@ -9,7 +9,9 @@ use serde_json::{Map, Value, json};
 use crate::backend::{BackendFailure, BackendRequest, Transport};
 use crate::beckn::action::Action;
 use crate::beckn::error::{BecknError, ErrorCode};
-use crate::compile::{CallBody, CompiledCall, CompiledFlow, Reply, StepKind};
+use crate::compile::{
+    CallBody, CompiledAction, CompiledCall, CompiledEvents, CompiledFlow, Reply, StepKind,
+};
 use crate::mapping::TemplateError;
 pub use error::EngineError;
 
@@ -57,26 +59,6 @@ pub async fn trace_action(
 ) -> Trace {
     let mut scope = Map::new();
     let mut skipped = Vec::new();
-    let outcome = run_steps(flow, action, body, transport, &mut scope, &mut skipped).await;
-    Trace {
-        scope,
-        skipped,
-        outcome,
-    }
-}
-
-async fn run_steps(
-    flow: &CompiledFlow,
-    action: Action,
-    body: &Value,
-    transport: &dyn Transport,
-    scope: &mut Map<String, Value>,
-    skipped: &mut Vec<String>,
-) -> Result<Value, EngineError> {
-    let compiled = flow
-        .actions
-        .get(&action)
-        .ok_or_else(|| EngineError::NotConfigured(action.to_string()))?;
     scope.insert(
         "context".into(),
         body.get("context").cloned().unwrap_or(Value::Null),
@@ -85,6 +67,54 @@ async fn run_steps(
         "message".into(),
         body.get("message").cloned().unwrap_or(Value::Null),
     );
+    let outcome = match flow.actions.get(&action) {
+        Some(compiled) => {
+            run_steps(flow, action, compiled, transport, &mut scope, &mut skipped).await
+        }
+        None => Err(EngineError::NotConfigured(action.to_string())),
+    };
+    Trace {
+        scope,
+        skipped,
+        outcome,
+    }
+}
+
+/// Runs the flow's `events:` mapping for one backend `event` of the transaction whose last
+/// request had `context`; the result is the `message` of an unsolicited callback.
+pub async fn run_event(
+    flow: &CompiledFlow,
+    events: &CompiledEvents,
+    event: &Value,
+    context: &Value,
+    transport: &dyn Transport,
+) -> Result<RunOutput, EngineError> {
+    let mut scope = Map::new();
+    scope.insert("event".into(), event.clone());
+    scope.insert("context".into(), context.clone());
+    scope.insert("message".into(), Value::Null);
+    let outcome = run_steps(
+        flow,
+        events.callback,
+        &events.action,
+        transport,
+        &mut scope,
+        &mut Vec::new(),
+    )
+    .await;
+    outcome.map(|message| RunOutput { message, scope })
+}
+
+/// Runs `compiled`'s steps and reply; `scope` holds the run's inputs on entry and every
+/// step's result on return. `action` decides whether failed calls may be retried.
+async fn run_steps(
+    flow: &CompiledFlow,
+    action: Action,
+    compiled: &CompiledAction,
+    transport: &dyn Transport,
+    scope: &mut Map<String, Value>,
+    skipped: &mut Vec<String>,
+) -> Result<Value, EngineError> {
     scope.insert(
         "flow".into(),
         json!({

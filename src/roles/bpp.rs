@@ -195,6 +195,23 @@ pub async fn rescue_unfinished(
             let n = batch.len();
             let set = flows.load_full();
             for u in batch {
+                if u.key.action == super::events::EVENT {
+                    let flow = set.flow(&u.key.flow).cloned();
+                    let event = serde_json::from_slice::<Value>(&u.body).ok();
+                    if let (Some(flow), Some(event)) = (flow, event) {
+                        tracing::info!(flow = %flow.name, transaction_id = %u.transaction_id, "resuming an accepted event");
+                        tokio::spawn(super::events::process(
+                            flow,
+                            set.clone(),
+                            event,
+                            u.transaction_id,
+                            u.callback_base,
+                            u.key,
+                            services.clone(),
+                        ));
+                    }
+                    continue;
+                }
                 let flow = set.flow(&u.key.flow).cloned();
                 let action = u.key.action.parse::<Action>().ok();
                 let request = serde_json::from_slice::<Value>(&u.body).ok();
@@ -404,7 +421,7 @@ async fn process(
 }
 
 /// A callback reporting `error` instead of a result.
-fn error_body(action: Action, context: Value, error: BecknError) -> Value {
+pub(crate) fn error_body(action: Action, context: Value, error: BecknError) -> Value {
     if action.callback_requires_message() {
         json!({"context": context, "message": {}, "error": error})
     } else {

@@ -1,6 +1,7 @@
 //! The Beckn roles the adapter plays, on top of the engine and the protocol layer.
 
 pub mod bpp;
+pub mod events;
 pub mod gateway;
 
 use std::sync::Arc;

@@ -20,6 +20,7 @@ use crate::compile::CompiledSet;
 use crate::config::model::Role;
 use crate::roles::Services;
 use crate::roles::bpp::{self, BppEndpoint};
+use crate::roles::events::EventsEndpoint;
 use crate::roles::gateway::{self, GatewayEndpoint};
 use lookup::LookupEndpoint;
 
@@ -39,9 +40,25 @@ pub fn routers(
                     services: services.clone(),
                     in_flight: Arc::new(Semaphore::new(flow.max_in_flight)),
                 });
-                Router::new()
+                let mut router = Router::new()
                     .route(&format!("{}/{{action}}", flow.base_path), post(bpp::handle))
-                    .with_state(ep)
+                    .with_state(ep);
+                if let Some(events) = &flow.events {
+                    let ep = Arc::new(EventsEndpoint {
+                        flows: flows.clone(),
+                        flow_name: flow.name.clone(),
+                        services: services.clone(),
+                    });
+                    router = router.merge(
+                        Router::new()
+                            .route(
+                                &format!("{}{}", flow.base_path, events.path),
+                                post(crate::roles::events::receive),
+                            )
+                            .with_state(ep),
+                    );
+                }
+                router
             }
             Role::Gateway => {
                 let ep = Arc::new(GatewayEndpoint {

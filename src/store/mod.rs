@@ -143,6 +143,13 @@ pub trait Store: Send + Sync {
     ) -> BoxFuture<'_, StoreResult<Vec<Unfinished>>>;
     /// Whether several adapter processes may share this store.
     fn shared(&self) -> bool;
+    /// The body and answer address of the latest request of a transaction (for unsolicited
+    /// callbacks, which answer in its context).
+    fn last_request(
+        &self,
+        flow: &str,
+        transaction_id: &str,
+    ) -> BoxFuture<'_, StoreResult<Option<(Bytes, String)>>>;
     /// Queues a message; marks the request it answers as done in the same commit.
     fn enqueue(&self, item: NewOutbox) -> BoxFuture<'_, StoreResult<i64>>;
     /// Takes up to `limit` due messages for `lease_ms`; an unfinished lease returns them.

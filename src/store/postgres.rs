@@ -174,6 +174,31 @@ impl Store for PgStore {
         true
     }
 
+    fn last_request(
+        &self,
+        flow: &str,
+        transaction_id: &str,
+    ) -> BoxFuture<'_, StoreResult<Option<(Bytes, String)>>> {
+        let (flow, transaction_id) = (flow.to_string(), transaction_id.to_string());
+        Box::pin(async move {
+            let row = sqlx::query(
+                "SELECT body, callback_base FROM inbox WHERE flow = $1 AND transaction_id = $2 \
+                 AND action <> 'event' ORDER BY received_at DESC LIMIT 1",
+            )
+            .bind(flow)
+            .bind(transaction_id)
+            .fetch_optional(&self.pool)
+            .await?;
+            row.map(|r| {
+                Ok((
+                    Bytes::from(r.try_get::<Vec<u8>, _>("body")?),
+                    r.try_get("callback_base")?,
+                ))
+            })
+            .transpose()
+        })
+    }
+
     fn enqueue(&self, item: NewOutbox) -> BoxFuture<'_, StoreResult<i64>> {
         Box::pin(async move {
             let now = now_ms();

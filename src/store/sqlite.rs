@@ -505,6 +505,31 @@ impl Store for SqliteStore {
         false
     }
 
+    fn last_request(
+        &self,
+        flow: &str,
+        transaction_id: &str,
+    ) -> BoxFuture<'_, StoreResult<Option<(Bytes, String)>>> {
+        let (flow, transaction_id) = (flow.to_string(), transaction_id.to_string());
+        Box::pin(async move {
+            let row = sqlx::query(
+                "SELECT body, callback_base FROM inbox WHERE flow = ? AND transaction_id = ? \
+                 AND action <> 'event' ORDER BY received_at DESC LIMIT 1",
+            )
+            .bind(flow)
+            .bind(transaction_id)
+            .fetch_optional(&self.read)
+            .await?;
+            row.map(|r| {
+                Ok((
+                    Bytes::from(r.try_get::<Vec<u8>, _>("body")?),
+                    r.try_get("callback_base")?,
+                ))
+            })
+            .transpose()
+        })
+    }
+
     fn enqueue(&self, item: NewOutbox) -> BoxFuture<'_, StoreResult<i64>> {
         Box::pin(async move {
             match self.write(Work::Enqueue(item)).await? {

@@ -251,9 +251,9 @@ async fn bad_input_table() {
         ("broken", &broken),
     ] {
         assert_eq!(
-            running.net.bap.count(),
+            running.net.answered(),
             running.callbacks,
-            "{name}: callbacks received != requests ACKed"
+            "{name}: answers received != requests ACKed"
         );
     }
     assert_eq!(
@@ -597,6 +597,12 @@ impl Running {
         authorization: Option<String>,
         bytes: Vec<u8>,
     ) -> (u16, Value) {
+        if let Some(id) = serde_json::from_slice::<Value>(&bytes)
+            .ok()
+            .and_then(|v| v["context"]["message_id"].as_str().map(str::to_string))
+        {
+            self.net.sent.lock().unwrap().insert(id);
+        }
         let url = format!("{}/{}", self.net.bpp_url, path.trim_start_matches('/'));
         let mut req = self.net.http.post(url).body(bytes);
         if let Some(ct) = content_type {

@@ -179,6 +179,8 @@ pub struct Network {
     pub flows: Arc<ArcSwap<CompiledSet>>,
     pub services: Arc<Services>,
     pub http: reqwest::Client,
+    /// Message ids of the requests sent to the BPP, to tell answers from unsolicited callbacks.
+    pub sent: Mutex<std::collections::HashSet<String>>,
     /// Holds the store's temporary directory for the network's lifetime.
     _store_dir: tempfile::TempDir,
 }
@@ -231,9 +233,6 @@ impl Network {
                     .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
             )
             .try_init();
-        let erp = sample_erp::SampleErp::new(sample_erp::ErpConfig::default());
-        let (erp_listener, erp_addr) = bind().await;
-        tokio::spawn(erp.clone().serve(erp_listener, std::future::pending()));
 
         let (bap_listener, bap_addr) = bind().await;
         let bap = Arc::new(Inbox::default());
@@ -244,6 +243,17 @@ impl Network {
 
         let (bpp_listener, bpp_addr) = bind().await;
         let bpp_url = format!("http://{bpp_addr}");
+        let erp = sample_erp::SampleErp::new(sample_erp::ErpConfig {
+            // status changes of GFSL orders go to the flow's events webhook
+            webhook: Some(sample_erp::WebhookConfig {
+                secret: "test-only-webhook-secret".into(),
+                lab_urls: [("GFSL".to_string(), format!("{bpp_url}/erp/events"))].into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let (erp_listener, erp_addr) = bind().await;
+        tokio::spawn(erp.clone().serve(erp_listener, std::future::pending()));
         let env: HashMap<String, String> = HashMap::from([
             (
                 "GFSL_ERP_URL".into(),
@@ -285,12 +295,29 @@ impl Network {
             flows,
             services,
             http: reqwest::Client::new(),
+            sent: Mutex::default(),
             _store_dir: store_dir,
         }
     }
 
     pub async fn start() -> Network {
         Self::start_with(None).await
+    }
+
+    /// Callbacks that answer requests this test sent (unsolicited ones left out).
+    pub fn answered(&self) -> usize {
+        let sent = self.sent.lock().unwrap();
+        self.bap
+            .raw
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| {
+                r.body["context"]["message_id"]
+                    .as_str()
+                    .is_some_and(|id| sent.contains(id))
+            })
+            .count()
     }
 
     /// A Beckn request body for `action` with a fresh context in `transaction_id`.
@@ -335,6 +362,12 @@ impl Network {
         body: Vec<u8>,
         headers: &[(&str, &str)],
     ) -> (u16, Value) {
+        if let Some(id) = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|v| v["context"]["message_id"].as_str().map(str::to_string))
+        {
+            self.sent.lock().unwrap().insert(id);
+        }
         let mut req = self
             .http
             .post(format!("{}/{}", self.bpp_url, path.trim_start_matches('/')))

@@ -13,3 +13,4 @@ mod postgres;
 mod render;
 mod schemas;
 mod trust;
+mod unsolicited;

@@ -22,10 +22,12 @@ pub const STATUS_CHANGED: &str = "order.status_changed";
 pub const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where to post events and the shared secret to sign them with.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WebhookConfig {
     pub url: String,
     pub secret: String,
+    /// Per-lab receivers, by lab code, instead of `url` (each lab's own integration).
+    pub lab_urls: std::collections::BTreeMap<String, String>,
 }
 
 /// The posted body.
@@ -105,9 +107,17 @@ impl Webhook {
             }
         };
         let signature = sign(self.config.secret.as_bytes(), &body);
+        let url = self
+            .config
+            .lab_urls
+            .get(&order.lab_code)
+            .unwrap_or(&self.config.url);
+        if url.is_empty() {
+            return;
+        }
         let result = self
             .client
-            .post(&self.config.url)
+            .post(url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(SIGNATURE_HEADER, signature)
             .body(body)

@@ -75,6 +75,7 @@ async fn status_changes_are_posted_signed_and_in_order() {
         webhook: Some(WebhookConfig {
             url,
             secret: SECRET.to_owned(),
+            ..Default::default()
         }),
         ..ErpConfig::default()
     })
@@ -121,6 +122,7 @@ async fn cancellation_is_posted_once() {
         webhook: Some(WebhookConfig {
             url,
             secret: SECRET.to_owned(),
+            ..Default::default()
         }),
         ..ErpConfig::default()
     })
@@ -163,6 +165,7 @@ async fn an_unreachable_webhook_does_not_break_the_api() {
         webhook: Some(WebhookConfig {
             url: format!("http://{closed}/hooks"),
             secret: SECRET.to_owned(),
+            ..Default::default()
         }),
         ..ErpConfig::default()
     })

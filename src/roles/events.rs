@@ -1,0 +1,295 @@
+//! Order events pushed by the backend (an ERP's webhook): each is authenticated (HMAC-SHA256
+//! of the body with a shared secret), recorded like a request, and mapped by the flow's
+//! `events:` templates into an unsolicited `on_status` or `on_update` (a fresh message id, the
+//! transaction's id) sent through the outbox to the buyer app of that transaction.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use blake2::{Blake2b512, Digest};
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+use super::Services;
+use super::bpp::{error_body, outgoing_violations, read_body};
+use crate::beckn::context::callback_context;
+use crate::beckn::error::{BecknError, ErrorCode};
+use crate::beckn::redact;
+use crate::compile::{CompiledFlow, CompiledSet};
+use crate::engine;
+use crate::store::{Accepted, Inbound, InboundKey, NewOutbox, now_ms};
+
+/// The action name events are recorded under in the inbox.
+pub const EVENT: &str = "event";
+
+/// One flow's event webhook.
+pub struct EventsEndpoint {
+    pub flows: Arc<ArcSwap<CompiledSet>>,
+    pub flow_name: String,
+    pub services: Arc<Services>,
+}
+
+/// Why an event was refused; the backend gets the status and the reason.
+#[derive(Debug, thiserror::Error)]
+enum EventError {
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    BadEvent(String),
+    #[error("this flow takes no events")]
+    NotConfigured,
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl EventError {
+    fn status(&self) -> StatusCode {
+        match self {
+            EventError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            EventError::BadEvent(_) => StatusCode::BAD_REQUEST,
+            EventError::NotConfigured => StatusCode::NOT_FOUND,
+            EventError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+/// `POST {base_path}{events.webhook.path}`.
+pub async fn receive(
+    State(ep): State<Arc<EventsEndpoint>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match accept(&ep, &headers, body).await {
+        Ok(outcome) => (StatusCode::ACCEPTED, Json(json!({"status": outcome}))).into_response(),
+        Err(e) => {
+            tracing::warn!(flow = %ep.flow_name, error = %e, "event refused");
+            (e.status(), Json(json!({"error": e.to_string()}))).into_response()
+        }
+    }
+}
+
+async fn accept(
+    ep: &EventsEndpoint,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<&'static str, EventError> {
+    let set = ep.flows.load_full();
+    let flow = set
+        .flow(&ep.flow_name)
+        .cloned()
+        .ok_or_else(|| EventError::Unavailable(format!("flow {} is not loaded", ep.flow_name)))?;
+    let events = flow.events.as_ref().ok_or(EventError::NotConfigured)?;
+    let bytes = read_body(body, flow.max_body_bytes)
+        .await
+        .map_err(|e| EventError::BadEvent(e.to_string()))?;
+    let signature = headers
+        .get(events.signature_header.as_str())
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            EventError::Unauthorized(format!("missing {} header", events.signature_header))
+        })?;
+    verify_hmac(events.secret.expose().as_bytes(), &bytes, signature)?;
+    let event: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| EventError::BadEvent(format!("event is not JSON: {e}")))?;
+    let scope = crate::mapping::jvalue(json!({"event": event, "context": null, "message": null}));
+    if let Some(when) = &events.when {
+        let wanted = flow
+            .templates
+            .render_json(when, &scope)
+            .map_err(|e| EventError::BadEvent(format!("events.when: {e}")))?;
+        if wanted != Value::Bool(true) {
+            return Ok("ignored");
+        }
+    }
+    let transaction_id = match flow.templates.render_json(&events.transaction_id, &scope) {
+        Ok(Value::String(s)) if !s.is_empty() => s,
+        Ok(other) => {
+            return Err(EventError::BadEvent(format!(
+                "events.transaction_id gave {other}, not a transaction id"
+            )));
+        }
+        Err(e) => return Err(EventError::BadEvent(format!("events.transaction_id: {e}"))),
+    };
+    let store = &ep.services.outbox.store;
+    let Some((request, callback_base)) = store
+        .last_request(&flow.name, &transaction_id)
+        .await
+        .map_err(|e| EventError::Unavailable(e.to_string()))?
+    else {
+        tracing::info!(flow = %flow.name, %transaction_id, "event for a transaction not made through Beckn: ignored");
+        return Ok("ignored");
+    };
+    let bap_id = serde_json::from_slice::<Value>(&request)
+        .ok()
+        .and_then(|r| {
+            r.pointer("/context/bap_id")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    // The same event delivered twice has the same body: recorded and answered once.
+    let key = InboundKey {
+        flow: flow.name.clone(),
+        action: EVENT.to_string(),
+        message_id: hex::encode(&Blake2b512::digest(&bytes)[..16]),
+    };
+    let inbound = Inbound {
+        key: key.clone(),
+        transaction_id: transaction_id.clone(),
+        counterpart: bap_id,
+        role: flow.role.as_str().to_string(),
+        body: bytes,
+        headers: redact::headers_json(headers),
+        callback_base: callback_base.clone(),
+        owner: ep.services.outbox.owner.clone(),
+        lease_until: now_ms() + ep.services.outbox.settings.work_lease.as_millis() as i64,
+    };
+    match store.accept(inbound).await {
+        Ok(Accepted::Duplicate) => Ok("duplicate"),
+        Ok(Accepted::New) => {
+            tokio::spawn(process(
+                flow,
+                set,
+                event,
+                transaction_id,
+                callback_base,
+                key,
+                ep.services.clone(),
+            ));
+            Ok("accepted")
+        }
+        Err(e) => Err(EventError::Unavailable(format!(
+            "the event could not be recorded: {e}"
+        ))),
+    }
+}
+
+fn verify_hmac(secret: &[u8], body: &[u8], header: &str) -> Result<(), EventError> {
+    let bad = || EventError::Unauthorized("the event signature does not match its body".into());
+    let hex_sig = header
+        .trim()
+        .strip_prefix("sha256=")
+        .unwrap_or(header.trim());
+    let tag = hex::decode(hex_sig).map_err(|_| bad())?;
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret).map_err(|_| bad())?;
+    mac.update(body);
+    mac.verify_slice(&tag).map_err(|_| bad())
+}
+
+/// Maps an accepted event into its unsolicited callback and queues it.
+pub(crate) async fn process(
+    flow: Arc<CompiledFlow>,
+    set: Arc<CompiledSet>,
+    event: Value,
+    transaction_id: String,
+    callback_base: String,
+    key: InboundKey,
+    services: Arc<Services>,
+) {
+    let Some(events) = &flow.events else {
+        return;
+    };
+    let request = match services
+        .outbox
+        .store
+        .last_request(&flow.name, &transaction_id)
+        .await
+    {
+        Ok(Some((body, _))) => serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null),
+        _ => Value::Null,
+    };
+    let request_ctx = request.get("context").cloned().unwrap_or(Value::Null);
+    let mut context = callback_context(&flow, events.callback, &request_ctx);
+    let message_id = uuid::Uuid::new_v4().to_string();
+    context["message_id"] = json!(message_id);
+    let callback = events.callback.callback();
+    let outcome = engine::run_event(
+        &flow,
+        events,
+        &event,
+        &request_ctx,
+        services.transport.as_ref(),
+    )
+    .await;
+    let mut body = match outcome {
+        Ok(out) => json!({"context": context, "message": out.message}),
+        Err(e) => {
+            tracing::warn!(flow = %flow.name, %callback, %transaction_id, %message_id, error = %e, "event mapping failed; telling the buyer app with an error");
+            error_body(events.callback, context, e.to_beckn())
+        }
+    };
+    let violations = outgoing_violations(&flow, &set.core, callback, &body);
+    if !violations.is_empty() {
+        for v in &violations {
+            tracing::error!(flow = %flow.name, %callback, %transaction_id, path = %v.path, problem = %v.message, "unsolicited {callback} breaks the schema");
+        }
+        let error = BecknError::new(
+            ErrorCode::InternalError,
+            format!("the provider produced an invalid {callback}"),
+        );
+        body = error_body(events.callback, body["context"].take(), error);
+    }
+    let bytes = match serde_json::to_vec(&body) {
+        Ok(b) => bytes::Bytes::from(b),
+        Err(e) => {
+            tracing::error!(flow = %flow.name, %callback, error = %e, "callback could not be serialised");
+            return;
+        }
+    };
+    let now = now_ms();
+    let deadline = now
+        + flow
+            .callback_deadline
+            .unwrap_or(services.outbox.settings.default_deadline)
+            .as_millis() as i64;
+    let order = body
+        .pointer("/message/order/id")
+        .and_then(Value::as_str)
+        .map(|id| {
+            let status = body
+                .pointer("/message/order/status")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            (id.to_string(), status)
+        });
+    tracing::info!(flow = %flow.name, action = %callback, %transaction_id, %message_id, "unsolicited callback ready");
+    let item = NewOutbox {
+        flow: flow.name.clone(),
+        kind: "unsolicited".into(),
+        url: format!("{callback_base}/{callback}"),
+        action: callback.to_string(),
+        transaction_id,
+        message_id,
+        body: bytes,
+        deadline: Some(deadline),
+        completes: Some(key),
+        order,
+    };
+    if let Err(e) = services.outbox.submit(item).await {
+        tracing::error!(flow = %flow.name, error = %e, "unsolicited callback could not be queued; the event will run again after a restart");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hmac_signatures() {
+        let sig = {
+            let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(b"k").unwrap();
+            mac.update(b"{}");
+            format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+        };
+        assert!(verify_hmac(b"k", b"{}", &sig).is_ok());
+        assert!(verify_hmac(b"k", b"{ }", &sig).is_err());
+        assert!(verify_hmac(b"other", b"{}", &sig).is_err());
+        assert!(verify_hmac(b"k", b"{}", "sha256=zz").is_err());
+    }
+}
