@@ -14,11 +14,14 @@ use beckn_adapter::beckn::signing::PrivateKey;
 use beckn_adapter::beckn::trust::RegistryPool;
 use beckn_adapter::compile::{self, Layout};
 use beckn_adapter::config::ProcessEnv;
+use beckn_adapter::config::Secret;
 use beckn_adapter::config::diagnostic::render_all;
 use beckn_adapter::config::values::HumanDuration;
 use beckn_adapter::delivery::{DeliverySettings, Outbox};
+use beckn_adapter::reload::Reloader;
 use beckn_adapter::roles::Services;
 use beckn_adapter::server;
+use beckn_adapter::server::admin::Admin;
 use beckn_adapter::{roles, store};
 
 #[derive(Parser)]
@@ -74,6 +77,45 @@ impl Dirs {
 }
 
 #[derive(clap::Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    dirs: Dirs,
+    /// Also run the bundled sample lab ERP in this process, on this address.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:7180")]
+    sample_erp: Option<SocketAddr>,
+    #[command(flatten)]
+    store: StoreArgs,
+    /// How long the message log and finished work are kept.
+    #[arg(long, default_value = "7d", env = "BECKN_RETENTION")]
+    retention: HumanDuration,
+    /// With a shared (PostgreSQL) store: how long before another process takes over the
+    /// accepted requests and messages of one that stopped.
+    #[arg(long, default_value = "60s", env = "BECKN_WORK_LEASE")]
+    work_lease: HumanDuration,
+    /// Address of the admin listener (health, readiness, metrics, status, reload, outbox).
+    #[arg(long, default_value = "127.0.0.1:7190", env = "BECKN_ADMIN")]
+    admin: SocketAddr,
+    /// Bearer token required by /admin/* (needed when the admin address is not loopback).
+    #[arg(long, env = "BECKN_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Do not reload when files under flows/, mappings/, schemas/ or registry/ change.
+    #[arg(long)]
+    no_watch: bool,
+    /// Log every message received and sent, with headers (signatures reduced to their keyId,
+    /// secrets masked) and bodies (personal fields masked).
+    #[arg(long, env = "BECKN_LOG_PAYLOADS")]
+    log_payloads: bool,
+    /// Body fields masked in payload logs, wherever they occur.
+    #[arg(
+        long,
+        env = "BECKN_REDACT_FIELDS",
+        value_delimiter = ',',
+        default_value = "phone,email,callback_phone,mobileNumber,address,gps"
+    )]
+    redact_fields: Vec<String>,
+}
+
+#[derive(clap::Args)]
 struct StoreArgs {
     /// Where durable state lives: sqlite://PATH (created at first start).
     #[arg(
@@ -115,22 +157,7 @@ enum SchemaKind {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the flows: every flow listens on its own `listen` address.
-    Serve {
-        #[command(flatten)]
-        dirs: Dirs,
-        /// Also run the bundled sample lab ERP in this process, on this address.
-        #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:7180")]
-        sample_erp: Option<SocketAddr>,
-        #[command(flatten)]
-        store: StoreArgs,
-        /// How long the message log and finished work are kept.
-        #[arg(long, default_value = "7d", env = "BECKN_RETENTION")]
-        retention: HumanDuration,
-        /// With a shared (PostgreSQL) store: how long before another process takes over the
-        /// accepted requests of one that stopped.
-        #[arg(long, default_value = "60s", env = "BECKN_WORK_LEASE")]
-        work_lease: HumanDuration,
-    },
+    Serve(ServeArgs),
     /// Inspect and act on the outbox's dead letters.
     Outbox {
         #[command(flatten)]
@@ -207,6 +234,12 @@ enum Command {
         validity: i64,
     },
     /// Run the sample soil-testing lab ERP (its own REST API, in memory).
+    /// Play a farmer's journey on the sample network, all in this process (lab ERP, two lab
+    /// BPPs, the gateway with the registry, the farmer app's BAP), printing every message.
+    Demo {
+        #[command(flatten)]
+        dirs: Dirs,
+    },
     SampleErp {
         #[arg(long, default_value = "127.0.0.1:7180")]
         listen: SocketAddr,
@@ -218,7 +251,9 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    // The demo prints a timeline on stdout: its logs say only what went wrong.
+    let quiet = matches!(cli.command, Command::Demo { .. });
+    init_logging(cli.log_format, if quiet { "warn" } else { "info" });
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(run(cli.command))
 }
@@ -293,21 +328,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("  status: SUBSCRIBED");
             Ok(())
         }
-        Command::Serve {
-            dirs,
-            sample_erp,
-            store,
-            retention,
-            work_lease,
-        } => {
-            let settings = DeliverySettings {
-                work_lease: work_lease.0,
-                lease: work_lease.0,
-                ..DeliverySettings::default()
-            };
-            serve(&dirs, sample_erp, &store.url, retention.0, settings).await
-        }
+        Command::Serve(args) => serve(args).await,
         Command::Outbox { store, command } => outbox(&store.url, command).await,
+        Command::Demo { dirs } => demo(&dirs).await,
         Command::SampleErp { listen, api_key } => {
             let erp = sample_erp::SampleErp::new(sample_erp::ErpConfig {
                 api_key,
@@ -338,6 +361,14 @@ fn check(dirs: &Dirs) -> anyhow::Result<()> {
                 actions.sort();
                 if f.role == beckn_adapter::config::model::Role::Gateway {
                     actions = vec!["forwards search, on_search"];
+                }
+                let client_api;
+                if let Some(bap) = &f.bap {
+                    client_api = format!(
+                        "sends every action; client API on {}{}",
+                        bap.client_listen, bap.client_base_path
+                    );
+                    actions = vec![client_api.as_str()];
                 }
                 if f.serve_registry {
                     actions.push("(serves /lookup)");
@@ -403,14 +434,21 @@ async fn outbox(store_url: &str, command: OutboxCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(
-    dirs: &Dirs,
-    sample_erp: Option<SocketAddr>,
-    store_url: &str,
-    retention: Duration,
-    delivery: DeliverySettings,
-) -> anyhow::Result<()> {
-    let layout = dirs.layout();
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    if !args.admin.ip().is_loopback() && args.admin_token.is_none() {
+        bail!(
+            "the admin listener {} is not on loopback: give --admin-token (or BECKN_ADMIN_TOKEN)",
+            args.admin
+        );
+    }
+    let delivery = DeliverySettings {
+        work_lease: args.work_lease.0,
+        lease: args.work_lease.0,
+        ..DeliverySettings::default()
+    };
+    let store_url = args.store.url.as_str();
+    beckn_adapter::telemetry::payloads::configure(args.log_payloads, args.redact_fields.clone());
+    let layout = args.dirs.layout();
     let set = match compile::load(&layout, &ProcessEnv) {
         Ok(set) => set,
         Err(diagnostics) => {
@@ -419,13 +457,14 @@ async fn serve(
         }
     };
     let flows = Arc::new(ArcSwap::from_pointee(set));
+    let reloader = Reloader::new(layout, Arc::new(ProcessEnv), flows.clone());
     let store = store::open(store_url)
         .await
         .with_context(|| format!("opening the store {store_url}"))?;
     tracing::info!(store = %store_url, "store open");
     let outbox = Arc::new(Outbox::new(store.clone(), delivery));
     tokio::spawn(outbox.clone().run(flows.clone(), shutdown_signal()));
-    tokio::spawn(purge_periodically(store, retention));
+    tokio::spawn(purge_periodically(store.clone(), args.retention.0));
     let services = Arc::new(Services {
         transport: Arc::new(HttpTransport::new()),
         outbox: outbox.clone(),
@@ -438,7 +477,32 @@ async fn serve(
             .with_context(|| format!("binding {addr}"))?;
         listeners.push((listener, router));
     }
-    let erp_task = match sample_erp {
+    let admin = Arc::new(Admin {
+        reloader: reloader.clone(),
+        store,
+        token: args.admin_token.map(Secret::new),
+    });
+    let admin_listener = tokio::net::TcpListener::bind(args.admin)
+        .await
+        .with_context(|| format!("binding the admin listener {}", args.admin))?;
+    listeners.push((admin_listener, server::admin::router(admin)));
+    tracing::info!(admin = %args.admin, "admin listener: /health /ready /metrics /admin/status /admin/reload /admin/outbox");
+    let _watcher = if args.no_watch {
+        None
+    } else {
+        match reloader.watch(Duration::from_millis(300)) {
+            Ok(w) => {
+                tracing::info!(dirs = ?reloader.watched(), "reloading on file changes");
+                Some(w)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch files; reload with SIGHUP or POST /admin/reload");
+                None
+            }
+        }
+    };
+    tokio::spawn(reloader.clone().on_sighup(shutdown_signal()));
+    let erp_task = match args.sample_erp {
         Some(addr) => {
             let erp = sample_erp::SampleErp::new(sample_erp::ErpConfig {
                 webhook: Some(sample_webhooks()),
@@ -555,9 +619,20 @@ async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-fn init_logging(format: LogFormat) {
+/// Runs `beckn-adapter demo`: exit 0 when the journey completed, 1 with the failing step.
+async fn demo(dirs: &Dirs) -> anyhow::Result<()> {
+    let mut out = std::io::stdout();
+    if let Err(e) = beckn_adapter::demo::run(&dirs.layout(), &mut out).await {
+        eprintln!("demo failed: {e}");
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+fn init_logging(format: LogFormat, default_level: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("BECKN_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_env("BECKN_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -85,6 +85,16 @@ impl BackendFailure {
         }
     }
 
+    /// A short name of the failure, for metrics: `timeout`, `unreachable`, `http_404`...
+    pub fn kind(&self) -> String {
+        match self {
+            BackendFailure::Timeout(_) => "timeout".into(),
+            BackendFailure::Unreachable(_) => "unreachable".into(),
+            BackendFailure::Status { status, .. } => format!("http_{status}"),
+            BackendFailure::InvalidResponse { .. } => "invalid_response".into(),
+        }
+    }
+
     /// The backend's own error body, for error message templates.
     pub fn body(&self) -> Value {
         match self {

@@ -69,6 +69,20 @@ pub enum Rejection {
     },
     #[error("{reason}")]
     CallbackNotRegistered { reason: String },
+    /// A callback addressed to another buyer app.
+    #[error("the callback is addressed to `{found}`, this buyer app is `{ours}`")]
+    WrongBap { ours: String, found: String },
+    /// A callback answering no request of this buyer app (kept for inspection).
+    #[error("message id `{message_id}` answers no request of this buyer app: {detail}")]
+    UnknownRequest { message_id: String, detail: String },
+    /// A callback answering a request whose ttl had ended (kept for inspection).
+    #[error(
+        "the request {message_id} expired at {expired_at} (timestamp + ttl): this answer came too late"
+    )]
+    LateCallback {
+        message_id: String,
+        expired_at: String,
+    },
     #[error("the provider is at capacity; retry later")]
     Busy,
     #[error("{0}; retry later")]
@@ -130,6 +144,21 @@ impl Rejection {
                 ErrorCode::InvalidSignature,
                 StatusCode::UNAUTHORIZED,
                 Some(format!("context.{field}")),
+            ),
+            WrongBap { .. } => (
+                ErrorCode::InvalidRequest,
+                StatusCode::BAD_REQUEST,
+                Some("context.bap_id".into()),
+            ),
+            UnknownRequest { .. } => (
+                ErrorCode::InvalidRequest,
+                StatusCode::BAD_REQUEST,
+                Some("context.message_id".into()),
+            ),
+            LateCallback { .. } => (
+                ErrorCode::StaleRequest,
+                StatusCode::BAD_REQUEST,
+                Some("context.message_id".into()),
             ),
             CallbackNotRegistered { .. } => (
                 ErrorCode::InvalidRequest,

@@ -4,6 +4,7 @@
 //! Invariant: compiling reads the files under the three directories and nothing else; it opens
 //! no socket and calls no backend.
 
+mod buyer;
 pub mod model;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -413,14 +414,24 @@ impl Loader<'_> {
                         .hint("remove them, or make this flow `role: bpp`"),
                     );
                 }
+                self.gateway_settings_of_a_gateway(&doc, file, &head);
             }
-            Role::Bap => {
-                self.diagnostics.push(
-                    doc.diagnostic(file, "role", "role `bap` is not available in this version")
-                        .hint("this version runs `role: bpp` and `role: gateway` flows"),
-                );
-            }
+            Role::Bap => self.bap_has_no_provider_parts(&doc, file, &head),
         }
+        if head.role != Role::Bap && head.client.is_some() {
+            self.diagnostics.push(
+                doc.diagnostic(
+                    file,
+                    "client",
+                    "`client:` (the app-facing API) belongs to `role: bap` flows",
+                )
+                .hint("remove it, or make this flow `role: bap`"),
+            );
+        }
+        let bap = match (head.role, listen) {
+            (Role::Bap, Some(listen)) => self.bap(&doc, file, &head, listen, &mut templates),
+            _ => None,
+        };
         {
             let (field, value) = ("network.subscriber_uri", &head.network.subscriber_uri);
             if reqwest::Url::parse(value).is_err() {
@@ -467,6 +478,7 @@ impl Loader<'_> {
                 .max(1) as i64,
             registry: trust.registry,
             events,
+            bap,
             serve_registry: head.network.registry.as_ref().is_some_and(|r| r.serve.0),
             forward_timeout: head
                 .gateway
@@ -1513,25 +1525,37 @@ impl Loader<'_> {
     fn cross_checks(&mut self, flows: &[Arc<CompiledFlow>]) {
         let mut seen: HashMap<(SocketAddr, String), &Path> = HashMap::new();
         let mut names: HashMap<&str, &Path> = HashMap::new();
-        for f in flows {
-            if let Some(other) = seen.insert((f.listen, f.base_path.clone()), &f.file) {
+        // A buyer app's client API is a place too: no other endpoints may share its prefix.
+        let client_apis = flows.iter().filter_map(|f| {
+            f.bap
+                .as_ref()
+                .map(|b| (b.client_listen, b.client_base_path.clone(), f))
+        });
+        let places = flows
+            .iter()
+            .map(|f| (f.listen, f.base_path.clone(), f))
+            .chain(client_apis);
+        for (listen, base_path, f) in places {
+            if let Some(other) = seen.insert((listen, base_path.clone()), &f.file) {
                 self.diagnostics.push(
                     Diagnostic::new(
                         &f.file,
                         format!(
                             "{} already serves {}{}",
                             other.display(),
-                            f.listen,
-                            if f.base_path.is_empty() {
+                            listen,
+                            if base_path.is_empty() {
                                 "/"
                             } else {
-                                &f.base_path
+                                &base_path
                             }
                         ),
                     )
                     .hint("give one of them another `listen` address or a `base_path`"),
                 );
             }
+        }
+        for f in flows {
             if let Some(other) = names.insert(&f.name, &f.file) {
                 self.diagnostics.push(
                     Diagnostic::new(

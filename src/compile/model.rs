@@ -13,7 +13,8 @@ use crate::beckn::error::ErrorCode;
 use crate::beckn::registry::EmbeddedRegistry;
 use crate::beckn::schema::CoreSchemas;
 use crate::beckn::signing::PrivateKey;
-use crate::config::model::Role;
+use crate::config::Secret;
+use crate::config::model::{AnswerMode, Role};
 use crate::mapping::{ScriptEngine, Templates, ValueTemplate};
 
 /// Everything loaded from one flows/mappings/schemas tree.
@@ -49,9 +50,11 @@ pub struct CompiledFlow {
     pub signature_validity: i64,
     pub registry: Option<RegistrySource>,
     pub events: Option<CompiledEvents>,
+    /// Buyer apps (`role: bap`): the gateway and the client API.
+    pub bap: Option<CompiledBap>,
     /// Answer `POST /lookup` from the embedded registry on this flow's listener.
     pub serve_registry: bool,
-    /// Gateways: timeout of one forward.
+    /// Gateways: timeout of one forward; buyer apps: of one request sent.
     pub forward_timeout: Duration,
     pub domain: String,
     pub domain_rules: Option<Arc<DomainRules>>,
@@ -76,6 +79,52 @@ pub enum RegistrySource {
         cache_ttl: Duration,
         timeout: Duration,
     },
+}
+
+/// What a buyer app (`role: bap`) adds to a flow: where its searches go and the API its own
+/// application calls.
+pub struct CompiledBap {
+    /// Where searches that name no BPP go; None: such searches are refused.
+    pub gateway: Option<GatewayTarget>,
+    /// Address of the client API (the flow's `listen` unless `client.listen` says otherwise).
+    pub client_listen: SocketAddr,
+    /// Normalised like `base_path`; never empty (default `/api`).
+    pub client_base_path: String,
+    /// Bearer token the app must present, if any.
+    pub token: Option<Secret>,
+    /// ttl of requests whose call sets none.
+    pub ttl: Duration,
+    /// Answer mode of calls that choose none.
+    pub mode: AnswerMode,
+    /// `context.location` of requests whose call sets none.
+    pub location: Option<serde_json::Value>,
+    pub webhook: Option<CompiledAppWebhook>,
+    /// App-shaped requests and answers, by action.
+    pub actions: HashMap<Action, ClientTemplates>,
+}
+
+/// The gateway a buyer app's searches go to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GatewayTarget {
+    /// A base URL, used as given.
+    Url(String),
+    /// A subscriber id, whose URL the registry holds.
+    Subscriber(String),
+}
+
+/// The app's webhook.
+pub struct CompiledAppWebhook {
+    pub url: String,
+    pub secret: Secret,
+    /// Lower case.
+    pub signature_header: String,
+}
+
+/// Template names (under `mappings/`) of one action of the client API.
+#[derive(Debug, Clone, Default)]
+pub struct ClientTemplates {
+    pub request: Option<String>,
+    pub response: Option<String>,
 }
 
 /// Order events the backend pushes, answered with unsolicited callbacks.

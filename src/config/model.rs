@@ -18,7 +18,7 @@ pub struct FlowFile {
     /// Defaults to the file name without extension.
     #[serde(default)]
     pub name: Option<String>,
-    /// `bpp` (a provider) or `gateway`.
+    /// `bpp` (a provider), `bap` (a buyer app) or `gateway`.
     pub role: Role,
     /// Address the participant's Beckn endpoints listen on (`127.0.0.1:7101`).
     pub listen: String,
@@ -32,9 +32,14 @@ pub struct FlowFile {
     pub validation: Validation,
     #[serde(default)]
     pub limits: Limits,
-    /// Settings of the gateway role.
+    /// Settings of the gateway role; for a buyer app (`role: bap`), the gateway its searches
+    /// go to.
     #[serde(default)]
     pub gateway: Option<GatewayConfig>,
+    /// The buyer app's own API (`role: bap` only): where the app calls the adapter and how the
+    /// answers reach it.
+    #[serde(default)]
+    pub client: Option<ClientConfig>,
     /// Backends (ERPs) the steps call, by name.
     // Kept raw and read item by item (see `compile`), so that every broken backend is
     // reported, not only the first; the schema shows the real structure.
@@ -109,8 +114,6 @@ struct ActionsByName {
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Bpp,
-    /// Not available in this version (`check` says so), hence absent from the schema.
-    #[schemars(skip)]
     Bap,
     Gateway,
 }
@@ -211,13 +214,142 @@ pub struct Limits {
     pub callback_deadline: Option<HumanDuration>,
 }
 
-/// How a gateway forwards.
+/// How a gateway forwards; for a buyer app, which gateway its searches go to.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("not" = {"required": ["url", "subscriber_id"]}))]
 pub struct GatewayConfig {
-    /// Timeout of one forward to a provider or a buyer app (default 5s).
+    /// Timeout of one forward to a provider or a buyer app (gateways), or of one request sent
+    /// (buyer apps); default 5s.
     #[serde(default)]
     pub forward_timeout: Option<HumanDuration>,
+    /// Buyer apps: the gateway's base URL (`https://gateway.example.org`).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Buyer apps: the gateway's subscriber id; its URL is looked up in the registry.
+    #[serde(default)]
+    pub subscriber_id: Option<String>,
+}
+
+/// How the adapter answers a call of the client API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AnswerMode {
+    /// Wait until every expected callback arrived or the ttl ended, then answer with them all.
+    Sync,
+    /// Answer at once with the message id; `GET {base}/responses/{message_id}` gives the
+    /// callbacks later.
+    Async,
+    /// Answer at once; POST each callback to the app's webhook, signed with an HMAC.
+    Webhook,
+}
+
+impl AnswerMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnswerMode::Sync => "sync",
+            AnswerMode::Async => "async",
+            AnswerMode::Webhook => "webhook",
+        }
+    }
+}
+
+impl std::str::FromStr for AnswerMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "sync" => Ok(AnswerMode::Sync),
+            "async" => Ok(AnswerMode::Async),
+            "webhook" => Ok(AnswerMode::Webhook),
+            other => Err(format!(
+                "`{other}` is not an answer mode (sync, async or webhook)"
+            )),
+        }
+    }
+}
+
+/// The API a buyer app (`role: bap`) offers its own application: one endpoint per Beckn
+/// action; the adapter builds, signs and routes the request and collects the callbacks.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// Address of the client API; default: the flow's `listen`. Give it a private address
+    /// when the Beckn endpoints face the network.
+    #[serde(default)]
+    pub listen: Option<String>,
+    /// Path prefix of the client API (default `/api`).
+    #[serde(default)]
+    pub base_path: Option<String>,
+    /// A token the app must send as `Authorization: Bearer <token>`; without one, whoever
+    /// reaches the client API's address may use it.
+    #[serde(default)]
+    pub token: Option<Secret>,
+    /// `ttl` of the requests whose call sets none (default 30s): how long callbacks are
+    /// awaited, and the longest a synchronous call waits.
+    #[serde(default)]
+    pub ttl: Option<HumanDuration>,
+    /// Answer mode of the calls that do not choose one (default `sync`).
+    #[serde(default)]
+    pub mode: Option<AnswerMode>,
+    /// `context.location` of the requests whose call sets none, written as in Beckn
+    /// (`{country: {code: IND}}`).
+    #[serde(default)]
+    pub location: Option<Value>,
+    /// The app's webhook: callbacks of `webhook`-mode calls and unsolicited callbacks
+    /// (`on_status`, `on_update`) are posted there.
+    #[serde(default)]
+    pub webhook: Option<AppWebhook>,
+    /// App-shaped requests and answers, by action.
+    #[serde(default)]
+    #[schemars(with = "ClientActionsByName")]
+    pub actions: BTreeMap<String, ClientAction>,
+}
+
+/// Where callbacks are posted for the app, and the secret that lets it trust them.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AppWebhook {
+    /// http(s) URL the callbacks are POSTed to.
+    pub url: String,
+    /// Shared secret of the HMAC-SHA256 signature of each delivery.
+    pub secret: Secret,
+    /// Header carrying `t=<unix seconds>,sha256=<hex>` (default `X-Adapter-Signature`).
+    #[serde(default)]
+    pub signature_header: Option<String>,
+}
+
+/// Templates between the app's own JSON and Beckn, for one action.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClientAction {
+    /// A template under `mappings/` turning the app's body (`input`) into the request:
+    /// `{"context": {...}, "message": {...}}`, context optional. Used for bodies without a
+    /// `message`.
+    #[serde(default)]
+    pub request_template: Option<String>,
+    /// A template under `mappings/` turning the callbacks (`responses`, `missing`, `status`,
+    /// the request's `context` and `message`) into the answer's `result`.
+    #[serde(default)]
+    pub response_template: Option<String>,
+}
+
+/// The `client.actions:` map as the flow schema describes it (editor completion). Never
+/// deserialised: [`ClientConfig`] reads a map and `compile` checks its keys.
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields)]
+#[allow(dead_code)] // a schema-only type
+struct ClientActionsByName {
+    search: Option<ClientAction>,
+    select: Option<ClientAction>,
+    init: Option<ClientAction>,
+    confirm: Option<ClientAction>,
+    status: Option<ClientAction>,
+    track: Option<ClientAction>,
+    cancel: Option<ClientAction>,
+    update: Option<ClientAction>,
+    rating: Option<ClientAction>,
+    support: Option<ClientAction>,
 }
 
 /// A backend (the ERP) the flow calls.

@@ -3,6 +3,8 @@
 //! backoff and jitter until the message's deadline, and buries what cannot be delivered as a
 //! dead letter with its last error. A restart resumes pending work.
 
+pub mod app_webhook;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +12,6 @@ use arc_swap::ArcSwap;
 use serde_json::Value;
 use tokio::sync::Notify;
 
-use crate::beckn::trust;
 use crate::compile::CompiledSet;
 use crate::store::{NewOutbox, OutboxItem, Store, StoreError, now_ms};
 
@@ -85,6 +86,12 @@ impl Outbox {
         Ok(id)
     }
 
+    /// Wakes the worker for a message queued straight through the store (in the commit of
+    /// other work, as a buyer app's webhook delivery is with the callback it forwards).
+    pub fn queued(&self) {
+        self.wake.notify_one();
+    }
+
     /// Sends due messages until `shutdown` resolves.
     pub async fn run(
         self: Arc<Self>,
@@ -127,7 +134,14 @@ impl Outbox {
     }
 
     async fn deliver(&self, flows: &ArcSwap<CompiledSet>, item: OutboxItem) {
+        let started = std::time::Instant::now();
         let outcome = self.attempt(flows, &item).await;
+        let label = match &outcome {
+            Attempt::Delivered => "delivered",
+            Attempt::Refused(_) => "dead",
+            Attempt::Transient(_) => "retry",
+        };
+        crate::telemetry::delivery_attempted(&item.flow, &item.action, label, started.elapsed());
         let now = now_ms();
         let attempt = item.attempts + 1;
         let recorded = match outcome {
@@ -162,9 +176,10 @@ impl Outbox {
         let flow = set.flow(&item.flow);
         // Signed at every attempt: a signature made for the first one may have expired.
         let headers = flow
-            .map(|f| trust::sign_outbound(f, &item.body))
+            .map(|f| app_webhook::headers_for(f, item))
             .unwrap_or_default();
         let timeout = flow.map_or(Duration::from_secs(5), |f| f.callback_timeout);
+        crate::telemetry::payloads::sent(&item.flow, &item.action, &item.url, &headers, &item.body);
         let mut req = self
             .client
             .post(&item.url)

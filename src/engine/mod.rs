@@ -220,7 +220,14 @@ async fn run_call(
     };
     let mut attempt = 0;
     loop {
-        match transport.send(backend, step, request.clone()).await {
+        let started = std::time::Instant::now();
+        let sent = transport.send(backend, step, request.clone()).await;
+        let outcome = match &sent {
+            Ok(_) => "ok".to_string(),
+            Err(f) => f.kind(),
+        };
+        crate::telemetry::backend_called(&flow.name, &backend.name, &outcome, started.elapsed());
+        match sent {
             Ok(response) => return Ok(response.body),
             Err(failure) => {
                 if let Some((n, pause)) = retries

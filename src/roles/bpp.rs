@@ -27,6 +27,8 @@ use crate::beckn::trust;
 use crate::compile::{CompiledFlow, CompiledSet};
 use crate::engine;
 use crate::store::{Accepted, Inbound, InboundKey, NewOutbox, now_ms};
+use crate::telemetry;
+use tracing::Instrument;
 
 /// Most violations reported in one NACK or log line.
 const MAX_VIOLATIONS: usize = 5;
@@ -47,11 +49,22 @@ pub async fn handle(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let started = std::time::Instant::now();
     match receive(&ep, &action, &headers, body).await {
-        Ok(()) => ack(),
+        Ok(()) => {
+            telemetry::request_answered(&ep.flow_name, "bpp", &action, None, started.elapsed());
+            ack()
+        }
         Err(rejection) => {
             let (code, status, path) = rejection.classify();
             tracing::info!(flow = %ep.flow_name, action = %action, code = code.code(), status = status.as_u16(), path = path.as_deref().unwrap_or(""), reason = %rejection, "NACK");
+            telemetry::request_answered(
+                &ep.flow_name,
+                "bpp",
+                &action,
+                Some(code.code()),
+                started.elapsed(),
+            );
             rejection.into_response()
         }
     }
@@ -76,6 +89,7 @@ async fn receive(
     }
     check_content_type(headers)?;
     let bytes = read_body(body, flow.max_body_bytes).await?;
+    telemetry::payloads::received(&flow.name, action.as_str(), headers, &bytes);
     let verified = trust::verify_inbound(&flow, &ep.services.registries, headers, &bytes).await?;
     let request: Value = serde_json::from_slice(&bytes).map_err(|e| Rejection::malformed(&e))?;
     check_request(&flow, &set.core, action, &request)?;
@@ -148,16 +162,25 @@ async fn receive(
     }
     let services = ep.services.clone();
     let core = set.core.clone();
-    tokio::spawn(process(
-        flow,
-        core,
+    let span = message_span(
+        &flow.name,
         action,
-        request,
-        callback_base,
-        key,
-        services,
-        Some(permit),
-    ));
+        &context_text("transaction_id"),
+        &key.message_id,
+    );
+    tokio::spawn(
+        process(
+            flow,
+            core,
+            action,
+            request,
+            callback_base,
+            key,
+            services,
+            Some(permit),
+        )
+        .instrument(span),
+    );
     Ok(())
 }
 
@@ -220,16 +243,20 @@ pub async fn rescue_unfinished(
                     continue;
                 };
                 tracing::info!(flow = %flow.name, %action, transaction_id = %u.transaction_id, message_id = %u.key.message_id, "resuming a request accepted but not answered");
-                tokio::spawn(process(
-                    flow,
-                    set.core.clone(),
-                    action,
-                    request,
-                    u.callback_base,
-                    u.key,
-                    services.clone(),
-                    None,
-                ));
+                let span = message_span(&flow.name, action, &u.transaction_id, &u.key.message_id);
+                tokio::spawn(
+                    process(
+                        flow,
+                        set.core.clone(),
+                        action,
+                        request,
+                        u.callback_base,
+                        u.key,
+                        services.clone(),
+                        None,
+                    )
+                    .instrument(span),
+                );
             }
             if n < PAGE {
                 break;
@@ -315,7 +342,7 @@ pub fn check_request(
     Ok(())
 }
 
-fn first_violation(violations: Vec<Violation>) -> Result<(), Rejection> {
+pub(crate) fn first_violation(violations: Vec<Violation>) -> Result<(), Rejection> {
     let Some(first) = violations.first() else {
         return Ok(());
     };
@@ -333,6 +360,23 @@ fn first_violation(violations: Vec<Violation>) -> Result<(), Rejection> {
             format!("{at}: {}", first.message)
         },
     })
+}
+
+/// The span of one message's work: every log line inside it (backend calls, scripts,
+/// retries) carries the flow, action, transaction and message ids.
+fn message_span(
+    flow: &str,
+    action: Action,
+    transaction_id: &str,
+    message_id: &str,
+) -> tracing::Span {
+    tracing::info_span!(
+        "message",
+        flow,
+        action = action.as_str(),
+        transaction_id,
+        message_id
+    )
 }
 
 /// After the ACK: run the flow, build and check the callback, hand it to the outbox.

@@ -35,7 +35,9 @@ pub async fn search(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    respond(&ep, "search", receive_search(&ep, &headers, body).await)
+    let started = std::time::Instant::now();
+    let outcome = receive_search(&ep, &headers, body).await;
+    respond(&ep, "search", outcome, started)
 }
 
 /// `POST {base_path}/on_search`.
@@ -44,18 +46,41 @@ pub async fn on_search(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let started = std::time::Instant::now();
     respond(
         &ep,
         "on_search",
         receive_on_search(&ep, &headers, body).await,
+        started,
     )
 }
 
-fn respond(ep: &GatewayEndpoint, action: &str, outcome: Result<(), Rejection>) -> Response {
+fn respond(
+    ep: &GatewayEndpoint,
+    action: &str,
+    outcome: Result<(), Rejection>,
+    started: std::time::Instant,
+) -> Response {
     match outcome {
-        Ok(()) => ack(),
+        Ok(()) => {
+            crate::telemetry::request_answered(
+                &ep.flow_name,
+                "gateway",
+                action,
+                None,
+                started.elapsed(),
+            );
+            ack()
+        }
         Err(rejection) => {
             let (code, status, _) = rejection.classify();
+            crate::telemetry::request_answered(
+                &ep.flow_name,
+                "gateway",
+                action,
+                Some(code.code()),
+                started.elapsed(),
+            );
             tracing::info!(flow = %ep.flow_name, action, code = code.code(), status = status.as_u16(), reason = %rejection, "NACK");
             rejection.into_response()
         }

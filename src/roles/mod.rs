@@ -1,5 +1,6 @@
 //! The Beckn roles the adapter plays, on top of the engine and the protocol layer.
 
+pub mod bap;
 pub mod bpp;
 pub mod events;
 pub mod gateway;

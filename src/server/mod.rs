@@ -1,6 +1,7 @@
 //! HTTP listeners: one axum router per listen address, carrying the endpoints of every flow that
 //! listens there, plus `/health`.
 
+pub mod admin;
 pub mod lookup;
 
 use std::collections::BTreeMap;
@@ -75,7 +76,14 @@ pub fn routers(
                     )
                     .with_state(ep)
             }
-            Role::Bap => continue,
+            Role::Bap => {
+                let (router, client_api) = crate::roles::bap::routers(flows, flow, services);
+                if let Some((addr, client_api)) = client_api {
+                    let entry = out.remove(&addr).unwrap_or_default();
+                    out.insert(addr, entry.merge(client_api));
+                }
+                router
+            }
         };
         let router = if flow.serve_registry {
             let ep = Arc::new(LookupEndpoint {

@@ -4,6 +4,7 @@
 //! One interface, [`Store`], with SQLite as the embedded default. Every method returns only
 //! after its writes are committed, so "recorded" always means "on disk".
 
+pub mod buyer;
 pub mod postgres;
 pub mod sqlite;
 
@@ -11,6 +12,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
+
+pub use buyer::{
+    BuyerTransaction, Counterpart, Disposition, FiledCallback, NewCallback, SentRequest,
+};
 
 /// Identifies a request for idempotency: the same message id for the same action of a flow.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -172,8 +177,60 @@ pub trait Store: Send + Sync {
     fn counts(&self) -> BoxFuture<'_, StoreResult<OutboxCounts>>;
     /// The earliest `next_attempt_at` of a pending message.
     fn next_due(&self) -> BoxFuture<'_, StoreResult<Option<i64>>>;
-    /// Deletes log entries, delivered messages and finished inbox records older than `before`.
+    /// Deletes log entries, delivered messages, finished inbox records and buyer-app requests
+    /// and callbacks older than `before`.
     fn purge(&self, before: i64) -> BoxFuture<'_, StoreResult<u64>>;
+
+    // Buyer apps (`role: bap`).
+
+    /// Records a request a buyer app is about to send, with its transaction (noting
+    /// `counterpart`, the BPP the transaction is with, when it is known) and its log entry, in
+    /// one commit. Recorded before sending, so that the fastest callback finds it.
+    fn record_request(
+        &self,
+        request: SentRequest,
+        counterpart: Option<Counterpart>,
+    ) -> BoxFuture<'_, StoreResult<()>>;
+    /// Notes the recipient's synchronous answer to a sent request (JSON text).
+    fn note_ack(&self, flow: &str, message_id: &str, ack: String)
+    -> BoxFuture<'_, StoreResult<()>>;
+    fn sent_request(
+        &self,
+        flow: &str,
+        message_id: &str,
+    ) -> BoxFuture<'_, StoreResult<Option<SentRequest>>>;
+    /// The transaction if the buyer app `flow` took part in it.
+    fn buyer_transaction(
+        &self,
+        flow: &str,
+        transaction_id: &str,
+    ) -> BoxFuture<'_, StoreResult<Option<BuyerTransaction>>>;
+    /// Files a received callback (and its log entry) and queues `forward`, its delivery to the
+    /// app, in the same commit. A repeat (same action, message id, sender and body) is
+    /// reported, not filed or forwarded again.
+    fn file_callback(
+        &self,
+        callback: NewCallback,
+        forward: Option<NewOutbox>,
+    ) -> BoxFuture<'_, StoreResult<Accepted>>;
+    /// The callbacks filed with `message_id` (answers to that request, or kept ones), oldest
+    /// first.
+    fn callbacks_for_message(
+        &self,
+        flow: &str,
+        message_id: &str,
+    ) -> BoxFuture<'_, StoreResult<Vec<FiledCallback>>>;
+    /// The callbacks filed under a transaction, oldest first.
+    fn callbacks_for_transaction(
+        &self,
+        flow: &str,
+        transaction_id: &str,
+    ) -> BoxFuture<'_, StoreResult<Vec<FiledCallback>>>;
+    /// Announcements of callbacks filed by any process sharing the store
+    /// ([`buyer::signal_payload`]); None where only this process writes (it knows already).
+    fn callback_signals(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
+        None
+    }
 }
 
 /// Opens the store named by `url` (`sqlite://path/to/file.db` or `postgres://…`), creating

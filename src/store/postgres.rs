@@ -2,18 +2,27 @@
 //! balancer. Work is claimed with `FOR UPDATE SKIP LOCKED` and leases, so each message is sent
 //! by one process at a time and a dead process's work passes to the others when its lease ends.
 
+use std::sync::OnceLock;
+use std::time::Duration;
+
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, Row};
+use tokio::sync::broadcast;
 
+use super::buyer::{CALLBACK_CHANNEL, signal_payload};
 use super::{
-    Accepted, DeadLetter, Inbound, InboundKey, NewOutbox, OutboxCounts, OutboxItem, Store,
-    StoreResult, Unfinished, now_ms,
+    Accepted, BuyerTransaction, Counterpart, DeadLetter, Disposition, FiledCallback, Inbound,
+    InboundKey, NewCallback, NewOutbox, OutboxCounts, OutboxItem, SentRequest, Store, StoreResult,
+    Unfinished, now_ms,
 };
 
 pub struct PgStore {
     pool: PgPool,
+    /// Filed-callback announcements of every process, relayed from one `LISTEN` connection
+    /// started on first use.
+    signals: OnceLock<broadcast::Sender<String>>,
 }
 
 impl PgStore {
@@ -24,13 +33,117 @@ impl PgStore {
             .connect(url)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(PgStore { pool })
+        Ok(PgStore {
+            pool,
+            signals: OnceLock::new(),
+        })
     }
 
     /// The pool, for tests that need to reset state.
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
+}
+
+/// Relays `NOTIFY`s on [`CALLBACK_CHANNEL`] to `signals` for as long as anyone may listen.
+/// sqlx's listener reconnects by itself; when even connecting fails, it tries again a second
+/// later (waiting callers also re-read the store now and then, so nothing hangs meanwhile).
+async fn relay_notifications(pool: PgPool, signals: broadcast::Sender<String>) {
+    loop {
+        match PgListener::connect_with(&pool).await {
+            Ok(mut listener) => match listener.listen(CALLBACK_CHANNEL).await {
+                Ok(()) => loop {
+                    match listener.recv().await {
+                        Ok(n) => {
+                            let _ = signals.send(n.payload().to_string());
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "store: callback notifications interrupted");
+                            break;
+                        }
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "store: cannot LISTEN for callback notifications")
+                }
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "store: cannot connect to listen for callback notifications")
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+fn sent_request_from_row(r: &PgRow) -> StoreResult<SentRequest> {
+    let expected: String = r.try_get("expected")?;
+    Ok(SentRequest {
+        flow: r.try_get("flow")?,
+        message_id: r.try_get("message_id")?,
+        transaction_id: r.try_get("transaction_id")?,
+        action: r.try_get("action")?,
+        mode: r.try_get("mode")?,
+        recipient: r.try_get("recipient")?,
+        url: r.try_get("url")?,
+        expected: serde_json::from_str(&expected).unwrap_or_default(),
+        body: Bytes::from(r.try_get::<Vec<u8>, _>("body")?),
+        ack: r.try_get("ack")?,
+        expires_at: r.try_get("expires_at")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+fn callback_from_row(r: &PgRow) -> StoreResult<FiledCallback> {
+    Ok(FiledCallback {
+        id: r.try_get("id")?,
+        action: r.try_get("action")?,
+        message_id: r.try_get("message_id")?,
+        transaction_id: r.try_get("transaction_id")?,
+        bpp_id: r.try_get("bpp_id")?,
+        via: r.try_get("via")?,
+        disposition: Disposition::parse(&r.try_get::<String, _>("disposition")?),
+        body: Bytes::from(r.try_get::<Vec<u8>, _>("body")?),
+        received_at: r.try_get("received_at")?,
+    })
+}
+
+const CALLBACK_COLUMNS: &str =
+    "id, action, message_id, transaction_id, bpp_id, via, disposition, body, received_at";
+
+/// Queues `item` in the outbox inside `tx` (see [`Store::enqueue`]).
+async fn enqueue_in(tx: &mut PgConnection, item: &NewOutbox, now: i64) -> StoreResult<i64> {
+    let id: i64 = sqlx::query(
+        "INSERT INTO outbox (flow, kind, url, action, transaction_id, message_id, body, state, \
+         attempts, next_attempt_at, deadline, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, $9, $8) RETURNING id",
+    )
+    .bind(&item.flow)
+    .bind(&item.kind)
+    .bind(&item.url)
+    .bind(&item.action)
+    .bind(&item.transaction_id)
+    .bind(&item.message_id)
+    .bind(item.body.as_ref())
+    .bind(now)
+    .bind(item.deadline)
+    .fetch_one(&mut *tx)
+    .await?
+    .try_get(0)?;
+    log_message(
+        tx,
+        (
+            &item.flow,
+            "out",
+            &item.action,
+            &item.transaction_id,
+            &item.message_id,
+            "{}",
+            &item.body,
+        ),
+        now,
+    )
+    .await?;
+    Ok(id)
 }
 
 async fn log_message(
@@ -420,6 +533,8 @@ impl Store for PgStore {
                 "DELETE FROM messages WHERE created_at < $1",
                 "DELETE FROM outbox WHERE state = 'delivered' AND finished_at < $1",
                 "DELETE FROM inbox WHERE state = 'done' AND done_at < $1",
+                "DELETE FROM bap_requests WHERE created_at < $1",
+                "DELETE FROM bap_callbacks WHERE received_at < $1",
             ] {
                 n += sqlx::query(sql)
                     .bind(before)
@@ -429,5 +544,239 @@ impl Store for PgStore {
             }
             Ok(n)
         })
+    }
+
+    fn record_request(
+        &self,
+        request: SentRequest,
+        counterpart: Option<Counterpart>,
+    ) -> BoxFuture<'_, StoreResult<()>> {
+        Box::pin(async move {
+            let now = now_ms();
+            let r = &request;
+            let expected = serde_json::to_string(&r.expected).unwrap_or_else(|_| "[]".into());
+            let mut tx = self.pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO bap_requests (flow, message_id, transaction_id, action, mode, recipient, \
+                 url, expected, body, ack, expires_at, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            )
+            .bind(&r.flow)
+            .bind(&r.message_id)
+            .bind(&r.transaction_id)
+            .bind(&r.action)
+            .bind(&r.mode)
+            .bind(&r.recipient)
+            .bind(&r.url)
+            .bind(expected)
+            .bind(r.body.as_ref())
+            .bind(&r.ack)
+            .bind(r.expires_at)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO transactions (flow, transaction_id, role, counterpart, counterpart_uri, \
+                 created_at, updated_at) VALUES ($1, $2, 'bap', $3, $4, $5, $5) \
+                 ON CONFLICT (flow, transaction_id) DO UPDATE SET \
+                 counterpart = coalesce(excluded.counterpart, transactions.counterpart), \
+                 counterpart_uri = coalesce(excluded.counterpart_uri, transactions.counterpart_uri), \
+                 updated_at = excluded.updated_at",
+            )
+            .bind(&r.flow)
+            .bind(&r.transaction_id)
+            .bind(counterpart.as_ref().map(|c| &c.bpp_id))
+            .bind(counterpart.as_ref().map(|c| &c.bpp_uri))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            log_message(
+                &mut tx,
+                (
+                    &r.flow,
+                    "out",
+                    &r.action,
+                    &r.transaction_id,
+                    &r.message_id,
+                    "{}",
+                    &r.body,
+                ),
+                now,
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn note_ack(
+        &self,
+        flow: &str,
+        message_id: &str,
+        ack: String,
+    ) -> BoxFuture<'_, StoreResult<()>> {
+        let (flow, message_id) = (flow.to_string(), message_id.to_string());
+        Box::pin(async move {
+            sqlx::query("UPDATE bap_requests SET ack = $1 WHERE flow = $2 AND message_id = $3")
+                .bind(ack)
+                .bind(flow)
+                .bind(message_id)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn sent_request(
+        &self,
+        flow: &str,
+        message_id: &str,
+    ) -> BoxFuture<'_, StoreResult<Option<SentRequest>>> {
+        let (flow, message_id) = (flow.to_string(), message_id.to_string());
+        Box::pin(async move {
+            sqlx::query("SELECT * FROM bap_requests WHERE flow = $1 AND message_id = $2")
+                .bind(flow)
+                .bind(message_id)
+                .fetch_optional(&self.pool)
+                .await?
+                .as_ref()
+                .map(sent_request_from_row)
+                .transpose()
+        })
+    }
+
+    fn buyer_transaction(
+        &self,
+        flow: &str,
+        transaction_id: &str,
+    ) -> BoxFuture<'_, StoreResult<Option<BuyerTransaction>>> {
+        let (flow, transaction_id) = (flow.to_string(), transaction_id.to_string());
+        Box::pin(async move {
+            let row = sqlx::query(
+                "SELECT counterpart, counterpart_uri FROM transactions \
+                 WHERE flow = $1 AND transaction_id = $2 AND role = 'bap'",
+            )
+            .bind(&flow)
+            .bind(&transaction_id)
+            .fetch_optional(&self.pool)
+            .await?;
+            row.map(|r| {
+                let id: Option<String> = r.try_get("counterpart")?;
+                let uri: Option<String> = r.try_get("counterpart_uri")?;
+                Ok(BuyerTransaction {
+                    transaction_id: transaction_id.clone(),
+                    counterpart: id
+                        .zip(uri)
+                        .map(|(bpp_id, bpp_uri)| Counterpart { bpp_id, bpp_uri }),
+                })
+            })
+            .transpose()
+        })
+    }
+
+    fn file_callback(
+        &self,
+        callback: NewCallback,
+        forward: Option<NewOutbox>,
+    ) -> BoxFuture<'_, StoreResult<Accepted>> {
+        Box::pin(async move {
+            let now = now_ms();
+            let c = &callback;
+            let mut tx = self.pool.begin().await?;
+            let inserted = sqlx::query(
+                "INSERT INTO bap_callbacks (flow, action, message_id, transaction_id, bpp_id, via, \
+                 digest, disposition, body, received_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
+            )
+            .bind(&c.flow)
+            .bind(&c.action)
+            .bind(&c.message_id)
+            .bind(&c.transaction_id)
+            .bind(&c.bpp_id)
+            .bind(&c.via)
+            .bind(c.digest())
+            .bind(c.disposition.as_str())
+            .bind(c.body.as_ref())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted == 0 {
+                return Ok(Accepted::Duplicate);
+            }
+            log_message(
+                &mut tx,
+                (
+                    &c.flow,
+                    "in",
+                    &c.action,
+                    &c.transaction_id,
+                    &c.message_id,
+                    &c.headers,
+                    &c.body,
+                ),
+                now,
+            )
+            .await?;
+            if let Some(item) = &forward {
+                enqueue_in(&mut tx, item, now).await?;
+            }
+            // Delivered at commit, to every process listening: a caller waiting for this
+            // answer in another process wakes.
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CALLBACK_CHANNEL)
+                .bind(signal_payload(&c.flow, &c.message_id))
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(Accepted::New)
+        })
+    }
+
+    fn callbacks_for_message(
+        &self,
+        flow: &str,
+        message_id: &str,
+    ) -> BoxFuture<'_, StoreResult<Vec<FiledCallback>>> {
+        let (flow, message_id) = (flow.to_string(), message_id.to_string());
+        Box::pin(async move {
+            let rows = sqlx::query(&format!(
+                "SELECT {CALLBACK_COLUMNS} FROM bap_callbacks WHERE flow = $1 AND message_id = $2 ORDER BY id"
+            ))
+            .bind(flow)
+            .bind(message_id)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter().map(callback_from_row).collect()
+        })
+    }
+
+    fn callbacks_for_transaction(
+        &self,
+        flow: &str,
+        transaction_id: &str,
+    ) -> BoxFuture<'_, StoreResult<Vec<FiledCallback>>> {
+        let (flow, transaction_id) = (flow.to_string(), transaction_id.to_string());
+        Box::pin(async move {
+            let rows = sqlx::query(&format!(
+                "SELECT {CALLBACK_COLUMNS} FROM bap_callbacks WHERE flow = $1 AND transaction_id = $2 ORDER BY id"
+            ))
+            .bind(flow)
+            .bind(transaction_id)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter().map(callback_from_row).collect()
+        })
+    }
+
+    fn callback_signals(&self) -> Option<broadcast::Receiver<String>> {
+        // The relay is a task: without a runtime there is nothing to relay to.
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        let sender = self.signals.get_or_init(|| {
+            let (sender, _) = broadcast::channel(1024);
+            runtime.spawn(relay_notifications(self.pool.clone(), sender.clone()));
+            sender
+        });
+        Some(sender.subscribe())
     }
 }

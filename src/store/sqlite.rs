@@ -18,8 +18,9 @@ use sqlx::{Connection, Row, SqliteExecutor};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Accepted, DeadLetter, Inbound, NewOutbox, OutboxCounts, OutboxItem, Store, StoreError,
-    StoreResult, Unfinished, now_ms,
+    Accepted, BuyerTransaction, Counterpart, DeadLetter, Disposition, FiledCallback, Inbound,
+    NewCallback, NewOutbox, OutboxCounts, OutboxItem, SentRequest, Store, StoreError, StoreResult,
+    Unfinished, now_ms,
 };
 
 /// Operations committed together at most.
@@ -110,6 +111,13 @@ enum Work {
     },
     Discard(i64),
     Purge(i64),
+    RecordRequest(Box<(SentRequest, Option<Counterpart>)>),
+    NoteAck {
+        flow: String,
+        message_id: String,
+        ack: String,
+    },
+    FileCallback(Box<(NewCallback, Option<NewOutbox>)>),
 }
 
 enum Outcome {
@@ -262,6 +270,8 @@ async fn apply(tx: &mut SqliteConnection, work: &Work) -> StoreResult<Outcome> {
                 "DELETE FROM messages WHERE created_at < ?",
                 "DELETE FROM outbox WHERE state = 'delivered' AND finished_at < ?",
                 "DELETE FROM inbox WHERE state = 'done' AND done_at < ?",
+                "DELETE FROM bap_requests WHERE created_at < ?",
+                "DELETE FROM bap_callbacks WHERE received_at < ?",
             ] {
                 n += sqlx::query(sql)
                     .bind(before)
@@ -271,8 +281,164 @@ async fn apply(tx: &mut SqliteConnection, work: &Work) -> StoreResult<Outcome> {
             }
             Outcome::Count(n)
         }
+        Work::RecordRequest(work) => {
+            let (request, counterpart) = &**work;
+            record_request(tx, request, counterpart.as_ref()).await?;
+            Outcome::Done
+        }
+        Work::NoteAck {
+            flow,
+            message_id,
+            ack,
+        } => {
+            sqlx::query("UPDATE bap_requests SET ack = ? WHERE flow = ? AND message_id = ?")
+                .bind(ack)
+                .bind(flow)
+                .bind(message_id)
+                .execute(&mut *tx)
+                .await?;
+            Outcome::Done
+        }
+        Work::FileCallback(work) => {
+            let (callback, forward) = &**work;
+            Outcome::Accepted(file_callback(tx, callback, forward.as_ref()).await?)
+        }
     })
 }
+
+async fn record_request(
+    tx: &mut SqliteConnection,
+    r: &SentRequest,
+    counterpart: Option<&Counterpart>,
+) -> StoreResult<()> {
+    let now = now_ms();
+    let expected = serde_json::to_string(&r.expected).unwrap_or_else(|_| "[]".into());
+    sqlx::query(
+        "INSERT INTO bap_requests (flow, message_id, transaction_id, action, mode, recipient, url, \
+         expected, body, ack, expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&r.flow)
+    .bind(&r.message_id)
+    .bind(&r.transaction_id)
+    .bind(&r.action)
+    .bind(&r.mode)
+    .bind(&r.recipient)
+    .bind(&r.url)
+    .bind(expected)
+    .bind(r.body.as_ref())
+    .bind(&r.ack)
+    .bind(r.expires_at)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO transactions (flow, transaction_id, role, counterpart, counterpart_uri, \
+         created_at, updated_at) VALUES (?, ?, 'bap', ?, ?, ?, ?) \
+         ON CONFLICT (flow, transaction_id) DO UPDATE SET \
+         counterpart = coalesce(excluded.counterpart, transactions.counterpart), \
+         counterpart_uri = coalesce(excluded.counterpart_uri, transactions.counterpart_uri), \
+         updated_at = excluded.updated_at",
+    )
+    .bind(&r.flow)
+    .bind(&r.transaction_id)
+    .bind(counterpart.map(|c| &c.bpp_id))
+    .bind(counterpart.map(|c| &c.bpp_uri))
+    .bind(now)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    log_message(
+        &mut *tx,
+        &r.flow,
+        "out",
+        &r.action,
+        &r.transaction_id,
+        &r.message_id,
+        "{}",
+        &r.body,
+        now,
+    )
+    .await
+}
+
+async fn file_callback(
+    tx: &mut SqliteConnection,
+    c: &NewCallback,
+    forward: Option<&NewOutbox>,
+) -> StoreResult<Accepted> {
+    let now = now_ms();
+    let inserted = sqlx::query(
+        "INSERT INTO bap_callbacks (flow, action, message_id, transaction_id, bpp_id, via, digest, \
+         disposition, body, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+    )
+    .bind(&c.flow)
+    .bind(&c.action)
+    .bind(&c.message_id)
+    .bind(&c.transaction_id)
+    .bind(&c.bpp_id)
+    .bind(&c.via)
+    .bind(c.digest())
+    .bind(c.disposition.as_str())
+    .bind(c.body.as_ref())
+    .bind(now)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        return Ok(Accepted::Duplicate);
+    }
+    log_message(
+        &mut *tx,
+        &c.flow,
+        "in",
+        &c.action,
+        &c.transaction_id,
+        &c.message_id,
+        &c.headers,
+        &c.body,
+        now,
+    )
+    .await?;
+    if let Some(item) = forward {
+        enqueue(tx, item).await?;
+    }
+    Ok(Accepted::New)
+}
+
+fn sent_request_from_row(r: &sqlx::sqlite::SqliteRow) -> StoreResult<SentRequest> {
+    let expected: String = r.try_get("expected")?;
+    Ok(SentRequest {
+        flow: r.try_get("flow")?,
+        message_id: r.try_get("message_id")?,
+        transaction_id: r.try_get("transaction_id")?,
+        action: r.try_get("action")?,
+        mode: r.try_get("mode")?,
+        recipient: r.try_get("recipient")?,
+        url: r.try_get("url")?,
+        expected: serde_json::from_str(&expected).unwrap_or_default(),
+        body: Bytes::from(r.try_get::<Vec<u8>, _>("body")?),
+        ack: r.try_get("ack")?,
+        expires_at: r.try_get("expires_at")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+fn callback_from_row(r: &sqlx::sqlite::SqliteRow) -> StoreResult<FiledCallback> {
+    Ok(FiledCallback {
+        id: r.try_get("id")?,
+        action: r.try_get("action")?,
+        message_id: r.try_get("message_id")?,
+        transaction_id: r.try_get("transaction_id")?,
+        bpp_id: r.try_get("bpp_id")?,
+        via: r.try_get("via")?,
+        disposition: Disposition::parse(&r.try_get::<String, _>("disposition")?),
+        body: Bytes::from(r.try_get::<Vec<u8>, _>("body")?),
+        received_at: r.try_get("received_at")?,
+    })
+}
+
+const CALLBACK_COLUMNS: &str =
+    "id, action, message_id, transaction_id, bpp_id, via, disposition, body, received_at";
 
 async fn accept(tx: &mut SqliteConnection, inbound: &Inbound) -> StoreResult<Accepted> {
     let now = now_ms();
@@ -656,6 +822,135 @@ impl Store for SqliteStore {
                 Outcome::Count(n) => Ok(n),
                 _ => Err(StoreError::Closed),
             }
+        })
+    }
+
+    fn record_request(
+        &self,
+        request: SentRequest,
+        counterpart: Option<Counterpart>,
+    ) -> BoxFuture<'_, StoreResult<()>> {
+        Box::pin(async move {
+            self.write(Work::RecordRequest(Box::new((request, counterpart))))
+                .await
+                .map(|_| ())
+        })
+    }
+
+    fn note_ack(
+        &self,
+        flow: &str,
+        message_id: &str,
+        ack: String,
+    ) -> BoxFuture<'_, StoreResult<()>> {
+        let (flow, message_id) = (flow.to_string(), message_id.to_string());
+        Box::pin(async move {
+            self.write(Work::NoteAck {
+                flow,
+                message_id,
+                ack,
+            })
+            .await
+            .map(|_| ())
+        })
+    }
+
+    fn sent_request(
+        &self,
+        flow: &str,
+        message_id: &str,
+    ) -> BoxFuture<'_, StoreResult<Option<SentRequest>>> {
+        let (flow, message_id) = (flow.to_string(), message_id.to_string());
+        Box::pin(async move {
+            sqlx::query("SELECT * FROM bap_requests WHERE flow = ? AND message_id = ?")
+                .bind(flow)
+                .bind(message_id)
+                .fetch_optional(&self.read)
+                .await?
+                .as_ref()
+                .map(sent_request_from_row)
+                .transpose()
+        })
+    }
+
+    fn buyer_transaction(
+        &self,
+        flow: &str,
+        transaction_id: &str,
+    ) -> BoxFuture<'_, StoreResult<Option<BuyerTransaction>>> {
+        let (flow, transaction_id) = (flow.to_string(), transaction_id.to_string());
+        Box::pin(async move {
+            let row = sqlx::query(
+                "SELECT counterpart, counterpart_uri FROM transactions \
+                 WHERE flow = ? AND transaction_id = ? AND role = 'bap'",
+            )
+            .bind(&flow)
+            .bind(&transaction_id)
+            .fetch_optional(&self.read)
+            .await?;
+            row.map(|r| {
+                let id: Option<String> = r.try_get("counterpart")?;
+                let uri: Option<String> = r.try_get("counterpart_uri")?;
+                Ok(BuyerTransaction {
+                    transaction_id: transaction_id.clone(),
+                    counterpart: id
+                        .zip(uri)
+                        .map(|(bpp_id, bpp_uri)| Counterpart { bpp_id, bpp_uri }),
+                })
+            })
+            .transpose()
+        })
+    }
+
+    fn file_callback(
+        &self,
+        callback: NewCallback,
+        forward: Option<NewOutbox>,
+    ) -> BoxFuture<'_, StoreResult<Accepted>> {
+        Box::pin(async move {
+            match self
+                .write(Work::FileCallback(Box::new((callback, forward))))
+                .await?
+            {
+                Outcome::Accepted(a) => Ok(a),
+                _ => Err(StoreError::Closed),
+            }
+        })
+    }
+
+    fn callbacks_for_message(
+        &self,
+        flow: &str,
+        message_id: &str,
+    ) -> BoxFuture<'_, StoreResult<Vec<FiledCallback>>> {
+        let (flow, message_id) = (flow.to_string(), message_id.to_string());
+        Box::pin(async move {
+            let rows = sqlx::query(&format!(
+                "SELECT {CALLBACK_COLUMNS} FROM bap_callbacks WHERE flow = ? AND message_id = ? ORDER BY id"
+            ))
+            .bind(flow)
+            .bind(message_id)
+            .fetch_all(&self.read)
+            .await?;
+            rows.iter().map(callback_from_row).collect()
+        })
+    }
+
+    fn callbacks_for_transaction(
+        &self,
+        flow: &str,
+        transaction_id: &str,
+    ) -> BoxFuture<'_, StoreResult<Vec<FiledCallback>>> {
+        let (flow, transaction_id) = (flow.to_string(), transaction_id.to_string());
+        Box::pin(async move {
+            let rows = sqlx::query(&format!(
+                "SELECT {CALLBACK_COLUMNS} FROM bap_callbacks WHERE flow = ? AND transaction_id = ? ORDER BY id"
+            ))
+            .bind(flow)
+            .bind(transaction_id)
+            .fetch_all(&self.read)
+            .await?;
+            rows.iter().map(callback_from_row).collect()
         })
     }
 }

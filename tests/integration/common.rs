@@ -179,6 +179,8 @@ pub struct Network {
     pub flows: Arc<ArcSwap<CompiledSet>>,
     pub services: Arc<Services>,
     pub http: reqwest::Client,
+    /// The environment the flows were compiled with (for reloading them the same way).
+    pub env: HashMap<String, String>,
     /// Message ids of the requests sent to the BPP, to tell answers from unsolicited callbacks.
     pub sent: Mutex<std::collections::HashSet<String>>,
     /// Holds the store's temporary directory for the network's lifetime.
@@ -269,6 +271,7 @@ impl Network {
         let mut env = env;
         env.extend(extra_env);
         let set = load_flows(flows_dir, &env);
+        let flows_env = env.clone();
         let flows = Arc::new(ArcSwap::from_pointee(set));
         let (services, store_dir) = services(&flows).await;
         let routers = server::routers(&flows, &services);
@@ -296,6 +299,7 @@ impl Network {
             services,
             http: reqwest::Client::new(),
             sent: Mutex::default(),
+            env: flows_env,
             _store_dir: store_dir,
         }
     }

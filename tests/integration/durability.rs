@@ -183,6 +183,7 @@ async fn a_killed_adapter_delivers_every_acknowledged_callback_after_restart() {
             ("GFSL_PUBLIC_URL".into(), format!("http://{gfsl}")),
             ("KTH_LISTEN".into(), free_port().await.to_string()),
             ("GATEWAY_LISTEN".into(), free_port().await.to_string()),
+            ("FARMER_APP_LISTEN".into(), free_port().await.to_string()),
             ("FARMER_APP_URL".into(), format!("http://{bap_addr}")),
             (
                 "GFSL_ERP_URL".into(),
@@ -193,6 +194,7 @@ async fn a_killed_adapter_delivers_every_acknowledged_callback_after_restart() {
                 format!("http://{erp_addr}/api/v1/labs/KTH"),
             ),
             ("BECKN_LOG".into(), "warn".into()),
+            ("BECKN_ADMIN".into(), free_port().await.to_string()),
         ]),
         store: format!("sqlite://{}", dir.path().join("store.db").display()),
         child: None,

@@ -2,14 +2,19 @@
 //! stand-in recording callbacks), driven over HTTP. One binary, several modules.
 
 mod bad_input;
+mod bap;
+mod bap_postgres;
 mod check;
 mod common;
+mod demo;
 mod durability;
 mod gateway;
 mod interop;
 mod journey;
+mod logs;
 mod mapping_tests;
 mod postgres;
+mod reload;
 mod render;
 mod schemas;
 mod trust;

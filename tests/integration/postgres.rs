@@ -17,14 +17,14 @@ use crate::common::{BAP_ID, bap_signature, bind};
 use crate::durability::{Adapter, free_port, stand_in_at, wait_until};
 
 /// A database created for one test and dropped after it.
-struct TestDb {
+pub struct TestDb {
     admin_url: String,
     name: String,
     pub url: String,
 }
 
 impl TestDb {
-    async fn create() -> TestDb {
+    pub async fn create() -> TestDb {
         let admin_url = std::env::var("BECKN_TEST_POSTGRES_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
         let name = format!("beckn_{}", uuid::Uuid::new_v4().simple());
@@ -183,6 +183,7 @@ async fn two_processes_share_the_work_and_survive_one_being_killed() {
                 ("GFSL_PUBLIC_URL".into(), format!("http://{gfsl}")),
                 ("KTH_LISTEN".into(), free_port().await.to_string()),
                 ("GATEWAY_LISTEN".into(), free_port().await.to_string()),
+                ("FARMER_APP_LISTEN".into(), free_port().await.to_string()),
                 ("FARMER_APP_URL".into(), format!("http://{bap_addr}")),
                 (
                     "GFSL_ERP_URL".into(),
@@ -193,6 +194,7 @@ async fn two_processes_share_the_work_and_survive_one_being_killed() {
                     format!("http://{erp_addr}/api/v1/labs/KTH"),
                 ),
                 ("BECKN_LOG".into(), "warn".into()),
+                ("BECKN_ADMIN".into(), free_port().await.to_string()),
             ]),
             store: db.url.clone(),
             child: None,

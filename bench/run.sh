@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Reproducible load benchmark, loopback only, bounded in time. Usage: bench/run.sh [SECONDS]
+# Prints one JSON line per scenario and a summary; writes them to bench/results.json.
+#  1. bare axum ACK server (the yardstick)
+#  2. ACK path: signed search -> verify -> core schema + domain rules -> recorded (SQLite) -> ACK
+#  3. end to end: search -> sample ERP -> mapping -> signed on_search delivered to a buyer sink
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECONDS_PER_RUN=${1:-10}
+CONNS=${BENCH_CONNECTIONS:-50}
+export BENCH_BAP_KEY='aBifWLXHoxVC0WeJuJQmRJhX+Fpx+ohWEDiRPAbQ65FoHiMBd69dUJq/Uo9mPcpwbi+ZfqbLiDkEOiP2Pwy/rg=='  # test-only
+cargo build --release --quiet -p beckn-adapter -p loadgen
+BIN=target/release
+TMP=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$TMP"; }
+trap cleanup EXIT
+
+wait_port() { for _ in $(seq 1 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 did not open" >&2; exit 1; }
+peak_rss_mb() { awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
+
+# 1. yardstick
+$BIN/loadgen ack-server --listen 127.0.0.1:7291 & PIDS+=($!); wait_port 7291
+BARE=$($BIN/loadgen run --url http://127.0.0.1:7291/search --connections "$CONNS" --seconds "$SECONDS_PER_RUN" --bap-uri http://127.0.0.1:7293 --unsigned)
+echo "bare-axum-ack $BARE"
+
+# shared stand-ins: the buyer app's sink and the sample ERP
+$BIN/loadgen sink --listen 127.0.0.1:7293 & PIDS+=($!); wait_port 7293
+$BIN/beckn-adapter sample-erp --listen 127.0.0.1:7280 2>/dev/null & PIDS+=($!); wait_port 7280
+export FARMER_APP_URL=http://127.0.0.1:7293 BECKN_LOG=warn
+
+# 2. ACK path
+BECKN_ACK_LISTEN=127.0.0.1:7292 $BIN/beckn-adapter serve bench/flows --mappings mappings --schemas schemas \
+  --store "sqlite://$TMP/ack.db" --admin 127.0.0.1:7294 --no-watch 2>"$TMP/ack.log" & ACK_PID=$!; PIDS+=($ACK_PID); wait_port 7292
+ACKP=$($BIN/loadgen run --url http://127.0.0.1:7292/search --connections "$CONNS" --seconds "$SECONDS_PER_RUN" --bap-uri http://127.0.0.1:7293)
+ACK_RSS=$(peak_rss_mb $ACK_PID)
+echo "ack-path $ACKP peak_rss_mb=$ACK_RSS"
+kill $ACK_PID; wait $ACK_PID 2>/dev/null || true
+
+# 3. end to end through the sample lab flow
+BEFORE=$(curl -s 127.0.0.1:7293/count | sed 's/[^0-9]//g')
+GFSL_LISTEN=127.0.0.1:7201 KTH_LISTEN=127.0.0.1:7202 GATEWAY_LISTEN=127.0.0.1:7203 \
+GFSL_ERP_URL=http://127.0.0.1:7280/api/v1/labs/GFSL KTH_ERP_URL=http://127.0.0.1:7280/api/v1/labs/KTH \
+  $BIN/beckn-adapter serve flows --store "sqlite://$TMP/e2e.db" --admin 127.0.0.1:7295 --no-watch 2>"$TMP/e2e.log" & E2E_PID=$!; PIDS+=($E2E_PID); wait_port 7201
+START=$(date +%s.%N)
+E2E=$($BIN/loadgen run --url http://127.0.0.1:7201/search --connections "$CONNS" --seconds "$SECONDS_PER_RUN" --bap-uri http://127.0.0.1:7293)
+SENT=$(echo "$E2E" | sed 's/.*"requests":\([0-9]*\).*/\1/')
+# wait (bounded) until every acknowledged search has its on_search at the sink
+for _ in $(seq 1 600); do
+  GOT=$(( $(curl -s 127.0.0.1:7293/count | sed 's/[^0-9]//g') - BEFORE ))
+  [ "$GOT" -ge "$SENT" ] && break
+  sleep 0.1
+done
+END=$(date +%s.%N)
+E2E_RATE=$(awk -v n="$GOT" -v a="$START" -v b="$END" 'BEGIN {printf "%.0f", n/(b-a)}')
+E2E_RSS=$(peak_rss_mb $E2E_PID)
+echo "end-to-end $E2E delivered=$GOT of $SENT round_trips_per_s=$E2E_RATE peak_rss_mb=$E2E_RSS"
+
+cat > bench/results.json <<JSON
+{"machine": "$(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB", "connections": $CONNS, "seconds": $SECONDS_PER_RUN,
+ "bare_axum_ack": $BARE,
+ "ack_path": $ACKP, "ack_path_peak_rss_mb": $ACK_RSS,
+ "end_to_end": $E2E, "end_to_end_delivered": $GOT, "end_to_end_round_trips_per_s": $E2E_RATE, "end_to_end_peak_rss_mb": $E2E_RSS}
+JSON
+echo "written bench/results.json"

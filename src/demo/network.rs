@@ -1,0 +1,241 @@
+//! The whole sample network in one process on loopback: the sample lab ERP (two labs), a BPP
+//! flow for each lab, the gateway (which also serves the registry at `/lookup`), the farmer
+//! app's BAP flow, and a stand-in for the farmer app's own server receiving webhook deliveries.
+//!
+//! Everything comes from the flow files as `serve` loads them; only addresses are chosen here:
+//! every listener is bound on a free loopback port first and the flows' variables
+//! (`GFSL_LISTEN`, `FARMER_APP_URL`...) are set to match, so the registry, the flows and the
+//! ERP's webhooks agree and nothing collides with a running `serve`. The process environment
+//! is not read: the flows' defaults (the sample network's test-only values) apply, plus the
+//! caller's `env`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use super::DemoError;
+use super::app::AppStandIn;
+use crate::backend::HttpTransport;
+use crate::beckn::trust::RegistryPool;
+use crate::compile::{self, CompiledSet, Layout};
+use crate::config::diagnostic::render_all;
+use crate::delivery::{DeliverySettings, Outbox};
+use crate::roles::Services;
+use crate::server;
+
+/// The sample flows, by name, and the variables that place each.
+const BAP: &str = "farmer-app";
+const GATEWAY: &str = "soil-gateway";
+const LABS: [(&str, &str, &str); 2] = [
+    ("greenfield-lab", "GFSL", "GFSL"),
+    ("krishi-lab", "KTH", "KTH"),
+];
+/// The ERP's webhook secret the sample lab flows expect (a TEST-ONLY default of theirs).
+const ERP_WEBHOOK_SECRET: &str = "test-only-webhook-secret";
+
+/// How to start the network.
+#[derive(Debug, Clone, Default)]
+pub struct NetworkOptions {
+    /// Flow variables on top of the addresses chosen here (they win).
+    pub env: HashMap<String, String>,
+    /// Flows that are registered but not served (a participant that is down), by name.
+    pub down: Vec<String>,
+    /// The store; default: SQLite in a temporary directory removed with the network.
+    pub store_url: Option<String>,
+}
+
+/// A running sample network. Dropping it stops every server it started.
+pub struct SampleNetwork {
+    pub erp: sample_erp::SampleErp,
+    pub flows: Arc<ArcSwap<CompiledSet>>,
+    pub services: Arc<Services>,
+    /// Base URL of each flow (by name) and of the ERP (`sample-erp`).
+    pub urls: BTreeMap<String, String>,
+    /// The farmer app's client API, e.g. `http://127.0.0.1:41234/api`.
+    pub client_api: String,
+    /// The farmer app's own server: what reached its webhook.
+    pub app: Arc<AppStandIn>,
+    pub store_url: String,
+    _stop: watch::Sender<bool>,
+    _temp: Option<TempDir>,
+}
+
+/// A directory removed when dropped.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn bind() -> Result<(TcpListener, SocketAddr), DemoError> {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(DemoError::Bind)?;
+    let addr = listener.local_addr().map_err(DemoError::Bind)?;
+    Ok((listener, addr))
+}
+
+impl SampleNetwork {
+    /// Starts the network from the flows under `layout`.
+    pub async fn start(layout: &Layout, options: NetworkOptions) -> Result<Self, DemoError> {
+        let (stop, stopped) = watch::channel(false);
+        let shutdown = move || {
+            let mut rx = stopped.clone();
+            async move {
+                let _ = rx.changed().await;
+            }
+        };
+        let mut listeners: HashMap<String, (TcpListener, SocketAddr)> = HashMap::new();
+        for name in [BAP, GATEWAY, LABS[0].0, LABS[1].0] {
+            listeners.insert(name.to_string(), bind().await?);
+        }
+        let (erp_listener, erp_addr) = bind().await?;
+        let (app_listener, app_addr) = bind().await?;
+        let url = |name: &str| format!("http://{}", listeners[name].1);
+        let mut env: HashMap<String, String> = HashMap::new();
+        let mut put = |k: &str, v: String| env.insert(k.to_string(), v);
+        put("FARMER_APP_LISTEN", listeners[BAP].1.to_string());
+        put("FARMER_APP_URL", url(BAP));
+        put(
+            "FARMER_APP_WEBHOOK_URL",
+            format!("http://{app_addr}/beckn/callbacks"),
+        );
+        put("GATEWAY_LISTEN", listeners[GATEWAY].1.to_string());
+        put("GATEWAY_URL", url(GATEWAY));
+        // The labs and the farmer app look keys up in the registry the gateway serves.
+        put("BECKN_REGISTRY", url(GATEWAY));
+        for (flow, var, lab) in LABS {
+            put(&format!("{var}_LISTEN"), listeners[flow].1.to_string());
+            put(&format!("{var}_PUBLIC_URL"), url(flow));
+            put(
+                &format!("{var}_ERP_URL"),
+                format!("http://{erp_addr}/api/v1/labs/{lab}"),
+            );
+        }
+        env.extend(options.env.clone());
+        let set = compile::load(layout, &env).map_err(|d| DemoError::Flows(render_all(&d)))?;
+        for name in [BAP, GATEWAY, LABS[0].0, LABS[1].0] {
+            if set.flow(name).is_none() {
+                return Err(DemoError::MissingFlow {
+                    flow: name.to_string(),
+                    dir: layout.flows.clone(),
+                });
+            }
+        }
+        let webhook = set
+            .flow(BAP)
+            .and_then(|f| f.bap.as_ref())
+            .and_then(|b| b.webhook.as_ref())
+            .map(|w| (w.secret.expose().to_string(), w.signature_header.clone()))
+            .ok_or_else(|| DemoError::Flows(format!("the {BAP} flow has no client.webhook")))?;
+        let client_api = set
+            .flow(BAP)
+            .and_then(|f| f.bap.as_ref())
+            .map(|b| format!("http://{}{}", b.client_listen, b.client_base_path))
+            .unwrap_or_default();
+        let flows = Arc::new(ArcSwap::from_pointee(set));
+
+        let (store_url, temp) = match &options.store_url {
+            Some(u) => (u.clone(), None),
+            None => {
+                let dir = std::env::temp_dir()
+                    .join(format!("beckn-adapter-demo-{}", uuid::Uuid::new_v4()));
+                let url = format!("sqlite://{}", dir.join("store.db").display());
+                (url, Some(TempDir(dir)))
+            }
+        };
+        let store = crate::store::open(&store_url).await?;
+        let outbox = Arc::new(Outbox::new(
+            store,
+            DeliverySettings {
+                base_backoff: Duration::from_millis(50),
+                max_backoff: Duration::from_millis(500),
+                ..DeliverySettings::default()
+            },
+        ));
+        tokio::spawn(outbox.clone().run(flows.clone(), shutdown()));
+        let services = Arc::new(Services {
+            transport: Arc::new(HttpTransport::new()),
+            outbox,
+            registries: RegistryPool::default(),
+        });
+
+        let app = Arc::new(AppStandIn::new(webhook.0.into_bytes(), webhook.1));
+        tokio::spawn({
+            let app = app.clone();
+            let stop = shutdown();
+            async move {
+                let _ = axum::serve(app_listener, app.router())
+                    .with_graceful_shutdown(stop)
+                    .await;
+            }
+        });
+
+        let erp = sample_erp::SampleErp::new(sample_erp::ErpConfig {
+            webhook: Some(sample_erp::WebhookConfig {
+                url: String::new(),
+                secret: env
+                    .get("SAMPLE_ERP_WEBHOOK_SECRET")
+                    .cloned()
+                    .unwrap_or_else(|| ERP_WEBHOOK_SECRET.into()),
+                lab_urls: LABS
+                    .iter()
+                    .map(|(flow, _, lab)| (lab.to_string(), format!("{}/erp/events", url(flow))))
+                    .collect(),
+            }),
+            ..Default::default()
+        });
+        tokio::spawn(erp.clone().serve(erp_listener, shutdown()));
+
+        let mut urls: BTreeMap<String, String> = BTreeMap::new();
+        for name in [BAP, GATEWAY, LABS[0].0, LABS[1].0] {
+            urls.insert(name.to_string(), url(name));
+        }
+        urls.insert("sample-erp".into(), format!("http://{erp_addr}"));
+
+        let mut by_addr: HashMap<SocketAddr, TcpListener> = HashMap::new();
+        for (name, (listener, addr)) in listeners {
+            // A participant that is down: nothing listens at its registered address.
+            if !options.down.contains(&name) {
+                by_addr.insert(addr, listener);
+            }
+        }
+        let down_addrs: Vec<SocketAddr> = options
+            .down
+            .iter()
+            .filter_map(|n| flows.load().flow(n).map(|f| f.listen))
+            .collect();
+        let mut served = Vec::new();
+        for (addr, router) in server::routers(&flows, &services) {
+            if down_addrs.contains(&addr) {
+                continue;
+            }
+            let listener = match by_addr.remove(&addr) {
+                Some(l) => l,
+                None => TcpListener::bind(addr).await.map_err(DemoError::Bind)?,
+            };
+            served.push((listener, router));
+        }
+        tokio::spawn(server::serve(served, shutdown()));
+
+        Ok(SampleNetwork {
+            erp,
+            flows,
+            services,
+            urls,
+            client_api,
+            app,
+            store_url,
+            _stop: stop,
+            _temp: temp,
+        })
+    }
+}

@@ -1,0 +1,189 @@
+//! Hot reload: the flows, mappings, schemas and registry files are compiled again, in full, and
+//! swapped in atomically; requests already running finish on the set they started with. A set
+//! with errors is rejected whole: the old one keeps serving and every diagnostic is logged.
+//!
+//! Triggers: file changes (debounced), SIGHUP, and `POST /admin/reload`.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use notify_debouncer_mini::{DebounceEventResult, Debouncer, new_debouncer, notify};
+use serde::Serialize;
+
+use crate::compile::{self, CompiledSet, Layout};
+use crate::config::{Diagnostic, EnvLookup};
+use crate::telemetry;
+
+/// A reload that was refused, kept for `/admin/status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RejectedReload {
+    pub at: String,
+    pub trigger: String,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum ReloadOutcome {
+    Applied { hash: String },
+    Unchanged { hash: String },
+    Rejected { diagnostics: Vec<Diagnostic> },
+}
+
+pub struct Reloader {
+    layout: Layout,
+    env: Arc<dyn EnvLookup>,
+    pub flows: Arc<ArcSwap<CompiledSet>>,
+    last_rejected: Mutex<Option<RejectedReload>>,
+    /// One reload at a time.
+    running: Mutex<()>,
+}
+
+/// What routing was built from at start: a reload may not change it (listeners are bound).
+fn shape(set: &CompiledSet) -> BTreeSet<String> {
+    set.flows
+        .iter()
+        .map(|f| {
+            format!(
+                "{} {} {}{} {} {}",
+                f.name,
+                f.role.as_str(),
+                f.listen,
+                f.base_path,
+                f.events.as_ref().map_or("", |e| e.path.as_str()),
+                f.bap.as_ref().map_or(String::new(), |b| format!(
+                    "{}{}",
+                    b.client_listen, b.client_base_path
+                ))
+            )
+        })
+        .collect()
+}
+
+impl Reloader {
+    pub fn new(
+        layout: Layout,
+        env: Arc<dyn EnvLookup>,
+        flows: Arc<ArcSwap<CompiledSet>>,
+    ) -> Arc<Self> {
+        Arc::new(Reloader {
+            layout,
+            env,
+            flows,
+            last_rejected: Mutex::new(None),
+            running: Mutex::new(()),
+        })
+    }
+
+    /// Compiles everything again and swaps it in, or keeps the current set and says why.
+    pub fn reload(&self, trigger: &str) -> ReloadOutcome {
+        let _one = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.flows.load_full();
+        let outcome = match compile::load(&self.layout, self.env.as_ref()) {
+            Ok(set) if set.hash == current.hash => ReloadOutcome::Unchanged { hash: set.hash },
+            Ok(set) if shape(&set) != shape(&current) => ReloadOutcome::Rejected {
+                diagnostics: vec![
+                    Diagnostic::new(
+                        &self.layout.flows,
+                        "flows were added, removed, renamed or moved to another address",
+                    )
+                    .hint("a reload changes what flows do; listeners, flow names and roles change with a restart"),
+                ],
+            },
+            Ok(set) => {
+                let hash = set.hash.clone();
+                self.flows.store(Arc::new(set));
+                ReloadOutcome::Applied { hash }
+            }
+            Err(diagnostics) => ReloadOutcome::Rejected { diagnostics },
+        };
+        match &outcome {
+            ReloadOutcome::Applied { hash } => {
+                telemetry::reloaded("applied");
+                tracing::info!(%trigger, set = %hash, "flows reloaded");
+            }
+            ReloadOutcome::Unchanged { .. } => {}
+            ReloadOutcome::Rejected { diagnostics } => {
+                telemetry::reloaded("rejected");
+                for d in diagnostics {
+                    tracing::error!(%trigger, file = %d.file.display(), line = d.line, col = d.col, at = %d.yaml_path, problem = %d.message, hint = d.hint.as_deref().unwrap_or(""), "reload rejected: {d}");
+                }
+                tracing::error!(%trigger, problems = diagnostics.len(), set = %current.hash, "reload rejected; the previous flows keep serving");
+                *self.last_rejected.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some(RejectedReload {
+                        at: jiff::Timestamp::now().to_string(),
+                        trigger: trigger.to_string(),
+                        diagnostics: diagnostics.clone(),
+                    });
+            }
+        }
+        outcome
+    }
+
+    pub fn last_rejected(&self) -> Option<RejectedReload> {
+        self.last_rejected
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Directories whose changes trigger a reload.
+    pub fn watched(&self) -> Vec<PathBuf> {
+        [
+            self.layout.flows.clone(),
+            self.layout.mappings.clone(),
+            self.layout.schemas.clone(),
+            self.layout.root.join("registry"),
+        ]
+        .into_iter()
+        .filter(|p| p.is_dir())
+        .collect()
+    }
+
+    /// Reloads on file changes, `debounce` after the last one. Keep the returned watcher alive.
+    pub fn watch(
+        self: &Arc<Self>,
+        debounce: Duration,
+    ) -> Result<Debouncer<notify::RecommendedWatcher>, notify::Error> {
+        let me = self.clone();
+        let mut debouncer =
+            new_debouncer(debounce, move |events: DebounceEventResult| match events {
+                Ok(events) if !events.is_empty() => {
+                    me.reload("file change");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "file watcher error; still watching"),
+            })?;
+        for dir in self.watched() {
+            debouncer
+                .watcher()
+                .watch(&dir, notify::RecursiveMode::Recursive)?;
+        }
+        Ok(debouncer)
+    }
+
+    /// Reloads on every SIGHUP until `shutdown`.
+    pub async fn on_sighup(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::warn!("cannot listen for SIGHUP; reload with POST /admin/reload");
+            return;
+        };
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => return,
+                got = hup.recv() => {
+                    if got.is_none() {
+                        return;
+                    }
+                    let me = self.clone();
+                    let _ = tokio::task::spawn_blocking(move || me.reload("SIGHUP")).await;
+                }
+            }
+        }
+    }
+}

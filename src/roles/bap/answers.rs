@@ -1,0 +1,286 @@
+//! What the app hears about a request: the answers filed so far, whether more are expected,
+//! and what did not arrive before the ttl ended. Every answer mode reads the same document from
+//! the store: a synchronous call when it is complete (or the ttl ended), `GET responses/{id}`
+//! at any time, and each webhook delivery carries the callback it is about.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::signals::announced;
+use super::{BapEndpoint, flow_value};
+use crate::compile::CompiledFlow;
+use crate::store::{Disposition, SentRequest, StoreError, now_ms};
+
+/// Where a request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnswerStatus {
+    /// Every expected answer arrived.
+    Complete,
+    /// Acknowledged; answers may still come until the ttl ends.
+    Waiting,
+    /// The ttl ended first: `missing` says who did not answer.
+    TimedOut,
+    /// Not acknowledged (NACK, or the recipient could not be reached): nothing will come.
+    Refused,
+}
+
+impl AnswerStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnswerStatus::Complete => "complete",
+            AnswerStatus::Waiting => "waiting",
+            AnswerStatus::TimedOut => "timed_out",
+            AnswerStatus::Refused => "refused",
+        }
+    }
+}
+
+/// A BPP expected to answer that has not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Missing {
+    pub bpp_id: String,
+    pub reason: String,
+}
+
+/// The answer document of one request.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AnswerDoc {
+    pub action: String,
+    pub transaction_id: String,
+    pub message_id: String,
+    pub mode: String,
+    pub status: AnswerStatus,
+    /// A sentence for people: how many answers, and what is missing.
+    pub summary: String,
+    /// Who the request went to, and where.
+    pub sent: Value,
+    /// The recipient's ACK, NACK (with its error) or why it failed.
+    pub ack: Value,
+    /// `timestamp + ttl` of the request (RFC 3339).
+    pub expires_at: String,
+    pub expected: Vec<String>,
+    /// The Beckn request as sent (the context the adapter built, the message).
+    pub request: Value,
+    /// The `on_*` callbacks answering the request, in the order they arrived.
+    pub responses: Vec<Value>,
+    pub missing: Vec<Missing>,
+    /// The action's response template applied to the above, when the flow has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    /// Why the response template failed (the Beckn answers above are complete regardless).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result_error: Option<String>,
+}
+
+/// The document of `request` as the store has it now.
+pub async fn document(
+    ep: &BapEndpoint,
+    flow: &CompiledFlow,
+    request: &SentRequest,
+) -> Result<AnswerDoc, StoreError> {
+    let filed = ep
+        .store()
+        .callbacks_for_message(&flow.name, &request.message_id)
+        .await?;
+    let callback = format!("on_{}", request.action);
+    let answers: Vec<_> = filed
+        .iter()
+        .filter(|c| c.disposition == Disposition::Answer && c.action == callback)
+        .collect();
+    let answered: BTreeSet<&str> = answers.iter().map(|c| c.bpp_id.as_str()).collect();
+    let ack: Value = request
+        .ack
+        .as_deref()
+        .and_then(|a| serde_json::from_str(a).ok())
+        .unwrap_or_else(|| json!({"status": "PENDING"}));
+    let acked = ack["status"] == "ACK";
+    let expires_at = jiff::Timestamp::from_millisecond(request.expires_at)
+        .map(|t| t.to_string())
+        .unwrap_or_default();
+    let expected_all = !request.expected.is_empty()
+        && request
+            .expected
+            .iter()
+            .all(|e| answered.contains(e.as_str()));
+    let status = if !acked {
+        AnswerStatus::Refused
+    } else if expected_all {
+        AnswerStatus::Complete
+    } else if now_ms() >= request.expires_at {
+        AnswerStatus::TimedOut
+    } else {
+        AnswerStatus::Waiting
+    };
+    let missing: Vec<Missing> = request
+        .expected
+        .iter()
+        .filter(|e| !answered.contains(e.as_str()))
+        .map(|e| Missing {
+            bpp_id: e.clone(),
+            reason: match status {
+                AnswerStatus::Refused => {
+                    format!("the request was not acknowledged by {}", request.recipient)
+                }
+                AnswerStatus::TimedOut => {
+                    format!("no {callback} before the ttl ended at {expires_at}")
+                }
+                _ => format!("awaited until {expires_at}"),
+            },
+        })
+        .collect();
+    let summary = summary(
+        request,
+        status,
+        &callback,
+        answers.len(),
+        &missing,
+        &ack,
+        &expires_at,
+    );
+    let responses: Vec<Value> = answers
+        .iter()
+        .map(|c| serde_json::from_slice(&c.body).unwrap_or(Value::Null))
+        .collect();
+    let request_body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+    let mut doc = AnswerDoc {
+        action: request.action.clone(),
+        transaction_id: request.transaction_id.clone(),
+        message_id: request.message_id.clone(),
+        mode: request.mode.clone(),
+        status,
+        summary,
+        sent: json!({"to": request.recipient, "url": request.url}),
+        ack,
+        expires_at,
+        expected: request.expected.clone(),
+        request: request_body.clone(),
+        responses,
+        missing,
+        result: None,
+        result_error: None,
+    };
+    let template = flow
+        .bap
+        .as_ref()
+        .and_then(|b| request.action.parse().ok().and_then(|a| b.actions.get(&a)))
+        .and_then(|t| t.response.clone());
+    if let Some(name) = template {
+        let missing = serde_json::to_value(&doc.missing).unwrap_or(Value::Null);
+        match render_result(
+            flow,
+            &name,
+            &doc.responses,
+            &missing,
+            status.as_str(),
+            &request_body,
+        ) {
+            Ok(v) => doc.result = Some(v),
+            Err(e) => {
+                tracing::warn!(flow = %flow.name, action = %request.action, transaction_id = %request.transaction_id, message_id = %request.message_id, error = %e, "response template failed");
+                doc.result_error = Some(e);
+            }
+        }
+    }
+    Ok(doc)
+}
+
+fn summary(
+    request: &SentRequest,
+    status: AnswerStatus,
+    callback: &str,
+    arrived: usize,
+    missing: &[Missing],
+    ack: &Value,
+    expires_at: &str,
+) -> String {
+    let expected = request.expected.len();
+    let names = |m: &[Missing]| {
+        m.iter()
+            .map(|x| x.bpp_id.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match status {
+        AnswerStatus::Refused => format!(
+            "{} did not acknowledge the {} ({}): {}",
+            request.recipient,
+            request.action,
+            ack["status"].as_str().unwrap_or("no answer"),
+            ack.pointer("/error/message")
+                .and_then(Value::as_str)
+                .unwrap_or("no reason given")
+        ),
+        AnswerStatus::Complete => format!("{arrived} of {expected} expected {callback} arrived"),
+        AnswerStatus::TimedOut if missing.is_empty() => format!(
+            "{arrived} {callback} arrived before the ttl ended at {expires_at} (no provider was known to be expected)"
+        ),
+        AnswerStatus::TimedOut => format!(
+            "{} of {expected} expected {callback} arrived before the ttl ended at {expires_at}; no answer from {}",
+            expected - missing.len(),
+            names(missing)
+        ),
+        AnswerStatus::Waiting => format!(
+            "{arrived} {callback} so far; awaited until {expires_at}{}",
+            if missing.is_empty() {
+                String::new()
+            } else {
+                format!(" from {}", names(missing))
+            }
+        ),
+    }
+}
+
+/// Waits until the request is complete or its ttl ended (answers filed in this or, on a shared
+/// store, another process wake it), then returns its document.
+pub async fn wait(
+    ep: &BapEndpoint,
+    flow: &CompiledFlow,
+    request: &SentRequest,
+) -> Result<AnswerDoc, StoreError> {
+    let store = ep.store();
+    // A shared store's announcements can be missed while its listener reconnects: re-read it
+    // now and then regardless.
+    let poll = store
+        .shared()
+        .then_some(std::time::Duration::from_millis(500));
+    let mut rx = ep.signals.subscribe(store);
+    loop {
+        let doc = document(ep, flow, request).await?;
+        if doc.status != AnswerStatus::Waiting {
+            return Ok(doc);
+        }
+        let left = (request.expires_at - now_ms()).max(0) as u64 + 1;
+        let until_expiry = std::time::Duration::from_millis(left);
+        let next_look = poll.map_or(until_expiry, |p| p.min(until_expiry));
+        tokio::select! {
+            _ = announced(&mut rx, &request.message_id) => {}
+            _ = tokio::time::sleep(next_look) => {}
+        }
+    }
+}
+
+/// The action's response template applied to callbacks: `responses`, `missing`, `status`, the
+/// request's `context` and `message`, and `flow`.
+pub fn render_result(
+    flow: &CompiledFlow,
+    template: &str,
+    responses: &[Value],
+    missing: &Value,
+    status: &str,
+    request: &Value,
+) -> Result<Value, String> {
+    let scope = crate::mapping::jvalue(json!({
+        "responses": responses,
+        "missing": missing,
+        "status": status,
+        "context": request.get("context").cloned().unwrap_or(Value::Null),
+        "message": request.get("message").cloned().unwrap_or(Value::Null),
+        "flow": flow_value(flow),
+    }));
+    flow.templates
+        .render_json(template, &scope)
+        .map_err(|e| format!("{template}: {}", e.detail))
+}

@@ -1,0 +1,287 @@
+//! The network side of a buyer app: `POST {base_path}/on_{action}` from BPPs (directly, or
+//! through the gateway for `on_search`).
+//!
+//! Checks, in order (each failure a NACK): endpoint, content type, size, signatures over the raw
+//! bytes (the BPP's, and the gateway's when it relayed), JSON, `context.action`, the core
+//! schema, recipient (`bap_id` is us), domain rules, signer = `context.bpp_id`. Then the
+//! callback is classified against what we sent:
+//!
+//! - it answers a request of ours (same message id and action, from a BPP the request could
+//!   reach) before that request's `timestamp + ttl`: an answer;
+//! - an `on_status` or `on_update` no request asked for, in a transaction of ours (and from its
+//!   BPP, once that is known): unsolicited;
+//! - an answer after the ttl: late, NACKed (30022);
+//! - anything else: unknown, NACKed (30000).
+//!
+//! Every one is filed in the store before the answer is given (late and unknown ones kept for
+//! inspection); a repeat is filed once and answered as before. Filing an answer wakes the
+//! callers waiting for it, and queues its webhook delivery in the same commit when the app
+//! wants one.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+use super::{BapEndpoint, text, webhook};
+use crate::beckn::ack::{Rejection, ack};
+use crate::beckn::action::Action;
+use crate::beckn::redact;
+use crate::beckn::schema::CoreSchemas;
+use crate::beckn::trust;
+use crate::compile::CompiledFlow;
+use crate::config::model::AnswerMode;
+use crate::roles::bpp::{check_content_type, first_violation, read_body};
+use crate::store::{Accepted, Disposition, NewCallback, SentRequest, now_ms};
+
+/// Most violations looked at per check.
+const MAX_VIOLATIONS: usize = 5;
+
+/// `POST {base_path}/{callback}`.
+pub async fn receive(
+    State(ep): State<Arc<BapEndpoint>>,
+    Path(callback): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match accept(&ep, &callback, &headers, body).await {
+        Ok(()) => ack(),
+        Err(rejection) => {
+            let (code, status, path) = rejection.classify();
+            tracing::info!(flow = %ep.flow_name, action = %callback, code = code.code(), status = status.as_u16(), path = path.as_deref().unwrap_or(""), reason = %rejection, "NACK");
+            rejection.into_response()
+        }
+    }
+}
+
+async fn accept(
+    ep: &BapEndpoint,
+    callback: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(), Rejection> {
+    let action = callback
+        .strip_prefix("on_")
+        .and_then(|a| a.parse::<Action>().ok())
+        .ok_or_else(|| Rejection::UnknownEndpoint(callback.to_string()))?;
+    let (set, flow) = ep
+        .current()
+        .ok_or_else(|| Rejection::Unavailable(format!("flow {} is not loaded", ep.flow_name)))?;
+    check_content_type(headers)?;
+    let bytes = read_body(body, flow.max_body_bytes).await?;
+    let verified = trust::verify_inbound(&flow, &ep.services.registries, headers, &bytes).await?;
+    let parsed: Value = serde_json::from_slice(&bytes).map_err(|e| Rejection::malformed(&e))?;
+    check_callback(&flow, &set.core, action, &parsed)?;
+    let bpp_id = text(&parsed, "/context/bpp_id").to_string();
+    if let Some(signer) = &verified.signer
+        && *signer != bpp_id
+    {
+        return Err(Rejection::SignerMismatch {
+            realm: flow.subscriber_id.clone(),
+            signer: signer.clone(),
+            field: "bpp_id",
+            claimed: bpp_id,
+        });
+    }
+    let message_id = text(&parsed, "/context/message_id").to_string();
+    let transaction_id = text(&parsed, "/context/transaction_id").to_string();
+    let store = ep.store();
+    let unavailable = |e: crate::store::StoreError| {
+        tracing::error!(flow = %flow.name, action = %callback, %transaction_id, %message_id, error = %e, "callback could not be filed");
+        Rejection::Unavailable("the callback could not be recorded".into())
+    };
+    let request = store
+        .sent_request(&flow.name, &message_id)
+        .await
+        .map_err(unavailable)?;
+    let (disposition, why) = classify(ep, &flow, action, &parsed, request.as_ref())
+        .await
+        .map_err(unavailable)?;
+    let callback_record = NewCallback {
+        flow: flow.name.clone(),
+        action: action.callback().to_string(),
+        message_id: message_id.clone(),
+        transaction_id: transaction_id.clone(),
+        bpp_id: bpp_id.clone(),
+        via: verified.gateway.clone(),
+        disposition,
+        body: bytes,
+        headers: redact::headers_json(headers),
+    };
+    let wants_webhook = match (disposition, &request) {
+        (Disposition::Answer, Some(r)) => r.mode == AnswerMode::Webhook.as_str(),
+        (Disposition::Unsolicited, _) => true,
+        _ => false,
+    };
+    let forward = flow
+        .bap
+        .as_ref()
+        .and_then(|b| b.webhook.as_ref())
+        .filter(|_| wants_webhook)
+        .and_then(|w| {
+            let request_body = request
+                .as_ref()
+                .filter(|_| disposition == Disposition::Answer)
+                .and_then(|r| serde_json::from_slice::<Value>(&r.body).ok());
+            webhook::delivery(
+                &flow,
+                w,
+                &ep.services.outbox.settings,
+                &callback_record,
+                &parsed,
+                request_body.as_ref(),
+            )
+        });
+    let forwarding = forward.is_some();
+    match store
+        .file_callback(callback_record, forward)
+        .await
+        .map_err(unavailable)?
+    {
+        Accepted::New => {
+            tracing::info!(flow = %flow.name, action = %callback, %transaction_id, %message_id, %bpp_id, via = verified.gateway.as_deref().unwrap_or(""), disposition = disposition.as_str(), webhook = forwarding, "callback filed");
+            if forwarding {
+                ep.services.outbox.queued();
+            }
+            if disposition == Disposition::Answer {
+                ep.signals.announce(&message_id);
+            }
+        }
+        Accepted::Duplicate => {
+            tracing::info!(flow = %flow.name, action = %callback, %transaction_id, %message_id, %bpp_id, "repeated callback: answered again, filed once");
+        }
+    }
+    match disposition {
+        Disposition::Answer | Disposition::Unsolicited => Ok(()),
+        Disposition::Late => {
+            let expired_at = request
+                .as_ref()
+                .and_then(|r| jiff::Timestamp::from_millisecond(r.expires_at).ok())
+                .map(|t| t.to_string())
+                .unwrap_or_default();
+            tracing::warn!(flow = %flow.name, action = %callback, %transaction_id, %message_id, %bpp_id, %expired_at, "late callback: NACKed and kept");
+            Err(Rejection::LateCallback {
+                message_id,
+                expired_at,
+            })
+        }
+        Disposition::Unknown => {
+            tracing::warn!(flow = %flow.name, action = %callback, %transaction_id, %message_id, %bpp_id, reason = %why, "unknown callback: NACKed and kept");
+            Err(Rejection::UnknownRequest {
+                message_id,
+                detail: why,
+            })
+        }
+    }
+}
+
+/// The checks of a parsed callback before it is looked at: action, core schema, recipient,
+/// domain rules.
+pub fn check_callback(
+    flow: &CompiledFlow,
+    core: &CoreSchemas,
+    action: Action,
+    body: &Value,
+) -> Result<(), Rejection> {
+    let name = action.callback();
+    if let Some(found) = body.pointer("/context/action").and_then(Value::as_str)
+        && found != name
+    {
+        return Err(Rejection::ActionMismatch {
+            endpoint: name.to_string(),
+            found: found.to_string(),
+        });
+    }
+    if let Some(v) = core.get(name) {
+        first_violation(v.violations(body, MAX_VIOLATIONS))?;
+    }
+    let bap_id = text(body, "/context/bap_id");
+    if bap_id != flow.subscriber_id {
+        return Err(Rejection::WrongBap {
+            ours: flow.subscriber_id.clone(),
+            found: bap_id.to_string(),
+        });
+    }
+    if let Some(rules) = &flow.domain_rules {
+        first_violation(rules.check(name, body, flow.allow_loopback_uris, MAX_VIOLATIONS))?;
+    }
+    Ok(())
+}
+
+/// How a checked callback is filed, and (for unknown ones) why.
+async fn classify(
+    ep: &BapEndpoint,
+    flow: &CompiledFlow,
+    action: Action,
+    body: &Value,
+    request: Option<&SentRequest>,
+) -> Result<(Disposition, String), crate::store::StoreError> {
+    let transaction_id = text(body, "/context/transaction_id");
+    let bpp_id = text(body, "/context/bpp_id");
+    if let Some(r) = request
+        && r.action == action.as_str()
+    {
+        if r.transaction_id != transaction_id {
+            return Ok((
+                Disposition::Unknown,
+                format!(
+                    "that request is in transaction {}, not {transaction_id}",
+                    r.transaction_id
+                ),
+            ));
+        }
+        // A search through a gateway may be answered by any provider the gateway reached;
+        // anything else only by the BPP it went to.
+        let through_gateway = action == Action::Search && !r.expected.contains(&r.recipient);
+        if !through_gateway && r.recipient != bpp_id {
+            return Ok((
+                Disposition::Unknown,
+                format!("that request went to {}, not {bpp_id}", r.recipient),
+            ));
+        }
+        if now_ms() > r.expires_at {
+            return Ok((Disposition::Late, String::new()));
+        }
+        return Ok((Disposition::Answer, String::new()));
+    }
+    if matches!(action, Action::Status | Action::Update) {
+        let known = ep
+            .store()
+            .buyer_transaction(&flow.name, transaction_id)
+            .await?;
+        match known {
+            Some(t) => match t.counterpart {
+                Some(c) if c.bpp_id != bpp_id => {
+                    return Ok((
+                        Disposition::Unknown,
+                        format!(
+                            "transaction {transaction_id} is with {}, not {bpp_id}",
+                            c.bpp_id
+                        ),
+                    ));
+                }
+                _ => return Ok((Disposition::Unsolicited, String::new())),
+            },
+            None => {
+                return Ok((
+                    Disposition::Unknown,
+                    format!("transaction {transaction_id} is not one of ours"),
+                ));
+            }
+        }
+    }
+    Ok((
+        Disposition::Unknown,
+        match request {
+            Some(r) => format!(
+                "the request with that id was a {}, not a {}",
+                r.action,
+                action.as_str()
+            ),
+            None => "nothing was sent with that id".to_string(),
+        },
+    ))
+}

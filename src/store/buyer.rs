@@ -1,0 +1,134 @@
+//! What a buyer app (`role: bap`) keeps: the requests it sent, each with the BPPs expected to
+//! answer and when answers stop being accepted, and every callback it received, filed as an
+//! answer, an unsolicited update, or (NACKed, kept for inspection) late or unknown.
+
+use blake2::{Blake2b512, Digest};
+use bytes::Bytes;
+
+/// The notification channel a shared (PostgreSQL) store announces filed callbacks on, so that
+/// a caller waiting in one process wakes when its callback lands in another.
+pub const CALLBACK_CHANNEL: &str = "beckn_adapter_callbacks";
+
+/// A request a buyer app sent (or is about to send).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentRequest {
+    pub flow: String,
+    pub message_id: String,
+    pub transaction_id: String,
+    pub action: String,
+    /// `sync`, `async` or `webhook`: how the app hears of the answers.
+    pub mode: String,
+    /// Who it went to: a gateway or a BPP (subscriber id, or the gateway's URL when the flow
+    /// names it by URL), and where.
+    pub recipient: String,
+    pub url: String,
+    /// The BPPs expected to answer.
+    pub expected: Vec<String>,
+    /// The request as sent.
+    pub body: Bytes,
+    /// The recipient's synchronous answer as JSON text: ACK, NACK with its error, or why it
+    /// could not be reached. None until the send returned.
+    pub ack: Option<String>,
+    /// `timestamp + ttl`, Unix ms: answers after it are late.
+    pub expires_at: i64,
+    pub created_at: i64,
+}
+
+/// The BPP a buyer app's transaction is with.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Counterpart {
+    pub bpp_id: String,
+    pub bpp_uri: String,
+}
+
+/// A transaction a buyer app took part in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuyerTransaction {
+    pub transaction_id: String,
+    /// Known once a request went to one BPP (not for a search through a gateway).
+    pub counterpart: Option<Counterpart>,
+}
+
+/// How a received callback was filed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Disposition {
+    /// Answers a request of ours, in time.
+    Answer,
+    /// An `on_status` or `on_update` of a known transaction that no request asked for.
+    Unsolicited,
+    /// Answers a request of ours whose ttl had ended: NACKed, kept.
+    Late,
+    /// Answers nothing we know of: NACKed, kept.
+    Unknown,
+}
+
+impl Disposition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Disposition::Answer => "answer",
+            Disposition::Unsolicited => "unsolicited",
+            Disposition::Late => "late",
+            Disposition::Unknown => "unknown",
+        }
+    }
+
+    /// The disposition stored as `text`; an unexpected value reads as `Unknown`.
+    pub fn parse(text: &str) -> Disposition {
+        match text {
+            "answer" => Disposition::Answer,
+            "unsolicited" => Disposition::Unsolicited,
+            "late" => Disposition::Late,
+            _ => Disposition::Unknown,
+        }
+    }
+}
+
+/// A callback to file.
+#[derive(Debug, Clone)]
+pub struct NewCallback {
+    pub flow: String,
+    pub action: String,
+    pub message_id: String,
+    pub transaction_id: String,
+    /// The BPP that signed it (its `context.bpp_id`).
+    pub bpp_id: String,
+    /// The gateway that countersigned it, when it came through one.
+    pub via: Option<String>,
+    pub disposition: Disposition,
+    /// The raw body as received.
+    pub body: Bytes,
+    /// Headers as JSON, signatures reduced to their key id.
+    pub headers: String,
+}
+
+impl NewCallback {
+    /// Identifies the body among repeats: the same message delivered again has the same bytes.
+    pub fn digest(&self) -> String {
+        hex::encode(&Blake2b512::digest(&self.body)[..16])
+    }
+}
+
+/// A callback as filed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FiledCallback {
+    pub id: i64,
+    pub action: String,
+    pub message_id: String,
+    pub transaction_id: String,
+    pub bpp_id: String,
+    pub via: Option<String>,
+    pub disposition: Disposition,
+    pub body: Bytes,
+    pub received_at: i64,
+}
+
+/// The payload announcing a filed callback on [`CALLBACK_CHANNEL`]: flow and message id.
+pub fn signal_payload(flow: &str, message_id: &str) -> String {
+    format!("{flow}\t{message_id}")
+}
+
+/// The flow and message id of a [`signal_payload`].
+pub fn parse_signal(payload: &str) -> Option<(&str, &str)> {
+    payload.split_once('\t')
+}

@@ -1,0 +1,255 @@
+//! Telemetry next to the event: one function per event records its metric (Prometheus, via
+//! prometheus-client) so that what is counted and what is logged cannot drift apart.
+//!
+//! Metric names follow `adapter_<noun>_<unit>`; labels are `flow`, `action`, `outcome` and the
+//! like. The registry is process-wide: a process is one adapter.
+
+pub mod payloads;
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub flow: String,
+    pub role: String,
+    pub action: String,
+    /// `ack` or `nack`.
+    pub outcome: String,
+    /// The Beckn error code of a NACK, empty for an ACK.
+    pub code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FlowAction {
+    pub flow: String,
+    pub action: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendLabels {
+    pub flow: String,
+    pub backend: String,
+    /// `ok`, or the failure kind (`timeout`, `unreachable`, `http_5xx`...).
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeliveryLabels {
+    pub flow: String,
+    pub action: String,
+    /// `delivered`, `retry` or `dead`.
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: String,
+}
+
+/// Every metric of the adapter.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    ack_seconds: Family<FlowAction, Histogram>,
+    backend_calls: Family<BackendLabels, Counter>,
+    backend_seconds: Family<BackendLabels, Histogram>,
+    deliveries: Family<DeliveryLabels, Counter>,
+    delivery_seconds: Family<FlowAction, Histogram>,
+    outbox_pending: Gauge,
+    outbox_dead: Gauge,
+    reloads: Family<OutcomeLabel, Counter>,
+}
+
+fn latency() -> Histogram {
+    // 100 µs to ~1.6 s: the ACK path lives at the low end, backends at the high end.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 15))
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let mut registry = Registry::with_prefix("adapter");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Beckn requests received, by flow, role, action and outcome (ACK, or NACK with its code)",
+            requests.clone(),
+        );
+        let ack_seconds =
+            Family::<FlowAction, Histogram>::new_with_constructor(latency as fn() -> Histogram);
+        registry.register(
+            "ack_seconds",
+            "Time from receiving a request to answering ACK or NACK",
+            ack_seconds.clone(),
+        );
+        let backend_calls = Family::<BackendLabels, Counter>::default();
+        registry.register(
+            "backend_calls",
+            "Calls to backends (ERPs), by outcome",
+            backend_calls.clone(),
+        );
+        let backend_seconds =
+            Family::<BackendLabels, Histogram>::new_with_constructor(latency as fn() -> Histogram);
+        registry.register(
+            "backend_call_seconds",
+            "Duration of backend calls",
+            backend_seconds.clone(),
+        );
+        let deliveries = Family::<DeliveryLabels, Counter>::default();
+        registry.register(
+            "deliveries",
+            "Outbox delivery attempts of callbacks, by outcome (delivered, retry, dead)",
+            deliveries.clone(),
+        );
+        let delivery_seconds =
+            Family::<FlowAction, Histogram>::new_with_constructor(latency as fn() -> Histogram);
+        registry.register(
+            "delivery_seconds",
+            "Duration of one delivery attempt",
+            delivery_seconds.clone(),
+        );
+        let outbox_pending = Gauge::default();
+        registry.register(
+            "outbox_pending",
+            "Messages waiting in the outbox",
+            outbox_pending.clone(),
+        );
+        let outbox_dead = Gauge::default();
+        registry.register(
+            "outbox_dead",
+            "Dead letters in the outbox",
+            outbox_dead.clone(),
+        );
+        let reloads = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "reloads",
+            "Flow reloads, applied or rejected",
+            reloads.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            ack_seconds,
+            backend_calls,
+            backend_seconds,
+            deliveries,
+            delivery_seconds,
+            outbox_pending,
+            outbox_dead,
+            reloads,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+pub fn metrics() -> &'static Metrics {
+    &METRICS
+}
+
+/// A request was answered at once: ACK (`code` None) or NACK with its code.
+pub fn request_answered(flow: &str, role: &str, action: &str, code: Option<&str>, took: Duration) {
+    let m = metrics();
+    m.requests
+        .get_or_create(&RequestLabels {
+            flow: flow.into(),
+            role: role.into(),
+            action: action.into(),
+            outcome: if code.is_some() { "nack" } else { "ack" }.into(),
+            code: code.unwrap_or_default().into(),
+        })
+        .inc();
+    m.ack_seconds
+        .get_or_create(&FlowAction {
+            flow: flow.into(),
+            action: action.into(),
+        })
+        .observe(took.as_secs_f64());
+}
+
+/// A backend call ended (`outcome` is `ok` or the failure kind).
+pub fn backend_called(flow: &str, backend: &str, outcome: &str, took: Duration) {
+    let labels = BackendLabels {
+        flow: flow.into(),
+        backend: backend.into(),
+        outcome: outcome.into(),
+    };
+    let m = metrics();
+    m.backend_calls.get_or_create(&labels).inc();
+    m.backend_seconds
+        .get_or_create(&labels)
+        .observe(took.as_secs_f64());
+}
+
+/// A delivery attempt ended: `delivered`, `retry` or `dead`.
+pub fn delivery_attempted(flow: &str, action: &str, outcome: &str, took: Duration) {
+    let m = metrics();
+    m.deliveries
+        .get_or_create(&DeliveryLabels {
+            flow: flow.into(),
+            action: action.into(),
+            outcome: outcome.into(),
+        })
+        .inc();
+    m.delivery_seconds
+        .get_or_create(&FlowAction {
+            flow: flow.into(),
+            action: action.into(),
+        })
+        .observe(took.as_secs_f64());
+}
+
+/// The outbox's current size.
+pub fn outbox_sampled(pending: u64, dead: u64) {
+    let m = metrics();
+    m.outbox_pending.set(pending as i64);
+    m.outbox_dead.set(dead as i64);
+}
+
+/// A reload was applied (`applied`) or rejected (`rejected`).
+pub fn reloaded(outcome: &str) {
+    metrics()
+        .reloads
+        .get_or_create(&OutcomeLabel {
+            outcome: outcome.into(),
+        })
+        .inc();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rendered_in_prometheus_text() {
+        request_answered("lab", "bpp", "search", None, Duration::from_micros(300));
+        request_answered(
+            "lab",
+            "bpp",
+            "search",
+            Some("30000"),
+            Duration::from_micros(100),
+        );
+        outbox_sampled(3, 1);
+        let text = metrics().render();
+        assert!(text.contains("adapter_requests_total{flow=\"lab\",role=\"bpp\",action=\"search\",outcome=\"ack\",code=\"\"}"), "{text}");
+        assert!(text.contains("outcome=\"nack\",code=\"30000\""));
+        assert!(text.contains("adapter_ack_seconds_bucket"));
+        assert!(text.contains("adapter_outbox_pending 3"));
+    }
+}

@@ -1,0 +1,100 @@
+//! `beckn-adapter demo`, run as a newcomer runs it: the built binary in the repository, which
+//! starts the sample network in its own process and plays the farmer's journey.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::common::repo;
+
+#[test]
+fn the_demo_plays_the_whole_journey_and_exits_0() {
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_beckn-adapter"))
+        .arg("demo")
+        .current_dir(repo())
+        .env_remove("BECKN_LOG")
+        .output()
+        .expect("run beckn-adapter demo");
+    let elapsed = started.elapsed();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(
+        elapsed < Duration::from_secs(30),
+        "the demo took {elapsed:?}"
+    );
+    let has = |line_start: &str, text: &str| {
+        stdout
+            .lines()
+            .any(|l| l.trim_start().starts_with(line_start) && l.contains(text))
+    };
+    for (line_start, text) in [
+        (
+            "1  search",
+            "farmer-app → soil-gateway (sync): wheat, pincode 110081",
+        ),
+        (
+            "on_search",
+            "GreenField Soil Labs → farmer-app via soil-gateway: 4 tests: Soil NPK Package ₹499.00",
+        ),
+        (
+            "on_search",
+            "Krishi Test House → farmer-app via soil-gateway: no tests at pincode 110081",
+        ),
+        (
+            "on_select",
+            "quote ₹647.82 (Soil NPK Package ₹499.00 + Home sample pickup ₹50.00 + GST ₹98.82)",
+        ),
+        ("on_init", "₹647.82 to pay ON-FULFILLMENT (BPP), pickup"),
+        ("on_confirm", "order GFSL-000001 ACTIVE, SCHEDULED"),
+        ("GET", "→ complete"),
+        (
+            "on_status",
+            "(unsolicited, HMAC verified): order GFSL-000001 ACTIVE, AGENT-ASSIGNED",
+        ),
+        ("on_track", "(answer, HMAC verified): tracking active"),
+        (
+            "on_status",
+            "(unsolicited, HMAC verified): order GFSL-000001 COMPLETE, REPORT-READY",
+        ),
+        ("on_cancel", "order GFSL-000002 CANCELLED"),
+        (
+            "on_rating",
+            "feedback form https://greenfield-labs.example/feedback/",
+        ),
+        ("on_support", "ticket T-GFSL-000001, helpline 1800-11-4000"),
+        ("ACK", "soil-gateway → farmer-app"),
+    ] {
+        assert!(
+            has(line_start, text),
+            "no `{line_start} … {text}` line in:\n{stdout}"
+        );
+    }
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(last.starts_with("journey complete in"), "{last}");
+    assert!(
+        last.contains("webhook deliveries with a valid HMAC"),
+        "{last}"
+    );
+}
+
+#[test]
+fn without_the_sample_flows_the_demo_fails_with_the_reason() {
+    // A flows directory without the sample flows: the demo stops before any step, non-zero.
+    let tree = crate::common::temp_tree(&["greenfield-lab.yaml"]);
+    let out = Command::new(env!("CARGO_BIN_EXE_beckn-adapter"))
+        .args(["demo", "flows"])
+        .current_dir(tree.path())
+        .output()
+        .expect("run beckn-adapter demo");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("demo failed: the demo needs the sample flow `farmer-app`"),
+        "{stderr}"
+    );
+}
