@@ -66,6 +66,7 @@ impl Templates {
             }
         });
         env.add_filter("from_minor", from_minor);
+        env.add_filter("price", price);
         env.add_filter("fixed", fixed);
         env.add_filter("iso_duration", iso_duration);
         env.add_filter("tag_value", tag_value);
@@ -153,6 +154,19 @@ fn from_minor(value: JValue, scale: Option<u32>) -> Result<String, Error> {
         abs % factor,
         width = scale as usize
     ))
+}
+
+/// `49900 | price` -> `{"currency": "INR", "value": "499.00"}`: a Beckn `Price` from minor
+/// units. A filter rather than a template macro because catalogs call it for every item.
+fn price(value: JValue, currency: Option<String>, scale: Option<u32>) -> Result<JValue, Error> {
+    let amount = from_minor(value, scale)?;
+    let mut map = std::collections::BTreeMap::new();
+    map.insert(
+        "currency",
+        JValue::from(currency.unwrap_or_else(|| "INR".into())),
+    );
+    map.insert("value", JValue::from(amount));
+    Ok(JValue::from(map))
 }
 
 /// `12.5 | fixed(2)` -> `"12.50"`.
@@ -286,6 +300,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out, r#""499.00" "0.05" "2.5" "P5D""#);
+        let out = render("{{ 49900 | price }} {{ 5 | price('USD') }}", json!({})).unwrap();
+        assert_eq!(
+            out,
+            r#"{"currency":"INR","value":"499.00"} {"currency":"USD","value":"0.05"}"#
+        );
         let tags = json!([{"descriptor": {"code": "crop"}, "list": [{"descriptor": {"code": "name"}, "value": "wheat"}]}]);
         let out = render(
             "{{ tags | tag_value('crop', 'name') }}",

@@ -133,8 +133,8 @@ fn a_broken_price_filter_is_traced_into_the_macro() {
     let line = break_file(
         tree.path(),
         "mappings/soil/_common.j2",
-        "{{ paise | from_minor }}",
-        "{{ paise | from_minor(3) }}",
+        "{{ q.total_paise | price(q.currency) }}",
+        "{{ q.total_paise | price(q.currency, 3) }}",
     );
     let out = run_tests(tree.path(), &[]);
     assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
