@@ -129,6 +129,31 @@ async fn enqueue_in(tx: &mut PgConnection, item: &NewOutbox, now: i64) -> StoreR
     .fetch_one(&mut *tx)
     .await?
     .try_get(0)?;
+    if let Some(key) = &item.completes {
+        sqlx::query(
+            "UPDATE inbox SET state = 'done', done_at = $1 \
+             WHERE flow = $2 AND action = $3 AND message_id = $4",
+        )
+        .bind(now)
+        .bind(&key.flow)
+        .bind(&key.action)
+        .bind(&key.message_id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if let Some((order_id, state)) = &item.order {
+        sqlx::query(
+            "UPDATE transactions SET erp_order_id = $1, state = coalesce($2, state), updated_at = $3 \
+             WHERE flow = $4 AND transaction_id = $5",
+        )
+        .bind(order_id)
+        .bind(state)
+        .bind(now)
+        .bind(&item.flow)
+        .bind(&item.transaction_id)
+        .execute(&mut *tx)
+        .await?;
+    }
     log_message(
         tx,
         (
@@ -314,64 +339,8 @@ impl Store for PgStore {
 
     fn enqueue(&self, item: NewOutbox) -> BoxFuture<'_, StoreResult<i64>> {
         Box::pin(async move {
-            let now = now_ms();
             let mut tx = self.pool.begin().await?;
-            let id: i64 = sqlx::query(
-                "INSERT INTO outbox (flow, kind, url, action, transaction_id, message_id, body, state, \
-                 attempts, next_attempt_at, deadline, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, $9, $8) RETURNING id",
-            )
-            .bind(&item.flow)
-            .bind(&item.kind)
-            .bind(&item.url)
-            .bind(&item.action)
-            .bind(&item.transaction_id)
-            .bind(&item.message_id)
-            .bind(item.body.as_ref())
-            .bind(now)
-            .bind(item.deadline)
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get(0)?;
-            if let Some(key) = &item.completes {
-                sqlx::query(
-                    "UPDATE inbox SET state = 'done', done_at = $1 \
-                     WHERE flow = $2 AND action = $3 AND message_id = $4",
-                )
-                .bind(now)
-                .bind(&key.flow)
-                .bind(&key.action)
-                .bind(&key.message_id)
-                .execute(&mut *tx)
-                .await?;
-            }
-            if let Some((order_id, state)) = &item.order {
-                sqlx::query(
-                    "UPDATE transactions SET erp_order_id = $1, state = coalesce($2, state), updated_at = $3 \
-                     WHERE flow = $4 AND transaction_id = $5",
-                )
-                .bind(order_id)
-                .bind(state)
-                .bind(now)
-                .bind(&item.flow)
-                .bind(&item.transaction_id)
-                .execute(&mut *tx)
-                .await?;
-            }
-            log_message(
-                &mut tx,
-                (
-                    &item.flow,
-                    "out",
-                    &item.action,
-                    &item.transaction_id,
-                    &item.message_id,
-                    "{}",
-                    &item.body,
-                ),
-                now,
-            )
-            .await?;
+            let id = enqueue_in(&mut tx, &item, now_ms()).await?;
             tx.commit().await?;
             Ok(id)
         })
