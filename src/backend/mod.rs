@@ -233,7 +233,9 @@ fn preview(bytes: &[u8]) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+/// The innermost cause of an error chain: what actually failed (`Connection refused`), not
+/// the outer wrapper (`error sending request`).
+pub(crate) fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
     let mut cause = err;
     while let Some(next) = cause.source() {
         cause = next;

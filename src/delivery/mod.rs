@@ -191,7 +191,7 @@ impl Outbox {
         }
         let resp = match req.send().await {
             Ok(r) => r,
-            Err(e) => return Attempt::Transient(root_cause(&e)),
+            Err(e) => return Attempt::Transient(crate::backend::root_cause(&e)),
         };
         let status = resp.status();
         let body = resp.bytes().await.unwrap_or_default();
@@ -217,14 +217,6 @@ impl Outbox {
             0.8 + 0.4 * (getrandom::u32().unwrap_or(u32::MAX / 2) as f64 / u32::MAX as f64);
         Duration::from_millis((capped * jitter) as u64)
     }
-}
-
-fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut cause = err;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    cause.to_string()
 }
 
 #[cfg(test)]

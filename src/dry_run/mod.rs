@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use crate::backend::{BackendFailure, Transport};
 use crate::beckn::action::Action;
 use crate::beckn::context::callback_context;
-use crate::beckn::error::{BecknError, ErrorCode};
+use crate::beckn::error::ErrorCode;
 use crate::beckn::schema::Violation;
 use crate::compile::{CompiledFlow, CompiledSet, Layout, Reply, StepKind};
 use crate::engine::{self, Trace};
@@ -60,7 +60,7 @@ pub async fn run(
     let context = callback_context(flow, action, &request_ctx);
     let callback = match &trace.outcome {
         Ok(message) => json!({"context": context, "message": message}),
-        Err(e) => error_body(action, context, e.to_beckn()),
+        Err(e) => crate::roles::bpp::error_body(action, context, e.to_beckn()),
     };
     let callback_violations =
         crate::roles::bpp::outgoing_violations(flow, &set.core, action.callback(), &callback);
@@ -73,17 +73,6 @@ pub async fn run(
         calls,
         callback,
         callback_violations,
-    }
-}
-
-/// A callback reporting `error` instead of a result, shaped as the provider role sends it
-/// (the same rule as the private `error_body` of `roles::bpp`; a mapping test of an error path
-/// pins the shape, `on_rating` with its required empty `message` included).
-fn error_body(action: Action, context: Value, error: BecknError) -> Value {
-    if action.callback_requires_message() {
-        json!({"context": context, "message": {}, "error": error})
-    } else {
-        json!({"context": context, "error": error})
     }
 }
 

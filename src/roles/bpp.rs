@@ -403,31 +403,11 @@ async fn process(
     let started = std::time::Instant::now();
     let outcome = engine::run_action(&flow, action, &request, services.transport.as_ref()).await;
     let context = callback_context(&flow, action, &request_ctx);
-    let mut body = match outcome {
-        Ok(out) => json!({"context": context, "message": out.message}),
-        Err(e) => {
-            tracing::warn!(flow = %flow.name, %action, %transaction_id, %message_id, error = %e, "flow failed; answering with an error");
-            error_body(action, context, e.to_beckn())
-        }
-    };
-    let violations = outgoing_violations(&flow, &core, action.callback(), &body);
-    if !violations.is_empty() {
-        for v in &violations {
-            tracing::error!(flow = %flow.name, %action, %transaction_id, %message_id, path = %v.path, problem = %v.message, "outgoing {} breaks the schema", action.callback());
-        }
-        let error = BecknError::new(
-            ErrorCode::InternalError,
-            format!("the provider produced an invalid {}", action.callback()),
-        );
-        body = error_body(action, body["context"].take(), error);
-    }
-    let bytes = match serde_json::to_vec(&body) {
-        Ok(b) => bytes::Bytes::from(b),
-        Err(e) => {
-            tracing::error!(flow = %flow.name, %action, %transaction_id, %message_id, error = %e, "callback could not be serialised");
-            return;
-        }
-    };
+    let outcome = outcome.map(|out| out.message).map_err(|e| {
+        tracing::warn!(flow = %flow.name, %action, %transaction_id, %message_id, error = %e, "flow failed; answering with an error");
+        e.to_beckn()
+    });
+    let body = callback_body(&flow, &core, action, context, outcome);
     let now = now_ms();
     let deadline = match flow.callback_deadline {
         Some(d) => now + d.as_millis() as i64,
@@ -436,32 +416,87 @@ async fn process(
             |t| t.as_millisecond(),
         ),
     };
-    let order = body
-        .pointer("/message/order/id")
-        .and_then(Value::as_str)
-        .map(|id| {
-            let status = body
-                .pointer("/message/order/status")
-                .and_then(Value::as_str)
-                .map(str::to_string);
-            (id.to_string(), status)
-        });
     tracing::info!(flow = %flow.name, %action, %transaction_id, %message_id, elapsed_ms = started.elapsed().as_millis() as u64, error = body.get("error").is_some(), "callback ready");
-    let item = NewOutbox {
-        flow: flow.name.clone(),
-        kind: "callback".into(),
-        url: format!("{callback_base}/{}", action.callback()),
-        action: action.callback().to_string(),
-        transaction_id: transaction_id.clone(),
-        message_id: message_id.clone(),
-        body: bytes,
-        deadline: Some(deadline),
-        completes: Some(key),
-        order,
-    };
-    if let Err(e) = services.outbox.submit(item).await {
+    let queued = queue_callback(
+        &services,
+        &flow,
+        "callback",
+        &callback_base,
+        action,
+        &body,
+        deadline,
+        key,
+    )
+    .await;
+    if let Err(e) = queued {
         tracing::error!(flow = %flow.name, %action, %transaction_id, %message_id, error = %e, "callback could not be queued; the request will run again after a restart");
     }
+}
+
+/// The callback answering `action`: the message, or the error. An outgoing message that breaks
+/// the core schema or the domain rules is logged and replaced by an internal error, so a
+/// receiver never gets an invalid message.
+pub(crate) fn callback_body(
+    flow: &CompiledFlow,
+    core: &CoreSchemas,
+    action: Action,
+    context: Value,
+    outcome: Result<Value, BecknError>,
+) -> Value {
+    let body = match outcome {
+        Ok(message) => json!({"context": context, "message": message}),
+        Err(error) => return error_body(action, context, error),
+    };
+    let callback = action.callback();
+    let violations = outgoing_violations(flow, core, callback, &body);
+    if violations.is_empty() {
+        return body;
+    }
+    let ids = |k: &str| body["context"][k].as_str().unwrap_or_default().to_string();
+    let (transaction_id, message_id) = (ids("transaction_id"), ids("message_id"));
+    for v in &violations {
+        tracing::error!(flow = %flow.name, %callback, %transaction_id, %message_id, path = %v.path, problem = %v.message, "outgoing {callback} breaks the schema");
+    }
+    let error = BecknError::new(
+        ErrorCode::InternalError,
+        format!("the provider produced an invalid {callback}"),
+    );
+    error_body(action, body["context"].clone(), error)
+}
+
+/// Queues the callback `body` for `{callback_base}/on_<action>` (of `kind`: an answer or an
+/// unsolicited update), noting the order it carries; the same commit marks `completes` done.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn queue_callback(
+    services: &Services,
+    flow: &CompiledFlow,
+    kind: &str,
+    callback_base: &str,
+    action: Action,
+    body: &Value,
+    deadline: i64,
+    completes: InboundKey,
+) -> Result<i64, String> {
+    let bytes = serde_json::to_vec(body).map_err(|e| format!("cannot serialise: {e}"))?;
+    let text = |p: &str| body.pointer(p).and_then(Value::as_str).map(str::to_string);
+    let order = text("/message/order/id").map(|id| (id, text("/message/order/status")));
+    let item = NewOutbox {
+        flow: flow.name.clone(),
+        kind: kind.into(),
+        url: format!("{callback_base}/{}", action.callback()),
+        action: action.callback().to_string(),
+        transaction_id: text("/context/transaction_id").unwrap_or_default(),
+        message_id: text("/context/message_id").unwrap_or_default(),
+        body: bytes::Bytes::from(bytes),
+        deadline: Some(deadline),
+        completes: Some(completes),
+        order,
+    };
+    services
+        .outbox
+        .submit(item)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// A callback reporting `error` instead of a result.

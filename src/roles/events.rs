@@ -17,13 +17,12 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 
 use super::Services;
-use super::bpp::{error_body, outgoing_violations, read_body};
+use super::bpp::{callback_body, queue_callback, read_body};
 use crate::beckn::context::callback_context;
-use crate::beckn::error::{BecknError, ErrorCode};
 use crate::beckn::redact;
 use crate::compile::{CompiledFlow, CompiledSet};
 use crate::engine;
-use crate::store::{Accepted, Inbound, InboundKey, NewOutbox, now_ms};
+use crate::store::{Accepted, Inbound, InboundKey, now_ms};
 
 /// The action name events are recorded under in the inbox.
 pub const EVENT: &str = "event";
@@ -217,61 +216,29 @@ pub(crate) async fn process(
         services.transport.as_ref(),
     )
     .await;
-    let mut body = match outcome {
-        Ok(out) => json!({"context": context, "message": out.message}),
-        Err(e) => {
-            tracing::warn!(flow = %flow.name, %callback, %transaction_id, %message_id, error = %e, "event mapping failed; telling the buyer app with an error");
-            error_body(events.callback, context, e.to_beckn())
-        }
-    };
-    let violations = outgoing_violations(&flow, &set.core, callback, &body);
-    if !violations.is_empty() {
-        for v in &violations {
-            tracing::error!(flow = %flow.name, %callback, %transaction_id, path = %v.path, problem = %v.message, "unsolicited {callback} breaks the schema");
-        }
-        let error = BecknError::new(
-            ErrorCode::InternalError,
-            format!("the provider produced an invalid {callback}"),
-        );
-        body = error_body(events.callback, body["context"].take(), error);
-    }
-    let bytes = match serde_json::to_vec(&body) {
-        Ok(b) => bytes::Bytes::from(b),
-        Err(e) => {
-            tracing::error!(flow = %flow.name, %callback, error = %e, "callback could not be serialised");
-            return;
-        }
-    };
-    let now = now_ms();
-    let deadline = now
+    let outcome = outcome.map(|out| out.message).map_err(|e| {
+        tracing::warn!(flow = %flow.name, %callback, %transaction_id, %message_id, error = %e, "event mapping failed; telling the buyer app with an error");
+        e.to_beckn()
+    });
+    let body = callback_body(&flow, &set.core, events.callback, context, outcome);
+    let deadline = now_ms()
         + flow
             .callback_deadline
             .unwrap_or(services.outbox.settings.default_deadline)
             .as_millis() as i64;
-    let order = body
-        .pointer("/message/order/id")
-        .and_then(Value::as_str)
-        .map(|id| {
-            let status = body
-                .pointer("/message/order/status")
-                .and_then(Value::as_str)
-                .map(str::to_string);
-            (id.to_string(), status)
-        });
     tracing::info!(flow = %flow.name, action = %callback, %transaction_id, %message_id, "unsolicited callback ready");
-    let item = NewOutbox {
-        flow: flow.name.clone(),
-        kind: "unsolicited".into(),
-        url: format!("{callback_base}/{callback}"),
-        action: callback.to_string(),
-        transaction_id,
-        message_id,
-        body: bytes,
-        deadline: Some(deadline),
-        completes: Some(key),
-        order,
-    };
-    if let Err(e) = services.outbox.submit(item).await {
+    let queued = queue_callback(
+        &services,
+        &flow,
+        "unsolicited",
+        &callback_base,
+        events.callback,
+        &body,
+        deadline,
+        key,
+    )
+    .await;
+    if let Err(e) = queued {
         tracing::error!(flow = %flow.name, error = %e, "unsolicited callback could not be queued; the event will run again after a restart");
     }
 }

@@ -453,7 +453,7 @@ pub async fn send(http: &reqwest::Client, flow: &CompiledFlow, url: &str, bytes:
     }
     let resp = match req.body(bytes).send().await {
         Ok(r) => r,
-        Err(e) => return Ack::Failed(root_cause(&e)),
+        Err(e) => return Ack::Failed(crate::backend::root_cause(&e)),
     };
     let status = resp.status();
     let body = resp.bytes().await.unwrap_or_default();
@@ -469,14 +469,6 @@ pub async fn send(http: &reqwest::Client, flow: &CompiledFlow, url: &str, bytes:
             Ack::Failed(format!("HTTP {status}: {preview}"))
         }
     }
-}
-
-fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut cause = err;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    cause.to_string()
 }
 
 #[cfg(test)]
