@@ -20,3 +20,4 @@ pub mod roles;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod ultra;

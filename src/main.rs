@@ -83,6 +83,10 @@ struct ServeArgs {
     /// Also run the bundled sample lab ERP in this process, on this address.
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:7180")]
     sample_erp: Option<SocketAddr>,
+    /// Also run the Ultra stand-in in this process, on this address (trusting the test-only
+    /// key of registry/ultra/).
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:7120")]
+    ultra_standin: Option<SocketAddr>,
     #[command(flatten)]
     store: StoreArgs,
     /// How long the message log and finished work are kept.
@@ -110,7 +114,7 @@ struct ServeArgs {
         long,
         env = "BECKN_REDACT_FIELDS",
         value_delimiter = ',',
-        default_value = "phone,email,callback_phone,mobileNumber,address,gps"
+        default_value = "phone,email,callback_phone,mobileNumber,address,gps,identityToken"
     )]
     redact_fields: Vec<String>,
 }
@@ -233,19 +237,44 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         validity: i64,
     },
-    /// Run the sample soil-testing lab ERP (its own REST API, in memory).
     /// Play a farmer's journey on the sample network, all in this process (lab ERP, two lab
     /// BPPs, the gateway with the registry, the farmer app's BAP), printing every message.
     Demo {
         #[command(flatten)]
         dirs: Dirs,
     },
+    /// Run the sample soil-testing lab ERP (its own REST API, in memory).
     SampleErp {
         #[arg(long, default_value = "127.0.0.1:7180")]
         listen: SocketAddr,
         /// API key callers must send as X-Api-Key (the default is a test-only key).
         #[arg(long, env = "SAMPLE_ERP_API_KEY", default_value = sample_erp::DEFAULT_API_KEY)]
         api_key: String,
+    },
+    /// Flipkart Ultra connections (files under flows/ with `ultra:`).
+    Ultra {
+        #[command(flatten)]
+        dirs: Dirs,
+        #[command(subcommand)]
+        command: UltraCommand,
+    },
+    /// Run a strict stand-in for Flipkart Ultra's partner APIs (tests and demos).
+    UltraStandin {
+        #[arg(long, default_value = "127.0.0.1:7120")]
+        listen: SocketAddr,
+        /// The partner's RSA public key (PEM), whose private half signs the secureTokens.
+        #[arg(long, default_value = "registry/ultra/partner.pub.pem")]
+        public_key: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum UltraCommand {
+    /// Call `GET /1/dummy` with a secureToken and say whether Flipkart accepts it.
+    Ping {
+        /// The connection, by name (default: the only one).
+        #[arg(long)]
+        connection: Option<String>,
     },
 }
 
@@ -331,6 +360,17 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Serve(args) => serve(args).await,
         Command::Outbox { store, command } => outbox(&store.url, command).await,
         Command::Demo { dirs } => demo(&dirs).await,
+        Command::Ultra { dirs, command } => match command {
+            UltraCommand::Ping { connection } => ultra_ping(&dirs, connection.as_deref()).await,
+        },
+        Command::UltraStandin { listen, public_key } => {
+            let standin = ultra_standin(&public_key)?;
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("binding the Ultra stand-in to {listen}"))?;
+            standin.serve(listener, shutdown_signal()).await?;
+            Ok(())
+        }
         Command::SampleErp { listen, api_key } => {
             let erp = sample_erp::SampleErp::new(sample_erp::ErpConfig {
                 api_key,
@@ -515,6 +555,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    if let Some(addr) = args.ultra_standin {
+        let standin = ultra_standin(
+            &args
+                .dirs
+                .layout()
+                .root
+                .join("registry/ultra/partner.pub.pem"),
+        )?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the Ultra stand-in to {addr}"))?;
+        tokio::spawn(standin.serve(listener, shutdown_signal()));
+    }
     for f in &flows.load().flows {
         if !f.verify_signatures {
             tracing::warn!(flow = %f.name, "SIGNATURE VERIFICATION IS OFF for this flow: any sender is accepted and answers go to any bap_uri. For local development only; remove `verify_signatures: false` before joining a network");
@@ -531,6 +584,67 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         task.await??;
     }
     Ok(())
+}
+
+/// The Ultra stand-in of the sample network, trusting the key at `public_key`.
+fn ultra_standin(public_key: &std::path::Path) -> anyhow::Result<ultra_standin::UltraStandIn> {
+    let pem = std::fs::read_to_string(public_key)
+        .with_context(|| format!("reading the partner's public key {}", public_key.display()))?;
+    ultra_standin::UltraStandIn::new(ultra_standin::StandInConfig::sample(pem))
+        .map_err(anyhow::Error::msg)
+}
+
+/// `ultra ping`: does Ultra accept this connection's secureToken?
+async fn ultra_ping(dirs: &Dirs, name: Option<&str>) -> anyhow::Result<()> {
+    let set = match compile::load(&dirs.layout(), &ProcessEnv) {
+        Ok(set) => set,
+        Err(diagnostics) => {
+            eprintln!("{}", render_all(&diagnostics));
+            bail!("the flows have errors");
+        }
+    };
+    let conn = match name {
+        Some(n) => set
+            .ultra(n)
+            .with_context(|| format!("no Ultra connection `{n}` under {}", dirs.flows.display()))?,
+        None => match set.ultra.as_slice() {
+            [one] => one,
+            [] => bail!("no Ultra connection under {}", dirs.flows.display()),
+            many => bail!(
+                "several Ultra connections ({}): name one with --connection",
+                many.iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        },
+    };
+    let http = reqwest::Client::new();
+    match beckn_adapter::ultra::api::ping(&http, conn).await {
+        Ok(()) => {
+            println!(
+                "OK: {} accepts the secureToken of {} (connection `{}`)",
+                conn.api_url, conn.client_id, conn.name
+            );
+            Ok(())
+        }
+        Err(e) => {
+            println!("FAILED: {e}");
+            let hint = match &e {
+                beckn_adapter::ultra::api::UltraError::Refused {
+                    status: 401 | 403, ..
+                } => {
+                    "check that Flipkart holds the public half of `private_key`, that `client_id` is the one Flipkart issued, and that this machine's clock is right"
+                }
+                beckn_adapter::ultra::api::UltraError::Unreachable { .. } => {
+                    "check `api_url` and the network path to it"
+                }
+                _ => "see the message above",
+            };
+            println!("hint: {hint}");
+            bail!("Ultra does not accept the token")
+        }
+    }
 }
 
 /// Where the sample ERP posts each lab's status changes: the `events:` webhook of the sample

@@ -25,7 +25,7 @@ pub const DEFAULT_CLIENT_TTL: Duration = Duration::from_secs(30);
 pub const DEFAULT_WEBHOOK_SIGNATURE_HEADER: &str = "X-Adapter-Signature";
 
 /// Names a request template reads besides `context`, `message` and `flow`.
-pub const REQUEST_TEMPLATE_NAMES: [&str; 1] = ["input"];
+pub const REQUEST_TEMPLATE_NAMES: [&str; 2] = ["input", "user"];
 /// Names a response template reads besides `context`, `message` and `flow`.
 pub const RESPONSE_TEMPLATE_NAMES: [&str; 3] = ["responses", "missing", "status"];
 

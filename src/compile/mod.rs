@@ -6,6 +6,7 @@
 
 mod buyer;
 pub mod model;
+mod ultra;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
@@ -92,11 +93,25 @@ pub fn load(layout: &Layout, env: &dyn EnvLookup) -> Result<CompiledSet, Vec<Dia
         parse_problems: HashSet::new(),
         broken_templates: HashMap::new(),
         scope_names: Vec::new(),
+        connections: Vec::new(),
+        oms_schema: None,
     };
     let core = cx.core_schemas();
-    let mut flows = Vec::new();
+    // Ultra connections first, so that flows naming one find it.
+    let mut flow_docs = Vec::new();
     for file in cx.flow_files() {
-        if let Some(flow) = cx.flow(&file) {
+        let Some(doc) = cx.parse_flow_file(&file) else {
+            continue;
+        };
+        if ultra::is_connection_file(&doc) {
+            cx.ultra_connection(&doc, &file);
+        } else {
+            flow_docs.push((file, doc));
+        }
+    }
+    let mut flows = Vec::new();
+    for (file, doc) in flow_docs {
+        if let Some(flow) = cx.flow(&file, doc) {
             flows.push(Arc::new(flow));
         }
     }
@@ -126,6 +141,7 @@ pub fn load(layout: &Layout, env: &dyn EnvLookup) -> Result<CompiledSet, Vec<Dia
     cx.sources.hash(&mut hasher);
     Ok(CompiledSet {
         flows,
+        ultra: cx.connections,
         core: Arc::new(core),
         hash: format!("{:016x}", hasher.finish()),
         sources: cx.sources.into_keys().collect(),
@@ -147,6 +163,10 @@ struct Loader<'a> {
     /// Names in scope besides context, message, flow and earlier steps (`event` while
     /// compiling a flow's `events:`).
     scope_names: Vec<String>,
+    /// Ultra connections compiled so far.
+    connections: Vec<Arc<crate::ultra::UltraConnection>>,
+    /// The OMS order schema, compiled once.
+    oms_schema: Option<Arc<crate::beckn::schema::JsonValidator>>,
 }
 
 /// Where a reference in a flow file points from, for diagnostics about the referenced file.
@@ -282,7 +302,8 @@ impl Loader<'_> {
         files
     }
 
-    fn flow(&mut self, file: &Path) -> Option<CompiledFlow> {
+    /// Reads and parses a file under `flows/`.
+    fn parse_flow_file(&mut self, file: &Path) -> Option<SpannedDoc> {
         let text = match self.read(file) {
             Ok(t) => t,
             Err(e) => {
@@ -299,6 +320,10 @@ impl Loader<'_> {
             }
         };
         self.add_parse_problems(problems);
+        Some(doc)
+    }
+
+    fn flow(&mut self, file: &Path, doc: SpannedDoc) -> Option<CompiledFlow> {
         let before = self.diagnostics.len();
         let head: Option<FlowFile> = self.de(&doc, file, "", &doc.value);
         let name = head
@@ -371,8 +396,36 @@ impl Loader<'_> {
             ),
             _ => None,
         };
+        let ultra = match head.as_ref().and_then(|h| h.ultra.as_ref()) {
+            Some(_) => {
+                let cfg: Option<crate::config::ultra::FlowUltraConfig> = doc
+                    .value
+                    .get("ultra")
+                    .and_then(|raw| self.de(&doc, file, "ultra", raw));
+                let is_provider = head.as_ref().is_some_and(|h| h.role == Role::Bpp);
+                cfg.and_then(|cfg| {
+                    self.flow_ultra(
+                        &doc,
+                        file,
+                        &scope,
+                        cfg,
+                        is_provider,
+                        &mut templates,
+                        &mut scripts,
+                    )
+                })
+            }
+            None => None,
+        };
         self.report_unreferenced_templates();
         let head = head?;
+        if head.role == Role::Gateway && head.ultra.is_some() {
+            self.diagnostics.push(doc.diagnostic(
+                file,
+                "ultra",
+                "a gateway has no orders to report to Ultra",
+            ));
+        }
         let listen = match head.listen.parse::<SocketAddr>() {
             Ok(a) => Some(a),
             Err(_) => {
@@ -479,6 +532,7 @@ impl Loader<'_> {
             registry: trust.registry,
             events,
             bap,
+            ultra,
             serve_registry: head.network.registry.as_ref().is_some_and(|r| r.serve.0),
             forward_timeout: head
                 .gateway

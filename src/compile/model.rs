@@ -20,6 +20,8 @@ use crate::mapping::{ScriptEngine, Templates, ValueTemplate};
 /// Everything loaded from one flows/mappings/schemas tree.
 pub struct CompiledSet {
     pub flows: Vec<Arc<CompiledFlow>>,
+    /// Flipkart Ultra connections, by name.
+    pub ultra: Vec<Arc<crate::ultra::UltraConnection>>,
     pub core: Arc<CoreSchemas>,
     /// Hash of every source file's path and content: identifies the set in status and logs.
     pub hash: String,
@@ -30,6 +32,10 @@ pub struct CompiledSet {
 impl CompiledSet {
     pub fn flow(&self, name: &str) -> Option<&Arc<CompiledFlow>> {
         self.flows.iter().find(|f| f.name == name)
+    }
+
+    pub fn ultra(&self, name: &str) -> Option<&Arc<crate::ultra::UltraConnection>> {
+        self.ultra.iter().find(|c| c.name == name)
     }
 }
 
@@ -52,6 +58,8 @@ pub struct CompiledFlow {
     pub events: Option<CompiledEvents>,
     /// Buyer apps (`role: bap`): the gateway and the client API.
     pub bap: Option<CompiledBap>,
+    /// Orders reported to Flipkart Ultra's OMS.
+    pub ultra: Option<crate::ultra::FlowUltra>,
     /// Answer `POST /lookup` from the embedded registry on this flow's listener.
     pub serve_registry: bool,
     /// Gateways: timeout of one forward; buyer apps: of one request sent.

@@ -5,11 +5,22 @@
 use serde_json::Value;
 
 use super::model::FlowFile;
+use super::ultra::UltraFile;
+
+/// What a file under `flows/` may be: a Beckn participant, or a connection to Flipkart Ultra.
+/// Schema-only: the loader tells them apart by their top-level keys.
+#[derive(schemars::JsonSchema)]
+#[schemars(untagged)]
+#[allow(dead_code, clippy::large_enum_variant)] // a schema-only type, never built
+enum AnyFlowFile {
+    Flow(FlowFile),
+    Ultra(UltraFile),
+}
 
 /// The JSON Schema (draft 2020-12) of flow files.
 pub fn flow_file() -> Value {
     let generator = schemars::generate::SchemaSettings::draft2020_12().into_generator();
-    let mut schema = generator.into_root_schema_for::<FlowFile>();
+    let mut schema = generator.into_root_schema_for::<AnyFlowFile>();
     schema.insert("title".into(), "beckn-adapter flow file".into());
     tidy(schema.to_value())
 }

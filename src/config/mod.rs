@@ -6,6 +6,7 @@ pub mod interpolate;
 pub mod json_schema;
 pub mod model;
 pub mod secret;
+pub mod ultra;
 pub mod values;
 pub mod yaml;
 

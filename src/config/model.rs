@@ -56,6 +56,9 @@ pub struct FlowFile {
     #[serde(default)]
     #[schemars(with = "Option<EventsConfig>")]
     pub events: Option<Value>,
+    /// Report this flow's orders to Flipkart Ultra's OMS, through an Ultra connection file.
+    #[serde(default)]
+    pub ultra: Option<super::ultra::FlowUltraConfig>,
 }
 
 /// Order events pushed by the backend to a webhook of the flow, each mapped into an unsolicited

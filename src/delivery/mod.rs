@@ -172,6 +172,9 @@ impl Outbox {
     }
 
     async fn attempt(&self, flows: &ArcSwap<CompiledSet>, item: &OutboxItem) -> Attempt {
+        if item.kind == crate::ultra::OUTBOX_KIND {
+            return self.attempt_ultra(flows, item).await;
+        }
         let set = flows.load();
         let flow = set.flow(&item.flow);
         // Signed at every attempt: a signature made for the first one may have expired.
@@ -206,6 +209,48 @@ impl Outbox {
             (400..=499, _) => Attempt::Refused(format!("HTTP {status}: {preview}")),
             _ => Attempt::Transient(format!("HTTP {status}")),
         }
+    }
+
+    /// An OMS update: `POST /3/oms` with a fresh-enough secureToken, within the connection's
+    /// limit of calls in flight, its answer read by Ultra's rules (code 23 is a success).
+    async fn attempt_ultra(&self, flows: &ArcSwap<CompiledSet>, item: &OutboxItem) -> Attempt {
+        use crate::ultra::oms::{OmsAnswer, classify};
+        let set = flows.load_full();
+        let Some(conn) = set.ultra(&item.flow).cloned() else {
+            return Attempt::Transient(format!("Ultra connection `{}` is not loaded", item.flow));
+        };
+        let token = match conn.secure_token() {
+            Ok(t) => t,
+            Err(e) => return Attempt::Transient(e.to_string()),
+        };
+        let _turn = conn.limiter.acquire().await;
+        crate::telemetry::payloads::sent(&item.flow, &item.action, &item.url, &[], &item.body);
+        let sent = self
+            .client
+            .post(&item.url)
+            .timeout(conn.timeout)
+            .header("content-type", "application/json")
+            .header("secureToken", token)
+            .body(item.body.clone())
+            .send()
+            .await;
+        let resp = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                crate::telemetry::ultra_called(&conn.name, "oms", "unreachable");
+                return Attempt::Transient(crate::backend::root_cause(&e));
+            }
+        };
+        let status = resp.status().as_u16();
+        let body = resp.bytes().await.unwrap_or_default();
+        let (result, attempt) = match classify(status, &body) {
+            OmsAnswer::Accepted => ("accepted", Attempt::Delivered),
+            OmsAnswer::AlreadyAccepted => ("repeat", Attempt::Delivered),
+            OmsAnswer::Retry(why) => ("retry", Attempt::Transient(why)),
+            OmsAnswer::Refused(why) => ("refused", Attempt::Refused(why)),
+        };
+        crate::telemetry::ultra_called(&conn.name, "oms", result);
+        attempt
     }
 
     /// Exponential backoff with ±20% jitter, so retries of many messages do not bunch up.

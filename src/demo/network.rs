@@ -36,6 +36,8 @@ const LABS: [(&str, &str, &str); 2] = [
     ("greenfield-lab", "GFSL", "GFSL"),
     ("krishi-lab", "KTH", "KTH"),
 ];
+/// The public half of the sample Ultra connection's TEST-ONLY key, under the project root.
+const ULTRA_PUBLIC_KEY: &str = "registry/ultra/partner.pub.pem";
 /// The ERP's webhook secret the sample lab flows expect (a TEST-ONLY default of theirs).
 const ERP_WEBHOOK_SECRET: &str = "test-only-webhook-secret";
 
@@ -61,6 +63,8 @@ pub struct SampleNetwork {
     pub client_api: String,
     /// The farmer app's own server: what reached its webhook.
     pub app: Arc<AppStandIn>,
+    /// Flipkart Ultra, as the farmer app's Ultra connection sees it.
+    pub ultra: ultra_standin::UltraStandIn,
     pub store_url: String,
     _stop: watch::Sender<bool>,
     _temp: Option<TempDir>,
@@ -99,6 +103,7 @@ impl SampleNetwork {
         }
         let (erp_listener, erp_addr) = bind().await?;
         let (app_listener, app_addr) = bind().await?;
+        let (ultra_listener, ultra_addr) = bind().await?;
         let url = |name: &str| format!("http://{}", listeners[name].1);
         let mut env: HashMap<String, String> = HashMap::new();
         let mut put = |k: &str, v: String| env.insert(k.to_string(), v);
@@ -108,6 +113,8 @@ impl SampleNetwork {
             "FARMER_APP_WEBHOOK_URL",
             format!("http://{app_addr}/beckn/callbacks"),
         );
+        put("ULTRA_API_URL", format!("http://{ultra_addr}"));
+        put("ULTRA_OMS_URL", format!("http://{ultra_addr}"));
         put("GATEWAY_LISTEN", listeners[GATEWAY].1.to_string());
         put("GATEWAY_URL", url(GATEWAY));
         // The labs and the farmer app look keys up in the registry the gateway serves.
@@ -179,6 +186,13 @@ impl SampleNetwork {
             }
         });
 
+        let public_key = layout.root.join(ULTRA_PUBLIC_KEY);
+        let pem = std::fs::read_to_string(&public_key)
+            .map_err(|e| DemoError::Flows(format!("cannot read {}: {e}", public_key.display())))?;
+        let ultra = ultra_standin::UltraStandIn::new(ultra_standin::StandInConfig::sample(pem))
+            .map_err(DemoError::Flows)?;
+        tokio::spawn(ultra.clone().serve(ultra_listener, shutdown()));
+
         let erp = sample_erp::SampleErp::new(sample_erp::ErpConfig {
             webhook: Some(sample_erp::WebhookConfig {
                 url: String::new(),
@@ -200,6 +214,7 @@ impl SampleNetwork {
             urls.insert(name.to_string(), url(name));
         }
         urls.insert("sample-erp".into(), format!("http://{erp_addr}"));
+        urls.insert("ultra".into(), format!("http://{ultra_addr}"));
 
         let mut by_addr: HashMap<SocketAddr, TcpListener> = HashMap::new();
         for (name, (listener, addr)) in listeners {
@@ -233,6 +248,7 @@ impl SampleNetwork {
             urls,
             client_api,
             app,
+            ultra,
             store_url,
             _stop: stop,
             _temp: temp,

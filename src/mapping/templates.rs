@@ -71,6 +71,7 @@ impl Templates {
         env.add_filter("iso_duration", iso_duration);
         env.add_filter("tag_value", tag_value);
         env.add_filter("segment", segment);
+        env.add_filter("epoch", epoch);
         env.add_function("now", now);
         env.add_function("uuid4", uuid4);
         env.add_function("fail", fail);
@@ -242,6 +243,35 @@ fn segment(value: String) -> String {
     percent_encoding::utf8_percent_encode(&value, SEGMENT).to_string()
 }
 
+/// `{{ "2026-11-23T10:00:00Z" | epoch }}`: an RFC 3339 time as a Unix timestamp, in
+/// `seconds` (default) or `milliseconds`, optionally moved by an ISO 8601 duration
+/// (`epoch("seconds", "P7D")`: a week later). Days count in UTC.
+fn epoch(value: String, unit: Option<String>, plus: Option<String>) -> Result<i64, Error> {
+    let bad = |what: String| Error::new(ErrorKind::InvalidOperation, what);
+    let ts: jiff::Timestamp = value
+        .parse()
+        .map_err(|e| bad(format!("epoch: `{value}` is not an RFC 3339 time: {e}")))?;
+    let ts = match plus {
+        None => ts,
+        Some(p) => {
+            let span: jiff::Span = p
+                .parse()
+                .map_err(|e| bad(format!("epoch: `{p}` is not an ISO 8601 duration: {e}")))?;
+            ts.to_zoned_datetime(jiff::tz::TimeZone::UTC)
+                .checked_add(span)
+                .map_err(|e| bad(format!("epoch: cannot add `{p}`: {e}")))?
+                .timestamp()
+        }
+    };
+    match unit.as_deref().unwrap_or("seconds") {
+        "seconds" => Ok(ts.as_second()),
+        "milliseconds" => Ok(ts.as_millisecond()),
+        other => Err(bad(format!(
+            "epoch: unit `{other}` is neither seconds nor milliseconds"
+        ))),
+    }
+}
+
 fn now() -> String {
     jiff::Timestamp::now().to_string()
 }
@@ -312,6 +342,18 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out, r#""wheat""#);
+    }
+
+    #[test]
+    fn epoch_counts_in_either_unit_and_moves_by_durations() {
+        let out = render(
+            r#"{{ t | epoch }} {{ t | epoch("milliseconds") }} {{ t | epoch("seconds", "P7D") }}"#,
+            json!({"t": "2026-11-23T10:00:00Z"}),
+        )
+        .unwrap();
+        assert_eq!(out, "1795428000 1795428000000 1796032800");
+        let err = render(r#"{{ "yesterday" | epoch }}"#, json!({})).unwrap_err();
+        assert!(err.detail.contains("RFC 3339"), "{err}");
     }
 
     #[test]

@@ -478,6 +478,11 @@ pub(crate) async fn queue_callback(
     completes: InboundKey,
 ) -> Result<i64, String> {
     let bytes = serde_json::to_vec(body).map_err(|e| format!("cannot serialise: {e}"))?;
+    // An order event for Ultra goes first: if the process stops between the two, the request
+    // runs again and the OMS update, already noted, is not queued twice.
+    crate::ultra::report::order_event(services, flow, action.callback(), body)
+        .await
+        .map_err(|e| format!("the Ultra order update could not be queued: {e}"))?;
     let text = |p: &str| body.pointer(p).and_then(Value::as_str).map(str::to_string);
     let order = text("/message/order/id").map(|id| (id, text("/message/order/status")));
     let item = NewOutbox {
@@ -491,6 +496,8 @@ pub(crate) async fn queue_callback(
         deadline: Some(deadline),
         completes: Some(completes),
         order,
+        not_before: None,
+        sequence: None,
     };
     services
         .outbox

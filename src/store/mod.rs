@@ -7,6 +7,7 @@
 pub mod buyer;
 pub mod postgres;
 pub mod sqlite;
+pub mod ultra;
 
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use futures::future::BoxFuture;
 pub use buyer::{
     BuyerTransaction, Counterpart, Disposition, FiledCallback, NewCallback, SentRequest,
 };
+pub use ultra::{OmsQueued, OmsRecord, UltraUser};
 
 /// Identifies a request for idempotency: the same message id for the same action of a flow.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -68,6 +70,11 @@ pub struct NewOutbox {
     pub completes: Option<InboundKey>,
     /// Order facts to note on the transaction (`order.id`, `order.status` of a callback).
     pub order: Option<(String, Option<String>)>,
+    /// Not sent before this instant, Unix ms (None: at once).
+    pub not_before: Option<i64>,
+    /// Messages with the same key are sent one at a time, oldest first: a message waits while
+    /// an older one with its key is pending.
+    pub sequence: Option<String>,
 }
 
 /// An outbox message claimed for a delivery attempt.
@@ -231,6 +238,33 @@ pub trait Store: Send + Sync {
     fn callback_signals(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
         None
     }
+
+    // Flipkart Ultra.
+
+    /// Keeps a signed-in user under their session.
+    fn save_ultra_user(&self, user: UltraUser) -> BoxFuture<'_, StoreResult<()>>;
+    fn ultra_user(&self, session: &str) -> BoxFuture<'_, StoreResult<Option<UltraUser>>>;
+    /// Notes the Ultra identity token of a transaction's user.
+    fn note_identity(
+        &self,
+        flow: &str,
+        transaction_id: &str,
+        identity_token: &str,
+    ) -> BoxFuture<'_, StoreResult<()>>;
+    /// The Ultra identity token noted for a transaction.
+    fn identity_token(
+        &self,
+        flow: &str,
+        transaction_id: &str,
+    ) -> BoxFuture<'_, StoreResult<Option<String>>>;
+    /// Queues an OMS update unless its order reported this state already (a repeat) or the
+    /// state may not follow the ones reported ([`crate::ultra::oms::sequence_problem`]); the
+    /// check and the queueing are one commit.
+    fn queue_oms(
+        &self,
+        record: OmsRecord,
+        item: NewOutbox,
+    ) -> BoxFuture<'_, StoreResult<OmsQueued>>;
 }
 
 /// Opens the store named by `url` (`sqlite://path/to/file.db` or `postgres://…`), creating

@@ -17,6 +17,7 @@ use super::{
     InboundKey, NewCallback, NewOutbox, OutboxCounts, OutboxItem, SentRequest, Store, StoreResult,
     Unfinished, now_ms,
 };
+use super::{OmsQueued, OmsRecord, UltraUser};
 
 pub struct PgStore {
     pool: PgPool,
@@ -114,8 +115,8 @@ const CALLBACK_COLUMNS: &str =
 async fn enqueue_in(tx: &mut PgConnection, item: &NewOutbox, now: i64) -> StoreResult<i64> {
     let id: i64 = sqlx::query(
         "INSERT INTO outbox (flow, kind, url, action, transaction_id, message_id, body, state, \
-         attempts, next_attempt_at, deadline, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, $9, $8) RETURNING id",
+         attempts, next_attempt_at, deadline, created_at, sequence_key) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, $9, $10, $11) RETURNING id",
     )
     .bind(&item.flow)
     .bind(&item.kind)
@@ -124,8 +125,10 @@ async fn enqueue_in(tx: &mut PgConnection, item: &NewOutbox, now: i64) -> StoreR
     .bind(&item.transaction_id)
     .bind(&item.message_id)
     .bind(item.body.as_ref())
-    .bind(now)
+    .bind(item.not_before.unwrap_or(now))
     .bind(item.deadline)
+    .bind(now)
+    .bind(&item.sequence)
     .fetch_one(&mut *tx)
     .await?
     .try_get(0)?;
@@ -359,6 +362,9 @@ impl Store for PgStore {
                 "UPDATE outbox SET claimed_by = $1, claimed_until = $2 WHERE id IN ( \
                    SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= $3 \
                    AND (claimed_until IS NULL OR claimed_until < $3) \
+                   AND (sequence_key IS NULL OR NOT EXISTS (SELECT 1 FROM outbox AS earlier \
+                        WHERE earlier.sequence_key = outbox.sequence_key \
+                        AND earlier.state = 'pending' AND earlier.id < outbox.id)) \
                    ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
                  RETURNING id, flow, kind, url, action, transaction_id, message_id, body, attempts, deadline",
             )
@@ -735,6 +741,149 @@ impl Store for PgStore {
             .fetch_all(&self.pool)
             .await?;
             rows.iter().map(callback_from_row).collect()
+        })
+    }
+
+    fn save_ultra_user(&self, user: UltraUser) -> BoxFuture<'_, StoreResult<()>> {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO ultra_users (session, connection, identity_token, mobile, email, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&user.session)
+            .bind(&user.connection)
+            .bind(&user.identity_token)
+            .bind(&user.mobile)
+            .bind(&user.email)
+            .bind(user.created_at)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn ultra_user(&self, session: &str) -> BoxFuture<'_, StoreResult<Option<UltraUser>>> {
+        let session = session.to_string();
+        Box::pin(async move {
+            let row = sqlx::query(
+                "SELECT session, connection, identity_token, mobile, email, created_at \
+                 FROM ultra_users WHERE session = $1",
+            )
+            .bind(&session)
+            .fetch_optional(&self.pool)
+            .await?;
+            row.map(|r| {
+                Ok(UltraUser {
+                    session: r.try_get("session")?,
+                    connection: r.try_get("connection")?,
+                    identity_token: r.try_get("identity_token")?,
+                    mobile: r.try_get("mobile")?,
+                    email: r.try_get("email")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .transpose()
+        })
+    }
+
+    fn note_identity(
+        &self,
+        flow: &str,
+        transaction_id: &str,
+        identity_token: &str,
+    ) -> BoxFuture<'_, StoreResult<()>> {
+        let (flow, transaction_id, identity_token) = (
+            flow.to_string(),
+            transaction_id.to_string(),
+            identity_token.to_string(),
+        );
+        Box::pin(async move {
+            sqlx::query(
+                "UPDATE transactions SET identity_token = $1, updated_at = $2 \
+                 WHERE flow = $3 AND transaction_id = $4",
+            )
+            .bind(&identity_token)
+            .bind(now_ms())
+            .bind(&flow)
+            .bind(&transaction_id)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn identity_token(
+        &self,
+        flow: &str,
+        transaction_id: &str,
+    ) -> BoxFuture<'_, StoreResult<Option<String>>> {
+        let (flow, transaction_id) = (flow.to_string(), transaction_id.to_string());
+        Box::pin(async move {
+            Ok(sqlx::query_scalar::<_, Option<String>>(
+                "SELECT identity_token FROM transactions WHERE flow = $1 AND transaction_id = $2",
+            )
+            .bind(&flow)
+            .bind(&transaction_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .flatten())
+        })
+    }
+
+    fn queue_oms(
+        &self,
+        record: OmsRecord,
+        item: NewOutbox,
+    ) -> BoxFuture<'_, StoreResult<OmsQueued>> {
+        use crate::ultra::oms::{OmsState, sequence_problem};
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            // One order's states are decided one at a time, whichever process reports them.
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                .bind(super::ultra::sequence_key(
+                    &record.connection,
+                    &record.order_id,
+                ))
+                .execute(&mut *tx)
+                .await?;
+            let reported: Vec<String> = sqlx::query_scalar(
+                "SELECT state FROM oms_updates WHERE connection = $1 AND order_id = $2 \
+                 ORDER BY created_at",
+            )
+            .bind(&record.connection)
+            .bind(&record.order_id)
+            .fetch_all(&mut *tx)
+            .await?;
+            let Some(next) = OmsState::parse(&record.state) else {
+                return Ok(OmsQueued::OutOfOrder(format!(
+                    "`{}` is not an OMS state",
+                    record.state
+                )));
+            };
+            if reported.contains(&record.state) {
+                return Ok(OmsQueued::Repeat);
+            }
+            let states: Vec<_> = reported.iter().filter_map(|s| OmsState::parse(s)).collect();
+            if let Some(why) = sequence_problem(&states, next) {
+                return Ok(OmsQueued::OutOfOrder(why));
+            }
+            let now = now_ms();
+            let id = enqueue_in(&mut tx, &item, now).await?;
+            sqlx::query(
+                "INSERT INTO oms_updates (connection, order_id, state, flow, transaction_id, outbox_id, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(&record.connection)
+            .bind(&record.order_id)
+            .bind(&record.state)
+            .bind(&record.flow)
+            .bind(&record.transaction_id)
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(OmsQueued::Queued(id))
         })
     }
 

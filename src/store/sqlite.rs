@@ -22,6 +22,7 @@ use super::{
     NewCallback, NewOutbox, OutboxCounts, OutboxItem, SentRequest, Store, StoreError, StoreResult,
     Unfinished, now_ms,
 };
+use super::{OmsQueued, OmsRecord, UltraUser};
 
 /// Operations committed together at most.
 const MAX_BATCH: usize = 512;
@@ -118,6 +119,13 @@ enum Work {
         ack: String,
     },
     FileCallback(Box<(NewCallback, Option<NewOutbox>)>),
+    SaveUltraUser(UltraUser),
+    NoteIdentity {
+        flow: String,
+        transaction_id: String,
+        identity_token: String,
+    },
+    QueueOms(Box<(OmsRecord, NewOutbox)>),
 }
 
 enum Outcome {
@@ -128,6 +136,7 @@ enum Outcome {
     Done,
     Changed(bool),
     Count(u64),
+    Oms(OmsQueued),
 }
 
 /// Commits the operations that are waiting, in one transaction; if that fails, each alone.
@@ -303,7 +312,88 @@ async fn apply(tx: &mut SqliteConnection, work: &Work) -> StoreResult<Outcome> {
             let (callback, forward) = &**work;
             Outcome::Accepted(file_callback(tx, callback, forward.as_ref()).await?)
         }
+        Work::SaveUltraUser(u) => {
+            sqlx::query(
+                "INSERT INTO ultra_users (session, connection, identity_token, mobile, email, created_at) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&u.session)
+            .bind(&u.connection)
+            .bind(&u.identity_token)
+            .bind(&u.mobile)
+            .bind(&u.email)
+            .bind(u.created_at)
+            .execute(&mut *tx)
+            .await?;
+            Outcome::Done
+        }
+        Work::NoteIdentity {
+            flow,
+            transaction_id,
+            identity_token,
+        } => {
+            sqlx::query(
+                "UPDATE transactions SET identity_token = ?, updated_at = ? \
+                 WHERE flow = ? AND transaction_id = ?",
+            )
+            .bind(identity_token)
+            .bind(now_ms())
+            .bind(flow)
+            .bind(transaction_id)
+            .execute(&mut *tx)
+            .await?;
+            Outcome::Done
+        }
+        Work::QueueOms(work) => {
+            let (record, item) = &**work;
+            Outcome::Oms(queue_oms(tx, record, item).await?)
+        }
     })
+}
+
+async fn queue_oms(
+    tx: &mut SqliteConnection,
+    record: &OmsRecord,
+    item: &NewOutbox,
+) -> StoreResult<OmsQueued> {
+    let reported: Vec<String> = sqlx::query_scalar(
+        "SELECT state FROM oms_updates WHERE connection = ? AND order_id = ? ORDER BY created_at",
+    )
+    .bind(&record.connection)
+    .bind(&record.order_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    let Some(next) = crate::ultra::oms::OmsState::parse(&record.state) else {
+        return Ok(OmsQueued::OutOfOrder(format!(
+            "`{}` is not an OMS state",
+            record.state
+        )));
+    };
+    if reported.contains(&record.state) {
+        return Ok(OmsQueued::Repeat);
+    }
+    let states: Vec<_> = reported
+        .iter()
+        .filter_map(|s| crate::ultra::oms::OmsState::parse(s))
+        .collect();
+    if let Some(why) = crate::ultra::oms::sequence_problem(&states, next) {
+        return Ok(OmsQueued::OutOfOrder(why));
+    }
+    let id = enqueue(tx, item).await?;
+    sqlx::query(
+        "INSERT INTO oms_updates (connection, order_id, state, flow, transaction_id, outbox_id, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&record.connection)
+    .bind(&record.order_id)
+    .bind(&record.state)
+    .bind(&record.flow)
+    .bind(&record.transaction_id)
+    .bind(id)
+    .bind(now_ms())
+    .execute(&mut *tx)
+    .await?;
+    Ok(OmsQueued::Queued(id))
 }
 
 async fn record_request(
@@ -495,8 +585,8 @@ async fn enqueue(tx: &mut SqliteConnection, item: &NewOutbox) -> StoreResult<i64
     let now = now_ms();
     let id: i64 = sqlx::query(
         "INSERT INTO outbox (flow, kind, url, action, transaction_id, message_id, body, state, \
-         attempts, next_attempt_at, deadline, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?) RETURNING id",
+         attempts, next_attempt_at, deadline, created_at, sequence_key) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?) RETURNING id",
     )
     .bind(&item.flow)
     .bind(&item.kind)
@@ -505,9 +595,10 @@ async fn enqueue(tx: &mut SqliteConnection, item: &NewOutbox) -> StoreResult<i64
     .bind(&item.transaction_id)
     .bind(&item.message_id)
     .bind(item.body.as_ref())
-    .bind(now)
+    .bind(item.not_before.unwrap_or(now))
     .bind(item.deadline)
     .bind(now)
+    .bind(&item.sequence)
     .fetch_one(&mut *tx)
     .await?
     .try_get(0)?;
@@ -589,7 +680,11 @@ async fn claim(
     let rows = sqlx::query(
         "UPDATE outbox SET claimed_by = ?, claimed_until = ? WHERE id IN ( \
            SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= ? \
-           AND (claimed_until IS NULL OR claimed_until < ?) ORDER BY next_attempt_at LIMIT ?) \
+           AND (claimed_until IS NULL OR claimed_until < ?) \
+           AND (sequence_key IS NULL OR NOT EXISTS (SELECT 1 FROM outbox AS earlier \
+                WHERE earlier.sequence_key = outbox.sequence_key AND earlier.state = 'pending' \
+                AND earlier.id < outbox.id)) \
+           ORDER BY next_attempt_at LIMIT ?) \
          RETURNING id, flow, kind, url, action, transaction_id, message_id, body, attempts, deadline",
     )
     .bind(owner)
@@ -953,6 +1048,78 @@ impl Store for SqliteStore {
             rows.iter().map(callback_from_row).collect()
         })
     }
+    fn save_ultra_user(&self, user: UltraUser) -> BoxFuture<'_, StoreResult<()>> {
+        Box::pin(async move { self.write(Work::SaveUltraUser(user)).await.map(|_| ()) })
+    }
+
+    fn ultra_user(&self, session: &str) -> BoxFuture<'_, StoreResult<Option<UltraUser>>> {
+        let session = session.to_string();
+        Box::pin(async move {
+            let row = sqlx::query(
+                "SELECT session, connection, identity_token, mobile, email, created_at \
+                 FROM ultra_users WHERE session = ?",
+            )
+            .bind(&session)
+            .fetch_optional(&self.read)
+            .await?;
+            row.map(|r| {
+                Ok(UltraUser {
+                    session: r.try_get("session")?,
+                    connection: r.try_get("connection")?,
+                    identity_token: r.try_get("identity_token")?,
+                    mobile: r.try_get("mobile")?,
+                    email: r.try_get("email")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .transpose()
+        })
+    }
+
+    fn note_identity(
+        &self,
+        flow: &str,
+        transaction_id: &str,
+        identity_token: &str,
+    ) -> BoxFuture<'_, StoreResult<()>> {
+        let work = Work::NoteIdentity {
+            flow: flow.to_string(),
+            transaction_id: transaction_id.to_string(),
+            identity_token: identity_token.to_string(),
+        };
+        Box::pin(async move { self.write(work).await.map(|_| ()) })
+    }
+
+    fn identity_token(
+        &self,
+        flow: &str,
+        transaction_id: &str,
+    ) -> BoxFuture<'_, StoreResult<Option<String>>> {
+        let (flow, transaction_id) = (flow.to_string(), transaction_id.to_string());
+        Box::pin(async move {
+            Ok(sqlx::query_scalar::<_, Option<String>>(
+                "SELECT identity_token FROM transactions WHERE flow = ? AND transaction_id = ?",
+            )
+            .bind(&flow)
+            .bind(&transaction_id)
+            .fetch_optional(&self.read)
+            .await?
+            .flatten())
+        })
+    }
+
+    fn queue_oms(
+        &self,
+        record: OmsRecord,
+        item: NewOutbox,
+    ) -> BoxFuture<'_, StoreResult<OmsQueued>> {
+        Box::pin(async move {
+            match self.write(Work::QueueOms(Box::new((record, item)))).await? {
+                Outcome::Oms(q) => Ok(q),
+                _ => Err(StoreError::Closed),
+            }
+        })
+    }
 }
 
 #[cfg(test)]
@@ -990,6 +1157,8 @@ mod tests {
             deadline: Some(now_ms() + 60_000),
             completes,
             order: Some(("ORD-1".into(), Some("ACTIVE".into()))),
+            not_before: None,
+            sequence: None,
         }
     }
 

@@ -50,6 +50,22 @@ pub struct DeliveryLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UltraCallLabels {
+    pub connection: String,
+    /// `oms`, `auth`, `resource` or `ping`.
+    pub call: String,
+    /// `accepted`, `repeat` (code 23), `retry`, `refused` or `unreachable`.
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UltraOrderLabels {
+    pub flow: String,
+    /// `queued`, `repeat`, `out_of_order`, `invalid`, `mapping_failed`, `skipped`.
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabel {
     pub outcome: String,
 }
@@ -66,6 +82,8 @@ pub struct Metrics {
     outbox_pending: Gauge,
     outbox_dead: Gauge,
     reloads: Family<OutcomeLabel, Counter>,
+    ultra_calls: Family<UltraCallLabels, Counter>,
+    ultra_orders: Family<UltraOrderLabels, Counter>,
 }
 
 fn latency() -> Histogram {
@@ -133,8 +151,22 @@ impl Metrics {
             "Flow reloads, applied or rejected",
             reloads.clone(),
         );
+        let ultra_calls = Family::<UltraCallLabels, Counter>::default();
+        registry.register(
+            "ultra_calls",
+            "Calls to Flipkart Ultra, by connection, call and result",
+            ultra_calls.clone(),
+        );
+        let ultra_orders = Family::<UltraOrderLabels, Counter>::default();
+        registry.register(
+            "ultra_order_updates",
+            "Order updates for Ultra's OMS built from order events, by outcome",
+            ultra_orders.clone(),
+        );
         Metrics {
             registry,
+            ultra_calls,
+            ultra_orders,
             requests,
             ack_seconds,
             backend_calls,
@@ -219,6 +251,29 @@ pub fn outbox_sampled(pending: u64, dead: u64) {
     let m = metrics();
     m.outbox_pending.set(pending as i64);
     m.outbox_dead.set(dead as i64);
+}
+
+/// A call to Ultra ended.
+pub fn ultra_called(connection: &str, call: &str, result: &str) {
+    metrics()
+        .ultra_calls
+        .get_or_create(&UltraCallLabels {
+            connection: connection.into(),
+            call: call.into(),
+            result: result.into(),
+        })
+        .inc();
+}
+
+/// An order event was turned into an OMS update (or not, and why).
+pub fn ultra_order(flow: &str, outcome: &str) {
+    metrics()
+        .ultra_orders
+        .get_or_create(&UltraOrderLabels {
+            flow: flow.into(),
+            outcome: outcome.into(),
+        })
+        .inc();
 }
 
 /// A reload was applied (`applied`) or rejected (`rejected`).

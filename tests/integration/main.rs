@@ -18,4 +18,5 @@ mod reload;
 mod render;
 mod schemas;
 mod trust;
+mod ultra;
 mod unsolicited;

@@ -101,6 +101,8 @@ fn message(i: usize) -> NewOutbox {
         deadline: Some(now_ms() + 60_000),
         completes: None,
         order: None,
+        not_before: None,
+        sequence: None,
     }
 }
 

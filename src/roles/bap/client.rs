@@ -73,6 +73,12 @@ pub enum ClientError {
     NotFound(String),
     #[error("{0}; retry later")]
     Unavailable(String),
+    #[error("this buyer app has no Ultra connection (`ultra:` in its flow)")]
+    NoUltra,
+    #[error("no Ultra user signed in with session `{0}`: sign in again")]
+    UnknownSession(String),
+    #[error("{0}")]
+    UltraRefused(String),
 }
 
 impl ClientError {
@@ -98,6 +104,9 @@ impl ClientError {
             OtherCounterpart { .. } => (StatusCode::CONFLICT, "other_counterpart"),
             NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            NoUltra => (StatusCode::NOT_FOUND, "no_ultra"),
+            UnknownSession(_) => (StatusCode::UNAUTHORIZED, "unknown_session"),
+            UltraRefused(_) => (StatusCode::BAD_GATEWAY, "ultra_refused"),
         }
     }
 }
@@ -153,7 +162,12 @@ async fn send(
             .map_err(|e| ClientError::BadBody(format!("the body is not JSON: {e}")))?
     };
     let mode = answer_mode(bap, query, &input)?;
-    let envelope = outbound::envelope(&flow, bap, action, input)?;
+    let user = crate::ultra::sign_in::session_user(ep, &flow, headers).await?;
+    let user_value = user
+        .as_ref()
+        .map(crate::ultra::sign_in::user_value)
+        .unwrap_or(Value::Null);
+    let envelope = outbound::envelope(&flow, bap, action, input, &user_value)?;
     let prepared = outbound::prepare(ep, &set, &flow, bap, action, mode, envelope).await?;
     let mut request = prepared.request;
     let store = ep.store();
@@ -172,6 +186,12 @@ async fn send(
         .record_request(request.clone(), counterpart)
         .await
         .map_err(ClientError::store)?;
+    if let Some(user) = &user {
+        store
+            .note_identity(&flow.name, &request.transaction_id, &user.identity_token)
+            .await
+            .map_err(ClientError::store)?;
+    }
     let ack = outbound::send(&ep.http, &flow, &request.url, request.body.clone()).await;
     let ack_json = ack.to_json().to_string();
     tracing::info!(flow = %flow.name, %action, transaction_id = %request.transaction_id, message_id = %request.message_id, to = %request.recipient, url = %request.url, mode = mode.as_str(), ack = %ack_json, "request sent");
@@ -273,21 +293,21 @@ pub async fn transaction(
     }
 }
 
-fn loaded(
+pub(crate) fn loaded(
     ep: &BapEndpoint,
 ) -> Result<(Arc<crate::compile::CompiledSet>, Arc<CompiledFlow>), ClientError> {
     ep.current()
         .ok_or_else(|| ClientError::Unavailable(format!("flow {} is not loaded", ep.flow_name)))
 }
 
-fn buyer(flow: &CompiledFlow) -> Result<&CompiledBap, ClientError> {
+pub(crate) fn buyer(flow: &CompiledFlow) -> Result<&CompiledBap, ClientError> {
     flow.bap
         .as_ref()
         .ok_or_else(|| ClientError::Unavailable(format!("flow {} is not a buyer app", flow.name)))
 }
 
 /// Checks the bearer token when the flow sets one (compared in constant time).
-fn authorize(bap: &CompiledBap, headers: &HeaderMap) -> Result<(), ClientError> {
+pub(crate) fn authorize(bap: &CompiledBap, headers: &HeaderMap) -> Result<(), ClientError> {
     let Some(token) = &bap.token else {
         return Ok(());
     };

@@ -154,6 +154,13 @@ async fn accept(
             tracing::info!(flow = %flow.name, action = %callback, %transaction_id, %message_id, %bpp_id, "repeated callback: answered again, filed once");
         }
     }
+    if matches!(disposition, Disposition::Answer | Disposition::Unsolicited) {
+        // Also for a repeat: the first delivery may have been filed by a process that stopped
+        // before this; the store queues each state of an order once.
+        crate::ultra::report::order_event(&ep.services, &flow, callback, &parsed)
+            .await
+            .map_err(unavailable)?;
+    }
     match disposition {
         Disposition::Answer | Disposition::Unsolicited => Ok(()),
         Disposition::Late => {

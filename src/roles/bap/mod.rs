@@ -104,6 +104,10 @@ pub fn routers(
             &format!("{base}/transactions/{{transaction_id}}"),
             get(client::transaction),
         )
+        .route(
+            &format!("{base}/ultra/sign-in"),
+            post(crate::ultra::sign_in::sign_in),
+        )
         .with_state(ep);
     if bap.client_listen == flow.listen {
         (network.merge(client), None)

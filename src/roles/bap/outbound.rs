@@ -48,12 +48,14 @@ pub fn envelope(
     bap: &CompiledBap,
     action: Action,
     input: Value,
+    user: &Value,
 ) -> Result<Envelope, ClientError> {
     let raw = if input.get("message").is_some_and(Value::is_object) {
         input
     } else if let Some(name) = bap.actions.get(&action).and_then(|a| a.request.as_ref()) {
         let scope = crate::mapping::jvalue(json!({
             "input": input,
+            "user": user,
             "flow": flow_value(flow),
             "context": null,
             "message": null,

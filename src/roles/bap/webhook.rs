@@ -84,5 +84,7 @@ pub fn delivery(
         deadline: Some(deadline),
         completes: None,
         order: None,
+        not_before: None,
+        sequence: None,
     })
 }

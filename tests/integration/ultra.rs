@@ -1,0 +1,445 @@
+//! Flipkart Ultra: secureTokens checked by an independent implementation, the sign-in of a
+//! Flipkart user on the farmer app's client API, and the user's orders reported to the Ultra
+//! stand-in's OMS (amounts, states, identity token; repeats sent once; 429 retried; code 21
+//! a dead letter; an invalid mapping never sent).
+
+use std::io::Write;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use beckn_adapter::compile::Layout;
+use beckn_adapter::demo::{NetworkOptions, SampleNetwork};
+use serde_json::{Value, json};
+use ultra_standin::CannedAnswer;
+
+use crate::common::{repo, temp_tree};
+use crate::durability::wait_until;
+
+const GFSL: &str = "soil.greenfield-labs.example";
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/ultra_token.py");
+
+async fn network_at(root: &std::path::Path) -> SampleNetwork {
+    SampleNetwork::start(
+        &Layout::from_flows_dir(root.join("flows")),
+        NetworkOptions::default(),
+    )
+    .await
+    .expect("the sample network starts")
+}
+
+/// Calls the farmer app's client API, as the user of `session` when given.
+async fn call(net: &SampleNetwork, path: &str, session: Option<&str>, body: Value) -> (u16, Value) {
+    let mut req = reqwest::Client::new()
+        .post(format!("{}/{path}", net.client_api))
+        .json(&body);
+    if let Some(s) = session {
+        req = req.header("X-Ultra-Session", s);
+    }
+    let resp = req.send().await.expect("client API reachable");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// Signs a new Flipkart user in; returns the session and the user's identity token.
+async fn sign_in(net: &SampleNetwork, mobile: &str) -> (String, String) {
+    let (grant, user) = net.ultra.grant(mobile, "asha@example.org");
+    let (status, doc) = call(net, "ultra/sign-in", None, json!({"grantToken": grant})).await;
+    assert_eq!(status, 200, "{doc}");
+    (
+        doc["session"].as_str().unwrap().to_string(),
+        user.identity_token,
+    )
+}
+
+/// Confirms a lab-drop soil test at GreenField as the user of `session`; returns the
+/// transaction id and the on_confirm.
+async fn confirm(net: &SampleNetwork, session: &str) -> (String, Value) {
+    let txn = uuid::Uuid::new_v4().to_string();
+    let (status, doc) = call(
+        net,
+        "confirm",
+        Some(session),
+        json!({"context": {"transaction_id": txn, "bpp_id": GFSL},
+            "message": {"order": {"provider": {"id": "GFSL"},
+            "items": [{"id": "soil-npk-package", "quantity": {"selected": {"count": 1}}}],
+            "fulfillments": [{"type": "lab", "stops": [{"location": {"area_code": "110012", "address": "Pusa"},
+                "contact": {"phone": "+91-98100-22222"}, "person": {"name": "Asha Devi"}}]}]}}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{doc}");
+    let on_confirm = doc["responses"][0].clone();
+    assert!(on_confirm["message"]["order"]["id"].is_string(), "{doc}");
+    (txn, on_confirm)
+}
+
+fn states(net: &SampleNetwork, order_id: &str) -> Vec<String> {
+    net.ultra
+        .orders()
+        .into_iter()
+        .find(|o| o.order_id == order_id)
+        .map(|o| o.states)
+        .unwrap_or_default()
+}
+
+#[test]
+fn secure_tokens_verify_with_an_independent_implementation() {
+    let ready = Command::new("python3")
+        .args(["-c", "import cryptography"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ready {
+        eprintln!("SKIPPED: python3 with the `cryptography` package is not available");
+        return;
+    }
+    let pem = std::fs::read(repo().join("registry/ultra/partner.TEST-ONLY.pem")).unwrap();
+    let public = repo().join("registry/ultra/partner.pub.pem");
+    for lifetime in [90, 1000] {
+        let minter = beckn_adapter::ultra::token::TokenMinter::new(
+            "soilcare.farmerapp",
+            &pem,
+            Duration::from_secs(lifetime),
+        )
+        .unwrap();
+        let now = jiff::Timestamp::now().as_second();
+        let token = minter.token(now).unwrap();
+        let out = Command::new("python3")
+            .args([
+                SCRIPT,
+                public.to_str().unwrap(),
+                &token,
+                "soilcare.farmerapp",
+                &now.to_string(),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let claims: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(claims["iss"], "soilcare.farmerapp");
+        assert!(claims["iat"].as_i64().unwrap() < now);
+        assert_eq!(
+            claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+            lifetime as i64
+        );
+        // Another issuer, or a token past its life, is refused by the same check.
+        let out = Command::new("python3")
+            .args([
+                SCRIPT,
+                public.to_str().unwrap(),
+                &token,
+                "other.app",
+                &now.to_string(),
+            ])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let later = now + lifetime as i64;
+        let out = Command::new("python3")
+            .args([
+                SCRIPT,
+                public.to_str().unwrap(),
+                &token,
+                "soilcare.farmerapp",
+                &later.to_string(),
+            ])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+    }
+}
+
+#[tokio::test]
+async fn ping_and_sign_in_exchange_the_grant_and_fetch_the_contact() {
+    let net = network_at(&repo()).await;
+    let set = net.flows.load();
+    let conn = set.ultra("ultra").expect("the sample connection");
+    beckn_adapter::ultra::api::ping(&reqwest::Client::new(), conn)
+        .await
+        .expect("the stand-in accepts the token");
+
+    let (grant, user) = net.ultra.grant("+91-98100-22222", "asha@example.org");
+    let (status, doc) = call(&net, "ultra/sign-in", None, json!({"grantToken": grant})).await;
+    assert_eq!(status, 200, "{doc}");
+    // read from whichever scope carries each field (the documented lists are swapped)
+    assert_eq!(doc["user"]["mobile"], "+91-98100-22222");
+    assert_eq!(doc["user"]["email"], "asha@example.org");
+    let session = doc["session"].as_str().unwrap();
+    let kept = net
+        .services
+        .outbox
+        .store
+        .ultra_user(session)
+        .await
+        .unwrap()
+        .expect("the user is kept");
+    assert_eq!(kept.identity_token, user.identity_token);
+    assert!(
+        doc.to_string().find(&user.identity_token).is_none(),
+        "the identity token stays with the adapter"
+    );
+
+    // a grant token is single-use; garbage and unknown sessions are told apart
+    let (status, doc) = call(&net, "ultra/sign-in", None, json!({"grantToken": grant})).await;
+    assert_eq!(
+        (status, doc["error"]["code"].as_str()),
+        (502, Some("ultra_refused")),
+        "{doc}"
+    );
+    assert!(
+        doc["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("grant token"),
+        "{doc}"
+    );
+    let (status, doc) = call(&net, "ultra/sign-in", None, json!({"grant": 1})).await;
+    assert_eq!(
+        (status, doc["error"]["code"].as_str()),
+        (400, Some("bad_request")),
+        "{doc}"
+    );
+    let (status, doc) = call(&net, "status", Some("no-such-session"), json!({})).await;
+    assert_eq!(
+        (status, doc["error"]["code"].as_str()),
+        (401, Some("unknown_session")),
+        "{doc}"
+    );
+}
+
+#[tokio::test]
+async fn a_confirmed_then_cancelled_order_reaches_ultra_once_per_state_with_its_amounts() {
+    let net = network_at(&repo()).await;
+    let (session, identity) = sign_in(&net, "+91-98100-33333").await;
+    let (txn, on_confirm) = confirm(&net, &session).await;
+    let order = &on_confirm["message"]["order"];
+    let order_id = order["id"].as_str().unwrap().to_string();
+    let paid: f64 = order["quote"]["price"]["value"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    wait_until("ORDER_CONFIRMED at Ultra", Duration::from_secs(10), || {
+        states(&net, &order_id) == ["ORDER_CONFIRMED"]
+    })
+    .await;
+    let accepted = net
+        .ultra
+        .orders()
+        .into_iter()
+        .find(|o| o.order_id == order_id)
+        .unwrap();
+    assert_eq!(accepted.identity_token, identity);
+    assert_eq!(accepted.latest["forwardTransaction"].as_f64(), Some(paid));
+    assert_eq!(accepted.latest["reverseTransaction"].as_f64(), Some(0.0));
+    assert_eq!(
+        accepted.latest["orderMetadata"]["beckn_transaction_id"],
+        txn.as_str()
+    );
+    assert!(
+        accepted.latest["description"]
+            .as_str()
+            .unwrap()
+            .starts_with("Soil test: ")
+    );
+
+    // the same state again (two status calls: on_status says ACTIVE) is not sent again
+    for _ in 0..2 {
+        let (status, doc) = call(
+            &net,
+            "status",
+            Some(&session),
+            json!({"context": {"transaction_id": txn}, "message": {"order_id": order_id}}),
+        )
+        .await;
+        assert_eq!(status, 200, "{doc}");
+    }
+    let (status, doc) = call(
+        &net,
+        "cancel",
+        Some(&session),
+        json!({"context": {"transaction_id": txn},
+            "message": {"order_id": order_id, "cancellation_reason_id": "001"}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{doc}");
+    assert_eq!(
+        doc["responses"][0]["message"]["order"]["status"], "CANCELLED",
+        "{doc}"
+    );
+    wait_until("ORDER_CANCELLED at Ultra", Duration::from_secs(10), || {
+        states(&net, &order_id) == ["ORDER_CONFIRMED", "ORDER_CANCELLED"]
+    })
+    .await;
+    let accepted = net
+        .ultra
+        .orders()
+        .into_iter()
+        .find(|o| o.order_id == order_id)
+        .unwrap();
+    assert_eq!(accepted.latest["forwardTransaction"].as_f64(), Some(paid));
+    assert_eq!(
+        accepted.latest["reverseTransaction"].as_f64(),
+        Some(paid),
+        "a full refund"
+    );
+    let calls: Vec<_> = net
+        .ultra
+        .oms_calls()
+        .into_iter()
+        .filter(|(id, _, _)| *id == order_id)
+        .map(|(_, state, code)| (state, code))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            ("ORDER_CONFIRMED".to_string(), 0),
+            ("ORDER_CANCELLED".to_string(), 0)
+        ],
+        "each state sent once"
+    );
+
+    // an order of a user who did not sign in is not reported
+    let before = net.ultra.oms_calls().len();
+    let txn = uuid::Uuid::new_v4().to_string();
+    let (status, _) = call(
+        &net,
+        "status",
+        None,
+        json!({"context": {"transaction_id": txn, "bpp_id": GFSL}, "message": {"order_id": order_id}}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(net.ultra.oms_calls().len(), before);
+}
+
+#[tokio::test]
+async fn rate_limits_are_retried_and_validation_refusals_are_dead_letters() {
+    let net = network_at(&repo()).await;
+    let (session, _) = sign_in(&net, "+91-98100-44444").await;
+    net.ultra.queue_oms_answers([CannedAnswer {
+        http: 429,
+        body: json!({"status": 31, "message": "too many requests"}),
+    }]);
+    let (txn, on_confirm) = confirm(&net, &session).await;
+    let order_id = on_confirm["message"]["order"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_until(
+        "ORDER_CONFIRMED after a 429",
+        Duration::from_secs(10),
+        || states(&net, &order_id) == ["ORDER_CONFIRMED"],
+    )
+    .await;
+    let codes: Vec<i64> = net
+        .ultra
+        .oms_calls()
+        .into_iter()
+        .filter(|(id, _, _)| *id == order_id)
+        .map(|(_, _, code)| code)
+        .collect();
+    assert_eq!(codes, [31, 0], "429 then accepted");
+
+    net.ultra.queue_oms_answers([CannedAnswer {
+        http: 400,
+        body: json!({"status": 21, "message": "forwardTransaction must be positive"}),
+    }]);
+    let (status, _) = call(
+        &net,
+        "cancel",
+        Some(&session),
+        json!({"context": {"transaction_id": txn},
+            "message": {"order_id": order_id, "cancellation_reason_id": "001"}}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let store = net.services.outbox.store.clone();
+    let mut dead = Vec::new();
+    for _ in 0..200 {
+        dead = store.dead_letters(10).await.unwrap();
+        if !dead.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].kind, "ultra");
+    assert_eq!(dead[0].attempts, 1, "code 21 is not retried");
+    assert_eq!(dead[0].message_id, format!("{order_id}/ORDER_CANCELLED"));
+    let error = dead[0].last_error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains("code 21") && error.contains("forwardTransaction must be positive"),
+        "{error}"
+    );
+    assert_eq!(states(&net, &order_id), ["ORDER_CONFIRMED"]);
+}
+
+/// Log lines, captured for one test.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn an_invalid_oms_order_is_never_sent_and_the_reason_is_logged_with_the_order_id() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    // The test's runtime has one thread: the servers' tasks log here too.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let tree = temp_tree(&[
+        "farmer-app.yaml",
+        "ultra.yaml",
+        "gateway.yaml",
+        "greenfield-lab.yaml",
+        "krishi-lab.yaml",
+    ]);
+    let template = tree.path().join("mappings/ultra/oms_order.j2");
+    let text = std::fs::read_to_string(&template).unwrap();
+    // a mapping mistake: nothing paid
+    std::fs::write(
+        &template,
+        text.replace(
+            "\"forwardTransaction\": {{ paid }}",
+            "\"forwardTransaction\": 0",
+        ),
+    )
+    .unwrap();
+    let net = network_at(tree.path()).await;
+    let (session, _) = sign_in(&net, "+91-98100-55555").await;
+    let (_, on_confirm) = confirm(&net, &session).await;
+    let order_id = on_confirm["message"]["order"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let text = || String::from_utf8_lossy(&logs.0.lock().unwrap()).to_string();
+    wait_until("the refusal in the log", Duration::from_secs(10), || {
+        text()
+            .lines()
+            .any(|l| l.contains("no OMS update sent") && l.contains(&order_id))
+    })
+    .await;
+    let line = text()
+        .lines()
+        .find(|l| l.contains("no OMS update sent") && l.contains(&order_id))
+        .unwrap()
+        .to_string();
+    assert!(line.contains("forwardTransaction"), "{line}");
+    assert!(net.ultra.oms_calls().is_empty(), "no OMS call");
+}
