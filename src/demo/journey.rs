@@ -29,6 +29,8 @@ pub struct JourneyReport {
     pub messages: usize,
     /// Webhook deliveries whose HMAC the app verified.
     pub webhooks: usize,
+    /// Order states Flipkart Ultra's OMS accepted for the farmer.
+    pub ultra_updates: usize,
 }
 
 pub struct Journey<'n, 'o> {
@@ -40,6 +42,8 @@ pub struct Journey<'n, 'o> {
     report: JourneyReport,
     /// Webhook deliveries already shown, by callback message id.
     shown: HashSet<String>,
+    /// The farmer's Ultra session, sent with every call once signed in.
+    session: Option<String>,
 }
 
 impl<'n, 'o> Journey<'n, 'o> {
@@ -52,6 +56,7 @@ impl<'n, 'o> Journey<'n, 'o> {
             step: 0,
             report: JourneyReport::default(),
             shown: HashSet::new(),
+            session: None,
         }
     }
 
@@ -65,6 +70,10 @@ impl<'n, 'o> Journey<'n, 'o> {
 
     /// Plays the whole journey.
     pub async fn play(mut self) -> Result<(JourneyReport, Timeline<'o>), DemoError> {
+        // 0. The farmer opens the app inside Flipkart: the Ultra SDK hands it a grant token,
+        //    which the app trades for a session on its client API.
+        self.sign_in().await?;
+
         // 1. What tests are there for wheat near the farm? (the app's own JSON; the flow's
         //    request template makes the Beckn intent, its response template the lab list)
         let found = self
@@ -290,6 +299,18 @@ impl<'n, 'o> Journey<'n, 'o> {
                 ),
             ));
         }
+        // 14. Both orders are in the farmer's "My Orders" on Flipkart.
+        self.ultra_orders(&[
+            (
+                order_id.as_str(),
+                &["ORDER_CONFIRMED", "ORDER_FULFILLED"][..],
+            ),
+            (
+                second_id.as_str(),
+                &["ORDER_CONFIRMED", "ORDER_CANCELLED"][..],
+            ),
+        ])
+        .await?;
         self.report.steps = self.step;
         Ok((self.report, self.timeline))
     }
@@ -314,10 +335,11 @@ impl<'n, 'o> Journey<'n, 'o> {
     ) -> Result<Value, DemoError> {
         self.step += 1;
         let url = format!("{}/{action}?mode={mode}", self.net.client_api);
-        let response = self
-            .http
-            .post(&url)
-            .json(&body)
+        let mut request = self.http.post(&url).json(&body);
+        if let Some(session) = &self.session {
+            request = request.header(crate::ultra::sign_in::SESSION_HEADER, session);
+        }
+        let response = request
             .send()
             .await
             .map_err(|e| self.fail(name, format!("the client API did not answer: {e}")))?;
@@ -495,6 +517,93 @@ impl<'n, 'o> Journey<'n, 'o> {
                 && o["fulfillments"][0]["state"]["descriptor"]["code"] == state.as_str()
         })
         .await?;
+        Ok(())
+    }
+
+    /// Signs the farmer in with a grant token from the Ultra stand-in.
+    async fn sign_in(&mut self) -> Result<(), DemoError> {
+        const NAME: &str = "Ultra sign-in";
+        self.step += 1;
+        let (grant, _) = self
+            .net
+            .ultra
+            .grant("+91-98100-22222", "asha.devi@example.org");
+        let url = format!("{}/ultra/sign-in", self.net.client_api);
+        let response = self
+            .http
+            .post(&url)
+            .json(&json!({"grantToken": grant}))
+            .send()
+            .await
+            .map_err(|e| self.fail(NAME, format!("the client API did not answer: {e}")))?;
+        let doc: Value = response
+            .json()
+            .await
+            .map_err(|e| self.fail(NAME, format!("the client API answered no JSON: {e}")))?;
+        let Some(session) = doc["session"].as_str() else {
+            return Err(self.fail(NAME, format!("no session: {doc}")));
+        };
+        self.timeline.line(
+            Some(self.step),
+            "sign-in",
+            &format!(
+                "{} ← Flipkart Ultra: grant token exchanged (secureToken RS256), user {} / {}",
+                self.bap,
+                doc["user"]["mobile"].as_str().unwrap_or("?"),
+                doc["user"]["email"].as_str().unwrap_or("?"),
+            ),
+        );
+        self.session = Some(session.to_string());
+        Ok(())
+    }
+
+    /// Waits until Ultra's OMS holds each order with the given states, and shows them.
+    async fn ultra_orders(&mut self, wanted: &[(&str, &[&str])]) -> Result<(), DemoError> {
+        self.step += 1;
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        let orders = loop {
+            let orders = self.net.ultra.orders();
+            let done = wanted.iter().all(|(id, states)| {
+                orders.iter().any(|o| {
+                    o.order_id == *id
+                        && o.states
+                            .iter()
+                            .map(String::as_str)
+                            .eq(states.iter().copied())
+                })
+            });
+            if done {
+                break orders;
+            }
+            if tokio::time::Instant::now() > deadline {
+                let seen: Vec<String> = orders
+                    .iter()
+                    .map(|o| format!("{} {}", o.order_id, o.states.join(" → ")))
+                    .collect();
+                return Err(self.fail(
+                    "Ultra orders",
+                    format!("Ultra's OMS holds {seen:?}, not what the journey did"),
+                ));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
+        for (id, _) in wanted {
+            let Some(o) = orders.iter().find(|o| o.order_id == *id) else {
+                continue;
+            };
+            let amount = |k: &str| o.latest[k].as_f64().unwrap_or_default();
+            self.timeline.line(
+                Some(self.step),
+                "Ultra OMS",
+                &format!(
+                    "My Orders: {id} {} (paid ₹{:.2}, refunded ₹{:.2})",
+                    o.states.join(" → "),
+                    amount("forwardTransaction"),
+                    amount("reverseTransaction"),
+                ),
+            );
+            self.report.ultra_updates += o.states.len();
+        }
         Ok(())
     }
 

@@ -78,16 +78,22 @@ pub async fn run(
         "sample ERP",
         net.urls.get("sample-erp").cloned().unwrap_or_default()
     ));
+    timeline.say(&format!(
+        "  {:<15} {:<29} Flipkart Ultra stand-in: sign-in and My Orders (OMS)",
+        "ultra",
+        net.urls.get("ultra").cloned().unwrap_or_default()
+    ));
     timeline.say("  every message is signed (ed25519) by its sender and verified by its receiver against the registry");
     timeline.say("");
     let (report, mut timeline) = journey::Journey::new(&net, timeline).play().await?;
     timeline.say("");
     timeline.say(&format!(
-        "journey complete in {:.1} s: {} steps, {} Beckn messages signed and verified, {} webhook deliveries with a valid HMAC",
+        "journey complete in {:.1} s: {} steps, {} Beckn messages signed and verified, {} webhook deliveries with a valid HMAC, {} order states on Flipkart Ultra",
         started.elapsed().as_secs_f64(),
         report.steps,
         report.messages,
-        report.webhooks
+        report.webhooks,
+        report.ultra_updates
     ));
     Ok(report)
 }

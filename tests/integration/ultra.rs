@@ -443,3 +443,87 @@ async fn an_invalid_oms_order_is_never_sent_and_the_reason_is_logged_with_the_or
     assert!(line.contains("forwardTransaction"), "{line}");
     assert!(net.ultra.oms_calls().is_empty(), "no OMS call");
 }
+
+/// Moves a lab-drop order at the sample ERP to "report ready".
+fn report_ready(net: &SampleNetwork, order_id: &str) {
+    for _ in 0..3 {
+        net.erp
+            .advance("GFSL", order_id)
+            .expect("lab drop: received, testing, report ready");
+    }
+}
+
+#[tokio::test]
+async fn a_report_ready_from_the_lab_erp_is_an_order_fulfilled_at_ultra() {
+    let net = network_at(&repo()).await;
+    let (session, _) = sign_in(&net, "+91-98100-66666").await;
+    let (_, on_confirm) = confirm(&net, &session).await;
+    let order_id = on_confirm["message"]["order"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    report_ready(&net, &order_id);
+    wait_until("ORDER_FULFILLED at Ultra", Duration::from_secs(10), || {
+        states(&net, &order_id) == ["ORDER_CONFIRMED", "ORDER_FULFILLED"]
+    })
+    .await;
+    let order = net
+        .ultra
+        .orders()
+        .into_iter()
+        .find(|o| o.order_id == order_id)
+        .unwrap();
+    let updated = order.latest["orderUpdatedTimestamp"].as_i64().unwrap();
+    assert_eq!(
+        order.latest["lastFulfillmentDate"].as_i64().unwrap() - updated,
+        7 * 86_400,
+        "the report date plus the 7-day dispute window"
+    );
+    assert_eq!(order.latest["reverseTransaction"].as_f64(), Some(0.0));
+}
+
+#[tokio::test]
+async fn a_held_fulfilment_waits_for_its_last_fulfillment_date() {
+    let tree = temp_tree(&[
+        "farmer-app.yaml",
+        "ultra.yaml",
+        "gateway.yaml",
+        "greenfield-lab.yaml",
+        "krishi-lab.yaml",
+    ]);
+    let flow = tree.path().join("flows/farmer-app.yaml");
+    let text = std::fs::read_to_string(&flow).unwrap();
+    std::fs::write(&flow, format!("{text}  hold_fulfilled: true\n")).unwrap();
+    let net = network_at(tree.path()).await;
+    let (session, _) = sign_in(&net, "+91-98100-77777").await;
+    let (_, on_confirm) = confirm(&net, &session).await;
+    let order_id = on_confirm["message"]["order"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_until("ORDER_CONFIRMED at Ultra", Duration::from_secs(10), || {
+        states(&net, &order_id) == ["ORDER_CONFIRMED"]
+    })
+    .await;
+    report_ready(&net, &order_id);
+    let store = net.services.outbox.store.clone();
+    let week = 7 * 86_400_000;
+    let mut due = None;
+    for _ in 0..200 {
+        due = store.next_due().await.unwrap();
+        if due.is_some_and(|d| d > beckn_adapter::store::now_ms() + week - 3_600_000) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let due = due.expect("the fulfilment is queued");
+    assert!(
+        due > beckn_adapter::store::now_ms() + week - 3_600_000,
+        "held about a week, due {due}"
+    );
+    assert_eq!(
+        states(&net, &order_id),
+        ["ORDER_CONFIRMED"],
+        "not sent before its date"
+    );
+}
