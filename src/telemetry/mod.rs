@@ -50,6 +50,21 @@ pub struct DeliveryLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabels {
+    pub flow: String,
+    /// `webhook` or `poll`.
+    pub source: String,
+    /// `accepted`, `duplicate`, `ignored`, `refused`, `unauthorized`, `unavailable`...
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FlowOutcome {
+    pub flow: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabel {
     pub outcome: String,
 }
@@ -66,6 +81,8 @@ pub struct Metrics {
     outbox_pending: Gauge,
     outbox_dead: Gauge,
     reloads: Family<OutcomeLabel, Counter>,
+    events: Family<EventLabels, Counter>,
+    event_polls: Family<FlowOutcome, Counter>,
 }
 
 fn latency() -> Histogram {
@@ -133,6 +150,18 @@ impl Metrics {
             "Flow reloads, applied or rejected",
             reloads.clone(),
         );
+        let events = Family::<EventLabels, Counter>::default();
+        registry.register(
+            "events",
+            "Order events from backends, by flow, source (webhook, poll) and outcome",
+            events.clone(),
+        );
+        let event_polls = Family::<FlowOutcome, Counter>::default();
+        registry.register(
+            "event_polls",
+            "Polls of a backend for order events, by flow and outcome (ok, failed, standby: another process polls)",
+            event_polls.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -144,6 +173,8 @@ impl Metrics {
             outbox_pending,
             outbox_dead,
             reloads,
+            events,
+            event_polls,
         }
     }
 
@@ -226,6 +257,29 @@ pub fn reloaded(outcome: &str) {
     metrics()
         .reloads
         .get_or_create(&OutcomeLabel {
+            outcome: outcome.into(),
+        })
+        .inc();
+}
+
+/// An order event came from a backend (`source`: `webhook` or `poll`) and was `outcome`.
+pub fn event_received(flow: &str, source: &str, outcome: &str) {
+    metrics()
+        .events
+        .get_or_create(&EventLabels {
+            flow: flow.into(),
+            source: source.into(),
+            outcome: outcome.into(),
+        })
+        .inc();
+}
+
+/// A poll of a backend for order events ended: `ok`, `failed` or `standby`.
+pub fn events_polled(flow: &str, outcome: &str) {
+    metrics()
+        .event_polls
+        .get_or_create(&FlowOutcome {
+            flow: flow.into(),
             outcome: outcome.into(),
         })
         .inc();
