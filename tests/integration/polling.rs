@@ -387,3 +387,97 @@ async fn processes_sharing_postgres_poll_a_flow_one_at_a_time() {
         })
     );
 }
+
+/// Polling follows reloads without a restart; a webhook's path does not.
+#[tokio::test]
+async fn a_reload_changes_what_is_polled_without_a_restart() {
+    use beckn_adapter::compile::Layout;
+    use beckn_adapter::reload::{ReloadOutcome, Reloader};
+
+    let tree = crate::common::temp_tree(&["greenfield-lab.yaml", "krishi-lab.yaml"]);
+    let root = tree.path().to_path_buf();
+    let krishi = root.join("flows/krishi-lab.yaml");
+    let edit = |file: &std::path::Path, from: &str, to: &str| {
+        let text = std::fs::read_to_string(file).expect("flow file");
+        assert!(text.contains(from), "{from} not in {}", file.display());
+        std::fs::write(file, text.replacen(from, to, 1)).expect("flow written");
+    };
+    // Hardly ever polled at first.
+    edit(&krishi, "${KTH_EVENTS_POLL_EVERY:-2s}", "1h");
+    let net = crate::common::Network::start_tree(&root.join("flows"), None).await;
+    tokio::spawn(beckn_adapter::roles::poller::run(
+        net.flows.clone(),
+        net.services.clone(),
+        std::future::pending(),
+    ));
+    let reloader = Reloader::new(
+        Layout::from_flows_dir(root.join("flows")),
+        Arc::new(net.env.clone()),
+        net.flows.clone(),
+    );
+    // A change at the lab: an order placed at its counter, not through Beckn, so the adapter
+    // ignores its event once it sees it.
+    let erp = format!("http://{}/api/v1/labs/KTH", net.erp_addr);
+    let placed = net
+        .http
+        .post(format!("{erp}/orders"))
+        .header("x-api-key", "sample-erp-key")
+        .json(
+            &json!({"client_ref": "walk-in-1", "items": [{"sku": "soil-npk-package", "qty": 1}],
+            "mode": "LAB_DROP", "customer": {"name": "Vijay Pawar", "phone": "+91-99220-12345",
+            "pincode": "411005"}}),
+        )
+        .send()
+        .await
+        .expect("ERP reachable");
+    assert_eq!(placed.status(), 201);
+    let ignored = series(
+        "adapter_events_total",
+        "source=\"poll\",outcome=\"ignored\"",
+    );
+    let counted = || {
+        beckn_adapter::telemetry::metrics()
+            .render()
+            .lines()
+            .find_map(|l| l.strip_prefix(ignored.as_str()))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // The first poll, at start, has found nothing and saved the cursor.
+    let store = net.services.outbox.store.clone();
+    let start = Instant::now();
+    loop {
+        let position = store
+            .claim_poll(FLOW, "sole-process", beckn_adapter::store::now_ms(), 60_000)
+            .await
+            .expect("store");
+        if position.is_some_and(|p| p.cursor.is_some()) {
+            break;
+        }
+        assert!(start.elapsed() < DEADLINE, "no first poll");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let before = counted();
+    net.erp.advance("KTH", "KTH-000001").expect("advances");
+
+    edit(&krishi, "every: 1h", "every: 100ms");
+    assert!(matches!(
+        reloader.reload("test"),
+        ReloadOutcome::Applied { .. }
+    ));
+    wait_until("the reloaded poller to see the change", DEADLINE, || {
+        counted() > before
+    })
+    .await;
+
+    // Moving a webhook needs a restart: such a reload is refused.
+    edit(
+        &root.join("flows/greenfield-lab.yaml"),
+        "path: /erp/events",
+        "path: /erp/hooks",
+    );
+    assert!(matches!(
+        reloader.reload("test"),
+        ReloadOutcome::Rejected { .. }
+    ));
+}
