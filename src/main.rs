@@ -579,6 +579,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         services.clone(),
         shutdown_signal(),
     ));
+    tokio::spawn(roles::poller::run(
+        flows.clone(),
+        services.clone(),
+        shutdown_signal(),
+    ));
     server::serve(listeners, shutdown_signal()).await?;
     if let Some(task) = erp_task {
         task.await??;
@@ -647,21 +652,19 @@ async fn ultra_ping(dirs: &Dirs, name: Option<&str>) -> anyhow::Result<()> {
     }
 }
 
-/// Where the sample ERP posts each lab's status changes: the `events:` webhook of the sample
-/// flow serving that lab, at the same addresses the flows use.
+/// Where the sample ERP posts each lab's status changes: the `events.webhook` of the sample
+/// flow serving that lab, at the same addresses the flows use. Krishi Test House's flow polls
+/// the ERP for them instead (`events.poll`), so only GreenField's are posted.
 fn sample_webhooks() -> sample_erp::WebhookConfig {
     let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
     sample_erp::WebhookConfig {
         url: String::new(),
         // TEST-ONLY default, shared with the sample flows' `events.webhook.secret`.
         secret: var("SAMPLE_ERP_WEBHOOK_SECRET", "test-only-webhook-secret"),
-        lab_urls: [
-            ("GFSL", var("GFSL_PUBLIC_URL", "http://127.0.0.1:7101")),
-            ("KTH", var("KTH_PUBLIC_URL", "http://127.0.0.1:7102")),
-        ]
-        .into_iter()
-        .map(|(lab, base)| (lab.to_string(), format!("{base}/erp/events")))
-        .collect(),
+        lab_urls: [("GFSL", var("GFSL_PUBLIC_URL", "http://127.0.0.1:7101"))]
+            .into_iter()
+            .map(|(lab, base)| (lab.to_string(), format!("{base}/erp/events")))
+            .collect(),
     }
 }
 

@@ -135,13 +135,13 @@ pub struct ClientTemplates {
     pub response: Option<String>,
 }
 
-/// Order events the backend pushes, answered with unsolicited callbacks.
+/// Order events from the backend (pushed to a webhook, polled, or both), answered with
+/// unsolicited callbacks.
 pub struct CompiledEvents {
-    /// Under the flow's `base_path`.
-    pub path: String,
-    pub secret: crate::config::Secret,
-    /// Lower case.
-    pub signature_header: String,
+    pub webhook: Option<CompiledWebhook>,
+    pub poll: Option<CompiledPoll>,
+    /// Expression template giving the event's own id; None: a digest of its JSON.
+    pub event_id: Option<String>,
     /// Expression template giving the event's transaction id.
     pub transaction_id: String,
     /// Expression template rendering `true` for events to act on.
@@ -149,6 +149,28 @@ pub struct CompiledEvents {
     /// The action whose callback is sent (`Status` for `on_status`).
     pub callback: Action,
     pub action: CompiledAction,
+}
+
+/// The endpoint the backend posts events to.
+pub struct CompiledWebhook {
+    /// Under the flow's `base_path`.
+    pub path: String,
+    pub secret: crate::config::Secret,
+    /// Lower case.
+    pub signature_header: String,
+}
+
+/// The backend endpoint polled for events. Templates see `cursor` and `flow`.
+pub struct CompiledPoll {
+    pub backend: String,
+    pub path: ValueTemplate,
+    pub query: Vec<(String, ValueTemplate)>,
+    pub headers: Vec<(String, ValueTemplate)>,
+    pub every: Duration,
+    /// JSON pointer to the list of events in the answer (empty: the whole answer).
+    pub items: String,
+    /// JSON pointer to the next cursor in the answer.
+    pub cursor: Option<String>,
 }
 
 pub struct CompiledAction {

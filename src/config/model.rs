@@ -61,12 +61,23 @@ pub struct FlowFile {
     pub ultra: Option<super::ultra::FlowUltraConfig>,
 }
 
-/// Order events pushed by the backend to a webhook of the flow, each mapped into an unsolicited
-/// `on_status` or `on_update` for the transaction it belongs to.
+/// Order events from the backend, each mapped into an unsolicited `on_status` or `on_update`
+/// for the transaction it belongs to. They arrive through a `webhook` the backend calls, by a
+/// `poll` of a backend endpoint, or both (then give `event_id`, so that a change seen both
+/// ways is acted on once).
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventsConfig {
-    pub webhook: EventWebhook,
+    /// The backend posts its events to this endpoint of the flow.
+    #[serde(default)]
+    pub webhook: Option<EventWebhook>,
+    /// The adapter asks a backend endpoint for the events since the last ones it saw.
+    #[serde(default)]
+    pub poll: Option<EventPoll>,
+    /// Expression giving an event's own id (`event.event_id`): the same id is acted on once.
+    /// Default: a digest of the event's JSON, so only identical repeats are recognised.
+    #[serde(default)]
+    pub event_id: Option<String>,
     /// Expression giving the Beckn transaction id of an event (`event.client_ref`).
     pub transaction_id: String,
     /// Expression; events for which it is false are acknowledged and ignored.
@@ -93,6 +104,36 @@ pub struct EventWebhook {
     /// Header carrying `sha256=<hex>` (default `X-Signature`).
     #[serde(default)]
     pub signature_header: Option<String>,
+}
+
+/// A backend endpoint listing order events after a cursor, asked every `every`. The cursor
+/// of the next page is kept in the store, and moves only once a page's events are recorded.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventPoll {
+    /// A name under `backends:`: its base URL, auth, headers and timeout apply.
+    pub backend: String,
+    /// Path under the backend's base URL (a GET); may contain `{{ }}` templates reading
+    /// `cursor` and `flow`.
+    pub path: String,
+    /// Query parameters; values are templates (`{{ cursor }}`), and one rendering none or ""
+    /// is left out (as `after` is on the very first poll, before any cursor is known).
+    #[serde(default)]
+    pub query: BTreeMap<String, String>,
+    /// Headers of the poll (values are templates), besides the backend's own.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Pause between polls once the backend has nothing new (default 5s). After failures the
+    /// pause doubles, up to 32 times this or 5 minutes, whichever is shorter.
+    #[serde(default)]
+    pub every: Option<HumanDuration>,
+    /// JSON pointer to the list of events in the answer (`/events`; empty: the answer is the
+    /// list).
+    pub items: String,
+    /// JSON pointer to the cursor of the next poll in the answer (`/next`). Without it every
+    /// poll asks the same, and repeats are dropped by their `event_id`.
+    #[serde(default)]
+    pub cursor: Option<String>,
 }
 
 /// The `actions:` map as the flow schema describes it: one optional entry per Beckn action,

@@ -200,9 +200,19 @@ impl SampleNetwork {
                     .get("SAMPLE_ERP_WEBHOOK_SECRET")
                     .cloned()
                     .unwrap_or_else(|| ERP_WEBHOOK_SECRET.into()),
+                // Labs whose flow takes a webhook get their events posted there; the others
+                // (`events.poll`) ask the ERP for them.
                 lab_urls: LABS
                     .iter()
-                    .map(|(flow, _, lab)| (lab.to_string(), format!("{}/erp/events", url(flow))))
+                    .filter_map(|(flow, _, lab)| {
+                        let set = flows.load();
+                        let f = set.flow(flow)?;
+                        let webhook = f.events.as_ref()?.webhook.as_ref()?;
+                        Some((
+                            lab.to_string(),
+                            format!("{}{}{}", url(flow), f.base_path, webhook.path),
+                        ))
+                    })
                     .collect(),
             }),
             ..Default::default()
@@ -240,6 +250,11 @@ impl SampleNetwork {
             served.push((listener, router));
         }
         tokio::spawn(server::serve(served, shutdown()));
+        tokio::spawn(crate::roles::poller::run(
+            flows.clone(),
+            services.clone(),
+            shutdown(),
+        ));
 
         Ok(SampleNetwork {
             erp,

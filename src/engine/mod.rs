@@ -251,7 +251,8 @@ async fn run_call(
     }
 }
 
-fn render_pairs(
+/// Renders query parameters or headers; a value rendering none or "" is left out.
+pub(crate) fn render_pairs(
     pairs: &[(String, crate::mapping::ValueTemplate)],
     t: &crate::mapping::Templates,
     ctx: &JValue,

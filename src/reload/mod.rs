@@ -53,7 +53,10 @@ fn shape(set: &CompiledSet) -> BTreeSet<String> {
                 f.role.as_str(),
                 f.listen,
                 f.base_path,
-                f.events.as_ref().map_or("", |e| e.path.as_str()),
+                f.events
+                    .as_ref()
+                    .and_then(|e| e.webhook.as_ref())
+                    .map_or("", |w| w.path.as_str()),
                 f.bap.as_ref().map_or(String::new(), |b| format!(
                     "{}{}",
                     b.client_listen, b.client_base_path

@@ -1,7 +1,9 @@
-//! Order events pushed by the backend (an ERP's webhook): each is authenticated (HMAC-SHA256
-//! of the body with a shared secret), recorded like a request, and mapped by the flow's
-//! `events:` templates into an unsolicited `on_status` or `on_update` (a fresh message id, the
-//! transaction's id) sent through the outbox to the buyer app of that transaction.
+//! Order events from the backend (an ERP), pushed to a webhook or found by polling
+//! ([`super::poller`]). A webhook's event is authenticated (HMAC-SHA256 of the body with a
+//! shared secret); then every event, however it came, takes one path, [`accept_event`]: it is
+//! recorded like a request, and mapped by the flow's `events:` templates into an unsolicited
+//! `on_status` or `on_update` (a fresh message id, the transaction's id) sent through the
+//! outbox to the buyer app of that transaction.
 
 use std::sync::Arc;
 
@@ -12,6 +14,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use blake2::{Blake2b512, Digest};
+use bytes::Bytes;
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -23,6 +26,7 @@ use crate::beckn::redact;
 use crate::compile::{CompiledFlow, CompiledSet};
 use crate::engine;
 use crate::store::{Accepted, Inbound, InboundKey, now_ms};
+use crate::telemetry;
 
 /// The action name events are recorded under in the inbox.
 pub const EVENT: &str = "event";
@@ -34,9 +38,9 @@ pub struct EventsEndpoint {
     pub services: Arc<Services>,
 }
 
-/// Why an event was refused; the backend gets the status and the reason.
+/// Why an event was refused; a webhook caller gets the status and the reason.
 #[derive(Debug, thiserror::Error)]
-enum EventError {
+pub enum EventError {
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
@@ -56,6 +60,67 @@ impl EventError {
             EventError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
+
+    /// For metrics: `unauthorized`, `refused`, `not_configured` or `unavailable`.
+    fn kind(&self) -> &'static str {
+        match self {
+            EventError::Unauthorized(_) => "unauthorized",
+            EventError::BadEvent(_) => "refused",
+            EventError::NotConfigured => "not_configured",
+            EventError::Unavailable(_) => "unavailable",
+        }
+    }
+}
+
+/// How an event reached the adapter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventSource {
+    /// Posted by the backend to the flow's `events.webhook`.
+    Webhook,
+    /// Found by polling the backend (`events.poll`).
+    Poll,
+}
+
+impl EventSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventSource::Webhook => "webhook",
+            EventSource::Poll => "poll",
+        }
+    }
+}
+
+/// One order event from the backend, once its source has vouched for it (a webhook's
+/// signature checked; a poll's answer came from the backend itself).
+pub struct IncomingEvent {
+    pub event: Value,
+    /// The event as received, recorded in the inbox (a resumed event is read back from it).
+    pub body: Bytes,
+    /// Headers of the delivery as JSON, secrets redacted (`{}` when there were none).
+    pub headers: String,
+    pub source: EventSource,
+}
+
+/// What became of an event.
+#[derive(Debug)]
+pub enum EventOutcome {
+    /// Recorded; `task` maps it into its callback and queues that. Waiting for it is
+    /// optional: the work goes on, and survives a crash, either way.
+    Accepted { task: tokio::task::JoinHandle<()> },
+    /// The same event was recorded before; nothing more is done.
+    Duplicate,
+    /// Not for us: `events.when` is false, or the transaction was not made through Beckn.
+    Ignored,
+}
+
+impl EventOutcome {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            EventOutcome::Accepted { .. } => "accepted",
+            EventOutcome::Duplicate => "duplicate",
+            EventOutcome::Ignored => "ignored",
+        }
+    }
 }
 
 /// `POST {base_path}{events.webhook.path}`.
@@ -64,8 +129,12 @@ pub async fn receive(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match accept(&ep, &headers, body).await {
-        Ok(outcome) => (StatusCode::ACCEPTED, Json(json!({"status": outcome}))).into_response(),
+    match webhook_event(&ep, &headers, body).await {
+        Ok(outcome) => (
+            StatusCode::ACCEPTED,
+            Json(json!({"status": outcome.as_str()})),
+        )
+            .into_response(),
         Err(e) => {
             tracing::warn!(flow = %ep.flow_name, error = %e, "event refused");
             (e.status(), Json(json!({"error": e.to_string()}))).into_response()
@@ -73,29 +142,83 @@ pub async fn receive(
     }
 }
 
-async fn accept(
+/// Authenticates a webhook's event, then hands it to [`accept_event`].
+async fn webhook_event(
     ep: &EventsEndpoint,
     headers: &HeaderMap,
     body: Body,
-) -> Result<&'static str, EventError> {
+) -> Result<EventOutcome, EventError> {
     let set = ep.flows.load_full();
     let flow = set
         .flow(&ep.flow_name)
         .cloned()
         .ok_or_else(|| EventError::Unavailable(format!("flow {} is not loaded", ep.flow_name)))?;
+    let checked = async {
+        let webhook = flow
+            .events
+            .as_ref()
+            .and_then(|e| e.webhook.as_ref())
+            .ok_or(EventError::NotConfigured)?;
+        let bytes = read_body(body, flow.max_body_bytes)
+            .await
+            .map_err(|e| EventError::BadEvent(e.to_string()))?;
+        let signature = headers
+            .get(webhook.signature_header.as_str())
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| {
+                EventError::Unauthorized(format!("missing {} header", webhook.signature_header))
+            })?;
+        verify_hmac(webhook.secret.expose().as_bytes(), &bytes, signature)?;
+        let event: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| EventError::BadEvent(format!("event is not JSON: {e}")))?;
+        Ok((event, bytes))
+    }
+    .await;
+    let (event, body) = checked.inspect_err(|e: &EventError| {
+        telemetry::event_received(&flow.name, EventSource::Webhook.as_str(), e.kind());
+    })?;
+    let incoming = IncomingEvent {
+        event,
+        body,
+        headers: redact::headers_json(headers),
+        source: EventSource::Webhook,
+    };
+    accept_event(set, flow, &ep.services, incoming).await
+}
+
+/// The one way in for order events, whatever brought them (webhook, poll): places the event
+/// in its transaction, records it in the inbox (a repeat, by `events.event_id` or else by
+/// its JSON, is recognised and dropped), and starts mapping it into its unsolicited callback,
+/// queued in the outbox for the buyer app of that transaction.
+pub async fn accept_event(
+    set: Arc<CompiledSet>,
+    flow: Arc<CompiledFlow>,
+    services: &Arc<Services>,
+    incoming: IncomingEvent,
+) -> Result<EventOutcome, EventError> {
+    let source = incoming.source.as_str();
+    let outcome = record_event(set, flow.clone(), services, incoming).await;
+    let label = match &outcome {
+        Ok(o) => o.as_str(),
+        Err(e) => e.kind(),
+    };
+    telemetry::event_received(&flow.name, source, label);
+    outcome
+}
+
+async fn record_event(
+    set: Arc<CompiledSet>,
+    flow: Arc<CompiledFlow>,
+    services: &Arc<Services>,
+    incoming: IncomingEvent,
+) -> Result<EventOutcome, EventError> {
     let events = flow.events.as_ref().ok_or(EventError::NotConfigured)?;
-    let bytes = read_body(body, flow.max_body_bytes)
-        .await
-        .map_err(|e| EventError::BadEvent(e.to_string()))?;
-    let signature = headers
-        .get(events.signature_header.as_str())
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| {
-            EventError::Unauthorized(format!("missing {} header", events.signature_header))
-        })?;
-    verify_hmac(events.secret.expose().as_bytes(), &bytes, signature)?;
-    let event: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| EventError::BadEvent(format!("event is not JSON: {e}")))?;
+    let IncomingEvent {
+        event,
+        body,
+        headers,
+        source,
+    } = incoming;
     let scope = crate::mapping::jvalue(json!({"event": event, "context": null, "message": null}));
     if let Some(when) = &events.when {
         let wanted = flow
@@ -103,7 +226,7 @@ async fn accept(
             .render_json(when, &scope)
             .map_err(|e| EventError::BadEvent(format!("events.when: {e}")))?;
         if wanted != Value::Bool(true) {
-            return Ok("ignored");
+            return Ok(EventOutcome::Ignored);
         }
     }
     let transaction_id = match flow.templates.render_json(&events.transaction_id, &scope) {
@@ -115,14 +238,33 @@ async fn accept(
         }
         Err(e) => return Err(EventError::BadEvent(format!("events.transaction_id: {e}"))),
     };
-    let store = &ep.services.outbox.store;
+    // The same event delivered twice is recorded and answered once: known by its own id, or
+    // else by its content.
+    let event_id = match &events.event_id {
+        Some(expr) => match flow.templates.render_json(expr, &scope) {
+            Ok(Value::String(s)) if !s.is_empty() => s,
+            Ok(Value::Number(n)) => n.to_string(),
+            Ok(other) => {
+                return Err(EventError::BadEvent(format!(
+                    "events.event_id gave {other}, not an event id"
+                )));
+            }
+            Err(e) => return Err(EventError::BadEvent(format!("events.event_id: {e}"))),
+        },
+        None => {
+            let canonical = serde_json::to_vec(&event)
+                .map_err(|e| EventError::BadEvent(format!("event cannot be read: {e}")))?;
+            hex::encode(&Blake2b512::digest(&canonical)[..16])
+        }
+    };
+    let store = &services.outbox.store;
     let Some((request, callback_base)) = store
         .last_request(&flow.name, &transaction_id)
         .await
         .map_err(|e| EventError::Unavailable(e.to_string()))?
     else {
-        tracing::info!(flow = %flow.name, %transaction_id, "event for a transaction not made through Beckn: ignored");
-        return Ok("ignored");
+        tracing::info!(flow = %flow.name, source = source.as_str(), %transaction_id, "event for a transaction not made through Beckn: ignored");
+        return Ok(EventOutcome::Ignored);
     };
     let bap_id = serde_json::from_slice::<Value>(&request)
         .ok()
@@ -132,36 +274,36 @@ async fn accept(
                 .map(str::to_string)
         })
         .unwrap_or_default();
-    // The same event delivered twice has the same body: recorded and answered once.
     let key = InboundKey {
         flow: flow.name.clone(),
         action: EVENT.to_string(),
-        message_id: hex::encode(&Blake2b512::digest(&bytes)[..16]),
+        message_id: event_id,
     };
     let inbound = Inbound {
         key: key.clone(),
         transaction_id: transaction_id.clone(),
         counterpart: bap_id,
         role: flow.role.as_str().to_string(),
-        body: bytes,
-        headers: redact::headers_json(headers),
+        body,
+        headers,
         callback_base: callback_base.clone(),
-        owner: ep.services.outbox.owner.clone(),
-        lease_until: now_ms() + ep.services.outbox.settings.work_lease.as_millis() as i64,
+        owner: services.outbox.owner.clone(),
+        lease_until: now_ms() + services.outbox.settings.work_lease.as_millis() as i64,
     };
     match store.accept(inbound).await {
-        Ok(Accepted::Duplicate) => Ok("duplicate"),
+        Ok(Accepted::Duplicate) => Ok(EventOutcome::Duplicate),
         Ok(Accepted::New) => {
-            tokio::spawn(process(
+            tracing::info!(flow = %flow.name, source = source.as_str(), %transaction_id, event_id = %key.message_id, "event accepted");
+            let task = tokio::spawn(process(
                 flow,
                 set,
                 event,
                 transaction_id,
                 callback_base,
                 key,
-                ep.services.clone(),
+                services.clone(),
             ));
-            Ok("accepted")
+            Ok(EventOutcome::Accepted { task })
         }
         Err(e) => Err(EventError::Unavailable(format!(
             "the event could not be recorded: {e}"

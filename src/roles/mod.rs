@@ -4,6 +4,7 @@ pub mod bap;
 pub mod bpp;
 pub mod events;
 pub mod gateway;
+pub mod poller;
 
 use std::sync::Arc;
 

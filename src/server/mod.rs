@@ -44,7 +44,7 @@ pub fn routers(
                 let mut router = Router::new()
                     .route(&format!("{}/{{action}}", flow.base_path), post(bpp::handle))
                     .with_state(ep);
-                if let Some(events) = &flow.events {
+                if let Some(webhook) = flow.events.as_ref().and_then(|e| e.webhook.as_ref()) {
                     let ep = Arc::new(EventsEndpoint {
                         flows: flows.clone(),
                         flow_name: flow.name.clone(),
@@ -53,7 +53,7 @@ pub fn routers(
                     router = router.merge(
                         Router::new()
                             .route(
-                                &format!("{}{}", flow.base_path, events.path),
+                                &format!("{}{}", flow.base_path, webhook.path),
                                 post(crate::roles::events::receive),
                             )
                             .with_state(ep),

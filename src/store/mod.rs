@@ -116,6 +116,13 @@ pub struct Unfinished {
     pub callback_base: String,
 }
 
+/// Where a flow's poll of its backend's events stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PollPosition {
+    /// The backend's cursor for the next poll, as JSON text; None before the first page.
+    pub cursor: Option<String>,
+}
+
 /// Outbox figures for status pages and metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct OutboxCounts {
@@ -233,6 +240,29 @@ pub trait Store: Send + Sync {
         flow: &str,
         transaction_id: &str,
     ) -> BoxFuture<'_, StoreResult<Vec<FiledCallback>>>;
+    // Polled order events (`events.poll`).
+
+    /// Takes or renews the lease on polling `flow` until `now + lease_ms` when it is free,
+    /// ended, or `owner`'s already, and says where the poll stands; None while another
+    /// process holds it.
+    fn claim_poll(
+        &self,
+        flow: &str,
+        owner: &str,
+        now: i64,
+        lease_ms: i64,
+    ) -> BoxFuture<'_, StoreResult<Option<PollPosition>>>;
+    /// Saves the cursor of `flow`'s next poll (JSON text) and renews the lease, if `owner`
+    /// still holds it; false (nothing saved) if another process took the poll over.
+    fn advance_poll(
+        &self,
+        flow: &str,
+        owner: &str,
+        cursor: &str,
+        now: i64,
+        lease_ms: i64,
+    ) -> BoxFuture<'_, StoreResult<bool>>;
+
     /// Announcements of callbacks filed by any process sharing the store
     /// ([`buyer::signal_payload`]); None where only this process writes (it knows already).
     fn callback_signals(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {

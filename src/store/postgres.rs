@@ -14,8 +14,8 @@ use tokio::sync::broadcast;
 use super::buyer::{CALLBACK_CHANNEL, signal_payload};
 use super::{
     Accepted, BuyerTransaction, Counterpart, DeadLetter, Disposition, FiledCallback, Inbound,
-    InboundKey, NewCallback, NewOutbox, OutboxCounts, OutboxItem, SentRequest, Store, StoreResult,
-    Unfinished, now_ms,
+    InboundKey, NewCallback, NewOutbox, OutboxCounts, OutboxItem, PollPosition, SentRequest, Store,
+    StoreResult, Unfinished, now_ms,
 };
 use super::{OmsQueued, OmsRecord, UltraUser};
 
@@ -896,5 +896,59 @@ impl Store for PgStore {
             sender
         });
         Some(sender.subscribe())
+    }
+
+    fn claim_poll(
+        &self,
+        flow: &str,
+        owner: &str,
+        now: i64,
+        lease_ms: i64,
+    ) -> BoxFuture<'_, StoreResult<Option<PollPosition>>> {
+        let (flow, owner) = (flow.to_string(), owner.to_string());
+        Box::pin(async move {
+            // One statement: of processes claiming at once, the row lock lets one through.
+            let row = sqlx::query(
+                "INSERT INTO poll_cursors (flow, cursor, owner, lease_until, updated_at) \
+                 VALUES ($1, NULL, $2, $3, $4) ON CONFLICT (flow) DO UPDATE SET \
+                 owner = excluded.owner, lease_until = excluded.lease_until \
+                 WHERE poll_cursors.owner = excluded.owner OR poll_cursors.lease_until < $4 \
+                 RETURNING cursor",
+            )
+            .bind(flow)
+            .bind(owner)
+            .bind(now + lease_ms)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+            Ok(row
+                .map(|r| r.try_get("cursor").map(|cursor| PollPosition { cursor }))
+                .transpose()?)
+        })
+    }
+
+    fn advance_poll(
+        &self,
+        flow: &str,
+        owner: &str,
+        cursor: &str,
+        now: i64,
+        lease_ms: i64,
+    ) -> BoxFuture<'_, StoreResult<bool>> {
+        let (flow, owner, cursor) = (flow.to_string(), owner.to_string(), cursor.to_string());
+        Box::pin(async move {
+            let r = sqlx::query(
+                "UPDATE poll_cursors SET cursor = $1, lease_until = $2, updated_at = $3 \
+                 WHERE flow = $4 AND owner = $5",
+            )
+            .bind(cursor)
+            .bind(now + lease_ms)
+            .bind(now)
+            .bind(flow)
+            .bind(owner)
+            .execute(&self.pool)
+            .await?;
+            Ok(r.rows_affected() > 0)
+        })
     }
 }

@@ -19,8 +19,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     Accepted, BuyerTransaction, Counterpart, DeadLetter, Disposition, FiledCallback, Inbound,
-    NewCallback, NewOutbox, OutboxCounts, OutboxItem, SentRequest, Store, StoreError, StoreResult,
-    Unfinished, now_ms,
+    NewCallback, NewOutbox, OutboxCounts, OutboxItem, PollPosition, SentRequest, Store, StoreError,
+    StoreResult, Unfinished, now_ms,
 };
 use super::{OmsQueued, OmsRecord, UltraUser};
 
@@ -126,6 +126,19 @@ enum Work {
         identity_token: String,
     },
     QueueOms(Box<(OmsRecord, NewOutbox)>),
+    ClaimPoll {
+        flow: String,
+        owner: String,
+        now: i64,
+        lease_ms: i64,
+    },
+    AdvancePoll {
+        flow: String,
+        owner: String,
+        cursor: String,
+        now: i64,
+        lease_ms: i64,
+    },
 }
 
 enum Outcome {
@@ -137,6 +150,7 @@ enum Outcome {
     Changed(bool),
     Count(u64),
     Oms(OmsQueued),
+    Poll(Option<PollPosition>),
 }
 
 /// Commits the operations that are waiting, in one transaction; if that fails, each alone.
@@ -347,6 +361,50 @@ async fn apply(tx: &mut SqliteConnection, work: &Work) -> StoreResult<Outcome> {
         Work::QueueOms(work) => {
             let (record, item) = &**work;
             Outcome::Oms(queue_oms(tx, record, item).await?)
+        }
+        Work::ClaimPoll {
+            flow,
+            owner,
+            now,
+            lease_ms,
+        } => {
+            let row = sqlx::query(
+                "INSERT INTO poll_cursors (flow, cursor, owner, lease_until, updated_at) \
+                 VALUES (?1, NULL, ?2, ?3, ?4) ON CONFLICT (flow) DO UPDATE SET \
+                 owner = excluded.owner, lease_until = excluded.lease_until \
+                 WHERE poll_cursors.owner = excluded.owner OR poll_cursors.lease_until < ?4 \
+                 RETURNING cursor",
+            )
+            .bind(flow)
+            .bind(owner)
+            .bind(now + lease_ms)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            Outcome::Poll(
+                row.map(|r| r.try_get("cursor").map(|cursor| PollPosition { cursor }))
+                    .transpose()?,
+            )
+        }
+        Work::AdvancePoll {
+            flow,
+            owner,
+            cursor,
+            now,
+            lease_ms,
+        } => {
+            let r = sqlx::query(
+                "UPDATE poll_cursors SET cursor = ?, lease_until = ?, updated_at = ? \
+                 WHERE flow = ? AND owner = ?",
+            )
+            .bind(cursor)
+            .bind(now + lease_ms)
+            .bind(now)
+            .bind(flow)
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?;
+            Outcome::Changed(r.rows_affected() > 0)
         }
     })
 }
@@ -1120,6 +1178,50 @@ impl Store for SqliteStore {
             }
         })
     }
+
+    fn claim_poll(
+        &self,
+        flow: &str,
+        owner: &str,
+        now: i64,
+        lease_ms: i64,
+    ) -> BoxFuture<'_, StoreResult<Option<PollPosition>>> {
+        let work = Work::ClaimPoll {
+            flow: flow.to_string(),
+            owner: owner.to_string(),
+            now,
+            lease_ms,
+        };
+        Box::pin(async move {
+            match self.write(work).await? {
+                Outcome::Poll(p) => Ok(p),
+                _ => Err(StoreError::Closed),
+            }
+        })
+    }
+
+    fn advance_poll(
+        &self,
+        flow: &str,
+        owner: &str,
+        cursor: &str,
+        now: i64,
+        lease_ms: i64,
+    ) -> BoxFuture<'_, StoreResult<bool>> {
+        let work = Work::AdvancePoll {
+            flow: flow.to_string(),
+            owner: owner.to_string(),
+            cursor: cursor.to_string(),
+            now,
+            lease_ms,
+        };
+        Box::pin(async move {
+            match self.write(work).await? {
+                Outcome::Changed(c) => Ok(c),
+                _ => Err(StoreError::Closed),
+            }
+        })
+    }
 }
 
 #[cfg(test)]
@@ -1309,6 +1411,73 @@ mod tests {
                 .unwrap()
                 .len(),
             200
+        );
+    }
+
+    #[tokio::test]
+    async fn one_process_polls_a_flow_and_its_cursor_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let path = path.to_str().unwrap();
+        let now = now_ms();
+        {
+            let store = SqliteStore::open(path).await.unwrap();
+            let first = store.claim_poll("lab", "p1", now, 1_000).await.unwrap();
+            assert_eq!(first, Some(PollPosition { cursor: None }));
+            assert_eq!(
+                store
+                    .claim_poll("lab", "p2", now + 10, 1_000)
+                    .await
+                    .unwrap(),
+                None,
+                "held by p1"
+            );
+            assert!(
+                store
+                    .advance_poll("lab", "p1", "42", now + 20, 1_000)
+                    .await
+                    .unwrap()
+            );
+            assert!(
+                !store
+                    .advance_poll("lab", "p2", "43", now + 20, 1_000)
+                    .await
+                    .unwrap(),
+                "only the holder moves the cursor"
+            );
+            // another flow is polled on its own
+            assert!(
+                store
+                    .claim_poll("other", "p2", now, 1_000)
+                    .await
+                    .unwrap()
+                    .is_some()
+            );
+        }
+        let store = SqliteStore::open(path).await.unwrap();
+        // p1's lease (renewed at now + 20) ends at now + 1020; then p2 may take over
+        assert_eq!(
+            store
+                .claim_poll("lab", "p2", now + 500, 1_000)
+                .await
+                .unwrap(),
+            None
+        );
+        let taken = store
+            .claim_poll("lab", "p2", now + 1_100, 1_000)
+            .await
+            .unwrap();
+        assert_eq!(
+            taken,
+            Some(PollPosition {
+                cursor: Some("42".into())
+            })
+        );
+        assert!(
+            !store
+                .advance_poll("lab", "p1", "44", now + 1_200, 1_000)
+                .await
+                .unwrap()
         );
     }
 }

@@ -66,6 +66,21 @@ pub struct UltraOrderLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabels {
+    pub flow: String,
+    /// `webhook` or `poll`.
+    pub source: String,
+    /// `accepted`, `duplicate`, `ignored`, `refused`, `unauthorized`, `unavailable`...
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FlowOutcome {
+    pub flow: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabel {
     pub outcome: String,
 }
@@ -84,6 +99,8 @@ pub struct Metrics {
     reloads: Family<OutcomeLabel, Counter>,
     ultra_calls: Family<UltraCallLabels, Counter>,
     ultra_orders: Family<UltraOrderLabels, Counter>,
+    events: Family<EventLabels, Counter>,
+    event_polls: Family<FlowOutcome, Counter>,
 }
 
 fn latency() -> Histogram {
@@ -163,6 +180,18 @@ impl Metrics {
             "Order updates for Ultra's OMS built from order events, by outcome",
             ultra_orders.clone(),
         );
+        let events = Family::<EventLabels, Counter>::default();
+        registry.register(
+            "events",
+            "Order events from backends, by flow, source (webhook, poll) and outcome",
+            events.clone(),
+        );
+        let event_polls = Family::<FlowOutcome, Counter>::default();
+        registry.register(
+            "event_polls",
+            "Polls of a backend for order events, by flow and outcome (ok, failed, standby: another process polls)",
+            event_polls.clone(),
+        );
         Metrics {
             registry,
             ultra_calls,
@@ -176,6 +205,8 @@ impl Metrics {
             outbox_pending,
             outbox_dead,
             reloads,
+            events,
+            event_polls,
         }
     }
 
@@ -281,6 +312,29 @@ pub fn reloaded(outcome: &str) {
     metrics()
         .reloads
         .get_or_create(&OutcomeLabel {
+            outcome: outcome.into(),
+        })
+        .inc();
+}
+
+/// An order event came from a backend (`source`: `webhook` or `poll`) and was `outcome`.
+pub fn event_received(flow: &str, source: &str, outcome: &str) {
+    metrics()
+        .events
+        .get_or_create(&EventLabels {
+            flow: flow.into(),
+            source: source.into(),
+            outcome: outcome.into(),
+        })
+        .inc();
+}
+
+/// A poll of a backend for order events ended: `ok`, `failed` or `standby`.
+pub fn events_polled(flow: &str, outcome: &str) {
+    metrics()
+        .event_polls
+        .get_or_create(&FlowOutcome {
+            flow: flow.into(),
             outcome: outcome.into(),
         })
         .inc();

@@ -265,3 +265,57 @@ fn unknown_variable_in_a_mapping() {
         1
     ));
 }
+
+/// `LAB` with order events polled from the ERP, as `poll` says.
+fn lab_polling(poll: &str) -> String {
+    format!(
+        r#"{LAB}
+events:
+{poll}
+  transaction_id: event.client_ref
+  callback: on_status
+  steps:
+    - name: order
+      script: soil/event_order.rhai
+    - name: state
+      script: soil/order_state.rhai
+  reply: {{ template: soil/on_status.j2 }}
+"#
+    )
+}
+
+#[test]
+fn polled_events_pass() {
+    let flow = lab_polling(
+        r#"  poll:
+    backend: erp
+    path: /order-events
+    query: { after: "{{ cursor }}" }
+    every: 2s
+    items: /events
+    cursor: /next
+  event_id: event.event_id"#,
+    );
+    let out = check(&[(FLOW, &flow)]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+}
+
+#[test]
+fn poll_mistakes_each_located() {
+    let flow = lab_polling(
+        r#"  poll:
+    backend: lims
+    path: order-events
+    query: { after: "{{ cursor }}" }
+    every: 10ms
+    items: events
+  event_id: evnt.event_id"#,
+    );
+    insta::assert_snapshot!(check_fails(&[(FLOW, &flow)], 6));
+}
+
+#[test]
+fn events_need_a_webhook_or_a_poll() {
+    let flow = lab_polling("  event_id: event.event_id");
+    insta::assert_snapshot!(check_fails(&[(FLOW, &flow)], 1));
+}

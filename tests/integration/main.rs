@@ -13,6 +13,7 @@ mod interop;
 mod journey;
 mod logs;
 mod mapping_tests;
+mod polling;
 mod postgres;
 mod reload;
 mod render;

@@ -40,13 +40,17 @@ async fn report_ready_reaches_the_farmer_app_unasked() {
         .and_then(|_| net.erp.advance("GFSL", &order_id))
         .expect("lab drop: received, testing, report ready");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    // Each pushed event is mapped on its own, so their callbacks may overtake each other.
     let report = loop {
-        if let Some(b) = unsolicited(&net, &txn, "REPORT-READY") {
+        let earlier = ["SAMPLE-RECEIVED", "TESTING"]
+            .iter()
+            .all(|code| unsolicited(&net, &txn, code).is_some());
+        if let Some(b) = unsolicited(&net, &txn, "REPORT-READY").filter(|_| earlier) {
             break b;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "no unsolicited REPORT-READY on_status"
+            "no unsolicited SAMPLE-RECEIVED, TESTING and REPORT-READY on_status"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };

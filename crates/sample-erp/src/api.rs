@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::SampleErp;
 use crate::catalog::{self, Lab, LabSummary, Mode, Package, PackageHit, PackageQuery};
 use crate::error::ErpError;
+use crate::events::{EventPage, EventQuery};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::faults::{self, Fault, FaultSpec};
 use crate::orders::{CancelRequest, Order, OrderRequest, OrderStatus, Tracking};
@@ -53,6 +54,7 @@ pub fn router(erp: SampleErp) -> Router {
             post(advance),
         )
         .route("/api/v1/labs/{lab}/tickets", post(open_ticket))
+        .route("/api/v1/labs/{lab}/order-events", get(order_events))
         .route_layer(middleware::from_fn_with_state(erp.clone(), require_api_key))
         // Added last, so it runs first: a faulty ERP fails before it checks keys.
         .route_layer(middleware::from_fn_with_state(erp.clone(), faults::inject));
@@ -243,6 +245,16 @@ async fn open_ticket(
 ) -> Result<(StatusCode, Json<Ticket>), ErpError> {
     let ticket = erp.with_lab(&lab, |book| book.open_ticket(&request, Timestamp::now()))?;
     Ok((StatusCode::CREATED, Json(ticket)))
+}
+
+/// Status changes of the lab's orders after the `after` cursor, oldest first:
+/// `{"events": [...], "next": N}`, each event as the webhook posts it.
+async fn order_events(
+    State(erp): State<SampleErp>,
+    ApiPath(lab): ApiPath<String>,
+    ApiQuery(query): ApiQuery<EventQuery>,
+) -> Result<Json<EventPage>, ErpError> {
+    erp.events(&lab, query.after, query.limit).map(Json)
 }
 
 /// Optional body of the admin `advance` call.

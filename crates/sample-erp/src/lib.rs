@@ -9,7 +9,9 @@
 //! The API is the ERP's own and knows nothing of any network protocol: it is
 //! what a protocol adapter has to map, and its demo and integration tests run
 //! against it. To make those tests honest it can also misbehave on request
-//! ([`Fault`]) and notify a webhook of status changes.
+//! ([`Fault`]). Status changes are logged as events, which it posts to a
+//! webhook and lists at `GET /api/v1/labs/{lab}/order-events?after=N` for
+//! callers that poll.
 //!
 //! ```no_run
 //! # async fn run() -> std::io::Result<()> {
@@ -24,6 +26,7 @@
 mod api;
 mod catalog;
 mod error;
+mod events;
 mod extract;
 mod faults;
 mod orders;
@@ -40,6 +43,7 @@ use jiff::Timestamp;
 
 pub use catalog::Mode;
 pub use error::ErpError;
+pub use events::{EventPage, STATUS_CHANGED, StatusEvent};
 pub use faults::Fault;
 pub use orders::{
     Agent, Billing, Cancellation, CancelledBy, Customer, HistoryEntry, Order, OrderStatus, Payment,
@@ -50,6 +54,7 @@ pub use slots::Slot;
 pub use support::Feedback;
 pub use webhook::{SIGNATURE_HEADER, WebhookConfig, sign as sign_webhook};
 
+use events::{EventLog, EventQuery};
 use store::{Books, LabBook};
 use webhook::Webhook;
 
@@ -86,6 +91,7 @@ struct Shared {
     config: ErpConfig,
     books: Mutex<Books>,
     fault: Mutex<Option<Fault>>,
+    events: Mutex<EventLog>,
     webhook: Option<Webhook>,
 }
 
@@ -116,6 +122,7 @@ impl SampleErp {
                 config,
                 books: Mutex::new(Books::seeded()),
                 fault: Mutex::new(None),
+                events: Mutex::new(EventLog::default()),
                 webhook,
             }),
         }
@@ -157,8 +164,8 @@ impl SampleErp {
         lock(&self.shared.books).orders()
     }
 
-    /// Moves an order to its next status, as the lab's staff would, and
-    /// notifies the webhook.
+    /// Moves an order to its next status, as the lab's staff would, records
+    /// the change in the event log and notifies the webhook.
     pub fn advance(&self, lab: &str, order_no: &str) -> Result<Order, ErpError> {
         self.advance_to(lab, order_no, None)
     }
@@ -195,7 +202,8 @@ impl SampleErp {
         operation(books.lab_mut(code)?)
     }
 
-    /// Logs status changes and posts them to the webhook, if one is set.
+    /// Logs status changes, records them in the event log, and posts them to
+    /// the webhook, if one is set.
     pub(crate) fn announce(&self, changes: Vec<Order>) {
         for order in &changes {
             tracing::info!(
@@ -205,9 +213,22 @@ impl SampleErp {
                 "order status changed"
             );
         }
+        let events = lock(&self.shared.events).record(&changes);
         if let Some(webhook) = &self.shared.webhook {
-            webhook.notify(changes);
+            webhook.notify(events);
         }
+    }
+
+    /// Lab `lab`'s status changes after `after` (their `seq`), at most
+    /// `limit` of them; the same as `GET /api/v1/labs/{lab}/order-events`.
+    pub fn events(
+        &self,
+        lab: &str,
+        after: Option<u64>,
+        limit: Option<usize>,
+    ) -> Result<EventPage, ErpError> {
+        catalog::lab(lab).ok_or_else(|| ErpError::UnknownLab(lab.to_owned()))?;
+        lock(&self.shared.events).page(lab, &EventQuery { after, limit })
     }
 }
 

@@ -1,23 +1,20 @@
 //! Status-change notifications to the caller's webhook.
 //!
-//! After every status change the ERP posts an `order.status_changed` event,
-//! signed with HMAC-SHA256 over the exact body bytes so the receiver can
-//! check it came from the ERP. Delivery is fire-and-forget: the API call that
+//! After every status change the ERP posts its `order.status_changed` event
+//! (a [`StatusEvent`], as the event log lists it), signed with HMAC-SHA256
+//! over the exact body bytes so the receiver can check it came from the ERP. Delivery is fire-and-forget: the API call that
 //! caused the change never waits for, or fails because of, the receiver.
 //! Events of one change are posted in order, one after the other.
 
 use std::time::Duration;
 
 use hmac::{Hmac, KeyInit, Mac};
-use serde::Serialize;
 use sha2::Sha256;
 
-use crate::orders::{Order, OrderStatus};
+use crate::events::StatusEvent;
 
 /// The header carrying `sha256=<hex HMAC-SHA256 of the body>`.
 pub const SIGNATURE_HEADER: &str = "X-Erp-Signature";
-/// The event name of every notification.
-pub const STATUS_CHANGED: &str = "order.status_changed";
 /// A receiver gets this long per event.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -28,17 +25,6 @@ pub struct WebhookConfig {
     pub secret: String,
     /// Per-lab receivers, by lab code, instead of `url` (each lab's own integration).
     pub lab_urls: std::collections::BTreeMap<String, String>,
-}
-
-/// The posted body.
-#[derive(Debug, Serialize)]
-struct Event<'a> {
-    event: &'static str,
-    lab_code: &'a str,
-    order_no: &'a str,
-    client_ref: &'a str,
-    status: OrderStatus,
-    order: &'a Order,
 }
 
 /// `sha256=<hex>` for `body` under `secret`.
@@ -70,8 +56,8 @@ impl Webhook {
         }
     }
 
-    /// Posts one event per snapshot, in order, in a background task.
-    pub fn notify(&self, changes: Vec<Order>) {
+    /// Posts the events, in order, in a background task.
+    pub fn notify(&self, changes: Vec<StatusEvent>) {
         if changes.is_empty() {
             return;
         }
@@ -84,22 +70,15 @@ impl Webhook {
         };
         let webhook = self.clone();
         runtime.spawn(async move {
-            for order in &changes {
-                webhook.post(order).await;
+            for event in &changes {
+                webhook.post(event).await;
             }
         });
     }
 
-    async fn post(&self, order: &Order) {
-        let event = Event {
-            event: STATUS_CHANGED,
-            lab_code: &order.lab_code,
-            order_no: &order.order_no,
-            client_ref: &order.client_ref,
-            status: order.status,
-            order,
-        };
-        let body = match serde_json::to_vec(&event) {
+    async fn post(&self, event: &StatusEvent) {
+        let order = &event.order;
+        let body = match serde_json::to_vec(event) {
             Ok(body) => body,
             Err(error) => {
                 tracing::error!(%error, order_no = %order.order_no, "cannot serialize webhook event");
