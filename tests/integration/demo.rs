@@ -33,8 +33,9 @@ fn the_demo_plays_the_whole_journey_and_exits_0() {
             .any(|l| l.trim_start().starts_with(line_start) && l.contains(text))
     };
     for (line_start, text) in [
+        ("1  sign-in", "grant token exchanged (secureToken RS256)"),
         (
-            "1  search",
+            "2  search",
             "farmer-app → soil-gateway (sync): wheat, pincode 110081",
         ),
         (
@@ -68,6 +69,14 @@ fn the_demo_plays_the_whole_journey_and_exits_0() {
         ),
         ("on_support", "ticket T-GFSL-000001, helpline 1800-11-4000"),
         ("ACK", "soil-gateway → farmer-app"),
+        (
+            "18  Ultra OMS",
+            "My Orders: GFSL-000001 ORDER_CONFIRMED → ORDER_FULFILLED (paid ₹647.82, refunded ₹0.00)",
+        ),
+        (
+            "18  Ultra OMS",
+            "My Orders: GFSL-000002 ORDER_CONFIRMED → ORDER_CANCELLED (paid ₹1060.82, refunded ₹1060.82)",
+        ),
     ] {
         assert!(
             has(line_start, text),
@@ -77,7 +86,7 @@ fn the_demo_plays_the_whole_journey_and_exits_0() {
     let last = stdout.lines().last().unwrap_or_default();
     assert!(last.starts_with("journey complete in"), "{last}");
     assert!(
-        last.contains("webhook deliveries with a valid HMAC"),
+        last.contains("webhook deliveries with a valid HMAC, 4 order states on Flipkart Ultra"),
         "{last}"
     );
 }
