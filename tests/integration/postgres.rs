@@ -295,3 +295,11 @@ async fn two_processes_share_the_work_and_survive_one_being_killed() {
         repeats
     );
 }
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (BECKN_TEST_POSTGRES_URL); run with --ignored"]
+async fn postgres_queues_oms_updates_once_and_in_order() {
+    let db = TestDb::create().await;
+    let store = beckn_adapter::store::open(&db.url).await.unwrap();
+    crate::ultra::oms_queue_semantics(store).await;
+}

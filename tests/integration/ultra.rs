@@ -527,3 +527,86 @@ async fn a_held_fulfilment_waits_for_its_last_fulfillment_date() {
         "not sent before its date"
     );
 }
+
+/// What every store must do with OMS updates: a repeat is not queued, a state that may not
+/// follow is refused, and an order's updates are claimed one at a time, in order.
+pub async fn oms_queue_semantics(store: std::sync::Arc<dyn beckn_adapter::store::Store>) {
+    use beckn_adapter::store::{NewOutbox, OmsQueued, OmsRecord, now_ms};
+    let order = format!("O-{}", uuid::Uuid::new_v4());
+    let update = |state: &str| {
+        (
+            OmsRecord {
+                connection: "ultra".into(),
+                order_id: order.clone(),
+                state: state.into(),
+                flow: "farmer-app".into(),
+                transaction_id: "t1".into(),
+            },
+            NewOutbox {
+                flow: "ultra".into(),
+                kind: "ultra".into(),
+                url: "http://127.0.0.1:9/3/oms".into(),
+                action: state.into(),
+                transaction_id: "t1".into(),
+                message_id: format!("{order}/{state}"),
+                body: bytes::Bytes::from_static(b"{}"),
+                deadline: Some(now_ms() + 60_000),
+                completes: None,
+                order: None,
+                not_before: None,
+                sequence: Some(beckn_adapter::store::ultra::sequence_key("ultra", &order)),
+            },
+        )
+    };
+    let queue = |state: &str| {
+        let (r, i) = update(state);
+        store.queue_oms(r, i)
+    };
+    assert!(matches!(
+        queue("ORDER_CANCELLED").await.unwrap(),
+        OmsQueued::OutOfOrder(_)
+    ));
+    let OmsQueued::Queued(first) = queue("ORDER_CONFIRMED").await.unwrap() else {
+        panic!("the confirmation is queued")
+    };
+    assert_eq!(queue("ORDER_CONFIRMED").await.unwrap(), OmsQueued::Repeat);
+    let OmsQueued::Queued(second) = queue("ORDER_CANCELLED").await.unwrap() else {
+        panic!("the cancellation follows")
+    };
+    assert!(matches!(
+        queue("ORDER_FULFILLED").await.unwrap(),
+        OmsQueued::OutOfOrder(_)
+    ));
+    // One at a time: the cancellation waits while the confirmation is pending.
+    let now = now_ms();
+    let claimed: Vec<i64> = store
+        .claim("w1", now, 10, 60_000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|i| i.id)
+        .collect();
+    assert!(
+        claimed.contains(&first) && !claimed.contains(&second),
+        "{claimed:?}"
+    );
+    store.delivered(first, now).await.unwrap();
+    let claimed: Vec<i64> = store
+        .claim("w1", now, 10, 60_000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|i| i.id)
+        .collect();
+    assert!(claimed.contains(&second), "{claimed:?}");
+}
+
+#[tokio::test]
+async fn sqlite_queues_oms_updates_once_and_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        beckn_adapter::store::open(&format!("sqlite://{}", dir.path().join("s.db").display()))
+            .await
+            .unwrap();
+    oms_queue_semantics(store).await;
+}
