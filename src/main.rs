@@ -413,6 +413,15 @@ fn check(dirs: &Dirs) -> anyhow::Result<()> {
                 if f.serve_registry {
                     actions.push("(serves /lookup)");
                 }
+                let reports;
+                if let Some(u) = &f.ultra {
+                    reports = format!(
+                        "(reports {} orders to Ultra `{}`)",
+                        u.on.join("/"),
+                        u.connection.name
+                    );
+                    actions.push(reports.as_str());
+                }
                 println!(
                     "  {} ({}, {}) on {}{}: {}",
                     f.name,
@@ -421,6 +430,17 @@ fn check(dirs: &Dirs) -> anyhow::Result<()> {
                     f.listen,
                     f.base_path,
                     actions.join(" ")
+                );
+            }
+            for c in &set.ultra {
+                println!(
+                    "  {} (Flipkart Ultra): client {} at {}, OMS at {}, secureTokens of {}s, timestamps in {}",
+                    c.name,
+                    c.client_id,
+                    c.api_url,
+                    c.oms_url,
+                    c.tokens.lifetime_secs(),
+                    c.unit.as_str()
                 );
             }
             Ok(())

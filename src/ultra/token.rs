@@ -62,6 +62,11 @@ impl TokenMinter {
         Ok(minter)
     }
 
+    /// `exp - iat` of the tokens minted.
+    pub fn lifetime_secs(&self) -> i64 {
+        self.lifetime_secs
+    }
+
     /// The token to send at `now` (Unix seconds): the current one while more than a quarter of
     /// its life (at least 5 s) is left, else a new one.
     pub fn token(&self, now: i64) -> Result<String, TokenError> {

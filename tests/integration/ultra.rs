@@ -610,3 +610,57 @@ async fn sqlite_queues_oms_updates_once_and_in_order() {
             .unwrap();
     oms_queue_semantics(store).await;
 }
+
+#[test]
+fn ultra_mistakes_are_reported_at_their_line() {
+    let tree = temp_tree(&["farmer-app.yaml", "ultra.yaml"]);
+    let file = |name: &str| tree.path().join("flows").join(name);
+    let ultra = std::fs::read_to_string(file("ultra.yaml")).unwrap();
+    std::fs::write(
+        file("ultra.yaml"),
+        ultra.replace("token_lifetime: 90s", "token_lifetime: 2000s"),
+    )
+    .unwrap();
+    let errors = match beckn_adapter::compile::load(
+        &Layout::from_flows_dir(tree.path().join("flows")),
+        &std::collections::HashMap::<String, String>::new(),
+    ) {
+        Ok(_) => panic!("a 2000s token lifetime is refused"),
+        Err(d) => beckn_adapter::config::diagnostic::render_all(&d),
+    };
+    let line = ultra
+        .lines()
+        .position(|l| l.contains("token_lifetime"))
+        .unwrap()
+        + 1;
+    assert!(errors.contains(&format!("ultra.yaml:{line}:")), "{errors}");
+    assert!(errors.contains("from 10s to 1000s"), "{errors}");
+
+    std::fs::write(file("ultra.yaml"), &ultra).unwrap();
+    let app = std::fs::read_to_string(file("farmer-app.yaml")).unwrap();
+    std::fs::write(
+        file("farmer-app.yaml"),
+        app.replace("connection: ultra", "connection: ultr"),
+    )
+    .unwrap();
+    let errors = match beckn_adapter::compile::load(
+        &Layout::from_flows_dir(tree.path().join("flows")),
+        &std::collections::HashMap::<String, String>::new(),
+    ) {
+        Ok(_) => panic!("an unknown connection is refused"),
+        Err(d) => beckn_adapter::config::diagnostic::render_all(&d),
+    };
+    let line = app
+        .lines()
+        .position(|l| l.contains("connection: ultra"))
+        .unwrap()
+        + 1;
+    assert!(
+        errors.contains(&format!("farmer-app.yaml:{line}:")),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("no Ultra connection `ultr`") && errors.contains("did you mean `ultra`?"),
+        "{errors}"
+    );
+}
