@@ -664,3 +664,53 @@ fn ultra_mistakes_are_reported_at_their_line() {
         "{errors}"
     );
 }
+
+#[tokio::test]
+async fn a_provider_reports_its_own_orders_with_the_identity_its_mapping_finds() {
+    let tree = temp_tree(&[
+        "farmer-app.yaml",
+        "ultra.yaml",
+        "gateway.yaml",
+        "greenfield-lab.yaml",
+        "krishi-lab.yaml",
+    ]);
+    let flow = tree.path().join("flows/greenfield-lab.yaml");
+    let text = std::fs::read_to_string(&flow).unwrap();
+    // The lab knows its Ultra customers by phone (here: one); the farmer app reports nothing.
+    std::fs::write(
+        &flow,
+        format!(
+            "{text}\nultra:\n  connection: ultra\n  order_template: ultra/oms_order.j2\n  on: [on_confirm, on_cancel]\n  \
+             identity_token: \"'IDTKN-LAB-CUSTOMER' if message.order.fulfillments[0].customer.contact.phone == '+91-98100-22222' else none\"\n"
+        ),
+    )
+    .unwrap();
+    let app = tree.path().join("flows/farmer-app.yaml");
+    let text = std::fs::read_to_string(&app).unwrap();
+    let cut = text.find("\nultra:").unwrap();
+    std::fs::write(&app, &text[..cut]).unwrap();
+    let net = network_at(tree.path()).await;
+    net.ultra.add_user(ultra_standin::User {
+        identity_token: "IDTKN-LAB-CUSTOMER".into(),
+        mobile: "+91-98100-22222".into(),
+        email: "asha@example.org".into(),
+    });
+    let (_, on_confirm) = confirm(&net, "").await;
+    let order_id = on_confirm["message"]["order"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_until(
+        "the lab's ORDER_CONFIRMED at Ultra",
+        Duration::from_secs(10),
+        || states(&net, &order_id) == ["ORDER_CONFIRMED"],
+    )
+    .await;
+    let order = net
+        .ultra
+        .orders()
+        .into_iter()
+        .find(|o| o.order_id == order_id)
+        .unwrap();
+    assert_eq!(order.identity_token, "IDTKN-LAB-CUSTOMER");
+}

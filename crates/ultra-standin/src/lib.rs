@@ -168,6 +168,12 @@ impl UltraStandIn {
         (grant, user)
     }
 
+    /// Registers a user Flipkart already knows (its identity token given), as a partner whose
+    /// users signed in elsewhere would have.
+    pub fn add_user(&self, user: User) {
+        lock(&self.books).users.push(user);
+    }
+
     /// The orders accepted so far, oldest first.
     pub fn orders(&self) -> Vec<AcceptedOrder> {
         lock(&self.books).orders.clone()
