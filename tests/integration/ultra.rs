@@ -714,3 +714,41 @@ async fn a_provider_reports_its_own_orders_with_the_identity_its_mapping_finds()
         .unwrap();
     assert_eq!(order.identity_token, "IDTKN-LAB-CUSTOMER");
 }
+
+#[tokio::test]
+async fn ultra_ping_says_whether_flipkart_accepts_the_token() {
+    let pem = std::fs::read_to_string(repo().join("registry/ultra/partner.pub.pem")).unwrap();
+    let standin =
+        ultra_standin::UltraStandIn::new(ultra_standin::StandInConfig::sample(pem)).unwrap();
+    let (listener, addr) = crate::common::bind().await;
+    tokio::spawn(standin.serve(listener, std::future::pending()));
+    let ping = |client_id: &'static str| {
+        let url = format!("http://{addr}");
+        tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_beckn-adapter"))
+                .args(["ultra", "flows", "ping"])
+                .current_dir(repo())
+                .env("ULTRA_API_URL", &url)
+                .env("ULTRA_CLIENT_ID", client_id)
+                .output()
+                .expect("run beckn-adapter ultra ping")
+        })
+    };
+    let ok = ping("soilcare.farmerapp").await.unwrap();
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        ok.status.success() && stdout.starts_with("OK: "),
+        "{stdout}"
+    );
+    let refused = ping("someone.else").await.unwrap();
+    let stdout = String::from_utf8_lossy(&refused.stdout);
+    assert!(!refused.status.success());
+    assert!(
+        stdout.contains("FAILED") && stdout.contains("iss `someone.else` is not the client id"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("hint: check that Flipkart holds the public half"),
+        "{stdout}"
+    );
+}
