@@ -276,6 +276,19 @@ enum UltraCommand {
         #[arg(long)]
         connection: Option<String>,
     },
+    /// Run a flow's `ultra:` mapping on a callback (JSON or YAML file) and print the OMS order
+    /// it makes, checked; nothing is sent. Exit 1 if the mapping fails or the order is invalid.
+    Render {
+        /// The flow, by name.
+        #[arg(long)]
+        flow: String,
+        /// A callback carrying an order (`{"context": {"action": "on_confirm", ...}, "message": {"order": ...}}`).
+        #[arg(long)]
+        callback: PathBuf,
+        /// The user's identity token the order is made for.
+        #[arg(long, default_value = "IDENTITY-TOKEN")]
+        identity_token: String,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -362,6 +375,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Demo { dirs } => demo(&dirs).await,
         Command::Ultra { dirs, command } => match command {
             UltraCommand::Ping { connection } => ultra_ping(&dirs, connection.as_deref()).await,
+            UltraCommand::Render {
+                flow,
+                callback,
+                identity_token,
+            } => ultra_render(&dirs, &flow, &callback, &identity_token),
         },
         Command::UltraStandin { listen, public_key } => {
             let standin = ultra_standin(&public_key)?;
@@ -617,6 +635,44 @@ fn ultra_standin(public_key: &std::path::Path) -> anyhow::Result<ultra_standin::
         .with_context(|| format!("reading the partner's public key {}", public_key.display()))?;
     ultra_standin::UltraStandIn::new(ultra_standin::StandInConfig::sample(pem))
         .map_err(anyhow::Error::msg)
+}
+
+/// `ultra render`: the OMS order a flow's mapping makes of a callback, offline.
+fn ultra_render(
+    dirs: &Dirs,
+    flow_name: &str,
+    callback: &std::path::Path,
+    identity: &str,
+) -> anyhow::Result<()> {
+    let set = match compile::load(&dirs.layout(), &ProcessEnv) {
+        Ok(set) => set,
+        Err(diagnostics) => {
+            eprintln!("{}", render_all(&diagnostics));
+            bail!("the flows have errors");
+        }
+    };
+    let flow = set
+        .flow(flow_name)
+        .with_context(|| format!("no flow `{flow_name}` under {}", dirs.flows.display()))?;
+    let body = beckn_adapter::dry_run::input::read_data(callback)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .value;
+    let action = body
+        .pointer("/context/action")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("on_confirm")
+        .to_string();
+    match beckn_adapter::ultra::report::build_order(flow, &action, &body, identity) {
+        Ok(Some(order)) => {
+            println!("{}", serde_json::to_string_pretty(&order.body)?);
+            Ok(())
+        }
+        Ok(None) => {
+            println!("null: the mapping says there is nothing to tell Ultra for this {action}");
+            Ok(())
+        }
+        Err(e) => bail!("{e}"),
+    }
 }
 
 /// `ultra ping`: does Ultra accept this connection's secureToken?

@@ -82,82 +82,32 @@ pub async fn order_event(
         crate::telemetry::ultra_order(&flow.name, "skipped");
         return Ok(Reported::NotReported("not an Ultra user"));
     };
-    let conn = &u.connection;
-    let mut vars = Map::new();
-    vars.insert(
-        "context".into(),
-        body.get("context").cloned().unwrap_or(Value::Null),
-    );
-    vars.insert(
-        "message".into(),
-        body.get("message").cloned().unwrap_or(Value::Null),
-    );
-    vars.insert("action".into(), json!(callback));
-    vars.insert("user".into(), json!({"identity_token": identity}));
-    vars.insert("unit".into(), json!(conn.unit.as_str()));
-    vars.insert("flow".into(), crate::roles::bap::flow_value(flow));
-    if let Some(script) = &u.script {
-        match flow.scripts.run(script, &vars) {
-            Ok(v) => {
-                vars.insert("prepared".into(), v);
-            }
-            Err(e) => {
-                return Ok(refuse(
-                    flow,
-                    &beckn_order_id,
-                    &transaction_id,
-                    "mapping_failed",
-                    e.to_string(),
-                ));
-            }
-        }
-    }
-    let rendered = match flow
-        .templates
-        .render_json(&u.order_template, &crate::mapping::jvalue(&vars))
-    {
-        Ok(Value::Null) => {
+    let checked = match build_order(flow, callback, body, &identity) {
+        Ok(Some(c)) => c,
+        Ok(None) => {
             crate::telemetry::ultra_order(&flow.name, "nothing");
             return Ok(Reported::Nothing);
         }
-        Ok(v) => v,
-        Err(e) => {
+        Err(BuildError::Mapping(why)) => {
             return Ok(refuse(
                 flow,
                 &beckn_order_id,
                 &transaction_id,
                 "mapping_failed",
-                e.to_string(),
+                why,
             ));
         }
-    };
-    let checked = match oms::check(rendered, &conn.order_schema, conn.unit) {
-        Ok(c) => c,
-        Err(violations) => {
-            let why = violations
-                .iter()
-                .map(|v| {
-                    format!(
-                        "{}: {}",
-                        if v.path.is_empty() {
-                            "(order)"
-                        } else {
-                            &v.path
-                        },
-                        v.message
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join("; ");
+        Err(BuildError::Invalid(why)) => {
             return Ok(refuse(
                 flow,
                 &beckn_order_id,
                 &transaction_id,
                 "invalid",
-                format!("the OMS order breaks the rules: {why}"),
+                why,
             ));
         }
     };
+    let conn = &u.connection;
     let now = now_ms();
     let not_before = (u.hold_fulfilled && checked.state == OmsState::Fulfilled)
         .then(|| to_ms(checked.last_fulfillment_date, conn.unit))
@@ -206,6 +156,79 @@ pub async fn order_event(
             format!("{state} not sent: {why}"),
         )),
     }
+}
+
+/// Why an order event gives no OMS order.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BuildError {
+    /// The flow's script or template failed.
+    #[error("{0}")]
+    Mapping(String),
+    /// The order breaks the OMS schema or rules.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The OMS order the flow's `ultra:` mapping makes of the order event `body` for the user
+/// `identity`, checked; None when the mapping says there is nothing to tell Ultra. Pure: no
+/// store, no network (`ultra render` runs it offline).
+pub fn build_order(
+    flow: &CompiledFlow,
+    callback: &str,
+    body: &Value,
+    identity: &str,
+) -> Result<Option<oms::OmsOrder>, BuildError> {
+    let Some(u) = &flow.ultra else {
+        return Err(BuildError::Mapping(format!(
+            "flow {} has no `ultra:` block",
+            flow.name
+        )));
+    };
+    let conn = &u.connection;
+    let mut vars = Map::new();
+    vars.insert(
+        "context".into(),
+        body.get("context").cloned().unwrap_or(Value::Null),
+    );
+    vars.insert(
+        "message".into(),
+        body.get("message").cloned().unwrap_or(Value::Null),
+    );
+    vars.insert("action".into(), json!(callback));
+    vars.insert("user".into(), json!({"identity_token": identity}));
+    vars.insert("unit".into(), json!(conn.unit.as_str()));
+    vars.insert("flow".into(), crate::roles::bap::flow_value(flow));
+    if let Some(script) = &u.script {
+        let prepared = flow
+            .scripts
+            .run(script, &vars)
+            .map_err(|e| BuildError::Mapping(e.to_string()))?;
+        vars.insert("prepared".into(), prepared);
+    }
+    let rendered = flow
+        .templates
+        .render_json(&u.order_template, &crate::mapping::jvalue(&vars))
+        .map_err(|e| BuildError::Mapping(e.to_string()))?;
+    if rendered.is_null() {
+        return Ok(None);
+    }
+    oms::check(rendered, &conn.order_schema, conn.unit)
+        .map(Some)
+        .map_err(|violations| {
+            let why = violations
+                .iter()
+                .map(|v| {
+                    let path = if v.path.is_empty() {
+                        "(order)"
+                    } else {
+                        &v.path
+                    };
+                    format!("{path}: {}", v.message)
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            BuildError::Invalid(format!("the OMS order breaks the rules: {why}"))
+        })
 }
 
 fn refuse(

@@ -752,3 +752,45 @@ async fn ultra_ping_says_whether_flipkart_accepts_the_token() {
         "{stdout}"
     );
 }
+
+#[test]
+fn ultra_render_shows_the_oms_order_of_a_callback_offline() {
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_beckn-adapter"))
+            .args(["ultra", "flows", "render", "--flow", "farmer-app"])
+            .args(args)
+            .current_dir(repo())
+            .output()
+            .expect("run beckn-adapter ultra render")
+    };
+    let out = run(&[
+        "--callback",
+        "flows/tests/data/farmer-app.on_cancel.yaml",
+        "--identity-token",
+        "IDT-1",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let order: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(order["orderId"], "GFSL-000002");
+    assert_eq!(order["orderState"], "ORDER_CANCELLED");
+    assert_eq!(order["identityToken"], "IDT-1");
+    assert_eq!(order["forwardTransaction"].as_f64(), Some(1060.82));
+    assert_eq!(order["reverseTransaction"].as_f64(), Some(1060.82));
+    assert_eq!(order["orderTimestamp"], 1_795_428_000);
+    assert_eq!(order["lastFulfillmentDate"], 1_795_428_900 + 7 * 86_400);
+
+    // an order the rules refuse says why, and nothing else
+    let dir = tempfile::tempdir().unwrap();
+    let text =
+        std::fs::read_to_string(repo().join("flows/tests/data/farmer-app.on_cancel.yaml")).unwrap();
+    let free = dir.path().join("free.yaml");
+    std::fs::write(&free, text.replace("value: \"1060.82\"", "value: \"0\"")).unwrap();
+    let out = run(&["--callback", free.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("forwardTransaction"), "{stderr}");
+}
