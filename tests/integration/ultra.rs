@@ -611,50 +611,42 @@ async fn sqlite_queues_oms_updates_once_and_in_order() {
     oms_queue_semantics(store).await;
 }
 
+/// Writes `file` with `from` replaced by `to`, loads the tree, and returns the rendered
+/// diagnostics and the line (1-based) where `from` stood.
+fn mistake(root: &std::path::Path, file: &str, from: &str, to: &str) -> (String, usize) {
+    let path = root.join("flows").join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace(from, to)).unwrap();
+    let loaded = beckn_adapter::compile::load(
+        &Layout::from_flows_dir(root.join("flows")),
+        &std::collections::HashMap::<String, String>::new(),
+    );
+    std::fs::write(&path, &text).unwrap();
+    let errors = match loaded {
+        Ok(_) => panic!("`{to}` in {file} is refused"),
+        Err(d) => beckn_adapter::config::diagnostic::render_all(&d),
+    };
+    let line = text.lines().position(|l| l.contains(from)).unwrap() + 1;
+    (errors, line)
+}
+
 #[test]
 fn ultra_mistakes_are_reported_at_their_line() {
     let tree = temp_tree(&["farmer-app.yaml", "ultra.yaml"]);
-    let file = |name: &str| tree.path().join("flows").join(name);
-    let ultra = std::fs::read_to_string(file("ultra.yaml")).unwrap();
-    std::fs::write(
-        file("ultra.yaml"),
-        ultra.replace("token_lifetime: 90s", "token_lifetime: 2000s"),
-    )
-    .unwrap();
-    let errors = match beckn_adapter::compile::load(
-        &Layout::from_flows_dir(tree.path().join("flows")),
-        &std::collections::HashMap::<String, String>::new(),
-    ) {
-        Ok(_) => panic!("a 2000s token lifetime is refused"),
-        Err(d) => beckn_adapter::config::diagnostic::render_all(&d),
-    };
-    let line = ultra
-        .lines()
-        .position(|l| l.contains("token_lifetime"))
-        .unwrap()
-        + 1;
+    let (errors, line) = mistake(
+        tree.path(),
+        "ultra.yaml",
+        "token_lifetime: 90s",
+        "token_lifetime: 2000s",
+    );
     assert!(errors.contains(&format!("ultra.yaml:{line}:")), "{errors}");
     assert!(errors.contains("from 10s to 1000s"), "{errors}");
-
-    std::fs::write(file("ultra.yaml"), &ultra).unwrap();
-    let app = std::fs::read_to_string(file("farmer-app.yaml")).unwrap();
-    std::fs::write(
-        file("farmer-app.yaml"),
-        app.replace("connection: ultra", "connection: ultr"),
-    )
-    .unwrap();
-    let errors = match beckn_adapter::compile::load(
-        &Layout::from_flows_dir(tree.path().join("flows")),
-        &std::collections::HashMap::<String, String>::new(),
-    ) {
-        Ok(_) => panic!("an unknown connection is refused"),
-        Err(d) => beckn_adapter::config::diagnostic::render_all(&d),
-    };
-    let line = app
-        .lines()
-        .position(|l| l.contains("connection: ultra"))
-        .unwrap()
-        + 1;
+    let (errors, line) = mistake(
+        tree.path(),
+        "farmer-app.yaml",
+        "connection: ultra",
+        "connection: ultr",
+    );
     assert!(
         errors.contains(&format!("farmer-app.yaml:{line}:")),
         "{errors}"
