@@ -120,6 +120,9 @@ pub struct OutboxCounts {
 pub enum StoreError {
     #[error("store database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// From the SQLite store's writer.
+    #[error("store database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("store migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("store is shutting down")]
