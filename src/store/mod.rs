@@ -127,7 +127,9 @@ pub enum StoreError {
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("store is shutting down")]
     Closed,
-    #[error("`{0}` is not a store URL (use sqlite://PATH or postgres://USER@HOST/DB)")]
+    #[error(
+        "`{0}` is not a store URL (use sqlite://PATH[?synchronous=full|normal] or postgres://USER@HOST/DB)"
+    )]
     BadUrl(String),
 }
 
