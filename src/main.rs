@@ -121,7 +121,8 @@ struct ServeArgs {
 
 #[derive(clap::Args)]
 struct StoreArgs {
-    /// Where durable state lives: sqlite://PATH (created at first start).
+    /// Where durable state lives: sqlite://PATH (created at first start; add
+    /// `?synchronous=normal` to skip the fsync of each commit, see docs/operations.md).
     #[arg(
         long = "store",
         env = "BECKN_STORE",

@@ -134,11 +134,16 @@ pub struct OutboxCounts {
 pub enum StoreError {
     #[error("store database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// From the SQLite store's writer.
+    #[error("store database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("store migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("store is shutting down")]
     Closed,
-    #[error("`{0}` is not a store URL (use sqlite://PATH or postgres://USER@HOST/DB)")]
+    #[error(
+        "`{0}` is not a store URL (use sqlite://PATH[?synchronous=full|normal] or postgres://USER@HOST/DB)"
+    )]
     BadUrl(String),
 }
 

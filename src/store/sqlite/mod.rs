@@ -1,8 +1,11 @@
 //! The embedded store: one SQLite file in WAL mode.
 //!
-//! All writes go through one writer task that commits the operations that arrived together in
-//! one transaction (group commit): under load, one fsync serves many requests, yet no caller
-//! hears back before its write is committed. Reads use a small pool beside it.
+//! All writes go through one writer thread ([`writer`]) that commits the operations that
+//! arrived together in one transaction (group commit): under load, one fsync serves many
+//! requests, yet no caller hears back before its write is committed. Reads use a small pool
+//! beside it. Migrations run at open, before the writer starts.
+
+mod writer;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -14,27 +17,67 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
 };
-use sqlx::{Connection, Row, SqliteExecutor};
+use sqlx::{Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
     Accepted, BuyerTransaction, Counterpart, DeadLetter, Disposition, FiledCallback, Inbound,
     NewCallback, NewOutbox, OutboxCounts, OutboxItem, PollPosition, SentRequest, Store, StoreError,
-    StoreResult, Unfinished, now_ms,
+    StoreResult, Unfinished,
 };
 use super::{OmsQueued, OmsRecord, UltraUser};
-
-/// Operations committed together at most.
-const MAX_BATCH: usize = 512;
+use writer::{Op, Outcome, Work};
 
 pub struct SqliteStore {
     writer: mpsc::Sender<Op>,
     read: SqlitePool,
 }
 
+/// When a commit counts as done (`?synchronous=` of the store URL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `synchronous=FULL` (the default): every commit is synced to disk (fsync of the WAL)
+    /// before anyone hears of it. Nothing acknowledged is lost, even on power loss.
+    #[default]
+    Full,
+    /// `synchronous=NORMAL`: a commit is written to the WAL file but synced only at
+    /// checkpoints. Nothing acknowledged is lost when the process dies (killed, crashed: the
+    /// operating system still writes what it was handed); the last commits before a power
+    /// loss or kernel crash can be. The database itself is never corrupted either way.
+    Normal,
+}
+
+impl Durability {
+    fn pragma(self) -> &'static str {
+        match self {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        }
+    }
+}
+
+/// Splits `path?synchronous=full|normal` into the path and its durability.
+pub fn parse_location(location: &str) -> StoreResult<(&str, Durability)> {
+    let bad = || StoreError::BadUrl(format!("sqlite://{location}"));
+    let Some((path, query)) = location.split_once('?') else {
+        return Ok((location, Durability::Full));
+    };
+    let mut durability = Durability::Full;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        durability = match pair.split_once('=').ok_or_else(bad)? {
+            ("synchronous", v) if v.eq_ignore_ascii_case("full") => Durability::Full,
+            ("synchronous", v) if v.eq_ignore_ascii_case("normal") => Durability::Normal,
+            _ => return Err(bad()),
+        };
+    }
+    Ok((path, durability))
+}
+
 impl SqliteStore {
-    /// Opens (creating if needed) and migrates the database at `path`.
-    pub async fn open(path: &str) -> StoreResult<Self> {
+    /// Opens (creating if needed) and migrates the database at `location`: a path, optionally
+    /// followed by `?synchronous=normal` (see [`Durability`]).
+    pub async fn open(location: &str) -> StoreResult<Self> {
+        let (path, durability) = parse_location(location)?;
         if let Some(parent) = Path::new(path)
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -45,16 +88,24 @@ impl SqliteStore {
         let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
+            .synchronous(match durability {
+                Durability::Full => SqliteSynchronous::Full,
+                Durability::Normal => SqliteSynchronous::Normal,
+            })
             .busy_timeout(Duration::from_secs(10));
         let mut conn = SqliteConnection::connect_with(&options).await?;
         sqlx::migrate!("./migrations/sqlite").run(&mut conn).await?;
+        conn.close().await?;
         let read = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options.read_only(true))
             .await?;
+        let path = path.to_string();
+        let conn = tokio::task::spawn_blocking(move || writer::connect(&path, durability.pragma()))
+            .await
+            .map_err(|_| StoreError::Closed)??;
         let (tx, rx) = mpsc::channel(8192);
-        tokio::spawn(run_writer(conn, rx));
+        writer::spawn(conn, rx).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
         Ok(SqliteStore { writer: tx, read })
     }
 
@@ -66,491 +117,6 @@ impl SqliteStore {
             .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
-}
-
-/// One write operation and where its result goes.
-struct Op {
-    work: Work,
-    reply: oneshot::Sender<StoreResult<Outcome>>,
-}
-
-#[derive(Clone)]
-enum Work {
-    Accept(Inbound),
-    ClaimUnfinished {
-        owner: String,
-        now: i64,
-        lease_ms: i64,
-        limit: usize,
-        take_all: bool,
-    },
-    Enqueue(NewOutbox),
-    Claim {
-        owner: String,
-        now: i64,
-        limit: usize,
-        lease_ms: i64,
-    },
-    Delivered {
-        id: i64,
-        now: i64,
-    },
-    Retry {
-        id: i64,
-        next: i64,
-        error: String,
-    },
-    Bury {
-        id: i64,
-        now: i64,
-        error: String,
-    },
-    Revive {
-        id: i64,
-        now: i64,
-        deadline: i64,
-    },
-    Discard(i64),
-    Purge(i64),
-    RecordRequest(Box<(SentRequest, Option<Counterpart>)>),
-    NoteAck {
-        flow: String,
-        message_id: String,
-        ack: String,
-    },
-    FileCallback(Box<(NewCallback, Option<NewOutbox>)>),
-    SaveUltraUser(UltraUser),
-    NoteIdentity {
-        flow: String,
-        transaction_id: String,
-        identity_token: String,
-    },
-    QueueOms(Box<(OmsRecord, NewOutbox)>),
-    ClaimPoll {
-        flow: String,
-        owner: String,
-        now: i64,
-        lease_ms: i64,
-    },
-    AdvancePoll {
-        flow: String,
-        owner: String,
-        cursor: String,
-        now: i64,
-        lease_ms: i64,
-    },
-}
-
-enum Outcome {
-    Accepted(Accepted),
-    Unfinished(Vec<Unfinished>),
-    Id(i64),
-    Items(Vec<OutboxItem>),
-    Done,
-    Changed(bool),
-    Count(u64),
-    Oms(OmsQueued),
-    Poll(Option<PollPosition>),
-}
-
-/// Commits the operations that are waiting, in one transaction; if that fails, each alone.
-async fn run_writer(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Op>) {
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
-            }
-        }
-        match commit(&mut conn, &batch).await {
-            Ok(outcomes) => {
-                for (op, outcome) in batch.into_iter().zip(outcomes) {
-                    let _ = op.reply.send(Ok(outcome));
-                }
-            }
-            Err(e) if batch.len() == 1 => {
-                let op = batch.remove(0);
-                let _ = op.reply.send(Err(e));
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, size = batch.len(), "store batch failed; committing its operations one by one");
-                for op in batch {
-                    let result = commit(&mut conn, std::slice::from_ref(&op))
-                        .await
-                        .map(|mut o| o.remove(0));
-                    let _ = op.reply.send(result);
-                }
-            }
-        }
-    }
-}
-
-async fn commit(conn: &mut SqliteConnection, batch: &[Op]) -> StoreResult<Vec<Outcome>> {
-    let mut tx = conn.begin().await?;
-    let mut outcomes = Vec::with_capacity(batch.len());
-    for op in batch {
-        outcomes.push(apply(&mut tx, &op.work).await?);
-    }
-    tx.commit().await?;
-    Ok(outcomes)
-}
-
-async fn apply(tx: &mut SqliteConnection, work: &Work) -> StoreResult<Outcome> {
-    Ok(match work {
-        Work::Accept(inbound) => Outcome::Accepted(accept(tx, inbound).await?),
-        Work::ClaimUnfinished {
-            owner,
-            now,
-            lease_ms,
-            limit,
-            take_all,
-        } => {
-            let rows = sqlx::query(
-                "UPDATE inbox SET claimed_by = ?, claimed_until = ? WHERE rowid IN ( \
-                   SELECT rowid FROM inbox WHERE state = 'accepted' \
-                   AND (? OR claimed_until IS NULL OR claimed_until < ?) \
-                   ORDER BY received_at LIMIT ?) \
-                 RETURNING flow, action, message_id, transaction_id, body, callback_base",
-            )
-            .bind(owner)
-            .bind(now + lease_ms)
-            .bind(take_all)
-            .bind(now)
-            .bind(*limit as i64)
-            .fetch_all(&mut *tx)
-            .await?;
-            Outcome::Unfinished(
-                rows.iter()
-                    .map(unfinished_from_row)
-                    .collect::<StoreResult<_>>()?,
-            )
-        }
-        Work::Enqueue(item) => Outcome::Id(enqueue(tx, item).await?),
-        Work::Claim {
-            owner,
-            now,
-            limit,
-            lease_ms,
-        } => Outcome::Items(claim(tx, owner, *now, *limit, *lease_ms).await?),
-        Work::Delivered { id, now } => {
-            sqlx::query(
-                "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, finished_at = ?, \
-                 claimed_by = NULL, claimed_until = NULL, last_error = NULL WHERE id = ?",
-            )
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-            Outcome::Done
-        }
-        Work::Retry { id, next, error } => {
-            sqlx::query(
-                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?, \
-                 claimed_by = NULL, claimed_until = NULL WHERE id = ?",
-            )
-            .bind(next)
-            .bind(error)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-            Outcome::Done
-        }
-        Work::Bury { id, now, error } => {
-            sqlx::query(
-                "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ?, \
-                 finished_at = ?, claimed_by = NULL, claimed_until = NULL WHERE id = ?",
-            )
-            .bind(error)
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-            Outcome::Done
-        }
-        Work::Revive { id, now, deadline } => {
-            let r = sqlx::query(
-                "UPDATE outbox SET state = 'pending', next_attempt_at = ?, deadline = ?, \
-                 finished_at = NULL WHERE id = ? AND state = 'dead'",
-            )
-            .bind(now)
-            .bind(deadline)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-            Outcome::Changed(r.rows_affected() > 0)
-        }
-        Work::Discard(id) => {
-            let r = sqlx::query("DELETE FROM outbox WHERE id = ? AND state = 'dead'")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            Outcome::Changed(r.rows_affected() > 0)
-        }
-        Work::Purge(before) => {
-            let mut n = 0;
-            for sql in [
-                "DELETE FROM messages WHERE created_at < ?",
-                "DELETE FROM outbox WHERE state = 'delivered' AND finished_at < ?",
-                "DELETE FROM inbox WHERE state = 'done' AND done_at < ?",
-                "DELETE FROM bap_requests WHERE created_at < ?",
-                "DELETE FROM bap_callbacks WHERE received_at < ?",
-            ] {
-                n += sqlx::query(sql)
-                    .bind(before)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-            }
-            Outcome::Count(n)
-        }
-        Work::RecordRequest(work) => {
-            let (request, counterpart) = &**work;
-            record_request(tx, request, counterpart.as_ref()).await?;
-            Outcome::Done
-        }
-        Work::NoteAck {
-            flow,
-            message_id,
-            ack,
-        } => {
-            sqlx::query("UPDATE bap_requests SET ack = ? WHERE flow = ? AND message_id = ?")
-                .bind(ack)
-                .bind(flow)
-                .bind(message_id)
-                .execute(&mut *tx)
-                .await?;
-            Outcome::Done
-        }
-        Work::FileCallback(work) => {
-            let (callback, forward) = &**work;
-            Outcome::Accepted(file_callback(tx, callback, forward.as_ref()).await?)
-        }
-        Work::SaveUltraUser(u) => {
-            sqlx::query(
-                "INSERT INTO ultra_users (session, connection, identity_token, mobile, email, created_at) \
-                 VALUES (?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&u.session)
-            .bind(&u.connection)
-            .bind(&u.identity_token)
-            .bind(&u.mobile)
-            .bind(&u.email)
-            .bind(u.created_at)
-            .execute(&mut *tx)
-            .await?;
-            Outcome::Done
-        }
-        Work::NoteIdentity {
-            flow,
-            transaction_id,
-            identity_token,
-        } => {
-            sqlx::query(
-                "UPDATE transactions SET identity_token = ?, updated_at = ? \
-                 WHERE flow = ? AND transaction_id = ?",
-            )
-            .bind(identity_token)
-            .bind(now_ms())
-            .bind(flow)
-            .bind(transaction_id)
-            .execute(&mut *tx)
-            .await?;
-            Outcome::Done
-        }
-        Work::QueueOms(work) => {
-            let (record, item) = &**work;
-            Outcome::Oms(queue_oms(tx, record, item).await?)
-        }
-        Work::ClaimPoll {
-            flow,
-            owner,
-            now,
-            lease_ms,
-        } => {
-            let row = sqlx::query(
-                "INSERT INTO poll_cursors (flow, cursor, owner, lease_until, updated_at) \
-                 VALUES (?1, NULL, ?2, ?3, ?4) ON CONFLICT (flow) DO UPDATE SET \
-                 owner = excluded.owner, lease_until = excluded.lease_until \
-                 WHERE poll_cursors.owner = excluded.owner OR poll_cursors.lease_until < ?4 \
-                 RETURNING cursor",
-            )
-            .bind(flow)
-            .bind(owner)
-            .bind(now + lease_ms)
-            .bind(now)
-            .fetch_optional(&mut *tx)
-            .await?;
-            Outcome::Poll(
-                row.map(|r| r.try_get("cursor").map(|cursor| PollPosition { cursor }))
-                    .transpose()?,
-            )
-        }
-        Work::AdvancePoll {
-            flow,
-            owner,
-            cursor,
-            now,
-            lease_ms,
-        } => {
-            let r = sqlx::query(
-                "UPDATE poll_cursors SET cursor = ?, lease_until = ?, updated_at = ? \
-                 WHERE flow = ? AND owner = ?",
-            )
-            .bind(cursor)
-            .bind(now + lease_ms)
-            .bind(now)
-            .bind(flow)
-            .bind(owner)
-            .execute(&mut *tx)
-            .await?;
-            Outcome::Changed(r.rows_affected() > 0)
-        }
-    })
-}
-
-async fn queue_oms(
-    tx: &mut SqliteConnection,
-    record: &OmsRecord,
-    item: &NewOutbox,
-) -> StoreResult<OmsQueued> {
-    let reported: Vec<String> = sqlx::query_scalar(
-        "SELECT state FROM oms_updates WHERE connection = ? AND order_id = ? ORDER BY created_at",
-    )
-    .bind(&record.connection)
-    .bind(&record.order_id)
-    .fetch_all(&mut *tx)
-    .await?;
-    let Some(next) = crate::ultra::oms::OmsState::parse(&record.state) else {
-        return Ok(OmsQueued::OutOfOrder(format!(
-            "`{}` is not an OMS state",
-            record.state
-        )));
-    };
-    if reported.contains(&record.state) {
-        return Ok(OmsQueued::Repeat);
-    }
-    let states: Vec<_> = reported
-        .iter()
-        .filter_map(|s| crate::ultra::oms::OmsState::parse(s))
-        .collect();
-    if let Some(why) = crate::ultra::oms::sequence_problem(&states, next) {
-        return Ok(OmsQueued::OutOfOrder(why));
-    }
-    let id = enqueue(tx, item).await?;
-    sqlx::query(
-        "INSERT INTO oms_updates (connection, order_id, state, flow, transaction_id, outbox_id, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&record.connection)
-    .bind(&record.order_id)
-    .bind(&record.state)
-    .bind(&record.flow)
-    .bind(&record.transaction_id)
-    .bind(id)
-    .bind(now_ms())
-    .execute(&mut *tx)
-    .await?;
-    Ok(OmsQueued::Queued(id))
-}
-
-async fn record_request(
-    tx: &mut SqliteConnection,
-    r: &SentRequest,
-    counterpart: Option<&Counterpart>,
-) -> StoreResult<()> {
-    let now = now_ms();
-    let expected = serde_json::to_string(&r.expected).unwrap_or_else(|_| "[]".into());
-    sqlx::query(
-        "INSERT INTO bap_requests (flow, message_id, transaction_id, action, mode, recipient, url, \
-         expected, body, ack, expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&r.flow)
-    .bind(&r.message_id)
-    .bind(&r.transaction_id)
-    .bind(&r.action)
-    .bind(&r.mode)
-    .bind(&r.recipient)
-    .bind(&r.url)
-    .bind(expected)
-    .bind(r.body.as_ref())
-    .bind(&r.ack)
-    .bind(r.expires_at)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(
-        "INSERT INTO transactions (flow, transaction_id, role, counterpart, counterpart_uri, \
-         created_at, updated_at) VALUES (?, ?, 'bap', ?, ?, ?, ?) \
-         ON CONFLICT (flow, transaction_id) DO UPDATE SET \
-         counterpart = coalesce(excluded.counterpart, transactions.counterpart), \
-         counterpart_uri = coalesce(excluded.counterpart_uri, transactions.counterpart_uri), \
-         updated_at = excluded.updated_at",
-    )
-    .bind(&r.flow)
-    .bind(&r.transaction_id)
-    .bind(counterpart.map(|c| &c.bpp_id))
-    .bind(counterpart.map(|c| &c.bpp_uri))
-    .bind(now)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    log_message(
-        &mut *tx,
-        &r.flow,
-        "out",
-        &r.action,
-        &r.transaction_id,
-        &r.message_id,
-        "{}",
-        &r.body,
-        now,
-    )
-    .await
-}
-
-async fn file_callback(
-    tx: &mut SqliteConnection,
-    c: &NewCallback,
-    forward: Option<&NewOutbox>,
-) -> StoreResult<Accepted> {
-    let now = now_ms();
-    let inserted = sqlx::query(
-        "INSERT INTO bap_callbacks (flow, action, message_id, transaction_id, bpp_id, via, digest, \
-         disposition, body, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-    )
-    .bind(&c.flow)
-    .bind(&c.action)
-    .bind(&c.message_id)
-    .bind(&c.transaction_id)
-    .bind(&c.bpp_id)
-    .bind(&c.via)
-    .bind(c.digest())
-    .bind(c.disposition.as_str())
-    .bind(c.body.as_ref())
-    .bind(now)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if inserted == 0 {
-        return Ok(Accepted::Duplicate);
-    }
-    log_message(
-        &mut *tx,
-        &c.flow,
-        "in",
-        &c.action,
-        &c.transaction_id,
-        &c.message_id,
-        &c.headers,
-        &c.body,
-        now,
-    )
-    .await?;
-    if let Some(item) = forward {
-        enqueue(tx, item).await?;
-    }
-    Ok(Accepted::New)
 }
 
 fn sent_request_from_row(r: &sqlx::sqlite::SqliteRow) -> StoreResult<SentRequest> {
@@ -587,201 +153,6 @@ fn callback_from_row(r: &sqlx::sqlite::SqliteRow) -> StoreResult<FiledCallback> 
 
 const CALLBACK_COLUMNS: &str =
     "id, action, message_id, transaction_id, bpp_id, via, disposition, body, received_at";
-
-async fn accept(tx: &mut SqliteConnection, inbound: &Inbound) -> StoreResult<Accepted> {
-    let now = now_ms();
-    let key = &inbound.key;
-    let inserted = sqlx::query(
-        "INSERT INTO inbox (flow, action, message_id, transaction_id, body, callback_base, state, \
-         received_at, claimed_by, claimed_until) \
-         VALUES (?, ?, ?, ?, ?, ?, 'accepted', ?, ?, ?) ON CONFLICT DO NOTHING",
-    )
-    .bind(&key.flow)
-    .bind(&key.action)
-    .bind(&key.message_id)
-    .bind(&inbound.transaction_id)
-    .bind(inbound.body.as_ref())
-    .bind(&inbound.callback_base)
-    .bind(now)
-    .bind(&inbound.owner)
-    .bind(inbound.lease_until)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if inserted == 0 {
-        return Ok(Accepted::Duplicate);
-    }
-    log_message(
-        &mut *tx,
-        &key.flow,
-        "in",
-        &key.action,
-        &inbound.transaction_id,
-        &key.message_id,
-        &inbound.headers,
-        &inbound.body,
-        now,
-    )
-    .await?;
-    sqlx::query(
-        "INSERT INTO transactions (flow, transaction_id, role, counterpart, created_at, updated_at) \
-         VALUES (?, ?, ?, ?, ?, ?) \
-         ON CONFLICT (flow, transaction_id) DO UPDATE SET updated_at = excluded.updated_at",
-    )
-    .bind(&key.flow)
-    .bind(&inbound.transaction_id)
-    .bind(&inbound.role)
-    .bind(&inbound.counterpart)
-    .bind(now)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    Ok(Accepted::New)
-}
-
-async fn enqueue(tx: &mut SqliteConnection, item: &NewOutbox) -> StoreResult<i64> {
-    let now = now_ms();
-    let id: i64 = sqlx::query(
-        "INSERT INTO outbox (flow, kind, url, action, transaction_id, message_id, body, state, \
-         attempts, next_attempt_at, deadline, created_at, sequence_key) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?) RETURNING id",
-    )
-    .bind(&item.flow)
-    .bind(&item.kind)
-    .bind(&item.url)
-    .bind(&item.action)
-    .bind(&item.transaction_id)
-    .bind(&item.message_id)
-    .bind(item.body.as_ref())
-    .bind(item.not_before.unwrap_or(now))
-    .bind(item.deadline)
-    .bind(now)
-    .bind(&item.sequence)
-    .fetch_one(&mut *tx)
-    .await?
-    .try_get(0)?;
-    if let Some(key) = &item.completes {
-        sqlx::query(
-            "UPDATE inbox SET state = 'done', done_at = ? WHERE flow = ? AND action = ? AND message_id = ?",
-        )
-        .bind(now)
-        .bind(&key.flow)
-        .bind(&key.action)
-        .bind(&key.message_id)
-        .execute(&mut *tx)
-        .await?;
-    }
-    if let Some((order_id, state)) = &item.order {
-        sqlx::query(
-            "UPDATE transactions SET erp_order_id = ?, state = coalesce(?, state), updated_at = ? \
-             WHERE flow = ? AND transaction_id = ?",
-        )
-        .bind(order_id)
-        .bind(state)
-        .bind(now)
-        .bind(&item.flow)
-        .bind(&item.transaction_id)
-        .execute(&mut *tx)
-        .await?;
-    }
-    log_message(
-        &mut *tx,
-        &item.flow,
-        "out",
-        &item.action,
-        &item.transaction_id,
-        &item.message_id,
-        "{}",
-        &item.body,
-        now,
-    )
-    .await?;
-    Ok(id)
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn log_message(
-    ex: impl SqliteExecutor<'_>,
-    flow: &str,
-    direction: &str,
-    action: &str,
-    transaction_id: &str,
-    message_id: &str,
-    headers: &str,
-    body: &Bytes,
-    now: i64,
-) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO messages (flow, direction, action, transaction_id, message_id, headers, body, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(flow)
-    .bind(direction)
-    .bind(action)
-    .bind(transaction_id)
-    .bind(message_id)
-    .bind(headers)
-    .bind(body.as_ref())
-    .bind(now)
-    .execute(ex)
-    .await?;
-    Ok(())
-}
-
-async fn claim(
-    tx: &mut SqliteConnection,
-    owner: &str,
-    now: i64,
-    limit: usize,
-    lease_ms: i64,
-) -> StoreResult<Vec<OutboxItem>> {
-    let rows = sqlx::query(
-        "UPDATE outbox SET claimed_by = ?, claimed_until = ? WHERE id IN ( \
-           SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= ? \
-           AND (claimed_until IS NULL OR claimed_until < ?) \
-           AND (sequence_key IS NULL OR NOT EXISTS (SELECT 1 FROM outbox AS earlier \
-                WHERE earlier.sequence_key = outbox.sequence_key AND earlier.state = 'pending' \
-                AND earlier.id < outbox.id)) \
-           ORDER BY next_attempt_at LIMIT ?) \
-         RETURNING id, flow, kind, url, action, transaction_id, message_id, body, attempts, deadline",
-    )
-    .bind(owner)
-    .bind(now + lease_ms)
-    .bind(now)
-    .bind(now)
-    .bind(limit as i64)
-    .fetch_all(&mut *tx)
-    .await?;
-    rows.iter().map(item_from_row).collect()
-}
-
-fn unfinished_from_row(r: &sqlx::sqlite::SqliteRow) -> StoreResult<Unfinished> {
-    Ok(Unfinished {
-        key: super::InboundKey {
-            flow: r.try_get("flow")?,
-            action: r.try_get("action")?,
-            message_id: r.try_get("message_id")?,
-        },
-        transaction_id: r.try_get("transaction_id")?,
-        body: Bytes::from(r.try_get::<Vec<u8>, _>("body")?),
-        callback_base: r.try_get("callback_base")?,
-    })
-}
-
-fn item_from_row(row: &sqlx::sqlite::SqliteRow) -> StoreResult<OutboxItem> {
-    Ok(OutboxItem {
-        id: row.try_get("id")?,
-        flow: row.try_get("flow")?,
-        kind: row.try_get("kind")?,
-        url: row.try_get("url")?,
-        action: row.try_get("action")?,
-        transaction_id: row.try_get("transaction_id")?,
-        message_id: row.try_get("message_id")?,
-        body: Bytes::from(row.try_get::<Vec<u8>, _>("body")?),
-        attempts: row.try_get::<i64, _>("attempts")? as u32,
-        deadline: row.try_get("deadline")?,
-    })
-}
 
 impl Store for SqliteStore {
     fn accept(&self, inbound: Inbound) -> BoxFuture<'_, StoreResult<Accepted>> {
@@ -1227,7 +598,7 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::InboundKey;
+    use crate::store::{InboundKey, now_ms};
 
     fn inbound(message_id: &str) -> Inbound {
         Inbound {
@@ -1384,6 +755,24 @@ mod tests {
             "only dead letters can be dropped"
         );
         assert!(store.purge(now + 1).await.unwrap() >= 1);
+    }
+
+    #[test]
+    fn store_locations_name_their_durability() {
+        assert_eq!(
+            parse_location("a/s.db").unwrap(),
+            ("a/s.db", Durability::Full)
+        );
+        assert_eq!(
+            parse_location("a/s.db?synchronous=normal").unwrap(),
+            ("a/s.db", Durability::Normal)
+        );
+        assert_eq!(
+            parse_location("s.db?synchronous=FULL").unwrap(),
+            ("s.db", Durability::Full)
+        );
+        assert!(parse_location("s.db?synchronous=off").is_err());
+        assert!(parse_location("s.db?cache=shared").is_err());
     }
 
     #[tokio::test]
