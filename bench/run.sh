@@ -56,10 +56,17 @@ E2E_RATE=$(awk -v n="$GOT" -v a="$START" -v b="$END" 'BEGIN {printf "%.0f", n/(b
 E2E_RSS=$(peak_rss_mb $E2E_PID)
 echo "end-to-end $E2E delivered=$GOT of $SENT round_trips_per_s=$E2E_RATE peak_rss_mb=$E2E_RSS"
 
+rps_of() { echo "$1" | sed 's/.*"rps":\([0-9.]*\).*/\1/'; }
+BARE_RPS=$(rps_of "$BARE"); ACK_RPS=$(rps_of "$ACKP")
+ACK_RATIO=$(awk -v a="$ACK_RPS" -v b="$BARE_RPS" 'BEGIN {printf "%.4f", a/b}')
+E2E_RATIO=$(awk -v a="$E2E_RATE" -v b="$BARE_RPS" 'BEGIN {printf "%.4f", a/b}')
+echo "ratios to the bare axum ACK: ack-path $ACK_RATIO, end-to-end $E2E_RATIO"
+
 cat > bench/results.json <<JSON
 {"machine": "$(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB", "connections": $CONNS, "seconds": $SECONDS_PER_RUN,
  "bare_axum_ack": $BARE,
  "ack_path": $ACKP, "ack_path_peak_rss_mb": $ACK_RSS,
- "end_to_end": $E2E, "end_to_end_delivered": $GOT, "end_to_end_round_trips_per_s": $E2E_RATE, "end_to_end_peak_rss_mb": $E2E_RSS}
+ "end_to_end": $E2E, "end_to_end_delivered": $GOT, "end_to_end_round_trips_per_s": $E2E_RATE, "end_to_end_peak_rss_mb": $E2E_RSS,
+ "ack_path_to_bare_ratio": $ACK_RATIO, "end_to_end_to_bare_ratio": $E2E_RATIO}
 JSON
 echo "written bench/results.json"
