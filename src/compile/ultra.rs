@@ -15,7 +15,7 @@ use crate::config::Diagnostic;
 use crate::config::ultra::{FlowUltraConfig, TimestampUnit, UltraFile};
 use crate::config::yaml::SpannedDoc;
 use crate::mapping::{ScriptEngine, Templates};
-use crate::ultra::token::{DEFAULT_LIFETIME, MAX_LIFETIME_SECS, TokenMinter};
+use crate::ultra::token::{DEFAULT_LIFETIME, MAX_LIFETIME_SECS, MIN_LIFETIME_SECS, TokenMinter};
 use crate::ultra::{DEFAULT_ON, FlowUltra, UltraConnection};
 
 /// The OMS order schema, under the schemas directory.
@@ -70,13 +70,13 @@ impl Loader<'_> {
                 .to_string()
         });
         let lifetime = cfg.token_lifetime.map_or(DEFAULT_LIFETIME, |d| d.0);
-        if lifetime.as_secs() > MAX_LIFETIME_SECS || lifetime.as_secs() < 10 {
+        if lifetime.as_secs() > MAX_LIFETIME_SECS || lifetime.as_secs() < MIN_LIFETIME_SECS {
             self.diagnostics.push(
                 doc.diagnostic(
                     file,
                     "ultra.token_lifetime",
                     format!(
-                        "a secureToken may live from 10s to {MAX_LIFETIME_SECS}s, not {}s",
+                        "a secureToken may live from {MIN_LIFETIME_SECS}s to {MAX_LIFETIME_SECS}s, not {}s",
                         lifetime.as_secs()
                     ),
                 )

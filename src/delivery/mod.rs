@@ -219,11 +219,12 @@ impl Outbox {
         let Some(conn) = set.ultra(&item.flow).cloned() else {
             return Attempt::Transient(format!("Ultra connection `{}` is not loaded", item.flow));
         };
+        // The token is minted once a slot is ours: one minted before a long wait could expire.
+        let _turn = conn.limiter.acquire().await;
         let token = match conn.secure_token() {
             Ok(t) => t,
             Err(e) => return Attempt::Transient(e.to_string()),
         };
-        let _turn = conn.limiter.acquire().await;
         crate::telemetry::payloads::sent(&item.flow, &item.action, &item.url, &[], &item.body);
         let sent = self
             .client

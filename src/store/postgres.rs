@@ -493,7 +493,11 @@ impl Store for PgStore {
     fn next_due(&self) -> BoxFuture<'_, StoreResult<Option<i64>>> {
         Box::pin(async move {
             let row = sqlx::query(
-                "SELECT min(next_attempt_at) AS due FROM outbox WHERE state = 'pending'",
+                // A message waiting behind an older one of its sequence is not due on its own.
+                "SELECT min(next_attempt_at) AS due FROM outbox WHERE state = 'pending' \
+                 AND (sequence_key IS NULL OR NOT EXISTS (SELECT 1 FROM outbox AS earlier \
+                      WHERE earlier.sequence_key = outbox.sequence_key \
+                      AND earlier.state = 'pending' AND earlier.id < outbox.id))",
             )
             .fetch_one(&self.pool)
             .await?;

@@ -120,8 +120,8 @@ async fn send(
     req: reqwest::RequestBuilder,
     url: &str,
 ) -> Result<reqwest::Response, UltraError> {
-    let token = conn.secure_token()?;
     let _turn = conn.limiter.acquire().await;
+    let token = conn.secure_token()?;
     let sent = req
         .header("secureToken", token)
         .timeout(conn.timeout)

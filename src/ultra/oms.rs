@@ -189,6 +189,8 @@ pub fn classify(http: u16, body: &[u8]) -> OmsAnswer {
         (200..=299, Some(23)) | (400..=499, Some(23)) => OmsAnswer::AlreadyAccepted,
         (200..=299, _) => OmsAnswer::Accepted,
         (429, _) | (_, Some(31)) | (408, _) => OmsAnswer::Retry(described("rate limited")),
+        // An expired secureToken: the next attempt carries a fresh one.
+        (_, Some(13)) => OmsAnswer::Retry(described("token expired")),
         (500..=599, _) => OmsAnswer::Retry(described("Ultra failed")),
         (_, Some(10..=15)) => OmsAnswer::Refused(described("token or identity refused")),
         (_, Some(21..=26)) => OmsAnswer::Refused(described("order refused")),

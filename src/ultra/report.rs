@@ -108,10 +108,42 @@ pub async fn order_event(
         }
     };
     let conn = &u.connection;
+    // Ultra takes ORDER_CONFIRMED first. An order first seen in a terminal state (its
+    // on_confirm came late, or before the user signed in) is confirmed first, from the same
+    // order; when it was, the store says so and nothing is sent twice.
+    if checked.state.is_terminal() {
+        let mut confirmed = checked.clone();
+        confirmed.state = OmsState::Confirmed;
+        confirmed.body["orderState"] = json!(OmsState::Confirmed.as_str());
+        confirmed.body["reverseTransaction"] = json!(0);
+        queue(services, flow, &transaction_id, confirmed, None).await?;
+    }
     let now = now_ms();
     let not_before = (u.hold_fulfilled && checked.state == OmsState::Fulfilled)
-        .then(|| to_ms(checked.last_fulfillment_date, conn.unit))
+        .then(|| to_ms(checked.last_fulfillment_date, conn.unit) - HOLD_MARGIN_MS)
         .filter(|t| *t > now);
+    queue(services, flow, &transaction_id, checked, not_before).await
+}
+
+/// A held ORDER_FULFILLED goes this long before its `lastFulfillmentDate`, after which Ultra
+/// takes no change.
+const HOLD_MARGIN_MS: i64 = 3_600_000;
+
+/// Queues one checked update (held until `not_before`, if given) and says what became of it.
+async fn queue(
+    services: &Services,
+    flow: &CompiledFlow,
+    transaction_id: &str,
+    checked: oms::OmsOrder,
+    not_before: Option<i64>,
+) -> Result<Reported, StoreError> {
+    let Some(u) = &flow.ultra else {
+        return Ok(Reported::NotReported("no ultra block"));
+    };
+    let conn = &u.connection;
+    let now = now_ms();
+    let transaction_id = transaction_id.to_string();
+    let store = &services.outbox.store;
     let state = checked.state.as_str().to_string();
     let body_bytes = serde_json::to_vec(&checked.body).unwrap_or_default();
     let item = NewOutbox {

@@ -9,6 +9,9 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 
 /// How far `iat` is set before now.
 pub const BACKDATE_SECS: i64 = 10;
+/// The shortest lifetime allowed: a token is issued `BACKDATE_SECS` old and must stay usable
+/// for a call or two.
+pub const MIN_LIFETIME_SECS: u64 = 30;
 /// The longest `exp - iat` Ultra accepts.
 pub const MAX_LIFETIME_SECS: u64 = 1000;
 /// Default `exp - iat`: short, since one version of the docs allows only 100 s.

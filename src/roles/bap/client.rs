@@ -75,8 +75,8 @@ pub enum ClientError {
     Unavailable(String),
     #[error("this buyer app has no Ultra connection (`ultra:` in its flow)")]
     NoUltra,
-    #[error("no Ultra user signed in with session `{0}`: sign in again")]
-    UnknownSession(String),
+    #[error("no Ultra user signed in with this session: sign in again")]
+    UnknownSession,
     #[error("{0}")]
     UltraRefused(String),
 }
@@ -105,7 +105,7 @@ impl ClientError {
             NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             NoUltra => (StatusCode::NOT_FOUND, "no_ultra"),
-            UnknownSession(_) => (StatusCode::UNAUTHORIZED, "unknown_session"),
+            UnknownSession => (StatusCode::UNAUTHORIZED, "unknown_session"),
             UltraRefused(_) => (StatusCode::BAD_GATEWAY, "ultra_refused"),
         }
     }
