@@ -293,7 +293,7 @@ pub trait Store: Send + Sync {
         transaction_id: &str,
     ) -> BoxFuture<'_, StoreResult<Option<String>>>;
     /// Queues an OMS update unless its order reported this state already (a repeat) or the
-    /// state may not follow the ones reported ([`crate::ultra::oms::sequence_problem`]); the
+    /// state may not follow the ones reported ([`crate::ultra::oms::refusal`]); the
     /// check and the queueing are one commit.
     fn queue_oms(
         &self,

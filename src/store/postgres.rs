@@ -839,7 +839,6 @@ impl Store for PgStore {
         record: OmsRecord,
         item: NewOutbox,
     ) -> BoxFuture<'_, StoreResult<OmsQueued>> {
-        use crate::ultra::oms::{OmsState, sequence_problem};
         Box::pin(async move {
             let mut tx = self.pool.begin().await?;
             // One order's states are decided one at a time, whichever process reports them.
@@ -858,18 +857,8 @@ impl Store for PgStore {
             .bind(&record.order_id)
             .fetch_all(&mut *tx)
             .await?;
-            let Some(next) = OmsState::parse(&record.state) else {
-                return Ok(OmsQueued::OutOfOrder(format!(
-                    "`{}` is not an OMS state",
-                    record.state
-                )));
-            };
-            if reported.contains(&record.state) {
-                return Ok(OmsQueued::Repeat);
-            }
-            let states: Vec<_> = reported.iter().filter_map(|s| OmsState::parse(s)).collect();
-            if let Some(why) = sequence_problem(&states, next) {
-                return Ok(OmsQueued::OutOfOrder(why));
+            if let Some(refused) = crate::ultra::oms::refusal(&reported, &record.state) {
+                return Ok(refused);
             }
             let now = now_ms();
             let id = enqueue_in(&mut tx, &item, now).await?;

@@ -161,6 +161,23 @@ pub fn sequence_problem(reported: &[OmsState], next: OmsState) -> Option<String>
     None
 }
 
+/// Whether `state` may be queued for an order that reported `reported` (oldest first, as
+/// stored): None if so, else why not (a repeat, or a state that may not follow). The stores
+/// ask this inside the transaction that queues the update.
+pub fn refusal(reported: &[String], state: &str) -> Option<crate::store::OmsQueued> {
+    use crate::store::OmsQueued;
+    let Some(next) = OmsState::parse(state) else {
+        return Some(OmsQueued::OutOfOrder(format!(
+            "`{state}` is not an OMS state"
+        )));
+    };
+    if reported.iter().any(|s| s == state) {
+        return Some(OmsQueued::Repeat);
+    }
+    let states: Vec<_> = reported.iter().filter_map(|s| OmsState::parse(s)).collect();
+    sequence_problem(&states, next).map(OmsQueued::OutOfOrder)
+}
+
 /// What an answer of `POST /3/oms` means.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OmsAnswer {
@@ -290,6 +307,21 @@ mod tests {
                 .unwrap()
                 .contains("already ORDER_CANCELLED")
         );
+        use crate::store::OmsQueued;
+        let reported = ["ORDER_CONFIRMED".to_string()];
+        assert_eq!(
+            refusal(&reported, "ORDER_CONFIRMED"),
+            Some(OmsQueued::Repeat)
+        );
+        assert_eq!(refusal(&reported, "ORDER_CANCELLED"), None);
+        assert!(matches!(
+            refusal(&[], "ORDER_FULFILLED"),
+            Some(OmsQueued::OutOfOrder(_))
+        ));
+        assert!(matches!(
+            refusal(&[], "ORDER_SHIPPED"),
+            Some(OmsQueued::OutOfOrder(_))
+        ));
     }
 
     #[test]

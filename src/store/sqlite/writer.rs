@@ -403,25 +403,14 @@ fn accept(tx: &Connection, inbound: &Inbound) -> StoreResult<Accepted> {
 /// Queues an OMS update unless its order reported this state, or the state may not follow
 /// the ones reported; the check and the insert share the batch's transaction.
 fn queue_oms(tx: &Connection, record: &OmsRecord, item: &NewOutbox) -> StoreResult<OmsQueued> {
-    use crate::ultra::oms::{OmsState, sequence_problem};
     let reported: Vec<String> = tx
         .prepare_cached(
             "SELECT state FROM oms_updates WHERE connection = ?1 AND order_id = ?2 ORDER BY created_at",
         )?
         .query_map(params![record.connection, record.order_id], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
-    let Some(next) = OmsState::parse(&record.state) else {
-        return Ok(OmsQueued::OutOfOrder(format!(
-            "`{}` is not an OMS state",
-            record.state
-        )));
-    };
-    if reported.contains(&record.state) {
-        return Ok(OmsQueued::Repeat);
-    }
-    let states: Vec<_> = reported.iter().filter_map(|s| OmsState::parse(s)).collect();
-    if let Some(why) = sequence_problem(&states, next) {
-        return Ok(OmsQueued::OutOfOrder(why));
+    if let Some(refused) = crate::ultra::oms::refusal(&reported, &record.state) {
+        return Ok(refused);
     }
     let id = enqueue(tx, item)?;
     tx.prepare_cached(
