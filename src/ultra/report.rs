@@ -6,9 +6,11 @@
 
 use serde_json::{Map, Value, json};
 
+use super::UltraConnection;
 use super::oms::{self, OmsState};
 use crate::compile::CompiledFlow;
 use crate::roles::Services;
+use crate::roles::bap::text;
 use crate::store::ultra::sequence_key;
 use crate::store::{NewOutbox, OmsQueued, OmsRecord, StoreError, now_ms};
 
@@ -47,14 +49,8 @@ pub async fn order_event(
     let Some(order) = body.pointer("/message/order").filter(|o| o.is_object()) else {
         return Ok(Reported::NotReported("no order in the message"));
     };
-    let text = |v: &Value, p: &str| {
-        v.pointer(p)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string()
-    };
-    let transaction_id = text(body, "/context/transaction_id");
-    let beckn_order_id = text(order, "/id");
+    let transaction_id = text(body, "/context/transaction_id").to_string();
+    let beckn_order_id = text(order, "/id").to_string();
     let store = &services.outbox.store;
     let scope =
         json!({"context": body.get("context"), "message": body.get("message"), "action": callback});
@@ -88,22 +84,13 @@ pub async fn order_event(
             crate::telemetry::ultra_order(&flow.name, "nothing");
             return Ok(Reported::Nothing);
         }
-        Err(BuildError::Mapping(why)) => {
+        Err(e) => {
             return Ok(refuse(
                 flow,
                 &beckn_order_id,
                 &transaction_id,
-                "mapping_failed",
-                why,
-            ));
-        }
-        Err(BuildError::Invalid(why)) => {
-            return Ok(refuse(
-                flow,
-                &beckn_order_id,
-                &transaction_id,
-                "invalid",
-                why,
+                e.outcome(),
+                e.to_string(),
             ));
         }
     };
@@ -116,13 +103,13 @@ pub async fn order_event(
         confirmed.state = OmsState::Confirmed;
         confirmed.body["orderState"] = json!(OmsState::Confirmed.as_str());
         confirmed.body["reverseTransaction"] = json!(0);
-        queue(services, flow, &transaction_id, confirmed, None).await?;
+        queue(services, flow, conn, &transaction_id, confirmed, None).await?;
     }
     let now = now_ms();
     let not_before = (u.hold_fulfilled && checked.state == OmsState::Fulfilled)
         .then(|| to_ms(checked.last_fulfillment_date, conn.unit) - HOLD_MARGIN_MS)
         .filter(|t| *t > now);
-    queue(services, flow, &transaction_id, checked, not_before).await
+    queue(services, flow, conn, &transaction_id, checked, not_before).await
 }
 
 /// A held ORDER_FULFILLED goes this long before its `lastFulfillmentDate`, after which Ultra
@@ -133,14 +120,11 @@ const HOLD_MARGIN_MS: i64 = 3_600_000;
 async fn queue(
     services: &Services,
     flow: &CompiledFlow,
+    conn: &UltraConnection,
     transaction_id: &str,
     checked: oms::OmsOrder,
     not_before: Option<i64>,
 ) -> Result<Reported, StoreError> {
-    let Some(u) = &flow.ultra else {
-        return Ok(Reported::NotReported("no ultra block"));
-    };
-    let conn = &u.connection;
     let now = now_ms();
     let transaction_id = transaction_id.to_string();
     let store = &services.outbox.store;
@@ -199,6 +183,16 @@ pub enum BuildError {
     /// The order breaks the OMS schema or rules.
     #[error("{0}")]
     Invalid(String),
+}
+
+impl BuildError {
+    /// The `outcome` label of the order-update metric.
+    fn outcome(&self) -> &'static str {
+        match self {
+            BuildError::Mapping(_) => "mapping_failed",
+            BuildError::Invalid(_) => "invalid",
+        }
+    }
 }
 
 /// The OMS order the flow's `ultra:` mapping makes of the order event `body` for the user

@@ -73,6 +73,18 @@ async fn confirm(net: &SampleNetwork, session: &str) -> (String, Value) {
     (txn, on_confirm)
 }
 
+/// Cancels the order of `txn` as the user of `session`; returns the client API's answer.
+async fn cancel(net: &SampleNetwork, session: &str, txn: &str, order_id: &str) -> (u16, Value) {
+    call(
+        net,
+        "cancel",
+        Some(session),
+        json!({"context": {"transaction_id": txn},
+            "message": {"order_id": order_id, "cancellation_reason_id": "001"}}),
+    )
+    .await
+}
+
 fn states(net: &SampleNetwork, order_id: &str) -> Vec<String> {
     net.ultra
         .orders()
@@ -257,14 +269,7 @@ async fn a_confirmed_then_cancelled_order_reaches_ultra_once_per_state_with_its_
         .await;
         assert_eq!(status, 200, "{doc}");
     }
-    let (status, doc) = call(
-        &net,
-        "cancel",
-        Some(&session),
-        json!({"context": {"transaction_id": txn},
-            "message": {"order_id": order_id, "cancellation_reason_id": "001"}}),
-    )
-    .await;
+    let (status, doc) = cancel(&net, &session, &txn, &order_id).await;
     assert_eq!(status, 200, "{doc}");
     assert_eq!(
         doc["responses"][0]["message"]["order"]["status"], "CANCELLED",
@@ -348,14 +353,7 @@ async fn rate_limits_are_retried_and_validation_refusals_are_dead_letters() {
         http: 400,
         body: json!({"status": 21, "message": "forwardTransaction must be positive"}),
     }]);
-    let (status, _) = call(
-        &net,
-        "cancel",
-        Some(&session),
-        json!({"context": {"transaction_id": txn},
-            "message": {"order_id": order_id, "cancellation_reason_id": "001"}}),
-    )
-    .await;
+    let (status, _) = cancel(&net, &session, &txn, &order_id).await;
     assert_eq!(status, 200);
     let store = net.services.outbox.store.clone();
     let mut dead = Vec::new();
@@ -797,14 +795,7 @@ async fn an_order_first_seen_cancelled_is_confirmed_first() {
         .unwrap()
         .to_string();
     let (session, _) = sign_in(&net, "+91-98100-88888").await;
-    let (status, doc) = call(
-        &net,
-        "cancel",
-        Some(&session),
-        json!({"context": {"transaction_id": txn},
-            "message": {"order_id": order_id, "cancellation_reason_id": "001"}}),
-    )
-    .await;
+    let (status, doc) = cancel(&net, &session, &txn, &order_id).await;
     assert_eq!(status, 200, "{doc}");
     wait_until(
         "CONFIRMED then CANCELLED at Ultra",
