@@ -163,6 +163,10 @@ async fn run(
     ));
     let next = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
+    // when the load began, for measures that end outside this process (callbacks at a sink)
+    let started_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
     let start = Instant::now();
     let deadline = start + duration;
     let mut tasks = Vec::new();
@@ -233,6 +237,7 @@ async fn run(
         "p50_ms": all.value_at_quantile(0.50) as f64 / 1000.0,
         "p99_ms": all.value_at_quantile(0.99) as f64 / 1000.0,
         "max_ms": all.max() as f64 / 1000.0,
+        "started_ms": started_ms,
         "connections": connections,
     });
     println!("{report}");
@@ -240,19 +245,35 @@ async fn run(
 
 async fn sink(listen: SocketAddr) {
     let received = Arc::new(AtomicU64::new(0));
-    let (r1, r2) = (received.clone(), received.clone());
+    // callbacks that carry an `error` instead of a result: a run that produced them measured
+    // the error path, not the flow
+    let failed = Arc::new(AtomicU64::new(0));
+    let (r1, r2, f1, f2) = (
+        received.clone(),
+        received.clone(),
+        failed.clone(),
+        failed.clone(),
+    );
     let app = Router::new()
         .route(
             "/count",
             get(move || {
-                let r = r2.clone();
-                async move { axum::Json(json!({"received": r.load(Ordering::Relaxed)})) }
+                let (r, f) = (r2.clone(), f2.clone());
+                async move {
+                    axum::Json(json!({"received": r.load(Ordering::Relaxed),
+                        "errors": f.load(Ordering::Relaxed)}))
+                }
             }),
         )
-        .fallback(post(move |_body: Bytes| {
-            let r = r1.clone();
+        .fallback(post(move |body: Bytes| {
+            let (r, f) = (r1.clone(), f1.clone());
             async move {
                 r.fetch_add(1, Ordering::Relaxed);
+                let error = serde_json::from_slice::<serde_json::Value>(&body)
+                    .map_or(true, |v| v.get("error").is_some());
+                if error {
+                    f.fetch_add(1, Ordering::Relaxed);
+                }
                 ([("content-type", "application/json")], ACK)
             }
         }));
