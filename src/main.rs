@@ -24,6 +24,12 @@ use beckn_adapter::server;
 use beckn_adapter::server::admin::Admin;
 use beckn_adapter::{roles, store};
 
+/// mimalloc instead of the system allocator: a request allocates and frees many small JSON
+/// values across threads, where glibc's malloc took a tenth to a fifth of the CPU (measured,
+/// docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "beckn-adapter",
