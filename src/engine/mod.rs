@@ -115,8 +115,10 @@ async fn run_steps(
     scope: &mut Map<String, Value>,
     skipped: &mut Vec<String>,
 ) -> Result<Value, EngineError> {
-    scope.insert(
-        "flow".into(),
+    let mut bound = TemplateScope::of(scope);
+    bound.bind(
+        scope,
+        "flow",
         json!({
             "name": flow.name,
             "subscriber_id": flow.subscriber_id,
@@ -125,14 +127,14 @@ async fn run_steps(
         }),
     );
     for step in &compiled.steps {
-        let ctx = crate::mapping::jvalue(&*scope);
+        let ctx = bound.context();
         if let Some(when) = &step.when {
             let run = flow
                 .templates
                 .render_json(when, &ctx)
                 .map_err(EngineError::Template)?;
             if run != Value::Bool(true) {
-                scope.insert(step.name.clone(), Value::Null);
+                bound.bind(scope, &step.name, Value::Null);
                 skipped.push(step.name.clone());
                 continue;
             }
@@ -146,9 +148,9 @@ async fn run_steps(
                 .run(script, scope)
                 .map_err(EngineError::Script)?,
         };
-        scope.insert(step.name.clone(), result);
+        bound.bind(scope, &step.name, result);
     }
-    let ctx = crate::mapping::jvalue(&*scope);
+    let ctx = bound.context();
     let message = match &compiled.reply {
         Reply::Template(name) => flow.templates.render_json(name, &ctx),
         Reply::Inline(t) => t.render(&flow.templates, &ctx),
@@ -163,6 +165,35 @@ async fn run_steps(
         }));
     }
     Ok(message)
+}
+
+/// A run's bindings as template values, each converted from JSON once, when it is bound,
+/// rather than the whole scope again for every step (the request and the ERP's answers can be
+/// large).
+struct TemplateScope {
+    values: std::collections::BTreeMap<String, JValue>,
+}
+
+impl TemplateScope {
+    fn of(scope: &Map<String, Value>) -> Self {
+        let values = scope
+            .iter()
+            .map(|(k, v)| (k.clone(), crate::mapping::jvalue(v)))
+            .collect();
+        TemplateScope { values }
+    }
+
+    /// Binds `name` in the JSON scope and here.
+    fn bind(&mut self, scope: &mut Map<String, Value>, name: &str, value: Value) {
+        self.values
+            .insert(name.to_string(), crate::mapping::jvalue(&value));
+        scope.insert(name.to_string(), value);
+    }
+
+    /// The template context: a map sharing the converted values.
+    fn context(&self) -> JValue {
+        JValue::from(self.values.clone())
+    }
 }
 
 fn reply_name(reply: &Reply) -> String {
@@ -301,4 +332,24 @@ fn error_reply(
         None => rule.code.title().to_string(),
     };
     Ok(BecknError::new(rule.code, message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_scope_is_a_map_that_follows_rebinding() {
+        let mut scope = Map::new();
+        scope.insert("context".into(), json!({"transaction_id": "t-1"}));
+        let mut bound = TemplateScope::of(&scope);
+        bound.bind(&mut scope, "lab", json!({"code": "GFSL"}));
+        bound.bind(&mut scope, "lab", json!({"code": "KTH"}));
+        let mut env = minijinja::Environment::new();
+        env.add_template("t", "{{ context.transaction_id }} {{ lab.code }}")
+            .unwrap();
+        let out = env.get_template("t").unwrap().render(bound.context());
+        assert_eq!(out.unwrap(), "t-1 KTH");
+        assert_eq!(scope["lab"], json!({"code": "KTH"}));
+    }
 }
