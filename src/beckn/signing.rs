@@ -1,12 +1,15 @@
 //! Beckn HTTP signatures (BECKN-006): BLAKE2b-512 digest of the exact body bytes, a signing
 //! string over `(created)`, `(expires)` and the digest, and ed25519 over that string.
 //!
-//! Everything here is pure: time is passed in, keys are values. The trust stage decides which
-//! key to use and whether the signer is the one the message claims.
+//! Everything here is pure (besides a cache of decoded public keys): time is passed in, keys are
+//! values. The trust stage decides which key to use and whether the signer is the one the
+//! message claims.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use blake2::{Blake2b512, Digest};
+use std::collections::HashMap;
+
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 
 /// Why a signature header or signature was refused.
@@ -125,6 +128,26 @@ impl PublicKey {
         VerifyingKey::from_bytes(&raw)
             .map(PublicKey)
             .map_err(|e| SignatureError::BadKey(e.to_string()))
+    }
+
+    /// Like [`PublicKey::from_base64`], remembering the keys it decoded: decoding a key
+    /// decompresses a curve point, a sizeable part of checking a signature, and a network
+    /// has few keys. Forgets them all past `KEY_CACHE` different keys.
+    pub fn from_base64_cached(b64: &str) -> Result<Self, SignatureError> {
+        const KEY_CACHE: usize = 4096;
+        static KEYS: std::sync::LazyLock<std::sync::RwLock<HashMap<String, PublicKey>>> =
+            std::sync::LazyLock::new(Default::default);
+        if let Some(key) = KEYS.read().ok().and_then(|k| k.get(b64).copied()) {
+            return Ok(key);
+        }
+        let key = Self::from_base64(b64)?;
+        if let Ok(mut keys) = KEYS.write() {
+            if keys.len() >= KEY_CACHE {
+                keys.clear();
+            }
+            keys.insert(b64.to_string(), key);
+        }
+        Ok(key)
     }
 
     pub fn to_base64(&self) -> String {
@@ -283,6 +306,15 @@ mod tests {
         parsed
             .verify(BODY.as_bytes(), &public, CREATED + 10, 5)
             .unwrap();
+    }
+
+    #[test]
+    fn cached_keys_decode_like_fresh_ones_and_bad_ones_still_fail() {
+        let fresh = PublicKey::from_base64(PUBLIC).unwrap();
+        assert_eq!(PublicKey::from_base64_cached(PUBLIC).unwrap(), fresh);
+        assert_eq!(PublicKey::from_base64_cached(PUBLIC).unwrap(), fresh);
+        assert!(PublicKey::from_base64_cached("not a key").is_err());
+        assert!(PublicKey::from_base64_cached("not a key").is_err());
     }
 
     #[test]

@@ -154,7 +154,7 @@ async fn verify_one(
             entry.subscriber_id
         )));
     }
-    let key = PublicKey::from_base64(&entry.signing_public_key)
+    let key = PublicKey::from_base64_cached(&entry.signing_public_key)
         .map_err(|e| reject(format!("the registry's key is unusable: {e}")))?;
     parsed
         .verify(body, &key, now, flow.signature_skew)
