@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use serde_json::Value;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore, mpsc};
 
 use crate::compile::CompiledSet;
 use crate::store::{NewOutbox, OutboxItem, Store, StoreError, now_ms};
@@ -23,8 +23,10 @@ pub struct DeliverySettings {
     pub max_backoff: Duration,
     /// How long a claimed message is reserved for one worker's attempt.
     pub lease: Duration,
-    /// Messages attempted at once.
+    /// Most messages taken by one claim of the store.
     pub batch: usize,
+    /// Most delivery attempts under way at once.
+    pub concurrency: usize,
     /// Deadline of messages whose request had no usable `timestamp + ttl`.
     pub default_deadline: Duration,
     /// How long an accepted request belongs to the process running it; after that (the
@@ -39,6 +41,7 @@ impl Default for DeliverySettings {
             max_backoff: Duration::from_secs(10),
             lease: Duration::from_secs(60),
             batch: 64,
+            concurrency: 256,
             default_deadline: Duration::from_secs(600),
             work_lease: Duration::from_secs(60),
         }
@@ -53,7 +56,13 @@ pub struct Outbox {
     client: reqwest::Client,
     /// Names this process's claims (leases) in the store.
     pub owner: String,
+    /// Messages recorded already claimed by this process, on their way to the worker.
+    handoff: mpsc::Sender<OutboxItem>,
+    handed: std::sync::Mutex<Option<mpsc::Receiver<OutboxItem>>>,
 }
+
+/// Most messages waiting in memory for the worker; past that they wait in the store only.
+const HANDOFF_QUEUE: usize = 4096;
 
 /// How one delivery attempt ended.
 enum Attempt {
@@ -66,7 +75,10 @@ enum Attempt {
 
 impl Outbox {
     pub fn new(store: Arc<dyn Store>, settings: DeliverySettings) -> Self {
+        let (handoff, handed) = mpsc::channel(HANDOFF_QUEUE);
         Outbox {
+            handoff,
+            handed: std::sync::Mutex::new(Some(handed)),
             store,
             settings,
             wake: Notify::new(),
@@ -80,9 +92,41 @@ impl Outbox {
 
     /// Records `item` durably and wakes the worker. When this returns Ok the message will be
     /// delivered or dead-lettered, even across a restart.
-    pub async fn submit(&self, item: NewOutbox) -> Result<i64, StoreError> {
+    ///
+    /// A message due now, with no sequence to wait in, is recorded as claimed by this process
+    /// and handed to the worker in memory, which saves the store a claim per message; if the
+    /// process stops first, the claim's lease runs out and a worker claims it again.
+    pub async fn submit(&self, mut item: NewOutbox) -> Result<i64, StoreError> {
+        let now = now_ms();
+        let direct = item.sequence.is_none() && item.not_before.is_none_or(|t| t <= now);
+        let slot = if direct {
+            self.handoff.try_reserve().ok()
+        } else {
+            None
+        };
+        let Some(slot) = slot else {
+            let id = self.store.enqueue(item).await?;
+            self.wake.notify_one();
+            return Ok(id);
+        };
+        item.claimed_by = Some((
+            self.owner.clone(),
+            now + self.settings.lease.as_millis() as i64,
+        ));
+        let handed = OutboxItem {
+            id: 0,
+            flow: item.flow.clone(),
+            kind: item.kind.clone(),
+            url: item.url.clone(),
+            action: item.action.clone(),
+            transaction_id: item.transaction_id.clone(),
+            message_id: item.message_id.clone(),
+            body: item.body.clone(),
+            attempts: 0,
+            deadline: item.deadline,
+        };
         let id = self.store.enqueue(item).await?;
-        self.wake.notify_one();
+        slot.send(OutboxItem { id, ..handed });
         Ok(id)
     }
 
@@ -92,45 +136,107 @@ impl Outbox {
         self.wake.notify_one();
     }
 
-    /// Sends due messages until `shutdown` resolves.
+    /// Sends messages until `shutdown` resolves: those handed over by [`Outbox::submit`] at
+    /// once, and those due in the store (retries, messages of other processes whose lease ran
+    /// out, messages queued in other commits) as they fall due. Up to
+    /// `settings.concurrency` attempts run at once, each on its own task.
     pub async fn run(
         self: Arc<Self>,
         flows: Arc<ArcSwap<CompiledSet>>,
         shutdown: impl std::future::Future<Output = ()> + Send,
     ) {
         tokio::pin!(shutdown);
-        loop {
-            let claimed = self
-                .store
-                .claim(
-                    &self.owner,
-                    now_ms(),
-                    self.settings.batch,
-                    self.settings.lease.as_millis() as i64,
-                )
-                .await;
-            let items = match claimed {
-                Ok(items) => items,
-                Err(e) => {
-                    tracing::error!(error = %e, "outbox: cannot claim messages");
-                    Vec::new()
-                }
-            };
-            if !items.is_empty() {
-                let sends = items.into_iter().map(|item| self.deliver(&flows, item));
-                futures::future::join_all(sends).await;
-                continue;
-            }
-            let pause = match self.store.next_due().await {
-                Ok(Some(due)) => Duration::from_millis((due - now_ms()).clamp(1, 1000) as u64),
-                _ => Duration::from_secs(1),
-            };
-            tokio::select! {
-                _ = &mut shutdown => return,
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(pause) => {}
+        let taken = self.handed.lock().map(|mut h| h.take()).unwrap_or(None);
+        let Some(mut handed) = taken else {
+            tracing::error!("outbox: a worker is already running");
+            return;
+        };
+        if !self.store.shared() {
+            match self.store.release_claims(&self.owner).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    messages = n,
+                    "outbox: resuming messages an earlier run had taken"
+                ),
+                Err(e) => tracing::error!(error = %e, "outbox: cannot free earlier claims"),
             }
         }
+        let slots = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
+        let mut sweep_at = tokio::time::Instant::now();
+        loop {
+            if tokio::time::Instant::now() >= sweep_at {
+                sweep_at = self.sweep(&flows, &slots).await;
+            }
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => return,
+                Some(item) = handed.recv() => {
+                    let Ok(slot) = slots.clone().acquire_owned().await else { return };
+                    self.spawn_delivery(&flows, item, slot);
+                }
+                _ = self.wake.notified() => sweep_at = tokio::time::Instant::now(),
+                _ = tokio::time::sleep_until(sweep_at) => {}
+            }
+        }
+    }
+
+    /// Claims what is due, as far as free slots allow, and starts its attempts; returns when
+    /// to look again.
+    async fn sweep(
+        self: &Arc<Self>,
+        flows: &Arc<ArcSwap<CompiledSet>>,
+        slots: &Arc<Semaphore>,
+    ) -> tokio::time::Instant {
+        let now = tokio::time::Instant::now();
+        let free = slots.available_permits().min(self.settings.batch);
+        if free == 0 {
+            // every slot is busy: look again shortly, without holding up handed-over messages
+            return now + Duration::from_millis(10);
+        }
+        let claimed = self
+            .store
+            .claim(
+                &self.owner,
+                now_ms(),
+                free,
+                self.settings.lease.as_millis() as i64,
+            )
+            .await;
+        let items = match claimed {
+            Ok(items) => items,
+            Err(e) => {
+                tracing::error!(error = %e, "outbox: cannot claim messages");
+                return now + Duration::from_secs(1);
+            }
+        };
+        let full = items.len() == free;
+        for item in items {
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                break; // not reached: only this loop takes slots
+            };
+            self.spawn_delivery(flows, item, slot);
+        }
+        if full {
+            return now;
+        }
+        let pause = match self.store.next_due().await {
+            Ok(Some(due)) => Duration::from_millis((due - now_ms()).clamp(1, 1000) as u64),
+            _ => Duration::from_secs(1),
+        };
+        now + pause
+    }
+
+    fn spawn_delivery(
+        self: &Arc<Self>,
+        flows: &Arc<ArcSwap<CompiledSet>>,
+        item: OutboxItem,
+        slot: tokio::sync::OwnedSemaphorePermit,
+    ) {
+        let (this, flows) = (self.clone(), flows.clone());
+        tokio::spawn(async move {
+            this.deliver(&flows, item).await;
+            drop(slot);
+        });
     }
 
     async fn deliver(&self, flows: &ArcSwap<CompiledSet>, item: OutboxItem) {

@@ -498,6 +498,7 @@ pub(crate) async fn queue_callback(
         order,
         not_before: None,
         sequence: None,
+        claimed_by: None,
     };
     services
         .outbox

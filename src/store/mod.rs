@@ -75,6 +75,9 @@ pub struct NewOutbox {
     /// Messages with the same key are sent one at a time, oldest first: a message waits while
     /// an older one with its key is pending.
     pub sequence: Option<String>,
+    /// Recorded as already claimed by this owner until this instant (Unix ms): the outbox
+    /// hands the message straight to its worker instead of finding it again with a claim.
+    pub claimed_by: Option<(String, i64)>,
 }
 
 /// An outbox message claimed for a delivery attempt.
@@ -185,6 +188,10 @@ pub trait Store: Send + Sync {
         lease_ms: i64,
     ) -> BoxFuture<'_, StoreResult<Vec<OutboxItem>>>;
     fn delivered(&self, id: i64, now: i64) -> BoxFuture<'_, StoreResult<()>>;
+    /// Frees the claims on pending messages held by any owner but `owner`; returns how many.
+    /// Only for a store no other process uses, at start: the other owners are earlier runs
+    /// of this process, and what they held would otherwise wait for their leases to end.
+    fn release_claims(&self, owner: &str) -> BoxFuture<'_, StoreResult<u64>>;
     /// Another attempt at `next`, after `error`.
     fn retry_later(&self, id: i64, next: i64, error: String) -> BoxFuture<'_, StoreResult<()>>;
     /// Moves a message to the dead letters with its last error.
@@ -194,7 +201,8 @@ pub trait Store: Send + Sync {
     fn revive(&self, id: i64, now: i64, deadline: i64) -> BoxFuture<'_, StoreResult<bool>>;
     fn discard(&self, id: i64) -> BoxFuture<'_, StoreResult<bool>>;
     fn counts(&self) -> BoxFuture<'_, StoreResult<OutboxCounts>>;
-    /// The earliest `next_attempt_at` of a pending message.
+    /// When the earliest pending message falls due: its `next_attempt_at`, or the end of its
+    /// claim if a worker holds it.
     fn next_due(&self) -> BoxFuture<'_, StoreResult<Option<i64>>>;
     /// Deletes log entries, delivered messages, finished inbox records and buyer-app requests
     /// and callbacks older than `before`.

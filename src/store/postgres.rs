@@ -115,8 +115,8 @@ const CALLBACK_COLUMNS: &str =
 async fn enqueue_in(tx: &mut PgConnection, item: &NewOutbox, now: i64) -> StoreResult<i64> {
     let id: i64 = sqlx::query(
         "INSERT INTO outbox (flow, kind, url, action, transaction_id, message_id, body, state, \
-         attempts, next_attempt_at, deadline, created_at, sequence_key) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, $9, $10, $11) RETURNING id",
+         attempts, next_attempt_at, deadline, created_at, sequence_key, claimed_by, claimed_until) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, $9, $10, $11, $12, $13) RETURNING id",
     )
     .bind(&item.flow)
     .bind(&item.kind)
@@ -129,6 +129,8 @@ async fn enqueue_in(tx: &mut PgConnection, item: &NewOutbox, now: i64) -> StoreR
     .bind(item.deadline)
     .bind(now)
     .bind(&item.sequence)
+    .bind(item.claimed_by.as_ref().map(|c| &c.0))
+    .bind(item.claimed_by.as_ref().map(|c| c.1))
     .fetch_one(&mut *tx)
     .await?
     .try_get(0)?;
@@ -465,6 +467,20 @@ impl Store for PgStore {
         })
     }
 
+    fn release_claims(&self, owner: &str) -> BoxFuture<'_, StoreResult<u64>> {
+        let owner = owner.to_string();
+        Box::pin(async move {
+            let r = sqlx::query(
+                "UPDATE outbox SET claimed_by = NULL, claimed_until = NULL \
+                 WHERE state = 'pending' AND claimed_by IS NOT NULL AND claimed_by <> $1",
+            )
+            .bind(owner)
+            .execute(&self.pool)
+            .await?;
+            Ok(r.rows_affected())
+        })
+    }
+
     fn discard(&self, id: i64) -> BoxFuture<'_, StoreResult<bool>> {
         Box::pin(async move {
             let r = sqlx::query("DELETE FROM outbox WHERE id = $1 AND state = 'dead'")
@@ -494,7 +510,8 @@ impl Store for PgStore {
         Box::pin(async move {
             let row = sqlx::query(
                 // A message waiting behind an older one of its sequence is not due on its own.
-                "SELECT min(next_attempt_at) AS due FROM outbox WHERE state = 'pending' \
+                "SELECT min(GREATEST(next_attempt_at, COALESCE(claimed_until, 0))) AS due FROM outbox \
+                 WHERE state = 'pending' \
                  AND (sequence_key IS NULL OR NOT EXISTS (SELECT 1 FROM outbox AS earlier \
                       WHERE earlier.sequence_key = outbox.sequence_key \
                       AND earlier.state = 'pending' AND earlier.id < outbox.id))",

@@ -143,6 +143,7 @@ async fn queue(
         order: None,
         not_before,
         sequence: Some(sequence_key(&conn.name, &checked.order_id)),
+        claimed_by: None,
     };
     let record = OmsRecord {
         connection: conn.name.clone(),

@@ -337,3 +337,64 @@ async fn a_killed_adapter_delivers_every_acknowledged_callback_after_restart() {
         repeats.len()
     );
 }
+
+/// A callback handed straight to the worker is recorded as taken by its process; if that
+/// process stops before sending it, the next run on the same store frees the claim at start
+/// and sends it, without waiting for the lease to end.
+#[tokio::test]
+async fn a_callback_handed_to_a_worker_that_never_ran_is_sent_by_the_next_run() {
+    use beckn_adapter::delivery::{DeliverySettings, Outbox};
+    use beckn_adapter::store::NewOutbox;
+
+    let bap_addr = free_port().await;
+    let bap = stand_in_at(bap_addr).await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("store.db").display());
+    let flows = Arc::new(arc_swap::ArcSwap::from_pointee(crate::common::load_flows(
+        &repo().join("flows"),
+        &HashMap::new(),
+    )));
+    let settings = DeliverySettings {
+        lease: Duration::from_secs(600),
+        ..DeliverySettings::default()
+    };
+    let body = json!({"context": {"action": "on_search", "message_id": "m-handed"}, "message": {}});
+    let item = NewOutbox {
+        flow: "greenfield-lab".into(),
+        kind: "callback".into(),
+        url: format!("http://{bap_addr}/on_search"),
+        action: "on_search".into(),
+        transaction_id: "t-handed".into(),
+        message_id: "m-handed".into(),
+        body: bytes::Bytes::from(body.to_string()),
+        deadline: None,
+        completes: None,
+        order: None,
+        not_before: None,
+        sequence: None,
+        claimed_by: None,
+    };
+    {
+        let store = beckn_adapter::store::open(&url).await.unwrap();
+        let first = Outbox::new(store.clone(), settings.clone());
+        first.submit(item).await.unwrap();
+        // taken by the first run: no other worker can claim it while its lease lasts
+        let now = beckn_adapter::store::now_ms();
+        let taken = store.claim("someone-else", now, 10, 1000).await.unwrap();
+        assert!(taken.is_empty(), "{taken:?}");
+        assert_eq!(store.counts().await.unwrap().pending, 1);
+        drop(first);
+    }
+    let store = beckn_adapter::store::open(&url).await.unwrap();
+    let second = Arc::new(Outbox::new(store.clone(), settings));
+    tokio::spawn(second.run(flows, std::future::pending()));
+    let got = bap
+        .wait("on_search", "m-handed", Duration::from_secs(10))
+        .await;
+    assert_eq!(got["context"]["message_id"], "m-handed");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.counts().await.unwrap().pending != 0 {
+        assert!(Instant::now() < deadline, "the message stayed pending");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -103,6 +103,7 @@ fn message(i: usize) -> NewOutbox {
         order: None,
         not_before: None,
         sequence: None,
+        claimed_by: None,
     }
 }
 

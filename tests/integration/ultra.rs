@@ -553,6 +553,7 @@ pub async fn oms_queue_semantics(store: std::sync::Arc<dyn beckn_adapter::store:
                 order: None,
                 not_before: None,
                 sequence: Some(beckn_adapter::store::ultra::sequence_key("ultra", &order)),
+                claimed_by: None,
             },
         )
     };

@@ -86,5 +86,6 @@ pub fn delivery(
         order: None,
         not_before: None,
         sequence: None,
+        claimed_by: None,
     })
 }

@@ -257,6 +257,16 @@ impl Store for SqliteStore {
         Box::pin(async move { self.write(Work::Delivered { id, now }).await.map(|_| ()) })
     }
 
+    fn release_claims(&self, owner: &str) -> BoxFuture<'_, StoreResult<u64>> {
+        let owner = owner.to_string();
+        Box::pin(async move {
+            match self.write(Work::ReleaseClaims(owner)).await? {
+                Outcome::Count(n) => Ok(n),
+                _ => Err(StoreError::Closed),
+            }
+        })
+    }
+
     fn retry_later(&self, id: i64, next: i64, error: String) -> BoxFuture<'_, StoreResult<()>> {
         Box::pin(async move {
             self.write(Work::Retry { id, next, error })
@@ -333,7 +343,8 @@ impl Store for SqliteStore {
         Box::pin(async move {
             let row = sqlx::query(
                 // A message waiting behind an older one of its sequence is not due on its own.
-                "SELECT min(next_attempt_at) AS due FROM outbox WHERE state = 'pending' \
+                "SELECT min(max(next_attempt_at, coalesce(claimed_until, 0))) AS due FROM outbox \
+                 WHERE state = 'pending' \
                  AND (sequence_key IS NULL OR NOT EXISTS (SELECT 1 FROM outbox AS earlier \
                       WHERE earlier.sequence_key = outbox.sequence_key \
                       AND earlier.state = 'pending' AND earlier.id < outbox.id))",
@@ -636,6 +647,7 @@ mod tests {
             order: Some(("ORD-1".into(), Some("ACTIVE".into()))),
             not_before: None,
             sequence: None,
+            claimed_by: None,
         }
     }
 

@@ -50,6 +50,7 @@ pub enum Work {
         id: i64,
         now: i64,
     },
+    ReleaseClaims(String),
     Retry {
         id: i64,
         next: i64,
@@ -251,6 +252,15 @@ fn apply(tx: &Connection, work: &Work) -> StoreResult<Outcome> {
                 .execute(params![now, deadline, id])?;
             Outcome::Changed(n > 0)
         }
+        Work::ReleaseClaims(owner) => {
+            let n = tx
+                .prepare_cached(
+                    "UPDATE outbox SET claimed_by = NULL, claimed_until = NULL \
+                     WHERE state = 'pending' AND claimed_by IS NOT NULL AND claimed_by <> ?1",
+                )?
+                .execute(params![owner])?;
+            Outcome::Count(n as u64)
+        }
         Work::Discard(id) => {
             let n = tx
                 .prepare_cached("DELETE FROM outbox WHERE id = ?1 AND state = 'dead'")?
@@ -433,8 +443,8 @@ fn enqueue(tx: &Connection, item: &NewOutbox) -> StoreResult<i64> {
     let now = now_ms();
     tx.prepare_cached(
         "INSERT INTO outbox (flow, kind, url, action, transaction_id, message_id, body, state, \
-         attempts, next_attempt_at, deadline, created_at, sequence_key) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', 0, ?8, ?9, ?10, ?11)",
+         attempts, next_attempt_at, deadline, created_at, sequence_key, claimed_by, claimed_until) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', 0, ?8, ?9, ?10, ?11, ?12, ?13)",
     )?
     .execute(params![
         item.flow,
@@ -448,6 +458,8 @@ fn enqueue(tx: &Connection, item: &NewOutbox) -> StoreResult<i64> {
         item.deadline,
         now,
         item.sequence,
+        item.claimed_by.as_ref().map(|c| &c.0),
+        item.claimed_by.as_ref().map(|c| c.1),
     ])?;
     let id = tx.last_insert_rowid();
     if let Some(key) = &item.completes {
