@@ -83,6 +83,16 @@ pub enum Rejection {
         message_id: String,
         expired_at: String,
     },
+    /// A message id already recorded for another message (a repeat must be the same bytes).
+    #[error(
+        "message id `{0}` was used before for a different message; a new message needs a new message id"
+    )]
+    MessageIdReused(String),
+    /// A transaction opened by another subscriber.
+    #[error(
+        "transaction `{0}` belongs to another subscriber; start a new transaction (new transaction_id)"
+    )]
+    ForeignTransaction(String),
     #[error("the provider is at capacity; retry later")]
     Busy,
     #[error("{0}; retry later")]
@@ -164,6 +174,16 @@ impl Rejection {
                 ErrorCode::InvalidRequest,
                 StatusCode::BAD_REQUEST,
                 Some("context.bap_uri".into()),
+            ),
+            MessageIdReused(_) => (
+                ErrorCode::InvalidRequest,
+                StatusCode::CONFLICT,
+                Some("context.message_id".into()),
+            ),
+            ForeignTransaction(_) => (
+                ErrorCode::InvalidRequest,
+                StatusCode::CONFLICT,
+                Some("context.transaction_id".into()),
             ),
             Busy | Unavailable(_) => (
                 ErrorCode::InternalError,

@@ -5,6 +5,7 @@ pub mod action;
 pub mod context;
 pub mod domain;
 pub mod error;
+pub mod order_ref;
 pub mod redact;
 pub mod registry;
 pub mod schema;

@@ -21,12 +21,13 @@ use crate::beckn::ack::{Rejection, ack};
 use crate::beckn::action::Action;
 use crate::beckn::context::{callback_context, expiry};
 use crate::beckn::error::{BecknError, ErrorCode};
+use crate::beckn::order_ref;
 use crate::beckn::redact;
 use crate::beckn::schema::{CoreSchemas, Violation};
 use crate::beckn::trust;
 use crate::compile::{CompiledFlow, CompiledSet};
 use crate::engine;
-use crate::store::{Accepted, Inbound, InboundKey, NewOutbox, now_ms};
+use crate::store::{Admission, Inbound, InboundKey, NewOutbox, now_ms};
 use crate::telemetry;
 use tracing::Instrument;
 
@@ -148,10 +149,19 @@ async fn receive(
         lease_until: now_ms() + ep.services.outbox.settings.work_lease.as_millis() as i64,
     };
     match ep.services.outbox.store.accept(inbound).await {
-        Ok(Accepted::New) => {}
-        Ok(Accepted::Duplicate) => {
+        Ok(Admission::New) => {}
+        Ok(Admission::Duplicate) => {
             tracing::info!(flow = %flow.name, %action, message_id = %key.message_id, "duplicate message id: acknowledged again, not run again");
             return Ok(());
+        }
+        Ok(Admission::Reused { transaction_id }) => {
+            tracing::warn!(flow = %flow.name, %action, message_id = %key.message_id, %bap_id, earlier_transaction_id = %transaction_id, "message id used again for a different message: refused");
+            return Err(Rejection::MessageIdReused(key.message_id));
+        }
+        Ok(Admission::Foreign) => {
+            let transaction_id = context_text("transaction_id");
+            tracing::warn!(flow = %flow.name, %action, %transaction_id, %bap_id, "request in a transaction opened by another subscriber: refused");
+            return Err(Rejection::ForeignTransaction(transaction_id));
         }
         Err(e) => {
             tracing::error!(flow = %flow.name, %action, message_id = %key.message_id, error = %e, "request could not be recorded");
@@ -401,12 +411,17 @@ async fn process(
     };
     let (transaction_id, message_id) = (text("transaction_id"), text("message_id"));
     let started = std::time::Instant::now();
-    let outcome = engine::run_action(&flow, action, &request, services.transport.as_ref()).await;
+    let outcome = match not_their_order(&services, &flow, action, &request).await {
+        Some(refusal) => Err(refusal),
+        None => engine::run_action(&flow, action, &request, services.transport.as_ref())
+            .await
+            .map(|out| out.message)
+            .map_err(|e| {
+                tracing::warn!(flow = %flow.name, %action, %transaction_id, %message_id, error = %e, "flow failed; answering with an error");
+                e.to_beckn()
+            }),
+    };
     let context = callback_context(&flow, action, &request_ctx);
-    let outcome = outcome.map(|out| out.message).map_err(|e| {
-        tracing::warn!(flow = %flow.name, %action, %transaction_id, %message_id, error = %e, "flow failed; answering with an error");
-        e.to_beckn()
-    });
     let body = callback_body(&flow, &core, action, context, outcome);
     let now = now_ms();
     let deadline = match flow.callback_deadline {
@@ -431,6 +446,51 @@ async fn process(
     if let Err(e) = queued {
         tracing::error!(flow = %flow.name, %action, %transaction_id, %message_id, error = %e, "callback could not be queued; the request will run again after a restart");
     }
+}
+
+/// The answer to an order action about an order the sender did not place with this flow (or
+/// that does not exist): the error an unknown order gets, given without asking the backend, so
+/// that order ids, however guessable, reveal and change nothing of another buyer app's orders.
+async fn not_their_order(
+    services: &Services,
+    flow: &CompiledFlow,
+    action: Action,
+    request: &Value,
+) -> Option<BecknError> {
+    let message = request.get("message")?;
+    let orders = order_ref::referenced_orders(action, message);
+    if orders.is_empty() {
+        return None;
+    }
+    let bap_id = request
+        .pointer("/context/bap_id")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    for order_id in orders {
+        match services
+            .outbox
+            .store
+            .placed_order(&flow.name, order_id, bap_id)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(flow = %flow.name, %action, %order_id, %bap_id, "order action about an order this buyer app did not place here: answered as an unknown order");
+                return Some(BecknError::new(
+                    order_ref::unknown_order_code(action),
+                    format!("order {order_id} not found"),
+                ));
+            }
+            Err(e) => {
+                tracing::error!(flow = %flow.name, %action, %order_id, error = %e, "cannot look the order up");
+                return Some(BecknError::new(
+                    ErrorCode::InternalError,
+                    "the order could not be looked up; retry later",
+                ));
+            }
+        }
+    }
+    None
 }
 
 /// The callback answering `action`: the message, or the error. An outgoing message that breaks

@@ -25,7 +25,7 @@ use crate::beckn::context::callback_context;
 use crate::beckn::redact;
 use crate::compile::{CompiledFlow, CompiledSet};
 use crate::engine;
-use crate::store::{Accepted, Inbound, InboundKey, now_ms};
+use crate::store::{Admission, Inbound, InboundKey, now_ms};
 use crate::telemetry;
 
 /// The action name events are recorded under in the inbox.
@@ -291,8 +291,18 @@ async fn record_event(
         lease_until: now_ms() + services.outbox.settings.work_lease.as_millis() as i64,
     };
     match store.accept(inbound).await {
-        Ok(Accepted::Duplicate) => Ok(EventOutcome::Duplicate),
-        Ok(Accepted::New) => {
+        Ok(Admission::Duplicate) => Ok(EventOutcome::Duplicate),
+        // The backend's event id is its identity: a changed body under a known id (a polled
+        // event read again, say) is the same event.
+        Ok(Admission::Reused { .. }) => {
+            tracing::info!(flow = %flow.name, source = source.as_str(), %transaction_id, event_id = %key.message_id, "event id seen before with other content: acted on once");
+            Ok(EventOutcome::Duplicate)
+        }
+        Ok(Admission::Foreign) => {
+            tracing::warn!(flow = %flow.name, source = source.as_str(), %transaction_id, "event for a transaction of another buyer app than its last request's: ignored");
+            Ok(EventOutcome::Ignored)
+        }
+        Ok(Admission::New) => {
             tracing::info!(flow = %flow.name, source = source.as_str(), %transaction_id, event_id = %key.message_id, "event accepted");
             let task = tokio::spawn(process(
                 flow,

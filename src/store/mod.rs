@@ -46,11 +46,25 @@ pub struct Inbound {
     pub lease_until: i64,
 }
 
-/// Whether an inbound request is new or a repeat of one already accepted.
+/// Whether a received callback is new or a repeat of one already filed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Accepted {
     New,
     Duplicate,
+}
+
+/// What [`Store::accept`] made of an inbound request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// Recorded: run it.
+    New,
+    /// The same message again (same key, same bytes): acknowledged again, not run again.
+    Duplicate,
+    /// The message id was used before for a different message (other body, transaction or
+    /// sender); nothing recorded.
+    Reused { transaction_id: String },
+    /// The transaction is another counterpart's; nothing recorded.
+    Foreign,
 }
 
 /// A message to deliver through the outbox.
@@ -154,9 +168,19 @@ pub type StoreResult<T> = Result<T, StoreError>;
 
 /// The adapter's durable state.
 pub trait Store: Send + Sync {
-    /// Records an accepted request (and its transaction and log entry) durably; a repeat of
-    /// the same key is reported, not recorded again.
-    fn accept(&self, inbound: Inbound) -> BoxFuture<'_, StoreResult<Accepted>>;
+    /// Records an accepted request (and its transaction and log entry) durably. A repeat of
+    /// the same key is reported, not recorded again: as a duplicate when its bytes are the
+    /// same, as a reuse of the message id otherwise. A transaction belongs to the counterpart
+    /// that opened it: a request of another counterpart in it is refused, nothing recorded.
+    fn accept(&self, inbound: Inbound) -> BoxFuture<'_, StoreResult<Admission>>;
+    /// Whether `counterpart` placed the order `order_id` of `flow`: a transaction of theirs
+    /// carries that order id (the id noted from the callbacks that carried the order).
+    fn placed_order(
+        &self,
+        flow: &str,
+        order_id: &str,
+        counterpart: &str,
+    ) -> BoxFuture<'_, StoreResult<bool>>;
     /// Takes over up to `limit` requests accepted but not answered whose lease has ended
     /// (their process died), oldest first; `take_all` ignores leases (a single-process store
     /// at start, where no other process can hold one).
@@ -320,6 +344,13 @@ pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
         return Ok(Arc::new(postgres::PgStore::open(url).await?));
     }
     Err(StoreError::BadUrl(url.to_string()))
+}
+
+/// The digest an inbound request is known by: a message id used again is a repeat only if
+/// the bytes are the same. BLAKE2b-512 cut to 128 bits, hex.
+pub fn body_digest(body: &[u8]) -> String {
+    use blake2::{Blake2b512, Digest};
+    hex::encode(&Blake2b512::digest(body)[..16])
 }
 
 /// Unix milliseconds now.

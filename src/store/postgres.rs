@@ -13,9 +13,9 @@ use tokio::sync::broadcast;
 
 use super::buyer::{CALLBACK_CHANNEL, signal_payload};
 use super::{
-    Accepted, BuyerTransaction, Counterpart, DeadLetter, Disposition, FiledCallback, Inbound,
-    InboundKey, NewCallback, NewOutbox, OutboxCounts, OutboxItem, PollPosition, SentRequest, Store,
-    StoreResult, Unfinished, now_ms,
+    Accepted, Admission, BuyerTransaction, Counterpart, DeadLetter, Disposition, FiledCallback,
+    Inbound, InboundKey, NewCallback, NewOutbox, OutboxCounts, OutboxItem, PollPosition,
+    SentRequest, Store, StoreResult, Unfinished, body_digest, now_ms,
 };
 use super::{OmsQueued, OmsRecord, UltraUser};
 
@@ -228,15 +228,16 @@ fn item_from_row(r: &PgRow) -> StoreResult<OutboxItem> {
 }
 
 impl Store for PgStore {
-    fn accept(&self, inbound: Inbound) -> BoxFuture<'_, StoreResult<Accepted>> {
+    fn accept(&self, inbound: Inbound) -> BoxFuture<'_, StoreResult<Admission>> {
         Box::pin(async move {
             let now = now_ms();
             let key = &inbound.key;
+            let digest = body_digest(&inbound.body);
             let mut tx = self.pool.begin().await?;
             let inserted = sqlx::query(
                 "INSERT INTO inbox (flow, action, message_id, transaction_id, body, callback_base, state, \
-                 received_at, claimed_by, claimed_until) \
-                 VALUES ($1, $2, $3, $4, $5, $6, 'accepted', $7, $8, $9) ON CONFLICT DO NOTHING",
+                 received_at, claimed_by, claimed_until, digest) \
+                 VALUES ($1, $2, $3, $4, $5, $6, 'accepted', $7, $8, $9, $10) ON CONFLICT DO NOTHING",
             )
             .bind(&key.flow)
             .bind(&key.action)
@@ -247,11 +248,49 @@ impl Store for PgStore {
             .bind(now)
             .bind(&inbound.owner)
             .bind(inbound.lease_until)
+            .bind(&digest)
             .execute(&mut *tx)
             .await?
             .rows_affected();
             if inserted == 0 {
-                return Ok(Accepted::Duplicate);
+                let row = sqlx::query(
+                    "SELECT digest, transaction_id FROM inbox \
+                     WHERE flow = $1 AND action = $2 AND message_id = $3",
+                )
+                .bind(&key.flow)
+                .bind(&key.action)
+                .bind(&key.message_id)
+                .fetch_one(&mut *tx)
+                .await?;
+                let earlier: Option<String> = row.try_get("digest")?;
+                // Requests recorded before digests were kept count as repeats.
+                return Ok(match earlier {
+                    Some(d) if d != digest => Admission::Reused {
+                        transaction_id: row.try_get("transaction_id")?,
+                    },
+                    _ => Admission::Duplicate,
+                });
+            }
+            // The transaction is opened by its first request and stays its counterpart's; the
+            // conflicting row is locked, so two first requests of different counterparts
+            // cannot both pass.
+            let ours = sqlx::query(
+                "INSERT INTO transactions (flow, transaction_id, role, counterpart, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $5) \
+                 ON CONFLICT (flow, transaction_id) DO UPDATE SET updated_at = excluded.updated_at \
+                 WHERE transactions.counterpart IS NULL OR transactions.counterpart = excluded.counterpart",
+            )
+            .bind(&key.flow)
+            .bind(&inbound.transaction_id)
+            .bind(&inbound.role)
+            .bind(&inbound.counterpart)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if ours == 0 {
+                // Dropping the transaction undoes the inbox row.
+                return Ok(Admission::Foreign);
             }
             log_message(
                 &mut tx,
@@ -267,20 +306,33 @@ impl Store for PgStore {
                 now,
             )
             .await?;
-            sqlx::query(
-                "INSERT INTO transactions (flow, transaction_id, role, counterpart, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $5) \
-                 ON CONFLICT (flow, transaction_id) DO UPDATE SET updated_at = excluded.updated_at",
-            )
-            .bind(&key.flow)
-            .bind(&inbound.transaction_id)
-            .bind(&inbound.role)
-            .bind(&inbound.counterpart)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
             tx.commit().await?;
-            Ok(Accepted::New)
+            Ok(Admission::New)
+        })
+    }
+
+    fn placed_order(
+        &self,
+        flow: &str,
+        order_id: &str,
+        counterpart: &str,
+    ) -> BoxFuture<'_, StoreResult<bool>> {
+        let (flow, order_id, counterpart) = (
+            flow.to_string(),
+            order_id.to_string(),
+            counterpart.to_string(),
+        );
+        Box::pin(async move {
+            let row = sqlx::query(
+                "SELECT 1 FROM transactions WHERE flow = $1 AND erp_order_id = $2 \
+                 AND counterpart = $3 LIMIT 1",
+            )
+            .bind(flow)
+            .bind(order_id)
+            .bind(counterpart)
+            .fetch_optional(&self.pool)
+            .await?;
+            Ok(row.is_some())
         })
     }
 

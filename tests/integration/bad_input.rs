@@ -153,16 +153,24 @@ fn cases() -> Vec<Case> {
         beckn("init home pickup without a slot", "init", order_of("soil-npk-package", "home"))
             .callback("30000", "home collection needs a slot"),
         beckn("status of an order that does not exist", "status", json!({"order_id": "GFSL-999999"}))
-            .callback("30010", "has no order 'GFSL-999999'"),
+            .callback("30010", "order GFSL-999999 not found"),
         beckn("order id that climbs out of the ERP path", "status", json!({"order_id": ".."}))
-            .callback("30000", "an identifier in the request is not valid here"),
+            .callback("30010", "order .. not found"),
         beckn("cancel an order already in TESTING", "cancel", cancel("$ORDER"))
             .given(Setup::Order { advance: 2 })
             .callback("50001", "can no longer be cancelled"),
         beckn("rating value out of range", "rating", json!({"ratings": [{"rating_category": "Order", "id": "GFSL-000001", "value": "9"}]}))
             .callback("30015", "rating value must be 1 to 5, got 9"),
         beckn("rating of an order that does not exist", "rating", json!({"ratings": [{"rating_category": "Order", "id": "GFSL-999999", "value": "4"}]}))
-            .callback("30014", "has no order 'GFSL-999999'"),
+            .callback("30014", "order GFSL-999999 not found"),
+        beckn("select for another provider with this lab's item", "select", json!({"order": {"provider": {"id": "KTH"},
+                "items": [{"id": "soil-npk-package"}], "fulfillments": [{"type": "lab"}]}}))
+            .callback("30001", "provider 'KTH' is not offered here"),
+        beckn("select without a provider", "select", json!({"order": {"items": [{"id": "soil-npk-package"}], "fulfillments": [{"type": "lab"}]}}))
+            .callback("30001", "order.provider.id is missing"),
+        beckn("order without a fulfillment type", "init", json!({"order": {"provider": {"id": "GFSL"},
+                "items": [{"id": "soil-npk-package"}], "fulfillments": [{"stops": [{"location": {"area_code": "110081"}}]}]}}))
+            .callback("30008", "order.fulfillments[0].type is missing"),
         beckn("rating of an item, not the order", "rating", json!({"ratings": [{"rating_category": "Item", "id": "soil-npk-package", "value": "4"}]}))
             .callback("50003", "this lab takes ratings of an Order"),
         // --- the ERP misbehaves ---------------------------------------------------------

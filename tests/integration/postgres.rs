@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use beckn_adapter::store::postgres::PgStore;
-use beckn_adapter::store::{Accepted, Inbound, InboundKey, NewOutbox, Store, now_ms};
+use beckn_adapter::store::{Admission, Inbound, InboundKey, NewOutbox, Store, now_ms};
 use bytes::Bytes;
 use serde_json::json;
 use sqlx::Connection;
@@ -114,11 +114,11 @@ async fn postgres_store_semantics() {
     let store = Arc::new(PgStore::open(&db.url).await.unwrap());
     assert_eq!(
         store.accept(inbound("m1", "p1")).await.unwrap(),
-        Accepted::New
+        Admission::New
     );
     assert_eq!(
         store.accept(inbound("m1", "p2")).await.unwrap(),
-        Accepted::Duplicate
+        Admission::Duplicate
     );
     let now = now_ms();
     assert!(

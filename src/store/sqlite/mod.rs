@@ -21,9 +21,9 @@ use sqlx::{Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Accepted, BuyerTransaction, Counterpart, DeadLetter, Disposition, FiledCallback, Inbound,
-    NewCallback, NewOutbox, OutboxCounts, OutboxItem, PollPosition, SentRequest, Store, StoreError,
-    StoreResult, Unfinished,
+    Accepted, Admission, BuyerTransaction, Counterpart, DeadLetter, Disposition, FiledCallback,
+    Inbound, NewCallback, NewOutbox, OutboxCounts, OutboxItem, PollPosition, SentRequest, Store,
+    StoreError, StoreResult, Unfinished,
 };
 use super::{OmsQueued, OmsRecord, UltraUser};
 use writer::{Op, Outcome, Work};
@@ -155,12 +155,37 @@ const CALLBACK_COLUMNS: &str =
     "id, action, message_id, transaction_id, bpp_id, via, disposition, body, received_at";
 
 impl Store for SqliteStore {
-    fn accept(&self, inbound: Inbound) -> BoxFuture<'_, StoreResult<Accepted>> {
+    fn accept(&self, inbound: Inbound) -> BoxFuture<'_, StoreResult<Admission>> {
         Box::pin(async move {
             match self.write(Work::Accept(inbound)).await? {
-                Outcome::Accepted(a) => Ok(a),
+                Outcome::Admission(a) => Ok(a),
                 _ => Err(StoreError::Closed),
             }
+        })
+    }
+
+    fn placed_order(
+        &self,
+        flow: &str,
+        order_id: &str,
+        counterpart: &str,
+    ) -> BoxFuture<'_, StoreResult<bool>> {
+        let (flow, order_id, counterpart) = (
+            flow.to_string(),
+            order_id.to_string(),
+            counterpart.to_string(),
+        );
+        Box::pin(async move {
+            let row = sqlx::query(
+                "SELECT 1 FROM transactions WHERE flow = ? AND erp_order_id = ? \
+                 AND counterpart = ? LIMIT 1",
+            )
+            .bind(flow)
+            .bind(order_id)
+            .bind(counterpart)
+            .fetch_optional(&self.read)
+            .await?;
+            Ok(row.is_some())
         })
     }
 
@@ -613,7 +638,7 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{InboundKey, now_ms};
+    use crate::store::{Admission, InboundKey, now_ms};
 
     fn inbound(message_id: &str) -> Inbound {
         Inbound {
@@ -658,12 +683,12 @@ mod tests {
         let path = path.to_str().unwrap();
         {
             let store = SqliteStore::open(path).await.unwrap();
-            assert_eq!(store.accept(inbound("m1")).await.unwrap(), Accepted::New);
+            assert_eq!(store.accept(inbound("m1")).await.unwrap(), Admission::New);
             assert_eq!(
                 store.accept(inbound("m1")).await.unwrap(),
-                Accepted::Duplicate
+                Admission::Duplicate
             );
-            assert_eq!(store.accept(inbound("m2")).await.unwrap(), Accepted::New);
+            assert_eq!(store.accept(inbound("m2")).await.unwrap(), Admission::New);
             store
                 .enqueue(outbox(Some(inbound("m1").key)))
                 .await
@@ -807,7 +832,7 @@ mod tests {
             }));
         }
         for t in tasks {
-            assert_eq!(t.await.unwrap().unwrap(), Accepted::New);
+            assert_eq!(t.await.unwrap().unwrap(), Admission::New);
         }
         assert_eq!(
             store

@@ -11,8 +11,8 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::store::{
-    Accepted, Counterpart, Inbound, NewCallback, NewOutbox, OmsQueued, OmsRecord, OutboxItem,
-    PollPosition, SentRequest, StoreResult, UltraUser, Unfinished, now_ms,
+    Accepted, Admission, Counterpart, Inbound, NewCallback, NewOutbox, OmsQueued, OmsRecord,
+    OutboxItem, PollPosition, SentRequest, StoreResult, UltraUser, Unfinished, body_digest, now_ms,
 };
 
 /// Operations committed together at most.
@@ -99,6 +99,7 @@ pub enum Work {
 
 pub enum Outcome {
     Accepted(Accepted),
+    Admission(Admission),
     Unfinished(Vec<Unfinished>),
     Id(i64),
     Items(Vec<OutboxItem>),
@@ -180,7 +181,7 @@ fn commit(conn: &mut Connection, batch: &[Op]) -> StoreResult<Vec<Outcome>> {
 
 fn apply(tx: &Connection, work: &Work) -> StoreResult<Outcome> {
     Ok(match work {
-        Work::Accept(inbound) => Outcome::Accepted(accept(tx, inbound)?),
+        Work::Accept(inbound) => Outcome::Admission(accept(tx, inbound)?),
         Work::ClaimUnfinished {
             owner,
             now,
@@ -361,14 +362,15 @@ fn apply(tx: &Connection, work: &Work) -> StoreResult<Outcome> {
     })
 }
 
-fn accept(tx: &Connection, inbound: &Inbound) -> StoreResult<Accepted> {
+fn accept(tx: &Connection, inbound: &Inbound) -> StoreResult<Admission> {
     let now = now_ms();
     let key = &inbound.key;
+    let digest = body_digest(&inbound.body);
     let inserted = tx
         .prepare_cached(
             "INSERT INTO inbox (flow, action, message_id, transaction_id, body, callback_base, \
-             state, received_at, claimed_by, claimed_until) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'accepted', ?7, ?8, ?9) ON CONFLICT DO NOTHING",
+             state, received_at, claimed_by, claimed_until, digest) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'accepted', ?7, ?8, ?9, ?10) ON CONFLICT DO NOTHING",
         )?
         .execute(params![
             key.flow,
@@ -380,9 +382,42 @@ fn accept(tx: &Connection, inbound: &Inbound) -> StoreResult<Accepted> {
             now,
             inbound.owner,
             inbound.lease_until,
+            digest,
         ])?;
     if inserted == 0 {
-        return Ok(Accepted::Duplicate);
+        let (earlier_digest, transaction_id): (Option<String>, String) = tx
+            .prepare_cached(
+                "SELECT digest, transaction_id FROM inbox \
+                 WHERE flow = ?1 AND action = ?2 AND message_id = ?3",
+            )?
+            .query_row(params![key.flow, key.action, key.message_id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
+        // Requests recorded before digests were kept count as repeats.
+        return Ok(match earlier_digest {
+            Some(d) if d != digest => Admission::Reused { transaction_id },
+            _ => Admission::Duplicate,
+        });
+    }
+    // The transaction is opened by its first request; it stays its counterpart's.
+    let ours = tx
+        .prepare_cached(
+            "INSERT INTO transactions (flow, transaction_id, role, counterpart, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5) \
+             ON CONFLICT (flow, transaction_id) DO UPDATE SET updated_at = excluded.updated_at \
+             WHERE transactions.counterpart IS NULL OR transactions.counterpart = excluded.counterpart",
+        )?
+        .execute(params![
+            key.flow,
+            inbound.transaction_id,
+            inbound.role,
+            inbound.counterpart,
+            now,
+        ])?;
+    if ours == 0 {
+        tx.prepare_cached("DELETE FROM inbox WHERE flow = ?1 AND action = ?2 AND message_id = ?3")?
+            .execute(params![key.flow, key.action, key.message_id])?;
+        return Ok(Admission::Foreign);
     }
     log_message(
         tx,
@@ -395,19 +430,7 @@ fn accept(tx: &Connection, inbound: &Inbound) -> StoreResult<Accepted> {
         &inbound.body,
         now,
     )?;
-    tx.prepare_cached(
-        "INSERT INTO transactions (flow, transaction_id, role, counterpart, created_at, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5) \
-         ON CONFLICT (flow, transaction_id) DO UPDATE SET updated_at = excluded.updated_at",
-    )?
-    .execute(params![
-        key.flow,
-        inbound.transaction_id,
-        inbound.role,
-        inbound.counterpart,
-        now,
-    ])?;
-    Ok(Accepted::New)
+    Ok(Admission::New)
 }
 
 /// Queues an OMS update unless its order reported this state, or the state may not follow
