@@ -17,8 +17,12 @@ use crate::store::{Disposition, SentRequest, StoreError, now_ms};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AnswerStatus {
-    /// Every expected answer arrived.
+    /// Every expected answer arrived, none with an error.
     Complete,
+    /// Every expected answer arrived, some with an error (listed in `errors`).
+    CompleteWithErrors,
+    /// Every expected answer arrived, each with an error (listed in `errors`).
+    Error,
     /// Acknowledged; answers may still come until the ttl ends.
     Waiting,
     /// The ttl ended first: `missing` says who did not answer.
@@ -31,6 +35,8 @@ impl AnswerStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             AnswerStatus::Complete => "complete",
+            AnswerStatus::CompleteWithErrors => "complete_with_errors",
+            AnswerStatus::Error => "error",
             AnswerStatus::Waiting => "waiting",
             AnswerStatus::TimedOut => "timed_out",
             AnswerStatus::Refused => "refused",
@@ -43,6 +49,16 @@ impl AnswerStatus {
 pub struct Missing {
     pub bpp_id: String,
     pub reason: String,
+}
+
+/// An answer that carries a Beckn `error` instead of (or besides) a result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AnswerError {
+    pub bpp_id: String,
+    pub code: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paths: Option<String>,
 }
 
 /// The answer document of one request.
@@ -66,6 +82,8 @@ pub struct AnswerDoc {
     pub request: Value,
     /// The `on_*` callbacks answering the request, in the order they arrived.
     pub responses: Vec<Value>,
+    /// The errors those callbacks carry, one per callback with an `error`.
+    pub errors: Vec<AnswerError>,
     pub missing: Vec<Missing>,
     /// The action's response template applied to the above, when the flow has one.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -105,10 +123,23 @@ pub async fn document(
             .expected
             .iter()
             .all(|e| answered.contains(e.as_str()));
+    let responses: Vec<Value> = answers
+        .iter()
+        .map(|c| serde_json::from_slice(&c.body).unwrap_or(Value::Null))
+        .collect();
+    let errors: Vec<AnswerError> = answers
+        .iter()
+        .zip(&responses)
+        .filter_map(|(c, body)| answer_error(&c.bpp_id, body))
+        .collect();
     let status = if !acked {
         AnswerStatus::Refused
-    } else if expected_all {
+    } else if expected_all && errors.is_empty() {
         AnswerStatus::Complete
+    } else if expected_all && errors.len() >= answers.len() {
+        AnswerStatus::Error
+    } else if expected_all {
+        AnswerStatus::CompleteWithErrors
     } else if now_ms() >= request.expires_at {
         AnswerStatus::TimedOut
     } else {
@@ -131,7 +162,7 @@ pub async fn document(
             },
         })
         .collect();
-    let summary = summary(
+    let mut summary = summary(
         request,
         status,
         &callback,
@@ -140,10 +171,17 @@ pub async fn document(
         &ack,
         &expires_at,
     );
-    let responses: Vec<Value> = answers
-        .iter()
-        .map(|c| serde_json::from_slice(&c.body).unwrap_or(Value::Null))
-        .collect();
+    if !errors.is_empty() {
+        let each: Vec<String> = errors
+            .iter()
+            .map(|e| format!("{} {} {}", e.bpp_id, e.code, e.message))
+            .collect();
+        summary.push_str(&format!(
+            "; {} with an error: {}",
+            errors.len(),
+            each.join("; ")
+        ));
+    }
     let request_body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
     let mut doc = AnswerDoc {
         action: request.action.clone(),
@@ -158,6 +196,7 @@ pub async fn document(
         expected: request.expected.clone(),
         request: request_body.clone(),
         responses,
+        errors,
         missing,
         result: None,
         result_error: None,
@@ -187,6 +226,22 @@ pub async fn document(
     Ok(doc)
 }
 
+/// The Beckn `error` a callback carries, if any.
+fn answer_error(bpp_id: &str, body: &Value) -> Option<AnswerError> {
+    let error = body.get("error").filter(|e| e.is_object())?;
+    let field = |k: &str| match error.get(k) {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Null) | None => None,
+        Some(other) => Some(other.to_string()),
+    };
+    Some(AnswerError {
+        bpp_id: bpp_id.to_string(),
+        code: field("code").unwrap_or_default(),
+        message: field("message").unwrap_or_default(),
+        paths: field("paths"),
+    })
+}
+
 fn summary(
     request: &SentRequest,
     status: AnswerStatus,
@@ -213,7 +268,9 @@ fn summary(
                 .and_then(Value::as_str)
                 .unwrap_or("no reason given")
         ),
-        AnswerStatus::Complete => format!("{arrived} of {expected} expected {callback} arrived"),
+        AnswerStatus::Complete | AnswerStatus::CompleteWithErrors | AnswerStatus::Error => {
+            format!("{arrived} of {expected} expected {callback} arrived")
+        }
         AnswerStatus::TimedOut if missing.is_empty() => format!(
             "{arrived} {callback} arrived before the ttl ended at {expires_at} (no provider was known to be expected)"
         ),
