@@ -248,3 +248,25 @@ async fn script_error_codes_outside_the_beckn_table_are_replaced_and_messages_bo
     assert!(message.starts_with("slot is full é"), "{message}");
     assert!(message.ends_with('…'), "{message}");
 }
+
+#[tokio::test]
+async fn template_error_codes_outside_the_beckn_table_are_replaced_and_messages_bounded() {
+    let tree = temp_tree(&["greenfield-lab.yaml"]);
+    // 600 two-byte characters: 1200 bytes
+    std::fs::write(
+        tree.path().join("mappings/soil/on_search.j2"),
+        "{{ fail(\"99999\", \"é\" * 600) }}\n",
+    )
+    .unwrap();
+    let net = Network::start_tree(&tree.path().join("flows"), None).await;
+    let txn = uuid::Uuid::new_v4().to_string();
+    let on_search = net.call("search", &txn, json!({})).await;
+    let error: &Value = &on_search["error"];
+    assert_eq!(error["code"], "31001", "{error}");
+    let message = error["message"].as_str().unwrap();
+    assert!(message.len() <= 1024, "{} bytes", message.len());
+    assert!(
+        message.starts_with("éé") && message.ends_with('…'),
+        "{message}"
+    );
+}
