@@ -132,19 +132,13 @@ pub async fn document(
         .zip(&responses)
         .filter_map(|(c, body)| answer_error(&c.bpp_id, body))
         .collect();
-    let status = if !acked {
-        AnswerStatus::Refused
-    } else if expected_all && errors.is_empty() {
-        AnswerStatus::Complete
-    } else if expected_all && errors.len() >= answers.len() {
-        AnswerStatus::Error
-    } else if expected_all {
-        AnswerStatus::CompleteWithErrors
-    } else if now_ms() >= request.expires_at {
-        AnswerStatus::TimedOut
-    } else {
-        AnswerStatus::Waiting
-    };
+    let status = answer_status(
+        acked,
+        expected_all,
+        now_ms() >= request.expires_at,
+        answers.len(),
+        errors.len(),
+    );
     let missing: Vec<Missing> = request
         .expected
         .iter()
@@ -224,6 +218,30 @@ pub async fn document(
         }
     }
     Ok(doc)
+}
+
+/// Where a request stands: refused, else complete once every expected answer arrived (with or
+/// without errors), else timed out or waiting.
+fn answer_status(
+    acked: bool,
+    all_arrived: bool,
+    expired: bool,
+    answers: usize,
+    errors: usize,
+) -> AnswerStatus {
+    if !acked {
+        AnswerStatus::Refused
+    } else if all_arrived && errors == 0 {
+        AnswerStatus::Complete
+    } else if all_arrived && errors >= answers {
+        AnswerStatus::Error
+    } else if all_arrived {
+        AnswerStatus::CompleteWithErrors
+    } else if expired {
+        AnswerStatus::TimedOut
+    } else {
+        AnswerStatus::Waiting
+    }
 }
 
 /// The Beckn `error` a callback carries, if any.
@@ -340,4 +358,34 @@ pub fn render_result(
     flow.templates
         .render_json(template, &scope)
         .map_err(|e| format!("{template}: {}", e.detail))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_in_answers_show_in_the_status() {
+        use AnswerStatus::*;
+        assert_eq!(answer_status(true, true, false, 2, 0), Complete);
+        assert_eq!(answer_status(true, true, false, 2, 1), CompleteWithErrors);
+        assert_eq!(answer_status(true, true, false, 1, 1), Error);
+        assert_eq!(answer_status(true, false, true, 1, 1), TimedOut);
+        assert_eq!(answer_status(true, false, false, 0, 0), Waiting);
+        assert_eq!(answer_status(false, false, false, 0, 0), Refused);
+        let e = answer_error(
+            "bpp.example",
+            &json!({"error": {"code": "30010", "message": "no such order", "paths": null}}),
+        );
+        assert_eq!(
+            e,
+            Some(AnswerError {
+                bpp_id: "bpp.example".into(),
+                code: "30010".into(),
+                message: "no such order".into(),
+                paths: None,
+            })
+        );
+        assert_eq!(answer_error("b", &json!({"message": {}})), None);
+    }
 }
