@@ -529,6 +529,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let delivery = DeliverySettings {
         work_lease: args.work_lease.0,
         lease: args.work_lease.0,
+        protected: vec![args.admin],
         ..DeliverySettings::default()
     };
     let store_url = args.store.url.as_str();
@@ -570,6 +571,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let admin_listener = tokio::net::TcpListener::bind(args.admin)
         .await
         .with_context(|| format!("binding the admin listener {}", args.admin))?;
+    if let Ok(bound) = admin_listener.local_addr() {
+        outbox.protect(bound);
+    }
     listeners.push((admin_listener, server::admin::router(admin)));
     tracing::info!(admin = %args.admin, "admin listener: /health /ready /metrics /admin/status /admin/reload /admin/outbox");
     let _watcher = if args.no_watch {

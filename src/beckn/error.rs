@@ -128,6 +128,10 @@ impl ErrorCode {
     }
 }
 
+/// Most bytes of an error's `message` (and `paths`) sent to another participant; what a
+/// script or an ERP put there beyond it is cut.
+pub const MAX_ERROR_TEXT: usize = 1024;
+
 /// The Beckn `Error` object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct BecknError {
@@ -151,11 +155,69 @@ impl BecknError {
         self.paths = (!path.is_empty()).then_some(path);
         self
     }
+
+    /// The error as it may be sent: scripts, templates and ERP answers can put any text in an
+    /// error, so a code outside the Beckn table becomes `fallback`'s, and `message` and
+    /// `paths` are cut to [`MAX_ERROR_TEXT`] bytes (on a character boundary, marked `…`).
+    pub fn bounded(mut self, fallback: ErrorCode) -> Self {
+        if ErrorCode::from_code(&self.code).is_none() {
+            tracing::warn!(
+                code = %clip(&self.code, 64),
+                sent_as = fallback.code(),
+                "error code is not a Beckn error code; sent as the default"
+            );
+            self.code = fallback.code().to_string();
+        }
+        if self.message.len() > MAX_ERROR_TEXT {
+            self.message = clip(&self.message, MAX_ERROR_TEXT);
+        }
+        if let Some(paths) = &mut self.paths
+            && paths.len() > MAX_ERROR_TEXT
+        {
+            *paths = clip(paths, MAX_ERROR_TEXT);
+        }
+        self
+    }
+}
+
+/// `text` cut to at most `max` bytes on a character boundary, ending in `…` when cut.
+pub fn clip(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    const ELLIPSIS: &str = "…";
+    let mut end = max.saturating_sub(ELLIPSIS.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{ELLIPSIS}", &text[..end])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unknown_codes_and_long_texts_are_bounded() {
+        let e = BecknError {
+            code: "99999".into(),
+            paths: Some("p".repeat(5000)),
+            message: "é".repeat(900_000),
+        }
+        .bounded(ErrorCode::InternalError);
+        assert_eq!(e.code, "31001");
+        assert!(e.message.len() <= MAX_ERROR_TEXT, "{}", e.message.len());
+        assert!(e.message.ends_with('…') && e.message.starts_with("éé"));
+        assert!(e.paths.as_ref().is_some_and(|p| p.len() <= MAX_ERROR_TEXT));
+        let kept = BecknError::new(ErrorCode::FulfillmentAgentUnavailable, "slot full")
+            .bounded(ErrorCode::InternalError);
+        assert_eq!(
+            (kept.code.as_str(), kept.message.as_str()),
+            ("40006", "slot full")
+        );
+        assert_eq!(clip("abc", 3), "abc");
+        assert_eq!(clip("aé€", 5), "a…");
+    }
 
     #[test]
     fn codes_are_unique_and_round_trip() {

@@ -4,7 +4,9 @@
 //! dead letter with its last error. A restart resumes pending work.
 
 pub mod app_webhook;
+pub mod destination;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +16,7 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 
 use crate::compile::CompiledSet;
 use crate::store::{NewOutbox, OutboxItem, Store, StoreError, now_ms};
+use destination::Destinations;
 
 /// How the outbox retries.
 #[derive(Debug, Clone)]
@@ -32,6 +35,8 @@ pub struct DeliverySettings {
     /// How long an accepted request belongs to the process running it; after that (the
     /// process died) another process sharing the store takes it over.
     pub work_lease: Duration,
+    /// The adapter's own listeners (the admin listener) that nothing it sends may reach.
+    pub protected: Vec<SocketAddr>,
 }
 
 impl Default for DeliverySettings {
@@ -44,6 +49,7 @@ impl Default for DeliverySettings {
             concurrency: 256,
             default_deadline: Duration::from_secs(600),
             work_lease: Duration::from_secs(60),
+            protected: Vec::new(),
         }
     }
 }
@@ -59,6 +65,8 @@ pub struct Outbox {
     /// Messages recorded already claimed by this process, on their way to the worker.
     handoff: mpsc::Sender<OutboxItem>,
     handed: std::sync::Mutex<Option<mpsc::Receiver<OutboxItem>>>,
+    /// Where messages may go: http(s) only, never the adapter's own admin listener.
+    pub destinations: Destinations,
 }
 
 /// Most messages waiting in memory for the worker; past that they wait in the store only.
@@ -71,6 +79,8 @@ enum Attempt {
     Transient(String),
     /// Refused for good (a NACK or another 4xx): retrying cannot help.
     Refused(String),
+    /// Not sent: the address is not one messages may go to (see [`destination`]).
+    Unsendable(String),
 }
 
 impl Outbox {
@@ -79,6 +89,7 @@ impl Outbox {
         Outbox {
             handoff,
             handed: std::sync::Mutex::new(Some(handed)),
+            destinations: Destinations::new(&settings.protected),
             store,
             settings,
             wake: Notify::new(),
@@ -128,6 +139,12 @@ impl Outbox {
         let id = self.store.enqueue(item).await?;
         slot.send(OutboxItem { id, ..handed });
         Ok(id)
+    }
+
+    /// Adds a listener of this process that nothing sent may reach (as bound, so a `:0`
+    /// address is protected on the port it got).
+    pub fn protect(&self, addr: SocketAddr) {
+        self.destinations.protect(addr);
     }
 
     /// Wakes the worker for a message queued straight through the store (in the commit of
@@ -244,7 +261,7 @@ impl Outbox {
         let outcome = self.attempt(flows, &item).await;
         let label = match &outcome {
             Attempt::Delivered => "delivered",
-            Attempt::Refused(_) => "dead",
+            Attempt::Refused(_) | Attempt::Unsendable(_) => "dead",
             Attempt::Transient(_) => "retry",
         };
         crate::telemetry::delivery_attempted(&item.flow, &item.action, label, started.elapsed());
@@ -257,6 +274,10 @@ impl Outbox {
             }
             Attempt::Refused(error) => {
                 tracing::error!(flow = %item.flow, action = %item.action, transaction_id = %item.transaction_id, message_id = %item.message_id, url = %item.url, attempt, %error, "refused by the receiver; moved to dead letters");
+                self.store.bury(item.id, now, error).await
+            }
+            Attempt::Unsendable(error) => {
+                tracing::error!(flow = %item.flow, action = %item.action, transaction_id = %item.transaction_id, message_id = %item.message_id, url = %item.url, %error, "not sent to this address; moved to dead letters");
                 self.store.bury(item.id, now, error).await
             }
             Attempt::Transient(error) => {
@@ -278,6 +299,9 @@ impl Outbox {
     }
 
     async fn attempt(&self, flows: &ArcSwap<CompiledSet>, item: &OutboxItem) -> Attempt {
+        if let Err(refused) = self.destinations.check(&item.url).await {
+            return Attempt::Unsendable(format!("not sent: {refused}"));
+        }
         if item.kind == crate::ultra::OUTBOX_KIND {
             return self.attempt_ultra(flows, item).await;
         }
@@ -300,6 +324,13 @@ impl Outbox {
         }
         let resp = match req.send().await {
             Ok(r) => r,
+            // The receiver may have taken the message and answer late: the retry is a repeat
+            // it must recognise by message id (limits.callback_timeout gives it longer).
+            Err(e) if e.is_timeout() => {
+                return Attempt::Transient(format!(
+                    "no answer within the callback timeout ({timeout:?}); the receiver may see this message again"
+                ));
+            }
             Err(e) => return Attempt::Transient(crate::backend::root_cause(&e)),
         };
         let status = resp.status();

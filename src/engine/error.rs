@@ -32,8 +32,13 @@ pub enum EngineError {
 
 impl EngineError {
     /// The error object sent to the caller in the `on_*` callback. Internals (template names,
-    /// script lines) stay in the logs; the caller gets the code and a plain message.
+    /// script lines) stay in the logs; the caller gets the code and a plain message, bounded
+    /// (a code outside the Beckn table becomes 31001, long messages are cut).
     pub fn to_beckn(&self) -> BecknError {
+        self.unbounded().bounded(ErrorCode::InternalError)
+    }
+
+    fn unbounded(&self) -> BecknError {
         match self {
             EngineError::Backend(call) => call.reply.clone(),
             EngineError::Template(TemplateError {

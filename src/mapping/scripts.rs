@@ -21,7 +21,7 @@ pub enum ScriptError {
     #[error("{script}: stopped, {what}")]
     Limit { script: String, what: String },
     /// The script threw `#{code: "...", message: "..."}`: a Beckn error for the caller.
-    #[error("{script}: {code} {message}")]
+    #[error("{script}: {code} {}", crate::beckn::error::clip(.message, crate::beckn::error::MAX_ERROR_TEXT))]
     Beckn {
         script: String,
         code: String,

@@ -19,7 +19,11 @@ pub const GLOBAL_NAMES: [&str; 3] = ["now", "uuid4", "fail"];
 
 /// A failure while rendering a template, located in its source.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{template}{}: {detail}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+#[error(
+    "{template}{}: {}",
+    line.map(|l| format!(":{l}")).unwrap_or_default(),
+    crate::beckn::error::clip(detail, crate::beckn::error::MAX_ERROR_TEXT)
+)]
 pub struct TemplateError {
     pub template: String,
     pub line: Option<usize>,

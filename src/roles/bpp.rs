@@ -567,8 +567,10 @@ pub(crate) async fn queue_callback(
         .map_err(|e| e.to_string())
 }
 
-/// A callback reporting `error` instead of a result.
+/// A callback reporting `error` instead of a result, its code one of the Beckn table (else
+/// 31001) and its texts bounded, whoever made it.
 pub(crate) fn error_body(action: Action, context: Value, error: BecknError) -> Value {
+    let error = error.bounded(ErrorCode::InternalError);
     if action.callback_requires_message() {
         json!({"context": context, "message": {}, "error": error})
     } else {

@@ -657,3 +657,202 @@ actions:
         );
     }
 }
+
+#[tokio::test]
+async fn an_error_callback_is_reported_at_the_top_of_the_answer_document() {
+    let net = network(&[]).await;
+    // GreenField's ERP knows no such order: its on_status carries error 30010
+    let (status, doc) = call(
+        &net,
+        "status",
+        Some("sync"),
+        json!({"context": {"bpp_id": GFSL}, "message": {"order_id": "GFSL-NO-SUCH-ORDER"}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{doc}");
+    assert_eq!(doc["status"], "error", "{doc}");
+    assert_eq!(doc["errors"].as_array().map(Vec::len), Some(1), "{doc}");
+    assert_eq!(doc["errors"][0]["bpp_id"], GFSL);
+    assert_eq!(doc["errors"][0]["code"], "30010", "{doc}");
+    assert_eq!(
+        doc["errors"][0]["message"],
+        doc["responses"][0]["error"]["message"]
+    );
+    let summary = doc["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("1 with an error") && summary.contains("30010"),
+        "{summary}"
+    );
+    // an answer without an error stays `complete`, with no errors
+    let (_, found) = call(&net, "search", Some("sync"), wheat_search()).await;
+    assert_eq!(found["status"], "complete", "{found}");
+    assert_eq!(found["errors"], json!([]));
+}
+
+#[tokio::test]
+async fn callbacks_of_an_unknown_transaction_are_listed_by_the_transactions_api() {
+    let net = network(&[]).await;
+    let foreign_txn = uuid::Uuid::new_v4().to_string();
+    let stray_id = uuid::Uuid::new_v4().to_string();
+    let stray = callback(
+        &net,
+        "greenfield-lab",
+        "on_status",
+        &foreign_txn,
+        &stray_id,
+        json!({"order": {"id": "GFSL-000042", "status": "ACTIVE"}}),
+    );
+    let (status, nack) = post_signed(&net, "greenfield-lab", "on_status", &stray).await;
+    assert_eq!(
+        (status, nack["error"]["code"].as_str()),
+        (400, Some("30000"))
+    );
+    let resp = reqwest::get(format!("{}/transactions/{foreign_txn}", net.client_api))
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        200,
+        "a transaction with kept callbacks is found"
+    );
+    let listed: Value = resp.json().await.unwrap();
+    assert_eq!(listed["ours"], false, "{listed}");
+    assert_eq!(listed["counterpart"], Value::Null);
+    let callbacks = listed["callbacks"].as_array().unwrap();
+    assert_eq!(callbacks.len(), 1, "{listed}");
+    assert_eq!(callbacks[0]["filed_as"], "unknown");
+    assert_eq!(callbacks[0]["message_id"], stray_id.as_str());
+    assert_eq!(
+        callbacks[0]["body"]["context"]["transaction_id"],
+        foreign_txn.as_str()
+    );
+    // a transaction nothing was ever filed under is still not found
+    let nothing = reqwest::get(format!(
+        "{}/transactions/{}",
+        net.client_api,
+        uuid::Uuid::new_v4()
+    ))
+    .await
+    .unwrap();
+    assert_eq!(nothing.status(), 404);
+}
+
+#[tokio::test]
+async fn log_payloads_logs_a_buyer_apps_requests_and_callbacks() {
+    use crate::common::bind;
+    use crate::durability::free_port;
+    use std::process::{Command, Stdio};
+
+    let erp = sample_erp::SampleErp::new(sample_erp::ErpConfig::default());
+    let (erp_listener, erp_addr) = bind().await;
+    tokio::spawn(erp.serve(erp_listener, std::future::pending()));
+    let (gfsl, kth, gateway, app) = (
+        free_port().await,
+        free_port().await,
+        free_port().await,
+        free_port().await,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("adapter.log");
+    let env: Vec<(&str, String)> = vec![
+        ("GFSL_LISTEN", gfsl.to_string()),
+        ("GFSL_PUBLIC_URL", format!("http://{gfsl}")),
+        ("KTH_LISTEN", kth.to_string()),
+        ("KTH_PUBLIC_URL", format!("http://{kth}")),
+        ("GATEWAY_LISTEN", gateway.to_string()),
+        ("GATEWAY_URL", format!("http://{gateway}")),
+        ("FARMER_APP_LISTEN", app.to_string()),
+        ("FARMER_APP_URL", format!("http://{app}")),
+        (
+            "FARMER_APP_WEBHOOK_URL",
+            format!("http://{}/hook", free_port().await),
+        ),
+        ("BECKN_ADMIN", free_port().await.to_string()),
+        (
+            "GFSL_ERP_URL",
+            format!("http://{erp_addr}/api/v1/labs/GFSL"),
+        ),
+        ("KTH_ERP_URL", format!("http://{erp_addr}/api/v1/labs/KTH")),
+        ("BECKN_LOG", "info".into()),
+    ];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_beckn-adapter"))
+        .args([
+            "--log-format",
+            "json",
+            "serve",
+            "flows",
+            "--log-payloads",
+            "--no-watch",
+        ])
+        .arg("--store")
+        .arg(format!("sqlite://{}", dir.path().join("s.db").display()))
+        .current_dir(repo())
+        .env_clear()
+        .envs(env)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    let doc: Value = loop {
+        let sent = http
+            .post(format!("http://{app}/api/search?mode=sync"))
+            .json(&wheat_search())
+            .send()
+            .await;
+        if let Ok(resp) = sent {
+            break resp.json().await.unwrap();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the adapter did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(doc["status"], "complete", "{doc}");
+    let message_id = doc["message_id"].as_str().unwrap();
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let payloads: Vec<Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["message"] == "payload" && l["flow"] == BAP)
+        .collect();
+    let about = |direction: &str, action: &str| -> Vec<&Value> {
+        payloads
+            .iter()
+            .filter(|p| p["direction"] == direction && p["action"] == action)
+            .filter(|p| {
+                p["body"]
+                    .as_str()
+                    .and_then(|b| serde_json::from_str::<Value>(b).ok())
+                    .is_some_and(|b| b["context"]["message_id"] == message_id)
+            })
+            .collect()
+    };
+    let sent = about("out", "search");
+    assert_eq!(
+        sent.len(),
+        1,
+        "the search sent is logged once: {payloads:?}"
+    );
+    assert!(
+        sent[0]["url"].as_str().unwrap().ends_with("/search"),
+        "{:?}",
+        sent[0]
+    );
+    let headers: Value = serde_json::from_str(sent[0]["headers"].as_str().unwrap()).unwrap();
+    assert!(
+        headers["authorization"].as_str().is_some_and(
+            |a| a.contains("farmer-app.example") && a.ends_with("(signature redacted)")
+        ),
+        "{headers}"
+    );
+    assert_eq!(
+        about("in", "on_search").len(),
+        2,
+        "both labs' on_search are logged: {payloads:?}"
+    );
+}

@@ -6,6 +6,7 @@ mod bap;
 mod bap_postgres;
 mod check;
 mod common;
+mod delivery;
 mod demo;
 mod durability;
 mod gateway;

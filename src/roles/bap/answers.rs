@@ -17,8 +17,12 @@ use crate::store::{Disposition, SentRequest, StoreError, now_ms};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AnswerStatus {
-    /// Every expected answer arrived.
+    /// Every expected answer arrived, none with an error.
     Complete,
+    /// Every expected answer arrived, some with an error (listed in `errors`).
+    CompleteWithErrors,
+    /// Every expected answer arrived, each with an error (listed in `errors`).
+    Error,
     /// Acknowledged; answers may still come until the ttl ends.
     Waiting,
     /// The ttl ended first: `missing` says who did not answer.
@@ -31,6 +35,8 @@ impl AnswerStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             AnswerStatus::Complete => "complete",
+            AnswerStatus::CompleteWithErrors => "complete_with_errors",
+            AnswerStatus::Error => "error",
             AnswerStatus::Waiting => "waiting",
             AnswerStatus::TimedOut => "timed_out",
             AnswerStatus::Refused => "refused",
@@ -43,6 +49,16 @@ impl AnswerStatus {
 pub struct Missing {
     pub bpp_id: String,
     pub reason: String,
+}
+
+/// An answer that carries a Beckn `error` instead of (or besides) a result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AnswerError {
+    pub bpp_id: String,
+    pub code: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paths: Option<String>,
 }
 
 /// The answer document of one request.
@@ -66,6 +82,8 @@ pub struct AnswerDoc {
     pub request: Value,
     /// The `on_*` callbacks answering the request, in the order they arrived.
     pub responses: Vec<Value>,
+    /// The errors those callbacks carry, one per callback with an `error`.
+    pub errors: Vec<AnswerError>,
     pub missing: Vec<Missing>,
     /// The action's response template applied to the above, when the flow has one.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -105,15 +123,22 @@ pub async fn document(
             .expected
             .iter()
             .all(|e| answered.contains(e.as_str()));
-    let status = if !acked {
-        AnswerStatus::Refused
-    } else if expected_all {
-        AnswerStatus::Complete
-    } else if now_ms() >= request.expires_at {
-        AnswerStatus::TimedOut
-    } else {
-        AnswerStatus::Waiting
-    };
+    let responses: Vec<Value> = answers
+        .iter()
+        .map(|c| serde_json::from_slice(&c.body).unwrap_or(Value::Null))
+        .collect();
+    let errors: Vec<AnswerError> = answers
+        .iter()
+        .zip(&responses)
+        .filter_map(|(c, body)| answer_error(&c.bpp_id, body))
+        .collect();
+    let status = answer_status(
+        acked,
+        expected_all,
+        now_ms() >= request.expires_at,
+        answers.len(),
+        errors.len(),
+    );
     let missing: Vec<Missing> = request
         .expected
         .iter()
@@ -131,7 +156,7 @@ pub async fn document(
             },
         })
         .collect();
-    let summary = summary(
+    let mut summary = summary(
         request,
         status,
         &callback,
@@ -140,10 +165,17 @@ pub async fn document(
         &ack,
         &expires_at,
     );
-    let responses: Vec<Value> = answers
-        .iter()
-        .map(|c| serde_json::from_slice(&c.body).unwrap_or(Value::Null))
-        .collect();
+    if !errors.is_empty() {
+        let each: Vec<String> = errors
+            .iter()
+            .map(|e| format!("{} {} {}", e.bpp_id, e.code, e.message))
+            .collect();
+        summary.push_str(&format!(
+            "; {} with an error: {}",
+            errors.len(),
+            each.join("; ")
+        ));
+    }
     let request_body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
     let mut doc = AnswerDoc {
         action: request.action.clone(),
@@ -158,6 +190,7 @@ pub async fn document(
         expected: request.expected.clone(),
         request: request_body.clone(),
         responses,
+        errors,
         missing,
         result: None,
         result_error: None,
@@ -187,6 +220,46 @@ pub async fn document(
     Ok(doc)
 }
 
+/// Where a request stands: refused, else complete once every expected answer arrived (with or
+/// without errors), else timed out or waiting.
+fn answer_status(
+    acked: bool,
+    all_arrived: bool,
+    expired: bool,
+    answers: usize,
+    errors: usize,
+) -> AnswerStatus {
+    if !acked {
+        AnswerStatus::Refused
+    } else if all_arrived && errors == 0 {
+        AnswerStatus::Complete
+    } else if all_arrived && errors >= answers {
+        AnswerStatus::Error
+    } else if all_arrived {
+        AnswerStatus::CompleteWithErrors
+    } else if expired {
+        AnswerStatus::TimedOut
+    } else {
+        AnswerStatus::Waiting
+    }
+}
+
+/// The Beckn `error` a callback carries, if any.
+fn answer_error(bpp_id: &str, body: &Value) -> Option<AnswerError> {
+    let error = body.get("error").filter(|e| e.is_object())?;
+    let field = |k: &str| match error.get(k) {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Null) | None => None,
+        Some(other) => Some(other.to_string()),
+    };
+    Some(AnswerError {
+        bpp_id: bpp_id.to_string(),
+        code: field("code").unwrap_or_default(),
+        message: field("message").unwrap_or_default(),
+        paths: field("paths"),
+    })
+}
+
 fn summary(
     request: &SentRequest,
     status: AnswerStatus,
@@ -213,7 +286,9 @@ fn summary(
                 .and_then(Value::as_str)
                 .unwrap_or("no reason given")
         ),
-        AnswerStatus::Complete => format!("{arrived} of {expected} expected {callback} arrived"),
+        AnswerStatus::Complete | AnswerStatus::CompleteWithErrors | AnswerStatus::Error => {
+            format!("{arrived} of {expected} expected {callback} arrived")
+        }
         AnswerStatus::TimedOut if missing.is_empty() => format!(
             "{arrived} {callback} arrived before the ttl ended at {expires_at} (no provider was known to be expected)"
         ),
@@ -283,4 +358,34 @@ pub fn render_result(
     flow.templates
         .render_json(template, &scope)
         .map_err(|e| format!("{template}: {}", e.detail))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_in_answers_show_in_the_status() {
+        use AnswerStatus::*;
+        assert_eq!(answer_status(true, true, false, 2, 0), Complete);
+        assert_eq!(answer_status(true, true, false, 2, 1), CompleteWithErrors);
+        assert_eq!(answer_status(true, true, false, 1, 1), Error);
+        assert_eq!(answer_status(true, false, true, 1, 1), TimedOut);
+        assert_eq!(answer_status(true, false, false, 0, 0), Waiting);
+        assert_eq!(answer_status(false, false, false, 0, 0), Refused);
+        let e = answer_error(
+            "bpp.example",
+            &json!({"error": {"code": "30010", "message": "no such order", "paths": null}}),
+        );
+        assert_eq!(
+            e,
+            Some(AnswerError {
+                bpp_id: "bpp.example".into(),
+                code: "30010".into(),
+                message: "no such order".into(),
+                paths: None,
+            })
+        );
+        assert_eq!(answer_error("b", &json!({"message": {}})), None);
+    }
 }

@@ -192,7 +192,14 @@ async fn send(
             .await
             .map_err(ClientError::store)?;
     }
-    let ack = outbound::send(&ep.http, &flow, &request.url, request.body.clone()).await;
+    let ack = outbound::send(
+        ep,
+        &flow,
+        &request.action,
+        &request.url,
+        request.body.clone(),
+    )
+    .await;
     let ack_json = ack.to_json().to_string();
     tracing::info!(flow = %flow.name, %action, transaction_id = %request.transaction_id, message_id = %request.message_id, to = %request.recipient, url = %request.url, mode = mode.as_str(), ack = %ack_json, "request sent");
     if let Err(e) = store
@@ -243,7 +250,8 @@ pub async fn responses(
 }
 
 /// `GET {base}/transactions/{transaction_id}`: every callback filed under the transaction, as
-/// received, with how it was filed.
+/// received, with how it was filed; also for a transaction that is not ours (`ours: false`)
+/// when callbacks of it were received and kept as unknown.
 pub async fn transaction(
     State(ep): State<Arc<BapEndpoint>>,
     Path(transaction_id): Path<String>,
@@ -256,12 +264,18 @@ pub async fn transaction(
         let known = store
             .buyer_transaction(&flow.name, &transaction_id)
             .await
-            .map_err(ClientError::store)?
-            .ok_or_else(|| ClientError::NotFound(format!("in transaction {transaction_id}")))?;
+            .map_err(ClientError::store)?;
         let filed = store
             .callbacks_for_transaction(&flow.name, &transaction_id)
             .await
             .map_err(ClientError::store)?;
+        // Callbacks of a transaction that is not ours are kept (as unknown) for inspection:
+        // they are listed too; only a transaction with nothing at all is not found.
+        if known.is_none() && filed.is_empty() {
+            return Err(ClientError::NotFound(format!(
+                "in transaction {transaction_id}"
+            )));
+        }
         let callbacks: Vec<Value> = filed
             .iter()
             .map(|c| {
@@ -282,7 +296,8 @@ pub async fn transaction(
             .count();
         Ok::<_, ClientError>(json!({
             "transaction_id": transaction_id,
-            "counterpart": known.counterpart,
+            "ours": known.is_some(),
+            "counterpart": known.and_then(|k| k.counterpart),
             "unsolicited": unsolicited,
             "callbacks": callbacks,
         }))

@@ -72,6 +72,7 @@ async fn accept(
         .ok_or_else(|| Rejection::Unavailable(format!("flow {} is not loaded", ep.flow_name)))?;
     check_content_type(headers)?;
     let bytes = read_body(body, flow.max_body_bytes).await?;
+    crate::telemetry::payloads::received(&flow.name, callback, headers, &bytes);
     let verified = trust::verify_inbound(&flow, &ep.services.registries, headers, &bytes).await?;
     let parsed: Value = serde_json::from_slice(&bytes).map_err(|e| Rejection::malformed(&e))?;
     check_callback(&flow, &set.core, action, &parsed)?;

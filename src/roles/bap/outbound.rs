@@ -444,13 +444,27 @@ impl Ack {
     }
 }
 
-/// Signs and POSTs `bytes` to `url` as this flow's participant.
-pub async fn send(http: &reqwest::Client, flow: &CompiledFlow, url: &str, bytes: Bytes) -> Ack {
-    let mut req = http
+/// Signs and POSTs `bytes` to `url` as this flow's participant (logged with
+/// `--log-payloads`). An address messages may not go to (not http(s), the adapter's own admin
+/// listener) is not sent to.
+pub async fn send(
+    ep: &BapEndpoint,
+    flow: &CompiledFlow,
+    action: &str,
+    url: &str,
+    bytes: Bytes,
+) -> Ack {
+    if let Err(refused) = ep.services.outbox.destinations.check(url).await {
+        return Ack::Failed(format!("not sent: {refused}"));
+    }
+    let headers = trust::sign_outbound(flow, &bytes);
+    crate::telemetry::payloads::sent(&flow.name, action, url, &headers, &bytes);
+    let mut req = ep
+        .http
         .post(url)
         .timeout(flow.forward_timeout)
         .header(reqwest::header::CONTENT_TYPE, "application/json");
-    for (k, v) in trust::sign_outbound(flow, &bytes) {
+    for (k, v) in headers {
         req = req.header(k, v);
     }
     let resp = match req.body(bytes).send().await {
