@@ -44,7 +44,7 @@ $BIN/beckn-adapter sample-erp --listen 127.0.0.1:7280 2>/dev/null & PIDS+=($!); 
 export FARMER_APP_URL=http://127.0.0.1:7293 BECKN_LOG=warn
 
 # 2. ACK path
-BECKN_ACK_LISTEN=127.0.0.1:7292 $BIN/beckn-adapter serve bench/flows --mappings mappings --schemas schemas \
+BENCH_ACK_LISTEN=127.0.0.1:7292 $BIN/beckn-adapter serve bench/flows --mappings mappings --schemas schemas \
   --store "sqlite://$TMP/ack.db" --admin 127.0.0.1:7294 --no-watch 2>"$TMP/ack.log" & ACK_PID=$!; PIDS+=($ACK_PID); wait_port 7292
 ACK_T0=$(cpu_ticks $ACK_PID); ACK_BEFORE=$(sink_count received)
 ACKP=$($BIN/loadgen run --url http://127.0.0.1:7292/search --connections "$CONNS" --seconds "$SECONDS_PER_RUN" --bap-uri http://127.0.0.1:7293)
