@@ -134,6 +134,11 @@ pub struct Adapter {
 
 impl Adapter {
     pub fn spawn(&mut self) {
+        // A 2 s lease unless the test chose one (BECKN_WORK_LEASE).
+        let lease = self
+            .env
+            .get("BECKN_WORK_LEASE")
+            .map_or("2s", String::as_str);
         let child = Command::new(env!("CARGO_BIN_EXE_beckn-adapter"))
             .args([
                 "serve",
@@ -141,7 +146,7 @@ impl Adapter {
                 "--store",
                 &self.store,
                 "--work-lease",
-                "2s",
+                lease,
             ])
             .current_dir(repo())
             .env_clear()

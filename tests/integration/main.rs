@@ -15,6 +15,7 @@ mod logs;
 mod mapping_tests;
 mod polling;
 mod postgres;
+mod postgres_leases;
 mod reload;
 mod render;
 mod schemas;
