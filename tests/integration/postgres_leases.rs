@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,15 +25,19 @@ use crate::common::{BAP_ID, GFSL_ID, Inbox, bap_signature, bind};
 use crate::durability::{Adapter, free_port, stand_in_at, wait_until};
 use crate::postgres::TestDb;
 
-/// In front of the sample ERP: records every call, and can hold the next order creation
-/// until released, or slow every order creation down.
+/// In front of the sample ERP: records every call, and can hold the next order creations
+/// until released (in arrival order), or slow every order creation down.
 struct Gate {
     erp: SocketAddr,
     http: reqwest::Client,
     /// (method, path, idempotency key) of each call, in arrival order.
     calls: Mutex<Vec<(String, String, Option<String>)>>,
-    hold_next_order: AtomicBool,
-    released: watch::Sender<bool>,
+    /// How many of the next order creations to hold.
+    holds: AtomicUsize,
+    /// Order creations held so far (each one's place in line).
+    held: AtomicUsize,
+    /// How many held order creations may go on.
+    released: watch::Sender<usize>,
     order_delay: Mutex<Option<Duration>>,
 }
 
@@ -43,8 +47,9 @@ impl Gate {
             erp,
             http: reqwest::Client::new(),
             calls: Mutex::new(Vec::new()),
-            hold_next_order: AtomicBool::new(false),
-            released: watch::channel(false).0,
+            holds: AtomicUsize::new(0),
+            held: AtomicUsize::new(0),
+            released: watch::channel(0).0,
             order_delay: Mutex::new(None),
         });
         let (listener, addr) = bind().await;
@@ -86,9 +91,14 @@ async fn forward(
         .unwrap()
         .push((method.to_string(), uri.path().to_string(), key));
     if method == Method::POST && uri.path().ends_with("/orders") {
-        if gate.hold_next_order.swap(false, Ordering::SeqCst) {
+        let hold = gate
+            .holds
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if hold {
+            let place = gate.held.fetch_add(1, Ordering::SeqCst);
             let mut released = gate.released.subscribe();
-            let _ = released.wait_for(|r| *r).await;
+            let _ = released.wait_for(|r| *r > place).await;
         }
         let delay = *gate.order_delay.lock().unwrap();
         if let Some(d) = delay {
@@ -298,7 +308,8 @@ async fn eventually(what: &str, deadline: Duration, mut check: impl AsyncFnMut()
 #[ignore = "needs PostgreSQL (BECKN_TEST_POSTGRES_URL); run with --ignored"]
 async fn a_process_paused_past_its_lease_and_resumed_changes_nothing_and_sends_nothing() {
     let pair = Pair::start("1s").await;
-    pair.gate.hold_next_order.store(true, Ordering::SeqCst);
+    // Both runs' order calls wait for the test.
+    pair.gate.holds.store(2, Ordering::SeqCst);
     let message_id = pair.confirm(0, "PT1M").await;
     wait_until(
         "the first process to call the ERP",
@@ -310,24 +321,27 @@ async fn a_process_paused_past_its_lease_and_resumed_changes_nothing_and_sends_n
     pair.signal(0, "-STOP");
     let paused = Instant::now();
     wait_until(
-        "the other process to take the request over and answer it",
+        "the other process to take the request over and call the ERP",
         Duration::from_secs(15),
-        || !pair.callbacks(&message_id).is_empty(),
+        || pair.gate.orders_placed() == 2,
     )
     .await;
     let taken_over_after = paused.elapsed();
-    assert_eq!(
-        pair.gate.orders_placed(),
-        2,
-        "the other process ran the flow"
-    );
-    // The ERP answers the paused process's call; then it resumes and gets that answer.
-    pair.gate.released.send_replace(true);
+    // The ERP answers the paused process's call; it resumes and gets that answer while the
+    // other process's run is still under way.
+    pair.gate.released.send_replace(1);
     pair.signal(0, "-CONT");
     eventually(
         "the resumed process to find its claim lost",
         Duration::from_secs(15),
         async || pair.claims_lost(0, "request").await >= 1,
+    )
+    .await;
+    pair.gate.released.send_replace(2);
+    wait_until(
+        "the other process to answer",
+        Duration::from_secs(15),
+        || !pair.callbacks(&message_id).is_empty(),
     )
     .await;
     eventually("the outbox to drain", Duration::from_secs(15), async || {
@@ -379,7 +393,7 @@ async fn a_flow_longer_than_the_lease_runs_once() {
 #[ignore = "needs PostgreSQL (BECKN_TEST_POSTGRES_URL); run with --ignored"]
 async fn a_request_recovered_after_its_ttl_does_not_reach_the_erp() {
     let mut pair = Pair::start("1s").await;
-    pair.gate.hold_next_order.store(true, Ordering::SeqCst);
+    pair.gate.holds.store(1, Ordering::SeqCst);
     let sent = Instant::now();
     let message_id = pair.confirm(0, "PT1S").await;
     wait_until(
