@@ -21,7 +21,7 @@ use beckn_adapter::store::{Claim, Inbound, InboundKey, NewOutbox, Store, StoreEr
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use crate::common::{BAP_ID, GFSL_ID, Inbox, bap_signature, bind};
+use crate::common::{BAP_ID, GFSL_ID, Inbox, bap_signature, bind, record};
 use crate::durability::{Adapter, free_port, stand_in_at, wait_until};
 use crate::postgres::TestDb;
 
@@ -146,8 +146,34 @@ struct Pair {
     _turn: tokio::sync::MutexGuard<'static, ()>,
 }
 
+/// A buyer-app stand-in on `addr` that records each callback at once and answers it only
+/// after `delay` (a slow receiver).
+async fn slow_stand_in_at(addr: SocketAddr, delay: Duration) -> Arc<Inbox> {
+    let inbox = Arc::new(Inbox::default());
+    let router = Router::new()
+        .route("/{action}", axum::routing::post(record))
+        .with_state(inbox.clone())
+        .layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| async move {
+                let answer = next.run(req).await;
+                tokio::time::sleep(delay).await;
+                answer
+            },
+        ));
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .expect("bind the stand-in port");
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    inbox
+}
+
 impl Pair {
     async fn start(lease: &str) -> Pair {
+        Pair::start_with(lease, None).await
+    }
+
+    /// Like [`Pair::start`], with a buyer app that takes `bap_delay` to answer each callback.
+    async fn start_with(lease: &str, bap_delay: Option<Duration>) -> Pair {
         let turn = ONE_PAIR.lock().await;
         let db = TestDb::create().await;
         let erp = sample_erp::SampleErp::new(sample_erp::ErpConfig::default());
@@ -155,7 +181,10 @@ impl Pair {
         tokio::spawn(erp.clone().serve(erp_listener, std::future::pending()));
         let (gate, gate_addr) = Gate::start(erp_addr).await;
         let bap_addr = free_port().await;
-        let bap = stand_in_at(bap_addr).await;
+        let bap = match bap_delay {
+            Some(delay) => slow_stand_in_at(bap_addr, delay).await,
+            None => stand_in_at(bap_addr).await,
+        };
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .build()
@@ -386,6 +415,28 @@ async fn a_flow_longer_than_the_lease_runs_once() {
     assert!(callbacks[0].get("error").is_none(), "{}", callbacks[0]);
     for i in 0..2 {
         assert_eq!(pair.claims_lost(i, "request").await, 0);
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (BECKN_TEST_POSTGRES_URL); run with --ignored"]
+async fn a_delivery_longer_than_the_lease_is_sent_once() {
+    // The buyer app takes 2.6 leases to answer each callback (within the 5 s attempt timeout).
+    let pair = Pair::start_with("1s", Some(Duration::from_millis(2_600))).await;
+    let message_id = pair.confirm(0, "PT1M").await;
+    eventually(
+        "the callback to be delivered",
+        Duration::from_secs(20),
+        async || {
+            !pair.callbacks(&message_id).is_empty()
+                && pair.store.counts().await.is_ok_and(|c| c.pending == 0)
+        },
+    )
+    .await;
+    assert_eq!(pair.callbacks(&message_id).len(), 1, "sent once");
+    assert_eq!(pair.store.counts().await.unwrap().dead, 0);
+    for i in 0..2 {
+        assert_eq!(pair.claims_lost(i, "delivery").await, 0);
     }
 }
 
