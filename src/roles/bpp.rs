@@ -285,7 +285,7 @@ pub async fn rescue_unfinished(
     }
 }
 
-/// How often a shared store is asked for requests whose lease ended: a tenth of the lease.
+/// How often the store is asked for requests whose lease ended: a tenth of the lease.
 fn recheck_interval(lease: std::time::Duration) -> std::time::Duration {
     (lease / 10).max(std::time::Duration::from_millis(50))
 }
