@@ -22,6 +22,8 @@ pub struct Backend {
     pub retry: Option<(u32, Duration)>,
     /// JSON pointer to the backend's error code inside an error body.
     pub error_code: Option<String>,
+    /// Header carrying each non-GET call's idempotency key, if the backend takes one.
+    pub idempotency_header: Option<String>,
 }
 
 /// One call, fully rendered.

@@ -658,6 +658,7 @@ impl Loader<'_> {
             headers: cfg.headers.into_iter().collect(),
             timeout: cfg.timeout.map_or(DEFAULT_BACKEND_TIMEOUT, |d| d.0),
             error_code: cfg.error_code,
+            idempotency_header: cfg.idempotency_header,
             retry: cfg.retry.map(|r| {
                 (
                     r.attempts.0 as u32,

@@ -418,6 +418,11 @@ pub struct BackendConfig {
     /// `errors:` tables can match it (`SLOT_UNAVAILABLE`).
     #[serde(default)]
     pub error_code: Option<String>,
+    /// Header (`Idempotency-Key`) carrying, on every call but GET, a key derived from the
+    /// Beckn message and the step: the same for every run of the same request, so a backend
+    /// that honours it acts once however often the request is run (after a take-over).
+    #[serde(default)]
+    pub idempotency_header: Option<String>,
 }
 
 /// Either a named header carrying a key, or a bearer token.

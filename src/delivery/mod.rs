@@ -15,7 +15,8 @@ use serde_json::Value;
 use tokio::sync::{Notify, Semaphore, mpsc};
 
 use crate::compile::CompiledSet;
-use crate::store::{NewOutbox, OutboxItem, Store, StoreError, now_ms};
+use crate::store::heartbeat::{Held, while_held};
+use crate::store::{Claim, NewOutbox, OutboxItem, Store, StoreError, now_ms};
 use destination::Destinations;
 
 /// How the outbox retries.
@@ -24,7 +25,8 @@ pub struct DeliverySettings {
     /// Pause before the first retry; doubles with every attempt.
     pub base_backoff: Duration,
     pub max_backoff: Duration,
-    /// How long a claimed message is reserved for one worker's attempt.
+    /// How long a claimed message is reserved for one worker's attempt; renewed while the
+    /// attempt runs.
     pub lease: Duration,
     /// Most messages taken by one claim of the store.
     pub batch: usize,
@@ -32,8 +34,9 @@ pub struct DeliverySettings {
     pub concurrency: usize,
     /// Deadline of messages whose request had no usable `timestamp + ttl`.
     pub default_deadline: Duration,
-    /// How long an accepted request belongs to the process running it; after that (the
-    /// process died) another process sharing the store takes it over.
+    /// How long an accepted request belongs to the process running it unless renewed (it is,
+    /// while its flow runs); after that (the process died or stood still) another process
+    /// sharing the store takes it over.
     pub work_lease: Duration,
     /// The adapter's own listeners (the admin listener) that nothing it sends may reach.
     pub protected: Vec<SocketAddr>,
@@ -120,10 +123,8 @@ impl Outbox {
             self.wake.notify_one();
             return Ok(id);
         };
-        item.claimed_by = Some((
-            self.owner.clone(),
-            now + self.settings.lease.as_millis() as i64,
-        ));
+        let claimed_until = now + self.settings.lease.as_millis() as i64;
+        item.claimed_by = Some((self.owner.clone(), claimed_until));
         let handed = OutboxItem {
             id: 0,
             flow: item.flow.clone(),
@@ -135,6 +136,8 @@ impl Outbox {
             body: item.body.clone(),
             attempts: 0,
             deadline: item.deadline,
+            epoch: Claim::first(&self.owner).epoch,
+            claimed_until,
         };
         let id = self.store.enqueue(item).await?;
         slot.send(OutboxItem { id, ..handed });
@@ -258,7 +261,28 @@ impl Outbox {
 
     async fn deliver(&self, flows: &ArcSwap<CompiledSet>, item: OutboxItem) {
         let started = std::time::Instant::now();
-        let outcome = self.attempt(flows, &item).await;
+        let claim = Claim {
+            owner: self.owner.clone(),
+            epoch: item.epoch,
+        };
+        let lease = self.settings.lease;
+        let renew = |until| self.store.renew_delivery(item.id, &claim, until);
+        let mut held_until = item.claimed_until;
+        if now_ms() >= held_until {
+            // It waited past its lease (a busy worker): send only if nobody took it meanwhile.
+            held_until = now_ms() + lease.as_millis() as i64;
+            if !renew(held_until).await.unwrap_or(false) {
+                self.claim_lost(&item, "before its attempt");
+                return;
+            }
+        }
+        let outcome = match while_held(lease, held_until, renew, self.attempt(flows, &item)).await {
+            Held::Done(outcome) => outcome,
+            Held::Lost => {
+                self.claim_lost(&item, "during its attempt");
+                return;
+            }
+        };
         let label = match &outcome {
             Attempt::Delivered => "delivered",
             Attempt::Refused(_) | Attempt::Unsendable(_) => "dead",
@@ -270,15 +294,15 @@ impl Outbox {
         let recorded = match outcome {
             Attempt::Delivered => {
                 tracing::info!(flow = %item.flow, action = %item.action, transaction_id = %item.transaction_id, message_id = %item.message_id, url = %item.url, attempt, "delivered");
-                self.store.delivered(item.id, now).await
+                self.store.delivered(item.id, &claim, now).await
             }
             Attempt::Refused(error) => {
                 tracing::error!(flow = %item.flow, action = %item.action, transaction_id = %item.transaction_id, message_id = %item.message_id, url = %item.url, attempt, %error, "refused by the receiver; moved to dead letters");
-                self.store.bury(item.id, now, error).await
+                self.store.bury(item.id, &claim, now, error).await
             }
             Attempt::Unsendable(error) => {
                 tracing::error!(flow = %item.flow, action = %item.action, transaction_id = %item.transaction_id, message_id = %item.message_id, url = %item.url, %error, "not sent to this address; moved to dead letters");
-                self.store.bury(item.id, now, error).await
+                self.store.bury(item.id, &claim, now, error).await
             }
             Attempt::Transient(error) => {
                 let next = now + self.backoff(attempt).as_millis() as i64;
@@ -286,16 +310,27 @@ impl Outbox {
                     let error =
                         format!("deadline passed after {attempt} attempts; last error: {error}");
                     tracing::error!(flow = %item.flow, action = %item.action, transaction_id = %item.transaction_id, message_id = %item.message_id, url = %item.url, %error, "moved to dead letters");
-                    self.store.bury(item.id, now, error).await
+                    self.store.bury(item.id, &claim, now, error).await
                 } else {
                     tracing::warn!(flow = %item.flow, action = %item.action, transaction_id = %item.transaction_id, message_id = %item.message_id, url = %item.url, attempt, %error, retry_in_ms = next - now, "delivery failed; will retry");
-                    self.store.retry_later(item.id, next, error).await
+                    self.store.retry_later(item.id, &claim, next, error).await
                 }
             }
         };
-        if let Err(e) = recorded {
-            tracing::error!(error = %e, id = item.id, "outbox: cannot record a delivery outcome (the message will be retried when its lease ends)");
+        match recorded {
+            Ok(true) => {}
+            Ok(false) => self.claim_lost(&item, "when its outcome was recorded"),
+            Err(e) => {
+                tracing::error!(error = %e, id = item.id, "outbox: cannot record a delivery outcome (the message will be retried when its lease ends)")
+            }
         }
+    }
+
+    /// Another worker took the message over (this one's lease ended): this attempt's outcome
+    /// is dropped, the other's counts.
+    fn claim_lost(&self, item: &OutboxItem, when: &str) {
+        tracing::warn!(flow = %item.flow, action = %item.action, transaction_id = %item.transaction_id, message_id = %item.message_id, id = item.id, "outbox: the claim on this message was lost {when}; its outcome is dropped");
+        crate::telemetry::claim_lost("delivery");
     }
 
     async fn attempt(&self, flows: &ArcSwap<CompiledSet>, item: &OutboxItem) -> Attempt {

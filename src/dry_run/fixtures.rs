@@ -227,6 +227,7 @@ mod tests {
             timeout: Duration::from_secs(3),
             retry: None,
             error_code: Some("/error".into()),
+            idempotency_header: None,
         }
     }
 

@@ -245,6 +245,14 @@ async fn run_call(
             call.backend
         )));
     };
+    let mut request = request;
+    if let Some(header) = &backend.idempotency_header
+        && !request.method.eq_ignore_ascii_case("GET")
+    {
+        request
+            .headers
+            .push((header.clone(), idempotency_key(flow, action, step, scope)));
+    }
     let retries = match backend.retry {
         Some((n, pause)) if action.is_idempotent() => Some((n, pause)),
         _ => None,
@@ -280,6 +288,40 @@ async fn run_call(
             }
         }
     }
+}
+
+/// The idempotency key of a call: a digest of the flow, the action, the step and the Beckn
+/// message it serves (transaction and message ids; for an order event, the event too), so
+/// every run of the same request sends the same key, and no two requests share one.
+fn idempotency_key(
+    flow: &CompiledFlow,
+    action: Action,
+    step: &str,
+    scope: &Map<String, Value>,
+) -> String {
+    use blake2::{Blake2b512, Digest};
+    let id = |k: &str| {
+        scope
+            .get("context")
+            .and_then(|c| c.get(k))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    };
+    let mut digest = Blake2b512::new();
+    for part in [
+        flow.name.as_str(),
+        action.as_str(),
+        step,
+        id("transaction_id"),
+        id("message_id"),
+    ] {
+        digest.update(part.as_bytes());
+        digest.update([0]);
+    }
+    if let Some(event) = scope.get("event") {
+        digest.update(event.to_string().as_bytes());
+    }
+    hex::encode(&digest.finalize()[..16])
 }
 
 /// Renders query parameters or headers; a value rendering none or "" is left out.

@@ -27,7 +27,10 @@ use crate::beckn::schema::{CoreSchemas, Violation};
 use crate::beckn::trust;
 use crate::compile::{CompiledFlow, CompiledSet};
 use crate::engine;
-use crate::store::{Admission, Inbound, InboundKey, NewOutbox, now_ms};
+use crate::store::heartbeat::{Held, while_held};
+use crate::store::{
+    Admission, Claim, HeldRequest, Inbound, InboundKey, NewOutbox, StoreError, now_ms,
+};
 use crate::telemetry;
 use tracing::Instrument;
 
@@ -185,9 +188,12 @@ async fn receive(
             action,
             request,
             callback_base,
-            key,
+            HeldRequest {
+                key,
+                claim: Claim::first(&ep.services.outbox.owner),
+            },
             services,
-            Some(permit),
+            Run::Accepted { _permit: permit },
         )
         .instrument(span),
     );
@@ -196,7 +202,8 @@ async fn receive(
 
 /// Runs again the requests that were accepted but never answered: at start, every one left by
 /// this store's previous process (single-process stores); then, on stores shared by several
-/// processes, those whose process stopped (its lease ended), checked every half lease.
+/// processes, those whose process stopped (its lease ended, not renewed), checked every tenth
+/// of the lease, so a take-over comes at most 1.1 leases after the last renewal.
 pub async fn rescue_unfinished(
     flows: Arc<ArcSwap<CompiledSet>>,
     services: Arc<Services>,
@@ -239,7 +246,10 @@ pub async fn rescue_unfinished(
                             event,
                             u.transaction_id,
                             u.callback_base,
-                            u.key,
+                            HeldRequest {
+                                key: u.key,
+                                claim: u.claim,
+                            },
                             services.clone(),
                         ));
                     }
@@ -261,9 +271,14 @@ pub async fn rescue_unfinished(
                         action,
                         request,
                         u.callback_base,
-                        u.key,
+                        HeldRequest {
+                            key: u.key,
+                            claim: u.claim,
+                        },
                         services.clone(),
-                        None,
+                        Run::Recovered {
+                            received_at: u.received_at,
+                        },
                     )
                     .instrument(span),
                 );
@@ -275,9 +290,14 @@ pub async fn rescue_unfinished(
         take_all = false;
         tokio::select! {
             _ = &mut shutdown => return,
-            _ = tokio::time::sleep(lease / 2) => {}
+            _ = tokio::time::sleep(recheck_interval(lease)) => {}
         }
     }
+}
+
+/// How often the store is asked for requests whose lease ended: a tenth of the lease.
+fn recheck_interval(lease: std::time::Duration) -> std::time::Duration {
+    (lease / 10).max(std::time::Duration::from_millis(50))
 }
 
 pub(crate) fn check_content_type(headers: &HeaderMap) -> Result<(), Rejection> {
@@ -389,7 +409,17 @@ fn message_span(
     )
 }
 
-/// After the ACK: run the flow, build and check the callback, hand it to the outbox.
+/// How a request came to be run.
+enum Run {
+    /// Accepted by this process just now; the permit counts it against `max_in_flight`.
+    Accepted { _permit: OwnedSemaphorePermit },
+    /// Taken over from a process that stopped (or from this store's previous run).
+    Recovered { received_at: i64 },
+}
+
+/// After the ACK: run the flow while renewing the request's claim, build and check the
+/// callback, hand it to the outbox in the commit that marks the request done (if the claim
+/// still holds it). A request taken over after its ttl is not run (see [`answer_expired`]).
 #[allow(clippy::too_many_arguments)]
 async fn process(
     flow: Arc<CompiledFlow>,
@@ -397,9 +427,9 @@ async fn process(
     action: Action,
     request: Value,
     callback_base: String,
-    key: InboundKey,
+    held: HeldRequest,
     services: Arc<Services>,
-    _permit: Option<OwnedSemaphorePermit>,
+    run: Run,
 ) {
     let request_ctx = request.get("context").cloned().unwrap_or(Value::Null);
     let text = |k: &str| {
@@ -410,16 +440,44 @@ async fn process(
             .to_string()
     };
     let (transaction_id, message_id) = (text("transaction_id"), text("message_id"));
+    if let Run::Recovered { received_at } = run
+        && let Some(expired) = expiry(&request_ctx).filter(|t| *t < jiff::Timestamp::now())
+    {
+        let context = callback_context(&flow, action, &request_ctx);
+        answer_expired(
+            &services,
+            &flow,
+            action,
+            context,
+            &callback_base,
+            held,
+            received_at,
+            expired,
+        )
+        .await;
+        return;
+    }
     let started = std::time::Instant::now();
+    let lease = services.outbox.settings.work_lease;
+    let store = &services.outbox.store;
+    let renew = |until| store.renew_request(&held.key, &held.claim, until);
     let outcome = match not_their_order(&services, &flow, action, &request).await {
         Some(refusal) => Err(refusal),
-        None => engine::run_action(&flow, action, &request, services.transport.as_ref())
-            .await
-            .map(|out| out.message)
-            .map_err(|e| {
-                tracing::warn!(flow = %flow.name, %action, %transaction_id, %message_id, error = %e, "flow failed; answering with an error");
-                e.to_beckn()
-            }),
+        None => {
+            let run_flow = engine::run_action(&flow, action, &request, services.transport.as_ref());
+            let held_until = now_ms() + lease.as_millis() as i64;
+            match while_held(lease, held_until, renew, run_flow).await {
+                Held::Done(outcome) => outcome.map(|out| out.message).map_err(|e| {
+                    tracing::warn!(flow = %flow.name, %action, %transaction_id, %message_id, error = %e, "flow failed; answering with an error");
+                    e.to_beckn()
+                }),
+                Held::Lost => {
+                    tracing::warn!(flow = %flow.name, %action, %transaction_id, %message_id, "the request was taken over by another process while its flow ran (this one stood still past its lease); stopped, no callback from here");
+                    telemetry::claim_lost("request");
+                    return;
+                }
+            }
+        }
     };
     let context = callback_context(&flow, action, &request_ctx);
     let body = callback_body(&flow, &core, action, context, outcome);
@@ -440,11 +498,92 @@ async fn process(
         action,
         &body,
         deadline,
-        key,
+        held,
     )
     .await;
-    if let Err(e) = queued {
-        tracing::error!(flow = %flow.name, %action, %transaction_id, %message_id, error = %e, "callback could not be queued; the request will run again after a restart");
+    match queued {
+        Ok(_) => {}
+        Err(NotQueued::ClaimLost) => {
+            tracing::warn!(flow = %flow.name, %action, %transaction_id, %message_id, "the request was taken over by another process (this one stood still past its lease); this callback is dropped");
+            telemetry::claim_lost("request");
+        }
+        Err(NotQueued::Failed(e)) => {
+            tracing::error!(flow = %flow.name, %action, %transaction_id, %message_id, error = %e, "callback could not be queued; the request will run again after a restart")
+        }
+    }
+}
+
+/// A request taken over after its ttl ended (its process stopped): it is not run, so no backend
+/// hears of it. Where the flow's `callback_deadline` (counted from its arrival) still allows
+/// an answer, it is answered with a stale-request error; otherwise the error callback is
+/// recorded as a dead letter with the reason, for `outbox list` and the admin API.
+#[allow(clippy::too_many_arguments)]
+async fn answer_expired(
+    services: &Services,
+    flow: &CompiledFlow,
+    action: Action,
+    context: Value,
+    callback_base: &str,
+    held: HeldRequest,
+    received_at: i64,
+    expired: jiff::Timestamp,
+) {
+    let ids = |k: &str| context[k].as_str().unwrap_or_default().to_string();
+    let (transaction_id, message_id) = (ids("transaction_id"), ids("message_id"));
+    let reason = format!(
+        "its ttl ended at {expired}, before it could run (taken over from a process that stopped)"
+    );
+    let error = BecknError::new(
+        ErrorCode::StaleRequest,
+        format!("the request expired before it could be processed: {reason}"),
+    );
+    let body = error_body(action, context, error);
+    let now = now_ms();
+    let deadline = flow
+        .callback_deadline
+        .map(|d| received_at + d.as_millis() as i64)
+        .filter(|d| *d > now);
+    telemetry::request_expired(&flow.name, action.as_str());
+    let queued = match deadline {
+        Some(deadline) => {
+            tracing::warn!(flow = %flow.name, %action, %transaction_id, %message_id, %reason, "request not run; answering with an error");
+            queue_callback(
+                services,
+                flow,
+                "callback",
+                callback_base,
+                action,
+                &body,
+                deadline,
+                held,
+            )
+            .await
+        }
+        None => {
+            tracing::warn!(flow = %flow.name, %action, %transaction_id, %message_id, %reason, "request not run and too late to answer; recorded as expired");
+            let Ok(bytes) = serde_json::to_vec(&body) else {
+                return;
+            };
+            let mut item = callback_item(flow, "callback", callback_base, action, &body, bytes);
+            item.deadline = Some(now);
+            item.completes = Some(held);
+            services
+                .outbox
+                .store
+                .enqueue_dead(item, format!("expired: {reason}"))
+                .await
+                .map_err(NotQueued::from)
+        }
+    };
+    match queued {
+        Ok(_) => {}
+        Err(NotQueued::ClaimLost) => {
+            tracing::warn!(flow = %flow.name, %action, %transaction_id, %message_id, "the expired request was taken over by another process meanwhile");
+            telemetry::claim_lost("request");
+        }
+        Err(NotQueued::Failed(e)) => {
+            tracing::error!(flow = %flow.name, %action, %transaction_id, %message_id, error = %e, "the expired request could not be recorded; it will be looked at again")
+        }
     }
 }
 
@@ -524,8 +663,26 @@ pub(crate) fn callback_body(
     error_body(action, body["context"].clone(), error)
 }
 
+/// Why a callback was not queued.
+#[derive(Debug)]
+pub(crate) enum NotQueued {
+    /// The request's claim was taken over: another process answers it.
+    ClaimLost,
+    Failed(String),
+}
+
+impl From<StoreError> for NotQueued {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::ClaimLost => NotQueued::ClaimLost,
+            e => NotQueued::Failed(e.to_string()),
+        }
+    }
+}
+
 /// Queues the callback `body` for `{callback_base}/on_<action>` (of `kind`: an answer or an
-/// unsolicited update), noting the order it carries; the same commit marks `completes` done.
+/// unsolicited update), noting the order it carries; the same commit marks `completes` done,
+/// if its claim still holds it.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn queue_callback(
     services: &Services,
@@ -535,17 +692,50 @@ pub(crate) async fn queue_callback(
     action: Action,
     body: &Value,
     deadline: i64,
-    completes: InboundKey,
-) -> Result<i64, String> {
-    let bytes = serde_json::to_vec(body).map_err(|e| format!("cannot serialise: {e}"))?;
+    completes: HeldRequest,
+) -> Result<i64, NotQueued> {
+    let bytes = serde_json::to_vec(body)
+        .map_err(|e| NotQueued::Failed(format!("cannot serialise: {e}")))?;
+    if flow.ultra.is_some() {
+        // The order update below is not fenced: a process that lost the request reports no
+        // order. (One that loses it between the two commits is refused by the fence on its
+        // callback; Ultra's repeat rule drops its report when the new holder reports.)
+        let lease = services.outbox.settings.work_lease.as_millis() as i64;
+        let held = services
+            .outbox
+            .store
+            .renew_request(&completes.key, &completes.claim, now_ms() + lease)
+            .await?;
+        if !held {
+            return Err(NotQueued::ClaimLost);
+        }
+    }
     // An order event for Ultra goes first: if the process stops between the two, the request
     // runs again and the OMS update, already noted, is not queued twice.
     crate::ultra::report::order_event(services, flow, action.callback(), body)
         .await
-        .map_err(|e| format!("the Ultra order update could not be queued: {e}"))?;
+        .map_err(|e| {
+            NotQueued::Failed(format!("the Ultra order update could not be queued: {e}"))
+        })?;
+    let mut item = callback_item(flow, kind, callback_base, action, body, bytes);
+    item.deadline = Some(deadline);
+    item.completes = Some(completes);
+    services.outbox.submit(item).await.map_err(NotQueued::from)
+}
+
+/// The outbox message carrying callback `body` (already serialised as `bytes`), due at once,
+/// with no deadline and answering nothing yet.
+fn callback_item(
+    flow: &CompiledFlow,
+    kind: &str,
+    callback_base: &str,
+    action: Action,
+    body: &Value,
+    bytes: Vec<u8>,
+) -> NewOutbox {
     let text = |p: &str| body.pointer(p).and_then(Value::as_str).map(str::to_string);
     let order = text("/message/order/id").map(|id| (id, text("/message/order/status")));
-    let item = NewOutbox {
+    NewOutbox {
         flow: flow.name.clone(),
         kind: kind.into(),
         url: format!("{callback_base}/{}", action.callback()),
@@ -553,18 +743,13 @@ pub(crate) async fn queue_callback(
         transaction_id: text("/context/transaction_id").unwrap_or_default(),
         message_id: text("/context/message_id").unwrap_or_default(),
         body: bytes::Bytes::from(bytes),
-        deadline: Some(deadline),
-        completes: Some(completes),
+        deadline: None,
+        completes: None,
         order,
         not_before: None,
         sequence: None,
         claimed_by: None,
-    };
-    services
-        .outbox
-        .submit(item)
-        .await
-        .map_err(|e| e.to_string())
+    }
 }
 
 /// A callback reporting `error` instead of a result, its code one of the Beckn table (else

@@ -20,12 +20,14 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 
 use super::Services;
-use super::bpp::{callback_body, queue_callback, read_body};
+use super::bpp::{NotQueued, callback_body, queue_callback, read_body};
 use crate::beckn::context::callback_context;
 use crate::beckn::redact;
 use crate::compile::{CompiledFlow, CompiledSet};
 use crate::engine;
+use crate::store::heartbeat::{Held, while_held};
 use crate::store::{Admission, Inbound, InboundKey, now_ms};
+use crate::store::{Claim, HeldRequest};
 use crate::telemetry;
 
 /// The action name events are recorded under in the inbox.
@@ -304,13 +306,17 @@ async fn record_event(
         }
         Ok(Admission::New) => {
             tracing::info!(flow = %flow.name, source = source.as_str(), %transaction_id, event_id = %key.message_id, "event accepted");
+            let held = HeldRequest {
+                key,
+                claim: Claim::first(&services.outbox.owner),
+            };
             let task = tokio::spawn(process(
                 flow,
                 set,
                 event,
                 transaction_id,
                 callback_base,
-                key,
+                held,
                 services.clone(),
             ));
             Ok(EventOutcome::Accepted { task })
@@ -340,7 +346,7 @@ pub(crate) async fn process(
     event: Value,
     transaction_id: String,
     callback_base: String,
-    key: InboundKey,
+    held: HeldRequest,
     services: Arc<Services>,
 ) {
     let Some(events) = &flow.events else {
@@ -360,14 +366,25 @@ pub(crate) async fn process(
     let message_id = uuid::Uuid::new_v4().to_string();
     context["message_id"] = json!(message_id);
     let callback = events.callback.callback();
-    let outcome = engine::run_event(
+    let lease = services.outbox.settings.work_lease;
+    let store = &services.outbox.store;
+    let renew = |until| store.renew_request(&held.key, &held.claim, until);
+    let mapping = engine::run_event(
         &flow,
         events,
         &event,
         &request_ctx,
         services.transport.as_ref(),
-    )
-    .await;
+    );
+    let held_until = now_ms() + lease.as_millis() as i64;
+    let outcome = match while_held(lease, held_until, renew, mapping).await {
+        Held::Done(outcome) => outcome,
+        Held::Lost => {
+            tracing::warn!(flow = %flow.name, %callback, %transaction_id, "the event was taken over by another process while it was mapped; stopped here");
+            crate::telemetry::claim_lost("request");
+            return;
+        }
+    };
     let outcome = outcome.map(|out| out.message).map_err(|e| {
         tracing::warn!(flow = %flow.name, %callback, %transaction_id, %message_id, error = %e, "event mapping failed; telling the buyer app with an error");
         e.to_beckn()
@@ -387,11 +404,18 @@ pub(crate) async fn process(
         events.callback,
         &body,
         deadline,
-        key,
+        held,
     )
     .await;
-    if let Err(e) = queued {
-        tracing::error!(flow = %flow.name, error = %e, "unsolicited callback could not be queued; the event will run again after a restart");
+    match queued {
+        Ok(_) => {}
+        Err(NotQueued::ClaimLost) => {
+            tracing::warn!(flow = %flow.name, %callback, %transaction_id, "the event was taken over by another process; this callback is dropped");
+            crate::telemetry::claim_lost("request");
+        }
+        Err(NotQueued::Failed(e)) => {
+            tracing::error!(flow = %flow.name, error = %e, "unsolicited callback could not be queued; the event will run again after a restart")
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 //! after its writes are committed, so "recorded" always means "on disk".
 
 pub mod buyer;
+pub mod heartbeat;
 pub mod postgres;
 pub mod sqlite;
 pub mod ultra;
@@ -25,6 +26,34 @@ pub struct InboundKey {
     pub flow: String,
     pub action: String,
     pub message_id: String,
+}
+
+/// Who holds a piece of work (an accepted request, an outbox message) and which take-over of
+/// it: `epoch` counts the claims made on it. Every outcome is written only while the work is
+/// still held by this owner at this epoch, so a process that lost its claim (paused past its
+/// lease, then resumed) changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub owner: String,
+    pub epoch: i64,
+}
+
+impl Claim {
+    /// The claim of the process that accepted a request, or recorded a message already
+    /// claimed: nobody has taken it over yet.
+    pub fn first(owner: &str) -> Claim {
+        Claim {
+            owner: owner.to_string(),
+            epoch: 0,
+        }
+    }
+}
+
+/// An accepted request with the claim under which its answer is queued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldRequest {
+    pub key: InboundKey,
+    pub claim: Claim,
 }
 
 /// A request accepted for processing, recorded before its ACK.
@@ -80,8 +109,9 @@ pub struct NewOutbox {
     pub body: Bytes,
     /// Give up (dead letter) after this instant, Unix ms.
     pub deadline: Option<i64>,
-    /// The accepted request this message answers; it is marked done in the same commit.
-    pub completes: Option<InboundKey>,
+    /// The accepted request this message answers; it is marked done in the same commit, if
+    /// the claim still holds it (else nothing is recorded: [`StoreError::ClaimLost`]).
+    pub completes: Option<HeldRequest>,
     /// Order facts to note on the transaction (`order.id`, `order.status` of a callback).
     pub order: Option<(String, Option<String>)>,
     /// Not sent before this instant, Unix ms (None: at once).
@@ -107,6 +137,10 @@ pub struct OutboxItem {
     pub body: Bytes,
     pub attempts: u32,
     pub deadline: Option<i64>,
+    /// The epoch of this attempt's claim (its owner is the claiming outbox).
+    pub epoch: i64,
+    /// When the claim's lease ends (Unix ms), unless renewed.
+    pub claimed_until: i64,
 }
 
 /// A message that ran out of time or was refused for good.
@@ -131,6 +165,10 @@ pub struct Unfinished {
     pub transaction_id: String,
     pub body: Bytes,
     pub callback_base: String,
+    /// When it was accepted (Unix ms).
+    pub received_at: i64,
+    /// The take-over's claim.
+    pub claim: Claim,
 }
 
 /// Where a flow's poll of its backend's events stands.
@@ -158,6 +196,9 @@ pub enum StoreError {
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("store is shutting down")]
     Closed,
+    /// The work was taken over by another claim (its lease ended): nothing was recorded.
+    #[error("the claim on this work was lost to another process; nothing recorded")]
+    ClaimLost,
     #[error(
         "`{0}` is not a store URL (use sqlite://PATH[?synchronous=full|normal] or postgres://USER@HOST/DB)"
     )]
@@ -192,6 +233,14 @@ pub trait Store: Send + Sync {
         limit: usize,
         take_all: bool,
     ) -> BoxFuture<'_, StoreResult<Vec<Unfinished>>>;
+    /// Extends the claim on an accepted request until `until`, while `claim` still holds it
+    /// unanswered; false once it was taken over or finished.
+    fn renew_request(
+        &self,
+        key: &InboundKey,
+        claim: &Claim,
+        until: i64,
+    ) -> BoxFuture<'_, StoreResult<bool>>;
     /// Whether several adapter processes may share this store.
     fn shared(&self) -> bool;
     /// The body and answer address of the latest request of a transaction (for unsolicited
@@ -201,8 +250,12 @@ pub trait Store: Send + Sync {
         flow: &str,
         transaction_id: &str,
     ) -> BoxFuture<'_, StoreResult<Option<(Bytes, String)>>>;
-    /// Queues a message; marks the request it answers as done in the same commit.
+    /// Queues a message; marks the request it answers as done in the same commit
+    /// ([`StoreError::ClaimLost`], nothing queued, if its claim no longer holds it).
     fn enqueue(&self, item: NewOutbox) -> BoxFuture<'_, StoreResult<i64>>;
+    /// Records a message as a dead letter at once, with `error` (an answer that may no longer
+    /// be sent), fenced like [`Store::enqueue`].
+    fn enqueue_dead(&self, item: NewOutbox, error: String) -> BoxFuture<'_, StoreResult<i64>>;
     /// Takes up to `limit` due messages for `lease_ms`; an unfinished lease returns them.
     fn claim(
         &self,
@@ -211,15 +264,38 @@ pub trait Store: Send + Sync {
         limit: usize,
         lease_ms: i64,
     ) -> BoxFuture<'_, StoreResult<Vec<OutboxItem>>>;
-    fn delivered(&self, id: i64, now: i64) -> BoxFuture<'_, StoreResult<()>>;
+    /// Extends the claim on a message being sent until `until`, while `claim` still holds it;
+    /// false once another worker took it over or its outcome was recorded.
+    fn renew_delivery(
+        &self,
+        id: i64,
+        claim: &Claim,
+        until: i64,
+    ) -> BoxFuture<'_, StoreResult<bool>>;
+    /// Marks a message delivered; false (nothing changed) if `claim` no longer holds it.
+    fn delivered(&self, id: i64, claim: &Claim, now: i64) -> BoxFuture<'_, StoreResult<bool>>;
     /// Frees the claims on pending messages held by any owner but `owner`; returns how many.
     /// Only for a store no other process uses, at start: the other owners are earlier runs
     /// of this process, and what they held would otherwise wait for their leases to end.
     fn release_claims(&self, owner: &str) -> BoxFuture<'_, StoreResult<u64>>;
-    /// Another attempt at `next`, after `error`.
-    fn retry_later(&self, id: i64, next: i64, error: String) -> BoxFuture<'_, StoreResult<()>>;
-    /// Moves a message to the dead letters with its last error.
-    fn bury(&self, id: i64, now: i64, error: String) -> BoxFuture<'_, StoreResult<()>>;
+    /// Another attempt at `next`, after `error`; false (nothing changed) if `claim` no longer
+    /// holds the message.
+    fn retry_later(
+        &self,
+        id: i64,
+        claim: &Claim,
+        next: i64,
+        error: String,
+    ) -> BoxFuture<'_, StoreResult<bool>>;
+    /// Moves a message to the dead letters with its last error; false (nothing changed) if
+    /// `claim` no longer holds it.
+    fn bury(
+        &self,
+        id: i64,
+        claim: &Claim,
+        now: i64,
+        error: String,
+    ) -> BoxFuture<'_, StoreResult<bool>>;
     fn dead_letters(&self, limit: usize) -> BoxFuture<'_, StoreResult<Vec<DeadLetter>>>;
     /// Puts a dead letter back in the queue, due now, with a fresh deadline.
     fn revive(&self, id: i64, now: i64, deadline: i64) -> BoxFuture<'_, StoreResult<bool>>;

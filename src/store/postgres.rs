@@ -13,9 +13,9 @@ use tokio::sync::broadcast;
 
 use super::buyer::{CALLBACK_CHANNEL, signal_payload};
 use super::{
-    Accepted, Admission, BuyerTransaction, Counterpart, DeadLetter, Disposition, FiledCallback,
-    Inbound, InboundKey, NewCallback, NewOutbox, OutboxCounts, OutboxItem, PollPosition,
-    SentRequest, Store, StoreResult, Unfinished, body_digest, now_ms,
+    Accepted, Admission, BuyerTransaction, Claim, Counterpart, DeadLetter, Disposition,
+    FiledCallback, Inbound, InboundKey, NewCallback, NewOutbox, OutboxCounts, OutboxItem,
+    PollPosition, SentRequest, Store, StoreError, StoreResult, Unfinished, body_digest, now_ms,
 };
 use super::{OmsQueued, OmsRecord, UltraUser};
 
@@ -111,12 +111,39 @@ fn callback_from_row(r: &PgRow) -> StoreResult<FiledCallback> {
 const CALLBACK_COLUMNS: &str =
     "id, action, message_id, transaction_id, bpp_id, via, disposition, body, received_at";
 
-/// Queues `item` in the outbox inside `tx` (see [`Store::enqueue`]).
-async fn enqueue_in(tx: &mut PgConnection, item: &NewOutbox, now: i64) -> StoreResult<i64> {
+/// Queues `item` in the outbox inside `tx` (see [`Store::enqueue`]); with `dead`, straight
+/// into the dead letters with that error (see [`Store::enqueue_dead`]).
+async fn enqueue_in(
+    tx: &mut PgConnection,
+    item: &NewOutbox,
+    now: i64,
+    dead: Option<&str>,
+) -> StoreResult<i64> {
+    if let Some(held) = &item.completes {
+        // Fenced: only the claim that holds the request may answer it.
+        let done = sqlx::query(
+            "UPDATE inbox SET state = 'done', done_at = $1 \
+             WHERE flow = $2 AND action = $3 AND message_id = $4 AND state = 'accepted' \
+             AND claimed_by = $5 AND claim_epoch = $6",
+        )
+        .bind(now)
+        .bind(&held.key.flow)
+        .bind(&held.key.action)
+        .bind(&held.key.message_id)
+        .bind(&held.claim.owner)
+        .bind(held.claim.epoch)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if done == 0 {
+            return Err(StoreError::ClaimLost);
+        }
+    }
     let id: i64 = sqlx::query(
         "INSERT INTO outbox (flow, kind, url, action, transaction_id, message_id, body, state, \
-         attempts, next_attempt_at, deadline, created_at, sequence_key, claimed_by, claimed_until) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, $9, $10, $11, $12, $13) RETURNING id",
+         attempts, next_attempt_at, deadline, created_at, sequence_key, claimed_by, claimed_until, \
+         last_error, finished_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $14, 0, $8, $9, $10, $11, $12, $13, $15, $16) RETURNING id",
     )
     .bind(&item.flow)
     .bind(&item.kind)
@@ -131,21 +158,12 @@ async fn enqueue_in(tx: &mut PgConnection, item: &NewOutbox, now: i64) -> StoreR
     .bind(&item.sequence)
     .bind(item.claimed_by.as_ref().map(|c| &c.0))
     .bind(item.claimed_by.as_ref().map(|c| c.1))
+    .bind(if dead.is_some() { "dead" } else { "pending" })
+    .bind(dead)
+    .bind(dead.map(|_| now))
     .fetch_one(&mut *tx)
     .await?
     .try_get(0)?;
-    if let Some(key) = &item.completes {
-        sqlx::query(
-            "UPDATE inbox SET state = 'done', done_at = $1 \
-             WHERE flow = $2 AND action = $3 AND message_id = $4",
-        )
-        .bind(now)
-        .bind(&key.flow)
-        .bind(&key.action)
-        .bind(&key.message_id)
-        .execute(&mut *tx)
-        .await?;
-    }
     if let Some((order_id, state)) = &item.order {
         sqlx::query(
             "UPDATE transactions SET erp_order_id = $1, state = coalesce($2, state), updated_at = $3 \
@@ -209,6 +227,11 @@ fn unfinished_from_row(r: &PgRow) -> StoreResult<Unfinished> {
         transaction_id: r.try_get("transaction_id")?,
         body: Bytes::from(r.try_get::<Vec<u8>, _>("body")?),
         callback_base: r.try_get("callback_base")?,
+        received_at: r.try_get("received_at")?,
+        claim: Claim {
+            owner: r.try_get("claimed_by")?,
+            epoch: r.try_get("claim_epoch")?,
+        },
     })
 }
 
@@ -224,6 +247,8 @@ fn item_from_row(r: &PgRow) -> StoreResult<OutboxItem> {
         body: Bytes::from(r.try_get::<Vec<u8>, _>("body")?),
         attempts: r.try_get::<i32, _>("attempts")? as u32,
         deadline: r.try_get("deadline")?,
+        epoch: r.try_get("claim_epoch")?,
+        claimed_until: r.try_get("claimed_until")?,
     })
 }
 
@@ -347,12 +372,13 @@ impl Store for PgStore {
         let owner = owner.to_string();
         Box::pin(async move {
             let rows = sqlx::query(
-                "UPDATE inbox SET claimed_by = $1, claimed_until = $2 \
+                "UPDATE inbox SET claimed_by = $1, claimed_until = $2, claim_epoch = claim_epoch + 1 \
                  WHERE (flow, action, message_id) IN ( \
                    SELECT flow, action, message_id FROM inbox WHERE state = 'accepted' \
                    AND ($3 OR claimed_until IS NULL OR claimed_until < $4) \
                    ORDER BY received_at LIMIT $5 FOR UPDATE SKIP LOCKED) \
-                 RETURNING flow, action, message_id, transaction_id, body, callback_base",
+                 RETURNING flow, action, message_id, transaction_id, body, callback_base, \
+                 received_at, claimed_by, claim_epoch",
             )
             .bind(&owner)
             .bind(now + lease_ms)
@@ -362,6 +388,31 @@ impl Store for PgStore {
             .fetch_all(&self.pool)
             .await?;
             rows.iter().map(unfinished_from_row).collect()
+        })
+    }
+
+    fn renew_request(
+        &self,
+        key: &InboundKey,
+        claim: &Claim,
+        until: i64,
+    ) -> BoxFuture<'_, StoreResult<bool>> {
+        let (key, claim) = (key.clone(), claim.clone());
+        Box::pin(async move {
+            let r = sqlx::query(
+                "UPDATE inbox SET claimed_until = GREATEST(claimed_until, $1) \
+                 WHERE flow = $2 AND action = $3 AND message_id = $4 AND state = 'accepted' \
+                 AND claimed_by = $5 AND claim_epoch = $6",
+            )
+            .bind(until)
+            .bind(&key.flow)
+            .bind(&key.action)
+            .bind(&key.message_id)
+            .bind(&claim.owner)
+            .bind(claim.epoch)
+            .execute(&self.pool)
+            .await?;
+            Ok(r.rows_affected() > 0)
         })
     }
 
@@ -397,7 +448,16 @@ impl Store for PgStore {
     fn enqueue(&self, item: NewOutbox) -> BoxFuture<'_, StoreResult<i64>> {
         Box::pin(async move {
             let mut tx = self.pool.begin().await?;
-            let id = enqueue_in(&mut tx, &item, now_ms()).await?;
+            let id = enqueue_in(&mut tx, &item, now_ms(), None).await?;
+            tx.commit().await?;
+            Ok(id)
+        })
+    }
+
+    fn enqueue_dead(&self, item: NewOutbox, error: String) -> BoxFuture<'_, StoreResult<i64>> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            let id = enqueue_in(&mut tx, &item, now_ms(), Some(&error)).await?;
             tx.commit().await?;
             Ok(id)
         })
@@ -413,14 +473,16 @@ impl Store for PgStore {
         let owner = owner.to_string();
         Box::pin(async move {
             let rows = sqlx::query(
-                "UPDATE outbox SET claimed_by = $1, claimed_until = $2 WHERE id IN ( \
+                "UPDATE outbox SET claimed_by = $1, claimed_until = $2, claim_epoch = claim_epoch + 1 \
+                 WHERE id IN ( \
                    SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= $3 \
                    AND (claimed_until IS NULL OR claimed_until < $3) \
                    AND (sequence_key IS NULL OR NOT EXISTS (SELECT 1 FROM outbox AS earlier \
                         WHERE earlier.sequence_key = outbox.sequence_key \
                         AND earlier.state = 'pending' AND earlier.id < outbox.id)) \
                    ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
-                 RETURNING id, flow, kind, url, action, transaction_id, message_id, body, attempts, deadline",
+                 RETURNING id, flow, kind, url, action, transaction_id, message_id, body, attempts, \
+                 deadline, claim_epoch, claimed_until",
             )
             .bind(&owner)
             .bind(now + lease_ms)
@@ -432,47 +494,93 @@ impl Store for PgStore {
         })
     }
 
-    fn delivered(&self, id: i64, now: i64) -> BoxFuture<'_, StoreResult<()>> {
+    fn renew_delivery(
+        &self,
+        id: i64,
+        claim: &Claim,
+        until: i64,
+    ) -> BoxFuture<'_, StoreResult<bool>> {
+        let claim = claim.clone();
         Box::pin(async move {
-            sqlx::query(
-                "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, finished_at = $1, \
-                 claimed_by = NULL, claimed_until = NULL, last_error = NULL WHERE id = $2",
+            let r = sqlx::query(
+                "UPDATE outbox SET claimed_until = GREATEST(claimed_until, $1) \
+                 WHERE id = $2 AND state = 'pending' AND claimed_by = $3 AND claim_epoch = $4",
             )
-            .bind(now)
+            .bind(until)
             .bind(id)
+            .bind(&claim.owner)
+            .bind(claim.epoch)
             .execute(&self.pool)
             .await?;
-            Ok(())
+            Ok(r.rows_affected() > 0)
         })
     }
 
-    fn retry_later(&self, id: i64, next: i64, error: String) -> BoxFuture<'_, StoreResult<()>> {
+    fn delivered(&self, id: i64, claim: &Claim, now: i64) -> BoxFuture<'_, StoreResult<bool>> {
+        let claim = claim.clone();
         Box::pin(async move {
-            sqlx::query(
+            let r = sqlx::query(
+                "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, finished_at = $1, \
+                 claimed_by = NULL, claimed_until = NULL, last_error = NULL \
+                 WHERE id = $2 AND state = 'pending' AND claimed_by = $3 AND claim_epoch = $4",
+            )
+            .bind(now)
+            .bind(id)
+            .bind(&claim.owner)
+            .bind(claim.epoch)
+            .execute(&self.pool)
+            .await?;
+            Ok(r.rows_affected() > 0)
+        })
+    }
+
+    fn retry_later(
+        &self,
+        id: i64,
+        claim: &Claim,
+        next: i64,
+        error: String,
+    ) -> BoxFuture<'_, StoreResult<bool>> {
+        let claim = claim.clone();
+        Box::pin(async move {
+            let r = sqlx::query(
                 "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2, \
-                 claimed_by = NULL, claimed_until = NULL WHERE id = $3",
+                 claimed_by = NULL, claimed_until = NULL \
+                 WHERE id = $3 AND state = 'pending' AND claimed_by = $4 AND claim_epoch = $5",
             )
             .bind(next)
             .bind(error)
             .bind(id)
+            .bind(&claim.owner)
+            .bind(claim.epoch)
             .execute(&self.pool)
             .await?;
-            Ok(())
+            Ok(r.rows_affected() > 0)
         })
     }
 
-    fn bury(&self, id: i64, now: i64, error: String) -> BoxFuture<'_, StoreResult<()>> {
+    fn bury(
+        &self,
+        id: i64,
+        claim: &Claim,
+        now: i64,
+        error: String,
+    ) -> BoxFuture<'_, StoreResult<bool>> {
+        let claim = claim.clone();
         Box::pin(async move {
-            sqlx::query(
+            let r = sqlx::query(
                 "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = $1, \
-                 finished_at = $2, claimed_by = NULL, claimed_until = NULL WHERE id = $3",
+                 finished_at = $2, claimed_by = NULL, claimed_until = NULL \
+                 WHERE id = $3 AND state = 'pending' AND claimed_by = $4 AND claim_epoch = $5",
             )
             .bind(error)
             .bind(now)
             .bind(id)
+            .bind(&claim.owner)
+            .bind(claim.epoch)
             .execute(&self.pool)
             .await?;
-            Ok(())
+            Ok(r.rows_affected() > 0)
         })
     }
 
@@ -523,7 +631,7 @@ impl Store for PgStore {
         let owner = owner.to_string();
         Box::pin(async move {
             let r = sqlx::query(
-                "UPDATE outbox SET claimed_by = NULL, claimed_until = NULL \
+                "UPDATE outbox SET claimed_by = NULL, claimed_until = NULL, claim_epoch = claim_epoch + 1 \
                  WHERE state = 'pending' AND claimed_by IS NOT NULL AND claimed_by <> $1",
             )
             .bind(owner)
@@ -767,7 +875,7 @@ impl Store for PgStore {
             )
             .await?;
             if let Some(item) = &forward {
-                enqueue_in(&mut tx, item, now).await?;
+                enqueue_in(&mut tx, item, now, None).await?;
             }
             // Delivered at commit, to every process listening: a caller waiting for this
             // answer in another process wakes.
@@ -930,7 +1038,7 @@ impl Store for PgStore {
                 return Ok(refused);
             }
             let now = now_ms();
-            let id = enqueue_in(&mut tx, &item, now).await?;
+            let id = enqueue_in(&mut tx, &item, now, None).await?;
             sqlx::query(
                 "INSERT INTO oms_updates (connection, order_id, state, flow, transaction_id, outbox_id, created_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7)",

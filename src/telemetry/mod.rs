@@ -85,6 +85,12 @@ pub struct OutcomeLabel {
     pub outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WorkLabel {
+    /// `request` (an accepted request's flow) or `delivery` (an outbox attempt).
+    pub work: String,
+}
+
 /// Every metric of the adapter.
 pub struct Metrics {
     registry: Registry,
@@ -101,6 +107,8 @@ pub struct Metrics {
     ultra_orders: Family<UltraOrderLabels, Counter>,
     events: Family<EventLabels, Counter>,
     event_polls: Family<FlowOutcome, Counter>,
+    claims_lost: Family<WorkLabel, Counter>,
+    expired: Family<FlowAction, Counter>,
 }
 
 fn latency() -> Histogram {
@@ -192,7 +200,21 @@ impl Metrics {
             "Polls of a backend for order events, by flow and outcome (ok, failed, standby: another process polls)",
             event_polls.clone(),
         );
+        let claims_lost = Family::<WorkLabel, Counter>::default();
+        registry.register(
+            "claims_lost",
+            "Work whose claim another process took over (this one stood still past its lease): its result was dropped",
+            claims_lost.clone(),
+        );
+        let expired = Family::<FlowAction, Counter>::default();
+        registry.register(
+            "requests_expired",
+            "Requests taken over after their ttl: not run, answered with an error or recorded as expired",
+            expired.clone(),
+        );
         Metrics {
+            claims_lost,
+            expired,
             registry,
             ultra_calls,
             ultra_orders,
@@ -336,6 +358,25 @@ pub fn events_polled(flow: &str, outcome: &str) {
         .get_or_create(&FlowOutcome {
             flow: flow.into(),
             outcome: outcome.into(),
+        })
+        .inc();
+}
+
+/// A claim was lost to another process (`request` or `delivery`); the result was dropped.
+pub fn claim_lost(work: &str) {
+    metrics()
+        .claims_lost
+        .get_or_create(&WorkLabel { work: work.into() })
+        .inc();
+}
+
+/// A request taken over after its ttl was not run.
+pub fn request_expired(flow: &str, action: &str) {
+    metrics()
+        .expired
+        .get_or_create(&FlowAction {
+            flow: flow.into(),
+            action: action.into(),
         })
         .inc();
 }

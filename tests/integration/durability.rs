@@ -134,6 +134,11 @@ pub struct Adapter {
 
 impl Adapter {
     pub fn spawn(&mut self) {
+        // A 2 s lease unless the test chose one (BECKN_WORK_LEASE).
+        let lease = self
+            .env
+            .get("BECKN_WORK_LEASE")
+            .map_or("2s", String::as_str);
         let child = Command::new(env!("CARGO_BIN_EXE_beckn-adapter"))
             .args([
                 "serve",
@@ -141,7 +146,7 @@ impl Adapter {
                 "--store",
                 &self.store,
                 "--work-lease",
-                "2s",
+                lease,
             ])
             .current_dir(repo())
             .env_clear()
@@ -397,4 +402,66 @@ async fn a_callback_handed_to_a_worker_that_never_ran_is_sent_by_the_next_run() 
         assert!(Instant::now() < deadline, "the message stayed pending");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A request accepted by an earlier run and found again after its ttl is not run: within the
+/// flow's `callback_deadline` (counted from its arrival) it is answered with a stale-request
+/// error, and the ERP never hears of it.
+#[tokio::test]
+async fn a_request_recovered_after_its_ttl_is_answered_with_an_error_and_not_run() {
+    let tree = crate::common::temp_tree(&["greenfield-lab.yaml"]);
+    let path = tree.path().join("flows/greenfield-lab.yaml");
+    let flow = std::fs::read_to_string(&path).expect("flow file");
+    std::fs::write(
+        &path,
+        format!("{flow}\nlimits:\n  callback_deadline: 10m\n"),
+    )
+    .expect("write flow file");
+    let net = Network::start_tree(&tree.path().join("flows"), None).await;
+    let txn = uuid::Uuid::new_v4().to_string();
+    let mut body = net.request(
+        "confirm",
+        &txn,
+        json!({"order": {"provider": {"id": "GFSL"},
+            "items": [{"id": "soil-npk-package", "quantity": {"selected": {"count": 1}}}],
+            "fulfillments": [{"type": "lab", "stops": [{"location": {"area_code": "110012", "address": "Pusa"},
+                "contact": {"phone": "+91-98100-22222"}, "person": {"name": "Asha Devi"}}]}]}}),
+    );
+    let sent_at = jiff::Timestamp::now()
+        .checked_sub(jiff::SignedDuration::from_secs(10))
+        .expect("a time ten seconds ago");
+    body["context"]["timestamp"] = json!(sent_at.to_string());
+    body["context"]["ttl"] = json!("PT1S");
+    let message_id = body["context"]["message_id"].as_str().unwrap().to_string();
+    let store = &net.services.outbox.store;
+    let accepted = store
+        .accept(beckn_adapter::store::Inbound {
+            key: beckn_adapter::store::InboundKey {
+                flow: "greenfield-lab".into(),
+                action: "confirm".into(),
+                message_id: message_id.clone(),
+            },
+            transaction_id: txn,
+            counterpart: BAP_ID.into(),
+            role: "bpp".into(),
+            body: serde_json::to_vec(&body).unwrap().into(),
+            headers: "{}".into(),
+            callback_base: net.bap_url.clone(),
+            owner: "an-earlier-run".into(),
+            lease_until: beckn_adapter::store::now_ms() + 60_000,
+        })
+        .await
+        .unwrap();
+    assert_eq!(accepted, beckn_adapter::store::Admission::New);
+    tokio::spawn(beckn_adapter::roles::bpp::rescue_unfinished(
+        net.flows.clone(),
+        net.services.clone(),
+        std::future::pending(),
+    ));
+    let on_confirm = net
+        .bap
+        .wait("on_confirm", &message_id, Duration::from_secs(10))
+        .await;
+    assert_eq!(on_confirm["error"]["code"], "30022", "{on_confirm}");
+    assert!(net.erp.orders().is_empty(), "the ERP never heard of it");
 }

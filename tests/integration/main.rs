@@ -17,6 +17,7 @@ mod mapping_tests;
 mod ownership;
 mod polling;
 mod postgres;
+mod postgres_leases;
 mod reload;
 mod render;
 mod schemas;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use beckn_adapter::store::postgres::PgStore;
-use beckn_adapter::store::{Admission, Inbound, InboundKey, NewOutbox, Store, now_ms};
+use beckn_adapter::store::{Admission, Claim, Inbound, InboundKey, NewOutbox, Store, now_ms};
 use bytes::Bytes;
 use serde_json::json;
 use sqlx::Connection;
@@ -151,10 +151,16 @@ async fn postgres_store_semantics() {
     assert!(ids_a.is_disjoint(&ids_b));
     assert_eq!(ids_a.len() + ids_b.len(), 100);
     let first = a[0].id;
-    store
-        .bury(first, now_ms(), "deadline passed".into())
-        .await
-        .unwrap();
+    let w1 = Claim {
+        owner: "w1".into(),
+        epoch: a[0].epoch,
+    };
+    assert!(
+        store
+            .bury(first, &w1, now_ms(), "deadline passed".into())
+            .await
+            .unwrap()
+    );
     assert_eq!(store.dead_letters(10).await.unwrap()[0].id, first);
     assert_eq!(store.counts().await.unwrap().dead, 1);
     assert!(

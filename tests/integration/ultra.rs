@@ -578,18 +578,17 @@ pub async fn oms_queue_semantics(store: std::sync::Arc<dyn beckn_adapter::store:
     ));
     // One at a time: the cancellation waits while the confirmation is pending.
     let now = now_ms();
-    let claimed: Vec<i64> = store
-        .claim("w1", now, 10, 60_000)
-        .await
-        .unwrap()
-        .iter()
-        .map(|i| i.id)
-        .collect();
+    let items = store.claim("w1", now, 10, 60_000).await.unwrap();
+    let claimed: Vec<i64> = items.iter().map(|i| i.id).collect();
     assert!(
         claimed.contains(&first) && !claimed.contains(&second),
         "{claimed:?}"
     );
-    store.delivered(first, now).await.unwrap();
+    let w1 = beckn_adapter::store::Claim {
+        owner: "w1".into(),
+        epoch: items.iter().find(|i| i.id == first).map_or(0, |i| i.epoch),
+    };
+    assert!(store.delivered(first, &w1, now).await.unwrap());
     let claimed: Vec<i64> = store
         .claim("w1", now, 10, 60_000)
         .await

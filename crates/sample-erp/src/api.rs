@@ -183,12 +183,28 @@ async fn quote(
 }
 
 /// 201 for a new order, 200 when the client_ref was already used.
+/// An `Idempotency-Key` already used for an order at this lab answers that order (200), so a
+/// caller that repeats the call books once.
 async fn place_order(
     State(erp): State<SampleErp>,
     ApiPath(lab): ApiPath<String>,
+    headers: axum::http::HeaderMap,
     ApiJson(request): ApiJson<OrderRequest>,
 ) -> Result<(StatusCode, Json<Order>), ErpError> {
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if let Some(key) = &key
+        && let Some(order_no) = erp.placed_under(&lab, key)
+    {
+        let order = erp.with_lab(&lab, |book| book.order(&order_no).cloned())?;
+        return Ok((StatusCode::OK, Json(order)));
+    }
     let placed = erp.with_lab(&lab, |book| book.place_order(request, Timestamp::now()))?;
+    if let Some(key) = &key {
+        erp.note_placed(&lab, key, &placed.order.order_no);
+    }
     if placed.created {
         tracing::info!(order_no = %placed.order.order_no, client_ref = %placed.order.client_ref, "order placed");
         Ok((StatusCode::CREATED, Json(placed.order)))

@@ -93,6 +93,8 @@ struct Shared {
     fault: Mutex<Option<Fault>>,
     events: Mutex<EventLog>,
     webhook: Option<Webhook>,
+    /// Orders placed under an `Idempotency-Key`: (lab, key) -> order number.
+    placed_under_key: Mutex<std::collections::HashMap<(String, String), String>>,
 }
 
 impl std::fmt::Debug for SampleErp {
@@ -124,6 +126,7 @@ impl SampleErp {
                 fault: Mutex::new(None),
                 events: Mutex::new(EventLog::default()),
                 webhook,
+                placed_under_key: Mutex::default(),
             }),
         }
     }
@@ -193,6 +196,19 @@ impl SampleErp {
     }
 
     /// Runs `operation` on the books of lab `code` under the state lock.
+    /// The order placed at `lab` under idempotency `key`, if any.
+    pub(crate) fn placed_under(&self, lab: &str, key: &str) -> Option<String> {
+        lock(&self.shared.placed_under_key)
+            .get(&(lab.to_owned(), key.to_owned()))
+            .cloned()
+    }
+
+    /// Notes that `order_no` was placed at `lab` under idempotency `key`.
+    pub(crate) fn note_placed(&self, lab: &str, key: &str, order_no: &str) {
+        lock(&self.shared.placed_under_key)
+            .insert((lab.to_owned(), key.to_owned()), order_no.to_owned());
+    }
+
     pub(crate) fn with_lab<R>(
         &self,
         code: &str,

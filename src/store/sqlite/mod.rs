@@ -21,9 +21,9 @@ use sqlx::{Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Accepted, Admission, BuyerTransaction, Counterpart, DeadLetter, Disposition, FiledCallback,
-    Inbound, NewCallback, NewOutbox, OutboxCounts, OutboxItem, PollPosition, SentRequest, Store,
-    StoreError, StoreResult, Unfinished,
+    Accepted, Admission, BuyerTransaction, Claim, Counterpart, DeadLetter, Disposition,
+    FiledCallback, Inbound, InboundKey, NewCallback, NewOutbox, OutboxCounts, OutboxItem,
+    PollPosition, SentRequest, Store, StoreError, StoreResult, Unfinished,
 };
 use super::{OmsQueued, OmsRecord, UltraUser};
 use writer::{Op, Outcome, Work};
@@ -115,7 +115,17 @@ impl SqliteStore {
             .send(Op { work, reply })
             .await
             .map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        match rx.await.map_err(|_| StoreError::Closed)?? {
+            Outcome::ClaimLost => Err(StoreError::ClaimLost),
+            outcome => Ok(outcome),
+        }
+    }
+
+    async fn changed(&self, work: Work) -> StoreResult<bool> {
+        match self.write(work).await? {
+            Outcome::Changed(c) => Ok(c),
+            _ => Err(StoreError::Closed),
+        }
     }
 }
 
@@ -215,6 +225,20 @@ impl Store for SqliteStore {
         })
     }
 
+    fn renew_request(
+        &self,
+        key: &InboundKey,
+        claim: &Claim,
+        until: i64,
+    ) -> BoxFuture<'_, StoreResult<bool>> {
+        let work = Work::RenewRequest {
+            key: key.clone(),
+            claim: claim.clone(),
+            until,
+        };
+        Box::pin(self.changed(work))
+    }
+
     /// One process per file: SQLite is the embedded, single-node store.
     fn shared(&self) -> bool {
         false
@@ -254,6 +278,18 @@ impl Store for SqliteStore {
         })
     }
 
+    fn enqueue_dead(&self, item: NewOutbox, error: String) -> BoxFuture<'_, StoreResult<i64>> {
+        Box::pin(async move {
+            match self
+                .write(Work::EnqueueDead(Box::new((item, error))))
+                .await?
+            {
+                Outcome::Id(id) => Ok(id),
+                _ => Err(StoreError::Closed),
+            }
+        })
+    }
+
     fn claim(
         &self,
         owner: &str,
@@ -278,8 +314,19 @@ impl Store for SqliteStore {
         })
     }
 
-    fn delivered(&self, id: i64, now: i64) -> BoxFuture<'_, StoreResult<()>> {
-        Box::pin(async move { self.write(Work::Delivered { id, now }).await.map(|_| ()) })
+    fn renew_delivery(
+        &self,
+        id: i64,
+        claim: &Claim,
+        until: i64,
+    ) -> BoxFuture<'_, StoreResult<bool>> {
+        let claim = claim.clone();
+        Box::pin(self.changed(Work::RenewDelivery { id, claim, until }))
+    }
+
+    fn delivered(&self, id: i64, claim: &Claim, now: i64) -> BoxFuture<'_, StoreResult<bool>> {
+        let claim = claim.clone();
+        Box::pin(self.changed(Work::Delivered { id, claim, now }))
     }
 
     fn release_claims(&self, owner: &str) -> BoxFuture<'_, StoreResult<u64>> {
@@ -292,16 +339,36 @@ impl Store for SqliteStore {
         })
     }
 
-    fn retry_later(&self, id: i64, next: i64, error: String) -> BoxFuture<'_, StoreResult<()>> {
-        Box::pin(async move {
-            self.write(Work::Retry { id, next, error })
-                .await
-                .map(|_| ())
-        })
+    fn retry_later(
+        &self,
+        id: i64,
+        claim: &Claim,
+        next: i64,
+        error: String,
+    ) -> BoxFuture<'_, StoreResult<bool>> {
+        let claim = claim.clone();
+        Box::pin(self.changed(Work::Retry {
+            id,
+            claim,
+            next,
+            error,
+        }))
     }
 
-    fn bury(&self, id: i64, now: i64, error: String) -> BoxFuture<'_, StoreResult<()>> {
-        Box::pin(async move { self.write(Work::Bury { id, now, error }).await.map(|_| ()) })
+    fn bury(
+        &self,
+        id: i64,
+        claim: &Claim,
+        now: i64,
+        error: String,
+    ) -> BoxFuture<'_, StoreResult<bool>> {
+        let claim = claim.clone();
+        Box::pin(self.changed(Work::Bury {
+            id,
+            claim,
+            now,
+            error,
+        }))
     }
 
     fn dead_letters(&self, limit: usize) -> BoxFuture<'_, StoreResult<Vec<DeadLetter>>> {
@@ -638,7 +705,7 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Admission, InboundKey, now_ms};
+    use crate::store::{Admission, HeldRequest, InboundKey, now_ms};
 
     fn inbound(message_id: &str) -> Inbound {
         Inbound {
@@ -658,7 +725,7 @@ mod tests {
         }
     }
 
-    fn outbox(completes: Option<InboundKey>) -> NewOutbox {
+    fn outbox(completes: Option<HeldRequest>) -> NewOutbox {
         NewOutbox {
             flow: "lab".into(),
             kind: "callback".into(),
@@ -690,7 +757,10 @@ mod tests {
             );
             assert_eq!(store.accept(inbound("m2")).await.unwrap(), Admission::New);
             store
-                .enqueue(outbox(Some(inbound("m1").key)))
+                .enqueue(outbox(Some(HeldRequest {
+                    key: inbound("m1").key,
+                    claim: Claim::first("p1"),
+                })))
                 .await
                 .unwrap();
         }
@@ -750,18 +820,18 @@ mod tests {
             "leased"
         );
         // an expired lease (a crashed worker) makes it claimable again
-        assert_eq!(
+        let taken = store.claim("w2", now + 31_000, 10, 30_000).await.unwrap();
+        assert_eq!(taken.len(), 1);
+        let w2 = Claim {
+            owner: "w2".into(),
+            epoch: taken[0].epoch,
+        };
+        assert!(
             store
-                .claim("w2", now + 31_000, 10, 30_000)
+                .retry_later(id, &w2, now + 1_000, "connection refused".into())
                 .await
                 .unwrap()
-                .len(),
-            1
         );
-        store
-            .retry_later(id, now + 1_000, "connection refused".into())
-            .await
-            .unwrap();
         assert!(
             store.claim("w1", now, 10, 30_000).await.unwrap().is_empty(),
             "not due yet"
@@ -769,10 +839,16 @@ mod tests {
         assert_eq!(store.next_due().await.unwrap(), Some(now + 1_000));
         let again = store.claim("w1", now + 1_000, 10, 30_000).await.unwrap();
         assert_eq!(again[0].attempts, 1);
-        store
-            .bury(id, now, "deadline passed: connection refused".into())
-            .await
-            .unwrap();
+        let w1 = Claim {
+            owner: "w1".into(),
+            epoch: again[0].epoch,
+        };
+        assert!(
+            store
+                .bury(id, &w1, now, "deadline passed: connection refused".into())
+                .await
+                .unwrap()
+        );
         let dead = store.dead_letters(10).await.unwrap();
         assert_eq!(dead.len(), 1);
         assert_eq!(dead[0].attempts, 2);
@@ -789,13 +865,97 @@ mod tests {
             }
         );
         let claimed = store.claim("w1", now, 10, 1).await.unwrap();
-        store.delivered(claimed[0].id, now).await.unwrap();
+        let w1 = Claim {
+            owner: "w1".into(),
+            epoch: claimed[0].epoch,
+        };
+        assert!(store.delivered(claimed[0].id, &w1, now).await.unwrap());
         assert_eq!(store.counts().await.unwrap(), OutboxCounts::default());
         assert!(
             !store.discard(id).await.unwrap(),
             "only dead letters can be dropped"
         );
         assert!(store.purge(now + 1).await.unwrap() >= 1);
+    }
+
+    /// A claim taken over (its lease ended while its holder was paused) writes nothing: not
+    /// the answer of its request, not the outcome of its delivery; a renewed claim is not
+    /// taken over.
+    #[tokio::test]
+    async fn expired_claims_are_fenced_and_renewed_claims_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("s.db").to_str().unwrap())
+            .await
+            .unwrap();
+        let mut request = inbound("m1");
+        let now = now_ms();
+        request.lease_until = now + 1_000;
+        store.accept(request.clone()).await.unwrap();
+        let first = Claim::first("p1");
+        assert!(
+            store
+                .renew_request(&request.key, &first, now + 5_000)
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .claim_unfinished("p2", now + 2_000, 1_000, 10, false)
+                .await
+                .unwrap()
+                .is_empty(),
+            "renewed"
+        );
+        let taken = store
+            .claim_unfinished("p2", now + 6_000, 1_000, 10, false)
+            .await
+            .unwrap();
+        assert_eq!(taken[0].claim.owner, "p2");
+        assert_eq!(taken[0].claim.epoch, 1);
+        let answer = |claim: &Claim| {
+            outbox(Some(HeldRequest {
+                key: request.key.clone(),
+                claim: claim.clone(),
+            }))
+        };
+        assert!(
+            !store
+                .renew_request(&request.key, &first, now + 9_000)
+                .await
+                .unwrap()
+        );
+        assert!(matches!(
+            store.enqueue(answer(&first)).await,
+            Err(StoreError::ClaimLost)
+        ));
+        assert!(matches!(
+            store.enqueue_dead(answer(&first), "expired".into()).await,
+            Err(StoreError::ClaimLost)
+        ));
+        assert_eq!(store.counts().await.unwrap(), OutboxCounts::default());
+        let id = store.enqueue(answer(&taken[0].claim)).await.unwrap();
+        assert!(matches!(
+            store.enqueue(answer(&taken[0].claim)).await,
+            Err(StoreError::ClaimLost)
+        ));
+        let now = now_ms();
+        let w1 = store.claim("w1", now, 10, 1_000).await.unwrap();
+        let w1 = Claim {
+            owner: "w1".into(),
+            epoch: w1[0].epoch,
+        };
+        let w2 = store.claim("w2", now + 2_000, 10, 1_000).await.unwrap();
+        let w2 = Claim {
+            owner: "w2".into(),
+            epoch: w2[0].epoch,
+        };
+        assert!(!store.renew_delivery(id, &w1, now + 9_000).await.unwrap());
+        assert!(!store.delivered(id, &w1, now).await.unwrap());
+        assert!(!store.bury(id, &w1, now, "x".into()).await.unwrap());
+        assert!(!store.retry_later(id, &w1, now, "x".into()).await.unwrap());
+        assert!(store.renew_delivery(id, &w2, now + 9_000).await.unwrap());
+        assert!(store.delivered(id, &w2, now).await.unwrap());
+        assert_eq!(store.counts().await.unwrap(), OutboxCounts::default());
     }
 
     #[test]

@@ -11,8 +11,9 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::store::{
-    Accepted, Admission, Counterpart, Inbound, NewCallback, NewOutbox, OmsQueued, OmsRecord,
-    OutboxItem, PollPosition, SentRequest, StoreResult, UltraUser, Unfinished, body_digest, now_ms,
+    Accepted, Admission, Claim, Counterpart, Inbound, InboundKey, NewCallback, NewOutbox,
+    OmsQueued, OmsRecord, OutboxItem, PollPosition, SentRequest, StoreError, StoreResult,
+    UltraUser, Unfinished, body_digest, now_ms,
 };
 
 /// Operations committed together at most.
@@ -40,6 +41,17 @@ pub enum Work {
         take_all: bool,
     },
     Enqueue(NewOutbox),
+    EnqueueDead(Box<(NewOutbox, String)>),
+    RenewRequest {
+        key: InboundKey,
+        claim: Claim,
+        until: i64,
+    },
+    RenewDelivery {
+        id: i64,
+        claim: Claim,
+        until: i64,
+    },
     Claim {
         owner: String,
         now: i64,
@@ -48,16 +60,19 @@ pub enum Work {
     },
     Delivered {
         id: i64,
+        claim: Claim,
         now: i64,
     },
     ReleaseClaims(String),
     Retry {
         id: i64,
+        claim: Claim,
         next: i64,
         error: String,
     },
     Bury {
         id: i64,
+        claim: Claim,
         now: i64,
         error: String,
     },
@@ -108,6 +123,9 @@ pub enum Outcome {
     Count(u64),
     Poll(Option<PollPosition>),
     Oms(OmsQueued),
+    /// The operation's claim no longer holds its work; it wrote nothing (the fence is its
+    /// first statement), so the rest of the batch commits.
+    ClaimLost,
 }
 
 /// Opens the writing connection of an already migrated database: WAL, with `synchronous`
@@ -190,11 +208,13 @@ fn apply(tx: &Connection, work: &Work) -> StoreResult<Outcome> {
             take_all,
         } => {
             let mut stmt = tx.prepare_cached(
-                "UPDATE inbox SET claimed_by = ?1, claimed_until = ?2 WHERE rowid IN ( \
+                "UPDATE inbox SET claimed_by = ?1, claimed_until = ?2, claim_epoch = claim_epoch + 1 \
+                 WHERE rowid IN ( \
                    SELECT rowid FROM inbox WHERE state = 'accepted' \
                    AND (?3 OR claimed_until IS NULL OR claimed_until < ?4) \
                    ORDER BY received_at LIMIT ?5) \
-                 RETURNING flow, action, message_id, transaction_id, body, callback_base",
+                 RETURNING flow, action, message_id, transaction_id, body, callback_base, \
+                 received_at, claimed_by, claim_epoch",
             )?;
             let rows = stmt.query_map(
                 params![owner, now + lease_ms, take_all, now, *limit as i64],
@@ -208,41 +228,98 @@ fn apply(tx: &Connection, work: &Work) -> StoreResult<Outcome> {
                         transaction_id: r.get(3)?,
                         body: Bytes::from(r.get::<_, Vec<u8>>(4)?),
                         callback_base: r.get(5)?,
+                        received_at: r.get(6)?,
+                        claim: Claim {
+                            owner: r.get(7)?,
+                            epoch: r.get(8)?,
+                        },
                     })
                 },
             )?;
             Outcome::Unfinished(rows.collect::<Result<_, _>>()?)
         }
-        Work::Enqueue(item) => Outcome::Id(enqueue(tx, item)?),
+        Work::Enqueue(item) => match enqueue(tx, item, None)? {
+            Some(id) => Outcome::Id(id),
+            None => Outcome::ClaimLost,
+        },
+        Work::EnqueueDead(work) => {
+            let (item, error) = &**work;
+            match enqueue(tx, item, Some(error))? {
+                Some(id) => Outcome::Id(id),
+                None => Outcome::ClaimLost,
+            }
+        }
+        Work::RenewRequest { key, claim, until } => {
+            let n = tx
+                .prepare_cached(
+                    "UPDATE inbox SET claimed_until = max(coalesce(claimed_until, 0), ?1) \
+                     WHERE flow = ?2 AND action = ?3 AND message_id = ?4 AND state = 'accepted' \
+                     AND claimed_by = ?5 AND claim_epoch = ?6",
+                )?
+                .execute(params![
+                    until,
+                    key.flow,
+                    key.action,
+                    key.message_id,
+                    claim.owner,
+                    claim.epoch
+                ])?;
+            Outcome::Changed(n > 0)
+        }
+        Work::RenewDelivery { id, claim, until } => {
+            let n = tx
+                .prepare_cached(
+                    "UPDATE outbox SET claimed_until = max(coalesce(claimed_until, 0), ?1) \
+                     WHERE id = ?2 AND state = 'pending' AND claimed_by = ?3 AND claim_epoch = ?4",
+                )?
+                .execute(params![until, id, claim.owner, claim.epoch])?;
+            Outcome::Changed(n > 0)
+        }
         Work::Claim {
             owner,
             now,
             limit,
             lease_ms,
         } => Outcome::Items(claim(tx, owner, *now, *limit, *lease_ms)?),
-        Work::Delivered { id, now } => {
-            tx.prepare_cached(
-                "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, finished_at = ?1, \
-                 claimed_by = NULL, claimed_until = NULL, last_error = NULL WHERE id = ?2",
-            )?
-            .execute(params![now, id])?;
-            Outcome::Done
+        Work::Delivered { id, claim, now } => {
+            let n = tx
+                .prepare_cached(
+                    "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, finished_at = ?1, \
+                     claimed_by = NULL, claimed_until = NULL, last_error = NULL \
+                     WHERE id = ?2 AND state = 'pending' AND claimed_by = ?3 AND claim_epoch = ?4",
+                )?
+                .execute(params![now, id, claim.owner, claim.epoch])?;
+            Outcome::Changed(n > 0)
         }
-        Work::Retry { id, next, error } => {
-            tx.prepare_cached(
-                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?1, last_error = ?2, \
-                 claimed_by = NULL, claimed_until = NULL WHERE id = ?3",
-            )?
-            .execute(params![next, error, id])?;
-            Outcome::Done
+        Work::Retry {
+            id,
+            claim,
+            next,
+            error,
+        } => {
+            let n = tx
+                .prepare_cached(
+                    "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?1, last_error = ?2, \
+                     claimed_by = NULL, claimed_until = NULL \
+                     WHERE id = ?3 AND state = 'pending' AND claimed_by = ?4 AND claim_epoch = ?5",
+                )?
+                .execute(params![next, error, id, claim.owner, claim.epoch])?;
+            Outcome::Changed(n > 0)
         }
-        Work::Bury { id, now, error } => {
-            tx.prepare_cached(
-                "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ?1, \
-                 finished_at = ?2, claimed_by = NULL, claimed_until = NULL WHERE id = ?3",
-            )?
-            .execute(params![error, now, id])?;
-            Outcome::Done
+        Work::Bury {
+            id,
+            claim,
+            now,
+            error,
+        } => {
+            let n = tx
+                .prepare_cached(
+                    "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ?1, \
+                     finished_at = ?2, claimed_by = NULL, claimed_until = NULL \
+                     WHERE id = ?3 AND state = 'pending' AND claimed_by = ?4 AND claim_epoch = ?5",
+                )?
+                .execute(params![error, now, id, claim.owner, claim.epoch])?;
+            Outcome::Changed(n > 0)
         }
         Work::Revive { id, now, deadline } => {
             let n = tx
@@ -256,7 +333,8 @@ fn apply(tx: &Connection, work: &Work) -> StoreResult<Outcome> {
         Work::ReleaseClaims(owner) => {
             let n = tx
                 .prepare_cached(
-                    "UPDATE outbox SET claimed_by = NULL, claimed_until = NULL \
+                    "UPDATE outbox SET claimed_by = NULL, claimed_until = NULL, \
+                     claim_epoch = claim_epoch + 1 \
                      WHERE state = 'pending' AND claimed_by IS NOT NULL AND claimed_by <> ?1",
                 )?
                 .execute(params![owner])?;
@@ -445,7 +523,7 @@ fn queue_oms(tx: &Connection, record: &OmsRecord, item: &NewOutbox) -> StoreResu
     if let Some(refused) = crate::ultra::oms::refusal(&reported, &record.state) {
         return Ok(refused);
     }
-    let id = enqueue(tx, item)?;
+    let id = enqueue(tx, item, None)?.ok_or(StoreError::ClaimLost)?;
     tx.prepare_cached(
         "INSERT INTO oms_updates (connection, order_id, state, flow, transaction_id, outbox_id, created_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -462,12 +540,35 @@ fn queue_oms(tx: &Connection, record: &OmsRecord, item: &NewOutbox) -> StoreResu
     Ok(OmsQueued::Queued(id))
 }
 
-fn enqueue(tx: &Connection, item: &NewOutbox) -> StoreResult<i64> {
+/// Queues `item` (with `dead`, straight into the dead letters with that error); None, with
+/// nothing written, when its claim no longer holds the request it answers.
+fn enqueue(tx: &Connection, item: &NewOutbox, dead: Option<&String>) -> StoreResult<Option<i64>> {
     let now = now_ms();
+    if let Some(held) = &item.completes {
+        // Fenced, and first: a lost claim leaves no trace in the batch's transaction.
+        let done = tx
+            .prepare_cached(
+                "UPDATE inbox SET state = 'done', done_at = ?1 \
+                 WHERE flow = ?2 AND action = ?3 AND message_id = ?4 AND state = 'accepted' \
+                 AND claimed_by = ?5 AND claim_epoch = ?6",
+            )?
+            .execute(params![
+                now,
+                held.key.flow,
+                held.key.action,
+                held.key.message_id,
+                held.claim.owner,
+                held.claim.epoch
+            ])?;
+        if done == 0 {
+            return Ok(None);
+        }
+    }
     tx.prepare_cached(
         "INSERT INTO outbox (flow, kind, url, action, transaction_id, message_id, body, state, \
-         attempts, next_attempt_at, deadline, created_at, sequence_key, claimed_by, claimed_until) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', 0, ?8, ?9, ?10, ?11, ?12, ?13)",
+         attempts, next_attempt_at, deadline, created_at, sequence_key, claimed_by, claimed_until, \
+         last_error, finished_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?14, 0, ?8, ?9, ?10, ?11, ?12, ?13, ?15, ?16)",
     )?
     .execute(params![
         item.flow,
@@ -483,15 +584,11 @@ fn enqueue(tx: &Connection, item: &NewOutbox) -> StoreResult<i64> {
         item.sequence,
         item.claimed_by.as_ref().map(|c| &c.0),
         item.claimed_by.as_ref().map(|c| c.1),
+        if dead.is_some() { "dead" } else { "pending" },
+        dead,
+        dead.map(|_| now),
     ])?;
     let id = tx.last_insert_rowid();
-    if let Some(key) = &item.completes {
-        tx.prepare_cached(
-            "UPDATE inbox SET state = 'done', done_at = ?1 \
-             WHERE flow = ?2 AND action = ?3 AND message_id = ?4",
-        )?
-        .execute(params![now, key.flow, key.action, key.message_id])?;
-    }
     if let Some((order_id, state)) = &item.order {
         tx.prepare_cached(
             "UPDATE transactions SET erp_order_id = ?1, state = coalesce(?2, state), updated_at = ?3 \
@@ -510,7 +607,7 @@ fn enqueue(tx: &Connection, item: &NewOutbox) -> StoreResult<i64> {
         &item.body,
         now,
     )?;
-    Ok(id)
+    Ok(Some(id))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -550,14 +647,16 @@ fn claim(
     lease_ms: i64,
 ) -> StoreResult<Vec<OutboxItem>> {
     let mut stmt = tx.prepare_cached(
-        "UPDATE outbox SET claimed_by = ?1, claimed_until = ?2 WHERE id IN ( \
+        "UPDATE outbox SET claimed_by = ?1, claimed_until = ?2, claim_epoch = claim_epoch + 1 \
+         WHERE id IN ( \
            SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?3 \
            AND (claimed_until IS NULL OR claimed_until < ?3) \
            AND (sequence_key IS NULL OR NOT EXISTS (SELECT 1 FROM outbox AS earlier \
                 WHERE earlier.sequence_key = outbox.sequence_key AND earlier.state = 'pending' \
                 AND earlier.id < outbox.id)) \
            ORDER BY next_attempt_at LIMIT ?4) \
-         RETURNING id, flow, kind, url, action, transaction_id, message_id, body, attempts, deadline",
+         RETURNING id, flow, kind, url, action, transaction_id, message_id, body, attempts, \
+         deadline, claim_epoch, claimed_until",
     )?;
     let rows = stmt.query_map(params![owner, now + lease_ms, now, limit as i64], |r| {
         Ok(OutboxItem {
@@ -571,6 +670,8 @@ fn claim(
             body: Bytes::from(r.get::<_, Vec<u8>>(7)?),
             attempts: r.get::<_, i64>(8)? as u32,
             deadline: r.get(9)?,
+            epoch: r.get(10)?,
+            claimed_until: r.get(11)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -669,7 +770,7 @@ fn file_callback(
         now,
     )?;
     if let Some(item) = forward {
-        enqueue(tx, item)?;
+        enqueue(tx, item, None)?.ok_or(StoreError::ClaimLost)?;
     }
     Ok(Accepted::New)
 }

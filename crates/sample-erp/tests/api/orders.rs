@@ -756,3 +756,26 @@ async fn orders_are_validated() {
     assert_error(status, &body, StatusCode::BAD_REQUEST, "BAD_REQUEST");
     assert!(erp.erp.orders().is_empty());
 }
+
+#[tokio::test]
+async fn an_idempotency_key_already_used_answers_its_order_instead_of_booking_again() {
+    let erp = start().await;
+    let place = |client_ref: &'static str| {
+        erp.request(Method::POST, "/labs/GFSL/orders")
+            .header("Idempotency-Key", "k-1")
+            .json(&gfsl_order(
+                client_ref,
+                "soil-npk-package",
+                "LAB_DROP",
+                None,
+            ))
+            .send()
+    };
+    let (first_status, first) = json_of(place("ref-a").await.expect("POST")).await;
+    assert_eq!(first_status, StatusCode::CREATED, "{first}");
+    // Same key, even with another client reference: the same order, nothing booked.
+    let (again_status, again) = json_of(place("ref-b").await.expect("POST")).await;
+    assert_eq!(again_status, StatusCode::OK, "{again}");
+    assert_eq!(again["order_no"], first["order_no"]);
+    assert_eq!(erp.erp.orders().len(), 1);
+}
