@@ -62,10 +62,10 @@ struct Dirs {
     #[arg(default_value = "flows")]
     flows: PathBuf,
     /// Mappings directory (default: beside the flows directory).
-    #[arg(long)]
+    #[arg(long, global = true)]
     mappings: Option<PathBuf>,
     /// Schemas directory (default: beside the flows directory).
-    #[arg(long)]
+    #[arg(long, global = true)]
     schemas: Option<PathBuf>,
 }
 
@@ -131,6 +131,7 @@ struct StoreArgs {
     /// `?synchronous=normal` to skip the fsync of each commit, see docs/operations.md).
     #[arg(
         long = "store",
+        global = true,
         env = "BECKN_STORE",
         default_value = "sqlite://.adapter/store.db"
     )]
@@ -718,20 +719,28 @@ async fn ultra_ping(dirs: &Dirs, name: Option<&str>) -> anyhow::Result<()> {
         }
         Err(e) => {
             println!("FAILED: {e}");
-            let hint = match &e {
-                beckn_adapter::ultra::api::UltraError::Refused {
-                    status: 401 | 403, ..
-                } => {
-                    "check that Flipkart holds the public half of `private_key`, that `client_id` is the one Flipkart issued, and that this machine's clock is right"
-                }
-                beckn_adapter::ultra::api::UltraError::Unreachable { .. } => {
-                    "check `api_url` and the network path to it"
-                }
-                _ => "see the message above",
-            };
-            println!("hint: {hint}");
+            println!("hint: {}", ping_hint(&e));
             bail!("Ultra does not accept the token")
         }
+    }
+}
+
+/// What to check when Ultra does not accept a connection's secureToken, by what it said.
+fn ping_hint(e: &beckn_adapter::ultra::api::UltraError) -> &'static str {
+    use beckn_adapter::ultra::api::UltraError;
+    match e {
+        UltraError::Refused { message, .. }
+            if message.contains("exp - iat") || message.contains("lifetime") =>
+        {
+            "Flipkart refuses tokens that live this long: lower `token_lifetime` in the connection's file (exp - iat, 30s to 1000s)"
+        }
+        UltraError::Refused {
+            status: 401 | 403, ..
+        } => {
+            "check that Flipkart holds the public half of `private_key`, that `client_id` is the one Flipkart issued, that `token_lifetime` is within what Flipkart allows, and that this machine's clock is right"
+        }
+        UltraError::Unreachable { .. } => "check `api_url` and the network path to it",
+        _ => "see the message above",
     }
 }
 
@@ -839,5 +848,61 @@ fn init_logging(format: LogFormat, default_level: &str) {
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outbox_takes_the_store_after_its_subcommand() {
+        for args in [
+            [
+                "beckn-adapter",
+                "outbox",
+                "list",
+                "--store",
+                "sqlite://x.db",
+            ],
+            [
+                "beckn-adapter",
+                "outbox",
+                "--store",
+                "sqlite://x.db",
+                "list",
+            ],
+        ] {
+            let cli = Cli::try_parse_from(args).expect("parsed");
+            let Command::Outbox { store, command } = cli.command else {
+                panic!("not the outbox command");
+            };
+            assert_eq!(store.url, "sqlite://x.db");
+            assert!(matches!(command, OutboxCommand::List { limit: 50 }));
+        }
+        let cli = Cli::try_parse_from(["beckn-adapter", "ultra", "ping", "--mappings", "m"])
+            .expect("parsed");
+        let Command::Ultra { dirs, .. } = cli.command else {
+            panic!("not the ultra command");
+        };
+        assert_eq!(dirs.mappings, Some(PathBuf::from("m")));
+    }
+
+    #[test]
+    fn ultra_ping_hint_names_token_lifetime() {
+        use beckn_adapter::ultra::api::UltraError;
+        let too_long = UltraError::Refused {
+            call: "ping",
+            status: 401,
+            message: "code 12: exp - iat is 900 s, more than 600".into(),
+        };
+        assert!(ping_hint(&too_long).contains("`token_lifetime`"));
+        let refused = UltraError::Refused {
+            call: "ping",
+            status: 401,
+            message: "code 12: iss `x` is not the client id".into(),
+        };
+        assert!(ping_hint(&refused).contains("`token_lifetime`"));
+        assert!(ping_hint(&refused).contains("public half of `private_key`"));
     }
 }
