@@ -165,7 +165,7 @@ impl Metrics {
         let reloads = Family::<OutcomeLabel, Counter>::default();
         registry.register(
             "reloads",
-            "Flow reloads, applied or rejected",
+            "Flow reloads, by outcome: applied, unchanged (nothing differed) or rejected",
             reloads.clone(),
         );
         let ultra_calls = Family::<UltraCallLabels, Counter>::default();
@@ -307,7 +307,8 @@ pub fn ultra_order(flow: &str, outcome: &str) {
         .inc();
 }
 
-/// A reload was applied (`applied`) or rejected (`rejected`).
+/// A reload ran: `applied`, `unchanged` (the files compiled to the set already serving) or
+/// `rejected`.
 pub fn reloaded(outcome: &str) {
     metrics()
         .reloads
