@@ -842,11 +842,17 @@ fn init_logging(format: LogFormat, default_level: &str) {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_env("BECKN_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
+    // Colours only on a terminal: a log file or journal gets no escape sequences.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
-        LogFormat::Text => builder.init(),
+        // Values from outside (paths, context fields) are logged with control characters
+        // escaped, so none can forge a line or reach a terminal; JSON escapes them itself.
+        LogFormat::Text => builder
+            .fmt_fields(beckn_adapter::telemetry::log_format::EscapedFields)
+            .init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
 }

@@ -4,6 +4,7 @@
 //! Metric names follow `adapter_<noun>_<unit>`; labels are `flow`, `action`, `outcome` and the
 //! like. The registry is process-wide: a process is one adapter.
 
+pub mod log_format;
 pub mod payloads;
 
 use std::sync::LazyLock;
