@@ -108,6 +108,21 @@ struct ServeArgs {
     /// Bearer token required by /admin/* (needed when the admin address is not loopback).
     #[arg(long, env = "BECKN_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// Every listener: the longest a client may take to send a request's headers, from their
+    /// first byte (then 408 and the connection is closed).
+    #[arg(long, default_value = "10s", env = "BECKN_HEADER_TIMEOUT")]
+    header_timeout: HumanDuration,
+    /// Every listener: the longest a client may take to send a request's body, from the end
+    /// of its headers (then 408 and the connection is closed).
+    #[arg(long, default_value = "30s", env = "BECKN_BODY_TIMEOUT")]
+    body_timeout: HumanDuration,
+    /// Every listener: a kept-alive connection with no request for this long is closed.
+    #[arg(long, default_value = "75s", env = "BECKN_IDLE_TIMEOUT")]
+    idle_timeout: HumanDuration,
+    /// Every listener: connections open at once; more wait to be accepted until one closes.
+    #[arg(long, default_value_t = 4096, env = "BECKN_MAX_CONNECTIONS",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
     /// Do not reload when files under flows/, mappings/, schemas/ or registry/ change.
     #[arg(long)]
     no_watch: bool,
@@ -527,6 +542,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             args.admin
         );
     }
+    let limits = server::ListenerLimits {
+        header_timeout: args.header_timeout.0,
+        body_timeout: args.body_timeout.0,
+        idle_timeout: args.idle_timeout.0,
+        max_connections: args.max_connections as usize,
+    };
+    for (name, value) in [
+        ("--header-timeout", limits.header_timeout),
+        ("--body-timeout", limits.body_timeout),
+        ("--idle-timeout", limits.idle_timeout),
+    ] {
+        if value.is_zero() {
+            bail!("{name} must be longer than 0s");
+        }
+    }
     let delivery = DeliverySettings {
         work_lease: args.work_lease.0,
         lease: args.work_lease.0,
@@ -630,7 +660,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         services.clone(),
         shutdown_signal(),
     ));
-    server::serve(listeners, shutdown_signal()).await?;
+    tracing::info!(header_timeout = ?limits.header_timeout, body_timeout = ?limits.body_timeout, idle_timeout = ?limits.idle_timeout, max_connections = limits.max_connections, "listener limits");
+    server::serve_within(listeners, limits, shutdown_signal()).await?;
     if let Some(task) = erp_task {
         task.await??;
     }

@@ -11,6 +11,7 @@ mod durability;
 mod gateway;
 mod interop;
 mod journey;
+mod listeners;
 mod logs;
 mod mapping_tests;
 mod polling;
