@@ -657,3 +657,19 @@ actions:
         );
     }
 }
+
+#[tokio::test]
+async fn client_api_answers_an_unregistered_bpp_id_with_409() {
+    let net = network(&[]).await;
+    let mut search = wheat_search();
+    search["context"] = json!({"bpp_id": "soil.not-registered.example"});
+    let (status, doc) = call(&net, "search", Some("async"), search).await;
+    assert_eq!(status, 409, "{doc}");
+    assert_eq!(doc["error"]["code"], "unknown_bpp", "{doc}");
+    assert!(
+        doc["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("soil.not-registered.example")),
+        "{doc}"
+    );
+}
