@@ -57,18 +57,24 @@ impl Default for ListenerLimits {
     }
 }
 
-/// A Beckn NACK answer with `status`: code 30000 for a client's mistake, 31001 otherwise.
-pub fn nack_response(status: StatusCode, message: &str) -> Response<Body> {
+/// The NACK body for an answer with `status`: code 30000 for a client's mistake, 31001
+/// otherwise.
+fn nack_json(status: StatusCode, message: &str) -> String {
     let code = if status.is_server_error() {
         ErrorCode::InternalError
     } else {
         ErrorCode::InvalidRequest
     };
-    let body = serde_json::json!({
+    serde_json::json!({
         "message": {"ack": {"status": "NACK"}},
         "error": BecknError::new(code, message),
-    });
-    let mut response = Response::new(Body::from(body.to_string()));
+    })
+    .to_string()
+}
+
+/// A Beckn NACK answer with `status`.
+pub fn nack_response(status: StatusCode, message: &str) -> Response<Body> {
+    let mut response = Response::new(Body::from(nack_json(status, message)));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -80,16 +86,7 @@ pub fn nack_response(status: StatusCode, message: &str) -> Response<Body> {
 /// The same NACK as raw HTTP/1.1 bytes, closing the connection: for answers written before
 /// or instead of hyper's.
 fn nack_bytes(status: StatusCode, message: &str) -> Vec<u8> {
-    let code = if status.is_server_error() {
-        ErrorCode::InternalError
-    } else {
-        ErrorCode::InvalidRequest
-    };
-    let body = serde_json::json!({
-        "message": {"ack": {"status": "NACK"}},
-        "error": BecknError::new(code, message),
-    })
-    .to_string();
+    let body = nack_json(status, message);
     format!(
         "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         status.as_str(),
