@@ -31,6 +31,9 @@ use tower::ServiceExt;
 
 use crate::beckn::error::{BecknError, ErrorCode};
 
+/// The most a connection buffers of a request's headers; beyond, `431`.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+
 /// How long clients may take and how many may be connected, per listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListenerLimits {
@@ -222,7 +225,13 @@ async fn serve_connection(
         }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.keep_alive(true);
+    // A request's headers may take up to MAX_HEAD_BYTES, and a connection buffers at most
+    // twice that (hyper's default is about 400 KiB): Beckn headers are a few hundred bytes,
+    // and every open connection may hold this much.
+    builder
+        .keep_alive(true)
+        .max_header_size(MAX_HEAD_BYTES)
+        .max_buf_size(2 * MAX_HEAD_BYTES);
     let connection = builder.serve_connection(io, service);
     tokio::pin!(connection);
     tokio::select! {

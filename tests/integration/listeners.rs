@@ -230,7 +230,7 @@ async fn every_refusal_of_a_beckn_listener_carries_a_nack() {
     let addr = limited(&net, LIMITS).await;
     let huge = format!(
         "POST /search HTTP/1.1\r\nhost: lab\r\nx-big: {}\r\n\r\n",
-        "a".repeat(512 * 1024)
+        "a".repeat(100 * 1024)
     );
     let many: String = (0..150).map(|i| format!("x-h{i}: v\r\n")).collect();
     let many = format!("POST /search HTTP/1.1\r\nhost: lab\r\n{many}\r\n");
@@ -238,7 +238,7 @@ async fn every_refusal_of_a_beckn_listener_carries_a_nack() {
         ("wrong method", "GET /search HTTP/1.1\r\nhost: lab\r\nconnection: close\r\n\r\n".into(), 405),
         ("wrong method with a body", "PUT /search HTTP/1.1\r\nhost: lab\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}".into(), 405),
         ("a path that is not UTF-8", "POST /%FF%FE HTTP/1.1\r\nhost: lab\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}".into(), 400),
-        ("headers too large", huge, 431),
+        ("headers over 64 KiB", huge, 431),
         ("too many headers", many, 431),
         ("not HTTP", "GARBAGE\r\n\r\n".into(), 400),
         ("a header line that is not a header", "POST /search HTTP/1.1\r\nhost lab\r\n\r\n".into(), 400),
