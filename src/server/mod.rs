@@ -179,6 +179,10 @@ async fn nack_bodies(response: Response) -> Response {
             "method not allowed here; allowed: {}",
             allow.to_str().unwrap_or("POST")
         ),
+        // axum adds `Allow` after this layer has run.
+        (StatusCode::METHOD_NOT_ALLOWED, None) => {
+            "method not allowed here (Beckn endpoints take POST)".to_string()
+        }
         _ if !text.is_empty() => text,
         _ => status
             .canonical_reason()

@@ -246,6 +246,14 @@ async fn every_refusal_of_a_beckn_listener_carries_a_nack() {
     for (what, request, status) in cases {
         let got = exchange(addr, vec![now(request.as_bytes())]).await;
         assert_eq!(got.status(), Some(status), "{what}: {}", got.answer);
+        if status == 405 {
+            assert!(
+                got.answer.contains("allow: POST\r\n"),
+                "{what}: {}",
+                got.answer
+            );
+            assert!(got.answer.contains("take POST"), "{what}: {}", got.answer);
+        }
         let nack = got.body();
         assert_eq!(
             nack["message"]["ack"]["status"], "NACK",
