@@ -109,11 +109,19 @@ pub async fn run(
 ) -> io::Result<()> {
     let addr = listener.local_addr()?;
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    // Warned once each time the limit is reached, not for every connection that waits.
+    let mut at_limit = false;
     loop {
         let permit = match slots.clone().try_acquire_owned() {
-            Ok(p) => p,
+            Ok(p) => {
+                at_limit = false;
+                p
+            }
             Err(_) => {
-                tracing::warn!(listen = %addr, max_connections = limits.max_connections, "connection limit reached; new connections wait until one closes");
+                if !at_limit {
+                    tracing::warn!(listen = %addr, max_connections = limits.max_connections, "connection limit reached; new connections wait until one closes");
+                    at_limit = true;
+                }
                 tokio::select! {
                     p = slots.clone().acquire_owned() => match p {
                         Ok(p) => p,
