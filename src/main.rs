@@ -62,10 +62,10 @@ struct Dirs {
     #[arg(default_value = "flows")]
     flows: PathBuf,
     /// Mappings directory (default: beside the flows directory).
-    #[arg(long)]
+    #[arg(long, global = true)]
     mappings: Option<PathBuf>,
     /// Schemas directory (default: beside the flows directory).
-    #[arg(long)]
+    #[arg(long, global = true)]
     schemas: Option<PathBuf>,
 }
 
@@ -108,6 +108,21 @@ struct ServeArgs {
     /// Bearer token required by /admin/* (needed when the admin address is not loopback).
     #[arg(long, env = "BECKN_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// Every listener: the longest a client may take to send a request's headers, from their
+    /// first byte (then 408 and the connection is closed).
+    #[arg(long, default_value = "10s", env = "BECKN_HEADER_TIMEOUT")]
+    header_timeout: HumanDuration,
+    /// Every listener: the longest a client may take to send a request's body, from the end
+    /// of its headers (then 408 and the connection is closed).
+    #[arg(long, default_value = "30s", env = "BECKN_BODY_TIMEOUT")]
+    body_timeout: HumanDuration,
+    /// Every listener: a kept-alive connection with no request for this long is closed.
+    #[arg(long, default_value = "75s", env = "BECKN_IDLE_TIMEOUT")]
+    idle_timeout: HumanDuration,
+    /// Every listener: connections open at once; more wait to be accepted until one closes.
+    #[arg(long, default_value_t = 4096, env = "BECKN_MAX_CONNECTIONS",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
     /// Do not reload when files under flows/, mappings/, schemas/ or registry/ change.
     #[arg(long)]
     no_watch: bool,
@@ -131,6 +146,7 @@ struct StoreArgs {
     /// `?synchronous=normal` to skip the fsync of each commit, see docs/operations.md).
     #[arg(
         long = "store",
+        global = true,
         env = "BECKN_STORE",
         default_value = "sqlite://.adapter/store.db"
     )]
@@ -526,6 +542,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             args.admin
         );
     }
+    let limits = server::ListenerLimits {
+        header_timeout: args.header_timeout.0,
+        body_timeout: args.body_timeout.0,
+        idle_timeout: args.idle_timeout.0,
+        max_connections: args.max_connections as usize,
+    };
+    for (name, value) in [
+        ("--header-timeout", limits.header_timeout),
+        ("--body-timeout", limits.body_timeout),
+        ("--idle-timeout", limits.idle_timeout),
+    ] {
+        if value.is_zero() {
+            bail!("{name} must be longer than 0s");
+        }
+    }
     let delivery = DeliverySettings {
         work_lease: args.work_lease.0,
         lease: args.work_lease.0,
@@ -633,7 +664,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         services.clone(),
         shutdown_signal(),
     ));
-    server::serve(listeners, shutdown_signal()).await?;
+    tracing::info!(header_timeout = ?limits.header_timeout, body_timeout = ?limits.body_timeout, idle_timeout = ?limits.idle_timeout, max_connections = limits.max_connections, "listener limits");
+    server::serve_within(listeners, limits, shutdown_signal()).await?;
     if let Some(task) = erp_task {
         task.await??;
     }
@@ -722,20 +754,28 @@ async fn ultra_ping(dirs: &Dirs, name: Option<&str>) -> anyhow::Result<()> {
         }
         Err(e) => {
             println!("FAILED: {e}");
-            let hint = match &e {
-                beckn_adapter::ultra::api::UltraError::Refused {
-                    status: 401 | 403, ..
-                } => {
-                    "check that Flipkart holds the public half of `private_key`, that `client_id` is the one Flipkart issued, and that this machine's clock is right"
-                }
-                beckn_adapter::ultra::api::UltraError::Unreachable { .. } => {
-                    "check `api_url` and the network path to it"
-                }
-                _ => "see the message above",
-            };
-            println!("hint: {hint}");
+            println!("hint: {}", ping_hint(&e));
             bail!("Ultra does not accept the token")
         }
+    }
+}
+
+/// What to check when Ultra does not accept a connection's secureToken, by what it said.
+fn ping_hint(e: &beckn_adapter::ultra::api::UltraError) -> &'static str {
+    use beckn_adapter::ultra::api::UltraError;
+    match e {
+        UltraError::Refused { message, .. }
+            if message.contains("exp - iat") || message.contains("lifetime") =>
+        {
+            "Flipkart refuses tokens that live this long: lower `token_lifetime` in the connection's file (exp - iat, 30s to 1000s)"
+        }
+        UltraError::Refused {
+            status: 401 | 403, ..
+        } => {
+            "check that Flipkart holds the public half of `private_key`, that `client_id` is the one Flipkart issued, that `token_lifetime` is within what Flipkart allows, and that this machine's clock is right"
+        }
+        UltraError::Unreachable { .. } => "check `api_url` and the network path to it",
+        _ => "see the message above",
     }
 }
 
@@ -837,11 +877,73 @@ fn init_logging(format: LogFormat, default_level: &str) {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_env("BECKN_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
+    // Colours only on a terminal: a log file or journal gets no escape sequences.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
-        LogFormat::Text => builder.init(),
+        // Values from outside (paths, context fields) are logged with control characters
+        // escaped, so none can forge a line or reach a terminal; JSON escapes them itself.
+        LogFormat::Text => builder
+            .fmt_fields(beckn_adapter::telemetry::log_format::EscapedFields)
+            .init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outbox_takes_the_store_after_its_subcommand() {
+        for args in [
+            [
+                "beckn-adapter",
+                "outbox",
+                "list",
+                "--store",
+                "sqlite://x.db",
+            ],
+            [
+                "beckn-adapter",
+                "outbox",
+                "--store",
+                "sqlite://x.db",
+                "list",
+            ],
+        ] {
+            let cli = Cli::try_parse_from(args).expect("parsed");
+            let Command::Outbox { store, command } = cli.command else {
+                panic!("not the outbox command");
+            };
+            assert_eq!(store.url, "sqlite://x.db");
+            assert!(matches!(command, OutboxCommand::List { limit: 50 }));
+        }
+        let cli = Cli::try_parse_from(["beckn-adapter", "ultra", "ping", "--mappings", "m"])
+            .expect("parsed");
+        let Command::Ultra { dirs, .. } = cli.command else {
+            panic!("not the ultra command");
+        };
+        assert_eq!(dirs.mappings, Some(PathBuf::from("m")));
+    }
+
+    #[test]
+    fn ultra_ping_hint_names_token_lifetime() {
+        use beckn_adapter::ultra::api::UltraError;
+        let too_long = UltraError::Refused {
+            call: "ping",
+            status: 401,
+            message: "code 12: exp - iat is 900 s, more than 600".into(),
+        };
+        assert!(ping_hint(&too_long).contains("`token_lifetime`"));
+        let refused = UltraError::Refused {
+            call: "ping",
+            status: 401,
+            message: "code 12: iss `x` is not the client id".into(),
+        };
+        assert!(ping_hint(&refused).contains("`token_lifetime`"));
+        assert!(ping_hint(&refused).contains("public half of `private_key`"));
     }
 }

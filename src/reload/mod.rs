@@ -3,14 +3,18 @@
 //! with errors is rejected whole: the old one keeps serving and every diagnostic is logged.
 //!
 //! Triggers: file changes (debounced), SIGHUP, and `POST /admin/reload`.
+//!
+//! Only changes trigger: the watcher also reports files being opened and read, and a reload
+//! reads every file it watches, so reacting to reads would reload again after every reload.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use notify_debouncer_mini::{DebounceEventResult, Debouncer, new_debouncer, notify};
+use notify::Watcher as _;
 use serde::Serialize;
 
 use crate::compile::{self, CompiledSet, Layout};
@@ -40,6 +44,25 @@ pub struct Reloader {
     last_rejected: Mutex<Option<RejectedReload>>,
     /// One reload at a time.
     running: Mutex<()>,
+    /// Reloads finished, whatever their outcome.
+    runs: AtomicU64,
+}
+
+/// Watches the flow files; dropping it stops the watching.
+pub struct FileWatcher {
+    _watcher: notify::RecommendedWatcher,
+}
+
+/// Whether a watcher's event means a file changed: opening, reading and closing a file
+/// unwritten do not (a reload does all three to every file it watches).
+fn is_change(kind: &notify::EventKind) -> bool {
+    use notify::EventKind;
+    use notify::event::{AccessKind, AccessMode};
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
 }
 
 /// What routing was built from at start: a reload may not change it (listeners are bound).
@@ -78,6 +101,7 @@ impl Reloader {
             flows,
             last_rejected: Mutex::new(None),
             running: Mutex::new(()),
+            runs: AtomicU64::new(0),
         })
     }
 
@@ -108,7 +132,7 @@ impl Reloader {
                 telemetry::reloaded("applied");
                 tracing::info!(%trigger, set = %hash, "flows reloaded");
             }
-            ReloadOutcome::Unchanged { .. } => {}
+            ReloadOutcome::Unchanged { .. } => telemetry::reloaded("unchanged"),
             ReloadOutcome::Rejected { diagnostics } => {
                 telemetry::reloaded("rejected");
                 for d in diagnostics {
@@ -123,7 +147,13 @@ impl Reloader {
                     });
             }
         }
+        self.runs.fetch_add(1, Ordering::Relaxed);
         outcome
+    }
+
+    /// How many reloads ran (applied, unchanged or rejected) since start.
+    pub fn runs(&self) -> u64 {
+        self.runs.load(Ordering::Relaxed)
     }
 
     pub fn last_rejected(&self) -> Option<RejectedReload> {
@@ -146,26 +176,39 @@ impl Reloader {
         .collect()
     }
 
-    /// Reloads on file changes, `debounce` after the last one. Keep the returned watcher alive.
-    pub fn watch(
-        self: &Arc<Self>,
-        debounce: Duration,
-    ) -> Result<Debouncer<notify::RecommendedWatcher>, notify::Error> {
-        let me = self.clone();
-        let mut debouncer =
-            new_debouncer(debounce, move |events: DebounceEventResult| match events {
-                Ok(events) if !events.is_empty() => {
-                    me.reload("file change");
+    /// Reloads on file changes, `debounce` after the last one, once per burst of changes.
+    /// Keep the returned watcher alive.
+    pub fn watch(self: &Arc<Self>, debounce: Duration) -> Result<FileWatcher, notify::Error> {
+        let (tx, rx) = mpsc::channel::<()>();
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
+                Ok(event) if is_change(&event.kind) => {
+                    let _ = tx.send(());
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "file watcher error; still watching"),
             })?;
         for dir in self.watched() {
-            debouncer
-                .watcher()
-                .watch(&dir, notify::RecursiveMode::Recursive)?;
+            watcher.watch(&dir, notify::RecursiveMode::Recursive)?;
         }
-        Ok(debouncer)
+        let me = self.clone();
+        std::thread::Builder::new()
+            .name("flow-watcher".into())
+            .spawn(move || {
+                // Ends when the watcher, and with it the sender, is dropped.
+                while rx.recv().is_ok() {
+                    loop {
+                        match rx.recv_timeout(debounce) {
+                            Ok(()) => continue,
+                            Err(mpsc::RecvTimeoutError::Timeout) => break,
+                            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                        }
+                    }
+                    me.reload("file change");
+                }
+            })
+            .map_err(notify::Error::io)?;
+        Ok(FileWatcher { _watcher: watcher })
     }
 
     /// Reloads on every SIGHUP until `shutdown`.

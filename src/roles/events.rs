@@ -21,6 +21,7 @@ use sha2::Sha256;
 
 use super::Services;
 use super::bpp::{NotQueued, callback_body, queue_callback, read_body};
+use crate::beckn::ack::Rejection;
 use crate::beckn::context::callback_context;
 use crate::beckn::redact;
 use crate::compile::{CompiledFlow, CompiledSet};
@@ -47,6 +48,8 @@ pub enum EventError {
     Unauthorized(String),
     #[error("{0}")]
     BadEvent(String),
+    #[error("{0}")]
+    TooLarge(String),
     #[error("this flow takes no events")]
     NotConfigured,
     #[error("{0}")]
@@ -58,6 +61,7 @@ impl EventError {
         match self {
             EventError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             EventError::BadEvent(_) => StatusCode::BAD_REQUEST,
+            EventError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             EventError::NotConfigured => StatusCode::NOT_FOUND,
             EventError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -67,7 +71,7 @@ impl EventError {
     fn kind(&self) -> &'static str {
         match self {
             EventError::Unauthorized(_) => "unauthorized",
-            EventError::BadEvent(_) => "refused",
+            EventError::BadEvent(_) | EventError::TooLarge(_) => "refused",
             EventError::NotConfigured => "not_configured",
             EventError::Unavailable(_) => "unavailable",
         }
@@ -163,7 +167,10 @@ async fn webhook_event(
             .ok_or(EventError::NotConfigured)?;
         let bytes = read_body(body, flow.max_body_bytes)
             .await
-            .map_err(|e| EventError::BadEvent(e.to_string()))?;
+            .map_err(|e| match e {
+                Rejection::TooLarge(_) => EventError::TooLarge(e.to_string()),
+                e => EventError::BadEvent(e.to_string()),
+            })?;
         let signature = headers
             .get(webhook.signature_header.as_str())
             .and_then(|v| v.to_str().ok())

@@ -2,6 +2,7 @@
 //! listens there, plus `/health`.
 
 pub mod admin;
+pub mod connection;
 pub mod lookup;
 
 use std::collections::BTreeMap;
@@ -11,7 +12,8 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use axum::Router;
-use axum::response::IntoResponse;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -23,6 +25,7 @@ use crate::roles::Services;
 use crate::roles::bpp::{self, BppEndpoint};
 use crate::roles::events::EventsEndpoint;
 use crate::roles::gateway::{self, GatewayEndpoint};
+pub use connection::ListenerLimits;
 use lookup::LookupEndpoint;
 
 /// Builds the routers for the flows of `set`, keyed by listen address.
@@ -111,32 +114,37 @@ pub fn routers(
                 .fallback(|uri: axum::http::Uri| async move {
                     Rejection::UnknownEndpoint(uri.path().trim_start_matches('/').to_string())
                         .into_response()
-                });
+                })
+                .layer(axum::middleware::map_response(nack_bodies));
             (addr, r)
         })
         .collect()
 }
 
-/// Serves each router on its listener until `shutdown` resolves.
+/// Serves each router on its listener, within the default [`ListenerLimits`], until
+/// `shutdown` resolves.
 pub async fn serve(
     listeners: Vec<(TcpListener, Router)>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let (tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    serve_within(listeners, ListenerLimits::default(), shutdown).await
+}
+
+/// Serves each router on its listener, every listener within `limits`, until `shutdown`
+/// resolves; then lets requests in progress finish.
+pub async fn serve_within(
+    listeners: Vec<(TcpListener, Router)>,
+    limits: ListenerLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     for (listener, router) in listeners {
-        let mut rx = tx.subscribe();
-        tasks.spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.recv().await;
-                })
-                .await
-        });
+        tasks.spawn(connection::run(listener, router, limits, rx.clone()));
     }
     let stopper = tokio::spawn(async move {
         shutdown.await;
-        let _ = tx.send(());
+        let _ = tx.send(true);
     });
     let mut result = Ok(());
     while let Some(joined) = tasks.join_next().await {
@@ -148,4 +156,44 @@ pub async fn serve(
     }
     stopper.abort();
     result
+}
+
+/// Gives every error answer of a Beckn listener a NACK body: axum's own answers (a method
+/// not allowed, a path that cannot be decoded) come as plain text or empty.
+async fn nack_bodies(response: Response) -> Response {
+    let status = response.status();
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let message = match (status, parts.headers.get(header::ALLOW)) {
+        (StatusCode::METHOD_NOT_ALLOWED, Some(allow)) => format!(
+            "method not allowed here; allowed: {}",
+            allow.to_str().unwrap_or("POST")
+        ),
+        // axum adds `Allow` after this layer has run.
+        (StatusCode::METHOD_NOT_ALLOWED, None) => {
+            "method not allowed here (Beckn endpoints take POST)".to_string()
+        }
+        _ if !text.is_empty() => text,
+        _ => status
+            .canonical_reason()
+            .unwrap_or("the request was refused")
+            .to_string(),
+    };
+    let mut out = connection::nack_response(status, &message);
+    for name in [header::ALLOW, header::WWW_AUTHENTICATE, header::RETRY_AFTER] {
+        if let Some(v) = parts.headers.get(&name) {
+            out.headers_mut().insert(name, v.clone());
+        }
+    }
+    out
 }

@@ -4,6 +4,7 @@
 //! Metric names follow `adapter_<noun>_<unit>`; labels are `flow`, `action`, `outcome` and the
 //! like. The registry is process-wide: a process is one adapter.
 
+pub mod log_format;
 pub mod payloads;
 
 use std::sync::LazyLock;
@@ -173,7 +174,7 @@ impl Metrics {
         let reloads = Family::<OutcomeLabel, Counter>::default();
         registry.register(
             "reloads",
-            "Flow reloads, applied or rejected",
+            "Flow reloads, by outcome: applied, unchanged (nothing differed) or rejected",
             reloads.clone(),
         );
         let ultra_calls = Family::<UltraCallLabels, Counter>::default();
@@ -329,7 +330,8 @@ pub fn ultra_order(flow: &str, outcome: &str) {
         .inc();
 }
 
-/// A reload was applied (`applied`) or rejected (`rejected`).
+/// A reload ran: `applied`, `unchanged` (the files compiled to the set already serving) or
+/// `rejected`.
 pub fn reloaded(outcome: &str) {
     metrics()
         .reloads

@@ -854,5 +854,17 @@ async fn log_payloads_logs_a_buyer_apps_requests_and_callbacks() {
         about("in", "on_search").len(),
         2,
         "both labs' on_search are logged: {payloads:?}"
+async fn client_api_answers_an_unregistered_bpp_id_with_409() {
+    let net = network(&[]).await;
+    let mut search = wheat_search();
+    search["context"] = json!({"bpp_id": "soil.not-registered.example"});
+    let (status, doc) = call(&net, "search", Some("async"), search).await;
+    assert_eq!(status, 409, "{doc}");
+    assert_eq!(doc["error"]["code"], "unknown_bpp", "{doc}");
+    assert!(
+        doc["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("soil.not-registered.example")),
+        "{doc}"
     );
 }

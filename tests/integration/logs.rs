@@ -199,3 +199,129 @@ async fn logs_carry_ids_and_no_secrets() {
         assert!(!log.contains(&value), "{what} appears in the logs");
     }
 }
+
+/// An adapter serving the shipped flows, its log (`--log-format FORMAT`) going to a file.
+struct Logged {
+    child: std::process::Child,
+    gfsl: std::net::SocketAddr,
+    log_path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Logged {
+    async fn start(format: &str) -> Logged {
+        let bap_addr = free_port().await;
+        let _bap = stand_in_at(bap_addr).await;
+        let gfsl = free_port().await;
+        let dir = tempfile::tempdir().unwrap();
+        let log_path = dir.path().join("adapter.log");
+        let env: HashMap<String, String> = HashMap::from([
+            ("GFSL_LISTEN".into(), gfsl.to_string()),
+            ("GFSL_PUBLIC_URL".into(), format!("http://{gfsl}")),
+            ("KTH_LISTEN".into(), free_port().await.to_string()),
+            ("GATEWAY_LISTEN".into(), free_port().await.to_string()),
+            ("FARMER_APP_LISTEN".into(), free_port().await.to_string()),
+            ("BECKN_ADMIN".into(), free_port().await.to_string()),
+            ("FARMER_APP_URL".into(), format!("http://{bap_addr}")),
+            ("BECKN_LOG".into(), "info".into()),
+        ]);
+        let child = Command::new(env!("CARGO_BIN_EXE_beckn-adapter"))
+            .args(["--log-format", format, "serve", "flows", "--no-watch"])
+            .arg("--store")
+            .arg(format!("sqlite://{}", dir.path().join("s.db").display()))
+            .current_dir(repo())
+            .env_clear()
+            .envs(&env)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .spawn()
+            .unwrap();
+        let http = reqwest::Client::new();
+        let start = Instant::now();
+        while http
+            .get(format!("http://{gfsl}/health"))
+            .send()
+            .await
+            .is_err()
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "adapter did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Logged {
+            child,
+            gfsl,
+            log_path,
+            _dir: dir,
+        }
+    }
+
+    /// Stops the adapter and returns what it logged.
+    fn stop(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::fs::read_to_string(&self.log_path).unwrap()
+    }
+}
+
+#[tokio::test]
+async fn log_injection_through_a_path_or_a_signed_action_is_escaped() {
+    const FORGED: &str = "2026-12-01T00:00:00.000000Z ERROR forged line";
+    for format in ["text", "json"] {
+        let adapter = Logged::start(format).await;
+        let http = reqwest::Client::new();
+        // An encoded newline and ESC in the path: the action the adapter logs.
+        let resp = http
+            .post(format!(
+                "http://{}/search%0A2026-12-01T00:00:00.000000Z%20ERROR%20forged%20line%1B%5B31m",
+                adapter.gfsl
+            ))
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 404);
+        // The same in a signed context.action: the reason the adapter logs.
+        let body = serde_json::to_vec(&json!({"context": {"domain": "agri.soil",
+            "action": format!("search\n{FORGED}\u{1b}[31m"), "version": "1.1.0",
+            "bap_id": BAP_ID, "bap_uri": "http://127.0.0.1:9",
+            "transaction_id": uuid::Uuid::new_v4().to_string(),
+            "message_id": uuid::Uuid::new_v4().to_string(),
+            "timestamp": jiff::Timestamp::now().to_string(), "ttl": "PT30S"}, "message": {}}))
+        .unwrap();
+        let resp = http
+            .post(format!("http://{}/search", adapter.gfsl))
+            .header("content-type", "application/json")
+            .header("authorization", bap_signature(&body))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400);
+        let log = adapter.stop();
+
+        assert!(
+            log.matches("forged line").count() >= 2,
+            "both attempts are logged ({format}): {log}"
+        );
+        assert!(
+            !log.contains('\u{1b}'),
+            "a raw ESC in the {format} log: {log}"
+        );
+        for line in log.lines() {
+            assert!(
+                !line.starts_with(FORGED),
+                "a forged line in the {format} log: {log}"
+            );
+            if format == "json" {
+                assert!(
+                    serde_json::from_str::<Value>(line).is_ok(),
+                    "not one JSON object: {line}"
+                );
+            }
+        }
+    }
+}

@@ -12,6 +12,7 @@ mod durability;
 mod gateway;
 mod interop;
 mod journey;
+mod listeners;
 mod logs;
 mod mapping_tests;
 mod ownership;

@@ -158,3 +158,48 @@ async fn reloads_under_load_reject_broken_sets_and_recover() {
         "no request failed across three reloads"
     );
 }
+
+/// Watches `reloader` for `window`, failing at once if a reload runs beyond `expected`.
+async fn no_reload_beyond(reloader: &Reloader, expected: u64, window: Duration) {
+    let end = Instant::now() + window;
+    while Instant::now() < end {
+        assert_eq!(reloader.runs(), expected, "a reload ran without a change");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn file_watcher_reloads_once_per_change_and_never_by_itself() {
+    let tree = temp_tree(&["greenfield-lab.yaml"]);
+    let root = tree.path().to_path_buf();
+    let net = Network::start_tree(&root.join("flows"), None).await;
+    let reloader = Reloader::new(
+        Layout::from_flows_dir(root.join("flows")),
+        Arc::new(net.env.clone()),
+        net.flows.clone(),
+    );
+    let _watcher = reloader
+        .watch(Duration::from_millis(100))
+        .expect("watching");
+
+    // Idle: nothing changes, nothing is reloaded (a reload reads every watched file; those
+    // reads must not count as changes).
+    no_reload_beyond(&reloader, 0, Duration::from_secs(5)).await;
+
+    // One change, one reload, and none after it.
+    let first = net.flows.load().hash.clone();
+    edit(&root, ORIGINAL, "Accredited soil testing laboratory, ");
+    until("the change to be taken", || reloader.runs() == 1).await;
+    assert_ne!(net.flows.load().hash, first);
+    no_reload_beyond(&reloader, 1, Duration::from_secs(2)).await;
+
+    // A broken file is rejected once, not again and again while it stays broken.
+    edit(
+        &root,
+        "{%- for p in found.packages %}",
+        "{%- for p in found.packages %}{{ oops(",
+    );
+    until("the broken set to be rejected", || reloader.runs() == 2).await;
+    assert!(reloader.last_rejected().is_some());
+    no_reload_beyond(&reloader, 2, Duration::from_secs(2)).await;
+}

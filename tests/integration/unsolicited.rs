@@ -101,3 +101,28 @@ async fn forged_events_are_refused() {
     assert_eq!(unsigned.status(), 401);
     assert_eq!(net.bap.count(), 0);
 }
+
+#[tokio::test]
+async fn erp_webhook_answers_an_oversized_body_with_413() {
+    let net = Network::start().await;
+    // Over the flow's default 1 MiB `validation.max_body_bytes`.
+    let body = format!(r#"{{"padding":"{}"}}"#, "x".repeat((1 << 20) + 1));
+    let resp = net
+        .http
+        .post(format!("{}/erp/events", net.bpp_url))
+        .header("content-type", "application/json")
+        .header("x-erp-signature", "sha256=00ff")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    let answer: Value = resp.json().await.unwrap();
+    assert!(
+        answer["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("larger than 1048576 bytes")),
+        "{answer}"
+    );
+    assert_eq!(net.bap.count(), 0);
+}

@@ -55,6 +55,9 @@ pub enum ClientError {
     NoGateway,
     #[error("{0}")]
     Unroutable(String),
+    /// The call names a BPP the registry does not list as subscribed: the app's mistake.
+    #[error("{0} is not a subscribed BPP in the registry")]
+    UnknownBpp(String),
     #[error(
         "transaction {transaction_id} is with no BPP yet: name one with context.bpp_id (or search first)"
     )]
@@ -99,6 +102,7 @@ impl ClientError {
             Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
             NoGateway => (StatusCode::CONFLICT, "no_gateway"),
             Unroutable(_) => (StatusCode::BAD_GATEWAY, "unroutable"),
+            UnknownBpp(_) => (StatusCode::CONFLICT, "unknown_bpp"),
             NoCounterpart { .. } => (StatusCode::CONFLICT, "no_counterpart"),
             AmbiguousCounterpart { .. } => (StatusCode::CONFLICT, "ambiguous_counterpart"),
             OtherCounterpart { .. } => (StatusCode::CONFLICT, "other_counterpart"),

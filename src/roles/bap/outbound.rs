@@ -372,9 +372,7 @@ async fn bpp_uri(
         .into_iter()
         .find(|s| s.is_valid_at(now))
         .map(|s| s.url.trim_end_matches('/').to_string())
-        .ok_or_else(|| {
-            ClientError::Unroutable(format!("{bpp_id} is not a subscribed BPP in the registry"))
-        })?;
+        .ok_or_else(|| ClientError::UnknownBpp(bpp_id.to_string()))?;
     if let Some(given) = given
         && given.trim_end_matches('/') != registered
     {
