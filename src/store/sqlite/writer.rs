@@ -11,8 +11,8 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::store::{
-    Accepted, Counterpart, Inbound, NewCallback, NewOutbox, OmsQueued, OmsRecord, OutboxItem,
-    PollPosition, SentRequest, StoreResult, UltraUser, Unfinished, now_ms,
+    Accepted, Counterpart, Inbound, NewCallback, NewOutbox, OmsEvent, OmsQueued, OmsRecord,
+    OutboxItem, PollPosition, SentRequest, StoreResult, UltraUser, Unfinished, now_ms,
 };
 
 /// Operations committed together at most.
@@ -95,6 +95,7 @@ pub enum Work {
         identity_token: String,
     },
     QueueOms(Box<(OmsRecord, NewOutbox)>),
+    BuryOmsEvent(Box<(OmsEvent, NewOutbox, String)>),
 }
 
 pub enum Outcome {
@@ -358,6 +359,10 @@ fn apply(tx: &Connection, work: &Work) -> StoreResult<Outcome> {
             let (record, item) = &**work;
             Outcome::Oms(queue_oms(tx, record, item)?)
         }
+        Work::BuryOmsEvent(work) => {
+            let (event, item, reason) = &**work;
+            Outcome::Id(bury_oms_event(tx, event, item, reason)?)
+        }
     })
 }
 
@@ -415,28 +420,87 @@ fn accept(tx: &Connection, inbound: &Inbound) -> StoreResult<Accepted> {
 fn queue_oms(tx: &Connection, record: &OmsRecord, item: &NewOutbox) -> StoreResult<OmsQueued> {
     let reported: Vec<String> = tx
         .prepare_cached(
-            "SELECT state FROM oms_updates WHERE connection = ?1 AND order_id = ?2 ORDER BY created_at",
+            "SELECT state FROM oms_updates WHERE connection = ?1 AND provider = ?2 \
+             AND transaction_id = ?3 AND order_id = ?4 ORDER BY created_at",
         )?
-        .query_map(params![record.connection, record.order_id], |r| r.get(0))?
+        .query_map(
+            params![
+                record.connection,
+                record.provider,
+                record.transaction_id,
+                record.order_id
+            ],
+            |r| r.get(0),
+        )?
         .collect::<Result<_, _>>()?;
     if let Some(refused) = crate::ultra::oms::refusal(&reported, &record.state) {
         return Ok(refused);
     }
     let id = enqueue(tx, item)?;
+    let now = now_ms();
     tx.prepare_cached(
-        "INSERT INTO oms_updates (connection, order_id, state, flow, transaction_id, outbox_id, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO oms_updates (connection, provider, transaction_id, order_id, state, flow, \
+         outbox_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
     .execute(params![
         record.connection,
+        record.provider,
+        record.transaction_id,
         record.order_id,
         record.state,
-        record.flow,
-        record.transaction_id,
+        record.event.flow,
         id,
-        now_ms()
+        now
     ])?;
+    keep_oms_event(tx, id, &record.event, now)?;
     Ok(OmsQueued::Queued(id))
+}
+
+/// Records an order event that gave no OMS update as a dead letter (nothing to send yet, so
+/// nothing in the message log) with the event kept for a retry.
+fn bury_oms_event(
+    tx: &Connection,
+    event: &OmsEvent,
+    item: &NewOutbox,
+    reason: &str,
+) -> StoreResult<i64> {
+    let now = now_ms();
+    tx.prepare_cached(
+        "INSERT INTO outbox (flow, kind, url, action, transaction_id, message_id, body, state, \
+         attempts, next_attempt_at, deadline, created_at, sequence_key, last_error, finished_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'dead', 0, ?8, ?9, ?8, ?10, ?11, ?8)",
+    )?
+    .execute(params![
+        item.flow,
+        item.kind,
+        item.url,
+        item.action,
+        item.transaction_id,
+        item.message_id,
+        &item.body[..],
+        now,
+        item.deadline,
+        item.sequence,
+        reason,
+    ])?;
+    let id = tx.last_insert_rowid();
+    keep_oms_event(tx, id, event, now)?;
+    Ok(id)
+}
+
+fn keep_oms_event(tx: &Connection, outbox_id: i64, event: &OmsEvent, now: i64) -> StoreResult<()> {
+    tx.prepare_cached(
+        "INSERT INTO oms_events (outbox_id, flow, callback, body, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        outbox_id,
+        event.flow,
+        event.callback,
+        &event.body[..],
+        now
+    ])?;
+    Ok(())
 }
 
 fn enqueue(tx: &Connection, item: &NewOutbox) -> StoreResult<i64> {
@@ -502,6 +566,8 @@ fn log_message(
     body: &Bytes,
     now: i64,
 ) -> StoreResult<()> {
+    // Personal fields masked: the log outlives the work that needs them.
+    let body = crate::beckn::redact::for_the_log(body);
     tx.prepare_cached(
         "INSERT INTO messages (flow, direction, action, transaction_id, message_id, headers, \
          body, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -531,7 +597,7 @@ fn claim(
            SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?3 \
            AND (claimed_until IS NULL OR claimed_until < ?3) \
            AND (sequence_key IS NULL OR NOT EXISTS (SELECT 1 FROM outbox AS earlier \
-                WHERE earlier.sequence_key = outbox.sequence_key AND earlier.state = 'pending' \
+                WHERE earlier.sequence_key = outbox.sequence_key AND earlier.state <> 'delivered' \
                 AND earlier.id < outbox.id)) \
            ORDER BY next_attempt_at LIMIT ?4) \
          RETURNING id, flow, kind, url, action, transaction_id, message_id, body, attempts, deadline",
