@@ -59,15 +59,21 @@ const MASK: &[u8] = b"\"***\"";
 /// dotted path (`person.name`) matches a key whose enclosing objects carry the keys before it
 /// (arrays in between do not count), so `person.name` masks a customer's name but not an
 /// item's `descriptor.name`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PersonalFields {
     paths: Vec<Vec<String>>,
+    /// Every key named by some path, once.
+    keys: Vec<String>,
+    /// The lengths (below 64) and first bytes of those keys: most keys of a body are told
+    /// apart by these alone.
+    lengths: u64,
+    firsts: [bool; 256],
 }
 
 impl PersonalFields {
     /// From names and dotted paths; empty entries are ignored (an empty list masks nothing).
     pub fn new<S: AsRef<str>>(fields: impl IntoIterator<Item = S>) -> Self {
-        let paths = fields
+        let paths: Vec<Vec<String>> = fields
             .into_iter()
             .map(|f| {
                 f.as_ref()
@@ -79,7 +85,26 @@ impl PersonalFields {
             })
             .filter(|p| !p.is_empty())
             .collect();
-        PersonalFields { paths }
+        let mut keys: Vec<String> = paths.iter().flatten().cloned().collect();
+        keys.sort();
+        keys.dedup();
+        let mut lengths = 0u64;
+        let mut firsts = [false; 256];
+        for k in &keys {
+            lengths |= 1u64.checked_shl(k.len() as u32).unwrap_or(0);
+            firsts[k.as_bytes()[0] as usize] = true;
+        }
+        PersonalFields {
+            paths,
+            keys,
+            lengths,
+            firsts,
+        }
+    }
+
+    /// Whether `word` may be one of the keys (a quick test before comparing).
+    fn may_be_key(&self, word: &[u8]) -> bool {
+        word.len() < 64 && self.lengths & (1 << word.len()) != 0 && self.firsts[word[0] as usize]
     }
 
     /// [`DEFAULT_PERSONAL_FIELDS`].
@@ -93,6 +118,15 @@ impl PersonalFields {
 
     /// Whether `key`, inside objects reached through `parents` (outermost first), is personal.
     fn hit(&self, parents: &[&[u8]], key: &[u8]) -> bool {
+        if !key.contains(&b'\\') && !self.may_be_key(key) {
+            return false;
+        }
+        if key.contains(&b'\\') {
+            // An escaped key is compared as the text it stands for.
+            let quoted = [&b"\""[..], key, b"\""].concat();
+            return serde_json::from_slice::<String>(&quoted)
+                .is_ok_and(|k| self.hit(parents, k.as_bytes()));
+        }
         self.paths.iter().any(|path| {
             let (last, before) = path.split_last().expect("paths are not empty");
             last.as_bytes() == key
@@ -105,13 +139,40 @@ impl PersonalFields {
         })
     }
 
-    /// Whether every key of some path occurs in `body` at all: when none can, the body is
-    /// left as it is without being read as JSON.
+    /// Whether every key of some path occurs in `body` as a string: when none can, the body
+    /// is left as it is without being read as JSON. A string with an escape counts as any key.
     fn may_occur(&self, body: &[u8]) -> bool {
+        let mut seen = vec![false; self.keys.len()];
+        let mut i = 0;
+        while let Some(open) = body
+            .get(i..)
+            .and_then(|r| r.iter().position(|&c| c == b'"'))
+        {
+            let start = i + open + 1;
+            let Some(len) = body
+                .get(start..)
+                .and_then(|r| r.iter().position(|&c| c == b'"' || c == b'\\'))
+            else {
+                break;
+            };
+            if body[start + len] == b'\\' {
+                return true;
+            }
+            let word = &body[start..start + len];
+            i = start + len + 1;
+            if !self.may_be_key(word) {
+                continue;
+            }
+            if let Some(k) = self.keys.iter().position(|k| k.as_bytes() == word) {
+                seen[k] = true;
+            }
+        }
         self.paths.iter().any(|path| {
             path.iter().all(|seg| {
-                let needle = format!("\"{seg}\"");
-                body.windows(needle.len()).any(|w| w == needle.as_bytes())
+                self.keys
+                    .iter()
+                    .position(|k| k == seg)
+                    .is_some_and(|k| seen[k])
             })
         })
     }
@@ -184,11 +245,12 @@ impl<'a> Scan<'a> {
         self.eat(b'"')?;
         let start = self.i;
         loop {
-            match *self.b.get(self.i)? {
-                b'"' => break,
-                b'\\' => self.i += 2,
-                _ => self.i += 1,
+            let rest = self.b.get(self.i..)?;
+            self.i += rest.iter().position(|&c| c == b'"' || c == b'\\')?;
+            if self.b[self.i] == b'"' {
+                break;
             }
+            self.i += 2;
         }
         let s = self.b.get(start..self.i)?;
         self.i += 1;
@@ -308,6 +370,8 @@ mod tests {
         let plain = br#"{"a": {"name": "x"}}"#;
         assert!(matches!(fields.mask(plain), Some(Cow::Borrowed(_))));
         assert_eq!(fields.mask(br#"{"phone": "1""#), None, "not JSON");
+        let escaped = fields.mask(br#"{"ph\u006fne": "+91-1"}"#).unwrap();
+        assert_eq!(escaped.as_ref(), br#"{"ph\u006fne": "***"}"#);
         assert!(PersonalFields::new([""; 0]).mask(body).is_some());
         assert_eq!(
             PersonalFields::new(["", " "])
