@@ -1,7 +1,10 @@
 //! Flipkart Ultra: secureTokens checked by an independent implementation, the sign-in of a
 //! Flipkart user on the farmer app's client API, and the user's orders reported to the Ultra
 //! stand-in's OMS (amounts, states, identity token; repeats sent once; 429 retried; code 21
-//! a dead letter; an invalid mapping never sent).
+//! a dead letter; an invalid mapping never sent but kept as a dead letter that `outbox retry`
+//! maps again; a dead update holding back its order's later ones; a retry rebuilt with the
+//! current mapping; orders of two labs with one id; the cancellation fee; optional order
+//! times), and the personal data the store keeps once the work is done.
 
 use std::io::Write;
 use std::process::Command;
@@ -1296,4 +1299,88 @@ async fn the_store_is_readable_by_its_owner_only() {
         .await
         .unwrap();
     assert_eq!(mode(&old), 0o600);
+}
+
+#[tokio::test]
+async fn a_cancellation_fee_charged_by_the_lab_is_kept_out_of_the_refund_at_ultra() {
+    let net = network_at(&repo()).await;
+    let (session, _) = sign_in(&net, "+91-98100-18181").await;
+    let txn = uuid::Uuid::new_v4().to_string();
+    let order = |slot_start: Option<&str>| {
+        let mut stop = json!({"type": "start",
+            "location": {"address": "Plot 7, Kanjhawala village", "area_code": "110081", "gps": "28.7370,77.0120"},
+            "contact": {"phone": "+91-98100-22222"}, "person": {"name": "Asha Devi"}});
+        if let Some(start) = slot_start {
+            stop["time"] = json!({"range": {"start": start}});
+        }
+        json!({"provider": {"id": "GFSL"},
+            "items": [{"id": "soil-npk-package", "quantity": {"selected": {"count": 1}}}],
+            "fulfillments": [{"type": "home", "stops": [stop]}],
+            "billing": {"name": "Asha Devi", "phone": "+91-98100-22222"}})
+    };
+    let ask = |action: &'static str, order: Value| {
+        let (net, session, txn) = (&net, &session, &txn);
+        async move {
+            let (status, doc) = call(
+                net,
+                action,
+                Some(session),
+                json!({"context": {"transaction_id": txn, "bpp_id": GFSL}, "message": {"order": order}}),
+            )
+            .await;
+            assert_eq!(status, 200, "{doc}");
+            doc["responses"][0].clone()
+        }
+    };
+    let on_select = ask("select", order(None)).await;
+    let slot = on_select["message"]["order"]["fulfillments"][0]["tags"][0]["list"][0]["value"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a slot on offer: {on_select}"))
+        .to_string();
+    let start = slot.split('/').next().unwrap().to_string();
+    let on_confirm = ask("confirm", order(Some(&start))).await;
+    let order_id = on_confirm["message"]["order"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("an order: {on_confirm}"))
+        .to_string();
+    let paid: f64 = on_confirm["message"]["order"]["quote"]["price"]["value"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    wait_until("ORDER_CONFIRMED at Ultra", Duration::from_secs(10), || {
+        states(&net, &order_id) == ["ORDER_CONFIRMED"]
+    })
+    .await;
+    // An agent is on the way: cancelling now costs the package's ₹50 fee.
+    net.erp.advance("GFSL", &order_id).expect("agent assigned");
+    let (status, doc) = cancel(&net, &session, &txn, &order_id).await;
+    assert_eq!(status, 200, "{doc}");
+    let fee = doc["responses"][0]["message"]["order"]["tags"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["descriptor"]["code"] == "cancellation")
+        .flat_map(|t| t["list"].as_array().cloned().unwrap_or_default())
+        .find(|e| e["descriptor"]["code"] == "fee")
+        .map(|e| e["value"].clone());
+    assert_eq!(fee, Some(json!("50.00")), "{doc}");
+    wait_until(
+        "CONFIRMED then CANCELLED at Ultra",
+        Duration::from_secs(10),
+        || states(&net, &order_id) == ["ORDER_CONFIRMED", "ORDER_CANCELLED"],
+    )
+    .await;
+    let accepted = net
+        .ultra
+        .orders()
+        .into_iter()
+        .find(|o| o.order_id == order_id)
+        .unwrap();
+    assert_eq!(accepted.latest["forwardTransaction"].as_f64(), Some(paid));
+    let refund = accepted.latest["reverseTransaction"].as_f64().unwrap();
+    assert!(
+        (refund - (paid - 50.0)).abs() < 1e-9,
+        "refund {refund} of {paid} paid"
+    );
 }
