@@ -321,6 +321,12 @@ pub async fn resend(outbox: &Outbox, set: &CompiledSet, item: &OutboxItem) -> Re
         return Resend::Refused("the kept order event is not JSON".into());
     };
     let callback = stored.event.callback.as_str();
+    if flow.ultra.is_none() {
+        return Resend::Refused(format!(
+            "flow `{}` no longer reports its orders to Ultra",
+            flow.name
+        ));
+    }
     let Some(queued) = stored.update else {
         return match map_and_queue(outbox, flow, callback, &body).await {
             Err(e) => Resend::Later(e.to_string()),
