@@ -255,7 +255,12 @@ impl Store for SqliteStore {
 
     fn enqueue(&self, item: NewOutbox) -> BoxFuture<'_, StoreResult<i64>> {
         Box::pin(async move {
-            match self.write(Work::Enqueue(item)).await? {
+            // Masked for the log here, on the caller's task, rather than in the writer.
+            let logged = match crate::beckn::redact::for_the_log(&item.body) {
+                std::borrow::Cow::Borrowed(_) => item.body.clone(),
+                std::borrow::Cow::Owned(masked) => Bytes::from(masked),
+            };
+            match self.write(Work::Enqueue(item, logged)).await? {
                 Outcome::Id(id) => Ok(id),
                 _ => Err(StoreError::Closed),
             }

@@ -39,7 +39,9 @@ pub enum Work {
         limit: usize,
         take_all: bool,
     },
-    Enqueue(NewOutbox),
+    /// A message, and its body as the message log keeps it (masked by the caller, so that
+    /// the one writer thread does not read every catalog it logs).
+    Enqueue(NewOutbox, Bytes),
     Claim {
         owner: String,
         now: i64,
@@ -213,7 +215,7 @@ fn apply(tx: &Connection, work: &Work) -> StoreResult<Outcome> {
             )?;
             Outcome::Unfinished(rows.collect::<Result<_, _>>()?)
         }
-        Work::Enqueue(item) => Outcome::Id(enqueue(tx, item)?),
+        Work::Enqueue(item, logged) => Outcome::Id(enqueue(tx, item, Some(logged))?),
         Work::Claim {
             owner,
             now,
@@ -436,7 +438,7 @@ fn queue_oms(tx: &Connection, record: &OmsRecord, item: &NewOutbox) -> StoreResu
     if let Some(refused) = crate::ultra::oms::refusal(&reported, &record.state) {
         return Ok(refused);
     }
-    let id = enqueue(tx, item)?;
+    let id = enqueue(tx, item, None)?;
     let now = now_ms();
     tx.prepare_cached(
         "INSERT INTO oms_updates (connection, provider, transaction_id, order_id, state, flow, \
@@ -503,7 +505,8 @@ fn keep_oms_event(tx: &Connection, outbox_id: i64, event: &OmsEvent, now: i64) -
     Ok(())
 }
 
-fn enqueue(tx: &Connection, item: &NewOutbox) -> StoreResult<i64> {
+/// Queues `item`; `logged` is its body already masked for the log (None: masked here).
+fn enqueue(tx: &Connection, item: &NewOutbox, logged: Option<&Bytes>) -> StoreResult<i64> {
     let now = now_ms();
     tx.prepare_cached(
         "INSERT INTO outbox (flow, kind, url, action, transaction_id, message_id, body, state, \
@@ -540,17 +543,23 @@ fn enqueue(tx: &Connection, item: &NewOutbox) -> StoreResult<i64> {
         )?
         .execute(params![order_id, state, now, item.flow, item.transaction_id])?;
     }
-    log_message(
-        tx,
-        &item.flow,
+    let entry = (
+        &item.flow[..],
         "out",
-        &item.action,
-        &item.transaction_id,
-        &item.message_id,
+        &item.action[..],
+        &item.transaction_id[..],
+        &item.message_id[..],
         "{}",
-        &item.body,
-        now,
-    )?;
+    );
+    match logged {
+        Some(masked) => log_entry(tx, entry, masked, now)?,
+        None => log_entry(
+            tx,
+            entry,
+            &crate::beckn::redact::for_the_log(&item.body),
+            now,
+        )?,
+    }
     Ok(id)
 }
 
@@ -568,6 +577,29 @@ fn log_message(
 ) -> StoreResult<()> {
     // Personal fields masked: the log outlives the work that needs them.
     let body = crate::beckn::redact::for_the_log(body);
+    log_entry(
+        tx,
+        (flow, direction, action, transaction_id, message_id, headers),
+        &body,
+        now,
+    )
+}
+
+/// One message log entry (flow, direction, action, transaction id, message id, headers) with
+/// its body as the log keeps it.
+fn log_entry(
+    tx: &Connection,
+    (flow, direction, action, transaction_id, message_id, headers): (
+        &str,
+        &str,
+        &str,
+        &str,
+        &str,
+        &str,
+    ),
+    body: &[u8],
+    now: i64,
+) -> StoreResult<()> {
     tx.prepare_cached(
         "INSERT INTO messages (flow, direction, action, transaction_id, message_id, headers, \
          body, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -579,7 +611,7 @@ fn log_message(
         transaction_id,
         message_id,
         headers,
-        &body[..],
+        body,
         now,
     ])?;
     Ok(())
@@ -712,7 +744,7 @@ fn file_callback(
         now,
     )?;
     if let Some(item) = forward {
-        enqueue(tx, item)?;
+        enqueue(tx, item, None)?;
     }
     Ok(Accepted::New)
 }
