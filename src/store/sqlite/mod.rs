@@ -256,10 +256,7 @@ impl Store for SqliteStore {
     fn enqueue(&self, item: NewOutbox) -> BoxFuture<'_, StoreResult<i64>> {
         Box::pin(async move {
             // Masked for the log here, on the caller's task, rather than in the writer.
-            let logged = match crate::beckn::redact::for_the_log(&item.body) {
-                std::borrow::Cow::Borrowed(_) => item.body.clone(),
-                std::borrow::Cow::Owned(masked) => Bytes::from(masked),
-            };
+            let logged = writer::masked(&item.body);
             match self.write(Work::Enqueue(item, logged)).await? {
                 Outcome::Id(id) => Ok(id),
                 _ => Err(StoreError::Closed),
@@ -487,7 +484,11 @@ impl Store for SqliteStore {
     ) -> BoxFuture<'_, StoreResult<Accepted>> {
         Box::pin(async move {
             match self
-                .write(Work::FileCallback(Box::new((callback, forward))))
+                .write(Work::FileCallback(Box::new({
+                    // Masked for the log here, on the caller's task, rather than in the writer.
+                    let logged = writer::Logged::of(&callback, forward.as_ref());
+                    (callback, forward, logged)
+                })))
                 .await?
             {
                 Outcome::Accepted(a) => Ok(a),

@@ -76,7 +76,9 @@ pub enum Work {
         message_id: String,
         ack: String,
     },
-    FileCallback(Box<(NewCallback, Option<NewOutbox>)>),
+    /// A callback and its forward, with each body as the message log keeps it (masked by the
+    /// caller).
+    FileCallback(Box<(NewCallback, Option<NewOutbox>, Logged)>),
     ClaimPoll {
         flow: String,
         owner: String,
@@ -98,6 +100,30 @@ pub enum Work {
     },
     QueueOms(Box<(OmsRecord, NewOutbox)>),
     BuryOmsEvent(Box<(OmsEvent, NewOutbox, String)>),
+}
+
+/// Bodies masked for the message log before they reach the writer: a callback's, and its
+/// forward's when it has one.
+pub struct Logged {
+    pub callback: Bytes,
+    pub forward: Option<Bytes>,
+}
+
+impl Logged {
+    pub fn of(callback: &NewCallback, forward: Option<&NewOutbox>) -> Self {
+        Logged {
+            callback: masked(&callback.body),
+            forward: forward.map(|f| masked(&f.body)),
+        }
+    }
+}
+
+/// `body` as the message log keeps it (the same bytes when nothing in it is personal).
+pub fn masked(body: &Bytes) -> Bytes {
+    match crate::beckn::redact::for_the_log(body) {
+        std::borrow::Cow::Borrowed(_) => body.clone(),
+        std::borrow::Cow::Owned(m) => Bytes::from(m),
+    }
 }
 
 pub enum Outcome {
@@ -300,8 +326,8 @@ fn apply(tx: &Connection, work: &Work) -> StoreResult<Outcome> {
             Outcome::Done
         }
         Work::FileCallback(work) => {
-            let (callback, forward) = &**work;
-            Outcome::Accepted(file_callback(tx, callback, forward.as_ref())?)
+            let (callback, forward, logged) = &**work;
+            Outcome::Accepted(file_callback(tx, callback, forward.as_ref(), logged)?)
         }
         Work::ClaimPoll {
             flow,
@@ -709,6 +735,7 @@ fn file_callback(
     tx: &Connection,
     c: &NewCallback,
     forward: Option<&NewOutbox>,
+    logged: &Logged,
 ) -> StoreResult<Accepted> {
     let now = now_ms();
     let inserted = tx
@@ -732,19 +759,21 @@ fn file_callback(
     if inserted == 0 {
         return Ok(Accepted::Duplicate);
     }
-    log_message(
+    log_entry(
         tx,
-        &c.flow,
-        "in",
-        &c.action,
-        &c.transaction_id,
-        &c.message_id,
-        &c.headers,
-        &c.body,
+        (
+            &c.flow,
+            "in",
+            &c.action,
+            &c.transaction_id,
+            &c.message_id,
+            &c.headers,
+        ),
+        &logged.callback,
         now,
     )?;
     if let Some(item) = forward {
-        enqueue(tx, item, None)?;
+        enqueue(tx, item, logged.forward.as_ref())?;
     }
     Ok(Accepted::New)
 }
