@@ -155,6 +155,17 @@ fn benches(c: &mut Criterion) {
         })
     });
 
+    // The message log masks personal fields: a catalog carries the labs' addresses and GPS,
+    // a search nothing personal (left as it is without being read).
+    let fields = beckn_adapter::beckn::redact::PersonalFields::defaults();
+    let on_search_bytes = serde_json::to_vec(&on_search).unwrap();
+    c.bench_function("redact/on_search 20 items (message log masking)", |b| {
+        b.iter(|| fields.mask(black_box(&on_search_bytes)).unwrap().len())
+    });
+    c.bench_function("redact/search (nothing personal)", |b| {
+        b.iter(|| fields.mask(black_box(&body)).unwrap().len())
+    });
+
     let vars = scope.as_object().unwrap().clone();
     c.bench_function("rhai/search_filters step", |b| {
         b.iter(|| {

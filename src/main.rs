@@ -130,12 +130,14 @@ struct ServeArgs {
     /// secrets masked) and bodies (personal fields masked).
     #[arg(long, env = "BECKN_LOG_PAYLOADS")]
     log_payloads: bool,
-    /// Body fields masked in payload logs, wherever they occur.
+    /// Personal body fields masked in payload logs and in the store's message log: names
+    /// (masked at any depth) and dotted paths (`person.name`: a `name` inside a `person`).
+    /// An empty value masks nothing.
     #[arg(
         long,
         env = "BECKN_REDACT_FIELDS",
         value_delimiter = ',',
-        default_value = "phone,email,callback_phone,mobileNumber,address,gps,identityToken"
+        default_value = beckn_adapter::beckn::redact::DEFAULT_PERSONAL_FIELDS
     )]
     redact_fields: Vec<String>,
 }

@@ -391,20 +391,31 @@ impl Outbox {
         let Some(conn) = set.ultra(&item.flow).cloned() else {
             return Attempt::Transient(format!("Ultra connection `{}` is not loaded", item.flow));
         };
+        // Rebuilt from its order event: a retry carries the current mapping and settings.
+        let body = match crate::ultra::report::resend(self, &set, item).await {
+            crate::ultra::report::Resend::Send(body) => body,
+            crate::ultra::report::Resend::Done(what) => {
+                tracing::info!(flow = %item.flow, id = item.id, %what, "the order event was mapped again and queued");
+                return Attempt::Delivered;
+            }
+            crate::ultra::report::Resend::Refused(why) => return Attempt::Refused(why),
+            crate::ultra::report::Resend::Later(why) => return Attempt::Transient(why),
+        };
         // The token is minted once a slot is ours: one minted before a long wait could expire.
         let _turn = conn.limiter.acquire().await;
         let token = match conn.secure_token() {
             Ok(t) => t,
             Err(e) => return Attempt::Transient(e.to_string()),
         };
-        crate::telemetry::payloads::sent(&item.flow, &item.action, &item.url, &[], &item.body);
+        let url = conn.oms_endpoint();
+        crate::telemetry::payloads::sent(&item.flow, &item.action, &url, &[], &body);
         let sent = self
             .client
-            .post(&item.url)
+            .post(&url)
             .timeout(conn.timeout)
             .header("content-type", "application/json")
             .header("secureToken", token)
-            .body(item.body.clone())
+            .body(body)
             .send()
             .await;
         let resp = match sent {

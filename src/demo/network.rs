@@ -66,6 +66,9 @@ pub struct SampleNetwork {
     /// Flipkart Ultra, as the farmer app's Ultra connection sees it.
     pub ultra: ultra_standin::UltraStandIn,
     pub store_url: String,
+    /// What the flows were compiled from, for [`SampleNetwork::reload`].
+    layout: Layout,
+    env: HashMap<String, String>,
     _stop: watch::Sender<bool>,
     _temp: Option<TempDir>,
 }
@@ -265,8 +268,18 @@ impl SampleNetwork {
             app,
             ultra,
             store_url,
+            layout: layout.clone(),
+            env,
             _stop: stop,
             _temp: temp,
         })
+    }
+
+    /// Compiles the flows again from their files (as a hot reload does) and swaps them in.
+    pub fn reload(&self) -> Result<(), DemoError> {
+        let set =
+            compile::load(&self.layout, &self.env).map_err(|d| DemoError::Flows(render_all(&d)))?;
+        self.flows.store(Arc::new(set));
+        Ok(())
     }
 }

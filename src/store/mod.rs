@@ -18,7 +18,7 @@ use futures::future::BoxFuture;
 pub use buyer::{
     BuyerTransaction, Counterpart, Disposition, FiledCallback, NewCallback, SentRequest,
 };
-pub use ultra::{OmsQueued, OmsRecord, UltraUser};
+pub use ultra::{OmsEvent, OmsQueued, OmsRecord, QueuedState, StoredOmsEvent, UltraUser};
 
 /// Identifies a request for idempotency: the same message id for the same action of a flow.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -408,6 +408,17 @@ pub trait Store: Send + Sync {
         record: OmsRecord,
         item: NewOutbox,
     ) -> BoxFuture<'_, StoreResult<OmsQueued>>;
+    /// Records an order event that gives no OMS update (its mapping failed, or the update broke
+    /// Ultra's rules) as the dead letter `item` with `reason`, keeping the event: `outbox list`
+    /// shows it, and `outbox retry` maps the event again.
+    fn bury_oms_event(
+        &self,
+        event: OmsEvent,
+        item: NewOutbox,
+        reason: String,
+    ) -> BoxFuture<'_, StoreResult<i64>>;
+    /// The order event kept for the OMS outbox message `outbox_id`, if any.
+    fn oms_event(&self, outbox_id: i64) -> BoxFuture<'_, StoreResult<Option<StoredOmsEvent>>>;
 }
 
 /// Opens the store named by `url` (`sqlite://path/to/file.db` or `postgres://…`), creating

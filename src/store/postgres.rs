@@ -17,7 +17,7 @@ use super::{
     FiledCallback, Inbound, InboundKey, NewCallback, NewOutbox, OutboxCounts, OutboxItem,
     PollPosition, SentRequest, Store, StoreError, StoreResult, Unfinished, body_digest, now_ms,
 };
-use super::{OmsQueued, OmsRecord, UltraUser};
+use super::{OmsEvent, OmsQueued, OmsRecord, QueuedState, StoredOmsEvent, UltraUser};
 
 pub struct PgStore {
     pool: PgPool,
@@ -200,6 +200,8 @@ async fn log_message(
     now: i64,
 ) -> StoreResult<()> {
     let (flow, direction, action, transaction_id, message_id, headers, body) = m;
+    // Personal fields masked: the log outlives the work that needs them.
+    let body = crate::beckn::redact::for_the_log(body);
     sqlx::query(
         "INSERT INTO messages (flow, direction, action, transaction_id, message_id, headers, body, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -211,6 +213,27 @@ async fn log_message(
     .bind(message_id)
     .bind(headers)
     .bind(body.as_ref())
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Keeps the order event of the OMS outbox message `outbox_id` (see `oms_events`).
+async fn keep_oms_event(
+    tx: &mut PgConnection,
+    outbox_id: i64,
+    event: &OmsEvent,
+    now: i64,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO oms_events (outbox_id, flow, callback, body, created_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(outbox_id)
+    .bind(&event.flow)
+    .bind(&event.callback)
+    .bind(event.body.as_ref())
     .bind(now)
     .execute(&mut *tx)
     .await?;
@@ -479,7 +502,7 @@ impl Store for PgStore {
                    AND (claimed_until IS NULL OR claimed_until < $3) \
                    AND (sequence_key IS NULL OR NOT EXISTS (SELECT 1 FROM outbox AS earlier \
                         WHERE earlier.sequence_key = outbox.sequence_key \
-                        AND earlier.state = 'pending' AND earlier.id < outbox.id)) \
+                        AND earlier.state <> 'delivered' AND earlier.id < outbox.id)) \
                    ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
                  RETURNING id, flow, kind, url, action, transaction_id, message_id, body, attempts, \
                  deadline, claim_epoch, claimed_until",
@@ -674,7 +697,7 @@ impl Store for PgStore {
                  WHERE state = 'pending' \
                  AND (sequence_key IS NULL OR NOT EXISTS (SELECT 1 FROM outbox AS earlier \
                       WHERE earlier.sequence_key = outbox.sequence_key \
-                      AND earlier.state = 'pending' AND earlier.id < outbox.id))",
+                      AND earlier.state <> 'delivered' AND earlier.id < outbox.id))",
             )
             .fetch_one(&self.pool)
             .await?;
@@ -1022,15 +1045,19 @@ impl Store for PgStore {
             sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
                 .bind(super::ultra::sequence_key(
                     &record.connection,
+                    &record.provider,
+                    &record.transaction_id,
                     &record.order_id,
                 ))
                 .execute(&mut *tx)
                 .await?;
             let reported: Vec<String> = sqlx::query_scalar(
-                "SELECT state FROM oms_updates WHERE connection = $1 AND order_id = $2 \
-                 ORDER BY created_at",
+                "SELECT state FROM oms_updates WHERE connection = $1 AND provider = $2 \
+                 AND transaction_id = $3 AND order_id = $4 ORDER BY created_at",
             )
             .bind(&record.connection)
+            .bind(&record.provider)
+            .bind(&record.transaction_id)
             .bind(&record.order_id)
             .fetch_all(&mut *tx)
             .await?;
@@ -1040,20 +1067,85 @@ impl Store for PgStore {
             let now = now_ms();
             let id = enqueue_in(&mut tx, &item, now, None).await?;
             sqlx::query(
-                "INSERT INTO oms_updates (connection, order_id, state, flow, transaction_id, outbox_id, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "INSERT INTO oms_updates (connection, provider, transaction_id, order_id, state, \
+                 flow, outbox_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .bind(&record.connection)
+            .bind(&record.provider)
+            .bind(&record.transaction_id)
             .bind(&record.order_id)
             .bind(&record.state)
-            .bind(&record.flow)
-            .bind(&record.transaction_id)
+            .bind(&record.event.flow)
             .bind(id)
             .bind(now)
             .execute(&mut *tx)
             .await?;
+            keep_oms_event(&mut tx, id, &record.event, now).await?;
             tx.commit().await?;
             Ok(OmsQueued::Queued(id))
+        })
+    }
+
+    fn bury_oms_event(
+        &self,
+        event: OmsEvent,
+        item: NewOutbox,
+        reason: String,
+    ) -> BoxFuture<'_, StoreResult<i64>> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            let now = now_ms();
+            // Nothing to send yet, so nothing in the message log.
+            let id: i64 = sqlx::query(
+                "INSERT INTO outbox (flow, kind, url, action, transaction_id, message_id, body, \
+                 state, attempts, next_attempt_at, deadline, created_at, sequence_key, last_error, \
+                 finished_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'dead', 0, $8, $9, $8, $10, $11, $8) \
+                 RETURNING id",
+            )
+            .bind(&item.flow)
+            .bind(&item.kind)
+            .bind(&item.url)
+            .bind(&item.action)
+            .bind(&item.transaction_id)
+            .bind(&item.message_id)
+            .bind(item.body.as_ref())
+            .bind(now)
+            .bind(item.deadline)
+            .bind(&item.sequence)
+            .bind(&reason)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+            keep_oms_event(&mut tx, id, &event, now).await?;
+            tx.commit().await?;
+            Ok(id)
+        })
+    }
+
+    fn oms_event(&self, outbox_id: i64) -> BoxFuture<'_, StoreResult<Option<StoredOmsEvent>>> {
+        Box::pin(async move {
+            let row = sqlx::query(
+                "SELECT e.flow, e.callback, e.body, u.order_id, u.state FROM oms_events AS e \
+                 LEFT JOIN oms_updates AS u ON u.outbox_id = e.outbox_id WHERE e.outbox_id = $1",
+            )
+            .bind(outbox_id)
+            .fetch_optional(&self.pool)
+            .await?;
+            row.map(|r| {
+                let order_id: Option<String> = r.try_get("order_id")?;
+                let state: Option<String> = r.try_get("state")?;
+                Ok(StoredOmsEvent {
+                    event: OmsEvent {
+                        flow: r.try_get("flow")?,
+                        callback: r.try_get("callback")?,
+                        body: Bytes::from(r.try_get::<Vec<u8>, _>("body")?),
+                    },
+                    update: order_id
+                        .zip(state)
+                        .map(|(order_id, state)| QueuedState { order_id, state }),
+                })
+            })
+            .transpose()
         })
     }
 

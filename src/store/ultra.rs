@@ -1,6 +1,9 @@
 //! What the store keeps for Flipkart Ultra: users who signed in through a buyer app's client
-//! API, and the OMS states reported per order (so a repeat is sent once, and a state that may
-//! not follow the ones before it is never sent).
+//! API, the OMS states reported per order (so a repeat is sent once, and a state that may
+//! not follow the ones before it is never sent), and the order event each pending or dead
+//! update was made from (so that sending it again rebuilds it with the current mapping).
+
+use bytes::Bytes;
 
 /// A user signed in with a Flipkart grant token; the app names them by `session` in later
 /// calls (header `X-Ultra-Session`).
@@ -19,12 +22,40 @@ pub struct UltraUser {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OmsRecord {
     pub connection: String,
+    /// The lab the order is with (`bpp_id/provider id`): with the transaction, it tells apart
+    /// orders of different labs that carry the same order id.
+    pub provider: String,
+    pub transaction_id: String,
     pub order_id: String,
     /// `ORDER_CONFIRMED`, `ORDER_FULFILLED` or `ORDER_CANCELLED`.
     pub state: String,
-    /// The flow whose order it is, and its transaction.
+    /// The order event the update was made from (its flow is the flow whose order it is).
+    pub event: OmsEvent,
+}
+
+/// An order event: a Beckn callback carrying an order, of a flow with an `ultra:` block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OmsEvent {
     pub flow: String,
-    pub transaction_id: String,
+    /// `on_confirm`, `on_status`...
+    pub callback: String,
+    /// The callback as sent or received.
+    pub body: Bytes,
+}
+
+/// The order event kept for an OMS outbox message, and the update it was queued as (None: its
+/// mapping failed, the message is the dead letter that says so).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredOmsEvent {
+    pub event: OmsEvent,
+    pub update: Option<QueuedState>,
+}
+
+/// The state an OMS outbox message reports, of which order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedState {
+    pub order_id: String,
+    pub state: String,
 }
 
 /// What became of an OMS update handed to the store.
@@ -39,6 +70,11 @@ pub enum OmsQueued {
 }
 
 /// The outbox sequence key of an order's OMS updates: they are sent one at a time, in order.
-pub fn sequence_key(connection: &str, order_id: &str) -> String {
-    format!("ultra:{connection}:{order_id}")
+pub fn sequence_key(
+    connection: &str,
+    provider: &str,
+    transaction_id: &str,
+    order_id: &str,
+) -> String {
+    format!("ultra:{connection}:{provider}:{transaction_id}:{order_id}")
 }

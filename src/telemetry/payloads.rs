@@ -2,63 +2,33 @@
 //! (`--log-payloads`). Signatures keep only their `keyId`, secret headers are masked and the
 //! configured personal fields (phone, email…) are replaced wherever they occur in the body.
 
-use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::http::HeaderMap;
 use serde_json::Value;
 
-use crate::beckn::redact;
+use crate::beckn::redact::{self, PersonalFields};
 
-struct Settings {
-    enabled: bool,
-    personal_fields: Vec<String>,
-}
+static ENABLED: AtomicBool = AtomicBool::new(false);
 
-static SETTINGS: RwLock<Settings> = RwLock::new(Settings {
-    enabled: false,
-    personal_fields: Vec::new(),
-});
-
-/// Switches payload logging on or off, with the field names to redact in bodies.
+/// Switches payload logging on or off, with the personal fields masked in bodies (names and
+/// dotted paths, [`PersonalFields`]); the store's message log masks the same fields.
 pub fn configure(enabled: bool, personal_fields: Vec<String>) {
-    let mut s = SETTINGS.write().unwrap_or_else(|p| p.into_inner());
-    s.enabled = enabled;
-    s.personal_fields = personal_fields;
+    ENABLED.store(enabled, Ordering::Relaxed);
+    redact::set_personal_fields(PersonalFields::new(personal_fields));
 }
 
 fn enabled() -> bool {
-    SETTINGS.read().map(|s| s.enabled).unwrap_or(false)
+    ENABLED.load(Ordering::Relaxed)
 }
 
 /// The body as it may be logged: JSON with personal fields masked, or a note that it is not JSON.
 pub fn redacted_body(body: &[u8]) -> String {
-    let fields = SETTINGS
-        .read()
-        .map(|s| s.personal_fields.clone())
-        .unwrap_or_default();
-    match serde_json::from_slice::<Value>(body) {
-        Ok(mut v) => {
-            mask(&mut v, &fields);
-            v.to_string()
-        }
-        Err(_) => format!("<{} bytes, not JSON>", body.len()),
-    }
-}
-
-fn mask(v: &mut Value, fields: &[String]) {
-    match v {
-        Value::Object(map) => {
-            for (k, child) in map.iter_mut() {
-                if fields.iter().any(|f| f == k) && !child.is_null() {
-                    *child = Value::String("***".into());
-                } else {
-                    mask(child, fields);
-                }
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(|i| mask(i, fields)),
-        _ => {}
-    }
+    redact::personal_fields()
+        .mask(body)
+        .and_then(|masked| serde_json::from_slice::<Value>(&masked).ok())
+        .map(|v| v.to_string())
+        .unwrap_or_else(|| format!("<{} bytes, not JSON>", body.len()))
 }
 
 /// A message received.
@@ -90,13 +60,25 @@ mod tests {
 
     #[test]
     fn personal_fields_are_masked_at_any_depth() {
-        configure(false, vec!["phone".into(), "email".into()]);
+        let fields = PersonalFields::new(["phone", "email"]);
         let body = br#"{"a":{"contact":{"phone":"+91-98","email":"x@y"},"list":[{"phone":"1"}]},"name":"kept"}"#;
-        let out = redacted_body(body);
+        let out = fields.mask(body).unwrap();
+        let out = String::from_utf8_lossy(&out);
         assert!(
             !out.contains("+91-98") && !out.contains("x@y") && !out.contains("\"1\""),
             "{out}"
         );
         assert!(out.contains("kept"));
+    }
+
+    #[test]
+    fn names_are_masked_in_payload_logs() {
+        let body = br#"{"message":{"order":{"billing":{"name":"Asha Devi"},
+            "fulfillments":[{"customer":{"person":{"name":"Asha Devi"}}}],
+            "items":[{"descriptor":{"name":"Soil NPK Package"}}]}}}"#;
+        let logged = redacted_body(body);
+        assert!(!logged.contains("Asha"), "{logged}");
+        assert!(logged.contains("Soil NPK Package"), "{logged}");
+        assert_eq!(redacted_body(b"<xml/>"), "<6 bytes, not JSON>");
     }
 }

@@ -4,15 +4,17 @@
 //! `Order`, which is checked (schema and rules) and queued in the outbox in the same commit
 //! that notes the order's state, so each state of an order is sent once and in order.
 
+use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
 use super::UltraConnection;
 use super::oms::{self, OmsState};
-use crate::compile::CompiledFlow;
+use crate::compile::{CompiledFlow, CompiledSet};
+use crate::delivery::Outbox;
 use crate::roles::Services;
 use crate::roles::bap::text;
 use crate::store::ultra::sequence_key;
-use crate::store::{NewOutbox, OmsQueued, OmsRecord, StoreError, now_ms};
+use crate::store::{NewOutbox, OmsEvent, OmsQueued, OmsRecord, OutboxItem, StoreError, now_ms};
 
 /// What became of one order event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,90 +28,207 @@ pub enum Reported {
         state: String,
     },
     Repeat,
-    /// Refused before sending: the mapping failed, the order broke the rules, or the state
-    /// may not follow the ones reported. Logged with the order id.
+    /// Refused before sending: the mapping failed or the order broke the rules (then the event
+    /// is a dead letter, which `outbox retry` maps again), or the state may not follow the
+    /// ones reported. Logged with the order id.
     Refused(String),
 }
 
+/// An order event that gives no OMS update, and why.
+struct Failure {
+    /// The `outcome` label of the order-update metric.
+    outcome: &'static str,
+    why: String,
+}
+
 /// Maps the order event `body` (a Beckn callback named `callback`) of `flow` into an OMS
-/// update and queues it. Only a store failure is an error: the caller should make the event
-/// come again (NACK, or leave its request unfinished).
+/// update and queues it. An event whose mapping fails (or gives an order that breaks Ultra's
+/// rules) becomes a dead letter with the reason, kept with the event: fixing the mapping and
+/// `outbox retry` reports it. Only a store failure is an error: the caller should make the
+/// event come again (NACK, or leave its request unfinished).
 pub async fn order_event(
     services: &Services,
     flow: &CompiledFlow,
     callback: &str,
     body: &Value,
 ) -> Result<Reported, StoreError> {
+    let outbox = &services.outbox;
+    let failure = match map_and_queue(outbox, flow, callback, body).await? {
+        Ok(reported) => return Ok(reported),
+        Err(failure) => failure,
+    };
     let Some(u) = &flow.ultra else {
-        return Ok(Reported::NotReported("no ultra block"));
+        return Ok(Reported::Refused(failure.why));
+    };
+    let conn = &u.connection;
+    let transaction_id = text(body, "/context/transaction_id").to_string();
+    let order_id = text(body, "/message/order/id").to_string();
+    let why = failure.why;
+    let reported = refuse(
+        flow,
+        &order_id,
+        &transaction_id,
+        failure.outcome,
+        why.clone(),
+    );
+    let item = NewOutbox {
+        flow: conn.name.clone(),
+        kind: super::OUTBOX_KIND.to_string(),
+        url: conn.oms_endpoint(),
+        action: callback.to_string(),
+        transaction_id: transaction_id.clone(),
+        message_id: format!(
+            "{order_id}/{callback}/{}",
+            text(body, "/context/message_id")
+        ),
+        body: Bytes::new(),
+        deadline: None,
+        completes: None,
+        order: None,
+        not_before: None,
+        sequence: Some(sequence_key(
+            &conn.name,
+            &provider_of(body),
+            &transaction_id,
+            &order_id,
+        )),
+        claimed_by: None,
+    };
+    let id = outbox
+        .store
+        .bury_oms_event(event(flow, callback, body), item, why)
+        .await?;
+    tracing::warn!(flow = %flow.name, %transaction_id, %order_id, outbox_id = id, "the order event is kept as a dead letter: fix the mapping, then `outbox retry {id}`");
+    Ok(reported)
+}
+
+/// The kept copy of an order event.
+fn event(flow: &CompiledFlow, callback: &str, body: &Value) -> OmsEvent {
+    OmsEvent {
+        flow: flow.name.clone(),
+        callback: callback.to_string(),
+        body: Bytes::from(serde_json::to_vec(body).unwrap_or_default()),
+    }
+}
+
+/// The lab an order is with: the BPP and its provider.
+fn provider_of(body: &Value) -> String {
+    format!(
+        "{}/{}",
+        text(body, "/context/bpp_id"),
+        text(body, "/message/order/provider/id")
+    )
+}
+
+/// The identity token of the order's user: the flow's `identity_token` expression
+/// (providers), else the one noted on the transaction (buyer apps). Err: the expression failed.
+async fn identity(
+    outbox: &Outbox,
+    flow: &CompiledFlow,
+    callback: &str,
+    body: &Value,
+) -> Result<Result<Option<String>, String>, StoreError> {
+    let Some(u) = &flow.ultra else {
+        return Ok(Ok(None));
+    };
+    let identity = match &u.identity_token {
+        Some(expr) => {
+            let scope = json!({"context": body.get("context"), "message": body.get("message"), "action": callback});
+            match flow
+                .templates
+                .render_json(expr, &crate::mapping::jvalue(&scope))
+            {
+                Ok(Value::String(s)) => Some(s),
+                Ok(_) => None,
+                Err(e) => return Ok(Err(format!("ultra.identity_token: {e}"))),
+            }
+        }
+        None => {
+            outbox
+                .store
+                .identity_token(&flow.name, text(body, "/context/transaction_id"))
+                .await?
+        }
+    };
+    Ok(Ok(identity.filter(|s| !s.is_empty())))
+}
+
+/// The OMS updates of one order event, queued; Err(failure) when its mapping gives none.
+async fn map_and_queue(
+    outbox: &Outbox,
+    flow: &CompiledFlow,
+    callback: &str,
+    body: &Value,
+) -> Result<Result<Reported, Failure>, StoreError> {
+    let Some(u) = &flow.ultra else {
+        return Ok(Ok(Reported::NotReported("no ultra block")));
     };
     if !u.on.iter().any(|c| c == callback) {
-        return Ok(Reported::NotReported("not an event this flow reports"));
+        return Ok(Ok(Reported::NotReported("not an event this flow reports")));
     }
-    let Some(order) = body.pointer("/message/order").filter(|o| o.is_object()) else {
-        return Ok(Reported::NotReported("no order in the message"));
-    };
+    if !body.pointer("/message/order").is_some_and(Value::is_object) {
+        return Ok(Ok(Reported::NotReported("no order in the message")));
+    }
     let transaction_id = text(body, "/context/transaction_id").to_string();
-    let beckn_order_id = text(order, "/id").to_string();
-    let store = &services.outbox.store;
-    let scope =
-        json!({"context": body.get("context"), "message": body.get("message"), "action": callback});
-    let identity = match &u.identity_token {
-        Some(expr) => match flow
-            .templates
-            .render_json(expr, &crate::mapping::jvalue(&scope))
-        {
-            Ok(Value::String(s)) => Some(s),
-            Ok(_) => None,
-            Err(e) => {
-                return Ok(refuse(
-                    flow,
-                    &beckn_order_id,
-                    &transaction_id,
-                    "mapping_failed",
-                    format!("ultra.identity_token: {e}"),
-                ));
-            }
-        },
-        None => store.identity_token(&flow.name, &transaction_id).await?,
+    let beckn_order_id = text(body, "/message/order/id");
+    let identity = match identity(outbox, flow, callback, body).await? {
+        Ok(i) => i,
+        Err(why) => {
+            return Ok(Err(Failure {
+                outcome: "mapping_failed",
+                why,
+            }));
+        }
     };
-    let Some(identity) = identity.filter(|s| !s.is_empty()) else {
+    let Some(identity) = identity else {
         tracing::debug!(flow = %flow.name, %transaction_id, order_id = %beckn_order_id, "order of a user not signed in with Ultra: not reported");
         crate::telemetry::ultra_order(&flow.name, "skipped");
-        return Ok(Reported::NotReported("not an Ultra user"));
+        return Ok(Ok(Reported::NotReported("not an Ultra user")));
     };
     let checked = match build_order(flow, callback, body, &identity) {
         Ok(Some(c)) => c,
         Ok(None) => {
             crate::telemetry::ultra_order(&flow.name, "nothing");
-            return Ok(Reported::Nothing);
+            return Ok(Ok(Reported::Nothing));
         }
         Err(e) => {
-            return Ok(refuse(
-                flow,
-                &beckn_order_id,
-                &transaction_id,
-                e.outcome(),
-                e.to_string(),
-            ));
+            return Ok(Err(Failure {
+                outcome: e.outcome(),
+                why: e.to_string(),
+            }));
         }
     };
     let conn = &u.connection;
+    let record = |state: &str, order_id: &str| OmsRecord {
+        connection: conn.name.clone(),
+        provider: provider_of(body),
+        transaction_id: transaction_id.clone(),
+        order_id: order_id.to_string(),
+        state: state.to_string(),
+        event: event(flow, callback, body),
+    };
     // Ultra takes ORDER_CONFIRMED first. An order first seen in a terminal state (its
     // on_confirm came late, or before the user signed in) is confirmed first, from the same
     // order; when it was, the store says so and nothing is sent twice.
     if checked.state.is_terminal() {
-        let mut confirmed = checked.clone();
-        confirmed.state = OmsState::Confirmed;
-        confirmed.body["orderState"] = json!(OmsState::Confirmed.as_str());
-        confirmed.body["reverseTransaction"] = json!(0);
-        queue(services, flow, conn, &transaction_id, confirmed, None).await?;
+        let confirmed = confirmed_first(checked.clone());
+        let r = record(confirmed.state.as_str(), &confirmed.order_id);
+        queue(outbox, flow, conn, r, confirmed, None).await?;
     }
     let now = now_ms();
     let not_before = (u.hold_fulfilled && checked.state == OmsState::Fulfilled)
         .then(|| to_ms(checked.last_fulfillment_date, conn.unit) - HOLD_MARGIN_MS)
         .filter(|t| *t > now);
-    queue(services, flow, conn, &transaction_id, checked, not_before).await
+    let r = record(checked.state.as_str(), &checked.order_id);
+    Ok(Ok(queue(outbox, flow, conn, r, checked, not_before).await?))
+}
+
+/// The ORDER_CONFIRMED that goes before a terminal state seen first.
+fn confirmed_first(mut order: oms::OmsOrder) -> oms::OmsOrder {
+    order.state = OmsState::Confirmed;
+    order.body["orderState"] = json!(OmsState::Confirmed.as_str());
+    order.body["reverseTransaction"] = json!(0);
+    order
 }
 
 /// A held ORDER_FULFILLED goes this long before its `lastFulfillmentDate`, after which Ultra
@@ -118,17 +237,16 @@ const HOLD_MARGIN_MS: i64 = 3_600_000;
 
 /// Queues one checked update (held until `not_before`, if given) and says what became of it.
 async fn queue(
-    services: &Services,
+    outbox: &Outbox,
     flow: &CompiledFlow,
     conn: &UltraConnection,
-    transaction_id: &str,
+    record: OmsRecord,
     checked: oms::OmsOrder,
     not_before: Option<i64>,
 ) -> Result<Reported, StoreError> {
     let now = now_ms();
-    let transaction_id = transaction_id.to_string();
-    let store = &services.outbox.store;
-    let state = checked.state.as_str().to_string();
+    let transaction_id = record.transaction_id.clone();
+    let state = record.state.clone();
     let body_bytes = serde_json::to_vec(&checked.body).unwrap_or_default();
     let item = NewOutbox {
         flow: conn.name.clone(),
@@ -137,27 +255,25 @@ async fn queue(
         action: state.clone(),
         transaction_id: transaction_id.clone(),
         message_id: format!("{}/{}", checked.order_id, state),
-        body: bytes::Bytes::from(body_bytes),
+        body: Bytes::from(body_bytes),
         deadline: Some(not_before.unwrap_or(now) + conn.retry_for.as_millis() as i64),
         completes: None,
         order: None,
         not_before,
-        sequence: Some(sequence_key(&conn.name, &checked.order_id)),
+        sequence: Some(sequence_key(
+            &conn.name,
+            &record.provider,
+            &transaction_id,
+            &checked.order_id,
+        )),
         claimed_by: None,
     };
-    let record = OmsRecord {
-        connection: conn.name.clone(),
-        order_id: checked.order_id.clone(),
-        state: state.clone(),
-        flow: flow.name.clone(),
-        transaction_id: transaction_id.clone(),
-    };
     let order_id = checked.order_id;
-    match store.queue_oms(record, item).await? {
+    match outbox.store.queue_oms(record, item).await? {
         OmsQueued::Queued(id) => {
             tracing::info!(flow = %flow.name, connection = %conn.name, %transaction_id, %order_id, %state, outbox_id = id, held_until_ms = not_before.unwrap_or_default(), "Ultra order update queued");
             crate::telemetry::ultra_order(&flow.name, "queued");
-            services.outbox.queued();
+            outbox.queued();
             Ok(Reported::Queued { order_id, state })
         }
         OmsQueued::Repeat => {
@@ -173,6 +289,81 @@ async fn queue(
             format!("{state} not sent: {why}"),
         )),
     }
+}
+
+/// What the outbox is to do with an OMS message about to be sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resend {
+    /// POST this body: the update rebuilt from its order event with the mapping and
+    /// connection of now (or as stored, when no event was kept).
+    Send(Bytes),
+    /// A dead letter's order event, mapped again, queued its updates (or had none to give):
+    /// nothing more to send for it.
+    Done(String),
+    /// It cannot be sent as it stands (the mapping fails or now says something else): why.
+    Refused(String),
+    /// Not now (the store or the flow is not available): why.
+    Later(String),
+}
+
+/// Rebuilds the OMS message `item` from the order event kept with it, so that a retried
+/// update carries what the current mapping and settings make of it.
+pub async fn resend(outbox: &Outbox, set: &CompiledSet, item: &OutboxItem) -> Resend {
+    let stored = match outbox.store.oms_event(item.id).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return Resend::Send(item.body.clone()),
+        Err(e) => return Resend::Later(e.to_string()),
+    };
+    let Some(flow) = set.flow(&stored.event.flow) else {
+        return Resend::Later(format!("flow `{}` is not loaded", stored.event.flow));
+    };
+    let Ok(body) = serde_json::from_slice::<Value>(&stored.event.body) else {
+        return Resend::Refused("the kept order event is not JSON".into());
+    };
+    let callback = stored.event.callback.as_str();
+    if flow.ultra.is_none() {
+        return Resend::Refused(format!(
+            "flow `{}` no longer reports its orders to Ultra",
+            flow.name
+        ));
+    }
+    let Some(queued) = stored.update else {
+        return match map_and_queue(outbox, flow, callback, &body).await {
+            Err(e) => Resend::Later(e.to_string()),
+            Ok(Err(failure)) => Resend::Refused(failure.why),
+            Ok(Ok(reported)) => Resend::Done(format!("{reported:?}")),
+        };
+    };
+    let identity = match identity(outbox, flow, callback, &body).await {
+        Err(e) => return Resend::Later(e.to_string()),
+        Ok(Err(why)) => return Resend::Refused(why),
+        Ok(Ok(None)) => {
+            return Resend::Refused("the order's user is no longer known as an Ultra user".into());
+        }
+        Ok(Ok(Some(i))) => i,
+    };
+    let mut order = match build_order(flow, callback, &body, &identity) {
+        Ok(Some(o)) => o,
+        Ok(None) => {
+            return Resend::Refused(format!("the mapping now gives nothing for this {callback}"));
+        }
+        Err(e) => return Resend::Refused(e.to_string()),
+    };
+    if queued.state == OmsState::Confirmed.as_str() && order.state.is_terminal() {
+        order = confirmed_first(order);
+    }
+    if order.state.as_str() != queued.state || order.order_id != queued.order_id {
+        return Resend::Refused(format!(
+            "the mapping now makes {} {} of this {callback}, not {} {}",
+            order.order_id,
+            order.state.as_str(),
+            queued.order_id,
+            queued.state
+        ));
+    }
+    Resend::Send(Bytes::from(
+        serde_json::to_vec(&order.body).unwrap_or_default(),
+    ))
 }
 
 /// Why an order event gives no OMS order.

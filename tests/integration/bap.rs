@@ -854,6 +854,10 @@ async fn log_payloads_logs_a_buyer_apps_requests_and_callbacks() {
         about("in", "on_search").len(),
         2,
         "both labs' on_search are logged: {payloads:?}"
+    );
+}
+
+#[tokio::test]
 async fn client_api_answers_an_unregistered_bpp_id_with_409() {
     let net = network(&[]).await;
     let mut search = wheat_search();

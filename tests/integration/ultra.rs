@@ -1,7 +1,10 @@
 //! Flipkart Ultra: secureTokens checked by an independent implementation, the sign-in of a
 //! Flipkart user on the farmer app's client API, and the user's orders reported to the Ultra
 //! stand-in's OMS (amounts, states, identity token; repeats sent once; 429 retried; code 21
-//! a dead letter; an invalid mapping never sent).
+//! a dead letter; an invalid mapping never sent but kept as a dead letter that `outbox retry`
+//! maps again; a dead update holding back its order's later ones; a retry rebuilt with the
+//! current mapping; orders of two labs with one id; the cancellation fee; optional order
+//! times), and the personal data the store keeps once the work is done.
 
 use std::io::Write;
 use std::process::Command;
@@ -55,15 +58,27 @@ async fn sign_in(net: &SampleNetwork, mobile: &str) -> (String, String) {
 /// Confirms a lab-drop soil test at GreenField as the user of `session`; returns the
 /// transaction id and the on_confirm.
 async fn confirm(net: &SampleNetwork, session: &str) -> (String, Value) {
+    confirm_at(net, session, GFSL, "GFSL", "110012").await
+}
+
+/// Confirms a lab-drop soil test at the lab `bpp_id` (provider `provider`) from a farm at
+/// `pincode`.
+async fn confirm_at(
+    net: &SampleNetwork,
+    session: &str,
+    bpp_id: &str,
+    provider: &str,
+    pincode: &str,
+) -> (String, Value) {
     let txn = uuid::Uuid::new_v4().to_string();
     let (status, doc) = call(
         net,
         "confirm",
         Some(session),
-        json!({"context": {"transaction_id": txn, "bpp_id": GFSL},
-            "message": {"order": {"provider": {"id": "GFSL"},
+        json!({"context": {"transaction_id": txn, "bpp_id": bpp_id},
+            "message": {"order": {"provider": {"id": provider},
             "items": [{"id": "soil-npk-package", "quantity": {"selected": {"count": 1}}}],
-            "fulfillments": [{"type": "lab", "stops": [{"location": {"area_code": "110012", "address": "Pusa"},
+            "fulfillments": [{"type": "lab", "stops": [{"location": {"area_code": pincode, "address": "Pusa"},
                 "contact": {"phone": "+91-98100-22222"}, "person": {"name": "Asha Devi"}}]}]}}}),
     )
     .await;
@@ -527,40 +542,54 @@ async fn a_held_fulfilment_waits_for_its_last_fulfillment_date() {
 }
 
 /// What every store must do with OMS updates: a repeat is not queued, a state that may not
-/// follow is refused, and an order's updates are claimed one at a time, in order.
+/// follow is refused, an order's updates are claimed one at a time, in order, and a dead one
+/// holds back the later ones; the same order id of another lab in another transaction is
+/// another order; an order event whose mapping failed is a dead letter that keeps the event.
 pub async fn oms_queue_semantics(store: std::sync::Arc<dyn beckn_adapter::store::Store>) {
-    use beckn_adapter::store::{NewOutbox, OmsQueued, OmsRecord, now_ms};
+    use beckn_adapter::store::{NewOutbox, OmsEvent, OmsQueued, OmsRecord, now_ms};
     let order = format!("O-{}", uuid::Uuid::new_v4());
-    let update = |state: &str| {
+    let event = OmsEvent {
+        flow: "farmer-app".into(),
+        callback: "on_confirm".into(),
+        body: bytes::Bytes::from_static(br#"{"message": {"order": {"id": "O"}}}"#),
+    };
+    let update = |provider: &str, transaction_id: &str, state: &str| {
         (
             OmsRecord {
                 connection: "ultra".into(),
+                provider: provider.into(),
+                transaction_id: transaction_id.into(),
                 order_id: order.clone(),
                 state: state.into(),
-                flow: "farmer-app".into(),
-                transaction_id: "t1".into(),
+                event: event.clone(),
             },
             NewOutbox {
                 flow: "ultra".into(),
                 kind: "ultra".into(),
                 url: "http://127.0.0.1:9/3/oms".into(),
                 action: state.into(),
-                transaction_id: "t1".into(),
+                transaction_id: transaction_id.into(),
                 message_id: format!("{order}/{state}"),
                 body: bytes::Bytes::from_static(b"{}"),
                 deadline: Some(now_ms() + 60_000),
                 completes: None,
                 order: None,
                 not_before: None,
-                sequence: Some(beckn_adapter::store::ultra::sequence_key("ultra", &order)),
+                sequence: Some(beckn_adapter::store::ultra::sequence_key(
+                    "ultra",
+                    provider,
+                    transaction_id,
+                    &order,
+                )),
                 claimed_by: None,
             },
         )
     };
-    let queue = |state: &str| {
-        let (r, i) = update(state);
+    let queue_for = |provider: &str, transaction_id: &str, state: &str| {
+        let (r, i) = update(provider, transaction_id, state);
         store.queue_oms(r, i)
     };
+    let queue = |state: &str| queue_for("lab-a/A", "t1", state);
     assert!(matches!(
         queue("ORDER_CANCELLED").await.unwrap(),
         OmsQueued::OutOfOrder(_)
@@ -576,27 +605,89 @@ pub async fn oms_queue_semantics(store: std::sync::Arc<dyn beckn_adapter::store:
         queue("ORDER_FULFILLED").await.unwrap(),
         OmsQueued::OutOfOrder(_)
     ));
-    // One at a time: the cancellation waits while the confirmation is pending.
-    let now = now_ms();
-    let items = store.claim("w1", now, 10, 60_000).await.unwrap();
-    let claimed: Vec<i64> = items.iter().map(|i| i.id).collect();
-    assert!(
-        claimed.contains(&first) && !claimed.contains(&second),
-        "{claimed:?}"
-    );
-    let w1 = beckn_adapter::store::Claim {
-        owner: "w1".into(),
-        epoch: items.iter().find(|i| i.id == first).map_or(0, |i| i.epoch),
-    };
-    assert!(store.delivered(first, &w1, now).await.unwrap());
-    let claimed: Vec<i64> = store
-        .claim("w1", now, 10, 60_000)
+    let kept = store
+        .oms_event(first)
         .await
         .unwrap()
-        .iter()
-        .map(|i| i.id)
-        .collect();
-    assert!(claimed.contains(&second), "{claimed:?}");
+        .expect("the event is kept");
+    assert_eq!(kept.event, event);
+    assert_eq!(
+        kept.update.map(|u| (u.order_id, u.state)),
+        Some((order.clone(), "ORDER_CONFIRMED".to_string()))
+    );
+    // One at a time: the cancellation waits while the confirmation is pending...
+    let now = now_ms();
+    // What worker w1 claims at `at`: the ids, and its claim on each.
+    let claimed = |at: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .claim("w1", at, 10, 1)
+                .await
+                .unwrap()
+                .iter()
+                .map(|i| {
+                    let claim = beckn_adapter::store::Claim {
+                        owner: "w1".into(),
+                        epoch: i.epoch,
+                    };
+                    (i.id, claim)
+                })
+                .collect::<std::collections::HashMap<i64, _>>()
+        }
+    };
+    let got = claimed(now).await;
+    assert!(
+        got.contains_key(&first) && !got.contains_key(&second),
+        "{got:?}"
+    );
+    // ...and while it is dead, until it is retried and delivered.
+    assert!(
+        store
+            .bury(first, &got[&first], now, "code 21".into())
+            .await
+            .unwrap()
+    );
+    let got = claimed(now + 10).await;
+    assert!(!got.contains_key(&second), "{got:?}");
+    assert!(store.revive(first, now, now + 60_000).await.unwrap());
+    let got = claimed(now + 20).await;
+    assert!(
+        got.contains_key(&first) && !got.contains_key(&second),
+        "{got:?}"
+    );
+    assert!(store.delivered(first, &got[&first], now).await.unwrap());
+    assert_eq!(
+        store.oms_event(first).await.unwrap(),
+        None,
+        "a delivered update keeps no order event"
+    );
+    let got = claimed(now + 30).await;
+    assert!(got.contains_key(&second), "{got:?}");
+
+    // The same order id at another lab, in another transaction, is another order.
+    assert!(matches!(
+        queue_for("lab-b/B", "t2", "ORDER_CONFIRMED").await.unwrap(),
+        OmsQueued::Queued(_)
+    ));
+
+    // An event whose mapping failed: a dead letter, with the event kept for a retry.
+    let (_, mut item) = update("lab-a/A", "t3", "ORDER_CONFIRMED");
+    item.action = "on_confirm".into();
+    let id = store
+        .bury_oms_event(event.clone(), item, "`o.updated_at` is undefined".into())
+        .await
+        .unwrap();
+    let dead = store.dead_letters(100).await.unwrap();
+    let letter = dead.iter().find(|d| d.id == id).expect("listed as dead");
+    assert_eq!(
+        letter.last_error.as_deref(),
+        Some("`o.updated_at` is undefined")
+    );
+    let kept = store.oms_event(id).await.unwrap().expect("kept");
+    assert_eq!((kept.event, kept.update), (event.clone(), None));
+    assert!(store.discard(id).await.unwrap());
+    assert_eq!(store.oms_event(id).await.unwrap(), None, "dropped with it");
 }
 
 #[tokio::test]
@@ -803,4 +894,511 @@ async fn an_order_first_seen_cancelled_is_confirmed_first() {
         || states(&net, &order_id) == ["ORDER_CONFIRMED", "ORDER_CANCELLED"],
     )
     .await;
+}
+
+/// A copy of the sample tree with `from` replaced by `to` in `file` (under the tree).
+fn tree_with(edits: &[(&str, &str, &str)]) -> tempfile::TempDir {
+    let tree = temp_tree(&[
+        "farmer-app.yaml",
+        "ultra.yaml",
+        "gateway.yaml",
+        "greenfield-lab.yaml",
+        "krishi-lab.yaml",
+    ]);
+    for (file, from, to) in edits {
+        edit(tree.path(), file, from, to);
+    }
+    tree
+}
+
+fn edit(root: &std::path::Path, file: &str, from: &str, to: &str) {
+    let path = root.join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains(from), "`{from}` in {file}");
+    std::fs::write(&path, text.replace(from, to)).unwrap();
+}
+
+/// Runs `beckn-adapter outbox --store <url> <args>`; returns its status and stdout.
+async fn outbox_cli(store_url: &str, args: &[&str]) -> (bool, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_beckn-adapter"));
+    cmd.args(["outbox", "--store", store_url]).args(args);
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("run beckn-adapter outbox"))
+        .await
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// The id of the dead letter whose message id starts with `prefix`, once there is one.
+async fn dead_letter(net: &SampleNetwork, prefix: &str) -> beckn_adapter::store::DeadLetter {
+    let store = net.services.outbox.store.clone();
+    for _ in 0..200 {
+        let dead = store.dead_letters(100).await.unwrap();
+        if let Some(d) = dead.into_iter().find(|d| d.message_id.starts_with(prefix)) {
+            return d;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no dead letter for {prefix}");
+}
+
+/// The lab's ERP order without `created_at` and `updated_at` (both optional in Beckn).
+const NO_ORDER_TIMES: (&str, &str, &str) = (
+    "mappings/soil/_common.j2",
+    "],\n  \"created_at\": {{ o.created_at }},\n  \"updated_at\": {{ o.updated_at }}\n}",
+    "]\n}",
+);
+
+#[tokio::test]
+async fn an_order_without_updated_at_or_created_at_is_reported_to_ultra() {
+    let tree = tree_with(&[NO_ORDER_TIMES]);
+    let net = network_at(tree.path()).await;
+    let (session, _) = sign_in(&net, "+91-98100-12121").await;
+    let (_, on_confirm) = confirm(&net, &session).await;
+    let order = &on_confirm["message"]["order"];
+    assert!(order.get("updated_at").is_none() && order.get("created_at").is_none());
+    let order_id = order["id"].as_str().unwrap().to_string();
+    wait_until("ORDER_CONFIRMED at Ultra", Duration::from_secs(10), || {
+        states(&net, &order_id) == ["ORDER_CONFIRMED"]
+    })
+    .await;
+    let accepted = net
+        .ultra
+        .orders()
+        .into_iter()
+        .find(|o| o.order_id == order_id)
+        .unwrap();
+    let stamped =
+        jiff::Timestamp::now().as_second() - accepted.latest["orderTimestamp"].as_i64().unwrap();
+    assert!(
+        (0..60).contains(&stamped),
+        "the callback's time stands in: {stamped}s ago"
+    );
+}
+
+#[tokio::test]
+async fn a_mapping_failure_of_an_order_event_is_a_dead_letter_that_outbox_retry_reports() {
+    let broken = (
+        "mappings/ultra/oms_order.j2",
+        "\"orderTimestamp\": {{ created | epoch(unit) }}",
+        "\"orderTimestamp\": {{ o.booked_at | epoch(unit) }}",
+    );
+    let tree = tree_with(&[broken]);
+    let net = network_at(tree.path()).await;
+    let (session, _) = sign_in(&net, "+91-98100-13131").await;
+    let (_, on_confirm) = confirm(&net, &session).await;
+    let order_id = on_confirm["message"]["order"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let dead = dead_letter(&net, &format!("{order_id}/on_confirm/")).await;
+    assert_eq!(dead.kind, "ultra");
+    let (ok, listed) = outbox_cli(&net.store_url, &["list"]).await;
+    assert!(ok, "{listed}");
+    assert!(
+        listed.contains(&format!("#{}", dead.id)) && listed.contains("o.booked_at"),
+        "`outbox list` shows the event and why: {listed}"
+    );
+    assert!(net.ultra.oms_calls().is_empty());
+
+    // The mapping is fixed and reloaded; `outbox retry` reports the order.
+    edit(tree.path(), broken.0, broken.2, broken.1);
+    net.reload().expect("the fixed flows load");
+    let (ok, out) = outbox_cli(&net.store_url, &["retry", &dead.id.to_string()]).await;
+    assert!(ok, "{out}");
+    wait_until("ORDER_CONFIRMED at Ultra", Duration::from_secs(10), || {
+        states(&net, &order_id) == ["ORDER_CONFIRMED"]
+    })
+    .await;
+    let store = net.services.outbox.store.clone();
+    wait_until_async("no dead letter left", || {
+        let store = store.clone();
+        async move { store.counts().await.unwrap().dead == 0 }
+    })
+    .await;
+}
+
+/// Waits (10 s at most) until the async `check` holds.
+async fn wait_until_async<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < end,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_refused_order_confirmed_holds_back_later_states_and_a_retry_is_rebuilt_with_the_current_mapping()
+ {
+    let tree = tree_with(&[]);
+    let net = network_at(tree.path()).await;
+    let (session, _) = sign_in(&net, "+91-98100-14141").await;
+    net.ultra.queue_oms_answers([CannedAnswer {
+        http: 400,
+        body: json!({"status": 21, "message": "forwardTransaction must be positive"}),
+    }]);
+    let (txn, on_confirm) = confirm(&net, &session).await;
+    let order_id = on_confirm["message"]["order"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let dead = dead_letter(&net, &format!("{order_id}/ORDER_CONFIRMED")).await;
+    let (status, doc) = cancel(&net, &session, &txn, &order_id).await;
+    assert_eq!(status, 200, "{doc}");
+    let store = net.services.outbox.store.clone();
+    wait_until_async("only the cancellation left to send", || {
+        let store = store.clone();
+        async move {
+            let counts = store.counts().await.unwrap();
+            counts.pending == 1 && counts.dead == 1
+        }
+    })
+    .await;
+    assert_eq!(
+        store.next_due().await.unwrap(),
+        None,
+        "the cancellation is not due while the confirmation is dead"
+    );
+    let sent: Vec<String> = net
+        .ultra
+        .oms_calls()
+        .into_iter()
+        .filter(|(id, _, _)| *id == order_id)
+        .map(|(_, state, _)| state)
+        .collect();
+    assert_eq!(
+        sent,
+        ["ORDER_CONFIRMED"],
+        "the cancellation waits behind the refused confirmation"
+    );
+
+    // A setting fixed (here: the description) is what the retried update carries.
+    edit(
+        tree.path(),
+        "mappings/ultra/oms_order.j2",
+        "\"Soil test: \"",
+        "\"Soil testing: \"",
+    );
+    net.reload().expect("the flows load");
+    let (ok, out) = outbox_cli(&net.store_url, &["retry", &dead.id.to_string()]).await;
+    assert!(ok, "{out}");
+    wait_until(
+        "CONFIRMED then CANCELLED at Ultra",
+        Duration::from_secs(10),
+        || states(&net, &order_id) == ["ORDER_CONFIRMED", "ORDER_CANCELLED"],
+    )
+    .await;
+    let accepted = net
+        .ultra
+        .orders()
+        .into_iter()
+        .find(|o| o.order_id == order_id)
+        .unwrap();
+    assert!(
+        accepted.latest["description"]
+            .as_str()
+            .unwrap()
+            .starts_with("Soil testing: "),
+        "{}",
+        accepted.latest
+    );
+    let codes: Vec<i64> = net
+        .ultra
+        .oms_calls()
+        .into_iter()
+        .filter(|(id, _, _)| *id == order_id)
+        .map(|(_, _, code)| code)
+        .collect();
+    assert_eq!(
+        codes,
+        [21, 0, 0],
+        "no code 24: nothing overtook the confirmation"
+    );
+}
+
+#[tokio::test]
+async fn a_new_order_reusing_an_order_id_of_another_lab_in_a_new_transaction_is_reported() {
+    // Both labs number their orders alike.
+    let tree = tree_with(&[(
+        "mappings/soil/_common.j2",
+        "\"id\": {{ o.order_no }},",
+        "\"id\": {{ o.order_no | replace(o.lab_code, \"LAB\") }},",
+    )]);
+    let net = network_at(tree.path()).await;
+    let (asha, asha_identity) = sign_in(&net, "+91-98100-15151").await;
+    let (_, first) = confirm_at(&net, &asha, GFSL, "GFSL", "110012").await;
+    let order_id = first["message"]["order"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_until(
+        "the first lab's order at Ultra",
+        Duration::from_secs(10),
+        || states(&net, &order_id) == ["ORDER_CONFIRMED"],
+    )
+    .await;
+    let (ravi, ravi_identity) = sign_in(&net, "+91-98100-16161").await;
+    let (_, second) =
+        confirm_at(&net, &ravi, "soil.krishitesthouse.example", "KTH", "411005").await;
+    assert_eq!(second["message"]["order"]["id"], order_id.as_str());
+    wait_until(
+        "the second lab's order at Ultra",
+        Duration::from_secs(10),
+        || {
+            net.ultra
+                .orders()
+                .iter()
+                .filter(|o| o.order_id == order_id)
+                .count()
+                == 2
+        },
+    )
+    .await;
+    let mut users: Vec<String> = net
+        .ultra
+        .orders()
+        .into_iter()
+        .filter(|o| o.order_id == order_id)
+        .map(|o| o.identity_token)
+        .collect();
+    users.sort();
+    let mut want = vec![asha_identity, ravi_identity];
+    want.sort();
+    assert_eq!(users, want);
+}
+
+#[test]
+fn a_cancellation_fee_is_kept_out_of_the_refund_reported_to_ultra() {
+    let dir = tempfile::tempdir().unwrap();
+    let text =
+        std::fs::read_to_string(repo().join("flows/tests/data/farmer-app.on_cancel.yaml")).unwrap();
+    // ₹50 as the lab's `cancellation` tag, and as a line of the quote's breakup.
+    let tagged = text.replace(
+        "    created_at:",
+        "    tags:\n      - descriptor: { code: cancellation }\n        list:\n          - descriptor: { code: fee }\n            value: \"50.00\"\n    created_at:",
+    );
+    let in_breakup = text.replace(
+        "      price: { currency: INR, value: \"1060.82\" }\n",
+        "      price: { currency: INR, value: \"1060.82\" }\n      breakup:\n        - title: Soil Micronutrient Panel\n          price: { currency: INR, value: \"1010.82\" }\n        - title: Cancellation fee\n          price: { currency: INR, value: \"50.00\" }\n",
+    );
+    for (name, callback) in [("tagged", tagged), ("breakup", in_breakup)] {
+        assert_ne!(callback, text);
+        let file = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(&file, callback).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_beckn-adapter"))
+            .args(["ultra", "flows", "render", "--flow", "farmer-app"])
+            .args([
+                "--callback",
+                file.to_str().unwrap(),
+                "--identity-token",
+                "IDT-1",
+            ])
+            .current_dir(repo())
+            .output()
+            .expect("run beckn-adapter ultra render");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let order: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            order["forwardTransaction"].as_f64(),
+            Some(1060.82),
+            "{name}"
+        );
+        assert_eq!(
+            order["reverseTransaction"].as_f64(),
+            Some(1010.82),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn personal_data_is_masked_at_rest_once_its_work_is_done() {
+    let net = network_at(&repo()).await;
+    let (session, identity) = sign_in(&net, "+91-98100-17171").await;
+    let (_, on_confirm) = confirm(&net, &session).await;
+    let order_id = on_confirm["message"]["order"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_until("ORDER_CONFIRMED at Ultra", Duration::from_secs(10), || {
+        states(&net, &order_id) == ["ORDER_CONFIRMED"]
+    })
+    .await;
+    let store = net.services.outbox.store.clone();
+    wait_until_async("every message delivered", || {
+        let store = store.clone();
+        async move { store.counts().await.unwrap().pending == 0 }
+    })
+    .await;
+    let path = net.store_url.strip_prefix("sqlite://").unwrap();
+    let db =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    let bodies = |sql: &str| -> Vec<String> {
+        let mut stmt = db.prepare(sql).unwrap();
+        stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))
+            .unwrap()
+            .map(|b| String::from_utf8_lossy(&b.unwrap()).to_string())
+            .collect()
+    };
+    let logged = bodies("SELECT body FROM messages");
+    assert!(
+        logged.iter().any(|b| b.contains(&order_id)),
+        "the log keeps the order"
+    );
+    let kept = [
+        ("messages", logged),
+        (
+            "inbox",
+            bodies("SELECT body FROM inbox WHERE state = 'done'"),
+        ),
+        (
+            "outbox",
+            bodies("SELECT body FROM outbox WHERE state = 'delivered'"),
+        ),
+        ("oms_events", bodies("SELECT body FROM oms_events")),
+    ];
+    for (table, bodies) in kept {
+        for personal in [
+            "Asha Devi",
+            "+91-98100-22222",
+            "\"Pusa\"",
+            identity.as_str(),
+        ] {
+            assert!(
+                !bodies.iter().any(|b| b.contains(personal)),
+                "{personal} in {table}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_store_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join(".adapter/store.db");
+    let store = beckn_adapter::store::open(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    store.counts().await.unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir.path().join(".adapter")), 0o700);
+    for name in ["store.db", "store.db-wal", "store.db-shm"] {
+        assert_eq!(
+            mode(&dir.path().join(".adapter").join(name)),
+            0o600,
+            "{name}"
+        );
+    }
+    // one created readable by others before is narrowed at open
+    drop(store);
+    let old = dir.path().join("old.db");
+    std::fs::write(&old, b"").unwrap();
+    std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).unwrap();
+    beckn_adapter::store::open(&format!("sqlite://{}", old.display()))
+        .await
+        .unwrap();
+    assert_eq!(mode(&old), 0o600);
+}
+
+#[tokio::test]
+async fn a_cancellation_fee_charged_by_the_lab_is_kept_out_of_the_refund_at_ultra() {
+    let net = network_at(&repo()).await;
+    let (session, _) = sign_in(&net, "+91-98100-18181").await;
+    let txn = uuid::Uuid::new_v4().to_string();
+    let order = |slot_start: Option<&str>| {
+        let mut stop = json!({"type": "start",
+            "location": {"address": "Plot 7, Kanjhawala village", "area_code": "110081", "gps": "28.7370,77.0120"},
+            "contact": {"phone": "+91-98100-22222"}, "person": {"name": "Asha Devi"}});
+        if let Some(start) = slot_start {
+            stop["time"] = json!({"range": {"start": start}});
+        }
+        json!({"provider": {"id": "GFSL"},
+            "items": [{"id": "soil-npk-package", "quantity": {"selected": {"count": 1}}}],
+            "fulfillments": [{"type": "home", "stops": [stop]}],
+            "billing": {"name": "Asha Devi", "phone": "+91-98100-22222"}})
+    };
+    let ask = |action: &'static str, order: Value| {
+        let (net, session, txn) = (&net, &session, &txn);
+        async move {
+            let (status, doc) = call(
+                net,
+                action,
+                Some(session),
+                json!({"context": {"transaction_id": txn, "bpp_id": GFSL}, "message": {"order": order}}),
+            )
+            .await;
+            assert_eq!(status, 200, "{doc}");
+            doc["responses"][0].clone()
+        }
+    };
+    let on_select = ask("select", order(None)).await;
+    let slot = on_select["message"]["order"]["fulfillments"][0]["tags"][0]["list"][0]["value"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a slot on offer: {on_select}"))
+        .to_string();
+    let start = slot.split('/').next().unwrap().to_string();
+    let on_confirm = ask("confirm", order(Some(&start))).await;
+    let order_id = on_confirm["message"]["order"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("an order: {on_confirm}"))
+        .to_string();
+    let paid: f64 = on_confirm["message"]["order"]["quote"]["price"]["value"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    wait_until("ORDER_CONFIRMED at Ultra", Duration::from_secs(10), || {
+        states(&net, &order_id) == ["ORDER_CONFIRMED"]
+    })
+    .await;
+    // An agent is on the way: cancelling now costs the package's ₹50 fee.
+    net.erp.advance("GFSL", &order_id).expect("agent assigned");
+    let (status, doc) = cancel(&net, &session, &txn, &order_id).await;
+    assert_eq!(status, 200, "{doc}");
+    let fee = doc["responses"][0]["message"]["order"]["tags"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["descriptor"]["code"] == "cancellation")
+        .flat_map(|t| t["list"].as_array().cloned().unwrap_or_default())
+        .find(|e| e["descriptor"]["code"] == "fee")
+        .map(|e| e["value"].clone());
+    assert_eq!(fee, Some(json!("50.00")), "{doc}");
+    wait_until(
+        "CONFIRMED then CANCELLED at Ultra",
+        Duration::from_secs(10),
+        || states(&net, &order_id) == ["ORDER_CONFIRMED", "ORDER_CANCELLED"],
+    )
+    .await;
+    let accepted = net
+        .ultra
+        .orders()
+        .into_iter()
+        .find(|o| o.order_id == order_id)
+        .unwrap();
+    assert_eq!(accepted.latest["forwardTransaction"].as_f64(), Some(paid));
+    let refund = accepted.latest["reverseTransaction"].as_f64().unwrap();
+    assert!(
+        (refund - (paid - 50.0)).abs() < 1e-9,
+        "refund {refund} of {paid} paid"
+    );
 }

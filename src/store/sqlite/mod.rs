@@ -25,7 +25,7 @@ use super::{
     FiledCallback, Inbound, InboundKey, NewCallback, NewOutbox, OutboxCounts, OutboxItem,
     PollPosition, SentRequest, Store, StoreError, StoreResult, Unfinished,
 };
-use super::{OmsQueued, OmsRecord, UltraUser};
+use super::{OmsEvent, OmsQueued, OmsRecord, QueuedState, StoredOmsEvent, UltraUser};
 use writer::{Op, Outcome, Work};
 
 pub struct SqliteStore {
@@ -78,13 +78,7 @@ impl SqliteStore {
     /// followed by `?synchronous=normal` (see [`Durability`]).
     pub async fn open(location: &str) -> StoreResult<Self> {
         let (path, durability) = parse_location(location)?;
-        if let Some(parent) = Path::new(path)
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-        {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
-        }
+        private_files(Path::new(path)).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
         let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -127,6 +121,45 @@ impl SqliteStore {
             _ => Err(StoreError::Closed),
         }
     }
+}
+
+/// The store holds personal data until its work is done: its directory, when the adapter
+/// creates it, is the owner's alone (0700), and so are the database file and its `-wal` and
+/// `-shm` companions (0600), created that way and narrowed if they were not.
+fn private_files(path: &Path) -> std::io::Result<()> {
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+        if let Some(parent) = parent {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)?;
+        }
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)?;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            let file = Path::new(&name);
+            let Ok(meta) = std::fs::metadata(file) else {
+                continue;
+            };
+            if meta.permissions().mode() & 0o077 != 0 {
+                std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))?;
+                tracing::warn!(file = %file.display(), "store file was readable by others; now 0600");
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    if let Some(parent) = parent {
+        std::fs::create_dir_all(parent)?;
+    }
+    Ok(())
 }
 
 fn sent_request_from_row(r: &sqlx::sqlite::SqliteRow) -> StoreResult<SentRequest> {
@@ -271,7 +304,9 @@ impl Store for SqliteStore {
 
     fn enqueue(&self, item: NewOutbox) -> BoxFuture<'_, StoreResult<i64>> {
         Box::pin(async move {
-            match self.write(Work::Enqueue(item)).await? {
+            // Masked for the log here, on the caller's task, rather than in the writer.
+            let logged = writer::masked(&item.body);
+            match self.write(Work::Enqueue(item, logged)).await? {
                 Outcome::Id(id) => Ok(id),
                 _ => Err(StoreError::Closed),
             }
@@ -434,12 +469,13 @@ impl Store for SqliteStore {
     fn next_due(&self) -> BoxFuture<'_, StoreResult<Option<i64>>> {
         Box::pin(async move {
             let row = sqlx::query(
-                // A message waiting behind an older one of its sequence is not due on its own.
+                // A message waiting behind an older one of its sequence (pending or dead) is
+                // not due on its own.
                 "SELECT min(max(next_attempt_at, coalesce(claimed_until, 0))) AS due FROM outbox \
                  WHERE state = 'pending' \
                  AND (sequence_key IS NULL OR NOT EXISTS (SELECT 1 FROM outbox AS earlier \
                       WHERE earlier.sequence_key = outbox.sequence_key \
-                      AND earlier.state = 'pending' AND earlier.id < outbox.id))",
+                      AND earlier.state <> 'delivered' AND earlier.id < outbox.id))",
             )
             .fetch_one(&self.read)
             .await?;
@@ -540,7 +576,11 @@ impl Store for SqliteStore {
     ) -> BoxFuture<'_, StoreResult<Accepted>> {
         Box::pin(async move {
             match self
-                .write(Work::FileCallback(Box::new((callback, forward))))
+                .write(Work::FileCallback(Box::new({
+                    // Masked for the log here, on the caller's task, rather than in the writer.
+                    let logged = writer::Logged::of(&callback, forward.as_ref());
+                    (callback, forward, logged)
+                })))
                 .await?
             {
                 Outcome::Accepted(a) => Ok(a),
@@ -654,6 +694,50 @@ impl Store for SqliteStore {
                 Outcome::Oms(q) => Ok(q),
                 _ => Err(StoreError::Closed),
             }
+        })
+    }
+
+    fn bury_oms_event(
+        &self,
+        event: OmsEvent,
+        item: NewOutbox,
+        reason: String,
+    ) -> BoxFuture<'_, StoreResult<i64>> {
+        Box::pin(async move {
+            match self
+                .write(Work::BuryOmsEvent(Box::new((event, item, reason))))
+                .await?
+            {
+                Outcome::Id(id) => Ok(id),
+                _ => Err(StoreError::Closed),
+            }
+        })
+    }
+
+    fn oms_event(&self, outbox_id: i64) -> BoxFuture<'_, StoreResult<Option<StoredOmsEvent>>> {
+        Box::pin(async move {
+            let row = sqlx::query(
+                "SELECT e.flow, e.callback, e.body, u.order_id, u.state FROM oms_events AS e \
+                 LEFT JOIN oms_updates AS u ON u.outbox_id = e.outbox_id WHERE e.outbox_id = ?",
+            )
+            .bind(outbox_id)
+            .fetch_optional(&self.read)
+            .await?;
+            row.map(|r| {
+                let order_id: Option<String> = r.try_get("order_id")?;
+                let state: Option<String> = r.try_get("state")?;
+                Ok(StoredOmsEvent {
+                    event: OmsEvent {
+                        flow: r.try_get("flow")?,
+                        callback: r.try_get("callback")?,
+                        body: Bytes::from(r.try_get::<Vec<u8>, _>("body")?),
+                    },
+                    update: order_id
+                        .zip(state)
+                        .map(|(order_id, state)| QueuedState { order_id, state }),
+                })
+            })
+            .transpose()
         })
     }
 

@@ -11,7 +11,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::store::{
-    Accepted, Admission, Claim, Counterpart, Inbound, InboundKey, NewCallback, NewOutbox,
+    Accepted, Admission, Claim, Counterpart, Inbound, InboundKey, NewCallback, NewOutbox, OmsEvent,
     OmsQueued, OmsRecord, OutboxItem, PollPosition, SentRequest, StoreError, StoreResult,
     UltraUser, Unfinished, body_digest, now_ms,
 };
@@ -40,7 +40,9 @@ pub enum Work {
         limit: usize,
         take_all: bool,
     },
-    Enqueue(NewOutbox),
+    /// A message, and its body as the message log keeps it (masked by the caller, so that
+    /// the one writer thread does not read every catalog it logs).
+    Enqueue(NewOutbox, Bytes),
     EnqueueDead(Box<(NewOutbox, String)>),
     RenewRequest {
         key: InboundKey,
@@ -89,7 +91,9 @@ pub enum Work {
         message_id: String,
         ack: String,
     },
-    FileCallback(Box<(NewCallback, Option<NewOutbox>)>),
+    /// A callback and its forward, with each body as the message log keeps it (masked by the
+    /// caller).
+    FileCallback(Box<(NewCallback, Option<NewOutbox>, Logged)>),
     ClaimPoll {
         flow: String,
         owner: String,
@@ -110,6 +114,31 @@ pub enum Work {
         identity_token: String,
     },
     QueueOms(Box<(OmsRecord, NewOutbox)>),
+    BuryOmsEvent(Box<(OmsEvent, NewOutbox, String)>),
+}
+
+/// Bodies masked for the message log before they reach the writer: a callback's, and its
+/// forward's when it has one.
+pub struct Logged {
+    pub callback: Bytes,
+    pub forward: Option<Bytes>,
+}
+
+impl Logged {
+    pub fn of(callback: &NewCallback, forward: Option<&NewOutbox>) -> Self {
+        Logged {
+            callback: masked(&callback.body),
+            forward: forward.map(|f| masked(&f.body)),
+        }
+    }
+}
+
+/// `body` as the message log keeps it (the same bytes when nothing in it is personal).
+pub fn masked(body: &Bytes) -> Bytes {
+    match crate::beckn::redact::for_the_log(body) {
+        std::borrow::Cow::Borrowed(_) => body.clone(),
+        std::borrow::Cow::Owned(m) => Bytes::from(m),
+    }
 }
 
 pub enum Outcome {
@@ -238,13 +267,13 @@ fn apply(tx: &Connection, work: &Work) -> StoreResult<Outcome> {
             )?;
             Outcome::Unfinished(rows.collect::<Result<_, _>>()?)
         }
-        Work::Enqueue(item) => match enqueue(tx, item, None)? {
+        Work::Enqueue(item, logged) => match enqueue(tx, item, Some(logged), None)? {
             Some(id) => Outcome::Id(id),
             None => Outcome::ClaimLost,
         },
         Work::EnqueueDead(work) => {
             let (item, error) = &**work;
-            match enqueue(tx, item, Some(error))? {
+            match enqueue(tx, item, None, Some(error))? {
                 Some(id) => Outcome::Id(id),
                 None => Outcome::ClaimLost,
             }
@@ -376,8 +405,8 @@ fn apply(tx: &Connection, work: &Work) -> StoreResult<Outcome> {
             Outcome::Done
         }
         Work::FileCallback(work) => {
-            let (callback, forward) = &**work;
-            Outcome::Accepted(file_callback(tx, callback, forward.as_ref())?)
+            let (callback, forward, logged) = &**work;
+            Outcome::Accepted(file_callback(tx, callback, forward.as_ref(), logged)?)
         }
         Work::ClaimPoll {
             flow,
@@ -436,6 +465,10 @@ fn apply(tx: &Connection, work: &Work) -> StoreResult<Outcome> {
         Work::QueueOms(work) => {
             let (record, item) = &**work;
             Outcome::Oms(queue_oms(tx, record, item)?)
+        }
+        Work::BuryOmsEvent(work) => {
+            let (event, item, reason) = &**work;
+            Outcome::Id(bury_oms_event(tx, event, item, reason)?)
         }
     })
 }
@@ -516,33 +549,98 @@ fn accept(tx: &Connection, inbound: &Inbound) -> StoreResult<Admission> {
 fn queue_oms(tx: &Connection, record: &OmsRecord, item: &NewOutbox) -> StoreResult<OmsQueued> {
     let reported: Vec<String> = tx
         .prepare_cached(
-            "SELECT state FROM oms_updates WHERE connection = ?1 AND order_id = ?2 ORDER BY created_at",
+            "SELECT state FROM oms_updates WHERE connection = ?1 AND provider = ?2 \
+             AND transaction_id = ?3 AND order_id = ?4 ORDER BY created_at",
         )?
-        .query_map(params![record.connection, record.order_id], |r| r.get(0))?
+        .query_map(
+            params![
+                record.connection,
+                record.provider,
+                record.transaction_id,
+                record.order_id
+            ],
+            |r| r.get(0),
+        )?
         .collect::<Result<_, _>>()?;
     if let Some(refused) = crate::ultra::oms::refusal(&reported, &record.state) {
         return Ok(refused);
     }
-    let id = enqueue(tx, item, None)?.ok_or(StoreError::ClaimLost)?;
+    let id = enqueue(tx, item, None, None)?.ok_or(StoreError::ClaimLost)?;
+    let now = now_ms();
     tx.prepare_cached(
-        "INSERT INTO oms_updates (connection, order_id, state, flow, transaction_id, outbox_id, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO oms_updates (connection, provider, transaction_id, order_id, state, flow, \
+         outbox_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
     .execute(params![
         record.connection,
+        record.provider,
+        record.transaction_id,
         record.order_id,
         record.state,
-        record.flow,
-        record.transaction_id,
+        record.event.flow,
         id,
-        now_ms()
+        now
     ])?;
+    keep_oms_event(tx, id, &record.event, now)?;
     Ok(OmsQueued::Queued(id))
 }
 
-/// Queues `item` (with `dead`, straight into the dead letters with that error); None, with
-/// nothing written, when its claim no longer holds the request it answers.
-fn enqueue(tx: &Connection, item: &NewOutbox, dead: Option<&String>) -> StoreResult<Option<i64>> {
+/// Records an order event that gave no OMS update as a dead letter (nothing to send yet, so
+/// nothing in the message log) with the event kept for a retry.
+fn bury_oms_event(
+    tx: &Connection,
+    event: &OmsEvent,
+    item: &NewOutbox,
+    reason: &str,
+) -> StoreResult<i64> {
+    let now = now_ms();
+    tx.prepare_cached(
+        "INSERT INTO outbox (flow, kind, url, action, transaction_id, message_id, body, state, \
+         attempts, next_attempt_at, deadline, created_at, sequence_key, last_error, finished_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'dead', 0, ?8, ?9, ?8, ?10, ?11, ?8)",
+    )?
+    .execute(params![
+        item.flow,
+        item.kind,
+        item.url,
+        item.action,
+        item.transaction_id,
+        item.message_id,
+        &item.body[..],
+        now,
+        item.deadline,
+        item.sequence,
+        reason,
+    ])?;
+    let id = tx.last_insert_rowid();
+    keep_oms_event(tx, id, event, now)?;
+    Ok(id)
+}
+
+fn keep_oms_event(tx: &Connection, outbox_id: i64, event: &OmsEvent, now: i64) -> StoreResult<()> {
+    tx.prepare_cached(
+        "INSERT INTO oms_events (outbox_id, flow, callback, body, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        outbox_id,
+        event.flow,
+        event.callback,
+        &event.body[..],
+        now
+    ])?;
+    Ok(())
+}
+
+/// Queues `item` (as a dead letter with `dead` as its last error, when given); `logged` is its
+/// body already masked for the log (None: masked here). None when `item` completes a request
+/// whose claim this process no longer holds: then nothing is written.
+fn enqueue(
+    tx: &Connection,
+    item: &NewOutbox,
+    logged: Option<&Bytes>,
+    dead: Option<&String>,
+) -> StoreResult<Option<i64>> {
     let now = now_ms();
     if let Some(held) = &item.completes {
         // Fenced, and first: a lost claim leaves no trace in the batch's transaction.
@@ -596,17 +694,23 @@ fn enqueue(tx: &Connection, item: &NewOutbox, dead: Option<&String>) -> StoreRes
         )?
         .execute(params![order_id, state, now, item.flow, item.transaction_id])?;
     }
-    log_message(
-        tx,
-        &item.flow,
+    let entry = (
+        &item.flow[..],
         "out",
-        &item.action,
-        &item.transaction_id,
-        &item.message_id,
+        &item.action[..],
+        &item.transaction_id[..],
+        &item.message_id[..],
         "{}",
-        &item.body,
-        now,
-    )?;
+    );
+    match logged {
+        Some(masked) => log_entry(tx, entry, masked, now)?,
+        None => log_entry(
+            tx,
+            entry,
+            &crate::beckn::redact::for_the_log(&item.body),
+            now,
+        )?,
+    }
     Ok(Some(id))
 }
 
@@ -622,6 +726,31 @@ fn log_message(
     body: &Bytes,
     now: i64,
 ) -> StoreResult<()> {
+    // Personal fields masked: the log outlives the work that needs them.
+    let body = crate::beckn::redact::for_the_log(body);
+    log_entry(
+        tx,
+        (flow, direction, action, transaction_id, message_id, headers),
+        &body,
+        now,
+    )
+}
+
+/// One message log entry (flow, direction, action, transaction id, message id, headers) with
+/// its body as the log keeps it.
+fn log_entry(
+    tx: &Connection,
+    (flow, direction, action, transaction_id, message_id, headers): (
+        &str,
+        &str,
+        &str,
+        &str,
+        &str,
+        &str,
+    ),
+    body: &[u8],
+    now: i64,
+) -> StoreResult<()> {
     tx.prepare_cached(
         "INSERT INTO messages (flow, direction, action, transaction_id, message_id, headers, \
          body, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -633,7 +762,7 @@ fn log_message(
         transaction_id,
         message_id,
         headers,
-        &body[..],
+        body,
         now,
     ])?;
     Ok(())
@@ -652,7 +781,7 @@ fn claim(
            SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?3 \
            AND (claimed_until IS NULL OR claimed_until < ?3) \
            AND (sequence_key IS NULL OR NOT EXISTS (SELECT 1 FROM outbox AS earlier \
-                WHERE earlier.sequence_key = outbox.sequence_key AND earlier.state = 'pending' \
+                WHERE earlier.sequence_key = outbox.sequence_key AND earlier.state <> 'delivered' \
                 AND earlier.id < outbox.id)) \
            ORDER BY next_attempt_at LIMIT ?4) \
          RETURNING id, flow, kind, url, action, transaction_id, message_id, body, attempts, \
@@ -735,6 +864,7 @@ fn file_callback(
     tx: &Connection,
     c: &NewCallback,
     forward: Option<&NewOutbox>,
+    logged: &Logged,
 ) -> StoreResult<Accepted> {
     let now = now_ms();
     let inserted = tx
@@ -758,19 +888,21 @@ fn file_callback(
     if inserted == 0 {
         return Ok(Accepted::Duplicate);
     }
-    log_message(
+    log_entry(
         tx,
-        &c.flow,
-        "in",
-        &c.action,
-        &c.transaction_id,
-        &c.message_id,
-        &c.headers,
-        &c.body,
+        (
+            &c.flow,
+            "in",
+            &c.action,
+            &c.transaction_id,
+            &c.message_id,
+            &c.headers,
+        ),
+        &logged.callback,
         now,
     )?;
     if let Some(item) = forward {
-        enqueue(tx, item, None)?.ok_or(StoreError::ClaimLost)?;
+        enqueue(tx, item, logged.forward.as_ref(), None)?.ok_or(StoreError::ClaimLost)?;
     }
     Ok(Accepted::New)
 }
