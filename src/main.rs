@@ -46,6 +46,16 @@ struct Cli {
         env = "BECKN_LOG_FORMAT"
     )]
     log_format: LogFormat,
+    /// Colours in text logs: `auto` when standard error is a terminal (a file, pipe or journal
+    /// gets none), `always` or `never`.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "auto",
+        env = "BECKN_LOG_COLOR"
+    )]
+    color: ColorChoice,
     #[command(subcommand)]
     command: Command,
 }
@@ -54,6 +64,23 @@ struct Cli {
 enum LogFormat {
     Text,
     Json,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorChoice {
+    fn enabled(self) -> bool {
+        match self {
+            ColorChoice::Auto => std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -320,7 +347,11 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // The demo prints a timeline on stdout: its logs say only what went wrong.
     let quiet = matches!(cli.command, Command::Demo { .. });
-    init_logging(cli.log_format, if quiet { "warn" } else { "info" });
+    init_logging(
+        cli.log_format,
+        cli.color.enabled(),
+        if quiet { "warn" } else { "info" },
+    );
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(run(cli.command))
 }
@@ -875,14 +906,14 @@ async fn demo(dirs: &Dirs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_logging(format: LogFormat, default_level: &str) {
+fn init_logging(format: LogFormat, color: bool, default_level: &str) {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_env("BECKN_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
-    // Colours only on a terminal: a log file or journal gets no escape sequences.
+    // By default colours only on a terminal: a log file or journal gets no escape sequences.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(color)
         .with_writer(std::io::stderr);
     match format {
         // Values from outside (paths, context fields) are logged with control characters

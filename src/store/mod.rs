@@ -304,8 +304,8 @@ pub trait Store: Send + Sync {
     /// When the earliest pending message falls due: its `next_attempt_at`, or the end of its
     /// claim if a worker holds it.
     fn next_due(&self) -> BoxFuture<'_, StoreResult<Option<i64>>>;
-    /// Deletes log entries, delivered messages, finished inbox records and buyer-app requests
-    /// and callbacks older than `before`.
+    /// Deletes log entries, delivered messages, finished inbox records, buyer-app requests
+    /// and callbacks, and Ultra users signed in, older than `before`.
     fn purge(&self, before: i64) -> BoxFuture<'_, StoreResult<u64>>;
 
     // Buyer apps (`role: bap`).
@@ -387,6 +387,8 @@ pub trait Store: Send + Sync {
     /// Keeps a signed-in user under their session.
     fn save_ultra_user(&self, user: UltraUser) -> BoxFuture<'_, StoreResult<()>>;
     fn ultra_user(&self, session: &str) -> BoxFuture<'_, StoreResult<Option<UltraUser>>>;
+    /// Forgets a signed-in user (signing out); false if the session was unknown.
+    fn forget_ultra_user(&self, session: &str) -> BoxFuture<'_, StoreResult<bool>>;
     /// Notes the Ultra identity token of a transaction's user.
     fn note_identity(
         &self,

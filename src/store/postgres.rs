@@ -18,6 +18,7 @@ use super::{
     PollPosition, SentRequest, Store, StoreError, StoreResult, Unfinished, body_digest, now_ms,
 };
 use super::{OmsEvent, OmsQueued, OmsRecord, QueuedState, StoredOmsEvent, UltraUser};
+use crate::ultra::oms::{self, OmsState};
 
 pub struct PgStore {
     pool: PgPool,
@@ -714,6 +715,7 @@ impl Store for PgStore {
                 "DELETE FROM inbox WHERE state = 'done' AND done_at < $1",
                 "DELETE FROM bap_requests WHERE created_at < $1",
                 "DELETE FROM bap_callbacks WHERE received_at < $1",
+                "DELETE FROM ultra_users WHERE created_at < $1",
             ] {
                 n += sqlx::query(sql)
                     .bind(before)
@@ -966,6 +968,18 @@ impl Store for PgStore {
         })
     }
 
+    fn forget_ultra_user(&self, session: &str) -> BoxFuture<'_, StoreResult<bool>> {
+        let session = session.to_string();
+        Box::pin(async move {
+            let n = sqlx::query("DELETE FROM ultra_users WHERE session = $1")
+                .bind(&session)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+            Ok(n > 0)
+        })
+    }
+
     fn ultra_user(&self, session: &str) -> BoxFuture<'_, StoreResult<Option<UltraUser>>> {
         let session = session.to_string();
         Box::pin(async move {
@@ -1051,7 +1065,7 @@ impl Store for PgStore {
                 ))
                 .execute(&mut *tx)
                 .await?;
-            let reported: Vec<String> = sqlx::query_scalar(
+            let mut reported: Vec<String> = sqlx::query_scalar(
                 "SELECT state FROM oms_updates WHERE connection = $1 AND provider = $2 \
                  AND transaction_id = $3 AND order_id = $4 ORDER BY created_at",
             )
@@ -1061,7 +1075,38 @@ impl Store for PgStore {
             .bind(&record.order_id)
             .fetch_all(&mut *tx)
             .await?;
-            if let Some(refused) = crate::ultra::oms::refusal(&reported, &record.state) {
+            let fulfilled = OmsState::Fulfilled.as_str();
+            if oms::replaces_a_held_fulfilment(&record.state)
+                && reported.iter().any(|s| s == fulfilled)
+            {
+                // Locked, so no worker can claim it between this look and the delete.
+                let held: Option<i64> = sqlx::query_scalar(
+                    "SELECT o.id FROM oms_updates AS u JOIN outbox AS o ON o.id = u.outbox_id \
+                     WHERE u.connection = $1 AND u.provider = $2 AND u.transaction_id = $3 \
+                     AND u.order_id = $4 AND u.state = $5 AND o.state = 'pending' \
+                     AND o.attempts = 0 AND o.claimed_by IS NULL AND o.next_attempt_at > $6 \
+                     FOR UPDATE OF o",
+                )
+                .bind(&record.connection)
+                .bind(&record.provider)
+                .bind(&record.transaction_id)
+                .bind(&record.order_id)
+                .bind(fulfilled)
+                .bind(now_ms())
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(id) = held {
+                    for statement in [
+                        "DELETE FROM oms_events WHERE outbox_id = $1",
+                        "DELETE FROM outbox WHERE id = $1",
+                        "DELETE FROM oms_updates WHERE outbox_id = $1",
+                    ] {
+                        sqlx::query(statement).bind(id).execute(&mut *tx).await?;
+                    }
+                    reported.retain(|s| s != fulfilled);
+                }
+            }
+            if let Some(refused) = oms::refusal(&reported, &record.state) {
                 return Ok(refused);
             }
             let now = now_ms();

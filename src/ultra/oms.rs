@@ -143,6 +143,13 @@ pub fn check(
     })
 }
 
+/// Whether an update in `state` replaces the order's ORDER_FULFILLED while that is still held
+/// back for its `lastFulfillmentDate` (Ultra has not heard of it): a cancellation or return
+/// during the hold drops the held update and goes out in its place.
+pub fn replaces_a_held_fulfilment(state: &str) -> bool {
+    OmsState::parse(state) == Some(OmsState::Cancelled)
+}
+
 /// Why `next` may not follow the states an order already reported, if it may not: the first
 /// update is `ORDER_CONFIRMED`, and nothing follows a terminal state.
 pub fn sequence_problem(reported: &[OmsState], next: OmsState) -> Option<String> {

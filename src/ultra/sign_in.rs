@@ -82,6 +82,40 @@ async fn run(ep: &BapEndpoint, headers: &HeaderMap, body: Body) -> Result<Value,
     Ok(json!({"session": user.session, "user": user_value(&user)}))
 }
 
+/// `POST {base}/ultra/sign-out` with [`SESSION_HEADER`]: the adapter forgets the user (their
+/// identity token and contact). Transactions already tied to the user keep reporting their
+/// orders; new calls with the session are refused as an unknown session.
+pub async fn sign_out(State(ep): State<Arc<BapEndpoint>>, headers: HeaderMap) -> Response {
+    let result = async {
+        let (_, flow) = loaded(&ep)?;
+        authorize(buyer(&flow)?, &headers)?;
+        if flow.ultra.is_none() {
+            return Err(ClientError::NoUltra);
+        }
+        let session = headers
+            .get(SESSION_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .ok_or(ClientError::UnknownSession)?;
+        let forgotten = ep
+            .store()
+            .forget_ultra_user(session)
+            .await
+            .map_err(ClientError::store)?;
+        if !forgotten {
+            return Err(ClientError::UnknownSession);
+        }
+        tracing::info!(flow = %flow.name, "Ultra user signed out");
+        Ok(json!({"signed_out": true}))
+    }
+    .await;
+    match result {
+        Ok(doc) => Json(doc).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
 fn ultra_error(e: UltraError) -> ClientError {
     match e {
         UltraError::Unreachable { .. } => ClientError::Unavailable(e.to_string()),

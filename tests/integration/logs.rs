@@ -325,3 +325,28 @@ async fn log_injection_through_a_path_or_a_signed_action_is_escaped() {
         }
     }
 }
+
+#[test]
+fn logs_written_to_a_pipe_carry_no_colour_codes_unless_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("s.db").display());
+    let stderr_of = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_beckn-adapter"))
+            .args(extra)
+            .args(["outbox", "list", "--store", &store])
+            .env("BECKN_LOG", "debug")
+            .env_remove("BECKN_LOG_COLOR")
+            .output()
+            .expect("run the adapter");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let piped = stderr_of(&[]);
+    assert!(piped.contains("DEBUG"), "debug lines were logged: {piped}");
+    assert!(
+        !piped.contains('\u{1b}'),
+        "no escape sequences in a pipe: {piped}"
+    );
+    assert!(!stderr_of(&["--color", "never"]).contains('\u{1b}'));
+    assert!(stderr_of(&["--color", "always"]).contains("\u{1b}["));
+}

@@ -310,3 +310,11 @@ async fn postgres_queues_oms_updates_once_and_in_order() {
     let store = beckn_adapter::store::open(&db.url).await.unwrap();
     crate::ultra::oms_queue_semantics(store).await;
 }
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (BECKN_TEST_POSTGRES_URL); run with --ignored"]
+async fn postgres_replaces_a_held_fulfilment_by_a_cancellation() {
+    let db = TestDb::create().await;
+    let store = Arc::new(PgStore::open(&db.url).await.unwrap());
+    crate::ultra::held_fulfilment_semantics(store).await;
+}

@@ -541,6 +541,41 @@ async fn a_held_fulfilment_waits_for_its_last_fulfillment_date() {
     );
 }
 
+#[tokio::test]
+async fn a_signed_out_user_is_forgotten_and_sign_ins_past_the_retention_are_purged() {
+    let net = network_at(&crate::common::repo()).await;
+    let (session, _) = sign_in(&net, "+91-98100-66666").await;
+    let search = json!({"crop": "wheat", "pincode": "110081", "collection": "home"});
+    let (status, _) = call(&net, "search?mode=async", Some(&session), search.clone()).await;
+    assert_eq!(status, 202, "a signed-in user's call is taken");
+    let (status, doc) = call(&net, "ultra/sign-out", Some(&session), json!({})).await;
+    assert_eq!((status, &doc["signed_out"]), (200, &json!(true)), "{doc}");
+    let (status, doc) = call(&net, "search?mode=async", Some(&session), search.clone()).await;
+    assert_eq!(
+        (status, &doc["error"]["code"]),
+        (401, &json!("unknown_session")),
+        "{doc}"
+    );
+    let (status, doc) = call(&net, "ultra/sign-out", Some(&session), json!({})).await;
+    assert_eq!(
+        (status, &doc["error"]["code"]),
+        (401, &json!("unknown_session")),
+        "{doc}"
+    );
+
+    // The retention purge forgets users signed in before it, identity token and contact.
+    let (old, _) = sign_in(&net, "+91-98100-55555").await;
+    let store = net.services.outbox.store.clone();
+    assert!(store.ultra_user(&old).await.unwrap().is_some());
+    store
+        .purge(beckn_adapter::store::now_ms() + 1)
+        .await
+        .unwrap();
+    assert!(store.ultra_user(&old).await.unwrap().is_none());
+    let (status, _) = call(&net, "search?mode=async", Some(&old), search).await;
+    assert_eq!(status, 401);
+}
+
 /// What every store must do with OMS updates: a repeat is not queued, a state that may not
 /// follow is refused, an order's updates are claimed one at a time, in order, and a dead one
 /// holds back the later ones; the same order id of another lab in another transaction is
@@ -688,6 +723,93 @@ pub async fn oms_queue_semantics(store: std::sync::Arc<dyn beckn_adapter::store:
     assert_eq!((kept.event, kept.update), (event.clone(), None));
     assert!(store.discard(id).await.unwrap());
     assert_eq!(store.oms_event(id).await.unwrap(), None, "dropped with it");
+}
+
+/// What every store must do with a cancellation while the order's ORDER_FULFILLED is held
+/// back for its `lastFulfillmentDate`: the held update is dropped and the cancellation queued;
+/// a fulfilment already on its way is final.
+pub async fn held_fulfilment_semantics(store: std::sync::Arc<dyn beckn_adapter::store::Store>) {
+    use beckn_adapter::store::{NewOutbox, OmsEvent, OmsQueued, OmsRecord, now_ms};
+    let order = format!("O-{}", uuid::Uuid::new_v4());
+    let held_for = |transaction_id: &str, state: &str, hold: bool| {
+        let record = OmsRecord {
+            connection: "ultra".into(),
+            provider: "lab-c/C".into(),
+            transaction_id: transaction_id.into(),
+            order_id: order.clone(),
+            state: state.into(),
+            event: OmsEvent {
+                flow: "farmer-app".into(),
+                callback: "on_status".into(),
+                body: bytes::Bytes::from_static(b"{}"),
+            },
+        };
+        let item = NewOutbox {
+            flow: "ultra".into(),
+            kind: "ultra".into(),
+            url: "http://127.0.0.1:9/3/oms".into(),
+            action: state.into(),
+            transaction_id: transaction_id.into(),
+            message_id: format!("{order}/{state}"),
+            body: bytes::Bytes::from_static(b"{}"),
+            deadline: Some(now_ms() + 172_800_000),
+            completes: None,
+            order: None,
+            not_before: hold.then(|| now_ms() + 86_400_000),
+            sequence: Some(beckn_adapter::store::ultra::sequence_key(
+                "ultra",
+                "lab-c/C",
+                transaction_id,
+                &order,
+            )),
+            claimed_by: None,
+        };
+        store.queue_oms(record, item)
+    };
+    for (transaction_id, hold) in [("t4", true), ("t5", false)] {
+        assert!(matches!(
+            held_for(transaction_id, "ORDER_CONFIRMED", false)
+                .await
+                .unwrap(),
+            OmsQueued::Queued(_)
+        ));
+        assert!(matches!(
+            held_for(transaction_id, "ORDER_FULFILLED", hold)
+                .await
+                .unwrap(),
+            OmsQueued::Queued(_)
+        ));
+        let cancelled = held_for(transaction_id, "ORDER_CANCELLED", false)
+            .await
+            .unwrap();
+        if hold {
+            assert!(matches!(cancelled, OmsQueued::Queued(_)), "{cancelled:?}");
+            assert!(
+                matches!(
+                    held_for(transaction_id, "ORDER_FULFILLED", false)
+                        .await
+                        .unwrap(),
+                    OmsQueued::OutOfOrder(_)
+                ),
+                "the held fulfilment is gone, the cancellation stands"
+            );
+        } else {
+            assert!(
+                matches!(cancelled, OmsQueued::OutOfOrder(_)),
+                "{cancelled:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_cancellation_during_a_held_fulfilment_replaces_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        beckn_adapter::store::open(&format!("sqlite://{}", dir.path().join("s.db").display()))
+            .await
+            .unwrap();
+    held_fulfilment_semantics(store).await;
 }
 
 #[tokio::test]

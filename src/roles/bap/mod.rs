@@ -108,6 +108,10 @@ pub fn routers(
             &format!("{base}/ultra/sign-in"),
             post(crate::ultra::sign_in::sign_in),
         )
+        .route(
+            &format!("{base}/ultra/sign-out"),
+            post(crate::ultra::sign_in::sign_out),
+        )
         .with_state(ep);
     if bap.client_listen == flow.listen {
         (network.merge(client), None)

@@ -628,6 +628,16 @@ impl Store for SqliteStore {
         Box::pin(async move { self.write(Work::SaveUltraUser(user)).await.map(|_| ()) })
     }
 
+    fn forget_ultra_user(&self, session: &str) -> BoxFuture<'_, StoreResult<bool>> {
+        let session = session.to_string();
+        Box::pin(async move {
+            match self.write(Work::ForgetUltraUser(session)).await? {
+                Outcome::Changed(gone) => Ok(gone),
+                _ => Err(StoreError::Closed),
+            }
+        })
+    }
+
     fn ultra_user(&self, session: &str) -> BoxFuture<'_, StoreResult<Option<UltraUser>>> {
         let session = session.to_string();
         Box::pin(async move {

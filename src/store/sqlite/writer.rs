@@ -7,7 +7,9 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+
+use crate::ultra::oms::{self, OmsState};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::store::{
@@ -108,6 +110,7 @@ pub enum Work {
         lease_ms: i64,
     },
     SaveUltraUser(UltraUser),
+    ForgetUltraUser(String),
     NoteIdentity {
         flow: String,
         transaction_id: String,
@@ -383,6 +386,7 @@ fn apply(tx: &Connection, work: &Work) -> StoreResult<Outcome> {
                 "DELETE FROM inbox WHERE state = 'done' AND done_at < ?1",
                 "DELETE FROM bap_requests WHERE created_at < ?1",
                 "DELETE FROM bap_callbacks WHERE received_at < ?1",
+                "DELETE FROM ultra_users WHERE created_at < ?1",
             ] {
                 n += tx.prepare_cached(sql)?.execute(params![before])? as u64;
             }
@@ -441,6 +445,12 @@ fn apply(tx: &Connection, work: &Work) -> StoreResult<Outcome> {
                 )?
                 .execute(params![cursor, now + lease_ms, now, flow, owner])?;
             Outcome::Changed(changed > 0)
+        }
+        Work::ForgetUltraUser(session) => {
+            let n = tx
+                .prepare_cached("DELETE FROM ultra_users WHERE session = ?1")?
+                .execute(params![session])?;
+            Outcome::Changed(n > 0)
         }
         Work::SaveUltraUser(u) => {
             tx.prepare_cached(
@@ -547,7 +557,7 @@ fn accept(tx: &Connection, inbound: &Inbound) -> StoreResult<Admission> {
 /// Queues an OMS update unless its order reported this state, or the state may not follow
 /// the ones reported; the check and the insert share the batch's transaction.
 fn queue_oms(tx: &Connection, record: &OmsRecord, item: &NewOutbox) -> StoreResult<OmsQueued> {
-    let reported: Vec<String> = tx
+    let mut reported = tx
         .prepare_cached(
             "SELECT state FROM oms_updates WHERE connection = ?1 AND provider = ?2 \
              AND transaction_id = ?3 AND order_id = ?4 ORDER BY created_at",
@@ -561,8 +571,39 @@ fn queue_oms(tx: &Connection, record: &OmsRecord, item: &NewOutbox) -> StoreResu
             ],
             |r| r.get(0),
         )?
-        .collect::<Result<_, _>>()?;
-    if let Some(refused) = crate::ultra::oms::refusal(&reported, &record.state) {
+        .collect::<Result<Vec<String>, _>>()?;
+    let fulfilled = OmsState::Fulfilled.as_str();
+    if oms::replaces_a_held_fulfilment(&record.state) && reported.iter().any(|s| s == fulfilled) {
+        let held: Option<i64> = tx
+            .prepare_cached(
+                "SELECT o.id FROM oms_updates AS u JOIN outbox AS o ON o.id = u.outbox_id \
+                 WHERE u.connection = ?1 AND u.provider = ?2 AND u.transaction_id = ?3 \
+                 AND u.order_id = ?4 AND u.state = ?5 AND o.state = 'pending' \
+                 AND o.attempts = 0 AND o.claimed_by IS NULL AND o.next_attempt_at > ?6",
+            )?
+            .query_row(
+                params![
+                    record.connection,
+                    record.provider,
+                    record.transaction_id,
+                    record.order_id,
+                    fulfilled,
+                    now_ms()
+                ],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(id) = held {
+            tx.prepare_cached("DELETE FROM oms_events WHERE outbox_id = ?1")?
+                .execute(params![id])?;
+            tx.prepare_cached("DELETE FROM outbox WHERE id = ?1")?
+                .execute(params![id])?;
+            tx.prepare_cached("DELETE FROM oms_updates WHERE outbox_id = ?1")?
+                .execute(params![id])?;
+            reported.retain(|s| s != fulfilled);
+        }
+    }
+    if let Some(refused) = oms::refusal(&reported, &record.state) {
         return Ok(refused);
     }
     let id = enqueue(tx, item, None, None)?.ok_or(StoreError::ClaimLost)?;
