@@ -55,7 +55,8 @@ pub struct BuyerTransaction {
 pub enum Disposition {
     /// Answers a request of ours, in time.
     Answer,
-    /// An `on_status` or `on_update` of a known transaction that no request asked for.
+    /// An `on_status`, `on_update` or `on_cancel` of a known transaction that no request asked
+    /// for.
     Unsolicited,
     /// Answers a request of ours whose ttl had ended: NACKed, kept.
     Late,

@@ -70,7 +70,7 @@ fn providers(on_search: &Value) -> Vec<String> {
 }
 
 /// POSTs `body` to the farmer app's Beckn endpoint `path`, signed by the flow `signer`.
-async fn post_signed(net: &SampleNetwork, signer: &str, path: &str, body: &Value) -> (u16, Value) {
+pub(crate) async fn post_signed(net: &SampleNetwork, signer: &str, path: &str, body: &Value) -> (u16, Value) {
     let bytes = serde_json::to_vec(body).unwrap();
     let set = net.flows.load();
     let flow = set.flow(signer).expect("signer flow");
@@ -86,7 +86,7 @@ async fn post_signed(net: &SampleNetwork, signer: &str, path: &str, body: &Value
 }
 
 /// A valid callback `action` from the lab flow `lab` in `transaction_id`.
-fn callback(
+pub(crate) fn callback(
     net: &SampleNetwork,
     lab: &str,
     action: &str,

@@ -8,8 +8,9 @@
 //!
 //! - it answers a request of ours (same message id and action, from a BPP the request could
 //!   reach) before that request's `timestamp + ttl`: an answer;
-//! - an `on_status` or `on_update` no request asked for, in a transaction of ours (and from its
-//!   BPP, once that is known): unsolicited;
+//! - an `on_status`, `on_update` or `on_cancel` no request asked for (the BPP reports a
+//!   change, or cancels the order itself), in a transaction of ours (and from its BPP, once that
+//!   is known): unsolicited;
 //! - an answer after the ttl: late, NACKed (30022);
 //! - anything else: unknown, NACKed (30000).
 //!
@@ -255,7 +256,7 @@ async fn classify(
         }
         return Ok((Disposition::Answer, String::new()));
     }
-    if matches!(action, Action::Status | Action::Update) {
+    if matches!(action, Action::Status | Action::Update | Action::Cancel) {
         let known = ep
             .store()
             .buyer_transaction(&flow.name, transaction_id)
