@@ -70,7 +70,12 @@ fn providers(on_search: &Value) -> Vec<String> {
 }
 
 /// POSTs `body` to the farmer app's Beckn endpoint `path`, signed by the flow `signer`.
-pub(crate) async fn post_signed(net: &SampleNetwork, signer: &str, path: &str, body: &Value) -> (u16, Value) {
+pub(crate) async fn post_signed(
+    net: &SampleNetwork,
+    signer: &str,
+    path: &str,
+    body: &Value,
+) -> (u16, Value) {
     let bytes = serde_json::to_vec(body).unwrap();
     let set = net.flows.load();
     let flow = set.flow(signer).expect("signer flow");

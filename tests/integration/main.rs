@@ -19,6 +19,7 @@ mod polling;
 mod postgres;
 mod reload;
 mod render;
+mod retry_after;
 mod schemas;
 mod store_contract;
 mod trust;
