@@ -470,4 +470,45 @@ mod tests {
         assert!((800..=1200).contains(&b3), "{b3}");
         assert!((8000..=12000).contains(&b30), "{b30}");
     }
+
+    #[tokio::test]
+    async fn oms_updates_back_off_longer_and_retry_after_is_bounded_by_the_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::open(&format!("sqlite://{}", dir.path().join("s.db").display()))
+            .await
+            .unwrap();
+        let outbox = Outbox::new(store, DeliverySettings::default());
+        let now = 1_000_000;
+        let item = |kind: &str, deadline: Option<i64>| OutboxItem {
+            id: 1,
+            flow: "f".into(),
+            kind: kind.into(),
+            url: "http://127.0.0.1:9/x".into(),
+            action: "on_status".into(),
+            transaction_id: "t".into(),
+            message_id: "m".into(),
+            body: bytes::Bytes::new(),
+            attempts: 0,
+            deadline,
+        };
+        // after many failures: a callback waits about 10 s, an OMS update about 5 minutes
+        let callback = outbox
+            .next_attempt(&item("callback", None), now, 30, None)
+            .unwrap()
+            - now;
+        let oms = outbox
+            .next_attempt(&item(crate::ultra::OUTBOX_KIND, None), now, 30, None)
+            .unwrap()
+            - now;
+        assert!((8_000..=12_000).contains(&callback), "{callback}");
+        assert!((240_000..=360_000).contains(&oms), "{oms}");
+        // Retry-After: at least as asked, within the deadline; past it, given up with why
+        let asked = Some(Duration::from_secs(20));
+        let soon = outbox.next_attempt(&item("callback", Some(now + 60_000)), now, 1, asked);
+        assert_eq!(soon, Ok(now + 20_000));
+        let why = outbox
+            .next_attempt(&item("callback", Some(now + 10_000)), now, 1, asked)
+            .unwrap_err();
+        assert!(why.contains("20s (Retry-After)"), "{why}");
+    }
 }
