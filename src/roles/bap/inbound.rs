@@ -199,7 +199,7 @@ async fn accept(
     }
 }
 
-/// Longest reason kept with a refused callback.
+/// Longest reason (and claimed sender) kept with a refused callback.
 const MAX_REASON: usize = 300;
 
 /// Notes a refused callback under the request it names (its `context.message_id`, read from
@@ -230,20 +230,13 @@ async fn note_refusal(
     if let Some(p) = path.filter(|p| !reason.contains(p.as_str())) {
         reason = format!("{p}: {reason}");
     }
-    if reason.len() > MAX_REASON {
-        let mut cut = MAX_REASON;
-        while !reason.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        reason.truncate(cut);
-        reason.push('…');
-    }
     let refused = RefusedCallback {
-        bpp_id: text(&body, "/context/bpp_id").to_string(),
+        // as claimed, and perhaps by anyone: both kept short
+        bpp_id: cut(text(&body, "/context/bpp_id").to_string(), MAX_REASON),
+        reason: cut(reason, MAX_REASON),
         action: action.callback().to_string(),
         received_at: jiff::Timestamp::now().to_string(),
         code: code.code().to_string(),
-        reason,
     };
     let Ok(json) = serde_json::to_string(&refused) else {
         return;
@@ -254,6 +247,19 @@ async fn note_refusal(
     {
         tracing::error!(flow = %flow.name, %message_id, error = %e, "a refused callback could not be noted");
     }
+}
+
+/// `text` cut to at most `max` bytes (on a character boundary), marked when cut.
+fn cut(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut at = max;
+        while !text.is_char_boundary(at) {
+            at -= 1;
+        }
+        text.truncate(at);
+        text.push('…');
+    }
+    text
 }
 
 /// The checks of a parsed callback before it is looked at: action, core schema, recipient,
