@@ -1,6 +1,8 @@
 //! Outgoing HTTP calls to backends (the lab's ERP): auth, timeouts, and a transport seam so
 //! `test` and `render` can answer calls from fixtures instead of the network.
 
+pub mod retry_after;
+
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -52,8 +54,13 @@ pub enum BackendFailure {
     #[error("is unreachable: {0}")]
     Unreachable(String),
     /// Non-2xx; `body` is the JSON body, or the text as a JSON string when it was not JSON.
+    /// `retry_after`: the wait a 429 or 503 asked for (`Retry-After`).
     #[error("answered HTTP {status}: {}", preview(body.to_string().as_bytes()))]
-    Status { status: u16, body: Value },
+    Status {
+        status: u16,
+        body: Value,
+        retry_after: Option<Duration>,
+    },
     #[error("answered HTTP {status} with a body that is not JSON: {detail}")]
     InvalidResponse { status: u16, detail: String },
 }
@@ -74,7 +81,7 @@ impl BackendFailure {
         match self {
             BackendFailure::Timeout(_) => vec!["timeout".into()],
             BackendFailure::Unreachable(_) => vec!["unreachable".into()],
-            BackendFailure::Status { status, body } => {
+            BackendFailure::Status { status, body, .. } => {
                 let own = code_pointer
                     .and_then(|p| body.pointer(p))
                     .and_then(Value::as_str)
@@ -169,6 +176,7 @@ impl HttpTransport {
             }
         })?;
         let status = response.status().as_u16();
+        let retry_after = retry_after::asked(status, response.headers());
         let bytes = read_limited(response, backend.timeout).await?;
         let parsed: Result<Value, _> = serde_json::from_slice(&bytes);
         if (200..300).contains(&status) {
@@ -185,7 +193,11 @@ impl HttpTransport {
             }
         } else {
             let body = parsed.unwrap_or_else(|_| Value::String(preview(&bytes)));
-            Err(BackendFailure::Status { status, body })
+            Err(BackendFailure::Status {
+                status,
+                body,
+                retry_after,
+            })
         }
     }
 }

@@ -25,6 +25,9 @@ pub struct DeliverySettings {
     /// Pause before the first retry; doubles with every attempt.
     pub base_backoff: Duration,
     pub max_backoff: Duration,
+    /// The cap of OMS updates to Ultra instead: they have days to arrive, and a rate-limited
+    /// Ultra is better asked less often.
+    pub ultra_max_backoff: Duration,
     /// How long a claimed message is reserved for one worker's attempt; renewed while the
     /// attempt runs.
     pub lease: Duration,
@@ -47,6 +50,7 @@ impl Default for DeliverySettings {
         DeliverySettings {
             base_backoff: Duration::from_millis(250),
             max_backoff: Duration::from_secs(10),
+            ultra_max_backoff: Duration::from_secs(300),
             lease: Duration::from_secs(60),
             batch: 64,
             concurrency: 256,
@@ -78,8 +82,9 @@ const HANDOFF_QUEUE: usize = 4096;
 /// How one delivery attempt ended.
 enum Attempt {
     Delivered,
-    /// Worth trying again (network error, 5xx, 429, 408).
-    Transient(String),
+    /// Worth trying again (network error, 5xx, 429, 408), not before the wait a 429 or 503
+    /// asked for with `Retry-After`.
+    Transient(String, Option<Duration>),
     /// Refused for good (a NACK or another 4xx): retrying cannot help.
     Refused(String),
     /// Not sent: the address is not one messages may go to (see [`destination`]).
@@ -286,7 +291,7 @@ impl Outbox {
         let label = match &outcome {
             Attempt::Delivered => "delivered",
             Attempt::Refused(_) | Attempt::Unsendable(_) => "dead",
-            Attempt::Transient(_) => "retry",
+            Attempt::Transient(..) => "retry",
         };
         crate::telemetry::delivery_attempted(&item.flow, &item.action, label, started.elapsed());
         let now = now_ms();
@@ -304,18 +309,18 @@ impl Outbox {
                 tracing::error!(flow = %item.flow, action = %item.action, transaction_id = %item.transaction_id, message_id = %item.message_id, url = %item.url, %error, "not sent to this address; moved to dead letters");
                 self.store.bury(item.id, &claim, now, error).await
             }
-            Attempt::Transient(error) => {
-                let next = now + self.backoff(attempt).as_millis() as i64;
-                if item.deadline.is_some_and(|d| next > d) {
-                    let error =
-                        format!("deadline passed after {attempt} attempts; last error: {error}");
+            Attempt::Transient(error, asked) => match self.next_attempt(&item, now, attempt, asked)
+            {
+                Err(why) => {
+                    let error = format!("{why}; last error: {error}");
                     tracing::error!(flow = %item.flow, action = %item.action, transaction_id = %item.transaction_id, message_id = %item.message_id, url = %item.url, %error, "moved to dead letters");
                     self.store.bury(item.id, &claim, now, error).await
-                } else {
+                }
+                Ok(next) => {
                     tracing::warn!(flow = %item.flow, action = %item.action, transaction_id = %item.transaction_id, message_id = %item.message_id, url = %item.url, attempt, %error, retry_in_ms = next - now, "delivery failed; will retry");
                     self.store.retry_later(item.id, &claim, next, error).await
                 }
-            }
+            },
         };
         match recorded {
             Ok(true) => {}
@@ -362,13 +367,17 @@ impl Outbox {
             // The receiver may have taken the message and answer late: the retry is a repeat
             // it must recognise by message id (limits.callback_timeout gives it longer).
             Err(e) if e.is_timeout() => {
-                return Attempt::Transient(format!(
-                    "no answer within the callback timeout ({timeout:?}); the receiver may see this message again"
-                ));
+                return Attempt::Transient(
+                    format!(
+                        "no answer within the callback timeout ({timeout:?}); the receiver may see this message again"
+                    ),
+                    None,
+                );
             }
-            Err(e) => return Attempt::Transient(crate::backend::root_cause(&e)),
+            Err(e) => return Attempt::Transient(crate::backend::root_cause(&e), None),
         };
         let status = resp.status();
+        let asked = crate::backend::retry_after::asked(status.as_u16(), resp.headers());
         let body = resp.bytes().await.unwrap_or_default();
         let nack = serde_json::from_slice::<Value>(&body)
             .ok()
@@ -377,9 +386,9 @@ impl Outbox {
         match (status.as_u16(), nack) {
             (200..=299, None) => Attempt::Delivered,
             (200..=299, Some(_)) => Attempt::Refused(format!("NACK: {preview}")),
-            (408 | 429, _) => Attempt::Transient(format!("HTTP {status}")),
+            (408 | 429, _) => Attempt::Transient(format!("HTTP {status}"), asked),
             (400..=499, _) => Attempt::Refused(format!("HTTP {status}: {preview}")),
-            _ => Attempt::Transient(format!("HTTP {status}")),
+            _ => Attempt::Transient(format!("HTTP {status}"), asked),
         }
     }
 
@@ -389,7 +398,10 @@ impl Outbox {
         use crate::ultra::oms::{OmsAnswer, classify};
         let set = flows.load_full();
         let Some(conn) = set.ultra(&item.flow).cloned() else {
-            return Attempt::Transient(format!("Ultra connection `{}` is not loaded", item.flow));
+            return Attempt::Transient(
+                format!("Ultra connection `{}` is not loaded", item.flow),
+                None,
+            );
         };
         // Rebuilt from its order event: a retry carries the current mapping and settings.
         let body = match crate::ultra::report::resend(self, &set, item).await {
@@ -399,13 +411,13 @@ impl Outbox {
                 return Attempt::Delivered;
             }
             crate::ultra::report::Resend::Refused(why) => return Attempt::Refused(why),
-            crate::ultra::report::Resend::Later(why) => return Attempt::Transient(why),
+            crate::ultra::report::Resend::Later(why) => return Attempt::Transient(why, None),
         };
         // The token is minted once a slot is ours: one minted before a long wait could expire.
         let _turn = conn.limiter.acquire().await;
         let token = match conn.secure_token() {
             Ok(t) => t,
-            Err(e) => return Attempt::Transient(e.to_string()),
+            Err(e) => return Attempt::Transient(e.to_string(), None),
         };
         let url = conn.oms_endpoint();
         crate::telemetry::payloads::sent(&item.flow, &item.action, &url, &[], &body);
@@ -422,26 +434,63 @@ impl Outbox {
             Ok(r) => r,
             Err(e) => {
                 crate::telemetry::ultra_called(&conn.name, "oms", "unreachable");
-                return Attempt::Transient(crate::backend::root_cause(&e));
+                return Attempt::Transient(crate::backend::root_cause(&e), None);
             }
         };
         let status = resp.status().as_u16();
+        let asked = crate::backend::retry_after::asked(status, resp.headers());
         let body = resp.bytes().await.unwrap_or_default();
         let (result, attempt) = match classify(status, &body) {
             OmsAnswer::Accepted => ("accepted", Attempt::Delivered),
             OmsAnswer::AlreadyAccepted => ("repeat", Attempt::Delivered),
-            OmsAnswer::Retry(why) => ("retry", Attempt::Transient(why)),
+            OmsAnswer::Retry(why) => ("retry", Attempt::Transient(why, asked)),
             OmsAnswer::Refused(why) => ("refused", Attempt::Refused(why)),
         };
         crate::telemetry::ultra_called(&conn.name, "oms", result);
         attempt
     }
 
-    /// Exponential backoff with ±20% jitter, so retries of many messages do not bunch up.
-    fn backoff(&self, attempt: u32) -> Duration {
+    /// When to try `item` again after its `attempt`-th failure: after the backoff, and not
+    /// before the wait the receiver `asked` for (`Retry-After`). Err says why not at all: that
+    /// time is past the message's deadline.
+    fn next_attempt(
+        &self,
+        item: &OutboxItem,
+        now: i64,
+        attempt: u32,
+        asked: Option<Duration>,
+    ) -> Result<i64, String> {
+        let cap = if item.kind == crate::ultra::OUTBOX_KIND {
+            self.settings.ultra_max_backoff
+        } else {
+            self.settings.max_backoff
+        };
+        let backoff = self.backoff(attempt, cap);
+        let wait = asked.map_or(backoff, |a| a.max(backoff));
+        let next = now.saturating_add(wait.as_millis().min(i64::MAX as u128) as i64);
+        match item.deadline {
+            Some(deadline) if next > deadline => {
+                let deadline = jiff::Timestamp::from_millisecond(deadline)
+                    .map(|t| t.to_string())
+                    .unwrap_or_default();
+                Err(match asked {
+                    Some(a) if a >= backoff => format!(
+                        "the receiver asked to be called again in {}s (Retry-After), after the deadline {deadline}; gave up after {attempt} attempts",
+                        a.as_secs()
+                    ),
+                    _ => format!("deadline passed after {attempt} attempts"),
+                })
+            }
+            _ => Ok(next),
+        }
+    }
+
+    /// Exponential backoff up to `cap`, with ±20% jitter, so retries of many messages do not
+    /// bunch up.
+    fn backoff(&self, attempt: u32, cap: Duration) -> Duration {
         let base = self.settings.base_backoff.as_millis() as f64;
         let exp = base * 2f64.powi(attempt.saturating_sub(1).min(20) as i32);
-        let capped = exp.min(self.settings.max_backoff.as_millis() as f64);
+        let capped = exp.min(cap.as_millis() as f64);
         let jitter =
             0.8 + 0.4 * (getrandom::u32().unwrap_or(u32::MAX / 2) as f64 / u32::MAX as f64);
         Duration::from_millis((capped * jitter) as u64)
@@ -459,11 +508,55 @@ mod tests {
             .await
             .unwrap();
         let outbox = Outbox::new(store, DeliverySettings::default());
-        let b1 = outbox.backoff(1).as_millis();
-        let b3 = outbox.backoff(3).as_millis();
-        let b30 = outbox.backoff(30).as_millis();
+        let cap = outbox.settings.max_backoff;
+        let b1 = outbox.backoff(1, cap).as_millis();
+        let b3 = outbox.backoff(3, cap).as_millis();
+        let b30 = outbox.backoff(30, cap).as_millis();
         assert!((200..=300).contains(&b1), "{b1}");
         assert!((800..=1200).contains(&b3), "{b3}");
         assert!((8000..=12000).contains(&b30), "{b30}");
+    }
+
+    #[tokio::test]
+    async fn oms_updates_back_off_longer_and_retry_after_is_bounded_by_the_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::open(&format!("sqlite://{}", dir.path().join("s.db").display()))
+            .await
+            .unwrap();
+        let outbox = Outbox::new(store, DeliverySettings::default());
+        let now = 1_000_000;
+        let item = |kind: &str, deadline: Option<i64>| OutboxItem {
+            id: 1,
+            flow: "f".into(),
+            kind: kind.into(),
+            url: "http://127.0.0.1:9/x".into(),
+            action: "on_status".into(),
+            transaction_id: "t".into(),
+            message_id: "m".into(),
+            body: bytes::Bytes::new(),
+            attempts: 0,
+            deadline,
+            epoch: 1,
+            claimed_until: now,
+        };
+        // after many failures: a callback waits about 10 s, an OMS update about 5 minutes
+        let callback = outbox
+            .next_attempt(&item("callback", None), now, 30, None)
+            .unwrap()
+            - now;
+        let oms = outbox
+            .next_attempt(&item(crate::ultra::OUTBOX_KIND, None), now, 30, None)
+            .unwrap()
+            - now;
+        assert!((8_000..=12_000).contains(&callback), "{callback}");
+        assert!((240_000..=360_000).contains(&oms), "{oms}");
+        // Retry-After: at least as asked, within the deadline; past it, given up with why
+        let asked = Some(Duration::from_secs(20));
+        let soon = outbox.next_attempt(&item("callback", Some(now + 60_000)), now, 1, asked);
+        assert_eq!(soon, Ok(now + 20_000));
+        let why = outbox
+            .next_attempt(&item("callback", Some(now + 10_000)), now, 1, asked)
+            .unwrap_err();
+        assert!(why.contains("20s (Retry-After)"), "{why}");
     }
 }

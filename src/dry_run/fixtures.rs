@@ -82,7 +82,11 @@ impl Fixture {
                 detail: "the body is not JSON (fixture)".into(),
             }),
             None if (200..300).contains(&status) => Ok(BackendResponse { status, body }),
-            None => Err(BackendFailure::Status { status, body }),
+            None => Err(BackendFailure::Status {
+                status,
+                body,
+                retry_after: None,
+            }),
         }
     }
 }

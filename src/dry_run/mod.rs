@@ -279,7 +279,7 @@ fn show_call(out: &mut String, call: &RecordedCall) {
         Ok(resp) => {
             let _ = writeln!(out, "-> HTTP {}", resp.status);
         }
-        Err(BackendFailure::Status { status, body }) => {
+        Err(BackendFailure::Status { status, body, .. }) => {
             let _ = writeln!(out, "-> HTTP {status} (a failure)\n{}", pretty(body));
         }
         Err(other) => {

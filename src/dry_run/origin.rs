@@ -149,6 +149,19 @@ pub fn reply_origins(
     }
 }
 
+/// Locates the values the template `name` (under `mappings/`) renders from `scope`: for
+/// mappings other than an action's reply, such as a flow's `ultra:` order template.
+pub fn template_origins(layout: &Layout, name: &str, scope: &Map<String, Value>) -> Origins {
+    let located =
+        traced_render(&layout.mappings, name, scope).map_or(Located::Unknown, Located::Template);
+    Origins {
+        reply: ReplySource::Template {
+            file: layout.mappings.join(name),
+        },
+        located,
+    }
+}
+
 /// The flow file's positions (values are not needed, so nothing is interpolated).
 fn flow_doc(file: &Path) -> Option<SpannedDoc> {
     let text = std::fs::read_to_string(file).ok()?;

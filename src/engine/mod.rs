@@ -67,9 +67,20 @@ pub async fn trace_action(
         "message".into(),
         body.get("message").cloned().unwrap_or(Value::Null),
     );
+    // The callback is due by the request's `timestamp + ttl` (or the flow's own deadline): a
+    // backend asking to be called again later than that is not waited for.
+    let deadline = flow
+        .callback_deadline
+        .and_then(|d| jiff::Timestamp::now().checked_add(d).ok())
+        .or_else(|| body.get("context").and_then(crate::beckn::context::expiry));
     let outcome = match flow.actions.get(&action) {
         Some(compiled) => {
-            run_steps(flow, action, compiled, transport, &mut scope, &mut skipped).await
+            let run = Run {
+                action,
+                deadline,
+                transport,
+            };
+            run_steps(flow, compiled, &run, &mut scope, &mut skipped).await
         }
         None => Err(EngineError::NotConfigured(action.to_string())),
     };
@@ -93,25 +104,35 @@ pub async fn run_event(
     scope.insert("event".into(), event.clone());
     scope.insert("context".into(), context.clone());
     scope.insert("message".into(), Value::Null);
-    let outcome = run_steps(
-        flow,
-        events.callback,
-        &events.action,
+    let run = Run {
+        action: events.callback,
+        deadline: flow
+            .callback_deadline
+            .and_then(|d| jiff::Timestamp::now().checked_add(d).ok()),
         transport,
-        &mut scope,
-        &mut Vec::new(),
-    )
-    .await;
+    };
+    let outcome = run_steps(flow, &events.action, &run, &mut scope, &mut Vec::new()).await;
     outcome.map(|message| RunOutput { message, scope })
 }
 
+/// What one run of steps is for.
+struct Run<'a> {
+    /// Decides whether failed calls may be retried.
+    action: Action,
+    /// When the callback is due; None: no deadline but [`MAX_ASKED_WAIT`].
+    deadline: Option<jiff::Timestamp>,
+    transport: &'a dyn Transport,
+}
+
+/// The longest a run waits for a backend's `Retry-After` when it has no deadline of its own.
+const MAX_ASKED_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Runs `compiled`'s steps and reply; `scope` holds the run's inputs on entry and every
-/// step's result on return. `action` decides whether failed calls may be retried.
+/// step's result on return.
 async fn run_steps(
     flow: &CompiledFlow,
-    action: Action,
     compiled: &CompiledAction,
-    transport: &dyn Transport,
+    run: &Run<'_>,
     scope: &mut Map<String, Value>,
     skipped: &mut Vec<String>,
 ) -> Result<Value, EngineError> {
@@ -140,9 +161,7 @@ async fn run_steps(
             }
         }
         let result = match &step.kind {
-            StepKind::Call(call) => {
-                run_call(flow, action, &step.name, call, scope, &ctx, transport).await?
-            }
+            StepKind::Call(call) => run_call(flow, run, &step.name, call, scope, &ctx).await?,
             StepKind::Script(script) => flow
                 .scripts
                 .run(script, scope)
@@ -205,13 +224,13 @@ fn reply_name(reply: &Reply) -> String {
 
 async fn run_call(
     flow: &CompiledFlow,
-    action: Action,
+    run: &Run<'_>,
     step: &str,
     call: &CompiledCall,
     scope: &Map<String, Value>,
     ctx: &JValue,
-    transport: &dyn Transport,
 ) -> Result<Value, EngineError> {
+    let (action, transport) = (run.action, run.transport);
     let t = &flow.templates;
     let request = BackendRequest {
         method: call.method.clone(),
@@ -273,10 +292,21 @@ async fn run_call(
                     && attempt < n
                     && failure.is_transient()
                 {
-                    attempt += 1;
-                    tracing::warn!(flow = %flow.name, %action, step, backend = %backend.name, attempt, error = %failure, "backend call failed, retrying");
-                    tokio::time::sleep(pause * attempt).await;
-                    continue;
+                    let wait = match asked_wait(&failure) {
+                        Some(asked) => asked.max(pause * (attempt + 1)),
+                        None => pause * (attempt + 1),
+                    };
+                    match too_late(wait, run.deadline) {
+                        None => {
+                            attempt += 1;
+                            tracing::warn!(flow = %flow.name, %action, step, backend = %backend.name, attempt, error = %failure, retry_in_ms = wait.as_millis() as u64, "backend call failed, retrying");
+                            tokio::time::sleep(wait).await;
+                            continue;
+                        }
+                        Some(why) => {
+                            tracing::warn!(flow = %flow.name, %action, step, backend = %backend.name, error = %failure, reason = %why, "backend call failed; not retried");
+                        }
+                    }
                 }
                 let reply = error_reply(flow, call, &failure, scope)?;
                 return Err(EngineError::Backend(Box::new(error::BackendCallError {
@@ -322,6 +352,37 @@ fn idempotency_key(
         digest.update(event.to_string().as_bytes());
     }
     hex::encode(&digest.finalize()[..16])
+}
+
+/// The wait a 429 or 503 asked for with `Retry-After`.
+fn asked_wait(failure: &BackendFailure) -> Option<std::time::Duration> {
+    match failure {
+        BackendFailure::Status { retry_after, .. } => *retry_after,
+        _ => None,
+    }
+}
+
+/// Why waiting `wait` before the next attempt is pointless: it ends after `deadline` (or,
+/// without one, it is longer than [`MAX_ASKED_WAIT`]).
+fn too_late(wait: std::time::Duration, deadline: Option<jiff::Timestamp>) -> Option<String> {
+    match deadline {
+        Some(d) => {
+            let next = jiff::Timestamp::now().checked_add(wait).ok();
+            next.is_none_or(|n| n > d).then(|| {
+                format!(
+                    "the next attempt would be in {}ms, after the callback's deadline {d}",
+                    wait.as_millis()
+                )
+            })
+        }
+        None => (wait > MAX_ASKED_WAIT).then(|| {
+            format!(
+                "the backend asked to wait {}s, longer than {}s",
+                wait.as_secs(),
+                MAX_ASKED_WAIT.as_secs()
+            )
+        }),
+    }
 }
 
 /// Renders query parameters or headers; a value rendering none or "" is left out.

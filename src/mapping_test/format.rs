@@ -9,7 +9,8 @@ use serde_json::Value;
 use crate::dry_run::fixtures::Fixture;
 
 /// One mapping test: an action of a flow run against a request and canned backend answers,
-/// and what its `on_*` callback must be.
+/// and what its `on_*` callback must be; or (`action: ultra`) the flow's `ultra:` mapping run
+/// on an order event, and the OMS order it must make (or its refusal).
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(
@@ -23,9 +24,12 @@ pub struct TestFile {
     /// The flow under test, by its `name:` (default of which is its file name).
     pub flow: String,
     /// The Beckn action run: `search`, `select`, `init`, `confirm`, `status`, `track`,
-    /// `cancel`, `update`, `rating` or `support`.
+    /// `cancel`, `update`, `rating` or `support`; or `ultra`: the flow's `ultra:` mapping (the
+    /// OMS order Flipkart Ultra gets), run on `request`, an order event.
     pub action: String,
-    /// The incoming request. Context fields left out get valid defaults.
+    /// The incoming request. Context fields left out get valid defaults. For `action: ultra`,
+    /// the order event: an `on_*` callback carrying an order, as received or sent (taken as
+    /// it is; its `context.action` says which event it is).
     #[serde(default)]
     #[schemars(with = "Option<RequestSchema>")]
     pub request: Option<Value>,
@@ -39,17 +43,22 @@ pub struct TestFile {
     /// Canned backend answers, by the name of the step that calls.
     #[serde(default)]
     pub fixtures: BTreeMap<String, Fixture>,
+    /// `action: ultra` only: the identity token of the order's Ultra user (default
+    /// `IDT-TEST`), as `user.identity_token` in the mapping.
+    #[serde(default)]
+    pub identity_token: Option<String>,
     /// The callback expected. Without `expect.error`, the callback must carry no error.
     #[serde(default)]
     pub expect: Option<Expect>,
     /// Values the callback must hold, by path into it (`message.order.quote.price.value`,
-    /// `context.action`, `error.code`); objects are compared partially, and null means
+    /// `context.action`, `error.code`); for `action: ultra`, into the OMS order
+    /// (`orderState`, `reverseTransaction`). Objects are compared partially, and null means
     /// absent.
     #[serde(default)]
     pub expect_paths: BTreeMap<String, Value>,
 }
 
-/// The expected callback.
+/// The expected callback (or, for `action: ultra`, OMS order).
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Expect {
@@ -59,6 +68,16 @@ pub struct Expect {
     /// The callback answers with this Beckn error.
     #[serde(default)]
     pub error: Option<ExpectedError>,
+    /// `action: ultra`: the whole OMS order, as checked and sent, compared exactly.
+    #[serde(default)]
+    pub order: Option<Value>,
+    /// `action: ultra`: the order event makes no OMS order: the mapping fails or its order
+    /// breaks Ultra's rules, with a reason containing this text.
+    #[serde(default)]
+    pub refused: Option<String>,
+    /// `action: ultra`: the mapping renders `null`: nothing is sent to Ultra.
+    #[serde(default)]
+    pub nothing: bool,
 }
 
 /// A Beckn error the callback must carry.

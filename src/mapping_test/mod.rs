@@ -5,8 +5,12 @@
 //! A failure says where: the path of each differing value with both sides, and the template
 //! line that wrote it (see `dry_run::origin`), so a mapping change that breaks a message is
 //! found by `beckn-adapter test`, not by a buyer app.
+//!
+//! A test with `action: ultra` checks a flow's `ultra:` mapping instead: the OMS order it
+//! makes of an order event (see `oms`).
 
 pub mod format;
+pub mod oms;
 
 use std::fmt::{self, Write as _};
 use std::path::{Path, PathBuf};
@@ -131,6 +135,20 @@ pub enum Problem {
         callback: &'static str,
         violations: Vec<(Violation, Option<SourceLine>)>,
     },
+    /// `action: ultra`: the event makes no OMS order (the mapping failed, or the order breaks
+    /// Ultra's rules), and the test expects one.
+    OmsRefused {
+        mapping_failed: bool,
+        detail: String,
+    },
+    /// `action: ultra`: the mapping rendered null, and the test expects an order.
+    OmsNothing,
+    /// `action: ultra`: the test expects null, and the mapping made an order.
+    OmsMade,
+    /// `action: ultra`: the test expects a refusal, and the order passes.
+    OmsAccepted { expected: String },
+    /// `action: ultra`: refused, for another reason than the one expected.
+    WrongRefusal { expected: String, actual: String },
     /// Values differ from `expect` or `expect_paths`.
     Differs {
         callback: &'static str,
@@ -251,6 +269,43 @@ fn write_problem(out: &mut String, p: &Problem) {
                 }
             }
         }
+        Problem::OmsRefused {
+            mapping_failed,
+            detail,
+        } => {
+            let what = if *mapping_failed {
+                "the ultra mapping failed"
+            } else {
+                "Ultra's rules refuse the OMS order"
+            };
+            let _ = writeln!(out, "{what} (nothing would be sent): {detail}");
+        }
+        Problem::OmsNothing => {
+            let _ = writeln!(
+                out,
+                "the ultra mapping rendered null: nothing would be sent to Ultra"
+            );
+            let _ = writeln!(
+                out,
+                "  hint: `expect: {{ nothing: true }}` if that is right"
+            );
+        }
+        Problem::OmsMade => {
+            let _ = writeln!(
+                out,
+                "expected null (nothing sent), but the ultra mapping made an OMS order"
+            );
+        }
+        Problem::OmsAccepted { expected } => {
+            let _ = writeln!(
+                out,
+                "expected a refusal containing {expected:?}, but the OMS order passes Ultra's rules"
+            );
+        }
+        Problem::WrongRefusal { expected, actual } => {
+            let _ = writeln!(out, "expected a refusal containing {expected:?}");
+            let _ = writeln!(out, "     got: {actual}");
+        }
         Problem::Differs {
             callback,
             reply,
@@ -311,6 +366,11 @@ pub async fn run_file(layout: &Layout, set: &CompiledSet, file: &Path) -> TestRe
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
+    if let Ok(doc) = input::read_data(file)
+        && oms::is_oms_test(&doc)
+    {
+        return oms::run(layout, set, file, &doc, stem);
+    }
     let prepared = match prepare(set, file) {
         Ok(p) => p,
         Err(e) => {
@@ -368,6 +428,23 @@ fn prepare(set: &CompiledSet, file: &Path) -> Result<Prepared, InputError> {
     let (_, action) = dry_run::pick(set, &test.flow, &test.action)
         .map_err(|m| InputError::one(doc.diagnostic(file, "action", m)))?;
     let mut problems = Vec::new();
+    let expect = test.expect.as_ref();
+    for (key, given) in [
+        ("identity_token", test.identity_token.is_some()),
+        ("expect.order", expect.is_some_and(|e| e.order.is_some())),
+        (
+            "expect.refused",
+            expect.is_some_and(|e| e.refused.is_some()),
+        ),
+        ("expect.nothing", expect.is_some_and(|e| e.nothing)),
+    ] {
+        if given {
+            problems.push(
+                doc.diagnostic(file, key, format!("`{key}` is only for `action: ultra`"))
+                    .hint("an action's test expects its callback: `expect.message`, `expect.error`, `expect_paths`"),
+            );
+        }
+    }
     let call_steps = call_steps(&flow, action);
     for step in test.fixtures.keys() {
         if !call_steps.contains(step) {

@@ -32,7 +32,26 @@ pub struct SentRequest {
     /// `timestamp + ttl`, Unix ms: answers after it are late.
     pub expires_at: i64,
     pub created_at: i64,
+    /// Callbacks naming this request that were refused before filing, as a JSON array of
+    /// [`RefusedCallback`] (None: none was).
+    pub refused: Option<String>,
 }
+
+/// A callback that named a request of ours and was refused (NACKed before it was filed).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RefusedCallback {
+    /// The `context.bpp_id` it claimed (unproven when its signature was the problem).
+    pub bpp_id: String,
+    pub action: String,
+    /// RFC 3339.
+    pub received_at: String,
+    /// The Beckn error code of the NACK.
+    pub code: String,
+    pub reason: String,
+}
+
+/// Most refused callbacks noted per request: enough to say why, too few to fill the store.
+pub const MAX_REFUSED_NOTED: i64 = 8;
 
 /// The BPP a buyer app's transaction is with.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -55,7 +74,8 @@ pub struct BuyerTransaction {
 pub enum Disposition {
     /// Answers a request of ours, in time.
     Answer,
-    /// An `on_status` or `on_update` of a known transaction that no request asked for.
+    /// An `on_status`, `on_update` or `on_cancel` of a known transaction that no request asked
+    /// for.
     Unsolicited,
     /// Answers a request of ours whose ttl had ended: NACKed, kept.
     Late,

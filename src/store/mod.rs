@@ -16,7 +16,8 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 
 pub use buyer::{
-    BuyerTransaction, Counterpart, Disposition, FiledCallback, NewCallback, SentRequest,
+    BuyerTransaction, Counterpart, Disposition, FiledCallback, NewCallback, RefusedCallback,
+    SentRequest,
 };
 pub use ultra::{OmsEvent, OmsQueued, OmsRecord, QueuedState, StoredOmsEvent, UltraUser};
 
@@ -326,6 +327,14 @@ pub trait Store: Send + Sync {
         flow: &str,
         message_id: &str,
     ) -> BoxFuture<'_, StoreResult<Option<SentRequest>>>;
+    /// Notes a callback refused before filing that names the request `message_id` (JSON of a
+    /// [`RefusedCallback`]); past [`buyer::MAX_REFUSED_NOTED`] for a request, nothing more.
+    fn note_refused_callback(
+        &self,
+        flow: &str,
+        message_id: &str,
+        refused: String,
+    ) -> BoxFuture<'_, StoreResult<()>>;
     /// The transaction if the buyer app `flow` took part in it.
     fn buyer_transaction(
         &self,

@@ -92,6 +92,7 @@ fn sent_request_from_row(r: &PgRow) -> StoreResult<SentRequest> {
         ack: r.try_get("ack")?,
         expires_at: r.try_get("expires_at")?,
         created_at: r.try_get("created_at")?,
+        refused: r.try_get("refused")?,
     })
 }
 
@@ -804,6 +805,30 @@ impl Store for PgStore {
                 .bind(message_id)
                 .execute(&self.pool)
                 .await?;
+            Ok(())
+        })
+    }
+
+    fn note_refused_callback(
+        &self,
+        flow: &str,
+        message_id: &str,
+        refused: String,
+    ) -> BoxFuture<'_, StoreResult<()>> {
+        let (flow, message_id) = (flow.to_string(), message_id.to_string());
+        Box::pin(async move {
+            sqlx::query(
+                "UPDATE bap_requests \
+                 SET refused = (coalesce(refused, '[]')::jsonb || jsonb_build_array($1::jsonb))::text \
+                 WHERE flow = $2 AND message_id = $3 \
+                 AND jsonb_array_length(coalesce(refused, '[]')::jsonb) < $4",
+            )
+            .bind(refused)
+            .bind(flow)
+            .bind(message_id)
+            .bind(crate::store::buyer::MAX_REFUSED_NOTED)
+            .execute(&self.pool)
+            .await?;
             Ok(())
         })
     }

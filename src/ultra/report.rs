@@ -403,26 +403,7 @@ pub fn build_order(
         )));
     };
     let conn = &u.connection;
-    let mut vars = Map::new();
-    vars.insert(
-        "context".into(),
-        body.get("context").cloned().unwrap_or(Value::Null),
-    );
-    vars.insert(
-        "message".into(),
-        body.get("message").cloned().unwrap_or(Value::Null),
-    );
-    vars.insert("action".into(), json!(callback));
-    vars.insert("user".into(), json!({"identity_token": identity}));
-    vars.insert("unit".into(), json!(conn.unit.as_str()));
-    vars.insert("flow".into(), crate::roles::bap::flow_value(flow));
-    if let Some(script) = &u.script {
-        let prepared = flow
-            .scripts
-            .run(script, &vars)
-            .map_err(|e| BuildError::Mapping(e.to_string()))?;
-        vars.insert("prepared".into(), prepared);
-    }
+    let vars = order_scope(flow, callback, body, identity)?;
     let rendered = flow
         .templates
         .render_json(&u.order_template, &crate::mapping::jvalue(&vars))
@@ -447,6 +428,46 @@ pub fn build_order(
                 .join("; ");
             BuildError::Invalid(format!("the OMS order breaks the rules: {why}"))
         })
+}
+
+/// The variables the flow's `ultra:` template sees for the order event `body`: `context`,
+/// `message`, `action`, `user`, `unit`, `flow`, and `prepared` (the script's result, when the
+/// mapping has one). `test` renders the template again from them to find the line that wrote
+/// each value.
+pub fn order_scope(
+    flow: &CompiledFlow,
+    callback: &str,
+    body: &Value,
+    identity: &str,
+) -> Result<Map<String, Value>, BuildError> {
+    let Some(u) = &flow.ultra else {
+        return Err(BuildError::Mapping(format!(
+            "flow {} has no `ultra:` block",
+            flow.name
+        )));
+    };
+    let conn = &u.connection;
+    let mut vars = Map::new();
+    vars.insert(
+        "context".into(),
+        body.get("context").cloned().unwrap_or(Value::Null),
+    );
+    vars.insert(
+        "message".into(),
+        body.get("message").cloned().unwrap_or(Value::Null),
+    );
+    vars.insert("action".into(), json!(callback));
+    vars.insert("user".into(), json!({"identity_token": identity}));
+    vars.insert("unit".into(), json!(conn.unit.as_str()));
+    vars.insert("flow".into(), crate::roles::bap::flow_value(flow));
+    if let Some(script) = &u.script {
+        let prepared = flow
+            .scripts
+            .run(script, &vars)
+            .map_err(|e| BuildError::Mapping(e.to_string()))?;
+        vars.insert("prepared".into(), prepared);
+    }
+    Ok(vars)
 }
 
 fn refuse(

@@ -70,7 +70,12 @@ fn providers(on_search: &Value) -> Vec<String> {
 }
 
 /// POSTs `body` to the farmer app's Beckn endpoint `path`, signed by the flow `signer`.
-async fn post_signed(net: &SampleNetwork, signer: &str, path: &str, body: &Value) -> (u16, Value) {
+pub(crate) async fn post_signed(
+    net: &SampleNetwork,
+    signer: &str,
+    path: &str,
+    body: &Value,
+) -> (u16, Value) {
     let bytes = serde_json::to_vec(body).unwrap();
     let set = net.flows.load();
     let flow = set.flow(signer).expect("signer flow");
@@ -86,7 +91,7 @@ async fn post_signed(net: &SampleNetwork, signer: &str, path: &str, body: &Value
 }
 
 /// A valid callback `action` from the lab flow `lab` in `transaction_id`.
-fn callback(
+pub(crate) fn callback(
     net: &SampleNetwork,
     lab: &str,
     action: &str,
@@ -870,5 +875,68 @@ async fn client_api_answers_an_unregistered_bpp_id_with_409() {
             .as_str()
             .is_some_and(|m| m.contains("soil.not-registered.example")),
         "{doc}"
+    );
+}
+
+#[tokio::test]
+async fn an_answer_document_says_when_the_only_callback_was_refused_and_why() {
+    let net = network(&["krishi-lab"]).await;
+    let mut body = wheat_search();
+    body["context"] = json!({"ttl": "PT2S"});
+    let (status, doc) = call(&net, "search", Some("async"), body).await;
+    assert_eq!(status, 202, "{doc}");
+    let (txn, mid) = (
+        doc["transaction_id"].as_str().unwrap().to_string(),
+        doc["message_id"].as_str().unwrap().to_string(),
+    );
+    // Krishi Test House's answers arrive, and are refused: signed by another subscriber, and
+    // (signed right) breaking the core schema
+    let answer = callback(
+        &net,
+        "krishi-lab",
+        "on_search",
+        &txn,
+        &mid,
+        json!({"catalog": {"descriptor": {"name": "Krishi Test House"}, "providers": []}}),
+    );
+    let (status, nack) = post_signed(&net, "greenfield-lab", "on_search", &answer).await;
+    assert_eq!(status, 401, "{nack}");
+    let mut broken = answer.clone();
+    broken["message"] = json!({"catalog": "none"});
+    let (status, nack) = post_signed(&net, "krishi-lab", "on_search", &broken).await;
+    assert_eq!(status, 400, "{nack}");
+
+    let url = format!("{}/responses/{mid}", net.client_api);
+    let mut doc = Value::Null;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(10) {
+        doc = reqwest::get(&url).await.unwrap().json().await.unwrap();
+        if doc["status"] == "timed_out" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(doc["status"], "timed_out", "{doc}");
+    let refused = doc["refused"].as_array().expect("a refused list");
+    assert_eq!(refused.len(), 2, "{doc}");
+    assert!(
+        refused
+            .iter()
+            .all(|r| r["bpp_id"] == KTH && r["action"] == "on_search")
+    );
+    assert_eq!(refused[0]["code"], "30016", "{doc}");
+    assert!(refused[0]["received_at"].as_str().is_some());
+    assert!(
+        refused[1]["reason"].as_str().unwrap().contains("catalog"),
+        "{doc}"
+    );
+    assert_eq!(doc["missing"][0]["bpp_id"], KTH);
+    let reason = doc["missing"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("was refused"), "{reason}");
+    let summary = doc["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("no answer from soil.krishitesthouse.example")
+            && summary.contains("2 on_search refused"),
+        "{summary}"
     );
 }

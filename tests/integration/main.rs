@@ -21,6 +21,7 @@ mod postgres;
 mod postgres_leases;
 mod reload;
 mod render;
+mod retry_after;
 mod schemas;
 mod store_contract;
 mod trust;

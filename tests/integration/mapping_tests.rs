@@ -191,3 +191,66 @@ fn no_tests_is_an_error() {
     assert_eq!(out.code, Some(1));
     assert!(out.stderr.contains("flows/tests"), "{}", out.stderr);
 }
+
+#[test]
+fn the_ultra_mapping_is_tested_and_a_broken_oms_field_names_its_template_line() {
+    let tree = common::temp_tree(&["farmer-app.yaml", "ultra.yaml"]);
+    common::copy_dir(
+        &common::repo().join("flows/tests"),
+        &tree.path().join("flows/tests"),
+    );
+    let out = run_tests(tree.path(), &["--filter", "farmer-app.ultra"]);
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    for state in ["confirmed", "fulfilled", "cancelled"] {
+        assert!(
+            out.stdout
+                .contains(&format!("PASS flows/tests/farmer-app.ultra.{state}.yaml")),
+            "{}",
+            out.stdout
+        );
+    }
+    // a refund that forgets cancellations
+    let line = break_file(
+        tree.path(),
+        "mappings/ultra/oms_order.j2",
+        r#"{{ paid if state == "ORDER_CANCELLED" else 0 }}"#,
+        "0",
+    );
+    let out = run_tests(tree.path(), &["--filter", "farmer-app.ultra"]);
+    assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
+    for expected in [
+        "FAIL flows/tests/farmer-app.ultra.cancelled.yaml",
+        "OMS order differs from the expectation (template mappings/ultra/oms_order.j2):",
+        "reverseTransaction",
+        "expected: 1060.82",
+        "actual:   0",
+        &format!("written at mappings/ultra/oms_order.j2:{line}"),
+        "PASS flows/tests/farmer-app.ultra.confirmed.yaml",
+    ] {
+        assert!(
+            out.stdout.contains(expected),
+            "no `{expected}` in:\n{}",
+            out.stdout
+        );
+    }
+    // an order breaking Ultra's rules is a refusal, which a test can expect
+    break_file(
+        tree.path(),
+        "mappings/ultra/oms_order.j2",
+        r#""forwardTransaction": {{ paid }}"#,
+        r#""forwardTransaction": 0"#,
+    );
+    std::fs::write(
+        tree.path().join("flows/tests/farmer-app.ultra.zz-refused.yaml"),
+        "flow: farmer-app\naction: ultra\nrequest_file: data/farmer-app.on_cancel.yaml\nexpect: { refused: forwardTransaction }\n",
+    )
+    .expect("write test");
+    let out = run_tests(tree.path(), &["--filter", "farmer-app.ultra"]);
+    assert!(
+        out.stdout.contains("FAIL flows/tests/farmer-app.ultra.cancelled.yaml")
+            && out.stdout.contains("Ultra's rules refuse the OMS order (nothing would be sent): the OMS order breaks the rules: forwardTransaction")
+            && out.stdout.contains("PASS flows/tests/farmer-app.ultra.zz-refused.yaml"),
+        "{}",
+        out.stdout
+    );
+}

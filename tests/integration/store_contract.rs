@@ -124,3 +124,64 @@ async fn postgres_store_keeps_message_ids_transactions_and_orders_to_their_owner
     let db = TestDb::create().await;
     ownership_contract(beckn_adapter::store::open(&db.url).await.unwrap()).await;
 }
+
+/// Refused callbacks are noted under the request they name, a few at most.
+async fn refused_callbacks_contract(store: Arc<dyn Store>) {
+    use beckn_adapter::store::{RefusedCallback, SentRequest};
+    let sent = SentRequest {
+        flow: "app".into(),
+        message_id: "m1".into(),
+        transaction_id: "t1".into(),
+        action: "select".into(),
+        mode: "sync".into(),
+        recipient: "bpp.example".into(),
+        url: "http://127.0.0.1:9/select".into(),
+        expected: vec!["bpp.example".into()],
+        body: Bytes::from_static(b"{}"),
+        ack: None,
+        expires_at: now_ms() + 30_000,
+        created_at: now_ms(),
+        refused: None,
+    };
+    store.record_request(sent, None).await.unwrap();
+    let refusal = |n: usize| RefusedCallback {
+        bpp_id: "bpp.example".into(),
+        action: "on_select".into(),
+        received_at: "2026-11-23T10:00:00Z".into(),
+        code: "30016".into(),
+        reason: format!("signature {n} does not verify"),
+    };
+    for n in 0..20 {
+        let json = serde_json::to_string(&refusal(n)).unwrap();
+        store
+            .note_refused_callback("app", "m1", json)
+            .await
+            .unwrap();
+    }
+    // a request that is not there: nothing to note, and no error
+    let json = serde_json::to_string(&refusal(99)).unwrap();
+    store
+        .note_refused_callback("app", "m9", json)
+        .await
+        .unwrap();
+    let kept = store.sent_request("app", "m1").await.unwrap().unwrap();
+    let noted: Vec<RefusedCallback> =
+        serde_json::from_str(kept.refused.as_deref().unwrap()).unwrap();
+    assert_eq!(noted.len(), 8, "at most a few per request");
+    assert_eq!(noted[0], refusal(0));
+    assert_eq!(noted[7], refusal(7));
+}
+
+#[tokio::test]
+async fn sqlite_store_notes_a_few_refused_callbacks_per_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("store.db").display());
+    refused_callbacks_contract(beckn_adapter::store::open(&url).await.unwrap()).await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (BECKN_TEST_POSTGRES_URL); run with --ignored"]
+async fn postgres_store_notes_a_few_refused_callbacks_per_request() {
+    let db = TestDb::create().await;
+    refused_callbacks_contract(beckn_adapter::store::open(&db.url).await.unwrap()).await;
+}

@@ -1524,3 +1524,72 @@ async fn a_cancellation_fee_charged_by_the_lab_is_kept_out_of_the_refund_at_ultr
         "refund {refund} of {paid} paid"
     );
 }
+
+#[tokio::test]
+async fn an_unsolicited_on_cancel_of_a_known_order_is_filed_forwarded_and_reported() {
+    use beckn_adapter::store::Disposition;
+    let net = network_at(&repo()).await;
+    let (session, _) = sign_in(&net, "+91-98100-66666").await;
+    let (txn, on_confirm) = confirm(&net, &session).await;
+    let order_id = on_confirm["message"]["order"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_until("ORDER_CONFIRMED at Ultra", Duration::from_secs(10), || {
+        states(&net, &order_id) == ["ORDER_CONFIRMED"]
+    })
+    .await;
+
+    // the lab cancels the order itself: an on_cancel no request asked for
+    let mut order = on_confirm["message"]["order"].clone();
+    order["status"] = json!("CANCELLED");
+    order["updated_at"] = json!(jiff::Timestamp::now().to_string());
+    let cancel_id = uuid::Uuid::new_v4().to_string();
+    let body = crate::bap::callback(
+        &net,
+        "greenfield-lab",
+        "on_cancel",
+        &txn,
+        &cancel_id,
+        json!({ "order": order }),
+    );
+    let (status, ack) = crate::bap::post_signed(&net, "greenfield-lab", "on_cancel", &body).await;
+    assert_eq!(status, 200, "{ack}");
+    assert_eq!(ack["message"]["ack"]["status"], "ACK");
+
+    let store = net.services.outbox.store.clone();
+    let filed = store
+        .callbacks_for_message("farmer-app", &cancel_id)
+        .await
+        .unwrap();
+    assert_eq!(filed.len(), 1);
+    assert_eq!(filed[0].disposition, Disposition::Unsolicited);
+    let delivered = net
+        .app
+        .wait_for(Duration::from_secs(10), |d| {
+            d.envelope["message_id"] == cancel_id.as_str()
+        })
+        .await
+        .expect("the lab's cancellation reaches the app's webhook");
+    assert_eq!(delivered.envelope["event"], "unsolicited");
+    wait_until("ORDER_CANCELLED at Ultra", Duration::from_secs(10), || {
+        states(&net, &order_id) == ["ORDER_CONFIRMED", "ORDER_CANCELLED"]
+    })
+    .await;
+
+    // from another lab than the transaction's: still refused
+    let stray = crate::bap::callback(
+        &net,
+        "krishi-lab",
+        "on_cancel",
+        &txn,
+        &uuid::Uuid::new_v4().to_string(),
+        json!({ "order": on_confirm["message"]["order"].clone() }),
+    );
+    let (status, nack) = crate::bap::post_signed(&net, "krishi-lab", "on_cancel", &stray).await;
+    assert_eq!(
+        (status, nack["error"]["code"].as_str()),
+        (400, Some("30000")),
+        "{nack}"
+    );
+}

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::signals::announced;
 use super::{BapEndpoint, flow_value};
 use crate::compile::CompiledFlow;
-use crate::store::{Disposition, SentRequest, StoreError, now_ms};
+use crate::store::{Disposition, RefusedCallback, SentRequest, StoreError, now_ms};
 
 /// Where a request stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -85,6 +85,10 @@ pub struct AnswerDoc {
     /// The errors those callbacks carry, one per callback with an `error`.
     pub errors: Vec<AnswerError>,
     pub missing: Vec<Missing>,
+    /// Callbacks naming this request that were refused (NACKed, not filed): from whom (as
+    /// claimed), when, the NACK's code and why. An expected BPP listed here and in `missing`
+    /// did answer, unusably.
+    pub refused: Vec<RefusedCallback>,
     /// The action's response template applied to the above, when the flow has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<Value>,
@@ -139,21 +143,30 @@ pub async fn document(
         answers.len(),
         errors.len(),
     );
+    let refused: Vec<RefusedCallback> = request
+        .refused
+        .as_deref()
+        .and_then(|r| serde_json::from_str(r).ok())
+        .unwrap_or_default();
     let missing: Vec<Missing> = request
         .expected
         .iter()
         .filter(|e| !answered.contains(e.as_str()))
         .map(|e| Missing {
             bpp_id: e.clone(),
-            reason: match status {
-                AnswerStatus::Refused => {
-                    format!("the request was not acknowledged by {}", request.recipient)
-                }
-                AnswerStatus::TimedOut => {
-                    format!("no {callback} before the ttl ended at {expires_at}")
-                }
-                _ => format!("awaited until {expires_at}"),
-            },
+            reason: with_refusal(
+                e,
+                &refused,
+                match status {
+                    AnswerStatus::Refused => {
+                        format!("the request was not acknowledged by {}", request.recipient)
+                    }
+                    AnswerStatus::TimedOut => {
+                        format!("no {callback} before the ttl ended at {expires_at}")
+                    }
+                    _ => format!("awaited until {expires_at}"),
+                },
+            ),
         })
         .collect();
     let mut summary = summary(
@@ -165,6 +178,26 @@ pub async fn document(
         &ack,
         &expires_at,
     );
+    let unanswered: Vec<&RefusedCallback> = refused
+        .iter()
+        .filter(|r| !answered.contains(r.bpp_id.as_str()))
+        .collect();
+    if !unanswered.is_empty() {
+        let each: Vec<String> = unanswered
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}'s at {} ({} {})",
+                    r.bpp_id, r.received_at, r.code, r.reason
+                )
+            })
+            .collect();
+        summary.push_str(&format!(
+            "; {} {callback} refused: {}",
+            unanswered.len(),
+            each.join("; ")
+        ));
+    }
     if !errors.is_empty() {
         let each: Vec<String> = errors
             .iter()
@@ -192,6 +225,7 @@ pub async fn document(
         responses,
         errors,
         missing,
+        refused,
         result: None,
         result_error: None,
     };
@@ -218,6 +252,17 @@ pub async fn document(
         }
     }
     Ok(doc)
+}
+
+/// A missing BPP's `reason`, saying so when its callback came and was refused (the latest).
+fn with_refusal(bpp_id: &str, refused: &[RefusedCallback], reason: String) -> String {
+    match refused.iter().rev().find(|r| r.bpp_id == bpp_id) {
+        Some(r) => format!(
+            "{reason}; its {} at {} was refused ({} {})",
+            r.action, r.received_at, r.code, r.reason
+        ),
+        None => reason,
+    }
 }
 
 /// Where a request stands: refused, else complete once every expected answer arrived (with or

@@ -8,8 +8,9 @@
 //!
 //! - it answers a request of ours (same message id and action, from a BPP the request could
 //!   reach) before that request's `timestamp + ttl`: an answer;
-//! - an `on_status` or `on_update` no request asked for, in a transaction of ours (and from its
-//!   BPP, once that is known): unsolicited;
+//! - an `on_status`, `on_update` or `on_cancel` no request asked for (the BPP reports a
+//!   change, or cancels the order itself), in a transaction of ours (and from its BPP, once that
+//!   is known): unsolicited;
 //! - an answer after the ttl: late, NACKed (30022);
 //! - anything else: unknown, NACKed (30000).
 //!
@@ -35,7 +36,7 @@ use crate::beckn::trust;
 use crate::compile::CompiledFlow;
 use crate::config::model::AnswerMode;
 use crate::roles::bpp::{check_content_type, first_violation, read_body};
-use crate::store::{Accepted, Disposition, NewCallback, SentRequest, now_ms};
+use crate::store::{Accepted, Disposition, NewCallback, RefusedCallback, SentRequest, now_ms};
 
 /// Most violations looked at per check.
 const MAX_VIOLATIONS: usize = 5;
@@ -73,20 +74,32 @@ async fn accept(
     check_content_type(headers)?;
     let bytes = read_body(body, flow.max_body_bytes).await?;
     crate::telemetry::payloads::received(&flow.name, callback, headers, &bytes);
-    let verified = trust::verify_inbound(&flow, &ep.services.registries, headers, &bytes).await?;
-    let parsed: Value = serde_json::from_slice(&bytes).map_err(|e| Rejection::malformed(&e))?;
-    check_callback(&flow, &set.core, action, &parsed)?;
-    let bpp_id = text(&parsed, "/context/bpp_id").to_string();
-    if let Some(signer) = &verified.signer
-        && *signer != bpp_id
-    {
-        return Err(Rejection::SignerMismatch {
-            realm: flow.subscriber_id.clone(),
-            signer: signer.clone(),
-            field: "bpp_id",
-            claimed: bpp_id,
-        });
+    let checked = async {
+        let verified =
+            trust::verify_inbound(&flow, &ep.services.registries, headers, &bytes).await?;
+        let parsed: Value = serde_json::from_slice(&bytes).map_err(|e| Rejection::malformed(&e))?;
+        check_callback(&flow, &set.core, action, &parsed)?;
+        let bpp_id = text(&parsed, "/context/bpp_id").to_string();
+        if let Some(signer) = &verified.signer
+            && *signer != bpp_id
+        {
+            return Err(Rejection::SignerMismatch {
+                realm: flow.subscriber_id.clone(),
+                signer: signer.clone(),
+                field: "bpp_id",
+                claimed: bpp_id,
+            });
+        }
+        Ok((verified, parsed, bpp_id))
     }
+    .await;
+    let (verified, parsed, bpp_id) = match checked {
+        Ok(c) => c,
+        Err(rejection) => {
+            note_refusal(ep, &flow, action, &bytes, &rejection).await;
+            return Err(rejection);
+        }
+    };
     let message_id = text(&parsed, "/context/message_id").to_string();
     let transaction_id = text(&parsed, "/context/transaction_id").to_string();
     let store = ep.store();
@@ -186,6 +199,69 @@ async fn accept(
     }
 }
 
+/// Longest reason (and claimed sender) kept with a refused callback.
+const MAX_REASON: usize = 300;
+
+/// Notes a refused callback under the request it names (its `context.message_id`, read from
+/// the unchecked bytes), so the request's answer document can say that a callback came and why
+/// it was refused. Only for a request of ours whose action it answers, a few per request; a
+/// store failure is logged, the NACK stands regardless.
+async fn note_refusal(
+    ep: &BapEndpoint,
+    flow: &CompiledFlow,
+    action: Action,
+    bytes: &[u8],
+    rejection: &Rejection,
+) {
+    let Ok(body) = serde_json::from_slice::<Value>(bytes) else {
+        return;
+    };
+    let message_id = text(&body, "/context/message_id");
+    if message_id.is_empty() {
+        return;
+    }
+    let store = ep.store();
+    match store.sent_request(&flow.name, message_id).await {
+        Ok(Some(r)) if r.action == action.as_str() => {}
+        _ => return,
+    }
+    let (code, _, path) = rejection.classify();
+    let mut reason = rejection.to_string();
+    if let Some(p) = path.filter(|p| !reason.contains(p.as_str())) {
+        reason = format!("{p}: {reason}");
+    }
+    let refused = RefusedCallback {
+        // as claimed, and perhaps by anyone: both kept short
+        bpp_id: cut(text(&body, "/context/bpp_id").to_string(), MAX_REASON),
+        reason: cut(reason, MAX_REASON),
+        action: action.callback().to_string(),
+        received_at: jiff::Timestamp::now().to_string(),
+        code: code.code().to_string(),
+    };
+    let Ok(json) = serde_json::to_string(&refused) else {
+        return;
+    };
+    if let Err(e) = store
+        .note_refused_callback(&flow.name, message_id, json)
+        .await
+    {
+        tracing::error!(flow = %flow.name, %message_id, error = %e, "a refused callback could not be noted");
+    }
+}
+
+/// `text` cut to at most `max` bytes (on a character boundary), marked when cut.
+fn cut(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut at = max;
+        while !text.is_char_boundary(at) {
+            at -= 1;
+        }
+        text.truncate(at);
+        text.push('…');
+    }
+    text
+}
+
 /// The checks of a parsed callback before it is looked at: action, core schema, recipient,
 /// domain rules.
 pub fn check_callback(
@@ -255,7 +331,7 @@ async fn classify(
         }
         return Ok((Disposition::Answer, String::new()));
     }
-    if matches!(action, Action::Status | Action::Update) {
+    if matches!(action, Action::Status | Action::Update | Action::Cancel) {
         let known = ep
             .store()
             .buyer_transaction(&flow.name, transaction_id)

@@ -193,6 +193,7 @@ pub async fn prepare(
         .map(Bytes::from)
         .map_err(|e| ClientError::BadBody(format!("the request cannot be written: {e}")))?;
     let request = SentRequest {
+        refused: None,
         flow: flow.name.clone(),
         message_id: text(&body, "/context/message_id").to_string(),
         transaction_id,

@@ -1,5 +1,5 @@
 //! Deliveries to the app's webhook: each callback of a `webhook`-mode call, and every
-//! unsolicited `on_status`/`on_update`, wrapped in an envelope saying what it is, queued in the
+//! unsolicited `on_status`/`on_update`/`on_cancel`, wrapped in an envelope saying what it is, queued in the
 //! outbox in the same commit that files the callback (so a delivery is never lost), and signed
 //! at each attempt with the HMAC of `delivery::app_webhook`.
 

@@ -177,6 +177,7 @@ fn sent_request_from_row(r: &sqlx::sqlite::SqliteRow) -> StoreResult<SentRequest
         ack: r.try_get("ack")?,
         expires_at: r.try_get("expires_at")?,
         created_at: r.try_get("created_at")?,
+        refused: r.try_get("refused")?,
     })
 }
 
@@ -516,6 +517,24 @@ impl Store for SqliteStore {
                 flow,
                 message_id,
                 ack,
+            })
+            .await
+            .map(|_| ())
+        })
+    }
+
+    fn note_refused_callback(
+        &self,
+        flow: &str,
+        message_id: &str,
+        refused: String,
+    ) -> BoxFuture<'_, StoreResult<()>> {
+        let (flow, message_id) = (flow.to_string(), message_id.to_string());
+        Box::pin(async move {
+            self.write(Work::NoteRefused {
+                flow,
+                message_id,
+                refused,
             })
             .await
             .map(|_| ())

@@ -96,6 +96,11 @@ pub enum Work {
     /// A callback and its forward, with each body as the message log keeps it (masked by the
     /// caller).
     FileCallback(Box<(NewCallback, Option<NewOutbox>, Logged)>),
+    NoteRefused {
+        flow: String,
+        message_id: String,
+        refused: String,
+    },
     ClaimPoll {
         flow: String,
         owner: String,
@@ -406,6 +411,24 @@ fn apply(tx: &Connection, work: &Work) -> StoreResult<Outcome> {
                 "UPDATE bap_requests SET ack = ?1 WHERE flow = ?2 AND message_id = ?3",
             )?
             .execute(params![ack, flow, message_id])?;
+            Outcome::Done
+        }
+        Work::NoteRefused {
+            flow,
+            message_id,
+            refused,
+        } => {
+            tx.prepare_cached(
+                "UPDATE bap_requests SET refused = json_insert(coalesce(refused, '[]'), '$[#]', json(?1)) \
+                 WHERE flow = ?2 AND message_id = ?3 \
+                 AND json_array_length(coalesce(refused, '[]')) < ?4",
+            )?
+            .execute(params![
+                refused,
+                flow,
+                message_id,
+                crate::store::buyer::MAX_REFUSED_NOTED
+            ])?;
             Outcome::Done
         }
         Work::FileCallback(work) => {
