@@ -27,6 +27,12 @@ pub enum SignatureError {
     Future { created: i64, now: i64 },
     #[error("signature expired at {expires} (now {now})")]
     Expired { expires: i64, now: i64 },
+    #[error("signature lifetime from {created} to {expires} is longer than the {max}s accepted")]
+    Lifetime {
+        created: i64,
+        expires: i64,
+        max: i64,
+    },
     #[error("signature does not match the body")]
     Mismatch,
     #[error("key is not a valid ed25519 key: {0}")]
@@ -165,15 +171,22 @@ pub struct SignatureHeader {
     pub expires: i64,
     pub headers: String,
     pub signature: String,
+    /// `signature`, decoded.
+    pub signature_bytes: [u8; 64],
 }
 
 impl SignatureHeader {
+    /// Reads a header value. The scheme is matched without regard to case (RFC 9110); a
+    /// parameter given twice is refused rather than letting one of them win.
     pub fn parse(value: &str) -> Result<Self, SignatureError> {
         let malformed = |m: &str| SignatureError::Malformed(m.to_string());
-        let params = value
-            .trim()
-            .strip_prefix("Signature")
-            .ok_or_else(|| malformed("it must start with `Signature `"))?;
+        let value = value.trim();
+        let (scheme, params) = value
+            .split_once(|c: char| c == ' ' || c == '\t')
+            .unwrap_or((value, ""));
+        if !scheme.eq_ignore_ascii_case("Signature") {
+            return Err(malformed("it must start with `Signature `"));
+        }
         let mut fields = std::collections::HashMap::new();
         let mut rest = params.trim_start();
         while !rest.is_empty() {
@@ -187,8 +200,19 @@ impl SignatureHeader {
             let (val, tail) = after
                 .split_once('"')
                 .ok_or_else(|| malformed("unterminated quoted value"))?;
-            fields.insert(name.trim().to_ascii_lowercase(), val.to_string());
-            rest = tail.trim_start().trim_start_matches(',').trim_start();
+            let name = name.trim().to_ascii_lowercase();
+            if fields.contains_key(&name) {
+                return Err(SignatureError::Malformed(format!(
+                    "`{name}` is given twice"
+                )));
+            }
+            fields.insert(name, val.to_string());
+            rest = tail.trim_start();
+            if let Some(next) = rest.strip_prefix(',') {
+                rest = next.trim_start();
+            } else if !rest.is_empty() {
+                return Err(malformed("parameters must be separated by commas"));
+            }
         }
         let get = |k: &str| {
             fields
@@ -199,7 +223,9 @@ impl SignatureHeader {
         let key_id = get("keyid")?;
         let parts: Vec<&str> = key_id.split('|').collect();
         let (subscriber_id, unique_key_id, key_alg) = match parts.as_slice() {
-            [s, k, a] => (s.to_string(), k.to_string(), a.to_string()),
+            [s, k, a] if !s.is_empty() && !k.is_empty() => {
+                (s.to_string(), k.to_string(), a.to_string())
+            }
             _ => {
                 return Err(malformed(
                     "keyId must be subscriber_id|unique_key_id|algorithm",
@@ -225,27 +251,42 @@ impl SignatureHeader {
         if headers.split_whitespace().collect::<Vec<_>>() != ["(created)", "(expires)", "digest"] {
             return Err(SignatureError::Headers(headers));
         }
+        let signature = get("signature")?;
+        let raw = B64
+            .decode(&signature)
+            .map_err(|_| malformed("signature is not base64"))?;
+        let signature_bytes: [u8; 64] = raw.as_slice().try_into().map_err(|_| {
+            SignatureError::Malformed(format!(
+                "an ed25519 signature has 64 bytes, this one {}",
+                raw.len()
+            ))
+        })?;
+        let (created, expires) = (number("created")?, number("expires")?);
+        if expires < created {
+            return Err(malformed("`expires` is before `created`"));
+        }
         Ok(SignatureHeader {
             subscriber_id,
             unique_key_id,
             algorithm,
-            created: number("created")?,
-            expires: number("expires")?,
+            created,
+            expires,
             headers,
-            signature: get("signature")?,
+            signature,
+            signature_bytes,
         })
     }
 
-    /// Checks the time window (allowing `skew` seconds of clock difference for `created`) and
-    /// the signature over the raw `body` bytes.
-    pub fn verify(
+    /// Checks the time window before any key is looked up: `created` at most `skew` seconds
+    /// ahead of `now`, `expires` not passed, and `expires - created` at most `max_lifetime`
+    /// seconds, so a signature cannot be made to last forever.
+    pub fn check_times(
         &self,
-        body: &[u8],
-        key: &PublicKey,
         now: i64,
         skew: i64,
+        max_lifetime: i64,
     ) -> Result<(), SignatureError> {
-        if self.created > now + skew {
+        if self.created > now.saturating_add(skew) {
             return Err(SignatureError::Future {
                 created: self.created,
                 now,
@@ -257,14 +298,40 @@ impl SignatureHeader {
                 now,
             });
         }
-        let raw = B64
-            .decode(&self.signature)
-            .map_err(|_| SignatureError::Malformed("signature is not base64".into()))?;
-        let sig = Signature::from_slice(&raw).map_err(|_| SignatureError::Mismatch)?;
+        if self
+            .expires
+            .checked_sub(self.created)
+            .is_none_or(|lifetime| lifetime > max_lifetime)
+        {
+            return Err(SignatureError::Lifetime {
+                created: self.created,
+                expires: self.expires,
+                max: max_lifetime,
+            });
+        }
+        Ok(())
+    }
+
+    /// The signature over the raw `body` bytes, times aside.
+    pub fn verify_signature(&self, body: &[u8], key: &PublicKey) -> Result<(), SignatureError> {
+        let sig = Signature::from_bytes(&self.signature_bytes);
         let s = signing_string(self.created, self.expires, &digest(body));
         key.0
             .verify(s.as_bytes(), &sig)
             .map_err(|_| SignatureError::Mismatch)
+    }
+
+    /// Checks the time window (allowing `skew` seconds of clock difference for `created`, with
+    /// no bound on the lifetime) and the signature over the raw `body` bytes.
+    pub fn verify(
+        &self,
+        body: &[u8],
+        key: &PublicKey,
+        now: i64,
+        skew: i64,
+    ) -> Result<(), SignatureError> {
+        self.check_times(now, skew, i64::MAX)?;
+        self.verify_signature(body, key)
     }
 }
 
