@@ -181,9 +181,7 @@ impl SignatureHeader {
     pub fn parse(value: &str) -> Result<Self, SignatureError> {
         let malformed = |m: &str| SignatureError::Malformed(m.to_string());
         let value = value.trim();
-        let (scheme, params) = value
-            .split_once(|c: char| c == ' ' || c == '\t')
-            .unwrap_or((value, ""));
+        let (scheme, params) = value.split_once([' ', '\t']).unwrap_or((value, ""));
         if !scheme.eq_ignore_ascii_case("Signature") {
             return Err(malformed("it must start with `Signature `"));
         }
@@ -428,5 +426,60 @@ mod tests {
             Err(SignatureError::Malformed(_))
         ));
         assert!(PrivateKey::from_base64("c2hvcnQ=").is_err());
+    }
+
+    #[test]
+    fn header_reading_is_strict_but_the_scheme_has_no_case() {
+        let key = PrivateKey::from_base64(PRIVATE).unwrap();
+        let header = key.sign(BODY.as_bytes(), "a.example|k1", 100, 200);
+        let lower = header.replacen("Signature", "signature", 1);
+        assert_eq!(
+            SignatureHeader::parse(&lower).unwrap(),
+            SignatureHeader::parse(&header).unwrap()
+        );
+        let twice = header.replacen(",created=", ",created=\"99\",created=", 1);
+        assert_eq!(
+            SignatureHeader::parse(&twice),
+            Err(SignatureError::Malformed("`created` is given twice".into()))
+        );
+        let short = header.replace("signature=\"", "signature=\"AAAA");
+        assert!(matches!(
+            SignatureHeader::parse(&short),
+            Err(SignatureError::Malformed(_))
+        ));
+        assert!(SignatureHeader::parse(&header.replacen("Signature", "Signatures", 1)).is_err());
+    }
+
+    #[test]
+    fn signature_lifetime_is_bounded() {
+        let key = PrivateKey::from_base64(PRIVATE).unwrap();
+        let at = |created: i64, expires: i64| {
+            SignatureHeader::parse(&key.sign(BODY.as_bytes(), "a.example|k1", created, expires))
+                .and_then(|h| h.check_times(1_000, 5, 3600))
+        };
+        assert_eq!(at(1_000, 4_600), Ok(()));
+        assert!(matches!(
+            at(1_000, 4_601),
+            Err(SignatureError::Lifetime { .. })
+        ));
+        assert!(matches!(
+            at(i64::MIN, i64::MAX),
+            Err(SignatureError::Lifetime { .. })
+        ));
+        assert!(matches!(
+            at(1_006, 1_100),
+            Err(SignatureError::Future { .. })
+        ));
+        assert!(matches!(
+            at(i64::MAX, i64::MAX),
+            Err(SignatureError::Future { .. })
+        ));
+        assert_eq!(
+            at(10, 20),
+            Err(SignatureError::Expired {
+                expires: 20,
+                now: 1_000
+            })
+        );
     }
 }

@@ -288,7 +288,7 @@ async fn receive_on_search(
             Rejection::Unavailable("the searches forwarded cannot be read".into())
         })?
         .ok_or_else(|| not_routed("no search with this id went through it".into()))?;
-    if !search.expected.iter().any(|b| *b == bpp_id) {
+    if !search.expected.contains(&bpp_id) {
         return Err(not_routed(format!("the search was not sent to {bpp_id}")));
     }
     if searched_by(&search).as_deref() != Some(bap_id.as_str()) {

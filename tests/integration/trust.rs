@@ -275,7 +275,8 @@ async fn signature_scheme_is_matched_case_insensitively() {
 #[tokio::test]
 async fn signature_lifetime_is_bounded_and_created_may_not_be_in_the_future() {
     let net = Network::start().await;
-    let cases: Vec<(&str, fn(&[u8]) -> String, &str)> = vec![
+    type Case = (&'static str, fn(&[u8]) -> String, &'static str);
+    let cases: Vec<Case> = vec![
         (
             "valid for two hours",
             |b| sign(BAP_TEST_KEY, BAP_KEY_ID, b, now(), now() + 7200),
