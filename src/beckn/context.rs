@@ -223,16 +223,42 @@ fn add_ttl(ts: jiff::Timestamp, ttl: jiff::Span) -> Option<jiff::Timestamp> {
 pub fn duplicate_key(body: &[u8]) -> Option<serde_json::Error> {
     use serde::de::DeserializeSeed;
     let mut de = serde_json::Deserializer::from_slice(body);
-    match (KeyScan { path: None }).deserialize(&mut de) {
+    match (KeyScan { at: None }).deserialize(&mut de) {
         Err(e) if e.is_data() => Some(e),
         _ => None,
     }
 }
 
-/// Walks a JSON value refusing repeated keys: at the top level (`path` None) it descends only
-/// into `context`; inside it (`path` the value's location) into everything.
+/// Where a value is, as a chain of borrowed steps, written out only when a key repeats.
+struct At<'a> {
+    parent: Option<&'a At<'a>>,
+    step: Step<'a>,
+}
+
+enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+impl At<'_> {
+    fn render(&self) -> String {
+        let mut out = self.parent.map(At::render).unwrap_or_default();
+        match self.step {
+            Step::Key(k) if out.is_empty() => out.push_str(k),
+            Step::Key(k) => {
+                out.push('.');
+                out.push_str(k);
+            }
+            Step::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+        out
+    }
+}
+
+/// Walks a JSON value refusing repeated keys: at the top level (`at` None) it descends only
+/// into `context`; inside it into everything.
 struct KeyScan<'p> {
-    path: Option<&'p str>,
+    at: Option<&'p At<'p>>,
 }
 
 impl<'de> serde::de::DeserializeSeed<'de> for KeyScan<'_> {
@@ -270,19 +296,20 @@ impl<'de> serde::de::Visitor<'de> for KeyScan<'_> {
     }
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        match self.path {
+        match self.at {
             None => while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {},
-            Some(path) => {
-                let mut i = 0usize;
-                loop {
-                    let here = format!("{path}[{i}]");
+            Some(parent) => {
+                for i in 0.. {
+                    let here = At {
+                        parent: Some(parent),
+                        step: Step::Index(i),
+                    };
                     if seq
-                        .next_element_seed(KeyScan { path: Some(&here) })?
+                        .next_element_seed(KeyScan { at: Some(&here) })?
                         .is_none()
                     {
                         break;
                     }
-                    i += 1;
                 }
             }
         }
@@ -290,21 +317,41 @@ impl<'de> serde::de::Visitor<'de> for KeyScan<'_> {
     }
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut seen = std::collections::HashSet::new();
+        // Objects here are small: a list compares faster than a hash set is built; past a
+        // few keys a set takes over, so a crafted object with many keys stays linear.
+        const LIST: usize = 16;
+        let mut few: Vec<std::borrow::Cow<'de, str>> = Vec::new();
+        let mut many: Option<std::collections::HashSet<std::borrow::Cow<'de, str>>> = None;
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            let here = match self.path {
-                None => key.to_string(),
-                Some(path) => format!("{path}.{key}"),
+            let here = At {
+                parent: self.at,
+                step: Step::Key(&key),
             };
-            if !seen.insert(key.clone()) {
+            let repeated = match &many {
+                Some(set) => set.contains(&key),
+                None => few.contains(&key),
+            };
+            if repeated {
                 return Err(serde::de::Error::custom(format!(
-                    "`{here}` is given twice; a key must appear once"
+                    "`{}` is given twice; a key must appear once",
+                    here.render()
                 )));
             }
-            if self.path.is_some() || key == "context" {
-                map.next_value_seed(KeyScan { path: Some(&here) })?;
+            if self.at.is_some() || key == "context" {
+                map.next_value_seed(KeyScan { at: Some(&here) })?;
             } else {
                 map.next_value::<serde::de::IgnoredAny>()?;
+            }
+            match &mut many {
+                Some(set) => {
+                    set.insert(key);
+                }
+                None if few.len() < LIST => few.push(key),
+                None => {
+                    let mut set: std::collections::HashSet<_> = few.drain(..).collect();
+                    set.insert(key);
+                    many = Some(set);
+                }
             }
         }
         Ok(())
@@ -438,6 +485,16 @@ mod tests {
         assert!(found(r#"{"context":{},"message":{"a":1,"a":2}}"#).is_none());
         assert!(found("not json").is_none());
         assert!(found("[1,2]").is_none());
+        // past the short list, a set finds the repeat
+        let mut many: String = (0..100).map(|i| format!("\"k{i}\":{i},")).collect();
+        many.push_str("\"k7\":0");
+        let long = found(&format!(r#"{{"context":{{{many}}}}}"#)).unwrap();
+        assert!(long.contains("`context.k7` is given twice"), "{long}");
+        let arrays = found(r#"{"context":{"a":[{"x":1},{"x":1,"x":2}]}}"#).unwrap();
+        assert!(
+            arrays.contains("`context.a[1].x` is given twice"),
+            "{arrays}"
+        );
     }
 
     #[test]
