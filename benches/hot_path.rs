@@ -97,6 +97,13 @@ fn benches(c: &mut Criterion) {
         })
     });
 
+    c.bench_function("json/keys given twice (top level and context)", |b| {
+        b.iter(|| beckn_adapter::beckn::context::duplicate_key(black_box(&body)))
+    });
+    c.bench_function("json/parse the search into a Value", |b| {
+        b.iter(|| serde_json::from_slice::<Value>(black_box(&body)).unwrap())
+    });
+
     let env: HashMap<String, String> = HashMap::new();
     let set =
         load(&Layout::from_flows_dir(repo().join("flows")), &env).expect("sample flows compile");

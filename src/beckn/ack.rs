@@ -52,6 +52,12 @@ pub enum Rejection {
     WrongRecipient { ours: String, found: String },
     #[error("the request expired at {expired_at} (timestamp + ttl)")]
     Stale { expired_at: String },
+    /// A message dated ahead of this participant's clock beyond the tolerated skew.
+    #[error("{reason}")]
+    Untimely { path: String, reason: String },
+    /// An `on_search` for a search the gateway did not forward (or not to its signer).
+    #[error("message id `{message_id}` answers no search this gateway forwarded: {detail}")]
+    NotRouted { message_id: String, detail: String },
     /// A signature that is missing, malformed, unknown or wrong. `proxy` marks the gateway's
     /// `X-Gateway-Authorization` (answered with `Proxy-Authenticate`).
     #[error("{reason}")]
@@ -148,6 +154,16 @@ impl Rejection {
                 ErrorCode::StaleRequest,
                 StatusCode::BAD_REQUEST,
                 Some("context.ttl".into()),
+            ),
+            Untimely { path, .. } => (
+                ErrorCode::StaleRequest,
+                StatusCode::BAD_REQUEST,
+                Some(path.clone()),
+            ),
+            NotRouted { .. } => (
+                ErrorCode::InvalidRequest,
+                StatusCode::BAD_REQUEST,
+                Some("context.message_id".into()),
             ),
             Unauthorized { .. } => (ErrorCode::InvalidSignature, StatusCode::UNAUTHORIZED, None),
             SignerMismatch { field, .. } => (

@@ -116,6 +116,9 @@ pub enum RegistryError {
     Status(u16),
     #[error("registry answer could not be read: {0}")]
     BadAnswer(String),
+    /// Not asked: this process already sent its most lookups for this second.
+    #[error("registry lookups are limited to {0} a second and the limit is reached")]
+    Limited(u32),
 }
 
 pub trait Registry: Send + Sync {
@@ -248,22 +251,76 @@ pub fn parse_lookup_answer(body: &Value) -> Result<Vec<Subscriber>, RegistryErro
 type Slot = Arc<OnceCell<(Result<Vec<Subscriber>, RegistryError>, tokio::time::Instant)>>;
 
 /// Caches lookups for `ttl` (never past an entry's `valid_until`), with one lookup in flight
-/// per query however many requests wait for it. When the registry is down, the last good
-/// answer keeps being served (its entries' own validity still applies).
+/// per query however many requests wait for it. An answer with no usable entry, and a failed
+/// lookup, are kept for the shorter `negative_ttl`: a stream of unknown keys costs one lookup
+/// per key per period, and a subscriber that just registered is seen soon. Lookups sent are
+/// bounded per second; past the bound a query is answered [`RegistryError::Limited`] without
+/// asking. When the registry is down or the bound is reached, the last good answer keeps being
+/// served (its entries' own validity still applies).
 pub struct CachedRegistry {
     inner: Arc<dyn Registry>,
     ttl: Duration,
+    negative_ttl: Duration,
+    budget: Mutex<LookupBudget>,
     slots: Mutex<HashMap<LookupQuery, Slot>>,
     last_good: Mutex<HashMap<LookupQuery, Vec<Subscriber>>>,
     /// Lookups sent to the inner registry, for tests and metrics.
     pub lookups: std::sync::atomic::AtomicU64,
 }
 
+/// Most queries remembered; past it, expired ones are dropped (all, if none has expired), so
+/// a stream of distinct queries cannot grow the cache without bound.
+const MAX_SLOTS: usize = 65_536;
+
+/// A token bucket: `per_second` tokens a second, holding at most `per_second`.
+struct LookupBudget {
+    per_second: u32,
+    tokens: f64,
+    at: tokio::time::Instant,
+}
+
+impl LookupBudget {
+    fn new(per_second: u32) -> Self {
+        LookupBudget {
+            per_second,
+            tokens: f64::from(per_second),
+            at: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Takes a token, or says the rate it is out of.
+    fn take(&mut self, now: tokio::time::Instant) -> Result<(), u32> {
+        let rate = f64::from(self.per_second);
+        let refill = now.saturating_duration_since(self.at).as_secs_f64() * rate;
+        self.tokens = (self.tokens + refill).min(rate);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(self.per_second)
+        }
+    }
+}
+
 impl CachedRegistry {
+    /// A cache reusing answers for `ttl`, failures and answers without a usable entry for
+    /// 30s, sending at most 20 lookups a second.
     pub fn new(inner: Arc<dyn Registry>, ttl: Duration) -> Self {
+        Self::with_limits(inner, ttl, Duration::from_secs(30), 20)
+    }
+
+    pub fn with_limits(
+        inner: Arc<dyn Registry>,
+        ttl: Duration,
+        negative_ttl: Duration,
+        lookups_per_second: u32,
+    ) -> Self {
         CachedRegistry {
             inner,
             ttl,
+            negative_ttl,
+            budget: Mutex::new(LookupBudget::new(lookups_per_second.max(1))),
             slots: Mutex::new(HashMap::new()),
             last_good: Mutex::new(HashMap::new()),
             lookups: Default::default(),
@@ -276,11 +333,17 @@ impl CachedRegistry {
             let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
             let fresh = slots
                 .get(&query)
-                .filter(|s| s.get().is_none_or(|(r, until)| r.is_ok() && *until > now))
+                .filter(|s| s.get().is_none_or(|(_, until)| *until > now))
                 .cloned();
             match fresh {
                 Some(s) => s,
                 None => {
+                    if slots.len() >= MAX_SLOTS {
+                        slots.retain(|_, s| s.get().is_none_or(|(_, until)| *until > now));
+                        if slots.len() >= MAX_SLOTS {
+                            slots.clear();
+                        }
+                    }
                     let s: Slot = Arc::default();
                     slots.insert(query.clone(), s.clone());
                     s
@@ -289,6 +352,18 @@ impl CachedRegistry {
         };
         let (result, _) = slot
             .get_or_init(|| async {
+                let taken = self
+                    .budget
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take(tokio::time::Instant::now());
+                if let Err(per_second) = taken {
+                    // Not kept: the next request for this query may ask.
+                    return (
+                        Err(RegistryError::Limited(per_second)),
+                        tokio::time::Instant::now(),
+                    );
+                }
                 self.lookups
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let result = self.inner.lookup(query.clone()).await;
@@ -299,7 +374,12 @@ impl CachedRegistry {
         let mut last_good = self.last_good.lock().unwrap_or_else(|p| p.into_inner());
         match result {
             Ok(list) => {
-                last_good.insert(query, list.clone());
+                if !list.is_empty() {
+                    if last_good.len() >= MAX_SLOTS && !last_good.contains_key(&query) {
+                        last_good.clear();
+                    }
+                    last_good.insert(query, list.clone());
+                }
                 Ok(list.clone())
             }
             Err(e) => match last_good.get(&query) {
@@ -312,12 +392,16 @@ impl CachedRegistry {
         }
     }
 
-    /// How long an answer may be reused: the TTL, cut at the earliest `valid_until`.
+    /// How long an answer may be reused: the TTL, cut at the earliest `valid_until`; the
+    /// negative TTL for a failure or an answer with no usable entry.
     fn cache_for(&self, result: &Result<Vec<Subscriber>, RegistryError>) -> Duration {
-        let Ok(list) = result else {
-            return Duration::ZERO;
-        };
         let now = jiff::Timestamp::now();
+        let Ok(list) = result else {
+            return self.negative_ttl;
+        };
+        if !list.iter().any(|s| s.is_valid_at(now)) {
+            return self.negative_ttl.min(self.ttl);
+        }
         list.iter()
             .filter_map(|s| s.valid_until)
             .filter_map(|u| Duration::try_from(u.duration_since(now)).ok())
@@ -450,6 +534,38 @@ mod tests {
                 .await
                 .is_err()
         );
+    }
+
+    #[tokio::test]
+    async fn unknown_keys_are_remembered_briefly_and_lookups_are_bounded() {
+        let reg = Arc::new(EmbeddedRegistry {
+            subscribers: vec![sub("a.example", SubscriberType::Bap)],
+        });
+        let cache =
+            CachedRegistry::with_limits(reg, Duration::from_secs(600), Duration::from_secs(30), 5);
+        let count = || cache.lookups.load(std::sync::atomic::Ordering::Relaxed);
+        for _ in 0..10 {
+            assert!(
+                cache
+                    .lookup(LookupQuery::key("x.example", "k1"))
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+        }
+        assert_eq!(count(), 1, "a negative answer is reused");
+        let mut limited = 0;
+        for i in 0..100 {
+            match cache
+                .lookup(LookupQuery::key("x.example", &format!("fresh-{i}")))
+                .await
+            {
+                Err(RegistryError::Limited(5)) => limited += 1,
+                other => assert!(matches!(other, Ok(ref l) if l.is_empty()), "{other:?}"),
+            }
+        }
+        assert!(count() <= 7, "at most the burst and a refill: {}", count());
+        assert!(limited >= 90, "{limited}");
     }
 
     #[tokio::test]

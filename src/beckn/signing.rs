@@ -27,6 +27,12 @@ pub enum SignatureError {
     Future { created: i64, now: i64 },
     #[error("signature expired at {expires} (now {now})")]
     Expired { expires: i64, now: i64 },
+    #[error("signature lifetime from {created} to {expires} is longer than the {max}s accepted")]
+    Lifetime {
+        created: i64,
+        expires: i64,
+        max: i64,
+    },
     #[error("signature does not match the body")]
     Mismatch,
     #[error("key is not a valid ed25519 key: {0}")]
@@ -165,15 +171,20 @@ pub struct SignatureHeader {
     pub expires: i64,
     pub headers: String,
     pub signature: String,
+    /// `signature`, decoded.
+    pub signature_bytes: [u8; 64],
 }
 
 impl SignatureHeader {
+    /// Reads a header value. The scheme is matched without regard to case (RFC 9110); a
+    /// parameter given twice is refused rather than letting one of them win.
     pub fn parse(value: &str) -> Result<Self, SignatureError> {
         let malformed = |m: &str| SignatureError::Malformed(m.to_string());
-        let params = value
-            .trim()
-            .strip_prefix("Signature")
-            .ok_or_else(|| malformed("it must start with `Signature `"))?;
+        let value = value.trim();
+        let (scheme, params) = value.split_once([' ', '\t']).unwrap_or((value, ""));
+        if !scheme.eq_ignore_ascii_case("Signature") {
+            return Err(malformed("it must start with `Signature `"));
+        }
         let mut fields = std::collections::HashMap::new();
         let mut rest = params.trim_start();
         while !rest.is_empty() {
@@ -187,8 +198,19 @@ impl SignatureHeader {
             let (val, tail) = after
                 .split_once('"')
                 .ok_or_else(|| malformed("unterminated quoted value"))?;
-            fields.insert(name.trim().to_ascii_lowercase(), val.to_string());
-            rest = tail.trim_start().trim_start_matches(',').trim_start();
+            let name = name.trim().to_ascii_lowercase();
+            if fields.contains_key(&name) {
+                return Err(SignatureError::Malformed(format!(
+                    "`{name}` is given twice"
+                )));
+            }
+            fields.insert(name, val.to_string());
+            rest = tail.trim_start();
+            if let Some(next) = rest.strip_prefix(',') {
+                rest = next.trim_start();
+            } else if !rest.is_empty() {
+                return Err(malformed("parameters must be separated by commas"));
+            }
         }
         let get = |k: &str| {
             fields
@@ -199,7 +221,9 @@ impl SignatureHeader {
         let key_id = get("keyid")?;
         let parts: Vec<&str> = key_id.split('|').collect();
         let (subscriber_id, unique_key_id, key_alg) = match parts.as_slice() {
-            [s, k, a] => (s.to_string(), k.to_string(), a.to_string()),
+            [s, k, a] if !s.is_empty() && !k.is_empty() => {
+                (s.to_string(), k.to_string(), a.to_string())
+            }
             _ => {
                 return Err(malformed(
                     "keyId must be subscriber_id|unique_key_id|algorithm",
@@ -225,27 +249,42 @@ impl SignatureHeader {
         if headers.split_whitespace().collect::<Vec<_>>() != ["(created)", "(expires)", "digest"] {
             return Err(SignatureError::Headers(headers));
         }
+        let signature = get("signature")?;
+        let raw = B64
+            .decode(&signature)
+            .map_err(|_| malformed("signature is not base64"))?;
+        let signature_bytes: [u8; 64] = raw.as_slice().try_into().map_err(|_| {
+            SignatureError::Malformed(format!(
+                "an ed25519 signature has 64 bytes, this one {}",
+                raw.len()
+            ))
+        })?;
+        let (created, expires) = (number("created")?, number("expires")?);
+        if expires < created {
+            return Err(malformed("`expires` is before `created`"));
+        }
         Ok(SignatureHeader {
             subscriber_id,
             unique_key_id,
             algorithm,
-            created: number("created")?,
-            expires: number("expires")?,
+            created,
+            expires,
             headers,
-            signature: get("signature")?,
+            signature,
+            signature_bytes,
         })
     }
 
-    /// Checks the time window (allowing `skew` seconds of clock difference for `created`) and
-    /// the signature over the raw `body` bytes.
-    pub fn verify(
+    /// Checks the time window before any key is looked up: `created` at most `skew` seconds
+    /// ahead of `now`, `expires` not passed, and `expires - created` at most `max_lifetime`
+    /// seconds, so a signature cannot be made to last forever.
+    pub fn check_times(
         &self,
-        body: &[u8],
-        key: &PublicKey,
         now: i64,
         skew: i64,
+        max_lifetime: i64,
     ) -> Result<(), SignatureError> {
-        if self.created > now + skew {
+        if self.created > now.saturating_add(skew) {
             return Err(SignatureError::Future {
                 created: self.created,
                 now,
@@ -257,14 +296,40 @@ impl SignatureHeader {
                 now,
             });
         }
-        let raw = B64
-            .decode(&self.signature)
-            .map_err(|_| SignatureError::Malformed("signature is not base64".into()))?;
-        let sig = Signature::from_slice(&raw).map_err(|_| SignatureError::Mismatch)?;
+        if self
+            .expires
+            .checked_sub(self.created)
+            .is_none_or(|lifetime| lifetime > max_lifetime)
+        {
+            return Err(SignatureError::Lifetime {
+                created: self.created,
+                expires: self.expires,
+                max: max_lifetime,
+            });
+        }
+        Ok(())
+    }
+
+    /// The signature over the raw `body` bytes, times aside.
+    pub fn verify_signature(&self, body: &[u8], key: &PublicKey) -> Result<(), SignatureError> {
+        let sig = Signature::from_bytes(&self.signature_bytes);
         let s = signing_string(self.created, self.expires, &digest(body));
         key.0
             .verify(s.as_bytes(), &sig)
             .map_err(|_| SignatureError::Mismatch)
+    }
+
+    /// Checks the time window (allowing `skew` seconds of clock difference for `created`, with
+    /// no bound on the lifetime) and the signature over the raw `body` bytes.
+    pub fn verify(
+        &self,
+        body: &[u8],
+        key: &PublicKey,
+        now: i64,
+        skew: i64,
+    ) -> Result<(), SignatureError> {
+        self.check_times(now, skew, i64::MAX)?;
+        self.verify_signature(body, key)
     }
 }
 
@@ -361,5 +426,60 @@ mod tests {
             Err(SignatureError::Malformed(_))
         ));
         assert!(PrivateKey::from_base64("c2hvcnQ=").is_err());
+    }
+
+    #[test]
+    fn header_reading_is_strict_but_the_scheme_has_no_case() {
+        let key = PrivateKey::from_base64(PRIVATE).unwrap();
+        let header = key.sign(BODY.as_bytes(), "a.example|k1", 100, 200);
+        let lower = header.replacen("Signature", "signature", 1);
+        assert_eq!(
+            SignatureHeader::parse(&lower).unwrap(),
+            SignatureHeader::parse(&header).unwrap()
+        );
+        let twice = header.replacen(",created=", ",created=\"99\",created=", 1);
+        assert_eq!(
+            SignatureHeader::parse(&twice),
+            Err(SignatureError::Malformed("`created` is given twice".into()))
+        );
+        let short = header.replace("signature=\"", "signature=\"AAAA");
+        assert!(matches!(
+            SignatureHeader::parse(&short),
+            Err(SignatureError::Malformed(_))
+        ));
+        assert!(SignatureHeader::parse(&header.replacen("Signature", "Signatures", 1)).is_err());
+    }
+
+    #[test]
+    fn signature_lifetime_is_bounded() {
+        let key = PrivateKey::from_base64(PRIVATE).unwrap();
+        let at = |created: i64, expires: i64| {
+            SignatureHeader::parse(&key.sign(BODY.as_bytes(), "a.example|k1", created, expires))
+                .and_then(|h| h.check_times(1_000, 5, 3600))
+        };
+        assert_eq!(at(1_000, 4_600), Ok(()));
+        assert!(matches!(
+            at(1_000, 4_601),
+            Err(SignatureError::Lifetime { .. })
+        ));
+        assert!(matches!(
+            at(i64::MIN, i64::MAX),
+            Err(SignatureError::Lifetime { .. })
+        ));
+        assert!(matches!(
+            at(1_006, 1_100),
+            Err(SignatureError::Future { .. })
+        ));
+        assert!(matches!(
+            at(i64::MAX, i64::MAX),
+            Err(SignatureError::Future { .. })
+        ));
+        assert_eq!(
+            at(10, 20),
+            Err(SignatureError::Expired {
+                expires: 20,
+                now: 1_000
+            })
+        );
     }
 }

@@ -34,16 +34,20 @@ impl RegistryPool {
             RegistrySource::Remote {
                 url,
                 cache_ttl,
+                negative_cache_ttl,
                 timeout,
+                max_lookups_per_second,
             } => {
                 let cached = {
                     let mut remote = self.remote.lock().unwrap_or_else(|p| p.into_inner());
                     remote
                         .entry(url.clone())
                         .or_insert_with(|| {
-                            Arc::new(CachedRegistry::new(
+                            Arc::new(CachedRegistry::with_limits(
                                 Arc::new(RemoteRegistry::new(url, *timeout)),
                                 *cache_ttl,
+                                *negative_cache_ttl,
+                                *max_lookups_per_second,
                             ))
                         })
                         .clone()
@@ -72,7 +76,11 @@ pub struct Verified {
     pub gateway: Option<String>,
 }
 
-/// Verifies the signatures on a received message over its raw bytes.
+/// Verifies the signatures on a received message over its raw bytes, and that the bytes mean
+/// one thing (no key given twice where the context is read).
+///
+/// Every header is read and its times checked before any key is looked up, so a malformed
+/// or stale header costs no registry lookup.
 pub async fn verify_inbound(
     flow: &CompiledFlow,
     registries: &RegistryPool,
@@ -80,41 +88,81 @@ pub async fn verify_inbound(
     body: &[u8],
 ) -> Result<Verified, Rejection> {
     if !flow.verify_signatures {
+        refuse_ambiguous(body)?;
         return Ok(Verified::default());
     }
     let now = jiff::Timestamp::now().as_second();
-    let Some(auth) = headers.get(axum::http::header::AUTHORIZATION) else {
-        return Err(unauthorized(
+    let auth = read_header(
+        flow,
+        headers,
+        axum::http::header::AUTHORIZATION.as_str(),
+        now,
+    )?
+    .ok_or_else(|| {
+        unauthorized(
             flow,
             false,
             "missing Authorization header: messages must be signed (BECKN-006)".into(),
-        ));
-    };
-    let auth = auth.to_str().unwrap_or_default();
-    let signer = verify_one(flow, registries, auth, body, now, false).await?;
-    let gateway = match headers.get(GATEWAY_HEADER) {
-        Some(h) => {
-            let h = h.to_str().unwrap_or_default();
-            Some(verify_one(flow, registries, h, body, now, true).await?)
-        }
+        )
+    })?;
+    let gateway = read_header(flow, headers, GATEWAY_HEADER, now)?;
+    let signer = verify_one(flow, registries, &auth, body, now, false).await?;
+    let gateway = match gateway {
+        Some(g) => Some(verify_one(flow, registries, &g, body, now, true).await?),
         None => None,
     };
+    refuse_ambiguous(body)?;
     Ok(Verified {
         signer: Some(signer),
         gateway,
     })
 }
 
+/// A body whose top-level object or `context` names a key twice: a parser keeping the first
+/// and one keeping the last would read different messages from the same signed bytes.
+fn refuse_ambiguous(body: &[u8]) -> Result<(), Rejection> {
+    match super::context::duplicate_key(body) {
+        Some(e) => Err(Rejection::malformed(&e)),
+        None => Ok(()),
+    }
+}
+
+/// The signature header `name` (`Authorization` or `X-Gateway-Authorization`), parsed and with
+/// its times checked; None when absent.
+fn read_header(
+    flow: &CompiledFlow,
+    headers: &HeaderMap,
+    name: &str,
+    now: i64,
+) -> Result<Option<SignatureHeader>, Rejection> {
+    let proxy = name == GATEWAY_HEADER;
+    let reject = |reason: String| unauthorized(flow, proxy, reason);
+    let mut values = headers.get_all(name).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(reject(format!("the {name} header is given twice")));
+    }
+    let value = value
+        .to_str()
+        .map_err(|_| reject(format!("the {name} header is not ASCII text")))?;
+    let parsed = SignatureHeader::parse(value).map_err(|e| reject(e.to_string()))?;
+    parsed
+        .check_times(now, flow.signature_skew, flow.max_signature_lifetime)
+        .map_err(|e| reject(e.to_string()))?;
+    Ok(Some(parsed))
+}
+
 async fn verify_one(
     flow: &CompiledFlow,
     registries: &RegistryPool,
-    header: &str,
+    parsed: &SignatureHeader,
     body: &[u8],
     now: i64,
     proxy: bool,
 ) -> Result<String, Rejection> {
     let reject = |reason: String| unauthorized(flow, proxy, reason);
-    let parsed = SignatureHeader::parse(header).map_err(|e| reject(e.to_string()))?;
     let Some(source) = &flow.registry else {
         return Err(reject(
             "no registry is configured to check signatures".into(),
@@ -157,9 +205,9 @@ async fn verify_one(
     let key = PublicKey::from_base64_cached(&entry.signing_public_key)
         .map_err(|e| reject(format!("the registry's key is unusable: {e}")))?;
     parsed
-        .verify(body, &key, now, flow.signature_skew)
+        .verify_signature(body, &key)
         .map_err(|e| reject(e.to_string()))?;
-    Ok(parsed.subscriber_id)
+    Ok(parsed.subscriber_id.clone())
 }
 
 fn unauthorized(flow: &CompiledFlow, proxy: bool, reason: String) -> Rejection {

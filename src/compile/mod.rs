@@ -72,6 +72,9 @@ const DEFAULT_CALLBACK_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_SKEW: Duration = Duration::from_secs(5);
 const DEFAULT_SIGNATURE_VALIDITY: Duration = Duration::from_secs(60);
+const DEFAULT_MAX_SIGNATURE_LIFETIME: Duration = Duration::from_secs(3600);
+const DEFAULT_REGISTRY_NEGATIVE_TTL: Duration = Duration::from_secs(30);
+const DEFAULT_REGISTRY_LOOKUPS_PER_SECOND: u64 = 20;
 const DEFAULT_REGISTRY_TTL: Duration = Duration::from_secs(600);
 const DEFAULT_REGISTRY_TIMEOUT: Duration = Duration::from_secs(3);
 const DEFAULT_POLL_EVERY: Duration = Duration::from_secs(5);
@@ -531,6 +534,22 @@ impl Loader<'_> {
                 .map_or(DEFAULT_SIGNATURE_VALIDITY, |d| d.0)
                 .as_secs()
                 .max(1) as i64,
+            max_signature_lifetime: head
+                .network
+                .max_signature_lifetime
+                .map_or(DEFAULT_MAX_SIGNATURE_LIFETIME, |d| d.0)
+                .as_secs()
+                .min(i64::MAX as u64) as i64,
+            time_limits: crate::beckn::context::TimeLimits {
+                max_ttl: head
+                    .validation
+                    .max_ttl
+                    .map_or(crate::beckn::context::DEFAULT_MAX_TTL, |d| d.0),
+                skew: head
+                    .validation
+                    .timestamp_skew
+                    .map_or(crate::beckn::context::DEFAULT_TIMESTAMP_SKEW, |d| d.0),
+            },
             registry: trust.registry,
             events,
             bap,
@@ -1652,7 +1671,15 @@ impl Loader<'_> {
                     Some(RegistrySource::Remote {
                         url: src.to_string(),
                         cache_ttl: cfg.cache_ttl.map_or(DEFAULT_REGISTRY_TTL, |d| d.0),
+                        negative_cache_ttl: cfg
+                            .negative_cache_ttl
+                            .map_or(DEFAULT_REGISTRY_NEGATIVE_TTL, |d| d.0),
                         timeout: cfg.timeout.map_or(DEFAULT_REGISTRY_TIMEOUT, |d| d.0),
+                        max_lookups_per_second: cfg
+                            .max_lookups_per_second
+                            .map_or(DEFAULT_REGISTRY_LOOKUPS_PER_SECOND, |c| c.0)
+                            .clamp(1, u32::MAX as u64)
+                            as u32,
                     })
                 } else {
                     self.registry_file(doc, file, src)

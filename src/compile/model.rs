@@ -54,6 +54,10 @@ pub struct CompiledFlow {
     pub verify_signatures: bool,
     pub signature_skew: i64,
     pub signature_validity: i64,
+    /// Longest `expires - created` of a received signature, seconds.
+    pub max_signature_lifetime: i64,
+    /// Bounds on a received message's `timestamp` and `ttl`.
+    pub time_limits: crate::beckn::context::TimeLimits,
     pub registry: Option<RegistrySource>,
     pub events: Option<CompiledEvents>,
     /// Buyer apps (`role: bap`): the gateway and the client API.
@@ -85,7 +89,11 @@ pub enum RegistrySource {
     Remote {
         url: String,
         cache_ttl: Duration,
+        /// How long answers without a usable entry, and failures, are reused.
+        negative_cache_ttl: Duration,
         timeout: Duration,
+        /// Most lookups per second sent to this registry.
+        max_lookups_per_second: u32,
     },
 }
 

@@ -199,6 +199,10 @@ pub struct Network {
     /// `expires - created` of the signatures this participant makes (default 60s).
     #[serde(default)]
     pub signature_validity: Option<HumanDuration>,
+    /// Longest `expires - created` accepted on a received signature (default 1h, what Beckn
+    /// signing libraries use); longer-lived signatures are refused.
+    #[serde(default)]
+    pub max_signature_lifetime: Option<HumanDuration>,
 }
 
 /// A registry: a YAML file of subscribers (relative to the project root) or a remote Beckn
@@ -219,6 +223,14 @@ pub struct RegistryConfig {
     /// Timeout of one lookup (default 3s).
     #[serde(default)]
     pub timeout: Option<HumanDuration>,
+    /// How long an answer without a usable entry, or a failed lookup, is reused (default 30s),
+    /// so unknown keys cost one lookup each per period, and a new subscriber is seen soon.
+    #[serde(default)]
+    pub negative_cache_ttl: Option<HumanDuration>,
+    /// Most lookups sent to this registry per second (default 20, bursts of as many);
+    /// messages needing a lookup past the limit are refused (NACK 30016) until it refills.
+    #[serde(default)]
+    pub max_lookups_per_second: Option<Count>,
 }
 
 /// How strictly incoming and outgoing messages are checked.
@@ -234,6 +246,14 @@ pub struct Validation {
     /// Largest accepted request body; defaults to 1 MiB.
     #[serde(default)]
     pub max_body_bytes: Option<Count>,
+    /// Longest `context.ttl` accepted on a received message (default 1d); a message without
+    /// a ttl stays valid this long after its timestamp.
+    #[serde(default)]
+    pub max_ttl: Option<HumanDuration>,
+    /// How far a received message's `context.timestamp` may be ahead of this clock
+    /// (default 5s).
+    #[serde(default)]
+    pub timestamp_skew: Option<HumanDuration>,
 }
 
 /// Resource limits that keep one bad mapping from hurting the whole adapter.

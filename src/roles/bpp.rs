@@ -19,7 +19,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::Services;
 use crate::beckn::ack::{Rejection, ack};
 use crate::beckn::action::Action;
-use crate::beckn::context::{callback_context, expiry};
+use crate::beckn::context::{callback_context, check_times, expiry};
 use crate::beckn::error::{BecknError, ErrorCode};
 use crate::beckn::order_ref;
 use crate::beckn::redact;
@@ -361,14 +361,8 @@ pub fn check_request(
             MAX_VIOLATIONS,
         ))?;
     }
-    if let Some(context) = request.get("context")
-        && let Some(expires) = expiry(context)
-        && expires < jiff::Timestamp::now()
-    {
-        return Err(Rejection::Stale {
-            expired_at: expires.to_string(),
-        });
-    }
+    let context = request.get("context").unwrap_or(&Value::Null);
+    check_times(context, &flow.time_limits, jiff::Timestamp::now())?;
     Ok(())
 }
 

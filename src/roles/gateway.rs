@@ -2,6 +2,13 @@
 //! place, and forward the original bytes to each of them concurrently; carry their `on_search`
 //! answers back to the BAP. The gateway adds its own `X-Gateway-Authorization` signature and
 //! never re-serialises what it forwards.
+//!
+//! Each search forwarded is recorded in the store (as a request this flow sent, with the BPPs
+//! it went to and when it expires) before the ACK. An `on_search` is relayed only when it
+//! answers such a search, in time, from one of those BPPs, signed by a subscriber registered
+//! as a BPP of the domain: being in the registry as a BAP, or answering a search never routed,
+//! earns a NACK. The store is shared by every gateway process on PostgreSQL, so an answer may
+//! land on another process than the one that forwarded its search.
 
 use std::sync::Arc;
 
@@ -16,10 +23,12 @@ use serde_json::Value;
 use super::Services;
 use super::bpp::read_body;
 use crate::beckn::ack::{Rejection, ack};
+use crate::beckn::context::check_times;
 use crate::beckn::registry::{LookupQuery, Subscriber, SubscriberType};
 use crate::beckn::schema::CoreSchemas;
 use crate::beckn::trust::{self, GATEWAY_HEADER};
 use crate::compile::{CompiledFlow, CompiledSet};
+use crate::store::SentRequest;
 
 /// One gateway flow's endpoints.
 pub struct GatewayEndpoint {
@@ -87,14 +96,19 @@ fn respond(
     }
 }
 
-/// What both directions check before acknowledging: signature, JSON, core schema, signer.
+/// What a message passing [`accept`] is: its flow, the core schemas, the bytes as received,
+/// the parsed body and when it stops being valid (Unix ms).
+type Accepted = (Arc<CompiledFlow>, Arc<CoreSchemas>, Bytes, Value, i64);
+
+/// What both directions check before acknowledging: signature, JSON, core schema, signer,
+/// timestamp and ttl.
 async fn accept(
     ep: &GatewayEndpoint,
     headers: &HeaderMap,
     body: Body,
     action: &str,
     signer_field: &'static str,
-) -> Result<(Arc<CompiledFlow>, Arc<CoreSchemas>, Bytes, Value), Rejection> {
+) -> Result<Accepted, Rejection> {
     let set = ep.flows.load_full();
     let flow = set
         .flow(&ep.flow_name)
@@ -135,7 +149,15 @@ async fn accept(
             claimed,
         });
     }
-    Ok((flow, set.core.clone(), bytes, request))
+    let context = request.get("context").unwrap_or(&Value::Null);
+    let expires = check_times(context, &flow.time_limits, jiff::Timestamp::now())?;
+    Ok((
+        flow,
+        set.core.clone(),
+        bytes,
+        request,
+        expires.as_millisecond(),
+    ))
 }
 
 async fn receive_search(
@@ -143,7 +165,8 @@ async fn receive_search(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<(), Rejection> {
-    let (flow, _, bytes, request) = accept(ep, headers, body, "search", "bap_id").await?;
+    let (flow, _, bytes, request, expires_at) =
+        accept(ep, headers, body, "search", "bap_id").await?;
     let text = |p: &str| {
         request
             .pointer(p)
@@ -159,6 +182,50 @@ async fn receive_search(
     )
     .await?;
     let targets = providers(ep, &flow, &request).await?;
+    let message_id = text("/context/message_id").unwrap_or_default();
+    let store = &ep.services.outbox.store;
+    let unavailable = |e: crate::store::StoreError| {
+        tracing::error!(flow = %flow.name, %message_id, error = %e, "search could not be recorded");
+        Rejection::Unavailable("the search could not be recorded".into())
+    };
+    if let Some(earlier) = store
+        .sent_request(&flow.name, &message_id)
+        .await
+        .map_err(unavailable)?
+    {
+        // A repeat of a search already forwarded is acknowledged again, not forwarded again.
+        return match searched_by(&earlier) {
+            Some(from) if from == bap_id => {
+                tracing::info!(flow = %flow.name, %message_id, "search repeated: acknowledged again, not forwarded again");
+                Ok(())
+            }
+            _ => Err(Rejection::Schema {
+                path: "context.message_id".into(),
+                message: format!(
+                    "context.message_id `{message_id}` was already used by another search"
+                ),
+            }),
+        };
+    }
+    let record = SentRequest {
+        flow: flow.name.clone(),
+        message_id: message_id.clone(),
+        transaction_id: text("/context/transaction_id").unwrap_or_default(),
+        action: "search".into(),
+        mode: "relay".into(),
+        recipient: text("/context/bpp_id").unwrap_or_else(|| "*".into()),
+        url: String::new(),
+        expected: targets.iter().map(|s| s.subscriber_id.clone()).collect(),
+        body: bytes.clone(),
+        ack: None,
+        refused: None,
+        expires_at,
+        created_at: crate::store::now_ms(),
+    };
+    store
+        .record_request(record, None)
+        .await
+        .map_err(unavailable)?;
     let auth = original_auth(headers);
     let ep = ep.clone();
     tokio::spawn(async move {
@@ -179,12 +246,21 @@ async fn receive_search(
     Ok(())
 }
 
+/// The `bap_id` of a recorded search.
+fn searched_by(search: &SentRequest) -> Option<String> {
+    serde_json::from_slice::<Value>(&search.body)
+        .ok()?
+        .pointer("/context/bap_id")?
+        .as_str()
+        .map(str::to_string)
+}
+
 async fn receive_on_search(
     ep: &Arc<GatewayEndpoint>,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<(), Rejection> {
-    let (flow, _, bytes, request) = accept(ep, headers, body, "on_search", "bpp_id").await?;
+    let (flow, _, bytes, request, _) = accept(ep, headers, body, "on_search", "bpp_id").await?;
     let text = |p: &str| {
         request
             .pointer(p)
@@ -192,10 +268,45 @@ async fn receive_on_search(
             .unwrap_or_default()
             .to_string()
     };
+    let (bpp_id, bap_id, message_id) = (
+        text("/context/bpp_id"),
+        text("/context/bap_id"),
+        text("/context/message_id"),
+    );
+    registered_provider(ep, &flow, &bpp_id, &text("/context/domain")).await?;
+    let not_routed = |detail: String| Rejection::NotRouted {
+        message_id: message_id.clone(),
+        detail,
+    };
+    let search = ep
+        .services
+        .outbox
+        .store
+        .sent_request(&flow.name, &message_id)
+        .await
+        .map_err(|e| {
+            tracing::error!(flow = %flow.name, %message_id, error = %e, "searches forwarded cannot be read");
+            Rejection::Unavailable("the searches forwarded cannot be read".into())
+        })?
+        .ok_or_else(|| not_routed("no search with this id went through it".into()))?;
+    if !search.expected.contains(&bpp_id) {
+        return Err(not_routed(format!("the search was not sent to {bpp_id}")));
+    }
+    if searched_by(&search).as_deref() != Some(bap_id.as_str()) {
+        return Err(not_routed(format!("the search did not come from {bap_id}")));
+    }
+    if crate::store::now_ms() > search.expires_at {
+        return Err(Rejection::LateCallback {
+            message_id,
+            expired_at: jiff::Timestamp::from_millisecond(search.expires_at)
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
+        });
+    }
     let base = trust::callback_base(
         &flow,
         &ep.services.registries,
-        &text("/context/bap_id"),
+        &bap_id,
         &text("/context/bap_uri"),
     )
     .await?;
@@ -214,6 +325,45 @@ async fn receive_on_search(
         .await;
     });
     Ok(())
+}
+
+/// `bpp_id` must be subscribed in the registry as a BPP of `domain`: a BAP's key signs no
+/// catalogue.
+async fn registered_provider(
+    ep: &GatewayEndpoint,
+    flow: &CompiledFlow,
+    bpp_id: &str,
+    domain: &str,
+) -> Result<(), Rejection> {
+    let Some(source) = &flow.registry else {
+        return Err(Rejection::Unavailable("the gateway has no registry".into()));
+    };
+    let query = LookupQuery {
+        subscriber_id: Some(bpp_id.to_string()),
+        kind: Some(SubscriberType::Bpp),
+        domain: Some(domain.to_string()),
+        ..Default::default()
+    };
+    let now = jiff::Timestamp::now();
+    let found = ep
+        .services
+        .registries
+        .lookup(source, query)
+        .await
+        .map_err(|e| Rejection::Unavailable(format!("registry lookup of {bpp_id} failed: {e}")))?
+        .iter()
+        .any(|s| s.is_valid_at(now));
+    if found {
+        Ok(())
+    } else {
+        Err(Rejection::Unauthorized {
+            realm: flow.subscriber_id.clone(),
+            proxy: false,
+            reason: format!(
+                "{bpp_id} is not subscribed as a BPP of domain `{domain}`: only providers answer searches"
+            ),
+        })
+    }
 }
 
 /// The providers a search goes to: the one named by `bpp_id`/`bpp_uri`, or every subscribed
@@ -281,6 +431,11 @@ async fn forward(
     auth: Option<String>,
     gateway_sig: Option<String>,
 ) {
+    // The registry names the address: the same rules as every other outgoing message.
+    if let Err(refused) = ep.services.outbox.destinations.check(&url).await {
+        tracing::error!(flow = %flow.name, %url, reason = %refused, "not forwarded: the provider's registered address is refused");
+        return;
+    }
     let mut req = ep
         .client
         .post(&url)

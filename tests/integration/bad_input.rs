@@ -19,6 +19,23 @@ use crate::common::{self, GFSL_ID, Network};
 /// The flow's default `validation.max_body_bytes`.
 const ONE_MIB: usize = 1 << 20;
 
+/// A well-formed signature header whose window spans all of time (its signature bytes are
+/// never looked at: the lifetime is refused first).
+const ETERNAL_SIGNATURE: &str = concat!(
+    r#"Signature keyId="farmer-app.example|farmer-app-key-1|ed25519",algorithm="ed25519","#,
+    r#"created="-9223372036854775808",expires="9223372036854775807","#,
+    r#"headers="(created) (expires) digest","#,
+    r#"signature="AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==""#
+);
+
+/// A signature header naming `created` twice.
+const CREATED_TWICE: &str = concat!(
+    r#"Signature keyId="farmer-app.example|farmer-app-key-1|ed25519",algorithm="ed25519","#,
+    r#"created="1",created="2",expires="9999999999","#,
+    r#"headers="(created) (expires) digest","#,
+    r#"signature="AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==""#
+);
+
 /// The table. Each case names what it sends and what must come back.
 fn cases() -> Vec<Case> {
     use Net::{Broken, ErpDown};
@@ -58,6 +75,12 @@ fn cases() -> Vec<Case> {
             .signed(Sign::BeforeEdit)
             .edit(|b| b["message"]["intent"]["fulfillment"]["type"] = json!("lab"))
             .nack(401, "30016", None, "signature does not match the body"),
+        beckn("signature lifetime unbounded: created i64::MIN, expires i64::MAX", "search", valid_search())
+            .signed(Sign::Header(ETERNAL_SIGNATURE))
+            .nack(401, "30016", None, "is longer than the 3600s accepted"),
+        beckn("signature parameter given twice (created)", "search", valid_search())
+            .signed(Sign::Header(CREATED_TWICE))
+            .nack(401, "30016", None, "`created` is given twice"),
         beckn("signed by the farmer app, claiming another bap_id", "search", valid_search())
             .edit(|b| b["context"]["bap_id"] = json!("other-app.example"))
             .nack(401, "30016", Some("context.bap_id"), "the signer is farmer-app.example but context.bap_id is other-app.example"),
@@ -76,6 +99,9 @@ fn cases() -> Vec<Case> {
             .nack(400, "30000", None, "is not of type \"object\""),
         raw("JSON that is not an object (string)", "search", br#""search""#)
             .nack(400, "30000", None, "is not of type \"object\""),
+        raw("context key given twice (bap_id), signed as sent", "search",
+            br#"{"context":{"bap_id":"farmer-app.example","bap_id":"other-app.example"},"message":{}}"#)
+            .nack(400, "30000", None, "`context.bap_id` is given twice"),
         // --- context --------------------------------------------------------------------
         beckn("context.action differs from the endpoint", "search", valid_search())
             .edit(|b| b["context"]["action"] = json!("select"))
@@ -126,6 +152,28 @@ fn cases() -> Vec<Case> {
                 b["context"]["ttl"] = json!("P1D");
             })
             .nack(400, "30022", Some("context.ttl"), "the request expired at"),
+        beckn("expired a week ago, timestamp with 10 fractional digits, ttl PT30S", "search", valid_search())
+            .edit(|b| {
+                let week_ago = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(7 * 24);
+                let whole = week_ago.strftime("%Y-%m-%dT%H:%M:%S");
+                b["context"]["timestamp"] = json!(format!("{whole}.1234567891Z"));
+            })
+            .nack(400, "30022", Some("context.ttl"), "the request expired at"),
+        beckn("ttl P20000Y from a 2001 timestamp", "search", valid_search())
+            .edit(|b| {
+                b["context"]["timestamp"] = json!("2001-01-01T00:00:00Z");
+                b["context"]["ttl"] = json!("P20000Y");
+            })
+            .nack(400, "30000", Some("context.ttl"), "context.ttl `P20000Y`"),
+        beckn("ttl P2D, longer than the 1 day accepted", "search", valid_search())
+            .edit(|b| b["context"]["ttl"] = json!("P2D"))
+            .nack(400, "30000", Some("context.ttl"), "is longer than the 1d accepted"),
+        beckn("timestamp a day in the future", "search", valid_search())
+            .edit(|b| {
+                let tomorrow = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24);
+                b["context"]["timestamp"] = json!(tomorrow.to_string());
+            })
+            .nack(400, "30022", Some("context.timestamp"), "ahead of this participant's clock (at most 5s tolerated)"),
         beckn("bpp_id of another provider", "status", json!({"order_id": "GFSL-000001"}))
             .edit(|b| b["context"]["bpp_id"] = json!("soil.other-lab.example"))
             .nack(400, "30000", Some("context.bpp_id"), "addressed to `soil.other-lab.example`"),

@@ -10,13 +10,20 @@ use arc_swap::ArcSwap;
 use axum::Router;
 use axum::routing::post;
 use beckn_adapter::beckn::registry::LookupQuery;
-use beckn_adapter::beckn::signing::{PublicKey, SignatureHeader};
+use beckn_adapter::beckn::signing::{PrivateKey, PublicKey, SignatureHeader};
 use beckn_adapter::compile::RegistrySource;
 use beckn_adapter::roles::Services;
 use beckn_adapter::server;
 use serde_json::{Value, json};
 
-use crate::common::{BAP_ID, Inbox, bap_signature, bind, load_flows, record, repo};
+use crate::common::{
+    BAP_ID, BAP_KEY_ID, BAP_TEST_KEY, GFSL_ID, Inbox, bap_signature, bind, load_flows, record, repo,
+};
+
+/// TEST-ONLY key of the sample network's GreenField lab (flows/greenfield-lab.yaml).
+const GFSL_TEST_KEY: &str =
+    "LCSMSdByg8/1LSAVrJ4aRhqCB928+yEI+5cDhdtjbSZ9K8ZJmBf5KZ2rCUKq7ORjFyEzLpsbs5GoVpUh5oFUxg==";
+const GFSL_KEY_ID: &str = "soil.greenfield-labs.example|gfsl-key-1";
 
 struct SoilNetwork {
     gateway_url: String,
@@ -24,6 +31,8 @@ struct SoilNetwork {
     bap: Arc<Inbox>,
     services: Arc<Services>,
     registry_keys: HashMap<String, String>,
+    /// Where Krishi Test House listens.
+    kth_addr: std::net::SocketAddr,
     http: reqwest::Client,
     _store_dir: tempfile::TempDir,
 }
@@ -86,6 +95,7 @@ impl SoilNetwork {
             bap,
             services,
             registry_keys,
+            kth_addr,
             http: reqwest::Client::new(),
             _store_dir: store_dir,
         }
@@ -108,7 +118,14 @@ impl SoilNetwork {
 
     /// Signs and sends a search to the gateway; returns its message id.
     async fn search(&self) -> String {
-        let body = self.search_body();
+        self.search_edited(|_| {}).await.0
+    }
+
+    /// Like [`SoilNetwork::search`], with the body edited first; returns the message id and
+    /// the body sent.
+    async fn search_edited(&self, edit: impl FnOnce(&mut Value)) -> (String, Value) {
+        let mut body = self.search_body();
+        edit(&mut body);
         let bytes = serde_json::to_vec(&body).unwrap();
         let resp = self
             .http
@@ -122,7 +139,44 @@ impl SoilNetwork {
         assert_eq!(resp.status(), 200);
         let ack: Value = resp.json().await.unwrap();
         assert_eq!(ack["message"]["ack"]["status"], "ACK", "{ack}");
-        body["context"]["message_id"].as_str().unwrap().to_string()
+        let id = body["context"]["message_id"].as_str().unwrap().to_string();
+        (id, body)
+    }
+
+    /// Sends an `on_search` answering `search` as `bpp_id`, signed with `key` (registered under
+    /// `key_id`); returns the HTTP status and the answer.
+    async fn on_search(
+        &self,
+        search: &Value,
+        bpp_id: &str,
+        key: &str,
+        key_id: &str,
+    ) -> (u16, Value) {
+        let mut context = search["context"].clone();
+        context["action"] = json!("on_search");
+        context["bpp_id"] = json!(bpp_id);
+        context["bpp_uri"] = json!(format!("https://{bpp_id}/beckn"));
+        context["timestamp"] = json!(jiff::Timestamp::now().to_string());
+        let body = json!({
+            "context": context,
+            "message": {"catalog": {"descriptor": {"name": "a catalogue"}, "providers": []}}
+        });
+        let bytes = serde_json::to_vec(&body).unwrap();
+        let now = jiff::Timestamp::now().as_second();
+        let auth = PrivateKey::from_base64(key)
+            .unwrap()
+            .sign(&bytes, key_id, now, now + 60);
+        let resp = self
+            .http
+            .post(format!("{}/on_search", self.gateway_url))
+            .header("content-type", "application/json")
+            .header("authorization", auth)
+            .body(bytes)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap())
     }
 
     fn verify(&self, header: &str, raw: &[u8]) -> String {
@@ -133,6 +187,43 @@ impl SoilNetwork {
             .expect("signature verifies");
         parsed.subscriber_id
     }
+}
+
+#[tokio::test]
+async fn gateway_forwards_no_search_to_the_adapters_own_admin_listener() {
+    let net = SoilNetwork::start().await;
+    // Krishi Test House's registered address stands for the admin listener here.
+    net.services.outbox.destinations.protect(net.kth_addr);
+    let message_id = net.search().await;
+    let answers = net
+        .bap
+        .wait_n("on_search", &message_id, 1, Duration::from_secs(10))
+        .await;
+    assert_eq!(
+        answers[0].body["context"]["bpp_id"],
+        "soil.greenfield-labs.example"
+    );
+    // Both forwards left together; GreenField's answer came back through the ERP and the
+    // gateway, so Krishi's forward, had it been sent, would have been recorded long before.
+    let txn = answers[0].body["context"]["transaction_id"]
+        .as_str()
+        .unwrap();
+    let store = &net.services.outbox.store;
+    assert!(
+        store
+            .last_request("greenfield-lab", txn)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .last_request("krishi-lab", txn)
+            .await
+            .unwrap()
+            .is_none(),
+        "the search reached the protected address"
+    );
 }
 
 #[tokio::test]
@@ -206,5 +297,97 @@ async fn the_registry_is_asked_once_per_key_not_per_message() {
         net.services.registries.remote_lookups(&net.gateway_url),
         after_one,
         "five more searches cost no further lookups"
+    );
+}
+
+#[tokio::test]
+async fn gateway_relays_no_on_search_signed_by_a_bap() {
+    let net = SoilNetwork::start().await;
+    let (message_id, search) = net.search_edited(|_| {}).await;
+    net.bap
+        .wait_n("on_search", &message_id, 2, Duration::from_secs(10))
+        .await;
+    let (status, nack) = net
+        .on_search(&search, BAP_ID, BAP_TEST_KEY, BAP_KEY_ID)
+        .await;
+    assert_eq!(status, 401, "{nack}");
+    assert_eq!(nack["error"]["code"], "30016", "{nack}");
+    let message = nack["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("farmer-app.example is not subscribed as a BPP of domain `agri.soil`"),
+        "{message}"
+    );
+    // a lab, answering the same search, is relayed
+    let (status, ack) = net
+        .on_search(&search, GFSL_ID, GFSL_TEST_KEY, GFSL_KEY_ID)
+        .await;
+    assert_eq!(status, 200, "{ack}");
+    let relayed = net
+        .bap
+        .wait_n("on_search", &message_id, 3, Duration::from_secs(10))
+        .await;
+    assert!(
+        relayed
+            .iter()
+            .all(|a| a.body["context"]["bpp_id"] != BAP_ID),
+        "nothing signed by the BAP reached it"
+    );
+}
+
+#[tokio::test]
+async fn gateway_relays_no_on_search_for_a_search_it_never_routed() {
+    let net = SoilNetwork::start().await;
+    let never_sent = net.search_body();
+    let (status, nack) = net
+        .on_search(&never_sent, GFSL_ID, GFSL_TEST_KEY, GFSL_KEY_ID)
+        .await;
+    assert_eq!(net.bap.count(), 0, "nothing was relayed");
+    assert_eq!(status, 400, "{nack}");
+    assert_eq!(nack["error"]["code"], "30000", "{nack}");
+    assert_eq!(nack["error"]["paths"], "context.message_id", "{nack}");
+    let message = nack["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("answers no search this gateway forwarded"),
+        "{message}"
+    );
+    // a routed search's id, claimed for another buyer app, is not relayed either
+    let (_, search) = net.search_edited(|_| {}).await;
+    let mut other_bap = search.clone();
+    other_bap["context"]["bap_id"] = json!("retired-app.example");
+    let (status, nack) = net
+        .on_search(&other_bap, GFSL_ID, GFSL_TEST_KEY, GFSL_KEY_ID)
+        .await;
+    assert_eq!(status, 400, "{nack}");
+    assert!(
+        nack["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("did not come from retired-app.example")),
+        "{nack}"
+    );
+}
+
+#[tokio::test]
+async fn gateway_relays_no_on_search_after_the_search_ttl() {
+    let net = SoilNetwork::start().await;
+    // a search sent 27s ago with ttl PT30S: valid for about three more seconds
+    let sent_at = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(27);
+    let (_, search) = net
+        .search_edited(|b| b["context"]["timestamp"] = json!(sent_at.to_string()))
+        .await;
+    // wait for the clock to pass the search's expiry
+    let expires = sent_at + jiff::SignedDuration::from_secs(30);
+    while jiff::Timestamp::now() <= expires {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, nack) = net
+        .on_search(&search, GFSL_ID, GFSL_TEST_KEY, GFSL_KEY_ID)
+        .await;
+    assert_eq!(status, 400, "{nack}");
+    assert_eq!(nack["error"]["code"], "30022", "{nack}");
+    assert!(
+        nack["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("came too late")),
+        "{nack}"
     );
 }
