@@ -213,7 +213,7 @@ fn the_ultra_mapping_is_tested_and_a_broken_oms_field_names_its_template_line() 
     let line = break_file(
         tree.path(),
         "mappings/ultra/oms_order.j2",
-        r#"{{ paid if state == "ORDER_CANCELLED" else 0 }}"#,
+        r#"{{ refund if state == "ORDER_CANCELLED" else 0 }}"#,
         "0",
     );
     let out = run_tests(tree.path(), &["--filter", "farmer-app.ultra"]);
