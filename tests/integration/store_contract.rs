@@ -79,6 +79,8 @@ contract!(inbox_contract: sqlite_store_accepts_once_and_hands_unfinished_work_ov
     postgres_store_accepts_once_and_hands_unfinished_work_over);
 contract!(outbox_contract: sqlite_store_claims_retries_buries_and_revives_messages,
     postgres_store_claims_retries_buries_and_revives_messages);
+contract!(handover_contract: sqlite_store_hands_messages_to_their_worker_and_frees_earlier_claims,
+    postgres_store_hands_messages_to_their_worker_and_frees_earlier_claims);
 contract!(fencing_contract: sqlite_store_fences_expired_claims_and_keeps_renewed_ones,
     postgres_store_fences_expired_claims_and_keeps_renewed_ones);
 contract!(ownership_contract: sqlite_store_keeps_message_ids_transactions_and_orders_to_their_owners,
@@ -368,6 +370,72 @@ async fn outbox_contract(db: Db) {
             .unwrap()
     );
     assert!(store.purge(now_ms() + 1).await.unwrap() >= 100);
+}
+
+/// What the outbox worker relies on: a message recorded as already claimed is its recorder's
+/// until the claim ends (then due again), a message is not due before its time, an answer may
+/// be recorded as a dead letter at once, and freeing earlier runs' claims (a single-process
+/// store at start) fences them.
+async fn handover_contract(db: Db) {
+    let store = db.open().await;
+    assert_eq!(store.shared(), db.shared);
+    let now = now_ms();
+    let mut handed = outbox("h1", None);
+    handed.claimed_by = Some(("w1".into(), now + 30_000));
+    let id = store.enqueue(handed).await.unwrap();
+    assert!(
+        store.claim("w2", now, 10, 30_000).await.unwrap().is_empty(),
+        "held by the process that recorded it"
+    );
+    assert_eq!(store.next_due().await.unwrap(), Some(now + 30_000));
+    let w1 = Claim::first("w1");
+    assert!(store.renew_delivery(id, &w1, now + 40_000).await.unwrap());
+    assert_eq!(store.next_due().await.unwrap(), Some(now + 40_000));
+    // An earlier run's claims are freed, and the freed claim writes nothing.
+    assert_eq!(store.release_claims("w9").await.unwrap(), 1);
+    assert!(!store.delivered(id, &w1, now).await.unwrap());
+    let got = store.claim("w9", now_ms(), 10, 30_000).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].id, id);
+    assert_eq!(
+        store.release_claims("w9").await.unwrap(),
+        0,
+        "its own claims are kept"
+    );
+    assert!(
+        store
+            .delivered(id, &held_by("w9", &got[0]), now)
+            .await
+            .unwrap()
+    );
+    // Not before its time.
+    let mut later = outbox("h2", None);
+    later.not_before = Some(now + 5_000);
+    let later = store.enqueue(later).await.unwrap();
+    assert!(store.claim("w1", now, 10, 30_000).await.unwrap().is_empty());
+    assert_eq!(store.next_due().await.unwrap(), Some(now + 5_000));
+    let got = store.claim("w1", now + 5_000, 10, 30_000).await.unwrap();
+    assert_eq!(got.iter().map(|i| i.id).collect::<Vec<_>>(), [later]);
+    // A dead letter at once.
+    let dead = store
+        .enqueue_dead(outbox("h3", None), "refused".into())
+        .await
+        .unwrap();
+    let letters = store.dead_letters(10).await.unwrap();
+    assert_eq!(
+        letters
+            .iter()
+            .map(|d| (d.id, d.last_error.as_deref()))
+            .collect::<Vec<_>>(),
+        [(dead, Some("refused"))]
+    );
+    assert_eq!(
+        store.counts().await.unwrap(),
+        OutboxCounts {
+            pending: 1,
+            dead: 1
+        }
+    );
 }
 
 /// A claim taken over (its lease ended while its holder was paused) writes nothing: not the
