@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use beckn_adapter::store::{
     Accepted, Admission, BuyerTransaction, Claim, Counterpart, Disposition, HeldRequest, Inbound,
-    InboundKey, NewCallback, NewOutbox, NewOutbox as Outbox, OmsEvent, OmsQueued, OmsRecord,
-    OutboxCounts, PollPosition, SentRequest, Store, StoreError, UltraUser, now_ms,
+    InboundKey, NewCallback, NewOutbox, OmsEvent, OmsQueued, OmsRecord, OutboxCounts, PollPosition,
+    SentRequest, Store, StoreError, UltraUser, now_ms,
 };
 use bytes::Bytes;
 
@@ -653,7 +653,7 @@ async fn buyer_contract(db: Db) {
         body: Bytes::from_static(body),
         headers: "{}".into(),
     };
-    let webhook = || Outbox {
+    let webhook = || NewOutbox {
         flow: "app".into(),
         kind: "app_webhook".into(),
         url: "http://127.0.0.1:9/app/webhook".into(),
