@@ -1,6 +1,7 @@
 //! Integration tests: real servers on 127.0.0.1 ephemeral ports (sample ERP, adapter, a BAP
 //! stand-in recording callbacks), driven over HTTP. One binary, several modules.
 
+mod architecture;
 mod bad_input;
 mod bap;
 mod bap_postgres;

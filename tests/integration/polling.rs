@@ -327,68 +327,6 @@ async fn polled_status_changes_reach_the_farmer_app_once_across_restarts_and_erp
     assert_eq!(net.message_ids(&txn2).len(), 2);
 }
 
-#[tokio::test]
-#[ignore = "needs PostgreSQL (BECKN_TEST_POSTGRES_URL); run with --ignored"]
-async fn processes_sharing_postgres_poll_a_flow_one_at_a_time() {
-    use beckn_adapter::store::postgres::PgStore;
-    use beckn_adapter::store::{PollPosition, Store, now_ms};
-
-    let db = crate::postgres::TestDb::create().await;
-    let store = Arc::new(PgStore::open(&db.url).await.expect("store opens"));
-    let now = now_ms();
-    // Eight processes claim the same flow at the same instant: one gets it.
-    let claims = futures::future::join_all((0..8).map(|i| {
-        let store = store.clone();
-        async move {
-            let owner = format!("p{i}");
-            let got = store.claim_poll(FLOW, &owner, now, 1_000).await;
-            (owner, got.expect("claim"))
-        }
-    }))
-    .await;
-    let holders: Vec<_> = claims.iter().filter(|(_, c)| c.is_some()).collect();
-    assert_eq!(holders.len(), 1, "{claims:?}");
-    let (holder, position) = holders[0];
-    assert_eq!(position, &Some(PollPosition { cursor: None }));
-    let other = if holder == "p0" { "p1" } else { "p0" };
-    assert!(
-        store
-            .advance_poll(FLOW, holder, "7", now + 10, 1_000)
-            .await
-            .unwrap()
-    );
-    assert!(
-        !store
-            .advance_poll(FLOW, other, "8", now + 10, 1_000)
-            .await
-            .unwrap()
-    );
-    // The holder renews its lease; the others wait for it to end, then one takes over.
-    assert!(
-        store
-            .claim_poll(FLOW, holder, now + 500, 1_000)
-            .await
-            .unwrap()
-            .is_some()
-    );
-    assert_eq!(
-        store
-            .claim_poll(FLOW, other, now + 1_400, 1_000)
-            .await
-            .unwrap(),
-        None
-    );
-    assert_eq!(
-        store
-            .claim_poll(FLOW, other, now + 1_600, 1_000)
-            .await
-            .unwrap(),
-        Some(PollPosition {
-            cursor: Some("7".into())
-        })
-    );
-}
-
 /// Polling follows reloads without a restart; a webhook's path does not.
 #[tokio::test]
 async fn a_reload_changes_what_is_polled_without_a_restart() {

@@ -4,12 +4,8 @@
 //! them with `--ignored` when its PostgreSQL is up. Each test works in a database of its own.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::time::Duration;
 
-use beckn_adapter::store::postgres::PgStore;
-use beckn_adapter::store::{Admission, Claim, Inbound, InboundKey, NewOutbox, Store, now_ms};
-use bytes::Bytes;
 use serde_json::json;
 use sqlx::Connection;
 
@@ -69,107 +65,6 @@ impl Drop for TestDb {
         })
         .join();
     }
-}
-
-fn inbound(message_id: &str, owner: &str) -> Inbound {
-    Inbound {
-        key: InboundKey {
-            flow: "lab".into(),
-            action: "search".into(),
-            message_id: message_id.into(),
-        },
-        transaction_id: "t1".into(),
-        counterpart: "bap.example".into(),
-        role: "bpp".into(),
-        body: Bytes::from_static(b"{}"),
-        headers: "{}".into(),
-        callback_base: "http://127.0.0.1:9".into(),
-        owner: owner.into(),
-        lease_until: now_ms() + 1_000,
-    }
-}
-
-fn message(i: usize) -> NewOutbox {
-    NewOutbox {
-        flow: "lab".into(),
-        kind: "callback".into(),
-        url: "http://127.0.0.1:9/on_search".into(),
-        action: "on_search".into(),
-        transaction_id: "t1".into(),
-        message_id: format!("m{i}"),
-        body: Bytes::from_static(b"{}"),
-        deadline: Some(now_ms() + 60_000),
-        completes: None,
-        order: None,
-        not_before: None,
-        sequence: None,
-        claimed_by: None,
-    }
-}
-
-#[tokio::test]
-#[ignore = "needs PostgreSQL (BECKN_TEST_POSTGRES_URL); run with --ignored"]
-async fn postgres_store_semantics() {
-    let db = TestDb::create().await;
-    let store = Arc::new(PgStore::open(&db.url).await.unwrap());
-    assert_eq!(
-        store.accept(inbound("m1", "p1")).await.unwrap(),
-        Admission::New
-    );
-    assert_eq!(
-        store.accept(inbound("m1", "p2")).await.unwrap(),
-        Admission::Duplicate
-    );
-    let now = now_ms();
-    assert!(
-        store
-            .claim_unfinished("p2", now, 1000, 10, false)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert_eq!(
-        store
-            .claim_unfinished("p2", now + 2_000, 1000, 10, false)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
-
-    for i in 0..100 {
-        store.enqueue(message(i)).await.unwrap();
-    }
-    // Two workers claiming at once never get the same message.
-    let (a, b) = tokio::join!(
-        store.claim("w1", now_ms(), 60, 30_000),
-        store.claim("w2", now_ms(), 60, 30_000)
-    );
-    let (a, b) = (a.unwrap(), b.unwrap());
-    let ids_a: HashSet<i64> = a.iter().map(|i| i.id).collect();
-    let ids_b: HashSet<i64> = b.iter().map(|i| i.id).collect();
-    assert!(ids_a.is_disjoint(&ids_b));
-    assert_eq!(ids_a.len() + ids_b.len(), 100);
-    let first = a[0].id;
-    let w1 = Claim {
-        owner: "w1".into(),
-        epoch: a[0].epoch,
-    };
-    assert!(
-        store
-            .bury(first, &w1, now_ms(), "deadline passed".into())
-            .await
-            .unwrap()
-    );
-    assert_eq!(store.dead_letters(10).await.unwrap()[0].id, first);
-    assert_eq!(store.counts().await.unwrap().dead, 1);
-    assert!(
-        store
-            .revive(first, now_ms(), now_ms() + 60_000)
-            .await
-            .unwrap()
-    );
-    assert!(store.purge(now_ms() + 1).await.unwrap() >= 100);
 }
 
 #[tokio::test]
@@ -301,20 +196,4 @@ async fn two_processes_share_the_work_and_survive_one_being_killed() {
         seen.len(),
         repeats
     );
-}
-
-#[tokio::test]
-#[ignore = "needs PostgreSQL (BECKN_TEST_POSTGRES_URL); run with --ignored"]
-async fn postgres_queues_oms_updates_once_and_in_order() {
-    let db = TestDb::create().await;
-    let store = beckn_adapter::store::open(&db.url).await.unwrap();
-    crate::ultra::oms_queue_semantics(store).await;
-}
-
-#[tokio::test]
-#[ignore = "needs PostgreSQL (BECKN_TEST_POSTGRES_URL); run with --ignored"]
-async fn postgres_replaces_a_held_fulfilment_by_a_cancellation() {
-    let db = TestDb::create().await;
-    let store = Arc::new(PgStore::open(&db.url).await.unwrap());
-    crate::ultra::held_fulfilment_semantics(store).await;
 }

@@ -15,9 +15,8 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use beckn_adapter::store::HeldRequest;
+use beckn_adapter::store::Store;
 use beckn_adapter::store::postgres::PgStore;
-use beckn_adapter::store::{Claim, Inbound, InboundKey, NewOutbox, Store, StoreError, now_ms};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
@@ -483,99 +482,4 @@ async fn a_request_recovered_after_its_ttl_does_not_reach_the_erp() {
         "no answer after the deadline"
     );
     eprintln!("expired request: recorded {taken_over_after:?} after the kill (lease 1 s)");
-}
-
-#[tokio::test]
-#[ignore = "needs PostgreSQL (BECKN_TEST_POSTGRES_URL); run with --ignored"]
-async fn expired_claims_are_fenced_on_postgres() {
-    let db = TestDb::create().await;
-    let a = PgStore::open(&db.url).await.unwrap();
-    let b = PgStore::open(&db.url).await.unwrap();
-    let now = now_ms();
-    let key = InboundKey {
-        flow: "lab".into(),
-        action: "confirm".into(),
-        message_id: "m1".into(),
-    };
-    a.accept(Inbound {
-        key: key.clone(),
-        transaction_id: "t1".into(),
-        counterpart: "bap.example".into(),
-        role: "bpp".into(),
-        body: Bytes::from_static(b"{}"),
-        headers: "{}".into(),
-        callback_base: "http://127.0.0.1:9".into(),
-        owner: "a".into(),
-        lease_until: now + 1_000,
-    })
-    .await
-    .unwrap();
-    let first = Claim::first("a");
-    assert!(a.renew_request(&key, &first, now + 3_000).await.unwrap());
-    assert!(
-        b.claim_unfinished("b", now + 2_000, 1_000, 10, false)
-            .await
-            .unwrap()
-            .is_empty(),
-        "renewed"
-    );
-    let taken = b
-        .claim_unfinished("b", now + 4_000, 1_000, 10, false)
-        .await
-        .unwrap();
-    assert_eq!(
-        taken[0].claim,
-        Claim {
-            owner: "b".into(),
-            epoch: 1
-        }
-    );
-    let answer = |claim: &Claim| NewOutbox {
-        flow: "lab".into(),
-        kind: "callback".into(),
-        url: "http://127.0.0.1:9/on_confirm".into(),
-        action: "on_confirm".into(),
-        transaction_id: "t1".into(),
-        message_id: "m1".into(),
-        body: Bytes::from_static(b"{}"),
-        deadline: Some(now + 60_000),
-        completes: Some(HeldRequest {
-            key: key.clone(),
-            claim: claim.clone(),
-        }),
-        order: None,
-        not_before: None,
-        sequence: None,
-        claimed_by: None,
-    };
-    assert!(!a.renew_request(&key, &first, now + 9_000).await.unwrap());
-    assert!(matches!(
-        a.enqueue(answer(&first)).await,
-        Err(StoreError::ClaimLost)
-    ));
-    assert!(matches!(
-        a.enqueue_dead(answer(&first), "expired".into()).await,
-        Err(StoreError::ClaimLost)
-    ));
-    assert_eq!(a.counts().await.unwrap().pending, 0);
-    let id = b.enqueue(answer(&taken[0].claim)).await.unwrap();
-    // The outbox: a delivery attempt that outlived its lease records nothing.
-    let now = now_ms();
-    let w1 = a.claim("a", now, 10, 1_000).await.unwrap();
-    let w1 = Claim {
-        owner: "a".into(),
-        epoch: w1[0].epoch,
-    };
-    let w2 = b.claim("b", now + 2_000, 10, 1_000).await.unwrap();
-    let w2 = Claim {
-        owner: "b".into(),
-        epoch: w2[0].epoch,
-    };
-    assert!(!a.renew_delivery(id, &w1, now + 9_000).await.unwrap());
-    assert!(!a.delivered(id, &w1, now).await.unwrap());
-    assert!(!a.bury(id, &w1, now, "x".into()).await.unwrap());
-    assert!(!a.retry_later(id, &w1, now, "x".into()).await.unwrap());
-    assert!(b.renew_delivery(id, &w2, now + 9_000).await.unwrap());
-    assert!(b.delivered(id, &w2, now).await.unwrap());
-    assert_eq!(b.counts().await.unwrap().pending, 0);
 }

@@ -1,13 +1,102 @@
-//! What every store promises about who may act on what, run against SQLite and (where it is
-//! up) PostgreSQL alike: a message id names one message, a transaction belongs to the
-//! subscriber that opened it, and an order to the buyer app that placed it.
+//! The store's contract, in one place: what every [`Store`] promises, each concern one `async
+//! fn` run against SQLite (plain tests) and PostgreSQL (`#[ignore]`d: they need
+//! `BECKN_TEST_POSTGRES_URL` and run with `--ignored`; their names say `postgres`). What only
+//! one backend does (the SQLite writer's batching, PostgreSQL's announcements and leases shared
+//! by processes under load) is tested beside it.
 
+use std::any::Any;
+use std::collections::HashSet;
 use std::sync::Arc;
 
-use beckn_adapter::store::{Admission, Inbound, InboundKey, NewOutbox, Store, now_ms};
+use beckn_adapter::store::{
+    Accepted, Admission, BuyerTransaction, Claim, Counterpart, Disposition, HeldRequest, Inbound,
+    InboundKey, NewCallback, NewOutbox, OmsEvent, OmsQueued, OmsRecord, OutboxCounts, PollPosition,
+    SentRequest, Store, StoreError, UltraUser, now_ms,
+};
 use bytes::Bytes;
 
 use crate::postgres::TestDb;
+
+/// A database under test. Each [`Db::open`] is a process (or a restart of one) on its data.
+struct Db {
+    url: String,
+    /// Whether several processes may share it (PostgreSQL); SQLite has one process.
+    shared: bool,
+    _keep: Box<dyn Any + Send>,
+}
+
+impl Db {
+    async fn sqlite() -> Db {
+        let dir = tempfile::tempdir().unwrap();
+        Db {
+            url: format!("sqlite://{}", dir.path().join("store.db").display()),
+            shared: false,
+            _keep: Box::new(dir),
+        }
+    }
+
+    async fn postgres() -> Db {
+        let db = TestDb::create().await;
+        Db {
+            url: db.url.clone(),
+            shared: true,
+            _keep: Box::new(db),
+        }
+    }
+
+    async fn open(&self) -> Arc<dyn Store> {
+        beckn_adapter::store::open(&self.url).await.unwrap()
+    }
+
+    /// A second process beside `store` where the store may be shared; `store` itself where not.
+    async fn beside(&self, store: &Arc<dyn Store>) -> Arc<dyn Store> {
+        if self.shared {
+            self.open().await
+        } else {
+            store.clone()
+        }
+    }
+}
+
+/// One test per backend for a contract: `$sqlite` runs everywhere, `$postgres` with
+/// `--ignored`.
+macro_rules! contract {
+    ($contract:ident: $sqlite:ident, $postgres:ident) => {
+        #[tokio::test]
+        async fn $sqlite() {
+            $contract(Db::sqlite().await).await;
+        }
+
+        #[tokio::test]
+        #[ignore = "needs PostgreSQL (BECKN_TEST_POSTGRES_URL); run with --ignored"]
+        async fn $postgres() {
+            $contract(Db::postgres().await).await;
+        }
+    };
+}
+
+contract!(inbox_contract: sqlite_store_accepts_once_and_hands_unfinished_work_over,
+    postgres_store_accepts_once_and_hands_unfinished_work_over);
+contract!(outbox_contract: sqlite_store_claims_retries_buries_and_revives_messages,
+    postgres_store_claims_retries_buries_and_revives_messages);
+contract!(handover_contract: sqlite_store_hands_messages_to_their_worker_and_frees_earlier_claims,
+    postgres_store_hands_messages_to_their_worker_and_frees_earlier_claims);
+contract!(fencing_contract: sqlite_store_fences_expired_claims_and_keeps_renewed_ones,
+    postgres_store_fences_expired_claims_and_keeps_renewed_ones);
+contract!(ownership_contract: sqlite_store_keeps_message_ids_transactions_and_orders_to_their_owners,
+    postgres_store_keeps_message_ids_transactions_and_orders_to_their_owners);
+contract!(buyer_contract: sqlite_store_records_requests_and_files_callbacks_once,
+    postgres_store_records_requests_and_files_callbacks_once);
+contract!(refused_callbacks_contract: sqlite_store_notes_a_few_refused_callbacks_per_request,
+    postgres_store_notes_a_few_refused_callbacks_per_request);
+contract!(poll_contract: sqlite_store_leases_a_flow_poll_to_one_process_and_keeps_its_cursor,
+    postgres_store_leases_a_flow_poll_to_one_process_and_keeps_its_cursor);
+contract!(ultra_users_contract: sqlite_store_keeps_ultra_users_and_identity_tokens,
+    postgres_store_keeps_ultra_users_and_identity_tokens);
+contract!(oms_queue_contract: sqlite_store_queues_oms_updates_once_and_in_order,
+    postgres_store_queues_oms_updates_once_and_in_order);
+contract!(held_fulfilment_contract: sqlite_store_replaces_a_held_fulfilment_by_a_cancellation,
+    postgres_store_replaces_a_held_fulfilment_by_a_cancellation);
 
 fn request(message_id: &str, transaction_id: &str, bap_id: &str, body: &'static [u8]) -> Inbound {
     Inbound {
@@ -24,6 +113,44 @@ fn request(message_id: &str, transaction_id: &str, bap_id: &str, body: &'static 
         callback_base: format!("http://127.0.0.1:9/{bap_id}"),
         owner: "p1".into(),
         lease_until: now_ms() + 60_000,
+    }
+}
+
+/// A search accepted by `owner`, leased to it for a minute.
+fn inbound(message_id: &str, owner: &str) -> Inbound {
+    Inbound {
+        key: InboundKey {
+            flow: "lab".into(),
+            action: "search".into(),
+            message_id: message_id.into(),
+        },
+        transaction_id: "t1".into(),
+        counterpart: "bap.example".into(),
+        role: "bpp".into(),
+        body: Bytes::from_static(b"{}"),
+        headers: "{}".into(),
+        callback_base: "http://127.0.0.1:9/bap".into(),
+        owner: owner.into(),
+        lease_until: now_ms() + 60_000,
+    }
+}
+
+/// A callback to send, answering `completes` if given.
+fn outbox(message_id: &str, completes: Option<HeldRequest>) -> NewOutbox {
+    NewOutbox {
+        flow: "lab".into(),
+        kind: "callback".into(),
+        url: "http://127.0.0.1:9/bap/on_search".into(),
+        action: "on_search".into(),
+        transaction_id: "t1".into(),
+        message_id: message_id.into(),
+        body: Bytes::from_static(b"{\"x\":1}"),
+        deadline: Some(now_ms() + 60_000),
+        completes,
+        order: Some(("ORD-1".into(), Some("ACTIVE".into()))),
+        not_before: None,
+        sequence: None,
+        claimed_by: None,
     }
 }
 
@@ -46,7 +173,352 @@ fn order_callback(transaction_id: &str, order_id: &str) -> NewOutbox {
     }
 }
 
-async fn ownership_contract(store: Arc<dyn Store>) {
+/// The claim of `owner` on an item it claimed.
+fn held_by(owner: &str, item: &beckn_adapter::store::OutboxItem) -> Claim {
+    Claim {
+        owner: owner.into(),
+        epoch: item.epoch,
+    }
+}
+
+/// A request is recorded once (a repeat, from any process, is a duplicate); what was accepted
+/// and not answered survives a restart and is handed over once its lease ends (at once to a
+/// single-process store's next run, `take_all`).
+async fn inbox_contract(db: Db) {
+    {
+        let store = db.open().await;
+        assert_eq!(
+            store.accept(inbound("m1", "p1")).await.unwrap(),
+            Admission::New
+        );
+        assert_eq!(
+            store.accept(inbound("m1", "p1")).await.unwrap(),
+            Admission::Duplicate
+        );
+        assert_eq!(
+            store.accept(inbound("m1", "p2")).await.unwrap(),
+            Admission::Duplicate,
+            "the same message through another process"
+        );
+        assert_eq!(
+            store.accept(inbound("m2", "p1")).await.unwrap(),
+            Admission::New
+        );
+        store
+            .enqueue(outbox(
+                "m1",
+                Some(HeldRequest {
+                    key: inbound("m1", "p1").key,
+                    claim: Claim::first("p1"),
+                }),
+            ))
+            .await
+            .unwrap();
+    }
+    let store = db.open().await;
+    let now = now_ms();
+    assert!(
+        store
+            .claim_unfinished("p2", now, 1000, 10, false)
+            .await
+            .unwrap()
+            .is_empty(),
+        "still leased to p1"
+    );
+    let left = store
+        .claim_unfinished("p2", now, 1000, 10, true)
+        .await
+        .unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].key.message_id, "m2");
+    assert!(
+        store
+            .claim_unfinished("p3", now, 1000, 10, false)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .claim_unfinished("p3", now + 1001, 1000, 10, false)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        store.counts().await.unwrap(),
+        OutboxCounts {
+            pending: 1,
+            dead: 0
+        }
+    );
+    // A request whose process stops renewing is taken over when its lease ends.
+    let mut short = inbound("m3", "p1");
+    short.lease_until = now + 1_000;
+    assert_eq!(store.accept(short).await.unwrap(), Admission::New);
+    assert!(
+        store
+            .claim_unfinished("p4", now, 1000, 10, false)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let taken = store
+        .claim_unfinished("p4", now + 2_000, 1000, 10, false)
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].key.message_id, "m3");
+}
+
+/// Messages are claimed for a lease, retried no sooner than asked, buried with their last
+/// error, revived, delivered, counted and purged; workers claiming at once never share a
+/// message.
+async fn outbox_contract(db: Db) {
+    let store = db.open().await;
+    let id = store.enqueue(outbox("m1", None)).await.unwrap();
+    let now = now_ms();
+    let got = store.claim("w1", now, 10, 30_000).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].id, id);
+    assert!(
+        store.claim("w2", now, 10, 30_000).await.unwrap().is_empty(),
+        "leased"
+    );
+    // an expired lease (a crashed worker) makes it claimable again
+    let taken = store.claim("w2", now + 31_000, 10, 30_000).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    let w2 = held_by("w2", &taken[0]);
+    assert!(
+        store
+            .retry_later(id, &w2, now + 1_000, "connection refused".into())
+            .await
+            .unwrap()
+    );
+    assert!(
+        store.claim("w1", now, 10, 30_000).await.unwrap().is_empty(),
+        "not due yet"
+    );
+    assert_eq!(store.next_due().await.unwrap(), Some(now + 1_000));
+    let again = store.claim("w1", now + 1_000, 10, 30_000).await.unwrap();
+    assert_eq!(again[0].attempts, 1);
+    let w1 = held_by("w1", &again[0]);
+    assert!(
+        store
+            .bury(id, &w1, now, "deadline passed: connection refused".into())
+            .await
+            .unwrap()
+    );
+    let dead = store.dead_letters(10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].attempts, 2);
+    assert_eq!(
+        dead[0].last_error.as_deref(),
+        Some("deadline passed: connection refused")
+    );
+    assert!(store.revive(id, now, now + 60_000).await.unwrap());
+    assert_eq!(
+        store.counts().await.unwrap(),
+        OutboxCounts {
+            pending: 1,
+            dead: 0
+        }
+    );
+    let claimed = store.claim("w1", now, 10, 1).await.unwrap();
+    let w1 = held_by("w1", &claimed[0]);
+    assert!(store.delivered(claimed[0].id, &w1, now).await.unwrap());
+    assert_eq!(store.counts().await.unwrap(), OutboxCounts::default());
+    assert!(
+        !store.discard(id).await.unwrap(),
+        "only dead letters can be dropped"
+    );
+    assert!(store.purge(now + 1).await.unwrap() >= 1);
+
+    // Two workers claiming at once never get the same message.
+    let other = db.beside(&store).await;
+    for i in 0..100 {
+        store.enqueue(outbox(&format!("n{i}"), None)).await.unwrap();
+    }
+    let (a, b) = tokio::join!(
+        store.claim("w1", now_ms(), 60, 30_000),
+        other.claim("w2", now_ms(), 60, 30_000)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let ids_a: HashSet<i64> = a.iter().map(|i| i.id).collect();
+    let ids_b: HashSet<i64> = b.iter().map(|i| i.id).collect();
+    assert!(ids_a.is_disjoint(&ids_b));
+    assert_eq!(ids_a.len() + ids_b.len(), 100);
+    let first = a[0].id;
+    assert!(
+        store
+            .bury(
+                first,
+                &held_by("w1", &a[0]),
+                now_ms(),
+                "deadline passed".into()
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.dead_letters(10).await.unwrap()[0].id, first);
+    assert_eq!(store.counts().await.unwrap().dead, 1);
+    assert!(
+        store
+            .revive(first, now_ms(), now_ms() + 60_000)
+            .await
+            .unwrap()
+    );
+    assert!(store.purge(now_ms() + 1).await.unwrap() >= 100);
+}
+
+/// What the outbox worker relies on: a message recorded as already claimed is its recorder's
+/// until the claim ends (then due again), a message is not due before its time, an answer may
+/// be recorded as a dead letter at once, and freeing earlier runs' claims (a single-process
+/// store at start) fences them.
+async fn handover_contract(db: Db) {
+    let store = db.open().await;
+    assert_eq!(store.shared(), db.shared);
+    let now = now_ms();
+    let mut handed = outbox("h1", None);
+    handed.claimed_by = Some(("w1".into(), now + 30_000));
+    let id = store.enqueue(handed).await.unwrap();
+    assert!(
+        store.claim("w2", now, 10, 30_000).await.unwrap().is_empty(),
+        "held by the process that recorded it"
+    );
+    assert_eq!(store.next_due().await.unwrap(), Some(now + 30_000));
+    let w1 = Claim::first("w1");
+    assert!(store.renew_delivery(id, &w1, now + 40_000).await.unwrap());
+    assert_eq!(store.next_due().await.unwrap(), Some(now + 40_000));
+    // An earlier run's claims are freed, and the freed claim writes nothing.
+    assert_eq!(store.release_claims("w9").await.unwrap(), 1);
+    assert!(!store.delivered(id, &w1, now).await.unwrap());
+    let got = store.claim("w9", now_ms(), 10, 30_000).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].id, id);
+    assert_eq!(
+        store.release_claims("w9").await.unwrap(),
+        0,
+        "its own claims are kept"
+    );
+    assert!(
+        store
+            .delivered(id, &held_by("w9", &got[0]), now)
+            .await
+            .unwrap()
+    );
+    // Not before its time.
+    let mut later = outbox("h2", None);
+    later.not_before = Some(now + 5_000);
+    let later = store.enqueue(later).await.unwrap();
+    assert!(store.claim("w1", now, 10, 30_000).await.unwrap().is_empty());
+    assert_eq!(store.next_due().await.unwrap(), Some(now + 5_000));
+    let got = store.claim("w1", now + 5_000, 10, 30_000).await.unwrap();
+    assert_eq!(got.iter().map(|i| i.id).collect::<Vec<_>>(), [later]);
+    // A dead letter at once.
+    let dead = store
+        .enqueue_dead(outbox("h3", None), "refused".into())
+        .await
+        .unwrap();
+    let letters = store.dead_letters(10).await.unwrap();
+    assert_eq!(
+        letters
+            .iter()
+            .map(|d| (d.id, d.last_error.as_deref()))
+            .collect::<Vec<_>>(),
+        [(dead, Some("refused"))]
+    );
+    assert_eq!(
+        store.counts().await.unwrap(),
+        OutboxCounts {
+            pending: 1,
+            dead: 1
+        }
+    );
+}
+
+/// A claim taken over (its lease ended while its holder was paused) writes nothing: not the
+/// answer of its request, not the outcome of its delivery; a renewed claim is not taken over.
+/// `a` and `b` are two processes where the store is shared.
+async fn fencing_contract(db: Db) {
+    let a = db.open().await;
+    let b = db.beside(&a).await;
+    let mut request = inbound("m1", "p1");
+    let now = now_ms();
+    request.lease_until = now + 1_000;
+    a.accept(request.clone()).await.unwrap();
+    let first = Claim::first("p1");
+    assert!(
+        a.renew_request(&request.key, &first, now + 5_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        b.claim_unfinished("p2", now + 2_000, 1_000, 10, false)
+            .await
+            .unwrap()
+            .is_empty(),
+        "renewed"
+    );
+    let taken = b
+        .claim_unfinished("p2", now + 6_000, 1_000, 10, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        taken[0].claim,
+        Claim {
+            owner: "p2".into(),
+            epoch: 1
+        }
+    );
+    let answer = |claim: &Claim| {
+        outbox(
+            "m1",
+            Some(HeldRequest {
+                key: request.key.clone(),
+                claim: claim.clone(),
+            }),
+        )
+    };
+    assert!(
+        !a.renew_request(&request.key, &first, now + 9_000)
+            .await
+            .unwrap()
+    );
+    assert!(matches!(
+        a.enqueue(answer(&first)).await,
+        Err(StoreError::ClaimLost)
+    ));
+    assert!(matches!(
+        a.enqueue_dead(answer(&first), "expired".into()).await,
+        Err(StoreError::ClaimLost)
+    ));
+    assert_eq!(a.counts().await.unwrap(), OutboxCounts::default());
+    let id = b.enqueue(answer(&taken[0].claim)).await.unwrap();
+    assert!(matches!(
+        b.enqueue(answer(&taken[0].claim)).await,
+        Err(StoreError::ClaimLost)
+    ));
+    // The outbox: a delivery attempt that outlived its lease records nothing.
+    let now = now_ms();
+    let w1 = a.claim("w1", now, 10, 1_000).await.unwrap();
+    let w1 = held_by("w1", &w1[0]);
+    let w2 = b.claim("w2", now + 2_000, 10, 1_000).await.unwrap();
+    let w2 = held_by("w2", &w2[0]);
+    assert!(!a.renew_delivery(id, &w1, now + 9_000).await.unwrap());
+    assert!(!a.delivered(id, &w1, now).await.unwrap());
+    assert!(!a.bury(id, &w1, now, "x".into()).await.unwrap());
+    assert!(!a.retry_later(id, &w1, now, "x".into()).await.unwrap());
+    assert!(b.renew_delivery(id, &w2, now + 9_000).await.unwrap());
+    assert!(b.delivered(id, &w2, now).await.unwrap());
+    assert_eq!(b.counts().await.unwrap(), OutboxCounts::default());
+}
+
+/// A message id names one message, a transaction belongs to the subscriber that opened it, and
+/// an order to the buyer app whose transaction carried it.
+async fn ownership_contract(db: Db) {
+    let store = db.open().await;
     // an identical repeat is a duplicate
     let first = request("m1", "t1", "a.example", b"{\"n\":1}");
     assert_eq!(store.accept(first.clone()).await.unwrap(), Admission::New);
@@ -111,22 +583,144 @@ async fn ownership_contract(store: Arc<dyn Store>) {
     );
 }
 
-#[tokio::test]
-async fn sqlite_store_keeps_message_ids_transactions_and_orders_to_their_owners() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("store.db").display());
-    ownership_contract(beckn_adapter::store::open(&url).await.unwrap()).await;
-}
+/// A buyer app's request is recorded with its transaction and counterpart, its ACK noted; a
+/// callback is filed once (a repeat is reported, not filed or forwarded again), its webhook
+/// delivery queued in the same commit, and found by message and by transaction.
+async fn buyer_contract(db: Db) {
+    let store = db.open().await;
+    let bpp = Counterpart {
+        bpp_id: "bpp.example".into(),
+        bpp_uri: "http://127.0.0.1:9/bpp".into(),
+    };
+    let sent = SentRequest {
+        flow: "app".into(),
+        message_id: "m1".into(),
+        transaction_id: "t1".into(),
+        action: "select".into(),
+        mode: "sync".into(),
+        recipient: "bpp.example".into(),
+        url: "http://127.0.0.1:9/bpp/select".into(),
+        expected: vec!["bpp.example".into()],
+        body: Bytes::from_static(b"{\"n\":1}"),
+        ack: None,
+        expires_at: now_ms() + 30_000,
+        created_at: now_ms(),
+        refused: None,
+    };
+    assert_eq!(store.buyer_transaction("app", "t1").await.unwrap(), None);
+    store
+        .record_request(sent.clone(), Some(bpp.clone()))
+        .await
+        .unwrap();
+    // Kept as sent; `created_at` is the time of recording (given, or the store's clock).
+    let kept = store.sent_request("app", "m1").await.unwrap().unwrap();
+    assert!(
+        (sent.created_at..=now_ms()).contains(&kept.created_at),
+        "{kept:?}"
+    );
+    assert_eq!(
+        SentRequest {
+            created_at: sent.created_at,
+            ..kept
+        },
+        sent
+    );
+    assert_eq!(store.sent_request("app", "m9").await.unwrap(), None);
+    assert_eq!(store.sent_request("other", "m1").await.unwrap(), None);
+    let ack = r#"{"message":{"ack":{"status":"ACK"}}}"#.to_string();
+    store.note_ack("app", "m1", ack.clone()).await.unwrap();
+    assert_eq!(
+        store.sent_request("app", "m1").await.unwrap().unwrap().ack,
+        Some(ack)
+    );
+    assert_eq!(
+        store.buyer_transaction("app", "t1").await.unwrap(),
+        Some(BuyerTransaction {
+            transaction_id: "t1".into(),
+            counterpart: Some(bpp),
+        })
+    );
+    assert_eq!(store.buyer_transaction("other", "t1").await.unwrap(), None);
 
-#[tokio::test]
-#[ignore = "needs PostgreSQL (BECKN_TEST_POSTGRES_URL); run with --ignored"]
-async fn postgres_store_keeps_message_ids_transactions_and_orders_to_their_owners() {
-    let db = TestDb::create().await;
-    ownership_contract(beckn_adapter::store::open(&db.url).await.unwrap()).await;
+    let callback = |bpp_id: &str, body: &'static [u8]| NewCallback {
+        flow: "app".into(),
+        action: "on_select".into(),
+        message_id: "m1".into(),
+        transaction_id: "t1".into(),
+        bpp_id: bpp_id.into(),
+        via: None,
+        disposition: Disposition::Answer,
+        body: Bytes::from_static(body),
+        headers: "{}".into(),
+    };
+    let webhook = || NewOutbox {
+        flow: "app".into(),
+        kind: "app_webhook".into(),
+        url: "http://127.0.0.1:9/app/webhook".into(),
+        action: "on_select".into(),
+        transaction_id: "t1".into(),
+        message_id: "m1".into(),
+        body: Bytes::from_static(b"{}"),
+        deadline: Some(now_ms() + 60_000),
+        completes: None,
+        order: None,
+        not_before: None,
+        sequence: None,
+        claimed_by: None,
+    };
+    let first = callback("bpp.example", b"{\"on\":1}");
+    assert_eq!(
+        store
+            .file_callback(first.clone(), Some(webhook()))
+            .await
+            .unwrap(),
+        Accepted::New
+    );
+    assert_eq!(
+        store.counts().await.unwrap().pending,
+        1,
+        "forwarded with it"
+    );
+    assert_eq!(
+        store.file_callback(first, Some(webhook())).await.unwrap(),
+        Accepted::Duplicate
+    );
+    assert_eq!(store.counts().await.unwrap().pending, 1, "forwarded once");
+    assert_eq!(
+        store
+            .file_callback(callback("bpp2.example", b"{\"on\":2}"), None)
+            .await
+            .unwrap(),
+        Accepted::New
+    );
+    let filed = store.callbacks_for_message("app", "m1").await.unwrap();
+    assert_eq!(
+        filed
+            .iter()
+            .map(|c| (c.bpp_id.as_str(), &c.body[..], c.disposition))
+            .collect::<Vec<_>>(),
+        [
+            ("bpp.example", &b"{\"on\":1}"[..], Disposition::Answer),
+            ("bpp2.example", &b"{\"on\":2}"[..], Disposition::Answer),
+        ],
+        "oldest first"
+    );
+    assert_eq!(
+        store.callbacks_for_transaction("app", "t1").await.unwrap(),
+        filed
+    );
+    assert!(
+        store
+            .callbacks_for_message("other", "m1")
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// Refused callbacks are noted under the request they name, a few at most.
-async fn refused_callbacks_contract(store: Arc<dyn Store>) {
+async fn refused_callbacks_contract(db: Db) {
+    let store = db.open().await;
     use beckn_adapter::store::{RefusedCallback, SentRequest};
     let sent = SentRequest {
         flow: "app".into(),
@@ -172,16 +766,396 @@ async fn refused_callbacks_contract(store: Arc<dyn Store>) {
     assert_eq!(noted[7], refusal(7));
 }
 
-#[tokio::test]
-async fn sqlite_store_notes_a_few_refused_callbacks_per_request() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("store.db").display());
-    refused_callbacks_contract(beckn_adapter::store::open(&url).await.unwrap()).await;
+/// One process at a time polls a flow: the lease goes to one of several claiming at once, only
+/// its holder moves the cursor, a renewed lease is kept and an ended one taken over with the
+/// cursor, which survives a restart; flows are polled apart.
+async fn poll_contract(db: Db) {
+    const FLOW: &str = "lab";
+    let now = now_ms();
+    {
+        let store = db.open().await;
+        // Eight processes claim the same flow at the same instant: one gets it.
+        let claims = futures::future::join_all((0..8).map(|i| {
+            let store = store.clone();
+            async move {
+                let owner = format!("p{i}");
+                let got = store.claim_poll(FLOW, &owner, now, 1_000).await;
+                (owner, got.expect("claim"))
+            }
+        }))
+        .await;
+        let holders: Vec<_> = claims.iter().filter(|(_, c)| c.is_some()).collect();
+        assert_eq!(holders.len(), 1, "{claims:?}");
+        let (holder, position) = holders[0];
+        assert_eq!(position, &Some(PollPosition { cursor: None }));
+        let other = if holder == "p0" { "p1" } else { "p0" };
+        assert!(
+            store
+                .advance_poll(FLOW, holder, "7", now + 10, 1_000)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .advance_poll(FLOW, other, "8", now + 10, 1_000)
+                .await
+                .unwrap()
+        );
+        // The holder renews its lease; the others wait for it to end, then one takes over.
+        assert!(
+            store
+                .claim_poll(FLOW, holder, now + 500, 1_000)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(
+            store
+                .claim_poll(FLOW, other, now + 1_400, 1_000)
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            store
+                .claim_poll(FLOW, other, now + 1_600, 1_000)
+                .await
+                .unwrap(),
+            Some(PollPosition {
+                cursor: Some("7".into())
+            })
+        );
+    }
+    // The cursor survives a restart.
+    const FLOW2: &str = "lab-2";
+    {
+        let store = db.open().await;
+        let first = store.claim_poll(FLOW2, "p1", now, 1_000).await.unwrap();
+        assert_eq!(first, Some(PollPosition { cursor: None }));
+        assert_eq!(
+            store
+                .claim_poll(FLOW2, "p2", now + 10, 1_000)
+                .await
+                .unwrap(),
+            None,
+            "held by p1"
+        );
+        assert!(
+            store
+                .advance_poll(FLOW2, "p1", "42", now + 20, 1_000)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .advance_poll(FLOW2, "p2", "43", now + 20, 1_000)
+                .await
+                .unwrap(),
+            "only the holder moves the cursor"
+        );
+        // another flow is polled on its own
+        assert!(
+            store
+                .claim_poll("other", "p2", now, 1_000)
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+    let store = db.open().await;
+    // p1's lease (renewed at now + 20) ends at now + 1020; then p2 may take over
+    assert_eq!(
+        store
+            .claim_poll(FLOW2, "p2", now + 500, 1_000)
+            .await
+            .unwrap(),
+        None
+    );
+    let taken = store
+        .claim_poll(FLOW2, "p2", now + 1_100, 1_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        taken,
+        Some(PollPosition {
+            cursor: Some("42".into())
+        })
+    );
+    assert!(
+        !store
+            .advance_poll(FLOW2, "p1", "44", now + 1_200, 1_000)
+            .await
+            .unwrap()
+    );
 }
 
-#[tokio::test]
-#[ignore = "needs PostgreSQL (BECKN_TEST_POSTGRES_URL); run with --ignored"]
-async fn postgres_store_notes_a_few_refused_callbacks_per_request() {
-    let db = TestDb::create().await;
-    refused_callbacks_contract(beckn_adapter::store::open(&db.url).await.unwrap()).await;
+/// A signed-in Ultra user is kept under their session until signed out; the identity token
+/// is noted on a transaction of the flow.
+async fn ultra_users_contract(db: Db) {
+    let store = db.open().await;
+    let user = UltraUser {
+        session: "s1".into(),
+        connection: "ultra".into(),
+        identity_token: "id-1".into(),
+        mobile: Some("9000000001".into()),
+        email: None,
+        created_at: now_ms(),
+    };
+    store.save_ultra_user(user.clone()).await.unwrap();
+    assert_eq!(store.ultra_user("s1").await.unwrap(), Some(user));
+    assert_eq!(store.ultra_user("s2").await.unwrap(), None);
+    assert!(store.forget_ultra_user("s1").await.unwrap());
+    assert!(!store.forget_ultra_user("s1").await.unwrap(), "unknown now");
+    assert_eq!(store.ultra_user("s1").await.unwrap(), None);
+
+    let sent = SentRequest {
+        flow: "app".into(),
+        message_id: "m1".into(),
+        transaction_id: "t1".into(),
+        action: "search".into(),
+        mode: "async".into(),
+        recipient: "gateway.example".into(),
+        url: "http://127.0.0.1:9/gateway/search".into(),
+        expected: Vec::new(),
+        body: Bytes::from_static(b"{}"),
+        ack: None,
+        expires_at: now_ms() + 30_000,
+        created_at: now_ms(),
+        refused: None,
+    };
+    store.record_request(sent, None).await.unwrap();
+    assert_eq!(store.identity_token("app", "t1").await.unwrap(), None);
+    store.note_identity("app", "t1", "id-1").await.unwrap();
+    assert_eq!(
+        store.identity_token("app", "t1").await.unwrap().as_deref(),
+        Some("id-1")
+    );
+    assert_eq!(store.identity_token("app", "t2").await.unwrap(), None);
+    assert_eq!(store.identity_token("other", "t1").await.unwrap(), None);
+}
+
+/// OMS updates: a repeat is not queued, a state that may not
+/// follow is refused, an order's updates are claimed one at a time, in order, and a dead one
+/// holds back the later ones; the same order id of another lab in another transaction is
+/// another order; an order event whose mapping failed is a dead letter that keeps the event.
+async fn oms_queue_contract(db: Db) {
+    let store = db.open().await;
+    let order = format!("O-{}", uuid::Uuid::new_v4());
+    let event = OmsEvent {
+        flow: "farmer-app".into(),
+        callback: "on_confirm".into(),
+        body: bytes::Bytes::from_static(br#"{"message": {"order": {"id": "O"}}}"#),
+    };
+    let update = |provider: &str, transaction_id: &str, state: &str| {
+        (
+            OmsRecord {
+                connection: "ultra".into(),
+                provider: provider.into(),
+                transaction_id: transaction_id.into(),
+                order_id: order.clone(),
+                state: state.into(),
+                event: event.clone(),
+            },
+            NewOutbox {
+                flow: "ultra".into(),
+                kind: "ultra".into(),
+                url: "http://127.0.0.1:9/3/oms".into(),
+                action: state.into(),
+                transaction_id: transaction_id.into(),
+                message_id: format!("{order}/{state}"),
+                body: bytes::Bytes::from_static(b"{}"),
+                deadline: Some(now_ms() + 60_000),
+                completes: None,
+                order: None,
+                not_before: None,
+                sequence: Some(beckn_adapter::store::ultra::sequence_key(
+                    "ultra",
+                    provider,
+                    transaction_id,
+                    &order,
+                )),
+                claimed_by: None,
+            },
+        )
+    };
+    let queue_for = |provider: &str, transaction_id: &str, state: &str| {
+        let (r, i) = update(provider, transaction_id, state);
+        store.queue_oms(r, i)
+    };
+    let queue = |state: &str| queue_for("lab-a/A", "t1", state);
+    assert!(matches!(
+        queue("ORDER_CANCELLED").await.unwrap(),
+        OmsQueued::OutOfOrder(_)
+    ));
+    let OmsQueued::Queued(first) = queue("ORDER_CONFIRMED").await.unwrap() else {
+        panic!("the confirmation is queued")
+    };
+    assert_eq!(queue("ORDER_CONFIRMED").await.unwrap(), OmsQueued::Repeat);
+    let OmsQueued::Queued(second) = queue("ORDER_CANCELLED").await.unwrap() else {
+        panic!("the cancellation follows")
+    };
+    assert!(matches!(
+        queue("ORDER_FULFILLED").await.unwrap(),
+        OmsQueued::OutOfOrder(_)
+    ));
+    let kept = store
+        .oms_event(first)
+        .await
+        .unwrap()
+        .expect("the event is kept");
+    assert_eq!(kept.event, event);
+    assert_eq!(
+        kept.update.map(|u| (u.order_id, u.state)),
+        Some((order.clone(), "ORDER_CONFIRMED".to_string()))
+    );
+    // One at a time: the cancellation waits while the confirmation is pending...
+    let now = now_ms();
+    // What worker w1 claims at `at`: the ids, and its claim on each.
+    let claimed = |at: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .claim("w1", at, 10, 1)
+                .await
+                .unwrap()
+                .iter()
+                .map(|i| {
+                    let claim = beckn_adapter::store::Claim {
+                        owner: "w1".into(),
+                        epoch: i.epoch,
+                    };
+                    (i.id, claim)
+                })
+                .collect::<std::collections::HashMap<i64, _>>()
+        }
+    };
+    let got = claimed(now).await;
+    assert!(
+        got.contains_key(&first) && !got.contains_key(&second),
+        "{got:?}"
+    );
+    // ...and while it is dead, until it is retried and delivered.
+    assert!(
+        store
+            .bury(first, &got[&first], now, "code 21".into())
+            .await
+            .unwrap()
+    );
+    let got = claimed(now + 10).await;
+    assert!(!got.contains_key(&second), "{got:?}");
+    assert!(store.revive(first, now, now + 60_000).await.unwrap());
+    let got = claimed(now + 20).await;
+    assert!(
+        got.contains_key(&first) && !got.contains_key(&second),
+        "{got:?}"
+    );
+    assert!(store.delivered(first, &got[&first], now).await.unwrap());
+    assert_eq!(
+        store.oms_event(first).await.unwrap(),
+        None,
+        "a delivered update keeps no order event"
+    );
+    let got = claimed(now + 30).await;
+    assert!(got.contains_key(&second), "{got:?}");
+
+    // The same order id at another lab, in another transaction, is another order.
+    assert!(matches!(
+        queue_for("lab-b/B", "t2", "ORDER_CONFIRMED").await.unwrap(),
+        OmsQueued::Queued(_)
+    ));
+
+    // An event whose mapping failed: a dead letter, with the event kept for a retry.
+    let (_, mut item) = update("lab-a/A", "t3", "ORDER_CONFIRMED");
+    item.action = "on_confirm".into();
+    let id = store
+        .bury_oms_event(event.clone(), item, "`o.updated_at` is undefined".into())
+        .await
+        .unwrap();
+    let dead = store.dead_letters(100).await.unwrap();
+    let letter = dead.iter().find(|d| d.id == id).expect("listed as dead");
+    assert_eq!(
+        letter.last_error.as_deref(),
+        Some("`o.updated_at` is undefined")
+    );
+    let kept = store.oms_event(id).await.unwrap().expect("kept");
+    assert_eq!((kept.event, kept.update), (event.clone(), None));
+    assert!(store.discard(id).await.unwrap());
+    assert_eq!(store.oms_event(id).await.unwrap(), None, "dropped with it");
+}
+
+/// A cancellation while the order's ORDER_FULFILLED is held
+/// back for its `lastFulfillmentDate`: the held update is dropped and the cancellation queued;
+/// a fulfilment already on its way is final.
+async fn held_fulfilment_contract(db: Db) {
+    let store = db.open().await;
+    let order = format!("O-{}", uuid::Uuid::new_v4());
+    let held_for = |transaction_id: &str, state: &str, hold: bool| {
+        let record = OmsRecord {
+            connection: "ultra".into(),
+            provider: "lab-c/C".into(),
+            transaction_id: transaction_id.into(),
+            order_id: order.clone(),
+            state: state.into(),
+            event: OmsEvent {
+                flow: "farmer-app".into(),
+                callback: "on_status".into(),
+                body: bytes::Bytes::from_static(b"{}"),
+            },
+        };
+        let item = NewOutbox {
+            flow: "ultra".into(),
+            kind: "ultra".into(),
+            url: "http://127.0.0.1:9/3/oms".into(),
+            action: state.into(),
+            transaction_id: transaction_id.into(),
+            message_id: format!("{order}/{state}"),
+            body: bytes::Bytes::from_static(b"{}"),
+            deadline: Some(now_ms() + 172_800_000),
+            completes: None,
+            order: None,
+            not_before: hold.then(|| now_ms() + 86_400_000),
+            sequence: Some(beckn_adapter::store::ultra::sequence_key(
+                "ultra",
+                "lab-c/C",
+                transaction_id,
+                &order,
+            )),
+            claimed_by: None,
+        };
+        store.queue_oms(record, item)
+    };
+    for (transaction_id, hold) in [("t4", true), ("t5", false)] {
+        assert!(matches!(
+            held_for(transaction_id, "ORDER_CONFIRMED", false)
+                .await
+                .unwrap(),
+            OmsQueued::Queued(_)
+        ));
+        assert!(matches!(
+            held_for(transaction_id, "ORDER_FULFILLED", hold)
+                .await
+                .unwrap(),
+            OmsQueued::Queued(_)
+        ));
+        let cancelled = held_for(transaction_id, "ORDER_CANCELLED", false)
+            .await
+            .unwrap();
+        if hold {
+            assert!(matches!(cancelled, OmsQueued::Queued(_)), "{cancelled:?}");
+            assert!(
+                matches!(
+                    held_for(transaction_id, "ORDER_FULFILLED", false)
+                        .await
+                        .unwrap(),
+                    OmsQueued::OutOfOrder(_)
+                ),
+                "the held fulfilment is gone, the cancellation stands"
+            );
+        } else {
+            assert!(
+                matches!(cancelled, OmsQueued::OutOfOrder(_)),
+                "{cancelled:?}"
+            );
+        }
+    }
 }
