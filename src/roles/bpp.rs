@@ -54,9 +54,11 @@ pub async fn handle(
     body: Body,
 ) -> Response {
     let started = std::time::Instant::now();
+    // The path is the caller's to choose: metrics count it as `other` unless it is an action.
+    let label = action.parse::<Action>().map_or("other", Action::as_str);
     match receive(&ep, &action, &headers, body).await {
         Ok(()) => {
-            telemetry::request_answered(&ep.flow_name, "bpp", &action, None, started.elapsed());
+            telemetry::request_answered(&ep.flow_name, "bpp", label, None, started.elapsed());
             ack()
         }
         Err(rejection) => {
@@ -65,7 +67,7 @@ pub async fn handle(
             telemetry::request_answered(
                 &ep.flow_name,
                 "bpp",
-                &action,
+                label,
                 Some(code.code()),
                 started.elapsed(),
             );

@@ -66,7 +66,7 @@ pub async fn on_search(
 
 fn respond(
     ep: &GatewayEndpoint,
-    action: &str,
+    action: &'static str,
     outcome: Result<(), Rejection>,
     started: std::time::Instant,
 ) -> Response {

@@ -768,3 +768,21 @@ fn count_panics_on_this_thread() -> Arc<AtomicUsize> {
     }));
     count
 }
+
+#[tokio::test]
+async fn invented_paths_do_not_grow_the_metric_series() {
+    let net = Network::start().await;
+    for i in 0..50 {
+        let (status, nack) = net
+            .post_raw(&format!("probe-{i}"), "application/json", b"{}".to_vec())
+            .await;
+        assert_eq!(status, 404, "{nack}");
+        assert_eq!(nack["message"]["ack"]["status"], "NACK");
+    }
+    let text = beckn_adapter::telemetry::metrics().render();
+    assert!(!text.contains("probe-"), "{text}");
+    assert!(
+        text.contains("role=\"bpp\",action=\"other\",outcome=\"nack\",code=\"30000\""),
+        "{text}"
+    );
+}
