@@ -51,6 +51,30 @@ pub struct StoredOmsEvent {
     pub update: Option<QueuedState>,
 }
 
+impl StoredOmsEvent {
+    /// Reads the row of `oms_events` joined with `oms_updates` (columns `flow`, `callback`,
+    /// `body`, `order_id`, `state`), on either store.
+    pub(crate) fn from_row<R: sqlx::Row>(r: &R) -> Result<StoredOmsEvent, sqlx::Error>
+    where
+        for<'a> &'a str: sqlx::ColumnIndex<R>,
+        for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+        for<'a> Vec<u8>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    {
+        let order_id: Option<String> = r.try_get("order_id")?;
+        let state: Option<String> = r.try_get("state")?;
+        Ok(StoredOmsEvent {
+            event: OmsEvent {
+                flow: r.try_get("flow")?,
+                callback: r.try_get("callback")?,
+                body: bytes::Bytes::from(r.try_get::<Vec<u8>, _>("body")?),
+            },
+            update: order_id
+                .zip(state)
+                .map(|(order_id, state)| QueuedState { order_id, state }),
+        })
+    }
+}
+
 /// The state an OMS outbox message reports, of which order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueuedState {

@@ -25,7 +25,7 @@ use super::{
     FiledCallback, Inbound, InboundKey, NewCallback, NewOutbox, OutboxCounts, OutboxItem,
     PollPosition, SentRequest, Store, StoreError, StoreResult, Unfinished,
 };
-use super::{OmsEvent, OmsQueued, OmsRecord, QueuedState, StoredOmsEvent, UltraUser};
+use super::{OmsEvent, OmsQueued, OmsRecord, StoredOmsEvent, UltraUser};
 use writer::{Op, Outcome, Work};
 
 pub struct SqliteStore {
@@ -752,21 +752,7 @@ impl Store for SqliteStore {
             .bind(outbox_id)
             .fetch_optional(&self.read)
             .await?;
-            row.map(|r| {
-                let order_id: Option<String> = r.try_get("order_id")?;
-                let state: Option<String> = r.try_get("state")?;
-                Ok(StoredOmsEvent {
-                    event: OmsEvent {
-                        flow: r.try_get("flow")?,
-                        callback: r.try_get("callback")?,
-                        body: Bytes::from(r.try_get::<Vec<u8>, _>("body")?),
-                    },
-                    update: order_id
-                        .zip(state)
-                        .map(|(order_id, state)| QueuedState { order_id, state }),
-                })
-            })
-            .transpose()
+            Ok(row.as_ref().map(StoredOmsEvent::from_row).transpose()?)
         })
     }
 
