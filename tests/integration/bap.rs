@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 
 use crate::common::repo;
-use crate::durability::wait_until;
+use crate::durability::{wait_until, wait_until_async};
 
 const BAP: &str = "farmer-app";
 const GFSL: &str = "soil.greenfield-labs.example";
@@ -462,8 +462,8 @@ async fn a_repeated_callback_is_filed_once_and_forwarded_once() {
         .await
         .expect("the unsolicited update reaches the app");
     let outbox = store.clone();
-    wait_until("the outbox to drain", Duration::from_secs(10), || {
-        futures::executor::block_on(outbox.counts()).is_ok_and(|c| c.pending == 0)
+    wait_until_async("the outbox to drain", Duration::from_secs(10), || async {
+        outbox.counts().await.is_ok_and(|c| c.pending == 0)
     })
     .await;
     let forwarded = net

@@ -42,6 +42,26 @@ pub async fn wait_until(what: &str, deadline: Duration, mut check: impl FnMut() 
     }
 }
 
+/// Like `wait_until`, for a check that must itself await (a store query): blocking on it
+/// inside the test's runtime could starve the very tasks that answer it.
+pub async fn wait_until_async<F, Fut>(what: &str, deadline: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        let left = deadline.saturating_sub(start.elapsed());
+        match tokio::time::timeout(left, check()).await {
+            Ok(true) => return,
+            Ok(false) => {}
+            Err(_) => panic!("timed out waiting for {what}"),
+        }
+        assert!(start.elapsed() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_repeated_message_id_is_acknowledged_but_not_run_again() {
     let net = Network::start().await;
@@ -69,8 +89,8 @@ async fn a_repeated_message_id_is_acknowledged_but_not_run_again() {
         .await;
     // settle: any further (wrong) runs would have produced callbacks by now
     let outbox = &net.services.outbox.store;
-    wait_until("the outbox to drain", Duration::from_secs(10), || {
-        futures::executor::block_on(outbox.counts()).is_ok_and(|c| c.pending == 0)
+    wait_until_async("the outbox to drain", Duration::from_secs(10), || async {
+        outbox.counts().await.is_ok_and(|c| c.pending == 0)
     })
     .await;
     assert_eq!(

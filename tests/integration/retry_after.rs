@@ -16,7 +16,7 @@ use beckn_adapter::demo::{NetworkOptions, SampleNetwork};
 use serde_json::{Value, json};
 
 use crate::common::{Network, bind, repo};
-use crate::durability::wait_until;
+use crate::durability::{wait_until, wait_until_async};
 
 /// A receiver on loopback that notes when each request arrived and answers from a queue
 /// (status, `Retry-After`, body); once the queue is empty, 200 with an ACK.
@@ -140,8 +140,8 @@ async fn callbacks_wait_for_the_receivers_retry_after_within_their_deadline() {
     let gap = bap.gaps(0)[0];
     assert!(gap >= Duration::from_secs(1), "retried after {gap:?}");
     let store = net.services.outbox.store.clone();
-    wait_until("the outbox to drain", Duration::from_secs(10), || {
-        futures::executor::block_on(store.counts()).is_ok_and(|c| c.pending == 0)
+    wait_until_async("the outbox to drain", Duration::from_secs(10), || async {
+        store.counts().await.is_ok_and(|c| c.pending == 0)
     })
     .await;
     assert!(store.dead_letters(10).await.unwrap().is_empty());
@@ -160,12 +160,12 @@ async fn callbacks_wait_for_the_receivers_retry_after_within_their_deadline() {
         )
         .await;
     assert_eq!(status, 200);
-    let mut dead = Vec::new();
-    wait_until("the dead letter", Duration::from_secs(10), || {
-        dead = futures::executor::block_on(store.dead_letters(10)).unwrap_or_default();
-        dead.iter().any(|d| d.message_id == message_id)
+    wait_until_async("the dead letter", Duration::from_secs(10), || async {
+        let letters = store.dead_letters(10).await.unwrap_or_default();
+        letters.iter().any(|d| d.message_id == message_id)
     })
     .await;
+    let dead = store.dead_letters(10).await.unwrap();
     let d = dead.iter().find(|d| d.message_id == message_id).unwrap();
     assert_eq!(d.attempts, 1, "{d:?}");
     let why = d.last_error.clone().unwrap_or_default();
@@ -244,12 +244,11 @@ async fn oms_updates_wait_for_ultras_retry_after_within_retry_for() {
     .await;
     assert_eq!(status, 200, "{doc}");
     let store = net.services.outbox.store.clone();
-    let mut dead = Vec::new();
-    wait_until("the dead letter", Duration::from_secs(10), || {
-        dead = futures::executor::block_on(store.dead_letters(10)).unwrap_or_default();
-        !dead.is_empty()
+    wait_until_async("the dead letter", Duration::from_secs(10), || async {
+        !store.dead_letters(10).await.unwrap_or_default().is_empty()
     })
     .await;
+    let dead = store.dead_letters(10).await.unwrap();
     assert_eq!(dead[0].message_id, format!("{order_id}/ORDER_CANCELLED"));
     assert_eq!(dead[0].attempts, 1);
     let why = dead[0].last_error.clone().unwrap_or_default();
