@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 
 use crate::common::repo;
-use crate::durability::{wait_until, wait_until_async};
+use crate::durability::wait_until_async;
 
 const BAP: &str = "farmer-app";
 const GFSL: &str = "soil.greenfield-labs.example";
