@@ -4,6 +4,9 @@
 
 use blake2::{Blake2b512, Digest};
 use bytes::Bytes;
+use futures::future::BoxFuture;
+
+use super::{NewOutbox, StoreResult};
 
 /// The notification channel a shared (PostgreSQL) store announces filed callbacks on, so that
 /// a caller waiting in one process wakes when its callback lands in another.
@@ -151,4 +154,72 @@ pub fn signal_payload(flow: &str, message_id: &str) -> String {
 /// The flow and message id of a [`signal_payload`].
 pub fn parse_signal(payload: &str) -> Option<(&str, &str)> {
     payload.split_once('\t')
+}
+
+/// Whether a received callback is new or a repeat of one already filed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accepted {
+    New,
+    Duplicate,
+}
+
+/// What a buyer app keeps: its requests, its transactions' counterparts, the callbacks filed.
+pub trait BuyerStore: Send + Sync {
+    /// Records a request a buyer app is about to send, with its transaction (noting
+    /// `counterpart`, the BPP the transaction is with, when it is known) and its log entry, in
+    /// one commit. Recorded before sending, so that the fastest callback finds it.
+    fn record_request(
+        &self,
+        request: SentRequest,
+        counterpart: Option<Counterpart>,
+    ) -> BoxFuture<'_, StoreResult<()>>;
+    /// Notes the recipient's synchronous answer to a sent request (JSON text).
+    fn note_ack(&self, flow: &str, message_id: &str, ack: String)
+    -> BoxFuture<'_, StoreResult<()>>;
+    fn sent_request(
+        &self,
+        flow: &str,
+        message_id: &str,
+    ) -> BoxFuture<'_, StoreResult<Option<SentRequest>>>;
+    /// Notes a callback refused before filing that names the request `message_id` (JSON of a
+    /// [`RefusedCallback`]); past [`MAX_REFUSED_NOTED`] for a request, nothing more.
+    fn note_refused_callback(
+        &self,
+        flow: &str,
+        message_id: &str,
+        refused: String,
+    ) -> BoxFuture<'_, StoreResult<()>>;
+    /// The transaction if the buyer app `flow` took part in it.
+    fn buyer_transaction(
+        &self,
+        flow: &str,
+        transaction_id: &str,
+    ) -> BoxFuture<'_, StoreResult<Option<BuyerTransaction>>>;
+    /// Files a received callback (and its log entry) and queues `forward`, its delivery to the
+    /// app, in the same commit. A repeat (same action, message id, sender and body) is
+    /// reported, not filed or forwarded again.
+    fn file_callback(
+        &self,
+        callback: NewCallback,
+        forward: Option<NewOutbox>,
+    ) -> BoxFuture<'_, StoreResult<Accepted>>;
+    /// The callbacks filed with `message_id` (answers to that request, or kept ones), oldest
+    /// first.
+    fn callbacks_for_message(
+        &self,
+        flow: &str,
+        message_id: &str,
+    ) -> BoxFuture<'_, StoreResult<Vec<FiledCallback>>>;
+    /// The callbacks filed under a transaction, oldest first.
+    fn callbacks_for_transaction(
+        &self,
+        flow: &str,
+        transaction_id: &str,
+    ) -> BoxFuture<'_, StoreResult<Vec<FiledCallback>>>;
+
+    /// Announcements of callbacks filed by any process sharing the store
+    /// ([`signal_payload`]); None where only this process writes (it knows already).
+    fn callback_signals(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
+        None
+    }
 }

@@ -13,7 +13,7 @@ use crate::compile::{CompiledFlow, CompiledSet};
 use crate::delivery::Outbox;
 use crate::roles::Services;
 use crate::roles::bap::text;
-use crate::store::ultra::sequence_key;
+use crate::store::ledger::sequence_key;
 use crate::store::{NewOutbox, OmsEvent, OmsQueued, OmsRecord, OutboxItem, StoreError, now_ms};
 
 /// What became of one order event.

@@ -14,7 +14,7 @@ use beckn_adapter::demo::{NetworkOptions, SampleNetwork};
 use beckn_adapter::roles::Services;
 use beckn_adapter::store::buyer::signal_payload;
 use beckn_adapter::store::postgres::PgStore;
-use beckn_adapter::store::{Accepted, Disposition, NewCallback, Store};
+use beckn_adapter::store::{Accepted, BuyerStore, Disposition, NewCallback, Store};
 use bytes::Bytes;
 use serde_json::{Value, json};
 

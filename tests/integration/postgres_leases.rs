@@ -15,7 +15,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use beckn_adapter::store::Store;
+use beckn_adapter::store::OutboxStore;
 use beckn_adapter::store::postgres::PgStore;
 use serde_json::{Value, json};
 use tokio::sync::watch;

@@ -968,7 +968,7 @@ async fn oms_queue_contract(db: Db) {
                 completes: None,
                 order: None,
                 not_before: None,
-                sequence: Some(beckn_adapter::store::ultra::sequence_key(
+                sequence: Some(beckn_adapter::store::ledger::sequence_key(
                     "ultra",
                     provider,
                     transaction_id,
@@ -1114,7 +1114,7 @@ async fn held_fulfilment_contract(db: Db) {
             completes: None,
             order: None,
             not_before: hold.then(|| now_ms() + 86_400_000),
-            sequence: Some(beckn_adapter::store::ultra::sequence_key(
+            sequence: Some(beckn_adapter::store::ledger::sequence_key(
                 "ultra",
                 "lab-c/C",
                 transaction_id,

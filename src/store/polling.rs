@@ -1,0 +1,37 @@
+//! Polling a backend for events: a lease per flow (one process polls it at a time) and the
+//! cursor of its next poll.
+
+use futures::future::BoxFuture;
+
+use super::StoreResult;
+
+/// Where a flow's poll of its backend's events stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PollPosition {
+    /// The backend's cursor for the next poll, as JSON text; None before the first page.
+    pub cursor: Option<String>,
+}
+
+/// Leases on polling a flow's events, and where each poll stands.
+pub trait PollStore: Send + Sync {
+    /// Takes or renews the lease on polling `flow` until `now + lease_ms` when it is free,
+    /// ended, or `owner`'s already, and says where the poll stands; None while another
+    /// process holds it.
+    fn claim_poll(
+        &self,
+        flow: &str,
+        owner: &str,
+        now: i64,
+        lease_ms: i64,
+    ) -> BoxFuture<'_, StoreResult<Option<PollPosition>>>;
+    /// Saves the cursor of `flow`'s next poll (JSON text) and renews the lease, if `owner`
+    /// still holds it; false (nothing saved) if another process took the poll over.
+    fn advance_poll(
+        &self,
+        flow: &str,
+        owner: &str,
+        cursor: &str,
+        now: i64,
+        lease_ms: i64,
+    ) -> BoxFuture<'_, StoreResult<bool>>;
+}

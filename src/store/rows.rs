@@ -1,0 +1,286 @@
+//! Reading rows, once for both stores: [`Columns`] is a row of any of the three drivers
+//! (PostgreSQL and SQLite through sqlx, the SQLite writer's rusqlite), and the functions here
+//! make the store's records of such a row. [`Reader`] runs a query on either store's read pool
+//! with [`Arg`]s, so that the statements both dialects agree on are run by one piece of code.
+
+use std::future::Future;
+
+use bytes::Bytes;
+use sqlx::Row;
+
+use super::{
+    BuyerTransaction, Claim, Counterpart, DeadLetter, Disposition, FiledCallback, InboundKey,
+    OmsEvent, OutboxItem, QueuedState, SentRequest, StoreResult, StoredOmsEvent, UltraUser,
+    Unfinished,
+};
+
+/// A row, read by column name.
+pub(crate) trait Columns {
+    fn text(&self, name: &str) -> StoreResult<String>;
+    fn maybe_text(&self, name: &str) -> StoreResult<Option<String>>;
+    fn int(&self, name: &str) -> StoreResult<i64>;
+    fn maybe_int(&self, name: &str) -> StoreResult<Option<i64>>;
+    fn blob(&self, name: &str) -> StoreResult<Bytes>;
+    /// A small count (`attempts`: 32 bits on PostgreSQL, 64 on SQLite).
+    fn count(&self, name: &str) -> StoreResult<u32>;
+}
+
+/// Columns of an sqlx row; `$count` is the type of a small count on that database.
+macro_rules! sqlx_columns {
+    ($row:ty, $count:ty) => {
+        impl Columns for $row {
+            fn text(&self, name: &str) -> StoreResult<String> {
+                Ok(self.try_get(name)?)
+            }
+            fn maybe_text(&self, name: &str) -> StoreResult<Option<String>> {
+                Ok(self.try_get(name)?)
+            }
+            fn int(&self, name: &str) -> StoreResult<i64> {
+                Ok(self.try_get(name)?)
+            }
+            fn maybe_int(&self, name: &str) -> StoreResult<Option<i64>> {
+                Ok(self.try_get(name)?)
+            }
+            fn blob(&self, name: &str) -> StoreResult<Bytes> {
+                Ok(Bytes::from(self.try_get::<Vec<u8>, _>(name)?))
+            }
+            fn count(&self, name: &str) -> StoreResult<u32> {
+                Ok(self.try_get::<$count, _>(name)? as u32)
+            }
+        }
+    };
+}
+
+sqlx_columns!(sqlx::postgres::PgRow, i32);
+sqlx_columns!(sqlx::sqlite::SqliteRow, i64);
+
+impl Columns for rusqlite::Row<'_> {
+    fn text(&self, name: &str) -> StoreResult<String> {
+        Ok(self.get(name)?)
+    }
+    fn maybe_text(&self, name: &str) -> StoreResult<Option<String>> {
+        Ok(self.get(name)?)
+    }
+    fn int(&self, name: &str) -> StoreResult<i64> {
+        Ok(self.get(name)?)
+    }
+    fn maybe_int(&self, name: &str) -> StoreResult<Option<i64>> {
+        Ok(self.get(name)?)
+    }
+    fn blob(&self, name: &str) -> StoreResult<Bytes> {
+        Ok(Bytes::from(self.get::<_, Vec<u8>>(name)?))
+    }
+    fn count(&self, name: &str) -> StoreResult<u32> {
+        Ok(self.get::<_, i64>(name)? as u32)
+    }
+}
+
+/// A value bound to a statement's `$n`.
+pub(crate) enum Arg {
+    Text(String),
+    Int(i64),
+}
+
+impl From<&str> for Arg {
+    fn from(text: &str) -> Arg {
+        Arg::Text(text.to_string())
+    }
+}
+
+impl From<String> for Arg {
+    fn from(text: String) -> Arg {
+        Arg::Text(text)
+    }
+}
+
+impl From<i64> for Arg {
+    fn from(n: i64) -> Arg {
+        Arg::Int(n)
+    }
+}
+
+/// A pool that runs the statements both stores share (written with `$n`, which sqlx reads on
+/// SQLite too).
+pub(crate) trait Reader: Sync {
+    /// The rows `sql` returns with `args`, each made a record by `map`.
+    fn rows<T: Send>(
+        &self,
+        sql: &'static str,
+        args: Vec<Arg>,
+        map: fn(&dyn Columns) -> StoreResult<T>,
+    ) -> impl Future<Output = StoreResult<Vec<T>>> + Send;
+
+    /// The first row's record, if any.
+    fn row<T: Send>(
+        &self,
+        sql: &'static str,
+        args: Vec<Arg>,
+        map: fn(&dyn Columns) -> StoreResult<T>,
+    ) -> impl Future<Output = StoreResult<Option<T>>> + Send {
+        async move { Ok(self.rows(sql, args, map).await?.into_iter().next()) }
+    }
+}
+
+macro_rules! sqlx_reader {
+    ($pool:ty) => {
+        impl Reader for $pool {
+            async fn rows<T: Send>(
+                &self,
+                sql: &'static str,
+                args: Vec<Arg>,
+                map: fn(&dyn Columns) -> StoreResult<T>,
+            ) -> StoreResult<Vec<T>> {
+                let mut query = sqlx::query(sql);
+                for arg in args {
+                    query = match arg {
+                        Arg::Text(text) => query.bind(text),
+                        Arg::Int(n) => query.bind(n),
+                    };
+                }
+                let rows = query.fetch_all(self).await?;
+                rows.iter().map(|r| map(r)).collect()
+            }
+        }
+    };
+}
+
+sqlx_reader!(sqlx::PgPool);
+sqlx_reader!(sqlx::SqlitePool);
+
+/// An accepted request's row (`RETURNING` of a take-over).
+pub(crate) fn unfinished(r: &dyn Columns) -> StoreResult<Unfinished> {
+    Ok(Unfinished {
+        key: InboundKey {
+            flow: r.text("flow")?,
+            action: r.text("action")?,
+            message_id: r.text("message_id")?,
+        },
+        transaction_id: r.text("transaction_id")?,
+        body: r.blob("body")?,
+        callback_base: r.text("callback_base")?,
+        received_at: r.int("received_at")?,
+        claim: Claim {
+            owner: r.text("claimed_by")?,
+            epoch: r.int("claim_epoch")?,
+        },
+    })
+}
+
+/// A claimed outbox message's row (`RETURNING` of a claim).
+pub(crate) fn outbox_item(r: &dyn Columns) -> StoreResult<OutboxItem> {
+    Ok(OutboxItem {
+        id: r.int("id")?,
+        flow: r.text("flow")?,
+        kind: r.text("kind")?,
+        url: r.text("url")?,
+        action: r.text("action")?,
+        transaction_id: r.text("transaction_id")?,
+        message_id: r.text("message_id")?,
+        body: r.blob("body")?,
+        attempts: r.count("attempts")?,
+        deadline: r.maybe_int("deadline")?,
+        epoch: r.int("claim_epoch")?,
+        claimed_until: r.int("claimed_until")?,
+    })
+}
+
+pub(crate) fn dead_letter(r: &dyn Columns) -> StoreResult<DeadLetter> {
+    Ok(DeadLetter {
+        id: r.int("id")?,
+        flow: r.text("flow")?,
+        kind: r.text("kind")?,
+        url: r.text("url")?,
+        action: r.text("action")?,
+        transaction_id: r.text("transaction_id")?,
+        message_id: r.text("message_id")?,
+        attempts: r.count("attempts")?,
+        last_error: r.maybe_text("last_error")?,
+        created_at: r.int("created_at")?,
+    })
+}
+
+/// The body and answer address of a request (`body`, `callback_base`).
+pub(crate) fn request_context(r: &dyn Columns) -> StoreResult<(Bytes, String)> {
+    Ok((r.blob("body")?, r.text("callback_base")?))
+}
+
+/// Whether there was a row at all.
+pub(crate) fn exists(_: &dyn Columns) -> StoreResult<()> {
+    Ok(())
+}
+
+pub(crate) fn sent_request(r: &dyn Columns) -> StoreResult<SentRequest> {
+    Ok(SentRequest {
+        flow: r.text("flow")?,
+        message_id: r.text("message_id")?,
+        transaction_id: r.text("transaction_id")?,
+        action: r.text("action")?,
+        mode: r.text("mode")?,
+        recipient: r.text("recipient")?,
+        url: r.text("url")?,
+        expected: serde_json::from_str(&r.text("expected")?).unwrap_or_default(),
+        body: r.blob("body")?,
+        ack: r.maybe_text("ack")?,
+        expires_at: r.int("expires_at")?,
+        created_at: r.int("created_at")?,
+        refused: r.maybe_text("refused")?,
+    })
+}
+
+/// A buyer app's transaction (`transaction_id`, `counterpart`, `counterpart_uri`).
+pub(crate) fn buyer_transaction(r: &dyn Columns) -> StoreResult<BuyerTransaction> {
+    let id = r.maybe_text("counterpart")?;
+    let uri = r.maybe_text("counterpart_uri")?;
+    Ok(BuyerTransaction {
+        transaction_id: r.text("transaction_id")?,
+        counterpart: id
+            .zip(uri)
+            .map(|(bpp_id, bpp_uri)| Counterpart { bpp_id, bpp_uri }),
+    })
+}
+
+pub(crate) fn filed_callback(r: &dyn Columns) -> StoreResult<FiledCallback> {
+    Ok(FiledCallback {
+        id: r.int("id")?,
+        action: r.text("action")?,
+        message_id: r.text("message_id")?,
+        transaction_id: r.text("transaction_id")?,
+        bpp_id: r.text("bpp_id")?,
+        via: r.maybe_text("via")?,
+        disposition: Disposition::parse(&r.text("disposition")?),
+        body: r.blob("body")?,
+        received_at: r.int("received_at")?,
+    })
+}
+
+pub(crate) fn maybe_text(r: &dyn Columns) -> StoreResult<Option<String>> {
+    r.maybe_text("value")
+}
+
+pub(crate) fn ultra_user(r: &dyn Columns) -> StoreResult<UltraUser> {
+    Ok(UltraUser {
+        session: r.text("session")?,
+        connection: r.text("connection")?,
+        identity_token: r.text("identity_token")?,
+        mobile: r.maybe_text("mobile")?,
+        email: r.maybe_text("email")?,
+        created_at: r.int("created_at")?,
+    })
+}
+
+/// The row of `oms_events` joined with `oms_updates` (`flow`, `callback`, `body`, `order_id`,
+/// `state`).
+pub(crate) fn stored_oms_event(r: &dyn Columns) -> StoreResult<StoredOmsEvent> {
+    let order_id = r.maybe_text("order_id")?;
+    let state = r.maybe_text("state")?;
+    Ok(StoredOmsEvent {
+        event: OmsEvent {
+            flow: r.text("flow")?,
+            callback: r.text("callback")?,
+            body: r.blob("body")?,
+        },
+        update: order_id
+            .zip(state)
+            .map(|(order_id, state)| QueuedState { order_id, state }),
+    })
+}

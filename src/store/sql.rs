@@ -1,0 +1,173 @@
+//! The statements SQLite and PostgreSQL agree on, written once with `$n` parameters (sqlx reads
+//! them on both; the SQLite writer turns them into `?n`). What only one dialect says (leases
+//! with `SKIP LOCKED`, `GREATEST`, JSON) stays with its store.
+
+// The inbox.
+
+pub const INSERT_INBOX: &str = "INSERT INTO inbox (flow, action, message_id, transaction_id, body, \
+     callback_base, state, received_at, claimed_by, claimed_until, digest) \
+     VALUES ($1, $2, $3, $4, $5, $6, 'accepted', $7, $8, $9, $10) ON CONFLICT DO NOTHING";
+
+pub const INBOX_DIGEST: &str = "SELECT digest, transaction_id FROM inbox \
+     WHERE flow = $1 AND action = $2 AND message_id = $3";
+
+/// The transaction is opened by its first request and stays its counterpart's.
+pub const OPEN_TRANSACTION: &str = "INSERT INTO transactions (flow, transaction_id, role, \
+     counterpart, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5) \
+     ON CONFLICT (flow, transaction_id) DO UPDATE SET updated_at = excluded.updated_at \
+     WHERE transactions.counterpart IS NULL OR transactions.counterpart = excluded.counterpart";
+
+pub const PLACED_ORDER: &str = "SELECT 1 AS found FROM transactions WHERE flow = $1 \
+     AND erp_order_id = $2 AND counterpart = $3 LIMIT 1";
+
+pub const LAST_REQUEST: &str = "SELECT body, callback_base FROM inbox WHERE flow = $1 \
+     AND transaction_id = $2 AND action <> 'event' ORDER BY received_at DESC LIMIT 1";
+
+/// Marks an accepted request answered, fenced: only the claim that holds it may.
+pub const COMPLETE_REQUEST: &str = "UPDATE inbox SET state = 'done', done_at = $1 \
+     WHERE flow = $2 AND action = $3 AND message_id = $4 AND state = 'accepted' \
+     AND claimed_by = $5 AND claim_epoch = $6";
+
+pub const INSERT_MESSAGE: &str = "INSERT INTO messages (flow, direction, action, transaction_id, \
+     message_id, headers, body, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+
+// The outbox.
+
+pub const INSERT_OUTBOX: &str = "INSERT INTO outbox (flow, kind, url, action, transaction_id, \
+     message_id, body, state, attempts, next_attempt_at, deadline, created_at, sequence_key, \
+     claimed_by, claimed_until, last_error, finished_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $14, 0, $8, $9, $10, $11, $12, $13, $15, $16) \
+     RETURNING id";
+
+/// Order facts of a callback, noted on its transaction.
+pub const NOTE_ORDER: &str = "UPDATE transactions SET erp_order_id = $1, \
+     state = coalesce($2, state), updated_at = $3 WHERE flow = $4 AND transaction_id = $5";
+
+pub const DELIVERED: &str = "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, \
+     finished_at = $1, claimed_by = NULL, claimed_until = NULL, last_error = NULL \
+     WHERE id = $2 AND state = 'pending' AND claimed_by = $3 AND claim_epoch = $4";
+
+pub const RETRY_LATER: &str = "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1, \
+     last_error = $2, claimed_by = NULL, claimed_until = NULL \
+     WHERE id = $3 AND state = 'pending' AND claimed_by = $4 AND claim_epoch = $5";
+
+pub const BURY: &str = "UPDATE outbox SET state = 'dead', attempts = attempts + 1, \
+     last_error = $1, finished_at = $2, claimed_by = NULL, claimed_until = NULL \
+     WHERE id = $3 AND state = 'pending' AND claimed_by = $4 AND claim_epoch = $5";
+
+pub const REVIVE: &str = "UPDATE outbox SET state = 'pending', next_attempt_at = $1, \
+     deadline = $2, finished_at = NULL WHERE id = $3 AND state = 'dead'";
+
+pub const RELEASE_CLAIMS: &str = "UPDATE outbox SET claimed_by = NULL, claimed_until = NULL, \
+     claim_epoch = claim_epoch + 1 \
+     WHERE state = 'pending' AND claimed_by IS NOT NULL AND claimed_by <> $1";
+
+pub const DISCARD: &str = "DELETE FROM outbox WHERE id = $1 AND state = 'dead'";
+
+pub const DEAD_LETTERS: &str = "SELECT id, flow, kind, url, action, transaction_id, message_id, \
+     attempts, last_error, created_at FROM outbox WHERE state = 'dead' ORDER BY id LIMIT $1";
+
+/// What [`super::Store::purge`] deletes, each older than `$1`.
+pub const PURGE: [&str; 6] = [
+    "DELETE FROM messages WHERE created_at < $1",
+    "DELETE FROM outbox WHERE state = 'delivered' AND finished_at < $1",
+    "DELETE FROM inbox WHERE state = 'done' AND done_at < $1",
+    "DELETE FROM bap_requests WHERE created_at < $1",
+    "DELETE FROM bap_callbacks WHERE received_at < $1",
+    "DELETE FROM ultra_users WHERE created_at < $1",
+];
+
+// Buyer apps.
+
+pub const INSERT_BAP_REQUEST: &str = "INSERT INTO bap_requests (flow, message_id, transaction_id, \
+     action, mode, recipient, url, expected, body, ack, expires_at, created_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+
+pub const OPEN_BAP_TRANSACTION: &str = "INSERT INTO transactions (flow, transaction_id, role, \
+     counterpart, counterpart_uri, created_at, updated_at) VALUES ($1, $2, 'bap', $3, $4, $5, $5) \
+     ON CONFLICT (flow, transaction_id) DO UPDATE SET \
+     counterpart = coalesce(excluded.counterpart, transactions.counterpart), \
+     counterpart_uri = coalesce(excluded.counterpart_uri, transactions.counterpart_uri), \
+     updated_at = excluded.updated_at";
+
+pub const NOTE_ACK: &str = "UPDATE bap_requests SET ack = $1 WHERE flow = $2 AND message_id = $3";
+
+pub const SENT_REQUEST: &str = "SELECT * FROM bap_requests WHERE flow = $1 AND message_id = $2";
+
+pub const BUYER_TRANSACTION: &str = "SELECT transaction_id, counterpart, counterpart_uri \
+     FROM transactions WHERE flow = $1 AND transaction_id = $2 AND role = 'bap'";
+
+pub const INSERT_CALLBACK: &str = "INSERT INTO bap_callbacks (flow, action, message_id, \
+     transaction_id, bpp_id, via, digest, disposition, body, received_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING";
+
+pub const CALLBACKS_FOR_MESSAGE: &str = "SELECT id, action, message_id, transaction_id, bpp_id, \
+     via, disposition, body, received_at FROM bap_callbacks \
+     WHERE flow = $1 AND message_id = $2 ORDER BY id";
+
+pub const CALLBACKS_FOR_TRANSACTION: &str = "SELECT id, action, message_id, transaction_id, \
+     bpp_id, via, disposition, body, received_at FROM bap_callbacks \
+     WHERE flow = $1 AND transaction_id = $2 ORDER BY id";
+
+// Polling.
+
+/// One statement: of processes claiming at once, one gets through.
+pub const CLAIM_POLL: &str = "INSERT INTO poll_cursors (flow, cursor, owner, lease_until, \
+     updated_at) VALUES ($1, NULL, $2, $3, $4) ON CONFLICT (flow) DO UPDATE SET \
+     owner = excluded.owner, lease_until = excluded.lease_until \
+     WHERE poll_cursors.owner = excluded.owner OR poll_cursors.lease_until < $4 \
+     RETURNING cursor";
+
+pub const ADVANCE_POLL: &str = "UPDATE poll_cursors SET cursor = $1, lease_until = $2, \
+     updated_at = $3 WHERE flow = $4 AND owner = $5";
+
+// The ledger.
+
+pub const INSERT_ULTRA_USER: &str = "INSERT INTO ultra_users (session, connection, \
+     identity_token, mobile, email, created_at) VALUES ($1, $2, $3, $4, $5, $6)";
+
+pub const FORGET_ULTRA_USER: &str = "DELETE FROM ultra_users WHERE session = $1";
+
+pub const ULTRA_USER: &str = "SELECT session, connection, identity_token, mobile, email, \
+     created_at FROM ultra_users WHERE session = $1";
+
+pub const NOTE_IDENTITY: &str = "UPDATE transactions SET identity_token = $1, updated_at = $2 \
+     WHERE flow = $3 AND transaction_id = $4";
+
+pub const IDENTITY_TOKEN: &str = "SELECT identity_token AS value FROM transactions \
+     WHERE flow = $1 AND transaction_id = $2";
+
+/// The states an order reported, oldest first.
+pub const REPORTED_STATES: &str = "SELECT state FROM oms_updates WHERE connection = $1 \
+     AND provider = $2 AND transaction_id = $3 AND order_id = $4 ORDER BY created_at";
+
+/// The order's update in state `$5` while it is still held back (not yet tried, not claimed,
+/// due later than `$6`).
+pub const HELD_UPDATE: &str = "SELECT o.id FROM oms_updates AS u \
+     JOIN outbox AS o ON o.id = u.outbox_id \
+     WHERE u.connection = $1 AND u.provider = $2 AND u.transaction_id = $3 \
+     AND u.order_id = $4 AND u.state = $5 AND o.state = 'pending' \
+     AND o.attempts = 0 AND o.claimed_by IS NULL AND o.next_attempt_at > $6";
+
+/// Drops a held update: its event, its message, its state.
+pub const DROP_UPDATE: [&str; 3] = [
+    "DELETE FROM oms_events WHERE outbox_id = $1",
+    "DELETE FROM outbox WHERE id = $1",
+    "DELETE FROM oms_updates WHERE outbox_id = $1",
+];
+
+pub const INSERT_UPDATE: &str = "INSERT INTO oms_updates (connection, provider, transaction_id, \
+     order_id, state, flow, outbox_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+
+pub const INSERT_OMS_EVENT: &str = "INSERT INTO oms_events (outbox_id, flow, callback, body, \
+     created_at) VALUES ($1, $2, $3, $4, $5)";
+
+/// An order event that gave no update, as a dead letter at once.
+pub const INSERT_BURIED_EVENT: &str = "INSERT INTO outbox (flow, kind, url, action, \
+     transaction_id, message_id, body, state, attempts, next_attempt_at, deadline, created_at, \
+     sequence_key, last_error, finished_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, 'dead', 0, $8, $9, $8, $10, $11, $8) RETURNING id";
+
+pub const OMS_EVENT: &str = "SELECT e.flow, e.callback, e.body, u.order_id, u.state \
+     FROM oms_events AS e LEFT JOIN oms_updates AS u ON u.outbox_id = e.outbox_id \
+     WHERE e.outbox_id = $1";

@@ -1,0 +1,203 @@
+//! The ledger on SQLite: an order's states are decided in the writer, one batch at a time,
+//! so the check and the queueing share a transaction.
+
+use futures::future::BoxFuture;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::SqliteStore;
+use super::outbox::enqueue;
+use super::writer::{Outcome, Work, numbered};
+use crate::store::ledger::{OmsState, refusal, replaces_a_held_fulfilment};
+use crate::store::{
+    LedgerStore, NewOutbox, OmsEvent, OmsQueued, OmsRecord, StoreError, StoreResult,
+    StoredOmsEvent, UltraUser, now_ms, reads, sql,
+};
+
+impl LedgerStore for SqliteStore {
+    fn save_ultra_user(&self, user: UltraUser) -> BoxFuture<'_, StoreResult<()>> {
+        Box::pin(self.done(Work::SaveUltraUser(user)))
+    }
+
+    fn ultra_user(&self, session: &str) -> BoxFuture<'_, StoreResult<Option<UltraUser>>> {
+        Box::pin(reads::ultra_user(&self.read, session.into()))
+    }
+
+    fn forget_ultra_user(&self, session: &str) -> BoxFuture<'_, StoreResult<bool>> {
+        Box::pin(self.changed(Work::ForgetUltraUser(session.to_string())))
+    }
+
+    fn note_identity(
+        &self,
+        flow: &str,
+        transaction_id: &str,
+        identity_token: &str,
+    ) -> BoxFuture<'_, StoreResult<()>> {
+        Box::pin(self.done(Work::NoteIdentity {
+            flow: flow.to_string(),
+            transaction_id: transaction_id.to_string(),
+            identity_token: identity_token.to_string(),
+        }))
+    }
+
+    fn identity_token(
+        &self,
+        flow: &str,
+        transaction_id: &str,
+    ) -> BoxFuture<'_, StoreResult<Option<String>>> {
+        Box::pin(reads::identity_token(
+            &self.read,
+            flow.into(),
+            transaction_id.into(),
+        ))
+    }
+
+    fn queue_oms(
+        &self,
+        record: OmsRecord,
+        item: NewOutbox,
+    ) -> BoxFuture<'_, StoreResult<OmsQueued>> {
+        Box::pin(async move {
+            match self.write(Work::QueueOms(Box::new((record, item)))).await? {
+                Outcome::Oms(q) => Ok(q),
+                _ => Err(StoreError::Closed),
+            }
+        })
+    }
+
+    fn bury_oms_event(
+        &self,
+        event: OmsEvent,
+        item: NewOutbox,
+        reason: String,
+    ) -> BoxFuture<'_, StoreResult<i64>> {
+        Box::pin(self.id(Work::BuryOmsEvent(Box::new((event, item, reason)))))
+    }
+
+    fn oms_event(&self, outbox_id: i64) -> BoxFuture<'_, StoreResult<Option<StoredOmsEvent>>> {
+        Box::pin(reads::oms_event(&self.read, outbox_id))
+    }
+}
+
+pub(super) fn save_ultra_user(tx: &Connection, u: &UltraUser) -> StoreResult<()> {
+    tx.prepare_cached(&numbered(sql::INSERT_ULTRA_USER))?
+        .execute(params![
+            u.session,
+            u.connection,
+            u.identity_token,
+            u.mobile,
+            u.email,
+            u.created_at
+        ])?;
+    Ok(())
+}
+
+pub(super) fn note_identity(
+    tx: &Connection,
+    flow: &str,
+    transaction_id: &str,
+    identity_token: &str,
+) -> StoreResult<()> {
+    tx.prepare_cached(&numbered(sql::NOTE_IDENTITY))?
+        .execute(params![identity_token, now_ms(), flow, transaction_id])?;
+    Ok(())
+}
+
+/// Queues an OMS update unless its order reported this state, or the state may not follow
+/// the ones reported; the check and the insert share the batch's transaction.
+pub(super) fn queue_oms(
+    tx: &Connection,
+    record: &OmsRecord,
+    item: &NewOutbox,
+) -> StoreResult<OmsQueued> {
+    let r = record;
+    let order = params![r.connection, r.provider, r.transaction_id, r.order_id];
+    let mut reported = tx
+        .prepare_cached(&numbered(sql::REPORTED_STATES))?
+        .query_map(order, |row| row.get(0))?
+        .collect::<Result<Vec<String>, _>>()?;
+    let fulfilled = OmsState::Fulfilled.as_str();
+    if replaces_a_held_fulfilment(&r.state) && reported.iter().any(|s| s == fulfilled) {
+        let held: Option<i64> = tx
+            .prepare_cached(&numbered(sql::HELD_UPDATE))?
+            .query_row(
+                params![
+                    r.connection,
+                    r.provider,
+                    r.transaction_id,
+                    r.order_id,
+                    fulfilled,
+                    now_ms()
+                ],
+                |row| row.get(0),
+            )
+            .optional()?;
+        if let Some(id) = held {
+            for statement in sql::DROP_UPDATE {
+                tx.prepare_cached(&numbered(statement))?
+                    .execute(params![id])?;
+            }
+            reported.retain(|s| s != fulfilled);
+        }
+    }
+    if let Some(refused) = refusal(&reported, &r.state) {
+        return Ok(refused);
+    }
+    let id = enqueue(tx, item, None, None)?.ok_or(StoreError::ClaimLost)?;
+    let now = now_ms();
+    tx.prepare_cached(&numbered(sql::INSERT_UPDATE))?
+        .execute(params![
+            r.connection,
+            r.provider,
+            r.transaction_id,
+            r.order_id,
+            r.state,
+            r.event.flow,
+            id,
+            now
+        ])?;
+    keep_oms_event(tx, id, &r.event, now)?;
+    Ok(OmsQueued::Queued(id))
+}
+
+/// Records an order event that gave no OMS update as a dead letter (nothing to send yet, so
+/// nothing in the message log) with the event kept for a retry.
+pub(super) fn bury_oms_event(
+    tx: &Connection,
+    event: &OmsEvent,
+    item: &NewOutbox,
+    reason: &str,
+) -> StoreResult<i64> {
+    let now = now_ms();
+    let id: i64 = tx
+        .prepare_cached(&numbered(sql::INSERT_BURIED_EVENT))?
+        .query_row(
+            params![
+                item.flow,
+                item.kind,
+                item.url,
+                item.action,
+                item.transaction_id,
+                item.message_id,
+                &item.body[..],
+                now,
+                item.deadline,
+                item.sequence,
+                reason,
+            ],
+            |row| row.get(0),
+        )?;
+    keep_oms_event(tx, id, event, now)?;
+    Ok(id)
+}
+
+fn keep_oms_event(tx: &Connection, outbox_id: i64, event: &OmsEvent, now: i64) -> StoreResult<()> {
+    tx.prepare_cached(&numbered(sql::INSERT_OMS_EVENT))?
+        .execute(params![
+            outbox_id,
+            event.flow,
+            event.callback,
+            &event.body[..],
+            now
+        ])?;
+    Ok(())
+}
