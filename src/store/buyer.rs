@@ -6,7 +6,9 @@ use blake2::{Blake2b512, Digest};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 
-use super::{NewOutbox, StoreResult};
+use super::backend::{Backend, Logged, Outcome, Work, done, written};
+use super::rows::{self, Reader};
+use super::{NewOutbox, StoreResult, sql};
 
 /// The notification channel a shared (PostgreSQL) store announces filed callbacks on, so that
 /// a caller waiting in one process wakes when its callback lands in another.
@@ -221,5 +223,102 @@ pub trait BuyerStore: Send + Sync {
     /// ([`signal_payload`]); None where only this process writes (it knows already).
     fn callback_signals(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
         None
+    }
+}
+
+impl<B: Backend> BuyerStore for B {
+    fn record_request(
+        &self,
+        request: SentRequest,
+        counterpart: Option<Counterpart>,
+    ) -> BoxFuture<'_, StoreResult<()>> {
+        let work = Work::RecordRequest(Box::new((request, counterpart)));
+        Box::pin(done(self, work))
+    }
+
+    fn note_ack(
+        &self,
+        flow: &str,
+        message_id: &str,
+        ack: String,
+    ) -> BoxFuture<'_, StoreResult<()>> {
+        let args = vec![ack.into(), flow.into(), message_id.into()];
+        let work = Work::Execute(vec![(sql::NOTE_ACK, args)]);
+        Box::pin(done(self, work))
+    }
+
+    fn sent_request(
+        &self,
+        flow: &str,
+        message_id: &str,
+    ) -> BoxFuture<'_, StoreResult<Option<SentRequest>>> {
+        let args = vec![flow.into(), message_id.into()];
+        Box::pin(
+            self.reader()
+                .row(sql::SENT_REQUEST, args, rows::sent_request),
+        )
+    }
+
+    fn note_refused_callback(
+        &self,
+        flow: &str,
+        message_id: &str,
+        refused: String,
+    ) -> BoxFuture<'_, StoreResult<()>> {
+        let args = vec![
+            refused.into(),
+            flow.into(),
+            message_id.into(),
+            MAX_REFUSED_NOTED.into(),
+        ];
+        let work = Work::Execute(vec![(B::DIALECT.note_refused, args)]);
+        Box::pin(done(self, work))
+    }
+
+    fn buyer_transaction(
+        &self,
+        flow: &str,
+        transaction_id: &str,
+    ) -> BoxFuture<'_, StoreResult<Option<BuyerTransaction>>> {
+        let args = vec![flow.into(), transaction_id.into()];
+        Box::pin(
+            self.reader()
+                .row(sql::BUYER_TRANSACTION, args, rows::buyer_transaction),
+        )
+    }
+
+    fn file_callback(
+        &self,
+        callback: NewCallback,
+        forward: Option<NewOutbox>,
+    ) -> BoxFuture<'_, StoreResult<Accepted>> {
+        // Masked for the log here, on the caller's task, rather than in a writer.
+        let logged = Logged::of(&callback, forward.as_ref());
+        let work = Work::FileCallback(Box::new((callback, forward, logged)));
+        Box::pin(written!(self, work, Outcome::Accepted))
+    }
+
+    fn callbacks_for_message(
+        &self,
+        flow: &str,
+        message_id: &str,
+    ) -> BoxFuture<'_, StoreResult<Vec<FiledCallback>>> {
+        let args = vec![flow.into(), message_id.into()];
+        let statement = sql::CALLBACKS_FOR_MESSAGE;
+        Box::pin(self.reader().rows(statement, args, rows::filed_callback))
+    }
+
+    fn callbacks_for_transaction(
+        &self,
+        flow: &str,
+        transaction_id: &str,
+    ) -> BoxFuture<'_, StoreResult<Vec<FiledCallback>>> {
+        let args = vec![flow.into(), transaction_id.into()];
+        let statement = sql::CALLBACKS_FOR_TRANSACTION;
+        Box::pin(self.reader().rows(statement, args, rows::filed_callback))
+    }
+
+    fn callback_signals(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
+        Backend::callback_signals(self)
     }
 }

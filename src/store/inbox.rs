@@ -4,7 +4,9 @@
 use bytes::Bytes;
 use futures::future::BoxFuture;
 
-use super::StoreResult;
+use super::backend::{Backend, Outcome, Work, written};
+use super::rows::{self, Reader};
+use super::{StoreResult, sql};
 
 /// Identifies a request for idempotency: the same message id for the same action of a flow.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -129,4 +131,71 @@ pub trait InboxStore: Send + Sync {
         flow: &str,
         transaction_id: &str,
     ) -> BoxFuture<'_, StoreResult<Option<(Bytes, String)>>>;
+}
+
+impl<B: Backend> InboxStore for B {
+    fn accept(&self, inbound: Inbound) -> BoxFuture<'_, StoreResult<Admission>> {
+        Box::pin(written!(self, Work::Accept(inbound), Outcome::Admission))
+    }
+
+    fn placed_order(
+        &self,
+        flow: &str,
+        order_id: &str,
+        counterpart: &str,
+    ) -> BoxFuture<'_, StoreResult<bool>> {
+        let args = vec![flow.into(), order_id.into(), counterpart.into()];
+        Box::pin(async move {
+            let found = self.reader().row(sql::PLACED_ORDER, args, rows::exists);
+            Ok(found.await?.is_some())
+        })
+    }
+
+    fn claim_unfinished(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_ms: i64,
+        limit: usize,
+        take_all: bool,
+    ) -> BoxFuture<'_, StoreResult<Vec<Unfinished>>> {
+        let args = vec![
+            owner.into(),
+            (now + lease_ms).into(),
+            take_all.into(),
+            now.into(),
+            (limit as i64).into(),
+        ];
+        Box::pin(written!(self, Work::TakeOver(args), Outcome::Unfinished))
+    }
+
+    fn renew_request(
+        &self,
+        key: &InboundKey,
+        claim: &Claim,
+        until: i64,
+    ) -> BoxFuture<'_, StoreResult<bool>> {
+        let args = vec![
+            until.into(),
+            key.flow.as_str().into(),
+            key.action.as_str().into(),
+            key.message_id.as_str().into(),
+            claim.owner.as_str().into(),
+            claim.epoch.into(),
+        ];
+        let work = Work::Execute(vec![(B::DIALECT.renew_request, args)]);
+        Box::pin(async move { Ok(written!(self, work, Outcome::Count).await? > 0) })
+    }
+
+    fn last_request(
+        &self,
+        flow: &str,
+        transaction_id: &str,
+    ) -> BoxFuture<'_, StoreResult<Option<(Bytes, String)>>> {
+        let args = vec![flow.into(), transaction_id.into()];
+        Box::pin(
+            self.reader()
+                .row(sql::LAST_REQUEST, args, rows::request_context),
+        )
+    }
 }

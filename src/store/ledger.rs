@@ -8,7 +8,9 @@
 use bytes::Bytes;
 use futures::future::BoxFuture;
 
-use super::{NewOutbox, StoreResult};
+use super::backend::{Backend, Outcome, Work, changed, done, written};
+use super::rows::{self, Reader};
+use super::{NewOutbox, StoreResult, now_ms, sql};
 
 /// A user signed in with a Flipkart grant token; the app names them by `session` in later
 /// calls (header `X-Ultra-Session`).
@@ -195,6 +197,92 @@ pub trait LedgerStore: Send + Sync {
     ) -> BoxFuture<'_, StoreResult<i64>>;
     /// The order event kept for the OMS outbox message `outbox_id`, if any.
     fn oms_event(&self, outbox_id: i64) -> BoxFuture<'_, StoreResult<Option<StoredOmsEvent>>>;
+}
+
+impl<B: Backend> LedgerStore for B {
+    fn save_ultra_user(&self, user: UltraUser) -> BoxFuture<'_, StoreResult<()>> {
+        let args = vec![
+            user.session.into(),
+            user.connection.into(),
+            user.identity_token.into(),
+            user.mobile.into(),
+            user.email.into(),
+            user.created_at.into(),
+        ];
+        Box::pin(done(
+            self,
+            Work::Execute(vec![(sql::INSERT_ULTRA_USER, args)]),
+        ))
+    }
+
+    fn ultra_user(&self, session: &str) -> BoxFuture<'_, StoreResult<Option<UltraUser>>> {
+        let args = vec![session.into()];
+        Box::pin(self.reader().row(sql::ULTRA_USER, args, rows::ultra_user))
+    }
+
+    fn forget_ultra_user(&self, session: &str) -> BoxFuture<'_, StoreResult<bool>> {
+        let args = vec![session.into()];
+        Box::pin(changed(
+            self,
+            Work::Execute(vec![(sql::FORGET_ULTRA_USER, args)]),
+        ))
+    }
+
+    fn note_identity(
+        &self,
+        flow: &str,
+        transaction_id: &str,
+        identity_token: &str,
+    ) -> BoxFuture<'_, StoreResult<()>> {
+        let args = vec![
+            identity_token.into(),
+            now_ms().into(),
+            flow.into(),
+            transaction_id.into(),
+        ];
+        Box::pin(done(self, Work::Execute(vec![(sql::NOTE_IDENTITY, args)])))
+    }
+
+    fn identity_token(
+        &self,
+        flow: &str,
+        transaction_id: &str,
+    ) -> BoxFuture<'_, StoreResult<Option<String>>> {
+        let args = vec![flow.into(), transaction_id.into()];
+        Box::pin(async move {
+            let token = self
+                .reader()
+                .row(sql::IDENTITY_TOKEN, args, rows::maybe_text);
+            Ok(token.await?.flatten())
+        })
+    }
+
+    fn queue_oms(
+        &self,
+        record: OmsRecord,
+        item: NewOutbox,
+    ) -> BoxFuture<'_, StoreResult<OmsQueued>> {
+        let work = Work::QueueOms(Box::new((record, item)));
+        Box::pin(written!(self, work, Outcome::Oms))
+    }
+
+    fn bury_oms_event(
+        &self,
+        event: OmsEvent,
+        item: NewOutbox,
+        reason: String,
+    ) -> BoxFuture<'_, StoreResult<i64>> {
+        let work = Work::BuryOmsEvent(Box::new((event, item, reason)));
+        Box::pin(written!(self, work, Outcome::Id))
+    }
+
+    fn oms_event(&self, outbox_id: i64) -> BoxFuture<'_, StoreResult<Option<StoredOmsEvent>>> {
+        let args = vec![outbox_id.into()];
+        Box::pin(
+            self.reader()
+                .row(sql::OMS_EVENT, args, rows::stored_oms_event),
+        )
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! same names. Every method returns only after its writes are committed, so "recorded" always
 //! means "on disk".
 
+mod backend;
 pub mod buyer;
 pub mod heartbeat;
 pub mod inbox;
@@ -14,7 +15,6 @@ pub mod ledger;
 pub mod outbox;
 pub mod polling;
 pub mod postgres;
-mod reads;
 mod rows;
 mod sql;
 pub mod sqlite;
@@ -63,6 +63,18 @@ pub trait Store: InboxStore + OutboxStore + BuyerStore + PollStore + LedgerStore
     /// Deletes log entries, delivered messages, finished inbox records, buyer-app requests
     /// and callbacks, and Ultra users signed in, older than `before`.
     fn purge(&self, before: i64) -> BoxFuture<'_, StoreResult<u64>>;
+}
+
+impl<B: backend::Backend> Store for B {
+    fn shared(&self) -> bool {
+        backend::Backend::shared(self)
+    }
+
+    fn purge(&self, before: i64) -> BoxFuture<'_, StoreResult<u64>> {
+        let statements = sql::PURGE.map(|statement| (statement, vec![before.into()]));
+        let work = backend::Work::Execute(statements.to_vec());
+        Box::pin(backend::written!(self, work, backend::Outcome::Count))
+    }
 }
 
 /// Opens the store named by `url` (`sqlite://path/to/file.db` or `postgres://…`), creating

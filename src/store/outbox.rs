@@ -4,7 +4,9 @@
 use bytes::Bytes;
 use futures::future::BoxFuture;
 
-use super::{Claim, HeldRequest, StoreResult};
+use super::backend::{Backend, Outcome, Work, changed, masked, written};
+use super::rows::{self, Arg, Reader};
+use super::{Claim, HeldRequest, StoreResult, sql};
 
 /// A message to deliver through the outbox.
 #[derive(Debug, Clone)]
@@ -133,4 +135,117 @@ pub trait OutboxStore: Send + Sync {
     /// When the earliest pending message falls due: its `next_attempt_at`, or the end of its
     /// claim if a worker holds it.
     fn next_due(&self) -> BoxFuture<'_, StoreResult<Option<i64>>>;
+}
+
+/// The statement `statement` on a claimed message: `head` (what it sets), then the message id
+/// and its claim.
+fn on_claimed(statement: &'static str, head: Vec<Arg>, id: i64, claim: &Claim) -> Work {
+    let mut args = head;
+    args.extend([id.into(), claim.owner.as_str().into(), claim.epoch.into()]);
+    Work::Execute(vec![(statement, args)])
+}
+
+impl<B: Backend> OutboxStore for B {
+    fn enqueue(&self, item: NewOutbox) -> BoxFuture<'_, StoreResult<i64>> {
+        // Masked for the log here, on the caller's task, rather than in a writer.
+        let logged = masked(&item.body);
+        Box::pin(written!(self, Work::Enqueue(item, logged), Outcome::Id))
+    }
+
+    fn enqueue_dead(&self, item: NewOutbox, error: String) -> BoxFuture<'_, StoreResult<i64>> {
+        let work = Work::EnqueueDead(Box::new((item, error)));
+        Box::pin(written!(self, work, Outcome::Id))
+    }
+
+    fn claim(
+        &self,
+        owner: &str,
+        now: i64,
+        limit: usize,
+        lease_ms: i64,
+    ) -> BoxFuture<'_, StoreResult<Vec<OutboxItem>>> {
+        let args = vec![
+            owner.into(),
+            (now + lease_ms).into(),
+            now.into(),
+            (limit as i64).into(),
+        ];
+        Box::pin(written!(self, Work::Claim(args), Outcome::Items))
+    }
+
+    fn renew_delivery(
+        &self,
+        id: i64,
+        claim: &Claim,
+        until: i64,
+    ) -> BoxFuture<'_, StoreResult<bool>> {
+        let work = on_claimed(B::DIALECT.renew_delivery, vec![until.into()], id, claim);
+        Box::pin(changed(self, work))
+    }
+
+    fn delivered(&self, id: i64, claim: &Claim, now: i64) -> BoxFuture<'_, StoreResult<bool>> {
+        let work = on_claimed(sql::DELIVERED, vec![now.into()], id, claim);
+        Box::pin(changed(self, work))
+    }
+
+    fn release_claims(&self, owner: &str) -> BoxFuture<'_, StoreResult<u64>> {
+        let work = Work::Execute(vec![(sql::RELEASE_CLAIMS, vec![owner.into()])]);
+        Box::pin(written!(self, work, Outcome::Count))
+    }
+
+    fn retry_later(
+        &self,
+        id: i64,
+        claim: &Claim,
+        next: i64,
+        error: String,
+    ) -> BoxFuture<'_, StoreResult<bool>> {
+        let head = vec![next.into(), error.into()];
+        Box::pin(changed(self, on_claimed(sql::RETRY_LATER, head, id, claim)))
+    }
+
+    fn bury(
+        &self,
+        id: i64,
+        claim: &Claim,
+        now: i64,
+        error: String,
+    ) -> BoxFuture<'_, StoreResult<bool>> {
+        let head = vec![error.into(), now.into()];
+        Box::pin(changed(self, on_claimed(sql::BURY, head, id, claim)))
+    }
+
+    fn dead_letters(&self, limit: usize) -> BoxFuture<'_, StoreResult<Vec<DeadLetter>>> {
+        let args = vec![(limit as i64).into()];
+        Box::pin(
+            self.reader()
+                .rows(sql::DEAD_LETTERS, args, rows::dead_letter),
+        )
+    }
+
+    fn revive(&self, id: i64, now: i64, deadline: i64) -> BoxFuture<'_, StoreResult<bool>> {
+        let args = vec![now.into(), deadline.into(), id.into()];
+        Box::pin(changed(self, Work::Execute(vec![(sql::REVIVE, args)])))
+    }
+
+    fn discard(&self, id: i64) -> BoxFuture<'_, StoreResult<bool>> {
+        let args = vec![id.into()];
+        Box::pin(changed(self, Work::Execute(vec![(sql::DISCARD, args)])))
+    }
+
+    fn counts(&self) -> BoxFuture<'_, StoreResult<OutboxCounts>> {
+        Box::pin(async move {
+            let counts = self
+                .reader()
+                .row(B::DIALECT.counts, vec![], rows::outbox_counts);
+            Ok(counts.await?.unwrap_or_default())
+        })
+    }
+
+    fn next_due(&self) -> BoxFuture<'_, StoreResult<Option<i64>>> {
+        Box::pin(async move {
+            let due = self.reader().row(B::DIALECT.next_due, vec![], rows::due);
+            Ok(due.await?.flatten())
+        })
+    }
 }

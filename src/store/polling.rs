@@ -3,7 +3,8 @@
 
 use futures::future::BoxFuture;
 
-use super::StoreResult;
+use super::backend::{Backend, Outcome, Work, changed, written};
+use super::{StoreResult, sql};
 
 /// Where a flow's poll of its backend's events stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,4 +35,43 @@ pub trait PollStore: Send + Sync {
         now: i64,
         lease_ms: i64,
     ) -> BoxFuture<'_, StoreResult<bool>>;
+}
+
+impl<B: Backend> PollStore for B {
+    fn claim_poll(
+        &self,
+        flow: &str,
+        owner: &str,
+        now: i64,
+        lease_ms: i64,
+    ) -> BoxFuture<'_, StoreResult<Option<PollPosition>>> {
+        let args = vec![
+            flow.into(),
+            owner.into(),
+            (now + lease_ms).into(),
+            now.into(),
+        ];
+        Box::pin(written!(self, Work::ClaimPoll(args), Outcome::Poll))
+    }
+
+    fn advance_poll(
+        &self,
+        flow: &str,
+        owner: &str,
+        cursor: &str,
+        now: i64,
+        lease_ms: i64,
+    ) -> BoxFuture<'_, StoreResult<bool>> {
+        let args = vec![
+            cursor.into(),
+            (now + lease_ms).into(),
+            now.into(),
+            flow.into(),
+            owner.into(),
+        ];
+        Box::pin(changed(
+            self,
+            Work::Execute(vec![(sql::ADVANCE_POLL, args)]),
+        ))
+    }
 }

@@ -10,8 +10,8 @@ use sqlx::Row;
 
 use super::{
     BuyerTransaction, Claim, Counterpart, DeadLetter, Disposition, FiledCallback, InboundKey,
-    OmsEvent, OutboxItem, QueuedState, SentRequest, StoreResult, StoredOmsEvent, UltraUser,
-    Unfinished,
+    OmsEvent, OutboxCounts, OutboxItem, PollPosition, QueuedState, SentRequest, StoreResult,
+    StoredOmsEvent, UltraUser, Unfinished,
 };
 
 /// A row, read by column name.
@@ -76,9 +76,12 @@ impl Columns for rusqlite::Row<'_> {
 }
 
 /// A value bound to a statement's `$n`.
+#[derive(Debug, Clone)]
 pub(crate) enum Arg {
     Text(String),
+    MaybeText(Option<String>),
     Int(i64),
+    Bool(bool),
 }
 
 impl From<&str> for Arg {
@@ -93,11 +96,52 @@ impl From<String> for Arg {
     }
 }
 
+impl From<Option<String>> for Arg {
+    fn from(text: Option<String>) -> Arg {
+        Arg::MaybeText(text)
+    }
+}
+
 impl From<i64> for Arg {
     fn from(n: i64) -> Arg {
         Arg::Int(n)
     }
 }
+
+impl From<bool> for Arg {
+    fn from(b: bool) -> Arg {
+        Arg::Bool(b)
+    }
+}
+
+impl rusqlite::ToSql for Arg {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        match self {
+            Arg::Text(text) => text.to_sql(),
+            Arg::MaybeText(text) => text.to_sql(),
+            Arg::Int(n) => n.to_sql(),
+            Arg::Bool(b) => b.to_sql(),
+        }
+    }
+}
+
+/// Binds `args` to `$query`, in order.
+macro_rules! bind_args {
+    ($query:expr, $args:expr) => {{
+        let mut query = $query;
+        for arg in $args {
+            query = match arg {
+                Arg::Text(text) => query.bind(text),
+                Arg::MaybeText(text) => query.bind(text),
+                Arg::Int(n) => query.bind(n),
+                Arg::Bool(b) => query.bind(b),
+            };
+        }
+        query
+    }};
+}
+
+pub(crate) use bind_args;
 
 /// A pool that runs the statements both stores share (written with `$n`, which sqlx reads on
 /// SQLite too).
@@ -130,14 +174,7 @@ macro_rules! sqlx_reader {
                 args: Vec<Arg>,
                 map: fn(&dyn Columns) -> StoreResult<T>,
             ) -> StoreResult<Vec<T>> {
-                let mut query = sqlx::query(sql);
-                for arg in args {
-                    query = match arg {
-                        Arg::Text(text) => query.bind(text),
-                        Arg::Int(n) => query.bind(n),
-                    };
-                }
-                let rows = query.fetch_all(self).await?;
+                let rows = bind_args!(sqlx::query(sql), args).fetch_all(self).await?;
                 rows.iter().map(|r| map(r)).collect()
             }
         }
@@ -255,6 +292,23 @@ pub(crate) fn filed_callback(r: &dyn Columns) -> StoreResult<FiledCallback> {
 
 pub(crate) fn maybe_text(r: &dyn Columns) -> StoreResult<Option<String>> {
     r.maybe_text("value")
+}
+
+pub(crate) fn poll_position(r: &dyn Columns) -> StoreResult<PollPosition> {
+    Ok(PollPosition {
+        cursor: r.maybe_text("cursor")?,
+    })
+}
+
+pub(crate) fn outbox_counts(r: &dyn Columns) -> StoreResult<OutboxCounts> {
+    Ok(OutboxCounts {
+        pending: r.int("pending")? as u64,
+        dead: r.int("dead")? as u64,
+    })
+}
+
+pub(crate) fn due(r: &dyn Columns) -> StoreResult<Option<i64>> {
+    r.maybe_int("due")
 }
 
 pub(crate) fn ultra_user(r: &dyn Columns) -> StoreResult<UltraUser> {

@@ -1,23 +1,24 @@
 //! The distributed store: PostgreSQL, shared by several adapter processes behind a load
 //! balancer. Work is claimed with `FOR UPDATE SKIP LOCKED` and leases, so each message is sent
 //! by one process at a time and a dead process's work passes to the others when its lease ends.
-//! Each concern of the store is implemented in the file of its name.
+//! Each write is one transaction; what a concern does its own way here is in the file of its
+//! name.
 
 mod buyer;
 mod inbox;
 mod ledger;
 mod outbox;
-mod polling;
 
 use std::sync::OnceLock;
 
-use bytes::Bytes;
 use futures::future::BoxFuture;
 use sqlx::PgConnection;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use tokio::sync::broadcast;
 
-use super::{Store, StoreResult, sql};
+use super::backend::{Backend, Dialect, LogEntry, Outcome, Work};
+use super::rows::{self, Arg, Reader, bind_args};
+use super::{StoreResult, sql};
 
 pub struct PgStore {
     pool: PgPool,
@@ -44,21 +45,100 @@ impl PgStore {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
+
+    async fn commit(&self, work: Work) -> StoreResult<Outcome> {
+        let pool = &self.pool;
+        Ok(match work {
+            Work::Accept(inbound) => Outcome::Admission(inbox::accept(pool, &inbound).await?),
+            Work::TakeOver(args) => {
+                Outcome::Unfinished(pool.rows(inbox::TAKE_OVER, args, rows::unfinished).await?)
+            }
+            Work::Enqueue(item, logged) => Outcome::Id(outbox::enqueue(pool, &item, logged).await?),
+            Work::EnqueueDead(dead) => {
+                Outcome::Id(outbox::enqueue_dead(pool, &dead.0, &dead.1).await?)
+            }
+            Work::Claim(args) => {
+                Outcome::Items(pool.rows(outbox::CLAIM, args, rows::outbox_item).await?)
+            }
+            Work::Execute(statements) => Outcome::Count(execute(pool, statements).await?),
+            Work::RecordRequest(request) => {
+                buyer::record_request(pool, &request.0, request.1.as_ref()).await?;
+                Outcome::Done
+            }
+            Work::FileCallback(filed) => {
+                Outcome::Accepted(buyer::file_callback(pool, *filed).await?)
+            }
+            Work::ClaimPoll(args) => {
+                Outcome::Poll(pool.row(sql::CLAIM_POLL, args, rows::poll_position).await?)
+            }
+            Work::QueueOms(queued) => {
+                Outcome::Oms(ledger::queue_oms(pool, &queued.0, &queued.1).await?)
+            }
+            Work::BuryOmsEvent(buried) => {
+                let (event, item, reason) = &*buried;
+                Outcome::Id(ledger::bury_oms_event(pool, event, item, reason).await?)
+            }
+        })
+    }
 }
 
-/// One entry of the message log: flow, direction, action, transaction id, message id, headers.
-type LogEntry<'a> = (&'a str, &'a str, &'a str, &'a str, &'a str, &'a str);
+impl Backend for PgStore {
+    type Reader = PgPool;
 
-/// Adds `entry` with `body` to the message log inside `tx`.
-async fn log_message(
+    const DIALECT: Dialect = Dialect {
+        renew_request: inbox::RENEW_REQUEST,
+        renew_delivery: outbox::RENEW_DELIVERY,
+        note_refused: buyer::NOTE_REFUSED,
+        counts: outbox::COUNTS,
+        next_due: outbox::NEXT_DUE,
+    };
+
+    fn reader(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn write(&self, work: Work) -> BoxFuture<'_, StoreResult<Outcome>> {
+        Box::pin(self.commit(work))
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn callback_signals(&self) -> Option<broadcast::Receiver<String>> {
+        // The relay is a task: without a runtime there is nothing to relay to.
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        let sender = self.signals.get_or_init(|| {
+            let (sender, _) = broadcast::channel(1024);
+            runtime.spawn(buyer::relay_notifications(
+                self.pool.clone(),
+                sender.clone(),
+            ));
+            sender
+        });
+        Some(sender.subscribe())
+    }
+}
+
+/// Runs `statements` one after the other, each on its own; how many rows they changed.
+async fn execute(pool: &PgPool, statements: Vec<(&'static str, Vec<Arg>)>) -> StoreResult<u64> {
+    let mut n = 0;
+    for (statement, args) in statements {
+        let query = bind_args!(sqlx::query(statement), args);
+        n += query.execute(pool).await?.rows_affected();
+    }
+    Ok(n)
+}
+
+/// Adds `entry` to the message log inside `tx`, with `body` as the log keeps it (personal
+/// fields masked: the log outlives the work that needs them).
+async fn log_entry(
     tx: &mut PgConnection,
     entry: LogEntry<'_>,
-    body: &Bytes,
+    body: &[u8],
     now: i64,
 ) -> StoreResult<()> {
     let (flow, direction, action, transaction_id, message_id, headers) = entry;
-    // Personal fields masked: the log outlives the work that needs them.
-    let body = crate::beckn::redact::for_the_log(body);
     sqlx::query(sql::INSERT_MESSAGE)
         .bind(flow)
         .bind(direction)
@@ -66,29 +146,9 @@ async fn log_message(
         .bind(transaction_id)
         .bind(message_id)
         .bind(headers)
-        .bind(body.as_ref())
+        .bind(body)
         .bind(now)
         .execute(&mut *tx)
         .await?;
     Ok(())
-}
-
-impl Store for PgStore {
-    fn shared(&self) -> bool {
-        true
-    }
-
-    fn purge(&self, before: i64) -> BoxFuture<'_, StoreResult<u64>> {
-        Box::pin(async move {
-            let mut n = 0;
-            for statement in sql::PURGE {
-                n += sqlx::query(statement)
-                    .bind(before)
-                    .execute(&self.pool)
-                    .await?
-                    .rows_affected();
-            }
-            Ok(n)
-        })
-    }
 }

@@ -1,106 +1,14 @@
-//! The ledger on SQLite: an order's states are decided in the writer, one batch at a time,
-//! so the check and the queueing share a transaction.
+//! The ledger on SQLite: an order's states are decided in the writer, so the check and the
+//! queueing share the batch's transaction.
 
-use futures::future::BoxFuture;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::SqliteStore;
 use super::outbox::enqueue;
-use super::writer::{Outcome, Work, numbered};
+use super::writer::numbered;
 use crate::store::ledger::{OmsState, refusal, replaces_a_held_fulfilment};
 use crate::store::{
-    LedgerStore, NewOutbox, OmsEvent, OmsQueued, OmsRecord, StoreError, StoreResult,
-    StoredOmsEvent, UltraUser, now_ms, reads, sql,
+    NewOutbox, OmsEvent, OmsQueued, OmsRecord, StoreError, StoreResult, now_ms, sql,
 };
-
-impl LedgerStore for SqliteStore {
-    fn save_ultra_user(&self, user: UltraUser) -> BoxFuture<'_, StoreResult<()>> {
-        Box::pin(self.done(Work::SaveUltraUser(user)))
-    }
-
-    fn ultra_user(&self, session: &str) -> BoxFuture<'_, StoreResult<Option<UltraUser>>> {
-        Box::pin(reads::ultra_user(&self.read, session.into()))
-    }
-
-    fn forget_ultra_user(&self, session: &str) -> BoxFuture<'_, StoreResult<bool>> {
-        Box::pin(self.changed(Work::ForgetUltraUser(session.to_string())))
-    }
-
-    fn note_identity(
-        &self,
-        flow: &str,
-        transaction_id: &str,
-        identity_token: &str,
-    ) -> BoxFuture<'_, StoreResult<()>> {
-        Box::pin(self.done(Work::NoteIdentity {
-            flow: flow.to_string(),
-            transaction_id: transaction_id.to_string(),
-            identity_token: identity_token.to_string(),
-        }))
-    }
-
-    fn identity_token(
-        &self,
-        flow: &str,
-        transaction_id: &str,
-    ) -> BoxFuture<'_, StoreResult<Option<String>>> {
-        Box::pin(reads::identity_token(
-            &self.read,
-            flow.into(),
-            transaction_id.into(),
-        ))
-    }
-
-    fn queue_oms(
-        &self,
-        record: OmsRecord,
-        item: NewOutbox,
-    ) -> BoxFuture<'_, StoreResult<OmsQueued>> {
-        Box::pin(async move {
-            match self.write(Work::QueueOms(Box::new((record, item)))).await? {
-                Outcome::Oms(q) => Ok(q),
-                _ => Err(StoreError::Closed),
-            }
-        })
-    }
-
-    fn bury_oms_event(
-        &self,
-        event: OmsEvent,
-        item: NewOutbox,
-        reason: String,
-    ) -> BoxFuture<'_, StoreResult<i64>> {
-        Box::pin(self.id(Work::BuryOmsEvent(Box::new((event, item, reason)))))
-    }
-
-    fn oms_event(&self, outbox_id: i64) -> BoxFuture<'_, StoreResult<Option<StoredOmsEvent>>> {
-        Box::pin(reads::oms_event(&self.read, outbox_id))
-    }
-}
-
-pub(super) fn save_ultra_user(tx: &Connection, u: &UltraUser) -> StoreResult<()> {
-    tx.prepare_cached(&numbered(sql::INSERT_ULTRA_USER))?
-        .execute(params![
-            u.session,
-            u.connection,
-            u.identity_token,
-            u.mobile,
-            u.email,
-            u.created_at
-        ])?;
-    Ok(())
-}
-
-pub(super) fn note_identity(
-    tx: &Connection,
-    flow: &str,
-    transaction_id: &str,
-    identity_token: &str,
-) -> StoreResult<()> {
-    tx.prepare_cached(&numbered(sql::NOTE_IDENTITY))?
-        .execute(params![identity_token, now_ms(), flow, transaction_id])?;
-    Ok(())
-}
 
 /// Queues an OMS update unless its order reported this state, or the state may not follow
 /// the ones reported; the check and the insert share the batch's transaction.

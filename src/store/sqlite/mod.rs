@@ -9,7 +9,6 @@ mod buyer;
 mod inbox;
 mod ledger;
 mod outbox;
-mod polling;
 mod writer;
 
 use std::path::Path;
@@ -24,8 +23,9 @@ use sqlx::sqlite::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Store, StoreError, StoreResult};
-use writer::{Op, Outcome, Work};
+use super::backend::{Backend, Dialect, Outcome, Work};
+use super::{StoreError, StoreResult};
+use writer::Op;
 
 pub struct SqliteStore {
     writer: mpsc::Sender<Op>,
@@ -102,7 +102,8 @@ impl SqliteStore {
         Ok(SqliteStore { writer: tx, read })
     }
 
-    async fn write(&self, work: Work) -> StoreResult<Outcome> {
+    /// Hands `work` to the writer; its outcome once committed.
+    async fn send(&self, work: Work) -> StoreResult<Outcome> {
         let (reply, rx) = oneshot::channel();
         self.writer
             .send(Op { work, reply })
@@ -113,34 +114,30 @@ impl SqliteStore {
             outcome => Ok(outcome),
         }
     }
+}
 
-    /// Whether `work` changed anything.
-    async fn changed(&self, work: Work) -> StoreResult<bool> {
-        match self.write(work).await? {
-            Outcome::Changed(c) => Ok(c),
-            _ => Err(StoreError::Closed),
-        }
+impl Backend for SqliteStore {
+    type Reader = SqlitePool;
+
+    const DIALECT: Dialect = Dialect {
+        renew_request: inbox::RENEW_REQUEST,
+        renew_delivery: outbox::RENEW_DELIVERY,
+        note_refused: buyer::NOTE_REFUSED,
+        counts: outbox::COUNTS,
+        next_due: outbox::NEXT_DUE,
+    };
+
+    fn reader(&self) -> &SqlitePool {
+        &self.read
     }
 
-    /// The id of the row `work` inserted.
-    async fn id(&self, work: Work) -> StoreResult<i64> {
-        match self.write(work).await? {
-            Outcome::Id(id) => Ok(id),
-            _ => Err(StoreError::Closed),
-        }
+    fn write(&self, work: Work) -> BoxFuture<'_, StoreResult<Outcome>> {
+        Box::pin(self.send(work))
     }
 
-    /// How many rows `work` changed.
-    async fn count(&self, work: Work) -> StoreResult<u64> {
-        match self.write(work).await? {
-            Outcome::Count(n) => Ok(n),
-            _ => Err(StoreError::Closed),
-        }
-    }
-
-    /// Commits `work`, which answers nothing.
-    async fn done(&self, work: Work) -> StoreResult<()> {
-        self.write(work).await.map(|_| ())
+    /// One process per file: SQLite is the embedded, single-node store.
+    fn shared(&self) -> bool {
+        false
     }
 }
 
@@ -181,17 +178,6 @@ fn private_files(path: &Path) -> std::io::Result<()> {
         std::fs::create_dir_all(parent)?;
     }
     Ok(())
-}
-
-impl Store for SqliteStore {
-    /// One process per file: SQLite is the embedded, single-node store.
-    fn shared(&self) -> bool {
-        false
-    }
-
-    fn purge(&self, before: i64) -> BoxFuture<'_, StoreResult<u64>> {
-        Box::pin(self.count(Work::Purge(before)))
-    }
 }
 
 #[cfg(test)]

@@ -7,15 +7,13 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior, params, params_from_iter};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{buyer, inbox, ledger, outbox, polling};
-use crate::store::{
-    Accepted, Admission, Claim, Counterpart, Inbound, InboundKey, NewCallback, NewOutbox, OmsEvent,
-    OmsQueued, OmsRecord, OutboxItem, PollPosition, SentRequest, StoreResult, UltraUser,
-    Unfinished, sql,
-};
+use super::{buyer, inbox, ledger, outbox};
+use crate::store::backend::{LogEntry, Outcome, Work};
+use crate::store::rows::{self, Arg, Columns};
+use crate::store::{StoreResult, sql};
 
 /// Operations committed together at most.
 pub const MAX_BATCH: usize = 512;
@@ -30,138 +28,6 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Op {
     pub work: Work,
     pub reply: oneshot::Sender<StoreResult<Outcome>>,
-}
-
-pub enum Work {
-    Accept(Inbound),
-    ClaimUnfinished {
-        owner: String,
-        now: i64,
-        lease_ms: i64,
-        limit: usize,
-        take_all: bool,
-    },
-    /// A message, and its body as the message log keeps it (masked by the caller, so that
-    /// the one writer thread does not read every catalog it logs).
-    Enqueue(NewOutbox, Bytes),
-    EnqueueDead(Box<(NewOutbox, String)>),
-    RenewRequest {
-        key: InboundKey,
-        claim: Claim,
-        until: i64,
-    },
-    RenewDelivery {
-        id: i64,
-        claim: Claim,
-        until: i64,
-    },
-    Claim {
-        owner: String,
-        now: i64,
-        limit: usize,
-        lease_ms: i64,
-    },
-    Delivered {
-        id: i64,
-        claim: Claim,
-        now: i64,
-    },
-    ReleaseClaims(String),
-    Retry {
-        id: i64,
-        claim: Claim,
-        next: i64,
-        error: String,
-    },
-    Bury {
-        id: i64,
-        claim: Claim,
-        now: i64,
-        error: String,
-    },
-    Revive {
-        id: i64,
-        now: i64,
-        deadline: i64,
-    },
-    Discard(i64),
-    Purge(i64),
-    RecordRequest(Box<(SentRequest, Option<Counterpart>)>),
-    NoteAck {
-        flow: String,
-        message_id: String,
-        ack: String,
-    },
-    /// A callback and its forward, with each body as the message log keeps it (masked by the
-    /// caller).
-    FileCallback(Box<(NewCallback, Option<NewOutbox>, Logged)>),
-    NoteRefused {
-        flow: String,
-        message_id: String,
-        refused: String,
-    },
-    ClaimPoll {
-        flow: String,
-        owner: String,
-        now: i64,
-        lease_ms: i64,
-    },
-    AdvancePoll {
-        flow: String,
-        owner: String,
-        cursor: String,
-        now: i64,
-        lease_ms: i64,
-    },
-    SaveUltraUser(UltraUser),
-    ForgetUltraUser(String),
-    NoteIdentity {
-        flow: String,
-        transaction_id: String,
-        identity_token: String,
-    },
-    QueueOms(Box<(OmsRecord, NewOutbox)>),
-    BuryOmsEvent(Box<(OmsEvent, NewOutbox, String)>),
-}
-
-/// Bodies masked for the message log before they reach the writer: a callback's, and its
-/// forward's when it has one.
-pub struct Logged {
-    pub callback: Bytes,
-    pub forward: Option<Bytes>,
-}
-
-impl Logged {
-    pub fn of(callback: &NewCallback, forward: Option<&NewOutbox>) -> Self {
-        Logged {
-            callback: masked(&callback.body),
-            forward: forward.map(|f| masked(&f.body)),
-        }
-    }
-}
-
-/// `body` as the message log keeps it (the same bytes when nothing in it is personal).
-pub fn masked(body: &Bytes) -> Bytes {
-    match crate::beckn::redact::for_the_log(body) {
-        std::borrow::Cow::Borrowed(_) => body.clone(),
-        std::borrow::Cow::Owned(m) => Bytes::from(m),
-    }
-}
-
-pub enum Outcome {
-    Accepted(Accepted),
-    Admission(Admission),
-    Unfinished(Vec<Unfinished>),
-    Id(i64),
-    Items(Vec<OutboxItem>),
-    Done,
-    Changed(bool),
-    Count(u64),
-    Poll(Option<PollPosition>),
-    Oms(OmsQueued),
-    /// The operation's claim no longer holds its work; it wrote nothing (the fence is its
-    /// first statement), so the rest of the batch commits.
-    ClaimLost,
 }
 
 /// Opens the writing connection of an already migrated database: WAL, with `synchronous`
@@ -236,103 +102,26 @@ fn commit(conn: &mut Connection, batch: &[Op]) -> StoreResult<Vec<Outcome>> {
 fn apply(tx: &Connection, work: &Work) -> StoreResult<Outcome> {
     Ok(match work {
         Work::Accept(inbound) => Outcome::Admission(inbox::accept(tx, inbound)?),
-        Work::ClaimUnfinished {
-            owner,
-            now,
-            lease_ms,
-            limit,
-            take_all,
-        } => Outcome::Unfinished(inbox::claim_unfinished(
-            tx, owner, *now, *lease_ms, *limit, *take_all,
-        )?),
-        Work::RenewRequest { key, claim, until } => {
-            Outcome::Changed(inbox::renew_request(tx, key, claim, *until)?)
+        Work::TakeOver(args) => {
+            Outcome::Unfinished(returning(tx, inbox::TAKE_OVER, args, rows::unfinished)?)
         }
-        Work::Enqueue(item, logged) => match outbox::enqueue(tx, item, Some(logged), None)? {
-            Some(id) => Outcome::Id(id),
-            None => Outcome::ClaimLost,
-        },
-        Work::EnqueueDead(work) => {
-            let (item, error) = &**work;
-            match outbox::enqueue(tx, item, None, Some(error))? {
-                Some(id) => Outcome::Id(id),
-                None => Outcome::ClaimLost,
-            }
-        }
-        Work::Claim {
-            owner,
-            now,
-            limit,
-            lease_ms,
-        } => Outcome::Items(outbox::claim(tx, owner, *now, *limit, *lease_ms)?),
-        Work::RenewDelivery { id, claim, until } => {
-            Outcome::Changed(outbox::renew_delivery(tx, *id, claim, *until)?)
-        }
-        Work::Delivered { id, claim, now } => Outcome::Changed(changed(
-            tx,
-            sql::DELIVERED,
-            params![now, id, claim.owner, claim.epoch],
-        )?),
-        Work::Retry {
-            id,
-            claim,
-            next,
-            error,
-        } => Outcome::Changed(changed(
-            tx,
-            sql::RETRY_LATER,
-            params![next, error, id, claim.owner, claim.epoch],
-        )?),
-        Work::Bury {
-            id,
-            claim,
-            now,
-            error,
-        } => Outcome::Changed(changed(
-            tx,
-            sql::BURY,
-            params![error, now, id, claim.owner, claim.epoch],
-        )?),
-        Work::Revive { id, now, deadline } => {
-            Outcome::Changed(changed(tx, sql::REVIVE, params![now, deadline, id])?)
-        }
-        Work::ReleaseClaims(owner) => Outcome::Count(
-            tx.prepare_cached(&numbered(sql::RELEASE_CLAIMS))?
-                .execute(params![owner])? as u64,
-        ),
-        Work::Discard(id) => Outcome::Changed(changed(tx, sql::DISCARD, params![id])?),
-        Work::Purge(before) => {
+        Work::Enqueue(item, logged) => fenced(outbox::enqueue(tx, item, Some(logged), None)?),
+        Work::EnqueueDead(dead) => fenced(outbox::enqueue(tx, &dead.0, None, Some(&dead.1))?),
+        Work::Claim(args) => Outcome::Items(returning(tx, outbox::CLAIM, args, rows::outbox_item)?),
+        Work::Execute(statements) => {
             let mut n = 0;
-            for statement in sql::PURGE {
-                n += tx
-                    .prepare_cached(&numbered(statement))?
-                    .execute(params![before])? as u64;
+            for (statement, args) in statements {
+                let mut prepared = tx.prepare_cached(&numbered(statement))?;
+                n += prepared.execute(params_from_iter(args))? as u64;
             }
             Outcome::Count(n)
         }
-        Work::RecordRequest(work) => {
-            let (request, counterpart) = &**work;
-            buyer::record_request(tx, request, counterpart.as_ref())?;
+        Work::RecordRequest(request) => {
+            buyer::record_request(tx, &request.0, request.1.as_ref())?;
             Outcome::Done
         }
-        Work::NoteAck {
-            flow,
-            message_id,
-            ack,
-        } => {
-            changed(tx, sql::NOTE_ACK, params![ack, flow, message_id])?;
-            Outcome::Done
-        }
-        Work::NoteRefused {
-            flow,
-            message_id,
-            refused,
-        } => {
-            buyer::note_refused(tx, flow, message_id, refused)?;
-            Outcome::Done
-        }
-        Work::FileCallback(work) => {
-            let (callback, forward, logged) = &**work;
+        Work::FileCallback(filed) => {
+            let (callback, forward, logged) = &**filed;
             Outcome::Accepted(buyer::file_callback(
                 tx,
                 callback,
@@ -340,47 +129,37 @@ fn apply(tx: &Connection, work: &Work) -> StoreResult<Outcome> {
                 logged,
             )?)
         }
-        Work::ClaimPoll {
-            flow,
-            owner,
-            now,
-            lease_ms,
-        } => Outcome::Poll(polling::claim_poll(tx, flow, owner, *now, *lease_ms)?),
-        Work::AdvancePoll {
-            flow,
-            owner,
-            cursor,
-            now,
-            lease_ms,
-        } => Outcome::Changed(changed(
-            tx,
-            sql::ADVANCE_POLL,
-            params![cursor, now + lease_ms, now, flow, owner],
-        )?),
-        Work::SaveUltraUser(u) => {
-            ledger::save_ultra_user(tx, u)?;
-            Outcome::Done
+        Work::ClaimPoll(args) => {
+            Outcome::Poll(returning(tx, sql::CLAIM_POLL, args, rows::poll_position)?.pop())
         }
-        Work::ForgetUltraUser(session) => {
-            Outcome::Changed(changed(tx, sql::FORGET_ULTRA_USER, params![session])?)
-        }
-        Work::NoteIdentity {
-            flow,
-            transaction_id,
-            identity_token,
-        } => {
-            ledger::note_identity(tx, flow, transaction_id, identity_token)?;
-            Outcome::Done
-        }
-        Work::QueueOms(work) => {
-            let (record, item) = &**work;
-            Outcome::Oms(ledger::queue_oms(tx, record, item)?)
-        }
-        Work::BuryOmsEvent(work) => {
-            let (event, item, reason) = &**work;
+        Work::QueueOms(queued) => Outcome::Oms(ledger::queue_oms(tx, &queued.0, &queued.1)?),
+        Work::BuryOmsEvent(buried) => {
+            let (event, item, reason) = &**buried;
             Outcome::Id(ledger::bury_oms_event(tx, event, item, reason)?)
         }
     })
+}
+
+/// The id of a queued message, or [`Outcome::ClaimLost`] when its claim no longer held the
+/// request it answers (nothing was written).
+fn fenced(id: Option<i64>) -> Outcome {
+    id.map_or(Outcome::ClaimLost, Outcome::Id)
+}
+
+/// The rows `statement` returns with `args`, each made a record by `map`.
+fn returning<T>(
+    tx: &Connection,
+    statement: &str,
+    args: &[Arg],
+    map: fn(&dyn Columns) -> StoreResult<T>,
+) -> StoreResult<Vec<T>> {
+    let mut prepared = tx.prepare_cached(&numbered(statement))?;
+    let mut rows = prepared.query(params_from_iter(args))?;
+    let mut records = Vec::new();
+    while let Some(row) = rows.next()? {
+        records.push(map(row)?);
+    }
+    Ok(records)
 }
 
 /// `statement` (of [`sql`], with `$n` parameters) as rusqlite binds it: `?n`.
@@ -395,18 +174,6 @@ pub(super) fn numbered(statement: &str) -> String {
     }
     out
 }
-
-/// Runs `statement` (of [`sql`]) with `params`; whether it changed a row.
-pub(super) fn changed(
-    tx: &Connection,
-    statement: &str,
-    params: impl rusqlite::Params,
-) -> StoreResult<bool> {
-    Ok(tx.prepare_cached(&numbered(statement))?.execute(params)? > 0)
-}
-
-/// One entry of the message log: flow, direction, action, transaction id, message id, headers.
-pub(super) type LogEntry<'a> = (&'a str, &'a str, &'a str, &'a str, &'a str, &'a str);
 
 /// Adds `entry` to the message log with `body` as the log keeps it (already masked).
 pub(super) fn log_entry(
