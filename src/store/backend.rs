@@ -2,13 +2,15 @@
 //! writes ([`Work`]). The concern traits are implemented once, over any [`Backend`] (each in
 //! its `store/<concern>.rs`), so SQLite and PostgreSQL differ only where they really do: how a
 //! write is committed (a writer thread with group commit, or a transaction on a shared
-//! database) and the few statements their dialects say differently ([`Dialect`]).
+//! database) and the few statements their dialects say differently
+//! ([`super::sql::ByDialect`]).
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use tokio::sync::broadcast;
 
 use super::rows::{Arg, Reader};
+use super::sql::Dialect;
 use super::{
     Accepted, Admission, Counterpart, Inbound, NewCallback, NewOutbox, OmsEvent, OmsQueued,
     OmsRecord, OutboxItem, PollPosition, SentRequest, StoreResult, Unfinished,
@@ -18,7 +20,7 @@ use super::{
 pub(crate) trait Backend: Send + Sync {
     type Reader: Reader;
 
-    /// The statements this database says its own way.
+    /// Its SQL dialect.
     const DIALECT: Dialect;
 
     /// Where reads go.
@@ -36,23 +38,6 @@ pub(crate) trait Backend: Send + Sync {
     }
 }
 
-/// Statements whose text differs between the dialects (`GREATEST` or `max`, JSON functions,
-/// counting by a condition), with the same parameters.
-pub(crate) struct Dialect {
-    /// Extends an accepted request's claim: `$1` until, `$2`-`$4` its key, `$5` owner, `$6`
-    /// epoch.
-    pub renew_request: &'static str,
-    /// Extends a message's claim: `$1` until, `$2` id, `$3` owner, `$4` epoch.
-    pub renew_delivery: &'static str,
-    /// Appends a refused callback (`$1`, JSON) to a request (`$2` flow, `$3` message id) that
-    /// has fewer than `$4`.
-    pub note_refused: &'static str,
-    /// The outbox's `pending` and `dead` counts.
-    pub counts: &'static str,
-    /// When the earliest pending message falls due (`due`).
-    pub next_due: &'static str,
-}
-
 /// A write of the store, committed whole.
 pub(crate) enum Work {
     Accept(Inbound),
@@ -66,7 +51,9 @@ pub(crate) enum Work {
     Claim(Vec<Arg>),
     /// Statements run one after the other; how many rows they changed in all.
     Execute(Vec<(&'static str, Vec<Arg>)>),
-    RecordRequest(Box<(SentRequest, Option<Counterpart>)>),
+    /// A buyer app's request, its counterpart if known, and the BPPs expected to answer as
+    /// JSON.
+    RecordRequest(Box<Requested>),
     /// A callback and its forward, with each body as the message log keeps it (masked by the
     /// caller).
     FileCallback(Box<(NewCallback, Option<NewOutbox>, Logged)>),
@@ -75,6 +62,9 @@ pub(crate) enum Work {
     QueueOms(Box<(OmsRecord, NewOutbox)>),
     BuryOmsEvent(Box<(OmsEvent, NewOutbox, String)>),
 }
+
+/// A buyer app's request, its counterpart if known, and the BPPs expected to answer (JSON).
+pub(crate) type Requested = (SentRequest, Option<Counterpart>, String);
 
 /// What a committed [`Work`] gave.
 pub(crate) enum Outcome {

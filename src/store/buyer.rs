@@ -232,7 +232,8 @@ impl<B: Backend> BuyerStore for B {
         request: SentRequest,
         counterpart: Option<Counterpart>,
     ) -> BoxFuture<'_, StoreResult<()>> {
-        let work = Work::RecordRequest(Box::new((request, counterpart)));
+        let expected = serde_json::to_string(&request.expected).unwrap_or_else(|_| "[]".into());
+        let work = Work::RecordRequest(Box::new((request, counterpart, expected)));
         Box::pin(done(self, work))
     }
 
@@ -271,7 +272,7 @@ impl<B: Backend> BuyerStore for B {
             message_id.into(),
             MAX_REFUSED_NOTED.into(),
         ];
-        let work = Work::Execute(vec![(B::DIALECT.note_refused, args)]);
+        let work = Work::Execute(vec![(sql::NOTE_REFUSED.of(B::DIALECT), args)]);
         Box::pin(done(self, work))
     }
 

@@ -183,7 +183,7 @@ impl<B: Backend> InboxStore for B {
             claim.owner.as_str().into(),
             claim.epoch.into(),
         ];
-        let work = Work::Execute(vec![(B::DIALECT.renew_request, args)]);
+        let work = Work::Execute(vec![(sql::RENEW_REQUEST.of(B::DIALECT), args)]);
         Box::pin(async move { Ok(written!(self, work, Outcome::Count).await? > 0) })
     }
 

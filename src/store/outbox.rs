@@ -179,7 +179,12 @@ impl<B: Backend> OutboxStore for B {
         claim: &Claim,
         until: i64,
     ) -> BoxFuture<'_, StoreResult<bool>> {
-        let work = on_claimed(B::DIALECT.renew_delivery, vec![until.into()], id, claim);
+        let work = on_claimed(
+            sql::RENEW_DELIVERY.of(B::DIALECT),
+            vec![until.into()],
+            id,
+            claim,
+        );
         Box::pin(changed(self, work))
     }
 
@@ -237,14 +242,16 @@ impl<B: Backend> OutboxStore for B {
         Box::pin(async move {
             let counts = self
                 .reader()
-                .row(B::DIALECT.counts, vec![], rows::outbox_counts);
+                .row(sql::COUNTS.of(B::DIALECT), vec![], rows::outbox_counts);
             Ok(counts.await?.unwrap_or_default())
         })
     }
 
     fn next_due(&self) -> BoxFuture<'_, StoreResult<Option<i64>>> {
         Box::pin(async move {
-            let due = self.reader().row(B::DIALECT.next_due, vec![], rows::due);
+            let due = self
+                .reader()
+                .row(sql::NEXT_DUE.of(B::DIALECT), vec![], rows::due);
             Ok(due.await?.flatten())
         })
     }

@@ -1,6 +1,29 @@
-//! The statements SQLite and PostgreSQL agree on, written once with `$n` parameters (sqlx reads
-//! them on both; the SQLite writer turns them into `?n`). What only one dialect says (leases
-//! with `SKIP LOCKED`, `GREATEST`, JSON) stays with its store.
+//! The store's statements, written once with `$n` parameters (sqlx reads them on both
+//! databases; the SQLite writer turns them into `?n`). Where the dialects differ (row locks
+//! with `SKIP LOCKED`, `GREATEST` or `max`, JSON, counting by a condition), a [`ByDialect`]
+//! holds both texts side by side, built from one template where they share most of it.
+
+/// The SQL dialect of a database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Postgres,
+    Sqlite,
+}
+
+/// A statement each dialect says its own way, with the same parameters.
+pub struct ByDialect {
+    pub postgres: &'static str,
+    pub sqlite: &'static str,
+}
+
+impl ByDialect {
+    pub fn of(&self, dialect: Dialect) -> &'static str {
+        match dialect {
+            Dialect::Postgres => self.postgres,
+            Dialect::Sqlite => self.sqlite,
+        }
+    }
+}
 
 // The inbox.
 
@@ -16,6 +39,56 @@ pub const OPEN_TRANSACTION: &str = "INSERT INTO transactions (flow, transaction_
      counterpart, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5) \
      ON CONFLICT (flow, transaction_id) DO UPDATE SET updated_at = excluded.updated_at \
      WHERE transactions.counterpart IS NULL OR transactions.counterpart = excluded.counterpart";
+
+/// Takes over unfinished requests (lease ended, or all with `$3`): `$1` owner, `$2` lease end,
+/// `$4` now, `$5` limit. `$key` names a row; PostgreSQL locks what it takes (`$lock`) and skips
+/// what another process is taking.
+macro_rules! take_over {
+    ($key:literal, $columns:literal, $lock:literal) => {
+        concat!(
+            "UPDATE inbox SET claimed_by = $1, claimed_until = $2, claim_epoch = claim_epoch + 1 \
+             WHERE ",
+            $key,
+            " IN (SELECT ",
+            $columns,
+            " FROM inbox WHERE state = 'accepted' \
+             AND ($3 OR claimed_until IS NULL OR claimed_until < $4) \
+             ORDER BY received_at LIMIT $5",
+            $lock,
+            ") \
+             RETURNING flow, action, message_id, transaction_id, body, callback_base, \
+             received_at, claimed_by, claim_epoch"
+        )
+    };
+}
+
+pub const TAKE_OVER: ByDialect = ByDialect {
+    postgres: take_over!(
+        "(flow, action, message_id)",
+        "flow, action, message_id",
+        " FOR UPDATE SKIP LOCKED"
+    ),
+    sqlite: take_over!("rowid", "rowid", ""),
+};
+
+/// Extends an accepted request's claim to `$1` (`$greatest`: the larger of two values) while
+/// `$5` holds it at epoch `$6`; `$2`-`$4` its key.
+macro_rules! renew_request {
+    ($greatest:literal) => {
+        concat!(
+            "UPDATE inbox SET claimed_until = ",
+            $greatest,
+            "(coalesce(claimed_until, 0), $1) \
+             WHERE flow = $2 AND action = $3 AND message_id = $4 AND state = 'accepted' \
+             AND claimed_by = $5 AND claim_epoch = $6"
+        )
+    };
+}
+
+pub const RENEW_REQUEST: ByDialect = ByDialect {
+    postgres: renew_request!("GREATEST"),
+    sqlite: renew_request!("max"),
+};
 
 pub const PLACED_ORDER: &str = "SELECT 1 AS found FROM transactions WHERE flow = $1 \
      AND erp_order_id = $2 AND counterpart = $3 LIMIT 1";
@@ -40,6 +113,78 @@ pub const INSERT_OUTBOX: &str = "INSERT INTO outbox (flow, kind, url, action, tr
      RETURNING id";
 
 /// Order facts of a callback, noted on its transaction.
+/// Claims due messages: `$1` owner, `$2` lease end, `$3` now, `$4` limit. A message waits
+/// while an older one of its sequence is not delivered; PostgreSQL locks what it claims
+/// (`$lock`) and skips what another process is claiming.
+macro_rules! claim {
+    ($lock:literal) => {
+        concat!(
+            "UPDATE outbox SET claimed_by = $1, claimed_until = $2, claim_epoch = claim_epoch + 1 \
+             WHERE id IN (SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= $3 \
+             AND (claimed_until IS NULL OR claimed_until < $3) \
+             AND (sequence_key IS NULL OR NOT EXISTS (SELECT 1 FROM outbox AS earlier \
+             WHERE earlier.sequence_key = outbox.sequence_key \
+             AND earlier.state <> 'delivered' AND earlier.id < outbox.id)) \
+             ORDER BY next_attempt_at LIMIT $4", $lock, ") \
+             RETURNING id, flow, kind, url, action, transaction_id, message_id, body, attempts, \
+             deadline, claim_epoch, claimed_until"
+        )
+    };
+}
+
+pub const CLAIM: ByDialect = ByDialect {
+    postgres: claim!(" FOR UPDATE SKIP LOCKED"),
+    sqlite: claim!(""),
+};
+
+/// Extends a message's claim to `$1` (`$greatest`: the larger of two values) while `$3` holds
+/// it at epoch `$4`; `$2` its id.
+macro_rules! renew_delivery {
+    ($greatest:literal) => {
+        concat!(
+            "UPDATE outbox SET claimed_until = ",
+            $greatest,
+            "(coalesce(claimed_until, 0), $1) \
+             WHERE id = $2 AND state = 'pending' AND claimed_by = $3 AND claim_epoch = $4"
+        )
+    };
+}
+
+pub const RENEW_DELIVERY: ByDialect = ByDialect {
+    postgres: renew_delivery!("GREATEST"),
+    sqlite: renew_delivery!("max"),
+};
+
+/// When the earliest pending message falls due (`due`): its next attempt, or the end of its
+/// claim. A message waiting behind an older one of its sequence (pending or dead) is not due
+/// on its own.
+macro_rules! next_due {
+    ($greatest:literal) => {
+        concat!(
+            "SELECT min(",
+            $greatest,
+            "(next_attempt_at, coalesce(claimed_until, 0))) AS due \
+             FROM outbox WHERE state = 'pending' \
+             AND (sequence_key IS NULL OR NOT EXISTS (SELECT 1 FROM outbox AS earlier \
+             WHERE earlier.sequence_key = outbox.sequence_key \
+             AND earlier.state <> 'delivered' AND earlier.id < outbox.id))"
+        )
+    };
+}
+
+pub const NEXT_DUE: ByDialect = ByDialect {
+    postgres: next_due!("GREATEST"),
+    sqlite: next_due!("max"),
+};
+
+/// The outbox's `pending` and `dead` counts.
+pub const COUNTS: ByDialect = ByDialect {
+    postgres: "SELECT count(*) FILTER (WHERE state = 'pending') AS pending, \
+               count(*) FILTER (WHERE state = 'dead') AS dead FROM outbox",
+    sqlite: "SELECT coalesce(sum(state = 'pending'), 0) AS pending, \
+             coalesce(sum(state = 'dead'), 0) AS dead FROM outbox",
+};
+
 pub const NOTE_ORDER: &str = "UPDATE transactions SET erp_order_id = $1, \
      state = coalesce($2, state), updated_at = $3 WHERE flow = $4 AND transaction_id = $5";
 
@@ -92,6 +237,19 @@ pub const OPEN_BAP_TRANSACTION: &str = "INSERT INTO transactions (flow, transact
 
 pub const NOTE_ACK: &str = "UPDATE bap_requests SET ack = $1 WHERE flow = $2 AND message_id = $3";
 
+/// Appends a refused callback (`$1`, JSON) to a request (`$2` flow, `$3` message id) that has
+/// fewer than `$4`.
+pub const NOTE_REFUSED: ByDialect = ByDialect {
+    postgres: "UPDATE bap_requests \
+               SET refused = (coalesce(refused, '[]')::jsonb || jsonb_build_array($1::jsonb))::text \
+               WHERE flow = $2 AND message_id = $3 \
+               AND jsonb_array_length(coalesce(refused, '[]')::jsonb) < $4",
+    sqlite: "UPDATE bap_requests \
+             SET refused = json_insert(coalesce(refused, '[]'), '$[#]', json($1)) \
+             WHERE flow = $2 AND message_id = $3 \
+             AND json_array_length(coalesce(refused, '[]')) < $4",
+};
+
 pub const SENT_REQUEST: &str = "SELECT * FROM bap_requests WHERE flow = $1 AND message_id = $2";
 
 pub const BUYER_TRANSACTION: &str = "SELECT transaction_id, counterpart, counterpart_uri \
@@ -142,12 +300,24 @@ pub const REPORTED_STATES: &str = "SELECT state FROM oms_updates WHERE connectio
      AND provider = $2 AND transaction_id = $3 AND order_id = $4 ORDER BY created_at";
 
 /// The order's update in state `$5` while it is still held back (not yet tried, not claimed,
-/// due later than `$6`).
-pub const HELD_UPDATE: &str = "SELECT o.id FROM oms_updates AS u \
-     JOIN outbox AS o ON o.id = u.outbox_id \
-     WHERE u.connection = $1 AND u.provider = $2 AND u.transaction_id = $3 \
-     AND u.order_id = $4 AND u.state = $5 AND o.state = 'pending' \
-     AND o.attempts = 0 AND o.claimed_by IS NULL AND o.next_attempt_at > $6";
+/// due later than `$6`); PostgreSQL locks it (`$lock`), so that no worker claims it before it
+/// is dropped.
+macro_rules! held_update {
+    ($lock:literal) => {
+        concat!(
+            "SELECT o.id FROM oms_updates AS u JOIN outbox AS o ON o.id = u.outbox_id \
+             WHERE u.connection = $1 AND u.provider = $2 AND u.transaction_id = $3 \
+             AND u.order_id = $4 AND u.state = $5 AND o.state = 'pending' \
+             AND o.attempts = 0 AND o.claimed_by IS NULL AND o.next_attempt_at > $6",
+            $lock
+        )
+    };
+}
+
+pub const HELD_UPDATE: ByDialect = ByDialect {
+    postgres: held_update!(" FOR UPDATE OF o"),
+    sqlite: held_update!(""),
+};
 
 /// Drops a held update: its event, its message, its state.
 pub const DROP_UPDATE: [&str; 3] = [

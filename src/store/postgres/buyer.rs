@@ -8,17 +8,9 @@ use tokio::sync::broadcast;
 
 use super::log_entry;
 use super::outbox::enqueue_in;
-use crate::store::backend::{Logged, filed, requested};
+use crate::store::backend::{Logged, Requested, filed, requested};
 use crate::store::buyer::{CALLBACK_CHANNEL, signal_payload};
-use crate::store::{
-    Accepted, Counterpart, NewCallback, NewOutbox, SentRequest, StoreResult, now_ms, sql,
-};
-
-/// Appends a refused callback (`$1`) to its request's, while it has fewer than `$4`.
-pub(super) const NOTE_REFUSED: &str = "UPDATE bap_requests \
-     SET refused = (coalesce(refused, '[]')::jsonb || jsonb_build_array($1::jsonb))::text \
-     WHERE flow = $2 AND message_id = $3 \
-     AND jsonb_array_length(coalesce(refused, '[]')::jsonb) < $4";
+use crate::store::{Accepted, NewCallback, NewOutbox, StoreResult, now_ms, sql};
 
 /// Relays `NOTIFY`s on [`CALLBACK_CHANNEL`] to `signals` for as long as anyone may listen.
 /// sqlx's listener reconnects by itself; when even connecting fails, it tries again a second
@@ -50,13 +42,11 @@ pub(super) async fn relay_notifications(pool: PgPool, signals: broadcast::Sender
     }
 }
 
-pub(super) async fn record_request(
-    pool: &PgPool,
-    r: &SentRequest,
-    counterpart: Option<&Counterpart>,
-) -> StoreResult<()> {
+/// Records a request with its counterpart and expected answers (JSON), its transaction and its
+/// log entry.
+pub(super) async fn record_request(pool: &PgPool, request: &Requested) -> StoreResult<()> {
+    let (r, counterpart, expected) = request;
     let now = now_ms();
-    let expected = serde_json::to_string(&r.expected).unwrap_or_else(|_| "[]".into());
     let mut tx = pool.begin().await?;
     sqlx::query(sql::INSERT_BAP_REQUEST)
         .bind(&r.flow)
@@ -76,8 +66,8 @@ pub(super) async fn record_request(
     sqlx::query(sql::OPEN_BAP_TRANSACTION)
         .bind(&r.flow)
         .bind(&r.transaction_id)
-        .bind(counterpart.map(|c| &c.bpp_id))
-        .bind(counterpart.map(|c| &c.bpp_uri))
+        .bind(counterpart.as_ref().map(|c| &c.bpp_id))
+        .bind(counterpart.as_ref().map(|c| &c.bpp_uri))
         .bind(now)
         .execute(&mut *tx)
         .await?;

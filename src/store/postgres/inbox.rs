@@ -9,22 +9,6 @@ use super::log_entry;
 use crate::store::backend::received;
 use crate::store::{Admission, Inbound, StoreResult, body_digest, now_ms, sql};
 
-/// Takes over unfinished requests: `$1` owner, `$2` lease end, `$3` take all, `$4` now, `$5`
-/// limit.
-pub(super) const TAKE_OVER: &str = "UPDATE inbox SET claimed_by = $1, claimed_until = $2, \
-     claim_epoch = claim_epoch + 1 \
-     WHERE (flow, action, message_id) IN ( \
-       SELECT flow, action, message_id FROM inbox WHERE state = 'accepted' \
-       AND ($3 OR claimed_until IS NULL OR claimed_until < $4) \
-       ORDER BY received_at LIMIT $5 FOR UPDATE SKIP LOCKED) \
-     RETURNING flow, action, message_id, transaction_id, body, callback_base, \
-     received_at, claimed_by, claim_epoch";
-
-pub(super) const RENEW_REQUEST: &str = "UPDATE inbox \
-     SET claimed_until = GREATEST(claimed_until, $1) \
-     WHERE flow = $2 AND action = $3 AND message_id = $4 AND state = 'accepted' \
-     AND claimed_by = $5 AND claim_epoch = $6";
-
 pub(super) async fn accept(pool: &PgPool, inbound: &Inbound) -> StoreResult<Admission> {
     let now = now_ms();
     let key = &inbound.key;

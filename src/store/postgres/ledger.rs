@@ -55,16 +55,15 @@ pub(super) async fn queue_oms(
     let fulfilled = OmsState::Fulfilled.as_str();
     if replaces_a_held_fulfilment(&r.state) && reported.iter().any(|s| s == fulfilled) {
         // Locked, so no worker can claim it between this look and the delete.
-        let held: Option<i64> =
-            sqlx::query_scalar(&format!("{} FOR UPDATE OF o", sql::HELD_UPDATE))
-                .bind(&r.connection)
-                .bind(&r.provider)
-                .bind(&r.transaction_id)
-                .bind(&r.order_id)
-                .bind(fulfilled)
-                .bind(now_ms())
-                .fetch_optional(&mut *tx)
-                .await?;
+        let held: Option<i64> = sqlx::query_scalar(sql::HELD_UPDATE.postgres)
+            .bind(&r.connection)
+            .bind(&r.provider)
+            .bind(&r.transaction_id)
+            .bind(&r.order_id)
+            .bind(fulfilled)
+            .bind(now_ms())
+            .fetch_optional(&mut *tx)
+            .await?;
         if let Some(id) = held {
             for statement in sql::DROP_UPDATE {
                 sqlx::query(statement).bind(id).execute(&mut *tx).await?;

@@ -16,8 +16,9 @@ use sqlx::PgConnection;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use tokio::sync::broadcast;
 
-use super::backend::{Backend, Dialect, LogEntry, Outcome, Work};
+use super::backend::{Backend, LogEntry, Outcome, Work};
 use super::rows::{self, Arg, Reader, bind_args};
+use super::sql::Dialect;
 use super::{StoreResult, sql};
 
 pub struct PgStore {
@@ -50,19 +51,21 @@ impl PgStore {
         let pool = &self.pool;
         Ok(match work {
             Work::Accept(inbound) => Outcome::Admission(inbox::accept(pool, &inbound).await?),
-            Work::TakeOver(args) => {
-                Outcome::Unfinished(pool.rows(inbox::TAKE_OVER, args, rows::unfinished).await?)
-            }
+            Work::TakeOver(args) => Outcome::Unfinished(
+                pool.rows(sql::TAKE_OVER.postgres, args, rows::unfinished)
+                    .await?,
+            ),
             Work::Enqueue(item, logged) => Outcome::Id(outbox::enqueue(pool, &item, logged).await?),
             Work::EnqueueDead(dead) => {
                 Outcome::Id(outbox::enqueue_dead(pool, &dead.0, &dead.1).await?)
             }
-            Work::Claim(args) => {
-                Outcome::Items(pool.rows(outbox::CLAIM, args, rows::outbox_item).await?)
-            }
+            Work::Claim(args) => Outcome::Items(
+                pool.rows(sql::CLAIM.postgres, args, rows::outbox_item)
+                    .await?,
+            ),
             Work::Execute(statements) => Outcome::Count(execute(pool, statements).await?),
             Work::RecordRequest(request) => {
-                buyer::record_request(pool, &request.0, request.1.as_ref()).await?;
+                buyer::record_request(pool, &request).await?;
                 Outcome::Done
             }
             Work::FileCallback(filed) => {
@@ -85,13 +88,7 @@ impl PgStore {
 impl Backend for PgStore {
     type Reader = PgPool;
 
-    const DIALECT: Dialect = Dialect {
-        renew_request: inbox::RENEW_REQUEST,
-        renew_delivery: outbox::RENEW_DELIVERY,
-        note_refused: buyer::NOTE_REFUSED,
-        counts: outbox::COUNTS,
-        next_due: outbox::NEXT_DUE,
-    };
+    const DIALECT: Dialect = Dialect::Postgres;
 
     fn reader(&self) -> &PgPool {
         &self.pool

@@ -9,34 +9,6 @@ use super::log_entry;
 use crate::store::backend::{masked, sent};
 use crate::store::{NewOutbox, StoreError, StoreResult, now_ms, sql};
 
-/// Claims due messages: `$1` owner, `$2` lease end, `$3` now, `$4` limit.
-pub(super) const CLAIM: &str = "UPDATE outbox SET claimed_by = $1, claimed_until = $2, \
-     claim_epoch = claim_epoch + 1 \
-     WHERE id IN ( \
-       SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= $3 \
-       AND (claimed_until IS NULL OR claimed_until < $3) \
-       AND (sequence_key IS NULL OR NOT EXISTS (SELECT 1 FROM outbox AS earlier \
-            WHERE earlier.sequence_key = outbox.sequence_key \
-            AND earlier.state <> 'delivered' AND earlier.id < outbox.id)) \
-       ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
-     RETURNING id, flow, kind, url, action, transaction_id, message_id, body, attempts, \
-     deadline, claim_epoch, claimed_until";
-
-pub(super) const RENEW_DELIVERY: &str = "UPDATE outbox \
-     SET claimed_until = GREATEST(claimed_until, $1) \
-     WHERE id = $2 AND state = 'pending' AND claimed_by = $3 AND claim_epoch = $4";
-
-pub(super) const COUNTS: &str = "SELECT count(*) FILTER (WHERE state = 'pending') AS pending, \
-     count(*) FILTER (WHERE state = 'dead') AS dead FROM outbox";
-
-/// A message waiting behind an older one of its sequence is not due on its own.
-pub(super) const NEXT_DUE: &str = "SELECT \
-     min(GREATEST(next_attempt_at, COALESCE(claimed_until, 0))) AS due FROM outbox \
-     WHERE state = 'pending' \
-     AND (sequence_key IS NULL OR NOT EXISTS (SELECT 1 FROM outbox AS earlier \
-          WHERE earlier.sequence_key = outbox.sequence_key \
-          AND earlier.state <> 'delivered' AND earlier.id < outbox.id))";
-
 pub(super) async fn enqueue(pool: &PgPool, item: &NewOutbox, logged: Bytes) -> StoreResult<i64> {
     let mut tx = pool.begin().await?;
     let id = enqueue_in(&mut tx, item, now_ms(), None, &logged).await?;

@@ -5,24 +5,12 @@ use rusqlite::{Connection, params};
 
 use super::outbox::enqueue;
 use super::writer::{log_entry, log_message, numbered};
-use crate::store::backend::{Logged, filed, requested};
-use crate::store::{
-    Accepted, Counterpart, NewCallback, NewOutbox, SentRequest, StoreError, StoreResult, now_ms,
-    sql,
-};
+use crate::store::backend::{Logged, Requested, filed, requested};
+use crate::store::{Accepted, NewCallback, NewOutbox, StoreError, StoreResult, now_ms, sql};
 
-/// Appends a refused callback (`$1`) to its request's, while it has fewer than `$4`.
-pub(super) const NOTE_REFUSED: &str = "UPDATE bap_requests \
-     SET refused = json_insert(coalesce(refused, '[]'), '$[#]', json($1)) \
-     WHERE flow = $2 AND message_id = $3 AND json_array_length(coalesce(refused, '[]')) < $4";
-
-pub(super) fn record_request(
-    tx: &Connection,
-    r: &SentRequest,
-    counterpart: Option<&Counterpart>,
-) -> StoreResult<()> {
+pub(super) fn record_request(tx: &Connection, request: &Requested) -> StoreResult<()> {
     let now = now_ms();
-    let expected = serde_json::to_string(&r.expected).unwrap_or_else(|_| "[]".into());
+    let (r, counterpart, expected) = request;
     tx.prepare_cached(&numbered(sql::INSERT_BAP_REQUEST))?
         .execute(params![
             r.flow,
@@ -42,8 +30,8 @@ pub(super) fn record_request(
         .execute(params![
             r.flow,
             r.transaction_id,
-            counterpart.map(|c| &c.bpp_id),
-            counterpart.map(|c| &c.bpp_uri),
+            counterpart.as_ref().map(|c| &c.bpp_id),
+            counterpart.as_ref().map(|c| &c.bpp_uri),
             now,
         ])?;
     log_message(tx, requested(r), &r.body, now)

@@ -26,7 +26,7 @@ pub(super) fn queue_oms(
     let fulfilled = OmsState::Fulfilled.as_str();
     if replaces_a_held_fulfilment(&r.state) && reported.iter().any(|s| s == fulfilled) {
         let held: Option<i64> = tx
-            .prepare_cached(&numbered(sql::HELD_UPDATE))?
+            .prepare_cached(&numbered(sql::HELD_UPDATE.sqlite))?
             .query_row(
                 params![
                     r.connection,

@@ -23,7 +23,8 @@ use sqlx::sqlite::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use super::backend::{Backend, Dialect, Outcome, Work};
+use super::backend::{Backend, Outcome, Work};
+use super::sql::Dialect;
 use super::{StoreError, StoreResult};
 use writer::Op;
 
@@ -101,43 +102,35 @@ impl SqliteStore {
         writer::spawn(conn, rx).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
         Ok(SqliteStore { writer: tx, read })
     }
-
-    /// Hands `work` to the writer; its outcome once committed.
-    async fn send(&self, work: Work) -> StoreResult<Outcome> {
-        let (reply, rx) = oneshot::channel();
-        self.writer
-            .send(Op { work, reply })
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        match rx.await.map_err(|_| StoreError::Closed)?? {
-            Outcome::ClaimLost => Err(StoreError::ClaimLost),
-            outcome => Ok(outcome),
-        }
-    }
 }
 
 impl Backend for SqliteStore {
     type Reader = SqlitePool;
 
-    const DIALECT: Dialect = Dialect {
-        renew_request: inbox::RENEW_REQUEST,
-        renew_delivery: outbox::RENEW_DELIVERY,
-        note_refused: buyer::NOTE_REFUSED,
-        counts: outbox::COUNTS,
-        next_due: outbox::NEXT_DUE,
-    };
-
-    fn reader(&self) -> &SqlitePool {
-        &self.read
-    }
-
-    fn write(&self, work: Work) -> BoxFuture<'_, StoreResult<Outcome>> {
-        Box::pin(self.send(work))
-    }
+    const DIALECT: Dialect = Dialect::Sqlite;
 
     /// One process per file: SQLite is the embedded, single-node store.
     fn shared(&self) -> bool {
         false
+    }
+
+    /// Hands `work` to the writer; its outcome once committed (with the others of its batch).
+    fn write(&self, work: Work) -> BoxFuture<'_, StoreResult<Outcome>> {
+        Box::pin(async move {
+            let (reply, rx) = oneshot::channel();
+            self.writer
+                .send(Op { work, reply })
+                .await
+                .map_err(|_| StoreError::Closed)?;
+            match rx.await.map_err(|_| StoreError::Closed)?? {
+                Outcome::ClaimLost => Err(StoreError::ClaimLost),
+                outcome => Ok(outcome),
+            }
+        })
+    }
+
+    fn reader(&self) -> &SqlitePool {
+        &self.read
     }
 }
 

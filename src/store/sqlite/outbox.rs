@@ -8,35 +8,6 @@ use super::writer::{log_entry, log_message, numbered};
 use crate::store::backend::sent;
 use crate::store::{NewOutbox, StoreResult, now_ms, sql};
 
-/// Claims due messages: `$1` owner, `$2` lease end, `$3` now, `$4` limit.
-pub(super) const CLAIM: &str = "UPDATE outbox SET claimed_by = $1, claimed_until = $2, \
-     claim_epoch = claim_epoch + 1 \
-     WHERE id IN ( \
-       SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= $3 \
-       AND (claimed_until IS NULL OR claimed_until < $3) \
-       AND (sequence_key IS NULL OR NOT EXISTS (SELECT 1 FROM outbox AS earlier \
-            WHERE earlier.sequence_key = outbox.sequence_key AND earlier.state <> 'delivered' \
-            AND earlier.id < outbox.id)) \
-       ORDER BY next_attempt_at LIMIT $4) \
-     RETURNING id, flow, kind, url, action, transaction_id, message_id, body, attempts, \
-     deadline, claim_epoch, claimed_until";
-
-pub(super) const RENEW_DELIVERY: &str = "UPDATE outbox \
-     SET claimed_until = max(coalesce(claimed_until, 0), $1) \
-     WHERE id = $2 AND state = 'pending' AND claimed_by = $3 AND claim_epoch = $4";
-
-pub(super) const COUNTS: &str = "SELECT coalesce(sum(state = 'pending'), 0) AS pending, \
-     coalesce(sum(state = 'dead'), 0) AS dead FROM outbox";
-
-/// A message waiting behind an older one of its sequence (pending or dead) is not due on its
-/// own.
-pub(super) const NEXT_DUE: &str = "SELECT \
-     min(max(next_attempt_at, coalesce(claimed_until, 0))) AS due FROM outbox \
-     WHERE state = 'pending' \
-     AND (sequence_key IS NULL OR NOT EXISTS (SELECT 1 FROM outbox AS earlier \
-          WHERE earlier.sequence_key = outbox.sequence_key \
-          AND earlier.state <> 'delivered' AND earlier.id < outbox.id))";
-
 /// Queues `item` (as a dead letter with `dead` as its last error, when given); `logged` is its
 /// body already masked for the log (None: masked here). None when `item` completes a request
 /// whose claim this process no longer holds: then nothing is written.

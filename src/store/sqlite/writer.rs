@@ -102,12 +102,17 @@ fn commit(conn: &mut Connection, batch: &[Op]) -> StoreResult<Vec<Outcome>> {
 fn apply(tx: &Connection, work: &Work) -> StoreResult<Outcome> {
     Ok(match work {
         Work::Accept(inbound) => Outcome::Admission(inbox::accept(tx, inbound)?),
-        Work::TakeOver(args) => {
-            Outcome::Unfinished(returning(tx, inbox::TAKE_OVER, args, rows::unfinished)?)
-        }
+        Work::TakeOver(args) => Outcome::Unfinished(returning(
+            tx,
+            sql::TAKE_OVER.sqlite,
+            args,
+            rows::unfinished,
+        )?),
         Work::Enqueue(item, logged) => fenced(outbox::enqueue(tx, item, Some(logged), None)?),
         Work::EnqueueDead(dead) => fenced(outbox::enqueue(tx, &dead.0, None, Some(&dead.1))?),
-        Work::Claim(args) => Outcome::Items(returning(tx, outbox::CLAIM, args, rows::outbox_item)?),
+        Work::Claim(args) => {
+            Outcome::Items(returning(tx, sql::CLAIM.sqlite, args, rows::outbox_item)?)
+        }
         Work::Execute(statements) => {
             let mut n = 0;
             for (statement, args) in statements {
@@ -117,7 +122,7 @@ fn apply(tx: &Connection, work: &Work) -> StoreResult<Outcome> {
             Outcome::Count(n)
         }
         Work::RecordRequest(request) => {
-            buyer::record_request(tx, &request.0, request.1.as_ref())?;
+            buyer::record_request(tx, request)?;
             Outcome::Done
         }
         Work::FileCallback(filed) => {
