@@ -2,10 +2,11 @@
 //! (the outbox), the message log and each transaction's facts.
 //!
 //! One trait per concern ([`InboxStore`], [`OutboxStore`], [`BuyerStore`], [`PollStore`],
-//! [`LedgerStore`]), and [`Store`], all of them together, with SQLite as the embedded default
-//! and PostgreSQL for several processes. Each backend implements the concerns in files of the
-//! same names. Every method returns only after its writes are committed, so "recorded" always
-//! means "on disk".
+//! [`LedgerStore`]), and [`Store`], all of them together. Each is implemented once, in its
+//! file, over a database (`backend.rs`): SQLite, the embedded default, and PostgreSQL for
+//! several processes, whose files of the same names hold what a concern commits its own way.
+//! Every method returns only after its writes are committed, so "recorded" always means "on
+//! disk".
 
 mod backend;
 pub mod buyer;
