@@ -1,11 +1,12 @@
-//! Ultra's OMS rules: what an order update must look like before it is sent, in which order
-//! states may follow each other, and what Ultra's answers mean for the outbox.
+//! Ultra's OMS rules: what an order update must look like before it is sent (the order in which
+//! its states may follow each other is the store ledger's), and what Ultra's answers mean for
+//! the outbox.
 
 use serde_json::Value;
 
 use crate::beckn::schema::{JsonValidator, Violation};
 use crate::config::ultra::TimestampUnit;
-pub use crate::store::ledger::{OmsState, refusal, replaces_a_held_fulfilment, sequence_problem};
+use crate::store::ledger::OmsState;
 
 /// A checked order update, ready to send.
 #[derive(Debug, Clone, PartialEq)]

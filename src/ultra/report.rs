@@ -8,11 +8,12 @@ use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
 use super::UltraConnection;
-use super::oms::{self, OmsState};
+use super::oms;
 use crate::compile::{CompiledFlow, CompiledSet};
 use crate::delivery::Outbox;
 use crate::roles::Services;
 use crate::roles::bap::text;
+use crate::store::ledger::OmsState;
 use crate::store::ledger::sequence_key;
 use crate::store::{NewOutbox, OmsEvent, OmsQueued, OmsRecord, OutboxItem, StoreError, now_ms};
 
