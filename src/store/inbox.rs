@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use futures::future::BoxFuture;
 
-use super::backend::{Backend, Outcome, Work, written};
+use super::backend::{Backend, Outcome, Work, changed, written};
 use super::rows::{self, Reader};
 use super::{StoreResult, sql};
 
@@ -184,7 +184,7 @@ impl<B: Backend> InboxStore for B {
             claim.epoch.into(),
         ];
         let work = Work::Execute(vec![(sql::RENEW_REQUEST.of(B::DIALECT), args)]);
-        Box::pin(async move { Ok(written!(self, work, Outcome::Count).await? > 0) })
+        Box::pin(changed(self, work))
     }
 
     fn last_request(
