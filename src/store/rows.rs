@@ -25,55 +25,38 @@ pub(crate) trait Columns {
     fn count(&self, name: &str) -> StoreResult<u32>;
 }
 
-/// Columns of an sqlx row; `$count` is the type of a small count on that database.
-macro_rules! sqlx_columns {
-    ($row:ty, $count:ty) => {
+/// Columns of a driver's row: `$get` reads a column by name, `$count` is the type of a small
+/// count on that database.
+macro_rules! columns {
+    ($row:ty, $get:ident, $count:ty) => {
         impl Columns for $row {
             fn text(&self, name: &str) -> StoreResult<String> {
-                Ok(self.try_get(name)?)
+                Ok(self.$get(name)?)
             }
             fn maybe_text(&self, name: &str) -> StoreResult<Option<String>> {
-                Ok(self.try_get(name)?)
+                Ok(self.$get(name)?)
             }
             fn int(&self, name: &str) -> StoreResult<i64> {
-                Ok(self.try_get(name)?)
+                Ok(self.$get(name)?)
             }
             fn maybe_int(&self, name: &str) -> StoreResult<Option<i64>> {
-                Ok(self.try_get(name)?)
+                Ok(self.$get(name)?)
             }
             fn blob(&self, name: &str) -> StoreResult<Bytes> {
-                Ok(Bytes::from(self.try_get::<Vec<u8>, _>(name)?))
+                let bytes: Vec<u8> = self.$get(name)?;
+                Ok(Bytes::from(bytes))
             }
             fn count(&self, name: &str) -> StoreResult<u32> {
-                Ok(self.try_get::<$count, _>(name)? as u32)
+                let count: $count = self.$get(name)?;
+                Ok(count as u32)
             }
         }
     };
 }
 
-sqlx_columns!(sqlx::postgres::PgRow, i32);
-sqlx_columns!(sqlx::sqlite::SqliteRow, i64);
-
-impl Columns for rusqlite::Row<'_> {
-    fn text(&self, name: &str) -> StoreResult<String> {
-        Ok(self.get(name)?)
-    }
-    fn maybe_text(&self, name: &str) -> StoreResult<Option<String>> {
-        Ok(self.get(name)?)
-    }
-    fn int(&self, name: &str) -> StoreResult<i64> {
-        Ok(self.get(name)?)
-    }
-    fn maybe_int(&self, name: &str) -> StoreResult<Option<i64>> {
-        Ok(self.get(name)?)
-    }
-    fn blob(&self, name: &str) -> StoreResult<Bytes> {
-        Ok(Bytes::from(self.get::<_, Vec<u8>>(name)?))
-    }
-    fn count(&self, name: &str) -> StoreResult<u32> {
-        Ok(self.get::<_, i64>(name)? as u32)
-    }
-}
+columns!(sqlx::postgres::PgRow, try_get, i32);
+columns!(sqlx::sqlite::SqliteRow, try_get, i64);
+columns!(rusqlite::Row<'_>, get, i64);
 
 /// A value bound to a statement's `$n`.
 #[derive(Debug, Clone)]
