@@ -13,6 +13,7 @@ pub mod delivery;
 pub mod demo;
 pub mod dry_run;
 pub mod engine;
+pub mod intake;
 pub mod mapping;
 pub mod mapping_test;
 pub mod reload;

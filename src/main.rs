@@ -597,7 +597,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ..DeliverySettings::default()
     };
     let store_url = args.store.url.as_str();
-    beckn_adapter::telemetry::payloads::configure(args.log_payloads, args.redact_fields.clone());
+    beckn_adapter::intake::payloads::configure(args.log_payloads, args.redact_fields.clone());
     let layout = args.dirs.layout();
     let set = match compile::load(&layout, &ProcessEnv) {
         Ok(set) => set,
@@ -687,12 +687,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         tracing::info!(flow = %f.name, role = f.role.as_str(), subscriber_id = %f.subscriber_id, listen = %f.listen, base_path = %f.base_path, actions = f.actions.len(), "flow serving");
     }
-    tokio::spawn(roles::bpp::rescue_unfinished(
+    tokio::spawn(roles::rescue_unfinished(
         flows.clone(),
         services.clone(),
         shutdown_signal(),
     ));
-    tokio::spawn(roles::poller::run(
+    tokio::spawn(roles::events::poller::run(
         flows.clone(),
         services.clone(),
         shutdown_signal(),

@@ -21,13 +21,14 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::Services;
-use super::bpp::read_body;
 use crate::beckn::ack::{Rejection, ack};
 use crate::beckn::context::check_times;
 use crate::beckn::registry::{LookupQuery, Subscriber, SubscriberType};
 use crate::beckn::schema::CoreSchemas;
 use crate::beckn::trust::{self, GATEWAY_HEADER};
 use crate::compile::{CompiledFlow, CompiledSet};
+use crate::intake::body::read_body;
+use crate::intake::content_type::check_content_type;
 use crate::store::SentRequest;
 
 /// One gateway flow's endpoints.
@@ -114,7 +115,7 @@ async fn accept(
         .flow(&ep.flow_name)
         .cloned()
         .ok_or_else(|| Rejection::Unavailable(format!("flow {} is not loaded", ep.flow_name)))?;
-    super::bpp::check_content_type(headers)?;
+    check_content_type(headers)?;
     let bytes = read_body(body, flow.max_body_bytes).await?;
     let verified = trust::verify_inbound(&flow, &ep.services.registries, headers, &bytes).await?;
     let request: Value = serde_json::from_slice(&bytes).map_err(|e| Rejection::malformed(&e))?;
