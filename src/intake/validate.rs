@@ -94,8 +94,9 @@ impl Rules<'_> {
     }
 }
 
-/// The action a message's context names must be the one of the endpoint it came to.
-fn action_matches(name: &str, body: &Value) -> Result<(), Rejection> {
+/// The action a message's context names (if it names one) must be the one of the endpoint it
+/// came to, `name`.
+pub fn action_matches(name: &str, body: &Value) -> Result<(), Rejection> {
     match body.pointer("/context/action").and_then(Value::as_str) {
         Some(found) if found != name => Err(Rejection::ActionMismatch {
             endpoint: name.to_string(),

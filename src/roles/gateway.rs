@@ -29,6 +29,7 @@ use crate::beckn::trust::{self, GATEWAY_HEADER};
 use crate::compile::{CompiledFlow, CompiledSet};
 use crate::intake::body::read_body;
 use crate::intake::content_type::check_content_type;
+use crate::intake::validate::action_matches;
 use crate::store::SentRequest;
 
 /// One gateway flow's endpoints.
@@ -119,14 +120,7 @@ async fn accept(
     let bytes = read_body(body, flow.max_body_bytes).await?;
     let verified = trust::verify_inbound(&flow, &ep.services.registries, headers, &bytes).await?;
     let request: Value = serde_json::from_slice(&bytes).map_err(|e| Rejection::malformed(&e))?;
-    if let Some(found) = request.pointer("/context/action").and_then(Value::as_str)
-        && found != action
-    {
-        return Err(Rejection::ActionMismatch {
-            endpoint: action.to_string(),
-            found: found.to_string(),
-        });
-    }
+    action_matches(action, &request)?;
     if let Some(v) = set.core.get(action)
         && let Some(first) = v.violations(&request, 1).into_iter().next()
     {
