@@ -12,6 +12,9 @@
 //! like any request (signature of the BPP, core schema, domain rules), filed under their request
 //! or transaction in the store before the ACK, and late or unknown ones NACKed and kept.
 //! Waiting callers are woken by `signals.rs`, across processes on a shared store.
+//!
+//! A Flipkart Ultra user signs in and out on the client API too (`ultra.rs`); calls naming
+//! their session carry the user to the request templates and to Ultra's order reports.
 
 pub mod answers;
 pub mod client;
