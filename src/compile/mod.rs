@@ -21,6 +21,7 @@ use crate::backend::Backend;
 use crate::beckn::action::Action;
 use crate::beckn::domain::{DomainRules, DomainRulesFile};
 use crate::beckn::error::ErrorCode;
+use crate::beckn::participant::Participant;
 use crate::beckn::registry::{EmbeddedRegistry, LookupQuery, RegistryFile};
 use crate::beckn::schema::CoreSchemas;
 use crate::beckn::signing::{PrivateKey, PublicKey};
@@ -514,43 +515,45 @@ impl Loader<'_> {
             role: head.role,
             listen: listen?,
             base_path: normalise_base_path(head.base_path.as_deref().unwrap_or("")),
-            subscriber_id: head.network.subscriber_id,
-            subscriber_uri: head
-                .network
-                .subscriber_uri
-                .trim_end_matches('/')
-                .to_string(),
-            key_id: head.network.key_id,
-            signing_key: trust.signing_key,
-            verify_signatures: trust.verify,
-            signature_skew: head
-                .network
-                .signature_skew
-                .map_or(DEFAULT_SKEW, |d| d.0)
-                .as_secs() as i64,
-            signature_validity: head
-                .network
-                .signature_validity
-                .map_or(DEFAULT_SIGNATURE_VALIDITY, |d| d.0)
-                .as_secs()
-                .max(1) as i64,
-            max_signature_lifetime: head
-                .network
-                .max_signature_lifetime
-                .map_or(DEFAULT_MAX_SIGNATURE_LIFETIME, |d| d.0)
-                .as_secs()
-                .min(i64::MAX as u64) as i64,
-            time_limits: crate::beckn::context::TimeLimits {
-                max_ttl: head
-                    .validation
-                    .max_ttl
-                    .map_or(crate::beckn::context::DEFAULT_MAX_TTL, |d| d.0),
-                skew: head
-                    .validation
-                    .timestamp_skew
-                    .map_or(crate::beckn::context::DEFAULT_TIMESTAMP_SKEW, |d| d.0),
+            participant: Participant {
+                subscriber_id: head.network.subscriber_id,
+                subscriber_uri: head
+                    .network
+                    .subscriber_uri
+                    .trim_end_matches('/')
+                    .to_string(),
+                key_id: head.network.key_id,
+                signing_key: trust.signing_key,
+                verify_signatures: trust.verify,
+                signature_skew: head
+                    .network
+                    .signature_skew
+                    .map_or(DEFAULT_SKEW, |d| d.0)
+                    .as_secs() as i64,
+                signature_validity: head
+                    .network
+                    .signature_validity
+                    .map_or(DEFAULT_SIGNATURE_VALIDITY, |d| d.0)
+                    .as_secs()
+                    .max(1) as i64,
+                max_signature_lifetime: head
+                    .network
+                    .max_signature_lifetime
+                    .map_or(DEFAULT_MAX_SIGNATURE_LIFETIME, |d| d.0)
+                    .as_secs()
+                    .min(i64::MAX as u64) as i64,
+                time_limits: crate::beckn::context::TimeLimits {
+                    max_ttl: head
+                        .validation
+                        .max_ttl
+                        .map_or(crate::beckn::context::DEFAULT_MAX_TTL, |d| d.0),
+                    skew: head
+                        .validation
+                        .timestamp_skew
+                        .map_or(crate::beckn::context::DEFAULT_TIMESTAMP_SKEW, |d| d.0),
+                },
+                registry: trust.registry,
             },
-            registry: trust.registry,
             events,
             bap,
             ultra,
