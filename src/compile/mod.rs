@@ -6,7 +6,7 @@
 
 mod buyer;
 pub mod model;
-mod ultra;
+pub mod sinks;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
@@ -109,7 +109,7 @@ pub fn load(layout: &Layout, env: &dyn EnvLookup) -> Result<CompiledSet, Vec<Dia
         let Some(doc) = cx.parse_flow_file(&file) else {
             continue;
         };
-        if ultra::is_connection_file(&doc) {
+        if sinks::is_connection_file(&doc) {
             cx.ultra_connection(&doc, &file);
         } else {
             flow_docs.push((file, doc));
@@ -170,7 +170,7 @@ struct Loader<'a> {
     /// compiling a flow's `events:`).
     scope_names: Vec<String>,
     /// Ultra connections compiled so far.
-    connections: Vec<Arc<crate::ultra::UltraConnection>>,
+    connections: Vec<Arc<sinks::UltraConnection>>,
     /// The OMS order schema, compiled once.
     oms_schema: Option<Arc<crate::beckn::schema::JsonValidator>>,
 }

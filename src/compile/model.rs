@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::sinks::{FlowUltra, UltraConnection};
 use crate::backend::Backend;
 use crate::beckn::action::Action;
 use crate::beckn::domain::DomainRules;
@@ -23,7 +24,7 @@ pub use crate::beckn::registry::RegistrySource;
 pub struct CompiledSet {
     pub flows: Vec<Arc<CompiledFlow>>,
     /// Flipkart Ultra connections, by name.
-    pub ultra: Vec<Arc<crate::ultra::UltraConnection>>,
+    pub ultra: Vec<Arc<UltraConnection>>,
     pub core: Arc<CoreSchemas>,
     /// Hash of every source file's path and content: identifies the set in status and logs.
     pub hash: String,
@@ -36,7 +37,7 @@ impl CompiledSet {
         self.flows.iter().find(|f| f.name == name)
     }
 
-    pub fn ultra(&self, name: &str) -> Option<&Arc<crate::ultra::UltraConnection>> {
+    pub fn ultra(&self, name: &str) -> Option<&Arc<UltraConnection>> {
         self.ultra.iter().find(|c| c.name == name)
     }
 }
@@ -55,7 +56,7 @@ pub struct CompiledFlow {
     /// Buyer apps (`role: bap`): the gateway and the client API.
     pub bap: Option<CompiledBap>,
     /// Orders reported to Flipkart Ultra's OMS.
-    pub ultra: Option<crate::ultra::FlowUltra>,
+    pub ultra: Option<FlowUltra>,
     /// Answer `POST /lookup` from the embedded registry on this flow's listener.
     pub serve_registry: bool,
     /// Gateways: timeout of one forward; buyer apps: of one request sent.
