@@ -8,6 +8,9 @@
 //!   Ultra's answers mean;
 //! - `report.rs`: order events (callbacks sent or received) mapped into OMS updates and
 //!   queued in the outbox, which sends them (`delivery`) one order at a time, in order.
+//!
+//! A connection and a flow's `ultra:` settings are compiled data (`compile::sinks`, re-exported
+//! here); this module is what runs with them.
 
 pub mod api;
 pub mod oms;
@@ -15,7 +18,7 @@ pub mod report;
 pub mod sign_in;
 pub mod token;
 
-pub use crate::compile::sinks::{DEFAULT_ON, FlowUltra, UltraConnection};
+pub use crate::compile::sinks::{FlowUltra, UltraConnection};
 
 /// The outbox `kind` of OMS updates.
 pub const OUTBOX_KIND: &str = "ultra";
