@@ -500,7 +500,7 @@ fn check(dirs: &Dirs) -> anyhow::Result<()> {
                     "  {} ({}, {}) on {}{}: {}",
                     f.name,
                     f.role.as_str(),
-                    f.subscriber_id,
+                    f.participant.subscriber_id,
                     f.listen,
                     f.base_path,
                     actions.join(" ")
@@ -597,7 +597,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ..DeliverySettings::default()
     };
     let store_url = args.store.url.as_str();
-    beckn_adapter::telemetry::payloads::configure(args.log_payloads, args.redact_fields.clone());
+    beckn_adapter::intake::payloads::configure(args.log_payloads, args.redact_fields.clone());
     let layout = args.dirs.layout();
     let set = match compile::load(&layout, &ProcessEnv) {
         Ok(set) => set,
@@ -682,17 +682,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tokio::spawn(standin.serve(listener, shutdown_signal()));
     }
     for f in &flows.load().flows {
-        if !f.verify_signatures {
+        if !f.participant.verify_signatures {
             tracing::warn!(flow = %f.name, "SIGNATURE VERIFICATION IS OFF for this flow: any sender is accepted and answers go to any bap_uri. For local development only; remove `verify_signatures: false` before joining a network");
         }
-        tracing::info!(flow = %f.name, role = f.role.as_str(), subscriber_id = %f.subscriber_id, listen = %f.listen, base_path = %f.base_path, actions = f.actions.len(), "flow serving");
+        tracing::info!(flow = %f.name, role = f.role.as_str(), subscriber_id = %f.participant.subscriber_id, listen = %f.listen, base_path = %f.base_path, actions = f.actions.len(), "flow serving");
     }
-    tokio::spawn(roles::bpp::rescue_unfinished(
+    tokio::spawn(roles::rescue_unfinished(
         flows.clone(),
         services.clone(),
         shutdown_signal(),
     ));
-    tokio::spawn(roles::poller::run(
+    tokio::spawn(roles::events::poller::run(
         flows.clone(),
         services.clone(),
         shutdown_signal(),

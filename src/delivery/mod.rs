@@ -352,7 +352,7 @@ impl Outbox {
             .map(|f| app_webhook::headers_for(f, item))
             .unwrap_or_default();
         let timeout = flow.map_or(Duration::from_secs(5), |f| f.callback_timeout);
-        crate::telemetry::payloads::sent(&item.flow, &item.action, &item.url, &headers, &item.body);
+        crate::intake::payloads::sent(&item.flow, &item.action, &item.url, &headers, &item.body);
         let mut req = self
             .client
             .post(&item.url)
@@ -415,12 +415,12 @@ impl Outbox {
         };
         // The token is minted once a slot is ours: one minted before a long wait could expire.
         let _turn = conn.limiter.acquire().await;
-        let token = match conn.secure_token() {
+        let token = match crate::ultra::secure_token(&conn) {
             Ok(t) => t,
             Err(e) => return Attempt::Transient(e.to_string(), None),
         };
         let url = conn.oms_endpoint();
-        crate::telemetry::payloads::sent(&item.flow, &item.action, &url, &[], &body);
+        crate::intake::payloads::sent(&item.flow, &item.action, &url, &[], &body);
         let sent = self
             .client
             .post(&url)

@@ -253,7 +253,7 @@ impl SampleNetwork {
             served.push((listener, router));
         }
         tokio::spawn(server::serve(served, shutdown()));
-        tokio::spawn(crate::roles::poller::run(
+        tokio::spawn(crate::roles::events::poller::run(
             flows.clone(),
             services.clone(),
             shutdown(),

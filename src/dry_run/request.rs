@@ -11,6 +11,7 @@ use crate::beckn::action::Action;
 use crate::beckn::schema::{CoreSchemas, Violation};
 use crate::compile::CompiledFlow;
 use crate::config::SpannedDoc;
+use crate::intake::validate::MAX_VIOLATIONS;
 
 /// Transaction id of completed requests: fixed, so tests can expect it in backend calls.
 pub const DEFAULT_TRANSACTION_ID: &str = "00000000-0000-4000-8000-000000000001";
@@ -19,9 +20,6 @@ pub const DEFAULT_MESSAGE_ID: &str = "00000000-0000-4000-8000-000000000002";
 /// The buyer app completed requests come from.
 pub const DEFAULT_BAP_ID: &str = "buyer-app.example";
 pub const DEFAULT_BAP_URI: &str = "https://buyer-app.example/beckn";
-
-/// Most violations listed for one body.
-const MAX_VIOLATIONS: usize = 5;
 
 /// Reads a request file (JSON or YAML): `context` (optional, completed) and `message`.
 pub fn load_request(path: &Path) -> Result<Value, InputError> {
@@ -94,8 +92,8 @@ pub fn complete(flow: &CompiledFlow, action: Action, request: &Value) -> Value {
     put("bap_id", json!(DEFAULT_BAP_ID));
     put("bap_uri", json!(DEFAULT_BAP_URI));
     if action != Action::Search {
-        put("bpp_id", json!(flow.subscriber_id));
-        put("bpp_uri", json!(flow.subscriber_uri));
+        put("bpp_id", json!(flow.participant.subscriber_id));
+        put("bpp_uri", json!(flow.participant.subscriber_uri));
     }
     put("transaction_id", json!(DEFAULT_TRANSACTION_ID));
     put("message_id", json!(DEFAULT_MESSAGE_ID));
@@ -135,13 +133,13 @@ pub fn request_violations(
         out.extend(v.violations(request, MAX_VIOLATIONS));
     }
     if let Some(bpp_id) = request.pointer("/context/bpp_id").and_then(Value::as_str)
-        && bpp_id != flow.subscriber_id
+        && bpp_id != flow.participant.subscriber_id
     {
         out.push(Violation {
             path: "context.bpp_id".into(),
             message: format!(
                 "addressed to `{bpp_id}`, but this flow is `{}`",
-                flow.subscriber_id
+                flow.participant.subscriber_id
             ),
         });
     }

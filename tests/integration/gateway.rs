@@ -70,7 +70,10 @@ impl SoilNetwork {
             ("BECKN_REGISTRY".into(), gateway_url.clone()),
         ]);
         let set = load_flows(&repo().join("flows"), &env);
-        let registry_keys = match set.flow("soil-gateway").and_then(|f| f.registry.clone()) {
+        let registry_keys = match set
+            .flow("soil-gateway")
+            .and_then(|f| f.participant.registry.clone())
+        {
             Some(RegistrySource::Embedded(reg)) => reg
                 .find(&LookupQuery::default())
                 .into_iter()

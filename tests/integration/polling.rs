@@ -344,7 +344,7 @@ async fn a_reload_changes_what_is_polled_without_a_restart() {
     // Hardly ever polled at first.
     edit(&krishi, "${KTH_EVENTS_POLL_EVERY:-2s}", "1h");
     let net = crate::common::Network::start_tree(&root.join("flows"), None).await;
-    tokio::spawn(beckn_adapter::roles::poller::run(
+    tokio::spawn(beckn_adapter::roles::events::poller::run(
         net.flows.clone(),
         net.services.clone(),
         std::future::pending(),
