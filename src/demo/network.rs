@@ -69,6 +69,8 @@ pub struct SampleNetwork {
     pub admin_url: String,
     /// Reloads the flows from their files, as `POST /admin/reload` does.
     pub reloader: Arc<Reloader>,
+    /// The variables the flows were compiled with (addresses chosen here, the caller's `env`).
+    pub env: HashMap<String, String>,
     _stop: watch::Sender<bool>,
     _temp: Option<TempDir>,
 }
@@ -149,7 +151,7 @@ impl SampleNetwork {
             .get("SAMPLE_ERP_WEBHOOK_SECRET")
             .cloned()
             .unwrap_or_else(|| ERP_WEBHOOK_SECRET.into());
-        let mut settings = Settings::new(layout.clone(), Arc::new(env), store_url.clone());
+        let mut settings = Settings::new(layout.clone(), Arc::new(env.clone()), store_url.clone());
         settings.delivery = DeliverySettings {
             base_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_millis(500),
@@ -265,6 +267,7 @@ impl SampleNetwork {
             store_url,
             admin_url: format!("http://{admin_addr}"),
             reloader,
+            env,
             _stop: stop,
             _temp: temp,
         })
