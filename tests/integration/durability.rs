@@ -437,7 +437,15 @@ async fn a_request_recovered_after_its_ttl_is_answered_with_an_error_and_not_run
         format!("{flow}\nlimits:\n  callback_deadline: 10m\n"),
     )
     .expect("write flow file");
-    let net = Network::start_tree(&tree.path().join("flows"), None).await;
+    // Recovery is started below, once the earlier run's request is in the store.
+    let net = Network::start_app(
+        &tree.path().join("flows"),
+        None,
+        HashMap::new(),
+        Vec::new(),
+        |settings| settings.recovery = false,
+    )
+    .await;
     let txn = uuid::Uuid::new_v4().to_string();
     let mut body = net.request(
         "confirm",
@@ -473,6 +481,7 @@ async fn a_request_recovered_after_its_ttl_is_answered_with_an_error_and_not_run
         .await
         .unwrap();
     assert_eq!(accepted, beckn_adapter::store::Admission::New);
+    // What the next run's recovery does at start.
     tokio::spawn(beckn_adapter::roles::bpp::rescue_unfinished(
         net.flows.clone(),
         net.services.clone(),
