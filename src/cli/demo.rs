@@ -71,6 +71,11 @@ mod with_demo {
         Ok(())
     }
 
+    /// Whether this build has the doubles `serve` was asked for: it has them all.
+    pub fn available(_doubles: &Doubles) -> anyhow::Result<()> {
+        Ok(())
+    }
+
     /// Starts the doubles `serve` was asked for; the sample ERP's task is returned.
     pub async fn start(doubles: &Doubles, root: &Path) -> anyhow::Result<Running> {
         let erp_task = match doubles.sample_erp {
@@ -149,13 +154,19 @@ mod without_demo {
         bail!("`ultra-standin`: {MISSING}")
     }
 
-    pub async fn start(doubles: &Doubles, _root: &Path) -> anyhow::Result<Running> {
+    /// Whether this build has the doubles `serve` was asked for: it has none.
+    pub fn available(doubles: &Doubles) -> anyhow::Result<()> {
         if doubles.sample_erp.is_some() {
             bail!("--sample-erp: {MISSING}");
         }
         if doubles.ultra_standin.is_some() {
             bail!("--ultra-standin: {MISSING}");
         }
+        Ok(())
+    }
+
+    pub async fn start(doubles: &Doubles, _root: &Path) -> anyhow::Result<Running> {
+        available(doubles)?;
         Ok(None)
     }
 }

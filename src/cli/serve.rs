@@ -98,6 +98,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             bail!("{name} must be longer than 0s");
         }
     }
+    let doubles = Doubles {
+        sample_erp: args.sample_erp,
+        ultra_standin: args.ultra_standin,
+    };
+    demo::available(&doubles)?;
     beckn_adapter::telemetry::payloads::configure(args.log_payloads, args.redact_fields.clone());
     let layout = args.dirs.layout();
     let root = layout.root.clone();
@@ -123,10 +128,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             bail!("the flows have errors; nothing was started");
         }
         Err(e) => return Err(e.into()),
-    };
-    let doubles = Doubles {
-        sample_erp: args.sample_erp,
-        ultra_standin: args.ultra_standin,
     };
     let erp_task = demo::start(&doubles, &root).await?;
     app.run(Listeners::new(), shutdown_signal()).await?;
