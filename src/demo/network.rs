@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use super::DemoError;
 use super::app::AppStandIn;
 use crate::app::{AdminSettings, App, AppError, Listeners, Served, Settings};
-use crate::compile::CompiledSet;
+use crate::compile::{CompiledSet, Layout};
 use crate::config::diagnostic::render_all;
 use crate::delivery::DeliverySettings;
 use crate::reload::{ReloadOutcome, Reloader};
@@ -94,10 +94,7 @@ async fn bind() -> Result<(TcpListener, SocketAddr), DemoError> {
 
 impl SampleNetwork {
     /// Starts the network from the flows under `layout`.
-    pub async fn start(
-        layout: &crate::compile::Layout,
-        options: NetworkOptions,
-    ) -> Result<Self, DemoError> {
+    pub async fn start(layout: &Layout, options: NetworkOptions) -> Result<Self, DemoError> {
         let (stop, stopped) = watch::channel(false);
         let shutdown = move || {
             let mut rx = stopped.clone();
