@@ -1,8 +1,8 @@
 //! beckn-adapter: a config-driven Beckn protocol adapter.
 //!
-//! A request travels `server` -> `roles::bpp` (checks: `beckn::trust`, `beckn::schema`,
-//! `beckn::domain`) -> ACK -> `engine` (steps via `backend`, `mapping`) -> `beckn::context`
-//! -> `delivery`. Flows are compiled by `compile` from the files `config` reads.
+//! A request travels `server` -> `roles::bpp` (checks: `intake`, `beckn::trust`,
+//! `beckn::schema`, `beckn::domain`) -> ACK -> `engine` (steps via `backend`, `mapping`)
+//! -> `beckn::context` -> `delivery`. Flows are compiled by `compile` from the files `config` reads.
 //! `dry_run` runs one action offline (`render`), `mapping_test` checks mappings (`test`).
 //! `app` assembles all of it into the running adapter, for `serve`, the demo and the tests.
 
@@ -16,6 +16,7 @@ pub mod delivery;
 pub mod demo;
 pub mod dry_run;
 pub mod engine;
+pub mod intake;
 pub mod mapping;
 pub mod mapping_test;
 pub mod reload;

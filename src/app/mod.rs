@@ -192,14 +192,18 @@ impl App {
             tracing::info!(flow = %f.name, role = f.role.as_str(), subscriber_id = %f.subscriber_id, listen = %f.listen, base_path = %f.base_path, actions = f.actions.len(), "flow serving");
         }
         if settings.recovery {
-            tokio::spawn(roles::bpp::rescue_unfinished(
+            tokio::spawn(roles::rescue_unfinished(
                 flows.clone(),
                 services.clone(),
                 stop(),
             ));
         }
         if settings.pollers {
-            tokio::spawn(roles::poller::run(flows.clone(), services.clone(), stop()));
+            tokio::spawn(roles::events::poller::run(
+                flows.clone(),
+                services.clone(),
+                stop(),
+            ));
         }
         let limits = settings.limits;
         tracing::info!(header_timeout = ?limits.header_timeout, body_timeout = ?limits.body_timeout, idle_timeout = ?limits.idle_timeout, max_connections = limits.max_connections, "listener limits");

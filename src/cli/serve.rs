@@ -103,7 +103,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ultra_standin: args.ultra_standin,
     };
     demo::available(&doubles)?;
-    beckn_adapter::telemetry::payloads::configure(args.log_payloads, args.redact_fields.clone());
+    beckn_adapter::intake::payloads::configure(args.log_payloads, args.redact_fields.clone());
     let layout = args.dirs.layout();
     let root = layout.root.clone();
     let mut settings = Settings::new(layout, Arc::new(ProcessEnv), args.store.url.clone());

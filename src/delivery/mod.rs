@@ -352,7 +352,7 @@ impl Outbox {
             .map(|f| app_webhook::headers_for(f, item))
             .unwrap_or_default();
         let timeout = flow.map_or(Duration::from_secs(5), |f| f.callback_timeout);
-        crate::telemetry::payloads::sent(&item.flow, &item.action, &item.url, &headers, &item.body);
+        crate::intake::payloads::sent(&item.flow, &item.action, &item.url, &headers, &item.body);
         let mut req = self
             .client
             .post(&item.url)
@@ -420,7 +420,7 @@ impl Outbox {
             Err(e) => return Attempt::Transient(e.to_string(), None),
         };
         let url = conn.oms_endpoint();
-        crate::telemetry::payloads::sent(&item.flow, &item.action, &url, &[], &body);
+        crate::intake::payloads::sent(&item.flow, &item.action, &url, &[], &body);
         let sent = self
             .client
             .post(&url)

@@ -60,10 +60,10 @@ pub async fn run(
     let context = callback_context(flow, action, &request_ctx);
     let callback = match &trace.outcome {
         Ok(message) => json!({"context": context, "message": message}),
-        Err(e) => crate::roles::bpp::error_body(action, context, e.to_beckn()),
+        Err(e) => crate::intake::answer::error_body(action, context, e.to_beckn()),
     };
     let callback_violations =
-        crate::roles::bpp::outgoing_violations(flow, &set.core, action.callback(), &callback);
+        crate::roles::rules(flow, &set.core).outgoing_violations(action.callback(), &callback);
     DryRun {
         flow: flow.clone(),
         action,

@@ -11,6 +11,7 @@ use crate::beckn::action::Action;
 use crate::beckn::schema::{CoreSchemas, Violation};
 use crate::compile::CompiledFlow;
 use crate::config::SpannedDoc;
+use crate::intake::validate::MAX_VIOLATIONS;
 
 /// Transaction id of completed requests: fixed, so tests can expect it in backend calls.
 pub const DEFAULT_TRANSACTION_ID: &str = "00000000-0000-4000-8000-000000000001";
@@ -19,9 +20,6 @@ pub const DEFAULT_MESSAGE_ID: &str = "00000000-0000-4000-8000-000000000002";
 /// The buyer app completed requests come from.
 pub const DEFAULT_BAP_ID: &str = "buyer-app.example";
 pub const DEFAULT_BAP_URI: &str = "https://buyer-app.example/beckn";
-
-/// Most violations listed for one body.
-const MAX_VIOLATIONS: usize = 5;
 
 /// Reads a request file (JSON or YAML): `context` (optional, completed) and `message`.
 pub fn load_request(path: &Path) -> Result<Value, InputError> {

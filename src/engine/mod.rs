@@ -124,6 +124,17 @@ struct Run<'a> {
     transport: &'a dyn Transport,
 }
 
+/// The flow as templates see it (`flow.name`, `flow.subscriber_id`, …): in steps, requests
+/// and answers of the client API, polls and Ultra's order mappings alike.
+pub fn flow_value(flow: &CompiledFlow) -> Value {
+    json!({
+        "name": flow.name,
+        "subscriber_id": flow.subscriber_id,
+        "subscriber_uri": flow.subscriber_uri,
+        "domain": flow.domain,
+    })
+}
+
 /// The longest a run waits for a backend's `Retry-After` when it has no deadline of its own.
 const MAX_ASKED_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -137,16 +148,7 @@ async fn run_steps(
     skipped: &mut Vec<String>,
 ) -> Result<Value, EngineError> {
     let mut bound = TemplateScope::of(scope);
-    bound.bind(
-        scope,
-        "flow",
-        json!({
-            "name": flow.name,
-            "subscriber_id": flow.subscriber_id,
-            "subscriber_uri": flow.subscriber_uri,
-            "domain": flow.domain,
-        }),
-    );
+    bound.bind(scope, "flow", flow_value(flow));
     for step in &compiled.steps {
         let ctx = bound.context();
         if let Some(when) = &step.when {

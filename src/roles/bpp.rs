@@ -10,32 +10,30 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::Services;
+use super::{NotQueued, Services, callback_item, queue_callback, rules};
 use crate::beckn::ack::{Rejection, ack};
 use crate::beckn::action::Action;
-use crate::beckn::context::{callback_context, check_times, expiry};
+use crate::beckn::context::{callback_context, expiry};
 use crate::beckn::error::{BecknError, ErrorCode};
 use crate::beckn::order_ref;
 use crate::beckn::redact;
-use crate::beckn::schema::{CoreSchemas, Violation};
+use crate::beckn::schema::CoreSchemas;
 use crate::beckn::trust;
 use crate::compile::{CompiledFlow, CompiledSet};
 use crate::engine;
+use crate::intake::answer::{callback_body, error_body};
+use crate::intake::body::read_body;
+use crate::intake::content_type::check_content_type;
+use crate::intake::payloads;
 use crate::store::heartbeat::{Held, while_held};
-use crate::store::{
-    Admission, Claim, HeldRequest, Inbound, InboundKey, NewOutbox, StoreError, now_ms,
-};
+use crate::store::{Admission, Claim, HeldRequest, Inbound, InboundKey, Unfinished, now_ms};
 use crate::telemetry;
 use tracing::Instrument;
-
-/// Most violations reported in one NACK or log line.
-const MAX_VIOLATIONS: usize = 5;
 
 /// One BPP flow's endpoints. The flow is looked up in the current set on every request, so a
 /// reload takes effect for the next request while requests in flight keep their snapshot.
@@ -95,10 +93,10 @@ async fn receive(
     }
     check_content_type(headers)?;
     let bytes = read_body(body, flow.max_body_bytes).await?;
-    telemetry::payloads::received(&flow.name, action.as_str(), headers, &bytes);
+    payloads::received(&flow.name, action.as_str(), headers, &bytes);
     let verified = trust::verify_inbound(&flow, &ep.services.registries, headers, &bytes).await?;
     let request: Value = serde_json::from_slice(&bytes).map_err(|e| Rejection::malformed(&e))?;
-    check_request(&flow, &set.core, action, &request)?;
+    rules(&flow, &set.core).check_request(action, &request)?;
     let context_text = |k: &str| {
         request
             .pointer(&format!("/context/{k}"))
@@ -202,190 +200,36 @@ async fn receive(
     Ok(())
 }
 
-/// Runs again the requests that were accepted but never answered: at start, every one left by
-/// this store's previous process (single-process stores); then, on stores shared by several
-/// processes, those whose process stopped (its lease ended, not renewed), checked every tenth
-/// of the lease, so a take-over comes at most 1.1 leases after the last renewal.
-pub async fn rescue_unfinished(
-    flows: Arc<ArcSwap<CompiledSet>>,
-    services: Arc<Services>,
-    shutdown: impl std::future::Future<Output = ()> + Send,
-) {
-    const PAGE: usize = 256;
-    let store = &services.outbox.store;
-    let lease = services.outbox.settings.work_lease;
-    let mut take_all = !store.shared();
-    tokio::pin!(shutdown);
-    loop {
-        loop {
-            let claimed = store
-                .claim_unfinished(
-                    &services.outbox.owner,
-                    now_ms(),
-                    lease.as_millis() as i64,
-                    PAGE,
-                    take_all,
-                )
-                .await;
-            let batch = match claimed {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read unfinished requests");
-                    break;
-                }
-            };
-            let n = batch.len();
-            let set = flows.load_full();
-            for u in batch {
-                if u.key.action == super::events::EVENT {
-                    let flow = set.flow(&u.key.flow).cloned();
-                    let event = serde_json::from_slice::<Value>(&u.body).ok();
-                    if let (Some(flow), Some(event)) = (flow, event) {
-                        tracing::info!(flow = %flow.name, transaction_id = %u.transaction_id, "resuming an accepted event");
-                        tokio::spawn(super::events::process(
-                            flow,
-                            set.clone(),
-                            event,
-                            u.transaction_id,
-                            u.callback_base,
-                            HeldRequest {
-                                key: u.key,
-                                claim: u.claim,
-                            },
-                            services.clone(),
-                        ));
-                    }
-                    continue;
-                }
-                let flow = set.flow(&u.key.flow).cloned();
-                let action = u.key.action.parse::<Action>().ok();
-                let request = serde_json::from_slice::<Value>(&u.body).ok();
-                let (Some(flow), Some(action), Some(request)) = (flow, action, request) else {
-                    tracing::warn!(flow = %u.key.flow, action = %u.key.action, message_id = %u.key.message_id, "unfinished request cannot be resumed (flow or action gone)");
-                    continue;
-                };
-                tracing::info!(flow = %flow.name, %action, transaction_id = %u.transaction_id, message_id = %u.key.message_id, "resuming a request accepted but not answered");
-                let span = message_span(&flow.name, action, &u.transaction_id, &u.key.message_id);
-                tokio::spawn(
-                    process(
-                        flow,
-                        set.core.clone(),
-                        action,
-                        request,
-                        u.callback_base,
-                        HeldRequest {
-                            key: u.key,
-                            claim: u.claim,
-                        },
-                        services.clone(),
-                        Run::Recovered {
-                            received_at: u.received_at,
-                        },
-                    )
-                    .instrument(span),
-                );
-            }
-            if n < PAGE {
-                break;
-            }
-        }
-        take_all = false;
-        tokio::select! {
-            _ = &mut shutdown => return,
-            _ = tokio::time::sleep(recheck_interval(lease)) => {}
-        }
-    }
-}
-
-/// How often the store is asked for requests whose lease ended: a tenth of the lease.
-fn recheck_interval(lease: std::time::Duration) -> std::time::Duration {
-    (lease / 10).max(std::time::Duration::from_millis(50))
-}
-
-pub(crate) fn check_content_type(headers: &HeaderMap) -> Result<(), Rejection> {
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let essence = ct.split(';').next().unwrap_or("").trim();
-    if essence.eq_ignore_ascii_case("application/json") {
-        Ok(())
-    } else {
-        Err(Rejection::ContentType(ct.to_string()))
-    }
-}
-
-/// Reads the body, refusing it as soon as it passes `limit` bytes.
-pub(crate) async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, Rejection> {
-    let mut stream = body.into_data_stream();
-    let mut buf = bytes::BytesMut::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| Rejection::Unreadable(e.to_string()))?;
-        if buf.len() + chunk.len() > limit {
-            return Err(Rejection::TooLarge(limit));
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(buf.freeze())
-}
-
-/// Every check of a parsed request, in order; the first failure is the NACK.
-pub fn check_request(
-    flow: &CompiledFlow,
-    core: &CoreSchemas,
-    action: Action,
-    request: &Value,
-) -> Result<(), Rejection> {
-    if let Some(found) = request.pointer("/context/action").and_then(Value::as_str)
-        && found != action.as_str()
-    {
-        return Err(Rejection::ActionMismatch {
-            endpoint: action.to_string(),
-            found: found.to_string(),
-        });
-    }
-    if let Some(v) = core.get(action.as_str()) {
-        first_violation(v.violations(request, MAX_VIOLATIONS))?;
-    }
-    if let Some(bpp_id) = request.pointer("/context/bpp_id").and_then(Value::as_str)
-        && bpp_id != flow.subscriber_id
-    {
-        return Err(Rejection::WrongRecipient {
-            ours: flow.subscriber_id.clone(),
-            found: bpp_id.to_string(),
-        });
-    }
-    if let Some(rules) = &flow.domain_rules {
-        first_violation(rules.check(
-            action.as_str(),
+/// Runs again a request `u` accepted but never answered (its process stopped), unless its
+/// flow or action is gone.
+pub(crate) fn resume(set: &Arc<CompiledSet>, u: Unfinished, services: &Arc<Services>) {
+    let flow = set.flow(&u.key.flow).cloned();
+    let action = u.key.action.parse::<Action>().ok();
+    let request = serde_json::from_slice::<Value>(&u.body).ok();
+    let (Some(flow), Some(action), Some(request)) = (flow, action, request) else {
+        tracing::warn!(flow = %u.key.flow, action = %u.key.action, message_id = %u.key.message_id, "unfinished request cannot be resumed (flow or action gone)");
+        return;
+    };
+    tracing::info!(flow = %flow.name, %action, transaction_id = %u.transaction_id, message_id = %u.key.message_id, "resuming a request accepted but not answered");
+    let span = message_span(&flow.name, action, &u.transaction_id, &u.key.message_id);
+    tokio::spawn(
+        process(
+            flow,
+            set.core.clone(),
+            action,
             request,
-            flow.allow_loopback_uris,
-            MAX_VIOLATIONS,
-        ))?;
-    }
-    let context = request.get("context").unwrap_or(&Value::Null);
-    check_times(context, &flow.time_limits, jiff::Timestamp::now())?;
-    Ok(())
-}
-
-pub(crate) fn first_violation(violations: Vec<Violation>) -> Result<(), Rejection> {
-    let Some(first) = violations.first() else {
-        return Ok(());
-    };
-    let more = violations.len() - 1;
-    let at = if first.path.is_empty() {
-        "body".to_string()
-    } else {
-        first.path.clone()
-    };
-    Err(Rejection::Schema {
-        path: first.path.clone(),
-        message: if more > 0 {
-            format!("{at}: {} (and {more} more)", first.message)
-        } else {
-            format!("{at}: {}", first.message)
-        },
-    })
+            u.callback_base,
+            HeldRequest {
+                key: u.key,
+                claim: u.claim,
+            },
+            services.clone(),
+            Run::Recovered {
+                received_at: u.received_at,
+            },
+        )
+        .instrument(span),
+    );
 }
 
 /// The span of one message's work: every log line inside it (backend calls, scripts,
@@ -476,7 +320,7 @@ async fn process(
         }
     };
     let context = callback_context(&flow, action, &request_ctx);
-    let body = callback_body(&flow, &core, action, context, outcome);
+    let body = callback_body(&rules(&flow, &core), action, context, outcome);
     let now = now_ms();
     let deadline = match flow.callback_deadline {
         Some(d) => now + d.as_millis() as i64,
@@ -626,152 +470,4 @@ async fn not_their_order(
         }
     }
     None
-}
-
-/// The callback answering `action`: the message, or the error. An outgoing message that breaks
-/// the core schema or the domain rules is logged and replaced by an internal error, so a
-/// receiver never gets an invalid message.
-pub(crate) fn callback_body(
-    flow: &CompiledFlow,
-    core: &CoreSchemas,
-    action: Action,
-    context: Value,
-    outcome: Result<Value, BecknError>,
-) -> Value {
-    let body = match outcome {
-        Ok(message) => json!({"context": context, "message": message}),
-        Err(error) => return error_body(action, context, error),
-    };
-    let callback = action.callback();
-    let violations = outgoing_violations(flow, core, callback, &body);
-    if violations.is_empty() {
-        return body;
-    }
-    let ids = |k: &str| body["context"][k].as_str().unwrap_or_default().to_string();
-    let (transaction_id, message_id) = (ids("transaction_id"), ids("message_id"));
-    for v in &violations {
-        tracing::error!(flow = %flow.name, %callback, %transaction_id, %message_id, path = %v.path, problem = %v.message, "outgoing {callback} breaks the schema");
-    }
-    let error = BecknError::new(
-        ErrorCode::InternalError,
-        format!("the provider produced an invalid {callback}"),
-    );
-    error_body(action, body["context"].clone(), error)
-}
-
-/// Why a callback was not queued.
-#[derive(Debug)]
-pub(crate) enum NotQueued {
-    /// The request's claim was taken over: another process answers it.
-    ClaimLost,
-    Failed(String),
-}
-
-impl From<StoreError> for NotQueued {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::ClaimLost => NotQueued::ClaimLost,
-            e => NotQueued::Failed(e.to_string()),
-        }
-    }
-}
-
-/// Queues the callback `body` for `{callback_base}/on_<action>` (of `kind`: an answer or an
-/// unsolicited update), noting the order it carries; the same commit marks `completes` done,
-/// if its claim still holds it.
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn queue_callback(
-    services: &Services,
-    flow: &CompiledFlow,
-    kind: &str,
-    callback_base: &str,
-    action: Action,
-    body: &Value,
-    deadline: i64,
-    completes: HeldRequest,
-) -> Result<i64, NotQueued> {
-    let bytes = serde_json::to_vec(body)
-        .map_err(|e| NotQueued::Failed(format!("cannot serialise: {e}")))?;
-    if flow.ultra.is_some() {
-        // The order update below is not fenced: a process that lost the request reports no
-        // order. (One that loses it between the two commits is refused by the fence on its
-        // callback; Ultra's repeat rule drops its report when the new holder reports.)
-        let lease = services.outbox.settings.work_lease.as_millis() as i64;
-        let held = services
-            .outbox
-            .store
-            .renew_request(&completes.key, &completes.claim, now_ms() + lease)
-            .await?;
-        if !held {
-            return Err(NotQueued::ClaimLost);
-        }
-    }
-    // An order event for Ultra goes first: if the process stops between the two, the request
-    // runs again and the OMS update, already noted, is not queued twice.
-    crate::ultra::report::order_event(services, flow, action.callback(), body)
-        .await
-        .map_err(|e| {
-            NotQueued::Failed(format!("the Ultra order update could not be queued: {e}"))
-        })?;
-    let mut item = callback_item(flow, kind, callback_base, action, body, bytes);
-    item.deadline = Some(deadline);
-    item.completes = Some(completes);
-    services.outbox.submit(item).await.map_err(NotQueued::from)
-}
-
-/// The outbox message carrying callback `body` (already serialised as `bytes`), due at once,
-/// with no deadline and answering nothing yet.
-fn callback_item(
-    flow: &CompiledFlow,
-    kind: &str,
-    callback_base: &str,
-    action: Action,
-    body: &Value,
-    bytes: Vec<u8>,
-) -> NewOutbox {
-    let text = |p: &str| body.pointer(p).and_then(Value::as_str).map(str::to_string);
-    let order = text("/message/order/id").map(|id| (id, text("/message/order/status")));
-    NewOutbox {
-        flow: flow.name.clone(),
-        kind: kind.into(),
-        url: format!("{callback_base}/{}", action.callback()),
-        action: action.callback().to_string(),
-        transaction_id: text("/context/transaction_id").unwrap_or_default(),
-        message_id: text("/context/message_id").unwrap_or_default(),
-        body: bytes::Bytes::from(bytes),
-        deadline: None,
-        completes: None,
-        order,
-        not_before: None,
-        sequence: None,
-        claimed_by: None,
-    }
-}
-
-/// A callback reporting `error` instead of a result, its code one of the Beckn table (else
-/// 31001) and its texts bounded, whoever made it.
-pub(crate) fn error_body(action: Action, context: Value, error: BecknError) -> Value {
-    let error = error.bounded(ErrorCode::InternalError);
-    if action.callback_requires_message() {
-        json!({"context": context, "message": {}, "error": error})
-    } else {
-        json!({"context": context, "error": error})
-    }
-}
-
-/// Core schema and domain rule violations of an outgoing message.
-pub fn outgoing_violations(
-    flow: &CompiledFlow,
-    core: &CoreSchemas,
-    name: &str,
-    body: &Value,
-) -> Vec<Violation> {
-    let mut out = core
-        .get(name)
-        .map(|v| v.violations(body, MAX_VIOLATIONS))
-        .unwrap_or_default();
-    if let Some(rules) = &flow.domain_rules {
-        out.extend(rules.check(name, body, flow.allow_loopback_uris, MAX_VIOLATIONS));
-    }
-    out
 }

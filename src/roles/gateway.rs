@@ -21,13 +21,15 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::Services;
-use super::bpp::read_body;
 use crate::beckn::ack::{Rejection, ack};
 use crate::beckn::context::check_times;
 use crate::beckn::registry::{LookupQuery, Subscriber, SubscriberType};
 use crate::beckn::schema::CoreSchemas;
 use crate::beckn::trust::{self, GATEWAY_HEADER};
 use crate::compile::{CompiledFlow, CompiledSet};
+use crate::intake::body::read_body;
+use crate::intake::content_type::check_content_type;
+use crate::intake::validate::action_matches;
 use crate::store::SentRequest;
 
 /// One gateway flow's endpoints.
@@ -114,18 +116,11 @@ async fn accept(
         .flow(&ep.flow_name)
         .cloned()
         .ok_or_else(|| Rejection::Unavailable(format!("flow {} is not loaded", ep.flow_name)))?;
-    super::bpp::check_content_type(headers)?;
+    check_content_type(headers)?;
     let bytes = read_body(body, flow.max_body_bytes).await?;
     let verified = trust::verify_inbound(&flow, &ep.services.registries, headers, &bytes).await?;
     let request: Value = serde_json::from_slice(&bytes).map_err(|e| Rejection::malformed(&e))?;
-    if let Some(found) = request.pointer("/context/action").and_then(Value::as_str)
-        && found != action
-    {
-        return Err(Rejection::ActionMismatch {
-            endpoint: action.to_string(),
-            found: found.to_string(),
-        });
-    }
+    action_matches(action, &request)?;
     if let Some(v) = set.core.get(action)
         && let Some(first) = v.violations(&request, 1).into_iter().next()
     {

@@ -1,16 +1,29 @@
 //! The Beckn roles the adapter plays, on top of the engine and the protocol layer.
+//!
+//! Each role is a file (or directory) of its own and never uses another; what they share at
+//! run time lives here: the [`Services`] they are given, the [`rules`] a flow's messages are
+//! checked against, queueing a callback ([`queue_callback`]) and resuming the work a stopped
+//! process left ([`rescue_unfinished`]). What they share before and after their work (body,
+//! content type, checks, NACKs, error bodies) is `crate::intake`.
 
 pub mod bap;
 pub mod bpp;
 pub mod events;
 pub mod gateway;
-pub mod poller;
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
+use serde_json::Value;
+
 use crate::backend::Transport;
+use crate::beckn::action::Action;
+use crate::beckn::schema::CoreSchemas;
 use crate::beckn::trust::RegistryPool;
+use crate::compile::{CompiledFlow, CompiledSet};
 use crate::delivery::Outbox;
+use crate::intake::validate::Rules;
+use crate::store::{HeldRequest, NewOutbox, StoreError, now_ms};
 
 /// What every role needs from the outside world; injected so tests and `render` can swap parts.
 pub struct Services {
@@ -18,4 +31,163 @@ pub struct Services {
     /// Durable state and delivery: requests are recorded in `outbox.store` before their ACK.
     pub outbox: Arc<Outbox>,
     pub registries: RegistryPool,
+}
+
+/// What `flow`'s messages, arriving and leaving, are checked against.
+pub fn rules<'a>(flow: &'a CompiledFlow, core: &'a CoreSchemas) -> Rules<'a> {
+    Rules {
+        flow: &flow.name,
+        subscriber_id: &flow.subscriber_id,
+        core,
+        domain: flow.domain_rules.as_deref(),
+        allow_loopback_uris: flow.allow_loopback_uris,
+        time_limits: &flow.time_limits,
+    }
+}
+
+/// Why a callback was not queued.
+#[derive(Debug)]
+pub(crate) enum NotQueued {
+    /// The request's claim was taken over: another process answers it.
+    ClaimLost,
+    Failed(String),
+}
+
+impl From<StoreError> for NotQueued {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::ClaimLost => NotQueued::ClaimLost,
+            e => NotQueued::Failed(e.to_string()),
+        }
+    }
+}
+
+/// Queues the callback `body` for `{callback_base}/on_<action>` (of `kind`: an answer or an
+/// unsolicited update), noting the order it carries; the same commit marks `completes` done,
+/// if its claim still holds it.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn queue_callback(
+    services: &Services,
+    flow: &CompiledFlow,
+    kind: &str,
+    callback_base: &str,
+    action: Action,
+    body: &Value,
+    deadline: i64,
+    completes: HeldRequest,
+) -> Result<i64, NotQueued> {
+    let bytes = serde_json::to_vec(body)
+        .map_err(|e| NotQueued::Failed(format!("cannot serialise: {e}")))?;
+    if flow.ultra.is_some() {
+        // The order update below is not fenced: a process that lost the request reports no
+        // order. (One that loses it between the two commits is refused by the fence on its
+        // callback; Ultra's repeat rule drops its report when the new holder reports.)
+        let lease = services.outbox.settings.work_lease.as_millis() as i64;
+        let held = services
+            .outbox
+            .store
+            .renew_request(&completes.key, &completes.claim, now_ms() + lease)
+            .await?;
+        if !held {
+            return Err(NotQueued::ClaimLost);
+        }
+    }
+    // An order event for Ultra goes first: if the process stops between the two, the request
+    // runs again and the OMS update, already noted, is not queued twice.
+    crate::ultra::report::order_event(&services.outbox, flow, action.callback(), body)
+        .await
+        .map_err(|e| {
+            NotQueued::Failed(format!("the Ultra order update could not be queued: {e}"))
+        })?;
+    let mut item = callback_item(flow, kind, callback_base, action, body, bytes);
+    item.deadline = Some(deadline);
+    item.completes = Some(completes);
+    services.outbox.submit(item).await.map_err(NotQueued::from)
+}
+
+/// The outbox message carrying callback `body` (already serialised as `bytes`), due at once,
+/// with no deadline and answering nothing yet.
+pub(crate) fn callback_item(
+    flow: &CompiledFlow,
+    kind: &str,
+    callback_base: &str,
+    action: Action,
+    body: &Value,
+    bytes: Vec<u8>,
+) -> NewOutbox {
+    let text = |p: &str| body.pointer(p).and_then(Value::as_str).map(str::to_string);
+    let order = text("/message/order/id").map(|id| (id, text("/message/order/status")));
+    NewOutbox {
+        flow: flow.name.clone(),
+        kind: kind.into(),
+        url: format!("{callback_base}/{}", action.callback()),
+        action: action.callback().to_string(),
+        transaction_id: text("/context/transaction_id").unwrap_or_default(),
+        message_id: text("/context/message_id").unwrap_or_default(),
+        body: bytes::Bytes::from(bytes),
+        deadline: None,
+        completes: None,
+        order,
+        not_before: None,
+        sequence: None,
+        claimed_by: None,
+    }
+}
+
+/// Runs again the requests and events that were accepted but never answered: at start, every
+/// one left by this store's previous process (single-process stores); then, on stores shared
+/// by several processes, those whose process stopped (its lease ended, not renewed), checked
+/// every tenth of the lease, so a take-over comes at most 1.1 leases after the last renewal.
+pub async fn rescue_unfinished(
+    flows: Arc<ArcSwap<CompiledSet>>,
+    services: Arc<Services>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) {
+    const PAGE: usize = 256;
+    let store = &services.outbox.store;
+    let lease = services.outbox.settings.work_lease;
+    let mut take_all = !store.shared();
+    tokio::pin!(shutdown);
+    loop {
+        loop {
+            let claimed = store
+                .claim_unfinished(
+                    &services.outbox.owner,
+                    now_ms(),
+                    lease.as_millis() as i64,
+                    PAGE,
+                    take_all,
+                )
+                .await;
+            let batch = match claimed {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read unfinished requests");
+                    break;
+                }
+            };
+            let n = batch.len();
+            let set = flows.load_full();
+            for u in batch {
+                if u.key.action == events::EVENT {
+                    events::resume(&set, u, &services);
+                } else {
+                    bpp::resume(&set, u, &services);
+                }
+            }
+            if n < PAGE {
+                break;
+            }
+        }
+        take_all = false;
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tokio::time::sleep(recheck_interval(lease)) => {}
+        }
+    }
+}
+
+/// How often the store is asked for requests whose lease ended: a tenth of the lease.
+fn recheck_interval(lease: std::time::Duration) -> std::time::Duration {
+    (lease / 10).max(std::time::Duration::from_millis(50))
 }

@@ -23,7 +23,7 @@ use crate::compile::CompiledSet;
 use crate::config::model::Role;
 use crate::roles::Services;
 use crate::roles::bpp::{self, BppEndpoint};
-use crate::roles::events::EventsEndpoint;
+use crate::roles::events::webhook::EventsEndpoint;
 use crate::roles::gateway::{self, GatewayEndpoint};
 pub use connection::ListenerLimits;
 use lookup::LookupEndpoint;
@@ -57,7 +57,7 @@ pub fn routers(
                         Router::new()
                             .route(
                                 &format!("{}{}", flow.base_path, webhook.path),
-                                post(crate::roles::events::receive),
+                                post(crate::roles::events::webhook::receive),
                             )
                             .with_state(ep),
                     );

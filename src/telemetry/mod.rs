@@ -5,7 +5,6 @@
 //! like. The registry is process-wide: a process is one adapter.
 
 pub mod log_format;
-pub mod payloads;
 
 use std::sync::LazyLock;
 use std::time::Duration;

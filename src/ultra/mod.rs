@@ -2,7 +2,8 @@
 //!
 //! - `token.rs`: the RS256 `secureToken` every call carries, minted and reused;
 //! - `api.rs`: the token and user APIs (`/1/dummy`, the grant exchange, the user's contact);
-//! - `sign_in.rs`: the buyer app's sign-in endpoint, keeping the user's identity token;
+//! - `sign_in.rs`: a user's sign-in (the grant exchanged for their identity token and
+//!   contact), offered by the buyer app's client API (`roles::bap::ultra`);
 //! - `oms.rs`: what an OMS order must look like, which states may follow which, and what
 //!   Ultra's answers mean;
 //! - `report.rs`: order events (callbacks sent or received) mapped into OMS updates and

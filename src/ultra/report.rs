@@ -11,8 +11,8 @@ use super::UltraConnection;
 use super::oms::{self, OmsState};
 use crate::compile::{CompiledFlow, CompiledSet};
 use crate::delivery::Outbox;
-use crate::roles::Services;
-use crate::roles::bap::text;
+use crate::engine::flow_value;
+use crate::intake::message::text;
 use crate::store::ultra::sequence_key;
 use crate::store::{NewOutbox, OmsEvent, OmsQueued, OmsRecord, OutboxItem, StoreError, now_ms};
 
@@ -47,12 +47,11 @@ struct Failure {
 /// `outbox retry` reports it. Only a store failure is an error: the caller should make the
 /// event come again (NACK, or leave its request unfinished).
 pub async fn order_event(
-    services: &Services,
+    outbox: &Outbox,
     flow: &CompiledFlow,
     callback: &str,
     body: &Value,
 ) -> Result<Reported, StoreError> {
-    let outbox = &services.outbox;
     let failure = match map_and_queue(outbox, flow, callback, body).await? {
         Ok(reported) => return Ok(reported),
         Err(failure) => failure,
@@ -459,7 +458,7 @@ pub fn order_scope(
     vars.insert("action".into(), json!(callback));
     vars.insert("user".into(), json!({"identity_token": identity}));
     vars.insert("unit".into(), json!(conn.unit.as_str()));
-    vars.insert("flow".into(), crate::roles::bap::flow_value(flow));
+    vars.insert("flow".into(), flow_value(flow));
     if let Some(script) = &u.script {
         let prepared = flow
             .scripts

@@ -482,7 +482,7 @@ async fn a_request_recovered_after_its_ttl_is_answered_with_an_error_and_not_run
         .unwrap();
     assert_eq!(accepted, beckn_adapter::store::Admission::New);
     // What the next run's recovery does at start.
-    tokio::spawn(beckn_adapter::roles::bpp::rescue_unfinished(
+    tokio::spawn(beckn_adapter::roles::rescue_unfinished(
         net.flows.clone(),
         net.services.clone(),
         std::future::pending(),

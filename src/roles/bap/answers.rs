@@ -8,9 +8,10 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::BapEndpoint;
 use super::signals::announced;
-use super::{BapEndpoint, flow_value};
 use crate::compile::CompiledFlow;
+use crate::engine::flow_value;
 use crate::store::{Disposition, RefusedCallback, SentRequest, StoreError, now_ms};
 
 /// Where a request stands.

@@ -29,7 +29,7 @@ use super::{BapEndpoint, outbound};
 use crate::beckn::action::Action;
 use crate::compile::{CompiledBap, CompiledFlow};
 use crate::config::model::AnswerMode;
-use crate::roles::bpp::read_body;
+use crate::intake::body::read_body;
 use crate::store::{Disposition, StoreError};
 
 /// Why a call of the client API was refused (nothing was sent), or could not be answered.
@@ -166,7 +166,7 @@ async fn send(
             .map_err(|e| ClientError::BadBody(format!("the body is not JSON: {e}")))?
     };
     let mode = answer_mode(bap, query, &input)?;
-    let user = crate::ultra::sign_in::session_user(ep, &flow, headers).await?;
+    let user = super::ultra::session_user(ep, &flow, headers).await?;
     let user_value = user
         .as_ref()
         .map(crate::ultra::sign_in::user_value)

@@ -27,19 +27,19 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
-use super::{BapEndpoint, text, webhook};
+use super::{BapEndpoint, webhook};
 use crate::beckn::ack::{Rejection, ack};
 use crate::beckn::action::Action;
 use crate::beckn::redact;
-use crate::beckn::schema::CoreSchemas;
 use crate::beckn::trust;
 use crate::compile::CompiledFlow;
 use crate::config::model::AnswerMode;
-use crate::roles::bpp::{check_content_type, first_violation, read_body};
+use crate::intake::body::read_body;
+use crate::intake::content_type::check_content_type;
+use crate::intake::message::text;
+use crate::intake::payloads;
+use crate::roles::rules;
 use crate::store::{Accepted, Disposition, NewCallback, RefusedCallback, SentRequest, now_ms};
-
-/// Most violations looked at per check.
-const MAX_VIOLATIONS: usize = 5;
 
 /// `POST {base_path}/{callback}`.
 pub async fn receive(
@@ -73,12 +73,12 @@ async fn accept(
         .ok_or_else(|| Rejection::Unavailable(format!("flow {} is not loaded", ep.flow_name)))?;
     check_content_type(headers)?;
     let bytes = read_body(body, flow.max_body_bytes).await?;
-    crate::telemetry::payloads::received(&flow.name, callback, headers, &bytes);
+    payloads::received(&flow.name, callback, headers, &bytes);
     let checked = async {
         let verified =
             trust::verify_inbound(&flow, &ep.services.registries, headers, &bytes).await?;
         let parsed: Value = serde_json::from_slice(&bytes).map_err(|e| Rejection::malformed(&e))?;
-        check_callback(&flow, &set.core, action, &parsed)?;
+        rules(&flow, &set.core).check_callback(action, &parsed)?;
         let bpp_id = text(&parsed, "/context/bpp_id").to_string();
         if let Some(signer) = &verified.signer
             && *signer != bpp_id
@@ -171,7 +171,7 @@ async fn accept(
     if matches!(disposition, Disposition::Answer | Disposition::Unsolicited) {
         // Also for a repeat: the first delivery may have been filed by a process that stopped
         // before this; the store queues each state of an order once.
-        crate::ultra::report::order_event(&ep.services, &flow, callback, &parsed)
+        crate::ultra::report::order_event(&ep.services.outbox, &flow, callback, &parsed)
             .await
             .map_err(unavailable)?;
     }
@@ -260,39 +260,6 @@ fn cut(mut text: String, max: usize) -> String {
         text.push('…');
     }
     text
-}
-
-/// The checks of a parsed callback before it is looked at: action, core schema, recipient,
-/// domain rules.
-pub fn check_callback(
-    flow: &CompiledFlow,
-    core: &CoreSchemas,
-    action: Action,
-    body: &Value,
-) -> Result<(), Rejection> {
-    let name = action.callback();
-    if let Some(found) = body.pointer("/context/action").and_then(Value::as_str)
-        && found != name
-    {
-        return Err(Rejection::ActionMismatch {
-            endpoint: name.to_string(),
-            found: found.to_string(),
-        });
-    }
-    if let Some(v) = core.get(name) {
-        first_violation(v.violations(body, MAX_VIOLATIONS))?;
-    }
-    let bap_id = text(body, "/context/bap_id");
-    if bap_id != flow.subscriber_id {
-        return Err(Rejection::WrongBap {
-            ours: flow.subscriber_id.clone(),
-            found: bap_id.to_string(),
-        });
-    }
-    if let Some(rules) = &flow.domain_rules {
-        first_violation(rules.check(name, body, flow.allow_loopback_uris, MAX_VIOLATIONS))?;
-    }
-    Ok(())
 }
 
 /// How a checked callback is filed, and (for unknown ones) why.

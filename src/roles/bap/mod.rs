@@ -12,12 +12,16 @@
 //! like any request (signature of the BPP, core schema, domain rules), filed under their request
 //! or transaction in the store before the ACK, and late or unknown ones NACKed and kept.
 //! Waiting callers are woken by `signals.rs`, across processes on a shared store.
+//!
+//! A Flipkart Ultra user signs in and out on the client API too (`ultra.rs`); calls naming
+//! their session carry the user to the request templates and to Ultra's order reports.
 
 pub mod answers;
 pub mod client;
 pub mod inbound;
 pub mod outbound;
 pub mod signals;
+pub mod ultra;
 pub mod webhook;
 
 use std::net::SocketAddr;
@@ -26,7 +30,6 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use axum::Router;
 use axum::routing::{get, post};
-use serde_json::{Value, json};
 
 use super::Services;
 use crate::compile::{CompiledFlow, CompiledSet};
@@ -104,35 +107,12 @@ pub fn routers(
             &format!("{base}/transactions/{{transaction_id}}"),
             get(client::transaction),
         )
-        .route(
-            &format!("{base}/ultra/sign-in"),
-            post(crate::ultra::sign_in::sign_in),
-        )
-        .route(
-            &format!("{base}/ultra/sign-out"),
-            post(crate::ultra::sign_in::sign_out),
-        )
+        .route(&format!("{base}/ultra/sign-in"), post(ultra::sign_in))
+        .route(&format!("{base}/ultra/sign-out"), post(ultra::sign_out))
         .with_state(ep);
     if bap.client_listen == flow.listen {
         (network.merge(client), None)
     } else {
         (network, Some((bap.client_listen, client)))
     }
-}
-
-/// `flow` as templates see it (the same fields the provider's templates get).
-pub(crate) fn flow_value(flow: &CompiledFlow) -> Value {
-    json!({
-        "name": flow.name,
-        "subscriber_id": flow.subscriber_id,
-        "subscriber_uri": flow.subscriber_uri,
-        "domain": flow.domain,
-    })
-}
-
-/// A string field of a JSON object, or "".
-pub(crate) fn text<'a>(v: &'a Value, pointer: &str) -> &'a str {
-    v.pointer(pointer)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
 }

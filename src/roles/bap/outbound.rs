@@ -12,15 +12,17 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
+use super::BapEndpoint;
 use super::client::ClientError;
-use super::{BapEndpoint, flow_value, text};
 use crate::beckn::action::Action;
 use crate::beckn::context::{expiry, now_rfc3339};
 use crate::beckn::registry::{LookupQuery, SubscriberType};
 use crate::beckn::trust;
 use crate::compile::{CompiledBap, CompiledFlow, CompiledSet, GatewayTarget};
 use crate::config::model::AnswerMode;
-use crate::roles::bpp::outgoing_violations;
+use crate::engine::flow_value;
+use crate::intake::message::text;
+use crate::roles::rules;
 use crate::store::{Counterpart, Disposition, SentRequest, now_ms};
 
 /// Context fields only the adapter sets.
@@ -175,7 +177,7 @@ pub async fn prepare(
         context["bpp_uri"] = json!(bpp.bpp_uri);
     }
     let body = json!({"context": context, "message": envelope.message});
-    let violations = outgoing_violations(flow, &set.core, action.as_str(), &body);
+    let violations = rules(flow, &set.core).outgoing_violations(action.as_str(), &body);
     if !violations.is_empty() {
         return Err(ClientError::Invalid(
             violations
@@ -457,7 +459,7 @@ pub async fn send(
         return Ack::Failed(format!("not sent: {refused}"));
     }
     let headers = trust::sign_outbound(flow, &bytes);
-    crate::telemetry::payloads::sent(&flow.name, action, url, &headers, &bytes);
+    crate::intake::payloads::sent(&flow.name, action, url, &headers, &bytes);
     let mut req = ep
         .http
         .post(url)

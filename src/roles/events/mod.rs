@@ -1,45 +1,32 @@
-//! Order events from the backend (an ERP), pushed to a webhook or found by polling
-//! ([`super::poller`]). A webhook's event is authenticated (HMAC-SHA256 of the body with a
+//! Order events from the backend (an ERP), pushed to a webhook ([`webhook`]) or found by
+//! polling ([`poller`]). A webhook's event is authenticated (HMAC-SHA256 of the body with a
 //! shared secret); then every event, however it came, takes one path, [`accept_event`]: it is
 //! recorded like a request, and mapped by the flow's `events:` templates into an unsolicited
 //! `on_status` or `on_update` (a fresh message id, the transaction's id) sent through the
 //! outbox to the buyer app of that transaction.
 
+pub mod poller;
+pub mod webhook;
+
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
-use axum::Json;
-use axum::body::Body;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
 use blake2::{Blake2b512, Digest};
 use bytes::Bytes;
-use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
-use sha2::Sha256;
 
-use super::Services;
-use super::bpp::{NotQueued, callback_body, queue_callback, read_body};
-use crate::beckn::ack::Rejection;
+use super::{NotQueued, Services, queue_callback, rules};
 use crate::beckn::context::callback_context;
-use crate::beckn::redact;
 use crate::compile::{CompiledFlow, CompiledSet};
 use crate::engine;
+use crate::intake::answer::callback_body;
 use crate::store::heartbeat::{Held, while_held};
 use crate::store::{Admission, Inbound, InboundKey, now_ms};
-use crate::store::{Claim, HeldRequest};
+use crate::store::{Claim, HeldRequest, Unfinished};
 use crate::telemetry;
 
 /// The action name events are recorded under in the inbox.
 pub const EVENT: &str = "event";
-
-/// One flow's event webhook.
-pub struct EventsEndpoint {
-    pub flows: Arc<ArcSwap<CompiledSet>>,
-    pub flow_name: String,
-    pub services: Arc<Services>,
-}
 
 /// Why an event was refused; a webhook caller gets the status and the reason.
 #[derive(Debug, thiserror::Error)]
@@ -127,72 +114,6 @@ impl EventOutcome {
             EventOutcome::Ignored => "ignored",
         }
     }
-}
-
-/// `POST {base_path}{events.webhook.path}`.
-pub async fn receive(
-    State(ep): State<Arc<EventsEndpoint>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    match webhook_event(&ep, &headers, body).await {
-        Ok(outcome) => (
-            StatusCode::ACCEPTED,
-            Json(json!({"status": outcome.as_str()})),
-        )
-            .into_response(),
-        Err(e) => {
-            tracing::warn!(flow = %ep.flow_name, error = %e, "event refused");
-            (e.status(), Json(json!({"error": e.to_string()}))).into_response()
-        }
-    }
-}
-
-/// Authenticates a webhook's event, then hands it to [`accept_event`].
-async fn webhook_event(
-    ep: &EventsEndpoint,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<EventOutcome, EventError> {
-    let set = ep.flows.load_full();
-    let flow = set
-        .flow(&ep.flow_name)
-        .cloned()
-        .ok_or_else(|| EventError::Unavailable(format!("flow {} is not loaded", ep.flow_name)))?;
-    let checked = async {
-        let webhook = flow
-            .events
-            .as_ref()
-            .and_then(|e| e.webhook.as_ref())
-            .ok_or(EventError::NotConfigured)?;
-        let bytes = read_body(body, flow.max_body_bytes)
-            .await
-            .map_err(|e| match e {
-                Rejection::TooLarge(_) => EventError::TooLarge(e.to_string()),
-                e => EventError::BadEvent(e.to_string()),
-            })?;
-        let signature = headers
-            .get(webhook.signature_header.as_str())
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| {
-                EventError::Unauthorized(format!("missing {} header", webhook.signature_header))
-            })?;
-        verify_hmac(webhook.secret.expose().as_bytes(), &bytes, signature)?;
-        let event: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| EventError::BadEvent(format!("event is not JSON: {e}")))?;
-        Ok((event, bytes))
-    }
-    .await;
-    let (event, body) = checked.inspect_err(|e: &EventError| {
-        telemetry::event_received(&flow.name, EventSource::Webhook.as_str(), e.kind());
-    })?;
-    let incoming = IncomingEvent {
-        event,
-        body,
-        headers: redact::headers_json(headers),
-        source: EventSource::Webhook,
-    };
-    accept_event(set, flow, &ep.services, incoming).await
 }
 
 /// The one way in for order events, whatever brought them (webhook, poll): places the event
@@ -334,20 +255,30 @@ async fn record_event(
     }
 }
 
-fn verify_hmac(secret: &[u8], body: &[u8], header: &str) -> Result<(), EventError> {
-    let bad = || EventError::Unauthorized("the event signature does not match its body".into());
-    let hex_sig = header
-        .trim()
-        .strip_prefix("sha256=")
-        .unwrap_or(header.trim());
-    let tag = hex::decode(hex_sig).map_err(|_| bad())?;
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret).map_err(|_| bad())?;
-    mac.update(body);
-    mac.verify_slice(&tag).map_err(|_| bad())
+/// Maps again an event `u` accepted but never answered (its process stopped), unless its flow
+/// is gone.
+pub(crate) fn resume(set: &Arc<CompiledSet>, u: Unfinished, services: &Arc<Services>) {
+    let flow = set.flow(&u.key.flow).cloned();
+    let event = serde_json::from_slice::<Value>(&u.body).ok();
+    if let (Some(flow), Some(event)) = (flow, event) {
+        tracing::info!(flow = %flow.name, transaction_id = %u.transaction_id, "resuming an accepted event");
+        tokio::spawn(process(
+            flow,
+            set.clone(),
+            event,
+            u.transaction_id,
+            u.callback_base,
+            HeldRequest {
+                key: u.key,
+                claim: u.claim,
+            },
+            services.clone(),
+        ));
+    }
 }
 
 /// Maps an accepted event into its unsolicited callback and queues it.
-pub(crate) async fn process(
+async fn process(
     flow: Arc<CompiledFlow>,
     set: Arc<CompiledSet>,
     event: Value,
@@ -396,7 +327,7 @@ pub(crate) async fn process(
         tracing::warn!(flow = %flow.name, %callback, %transaction_id, %message_id, error = %e, "event mapping failed; telling the buyer app with an error");
         e.to_beckn()
     });
-    let body = callback_body(&flow, &set.core, events.callback, context, outcome);
+    let body = callback_body(&rules(&flow, &set.core), events.callback, context, outcome);
     let deadline = now_ms()
         + flow
             .callback_deadline
@@ -423,23 +354,5 @@ pub(crate) async fn process(
         Err(NotQueued::Failed(e)) => {
             tracing::error!(flow = %flow.name, error = %e, "unsolicited callback could not be queued; the event will run again after a restart")
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hmac_signatures() {
-        let sig = {
-            let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(b"k").unwrap();
-            mac.update(b"{}");
-            format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-        };
-        assert!(verify_hmac(b"k", b"{}", &sig).is_ok());
-        assert!(verify_hmac(b"k", b"{ }", &sig).is_err());
-        assert!(verify_hmac(b"other", b"{}", &sig).is_err());
-        assert!(verify_hmac(b"k", b"{}", "sha256=zz").is_err());
     }
 }

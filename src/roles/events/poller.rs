@@ -1,6 +1,6 @@
 //! Order events found by polling the backend (`events.poll`): one task per flow asks the
 //! backend for the events after the cursor it last saw, hands each to
-//! [`events::accept_event`] (the path webhook events take once authenticated), and saves the
+//! [`accept_event`] (the path webhook events take once authenticated), and saves the
 //! next cursor in the store only after the page's events are recorded. A crash re-reads the
 //! page; the inbox drops the events it recorded already.
 //!
@@ -22,11 +22,11 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::Services;
-use super::events::{self, EventError, EventOutcome, EventSource, IncomingEvent};
+use super::{EventError, EventOutcome, EventSource, IncomingEvent, accept_event};
 use crate::backend::{BackendFailure, BackendRequest};
 use crate::compile::{CompiledFlow, CompiledPoll, CompiledSet};
 use crate::engine::EngineError;
+use crate::roles::Services;
 use crate::store::{StoreError, now_ms};
 use crate::telemetry;
 
@@ -251,7 +251,7 @@ async fn poll_once(
             headers: "{}".to_string(),
             source: EventSource::Poll,
         };
-        match events::accept_event(set.clone(), flow.clone(), services, incoming).await {
+        match accept_event(set.clone(), flow.clone(), services, incoming).await {
             // In order: each event's callback is queued before the next event is taken.
             Ok(EventOutcome::Accepted { task }) => {
                 let _ = task.await;
@@ -295,12 +295,7 @@ fn poll_request(
 ) -> Result<BackendRequest, EngineError> {
     let scope = crate::mapping::jvalue(json!({
         "cursor": cursor,
-        "flow": {
-            "name": flow.name,
-            "subscriber_id": flow.subscriber_id,
-            "subscriber_uri": flow.subscriber_uri,
-            "domain": flow.domain,
-        },
+        "flow": crate::engine::flow_value(flow),
     }));
     let t = &flow.templates;
     Ok(BackendRequest {
