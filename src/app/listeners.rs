@@ -31,3 +31,25 @@ impl Listeners {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_pre_bound_listener_serves_its_address_and_others_are_bound() {
+        let ephemeral = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = ephemeral.local_addr().unwrap();
+        let mut listeners = Listeners::new();
+        listeners.add(ephemeral).unwrap();
+        let taken = listeners.take_or_bind(addr).await.unwrap();
+        assert_eq!(taken.local_addr().unwrap(), addr);
+        // Taken once: the address is now held by `taken`, so binding it again fails.
+        assert!(listeners.take_or_bind(addr).await.is_err());
+        let other = listeners
+            .take_or_bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        assert_ne!(other.local_addr().unwrap(), addr);
+    }
+}

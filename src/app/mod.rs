@@ -127,15 +127,8 @@ impl App {
             reloader,
             store,
         } = self;
-        let stop = stop_signal(shutdown);
+        // Every listener is bound before anything starts: a busy address stops the start.
         let outbox = services.outbox.clone();
-        tokio::spawn(outbox.clone().run(flows.clone(), stop()));
-        tokio::spawn(purge_periodically(
-            store.clone(),
-            settings.retention,
-            stop(),
-        ));
-
         let served = settings.served.addresses(&flows.load());
         let mut bound = Vec::new();
         for (addr, router) in server::routers(&flows, &services) {
@@ -165,6 +158,13 @@ impl App {
             bound.push((listener, server::admin::router(state)));
             tracing::info!(admin = %addr, "admin listener: /health /ready /metrics /admin/status /admin/reload /admin/outbox");
         }
+        let stop = stop_signal(shutdown);
+        tokio::spawn(outbox.clone().run(flows.clone(), stop()));
+        tokio::spawn(purge_periodically(
+            store.clone(),
+            settings.retention,
+            stop(),
+        ));
         // Dropped when serving ends, which stops the watching.
         let _watcher = match settings.watch {
             None => None,

@@ -106,3 +106,19 @@ impl Settings {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Served;
+
+    #[test]
+    fn served_names_the_flows_that_get_listeners() {
+        assert!(Served::All.includes("greenfield-lab"));
+        let only = Served::Only(vec!["greenfield-lab".into()]);
+        assert!(only.includes("greenfield-lab"));
+        assert!(!only.includes("krishi-lab"));
+        let except = Served::Except(vec!["krishi-lab".into()]);
+        assert!(except.includes("greenfield-lab"));
+        assert!(!except.includes("krishi-lab"));
+    }
+}
