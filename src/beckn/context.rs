@@ -4,21 +4,27 @@ use serde_json::{Value, json};
 
 use super::ack::Rejection;
 use super::action::Action;
-use crate::compile::CompiledFlow;
+use super::participant::Participant;
 
 /// The context of the `on_*` answering `request_context`: same transaction and message ids,
-/// the callback's action, this provider's id and URI, and a fresh timestamp.
-pub fn callback_context(flow: &CompiledFlow, action: Action, request_context: &Value) -> Value {
+/// the callback's action, this provider's id and URI, and a fresh timestamp; `domain` where the
+/// request named none.
+pub fn callback_context(
+    me: &Participant,
+    domain: &str,
+    action: Action,
+    request_context: &Value,
+) -> Value {
     let mut ctx = match request_context {
         Value::Object(m) => Value::Object(m.clone()),
         _ => json!({}),
     };
     ctx["action"] = json!(action.callback());
-    ctx["bpp_id"] = json!(flow.subscriber_id);
-    ctx["bpp_uri"] = json!(flow.subscriber_uri);
+    ctx["bpp_id"] = json!(me.subscriber_id);
+    ctx["bpp_uri"] = json!(me.subscriber_uri);
     ctx["timestamp"] = json!(now_rfc3339());
     if ctx.get("domain").is_none() {
-        ctx["domain"] = json!(flow.domain);
+        ctx["domain"] = json!(domain);
     }
     if ctx.get("version").is_none() {
         ctx["version"] = json!("1.1.0");

@@ -6,6 +6,7 @@ pub mod context;
 pub mod domain;
 pub mod error;
 pub mod order_ref;
+pub mod participant;
 pub mod redact;
 pub mod registry;
 pub mod schema;

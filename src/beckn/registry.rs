@@ -131,6 +131,21 @@ pub struct EmbeddedRegistry {
     pub subscribers: Vec<Subscriber>,
 }
 
+/// Where a participant looks subscribers up.
+#[derive(Clone)]
+pub enum RegistrySource {
+    Embedded(Arc<EmbeddedRegistry>),
+    Remote {
+        url: String,
+        cache_ttl: Duration,
+        /// How long answers without a usable entry, and failures, are reused.
+        negative_cache_ttl: Duration,
+        timeout: Duration,
+        /// Most lookups per second sent to this registry.
+        max_lookups_per_second: u32,
+    },
+}
+
 /// The embedded registry file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

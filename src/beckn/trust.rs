@@ -7,12 +7,12 @@ use std::sync::{Arc, Mutex};
 use axum::http::HeaderMap;
 
 use super::ack::Rejection;
+use super::participant::Participant;
 use super::registry::{
-    CachedRegistry, LookupQuery, Registry, RegistryError, RemoteRegistry, Subscriber,
-    SubscriberType,
+    CachedRegistry, LookupQuery, Registry, RegistryError, RegistrySource, RemoteRegistry,
+    Subscriber, SubscriberType,
 };
 use super::signing::{PublicKey, SignatureHeader};
-use crate::compile::{CompiledFlow, RegistrySource};
 
 /// Header carrying a gateway's signature next to the sender's `Authorization`.
 pub const GATEWAY_HEADER: &str = "x-gateway-authorization";
@@ -82,33 +82,28 @@ pub struct Verified {
 /// Every header is read and its times checked before any key is looked up, so a malformed
 /// or stale header costs no registry lookup.
 pub async fn verify_inbound(
-    flow: &CompiledFlow,
+    me: &Participant,
     registries: &RegistryPool,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Verified, Rejection> {
-    if !flow.verify_signatures {
+    if !me.verify_signatures {
         refuse_ambiguous(body)?;
         return Ok(Verified::default());
     }
     let now = jiff::Timestamp::now().as_second();
-    let auth = read_header(
-        flow,
-        headers,
-        axum::http::header::AUTHORIZATION.as_str(),
-        now,
-    )?
-    .ok_or_else(|| {
-        unauthorized(
-            flow,
-            false,
-            "missing Authorization header: messages must be signed (BECKN-006)".into(),
-        )
-    })?;
-    let gateway = read_header(flow, headers, GATEWAY_HEADER, now)?;
-    let signer = verify_one(flow, registries, &auth, body, now, false).await?;
+    let auth = read_header(me, headers, axum::http::header::AUTHORIZATION.as_str(), now)?
+        .ok_or_else(|| {
+            unauthorized(
+                me,
+                false,
+                "missing Authorization header: messages must be signed (BECKN-006)".into(),
+            )
+        })?;
+    let gateway = read_header(me, headers, GATEWAY_HEADER, now)?;
+    let signer = verify_one(me, registries, &auth, body, now, false).await?;
     let gateway = match gateway {
-        Some(g) => Some(verify_one(flow, registries, &g, body, now, true).await?),
+        Some(g) => Some(verify_one(me, registries, &g, body, now, true).await?),
         None => None,
     };
     refuse_ambiguous(body)?;
@@ -130,13 +125,13 @@ fn refuse_ambiguous(body: &[u8]) -> Result<(), Rejection> {
 /// The signature header `name` (`Authorization` or `X-Gateway-Authorization`), parsed and with
 /// its times checked; None when absent.
 fn read_header(
-    flow: &CompiledFlow,
+    me: &Participant,
     headers: &HeaderMap,
     name: &str,
     now: i64,
 ) -> Result<Option<SignatureHeader>, Rejection> {
     let proxy = name == GATEWAY_HEADER;
-    let reject = |reason: String| unauthorized(flow, proxy, reason);
+    let reject = |reason: String| unauthorized(me, proxy, reason);
     let mut values = headers.get_all(name).iter();
     let Some(value) = values.next() else {
         return Ok(None);
@@ -149,21 +144,21 @@ fn read_header(
         .map_err(|_| reject(format!("the {name} header is not ASCII text")))?;
     let parsed = SignatureHeader::parse(value).map_err(|e| reject(e.to_string()))?;
     parsed
-        .check_times(now, flow.signature_skew, flow.max_signature_lifetime)
+        .check_times(now, me.signature_skew, me.max_signature_lifetime)
         .map_err(|e| reject(e.to_string()))?;
     Ok(Some(parsed))
 }
 
 async fn verify_one(
-    flow: &CompiledFlow,
+    me: &Participant,
     registries: &RegistryPool,
     parsed: &SignatureHeader,
     body: &[u8],
     now: i64,
     proxy: bool,
 ) -> Result<String, Rejection> {
-    let reject = |reason: String| unauthorized(flow, proxy, reason);
-    let Some(source) = &flow.registry else {
+    let reject = |reason: String| unauthorized(me, proxy, reason);
+    let Some(source) = &me.registry else {
         return Err(reject(
             "no registry is configured to check signatures".into(),
         ));
@@ -210,9 +205,9 @@ async fn verify_one(
     Ok(parsed.subscriber_id.clone())
 }
 
-fn unauthorized(flow: &CompiledFlow, proxy: bool, reason: String) -> Rejection {
+fn unauthorized(me: &Participant, proxy: bool, reason: String) -> Rejection {
     Rejection::Unauthorized {
-        realm: flow.subscriber_id.clone(),
+        realm: me.subscriber_id.clone(),
         proxy,
         reason,
     }
@@ -221,12 +216,12 @@ fn unauthorized(flow: &CompiledFlow, proxy: bool, reason: String) -> Rejection {
 /// The URL the answer to `bap_id` goes to: the one the registry holds for it, which the
 /// context's `bap_uri` must match, so no sender can make the adapter call an arbitrary address.
 pub async fn callback_base(
-    flow: &CompiledFlow,
+    me: &Participant,
     registries: &RegistryPool,
     bap_id: &str,
     bap_uri: &str,
 ) -> Result<String, Rejection> {
-    let Some(source) = flow.registry.as_ref().filter(|_| flow.verify_signatures) else {
+    let Some(source) = me.registry.as_ref().filter(|_| me.verify_signatures) else {
         return Ok(bap_uri.trim_end_matches('/').to_string());
     };
     let query = LookupQuery {
@@ -258,11 +253,11 @@ pub async fn callback_base(
 
 /// The base URL of the gateway `gateway_id`, where answers to what it forwarded go.
 pub async fn gateway_base(
-    flow: &CompiledFlow,
+    me: &Participant,
     registries: &RegistryPool,
     gateway_id: &str,
 ) -> Result<String, Rejection> {
-    let Some(source) = &flow.registry else {
+    let Some(source) = &me.registry else {
         return Err(Rejection::Unavailable(
             "no registry to find the gateway in".into(),
         ));
@@ -287,17 +282,17 @@ pub async fn gateway_base(
         })
 }
 
-/// Headers that authenticate an outgoing `body` as this flow's participant.
-pub fn sign_outbound(flow: &CompiledFlow, body: &[u8]) -> Vec<(String, String)> {
-    let (Some(key), Some(key_id)) = (&flow.signing_key, &flow.key_id) else {
+/// Headers that authenticate an outgoing `body` as sent by `me`.
+pub fn sign_outbound(me: &Participant, body: &[u8]) -> Vec<(String, String)> {
+    let (Some(key), Some(key_id)) = (&me.signing_key, &me.key_id) else {
         return Vec::new();
     };
     let now = jiff::Timestamp::now().as_second();
     let value = key.sign(
         body,
-        &format!("{}|{key_id}", flow.subscriber_id),
+        &format!("{}|{key_id}", me.subscriber_id),
         now,
-        now + flow.signature_validity,
+        now + me.signature_validity,
     );
     vec![("Authorization".to_string(), value)]
 }

@@ -47,7 +47,7 @@ pub fn run(dirs: &Dirs) -> anyhow::Result<()> {
                     "  {} ({}, {}) on {}{}: {}",
                     f.name,
                     f.role.as_str(),
-                    f.subscriber_id,
+                    f.participant.subscriber_id,
                     f.listen,
                     f.base_path,
                     actions.join(" ")

@@ -6,22 +6,25 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::sinks::{FlowUltra, UltraConnection};
 use crate::backend::Backend;
 use crate::beckn::action::Action;
 use crate::beckn::domain::DomainRules;
 use crate::beckn::error::ErrorCode;
-use crate::beckn::registry::EmbeddedRegistry;
+use crate::beckn::participant::Participant;
 use crate::beckn::schema::CoreSchemas;
-use crate::beckn::signing::PrivateKey;
 use crate::config::Secret;
 use crate::config::model::{AnswerMode, Role};
 use crate::mapping::{ScriptEngine, Templates, ValueTemplate};
+
+/// Re-exported: flows name their registry source here.
+pub use crate::beckn::registry::RegistrySource;
 
 /// Everything loaded from one flows/mappings/schemas tree.
 pub struct CompiledSet {
     pub flows: Vec<Arc<CompiledFlow>>,
     /// Flipkart Ultra connections, by name.
-    pub ultra: Vec<Arc<crate::ultra::UltraConnection>>,
+    pub ultra: Vec<Arc<UltraConnection>>,
     pub core: Arc<CoreSchemas>,
     /// Hash of every source file's path and content: identifies the set in status and logs.
     pub hash: String,
@@ -34,7 +37,7 @@ impl CompiledSet {
         self.flows.iter().find(|f| f.name == name)
     }
 
-    pub fn ultra(&self, name: &str) -> Option<&Arc<crate::ultra::UltraConnection>> {
+    pub fn ultra(&self, name: &str) -> Option<&Arc<UltraConnection>> {
         self.ultra.iter().find(|c| c.name == name)
     }
 }
@@ -47,23 +50,13 @@ pub struct CompiledFlow {
     pub listen: SocketAddr,
     /// Normalised: empty, or `/prefix` without a trailing slash.
     pub base_path: String,
-    pub subscriber_id: String,
-    pub subscriber_uri: String,
-    pub key_id: Option<String>,
-    pub signing_key: Option<PrivateKey>,
-    pub verify_signatures: bool,
-    pub signature_skew: i64,
-    pub signature_validity: i64,
-    /// Longest `expires - created` of a received signature, seconds.
-    pub max_signature_lifetime: i64,
-    /// Bounds on a received message's `timestamp` and `ttl`.
-    pub time_limits: crate::beckn::context::TimeLimits,
-    pub registry: Option<RegistrySource>,
+    /// Who the flow is on the network: identity, key, trust settings.
+    pub participant: Participant,
     pub events: Option<CompiledEvents>,
     /// Buyer apps (`role: bap`): the gateway and the client API.
     pub bap: Option<CompiledBap>,
     /// Orders reported to Flipkart Ultra's OMS.
-    pub ultra: Option<crate::ultra::FlowUltra>,
+    pub ultra: Option<FlowUltra>,
     /// Answer `POST /lookup` from the embedded registry on this flow's listener.
     pub serve_registry: bool,
     /// Gateways: timeout of one forward; buyer apps: of one request sent.
@@ -80,21 +73,6 @@ pub struct CompiledFlow {
     pub actions: HashMap<Action, CompiledAction>,
     pub templates: Templates,
     pub scripts: ScriptEngine,
-}
-
-/// Where a flow looks subscribers up.
-#[derive(Clone)]
-pub enum RegistrySource {
-    Embedded(Arc<EmbeddedRegistry>),
-    Remote {
-        url: String,
-        cache_ttl: Duration,
-        /// How long answers without a usable entry, and failures, are reused.
-        negative_cache_ttl: Duration,
-        timeout: Duration,
-        /// Most lookups per second sent to this registry.
-        max_lookups_per_second: u32,
-    },
 }
 
 /// What a buyer app (`role: bap`) adds to a flow: where its searches go and the API its own

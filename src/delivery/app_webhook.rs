@@ -21,7 +21,7 @@ pub const KIND: &str = "app_webhook";
 /// app's webhook, a Beckn signature for everything sent to the network.
 pub fn headers_for(flow: &CompiledFlow, item: &OutboxItem) -> Vec<(String, String)> {
     if item.kind != KIND {
-        return trust::sign_outbound(flow, &item.body);
+        return trust::sign_outbound(&flow.participant, &item.body);
     }
     let Some(webhook) = flow.bap.as_ref().and_then(|b| b.webhook.as_ref()) else {
         return Vec::new();

@@ -415,7 +415,7 @@ impl Outbox {
         };
         // The token is minted once a slot is ours: one minted before a long wait could expire.
         let _turn = conn.limiter.acquire().await;
-        let token = match conn.secure_token() {
+        let token = match crate::ultra::secure_token(&conn) {
             Ok(t) => t,
             Err(e) => return Attempt::Transient(e.to_string(), None),
         };

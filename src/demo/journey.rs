@@ -320,7 +320,7 @@ impl<'n, 'o> Journey<'n, 'o> {
             .flows
             .load()
             .flow(flow)
-            .map(|f| f.subscriber_id.clone())
+            .map(|f| f.participant.subscriber_id.clone())
             .unwrap_or_default()
     }
 

@@ -55,7 +55,7 @@ pub async fn run(
         .load()
         .flows
         .iter()
-        .map(|f| (f.subscriber_id.clone(), f.name.clone()))
+        .map(|f| (f.participant.subscriber_id.clone(), f.name.clone()))
         .collect();
     let mut timeline = Timeline::new(out, names);
     timeline.say("beckn-adapter demo: a farmer books a soil test through the adapter");
@@ -68,7 +68,7 @@ pub async fn run(
         };
         timeline.say(&format!(
             "  {:<15} {:<29} {}",
-            f.name, f.subscriber_uri, role
+            f.name, f.participant.subscriber_uri, role
         ));
     }
     timeline.say(&format!(

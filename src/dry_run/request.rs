@@ -92,8 +92,8 @@ pub fn complete(flow: &CompiledFlow, action: Action, request: &Value) -> Value {
     put("bap_id", json!(DEFAULT_BAP_ID));
     put("bap_uri", json!(DEFAULT_BAP_URI));
     if action != Action::Search {
-        put("bpp_id", json!(flow.subscriber_id));
-        put("bpp_uri", json!(flow.subscriber_uri));
+        put("bpp_id", json!(flow.participant.subscriber_id));
+        put("bpp_uri", json!(flow.participant.subscriber_uri));
     }
     put("transaction_id", json!(DEFAULT_TRANSACTION_ID));
     put("message_id", json!(DEFAULT_MESSAGE_ID));
@@ -133,13 +133,13 @@ pub fn request_violations(
         out.extend(v.violations(request, MAX_VIOLATIONS));
     }
     if let Some(bpp_id) = request.pointer("/context/bpp_id").and_then(Value::as_str)
-        && bpp_id != flow.subscriber_id
+        && bpp_id != flow.participant.subscriber_id
     {
         out.push(Violation {
             path: "context.bpp_id".into(),
             message: format!(
                 "addressed to `{bpp_id}`, but this flow is `{}`",
-                flow.subscriber_id
+                flow.participant.subscriber_id
             ),
         });
     }

@@ -129,8 +129,8 @@ struct Run<'a> {
 pub fn flow_value(flow: &CompiledFlow) -> Value {
     json!({
         "name": flow.name,
-        "subscriber_id": flow.subscriber_id,
-        "subscriber_uri": flow.subscriber_uri,
+        "subscriber_id": flow.participant.subscriber_id,
+        "subscriber_uri": flow.participant.subscriber_uri,
         "domain": flow.domain,
     })
 }

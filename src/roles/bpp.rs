@@ -94,7 +94,8 @@ async fn receive(
     check_content_type(headers)?;
     let bytes = read_body(body, flow.max_body_bytes).await?;
     payloads::received(&flow.name, action.as_str(), headers, &bytes);
-    let verified = trust::verify_inbound(&flow, &ep.services.registries, headers, &bytes).await?;
+    let verified =
+        trust::verify_inbound(&flow.participant, &ep.services.registries, headers, &bytes).await?;
     let request: Value = serde_json::from_slice(&bytes).map_err(|e| Rejection::malformed(&e))?;
     rules(&flow, &set.core).check_request(action, &request)?;
     let context_text = |k: &str| {
@@ -109,7 +110,7 @@ async fn receive(
         && *signer != bap_id
     {
         return Err(Rejection::SignerMismatch {
-            realm: flow.subscriber_id.clone(),
+            realm: flow.participant.subscriber_id.clone(),
             signer: signer.clone(),
             field: "bap_id",
             claimed: bap_id,
@@ -117,7 +118,7 @@ async fn receive(
     }
     // The BAP's registered URL must be the bap_uri, even when the answer goes via a gateway.
     let mut callback_base = trust::callback_base(
-        &flow,
+        &flow.participant,
         &ep.services.registries,
         &bap_id,
         &context_text("bap_uri"),
@@ -126,7 +127,8 @@ async fn receive(
     if action == Action::Search
         && let Some(gateway) = &verified.gateway
     {
-        callback_base = trust::gateway_base(&flow, &ep.services.registries, gateway).await?;
+        callback_base =
+            trust::gateway_base(&flow.participant, &ep.services.registries, gateway).await?;
     }
     let permit = ep
         .in_flight
@@ -283,7 +285,7 @@ async fn process(
     if let Run::Recovered { received_at } = run
         && let Some(expired) = expiry(&request_ctx).filter(|t| *t < jiff::Timestamp::now())
     {
-        let context = callback_context(&flow, action, &request_ctx);
+        let context = callback_context(&flow.participant, &flow.domain, action, &request_ctx);
         answer_expired(
             &services,
             &flow,
@@ -319,7 +321,7 @@ async fn process(
             }
         }
     };
-    let context = callback_context(&flow, action, &request_ctx);
+    let context = callback_context(&flow.participant, &flow.domain, action, &request_ctx);
     let body = callback_body(&rules(&flow, &core), action, context, outcome);
     let now = now_ms();
     let deadline = match flow.callback_deadline {

@@ -118,7 +118,8 @@ async fn accept(
         .ok_or_else(|| Rejection::Unavailable(format!("flow {} is not loaded", ep.flow_name)))?;
     check_content_type(headers)?;
     let bytes = read_body(body, flow.max_body_bytes).await?;
-    let verified = trust::verify_inbound(&flow, &ep.services.registries, headers, &bytes).await?;
+    let verified =
+        trust::verify_inbound(&flow.participant, &ep.services.registries, headers, &bytes).await?;
     let request: Value = serde_json::from_slice(&bytes).map_err(|e| Rejection::malformed(&e))?;
     action_matches(action, &request)?;
     if let Some(v) = set.core.get(action)
@@ -138,14 +139,18 @@ async fn accept(
         && signer != claimed
     {
         return Err(Rejection::SignerMismatch {
-            realm: flow.subscriber_id.clone(),
+            realm: flow.participant.subscriber_id.clone(),
             signer,
             field: signer_field,
             claimed,
         });
     }
     let context = request.get("context").unwrap_or(&Value::Null);
-    let expires = check_times(context, &flow.time_limits, jiff::Timestamp::now())?;
+    let expires = check_times(
+        context,
+        &flow.participant.time_limits,
+        jiff::Timestamp::now(),
+    )?;
     Ok((
         flow,
         set.core.clone(),
@@ -170,7 +175,7 @@ async fn receive_search(
     };
     let bap_id = text("/context/bap_id").unwrap_or_default();
     trust::callback_base(
-        &flow,
+        &flow.participant,
         &ep.services.registries,
         &bap_id,
         &text("/context/bap_uri").unwrap_or_default(),
@@ -299,7 +304,7 @@ async fn receive_on_search(
         });
     }
     let base = trust::callback_base(
-        &flow,
+        &flow.participant,
         &ep.services.registries,
         &bap_id,
         &text("/context/bap_uri"),
@@ -330,7 +335,7 @@ async fn registered_provider(
     bpp_id: &str,
     domain: &str,
 ) -> Result<(), Rejection> {
-    let Some(source) = &flow.registry else {
+    let Some(source) = &flow.participant.registry else {
         return Err(Rejection::Unavailable("the gateway has no registry".into()));
     };
     let query = LookupQuery {
@@ -352,7 +357,7 @@ async fn registered_provider(
         Ok(())
     } else {
         Err(Rejection::Unauthorized {
-            realm: flow.subscriber_id.clone(),
+            realm: flow.participant.subscriber_id.clone(),
             proxy: false,
             reason: format!(
                 "{bpp_id} is not subscribed as a BPP of domain `{domain}`: only providers answer searches"
@@ -368,7 +373,7 @@ async fn providers(
     flow: &CompiledFlow,
     request: &Value,
 ) -> Result<Vec<Subscriber>, Rejection> {
-    let Some(source) = &flow.registry else {
+    let Some(source) = &flow.participant.registry else {
         return Err(Rejection::Unavailable("the gateway has no registry".into()));
     };
     let text = |p: &str| {
@@ -411,7 +416,7 @@ fn original_auth(headers: &HeaderMap) -> Option<String> {
 }
 
 fn gateway_signature(flow: &CompiledFlow, body: &[u8]) -> Option<String> {
-    trust::sign_outbound(flow, body)
+    trust::sign_outbound(&flow.participant, body)
         .into_iter()
         .next()
         .map(|(_, v)| v)

@@ -37,11 +37,11 @@ pub struct Services {
 pub fn rules<'a>(flow: &'a CompiledFlow, core: &'a CoreSchemas) -> Rules<'a> {
     Rules {
         flow: &flow.name,
-        subscriber_id: &flow.subscriber_id,
+        subscriber_id: &flow.participant.subscriber_id,
         core,
         domain: flow.domain_rules.as_deref(),
         allow_loopback_uris: flow.allow_loopback_uris,
-        time_limits: &flow.time_limits,
+        time_limits: &flow.participant.time_limits,
     }
 }
 

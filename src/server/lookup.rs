@@ -30,7 +30,10 @@ pub async fn lookup(State(ep): State<Arc<LookupEndpoint>>, body: axum::body::Byt
         }
     };
     let set = ep.flows.load();
-    let found = match set.flow(&ep.flow_name).and_then(|f| f.registry.clone()) {
+    let found = match set
+        .flow(&ep.flow_name)
+        .and_then(|f| f.participant.registry.clone())
+    {
         Some(RegistrySource::Embedded(reg)) => reg.find(&query),
         _ => Vec::new(),
     };

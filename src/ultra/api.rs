@@ -121,7 +121,7 @@ async fn send(
     url: &str,
 ) -> Result<reqwest::Response, UltraError> {
     let _turn = conn.limiter.acquire().await;
-    let token = conn.secure_token()?;
+    let token = super::secure_token(conn)?;
     let sent = req
         .header("secureToken", token)
         .timeout(conn.timeout)

@@ -82,7 +82,7 @@ pub(crate) async fn post_signed(
     let mut req = reqwest::Client::new()
         .post(format!("{}/{path}", net.urls[BAP]))
         .header("content-type", "application/json");
-    for (k, v) in trust::sign_outbound(flow, &bytes) {
+    for (k, v) in trust::sign_outbound(&flow.participant, &bytes) {
         req = req.header(k, v);
     }
     let resp = req.body(bytes).send().await.expect("BAP reachable");
@@ -105,7 +105,7 @@ pub(crate) fn callback(
         "context": {
             "domain": "agri.soil", "action": action, "version": "1.1.0",
             "bap_id": "farmer-app.example", "bap_uri": net.urls[BAP],
-            "bpp_id": lab.subscriber_id, "bpp_uri": lab.subscriber_uri,
+            "bpp_id": lab.participant.subscriber_id, "bpp_uri": lab.participant.subscriber_uri,
             "transaction_id": transaction_id, "message_id": message_id,
             "timestamp": jiff::Timestamp::now().to_string(), "ttl": "PT30S"
         },

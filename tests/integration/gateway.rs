@@ -83,7 +83,7 @@ impl SoilNetwork {
             .flows
             .load()
             .flow("soil-gateway")
-            .and_then(|f| f.registry.clone())
+            .and_then(|f| f.participant.registry.clone())
         {
             Some(RegistrySource::Embedded(reg)) => reg
                 .find(&LookupQuery::default())

@@ -163,8 +163,9 @@ async fn known_keys_outlive_a_registry_outage() {
     let (listener, addr) = bind().await;
     let env_for_file = HashMap::new();
     let set = load_flows(&repo().join("flows"), &env_for_file);
-    let Some(RegistrySource::Embedded(file)) =
-        set.flow("soil-gateway").and_then(|f| f.registry.clone())
+    let Some(RegistrySource::Embedded(file)) = set
+        .flow("soil-gateway")
+        .and_then(|f| f.participant.registry.clone())
     else {
         panic!("the sample gateway has the registry file");
     };
@@ -316,8 +317,9 @@ async fn signature_lifetime_is_bounded_and_created_may_not_be_in_the_future() {
 /// A registry stand-in on loopback serving the sample registry file and counting lookups.
 async fn counting_registry() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
     let set = load_flows(&repo().join("flows"), &HashMap::new());
-    let Some(RegistrySource::Embedded(file)) =
-        set.flow("soil-gateway").and_then(|f| f.registry.clone())
+    let Some(RegistrySource::Embedded(file)) = set
+        .flow("soil-gateway")
+        .and_then(|f| f.participant.registry.clone())
     else {
         panic!("the sample gateway has the registry file");
     };
@@ -349,8 +351,9 @@ async fn unknown_keys_cost_bounded_registry_lookups() {
     // the farmer app's key and callback URL are looked up once
     let registered_bap = {
         let set = load_flows(&repo().join("flows"), &HashMap::new());
-        let Some(RegistrySource::Embedded(file)) =
-            set.flow("soil-gateway").and_then(|f| f.registry.clone())
+        let Some(RegistrySource::Embedded(file)) = set
+            .flow("soil-gateway")
+            .and_then(|f| f.participant.registry.clone())
         else {
             panic!("the sample gateway has the registry file");
         };

@@ -122,14 +122,14 @@ fn secure_tokens_verify_with_an_independent_implementation() {
     let pem = std::fs::read(repo().join("registry/ultra/partner.TEST-ONLY.pem")).unwrap();
     let public = repo().join("registry/ultra/partner.pub.pem");
     for lifetime in [90, 1000] {
-        let minter = beckn_adapter::ultra::token::TokenMinter::new(
+        let minter = beckn_adapter::ultra::token::SecureTokenKey::new(
             "soilcare.farmerapp",
             &pem,
             Duration::from_secs(lifetime),
         )
         .unwrap();
         let now = jiff::Timestamp::now().as_second();
-        let token = minter.token(now).unwrap();
+        let token = beckn_adapter::ultra::token::token_at(&minter, now).unwrap();
         let out = Command::new("python3")
             .args([
                 SCRIPT,

@@ -76,7 +76,8 @@ async fn accept(
     payloads::received(&flow.name, callback, headers, &bytes);
     let checked = async {
         let verified =
-            trust::verify_inbound(&flow, &ep.services.registries, headers, &bytes).await?;
+            trust::verify_inbound(&flow.participant, &ep.services.registries, headers, &bytes)
+                .await?;
         let parsed: Value = serde_json::from_slice(&bytes).map_err(|e| Rejection::malformed(&e))?;
         rules(&flow, &set.core).check_callback(action, &parsed)?;
         let bpp_id = text(&parsed, "/context/bpp_id").to_string();
@@ -84,7 +85,7 @@ async fn accept(
             && *signer != bpp_id
         {
             return Err(Rejection::SignerMismatch {
-                realm: flow.subscriber_id.clone(),
+                realm: flow.participant.subscriber_id.clone(),
                 signer: signer.clone(),
                 field: "bpp_id",
                 claimed: bpp_id,

@@ -145,8 +145,8 @@ pub async fn prepare(
         ("domain", json!(flow.domain)),
         ("action", json!(action.as_str())),
         ("version", json!("1.1.0")),
-        ("bap_id", json!(flow.subscriber_id)),
-        ("bap_uri", json!(flow.subscriber_uri)),
+        ("bap_id", json!(flow.participant.subscriber_id)),
+        ("bap_uri", json!(flow.participant.subscriber_uri)),
         ("transaction_id", json!(transaction_id)),
         ("message_id", json!(uuid::Uuid::new_v4().to_string())),
         ("timestamp", json!(now_rfc3339())),
@@ -243,7 +243,7 @@ async fn route(
         let (recipient, base_url) = match &bap.gateway {
             Some(GatewayTarget::Url(url)) => (url.clone(), url.clone()),
             Some(GatewayTarget::Subscriber(id)) => {
-                let base = trust::gateway_base(flow, &ep.services.registries, id)
+                let base = trust::gateway_base(&flow.participant, &ep.services.registries, id)
                     .await
                     .map_err(|r| ClientError::Unroutable(r.to_string()))?;
                 (id.clone(), base)
@@ -353,7 +353,7 @@ async fn bpp_uri(
     bpp_id: &str,
     given: Option<String>,
 ) -> Result<String, ClientError> {
-    let Some(source) = &flow.registry else {
+    let Some(source) = &flow.participant.registry else {
         return given.map(|u| u.trim_end_matches('/').to_string()).ok_or_else(|| {
             ClientError::BadBody(format!(
                 "context.bpp_uri is needed for {bpp_id}: this flow has no registry to look it up in"
@@ -390,7 +390,7 @@ async fn bpp_uri(
 /// flow's domain and the context's city and country, as the gateway picks them. Empty when
 /// the registry cannot say; the caller then waits for the ttl.
 async fn expected_providers(ep: &BapEndpoint, flow: &CompiledFlow, context: &Value) -> Vec<String> {
-    let Some(source) = &flow.registry else {
+    let Some(source) = &flow.participant.registry else {
         return Vec::new();
     };
     let field = |p: &str| {
@@ -458,7 +458,7 @@ pub async fn send(
     if let Err(refused) = ep.services.outbox.destinations.check(url).await {
         return Ack::Failed(format!("not sent: {refused}"));
     }
-    let headers = trust::sign_outbound(flow, &bytes);
+    let headers = trust::sign_outbound(&flow.participant, &bytes);
     crate::intake::payloads::sent(&flow.name, action, url, &headers, &bytes);
     let mut req = ep
         .http

@@ -300,7 +300,12 @@ async fn process(
         _ => Value::Null,
     };
     let request_ctx = request.get("context").cloned().unwrap_or(Value::Null);
-    let mut context = callback_context(&flow, events.callback, &request_ctx);
+    let mut context = callback_context(
+        &flow.participant,
+        &flow.domain,
+        events.callback,
+        &request_ctx,
+    );
     let message_id = uuid::Uuid::new_v4().to_string();
     context["message_id"] = json!(message_id);
     let callback = events.callback.callback();

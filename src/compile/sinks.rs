@@ -1,27 +1,148 @@
-//! Compiling Flipkart Ultra: connection files (`flows/ultra.yaml`: a file with `ultra:` and no
-//! `role:`) and the `ultra:` block of a Beckn flow that reports its orders through one.
+//! Order sinks a flow reports to, as compiled: today Flipkart Ultra. Connection files
+//! (`flows/ultra.yaml`: a file with `ultra:` and no `role:`) and the `ultra:` block of a Beckn
+//! flow that reports its orders through one.
 //!
 //! Connection files are compiled before flows, so a flow's reference is resolved (or reported
-//! at its line) while the flow compiles.
+//! at its line) while the flow compiles. What is compiled here is data; calling Ultra and
+//! minting tokens at send time belong to `ultra`.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use tokio::sync::Semaphore;
 
 use super::{EXPR_PREFIX, Loader, Origin, known_names};
 use crate::beckn::schema::JsonValidator;
-use crate::config::Diagnostic;
 use crate::config::ultra::{FlowUltraConfig, TimestampUnit, UltraFile};
 use crate::config::yaml::SpannedDoc;
+use crate::config::{Diagnostic, Secret};
 use crate::mapping::{ScriptEngine, Templates};
-use crate::ultra::token::{DEFAULT_LIFETIME, MAX_LIFETIME_SECS, MIN_LIFETIME_SECS, TokenMinter};
-use crate::ultra::{DEFAULT_ON, FlowUltra, UltraConnection};
 
 /// The OMS order schema, under the schemas directory.
 pub const OMS_ORDER_SCHEMA: &str = "ultra/oms-order.json";
 /// Names an OMS order template reads besides `context`, `message` and `flow`.
 pub const ORDER_TEMPLATE_NAMES: [&str; 4] = ["action", "user", "unit", "prepared"];
+/// Callbacks whose orders are reported when a flow names none.
+pub const DEFAULT_ON: [&str; 4] = ["on_confirm", "on_status", "on_cancel", "on_update"];
+
+/// The shortest secureToken lifetime allowed: a token is issued a little in the past and must
+/// stay usable for a call or two.
+pub const MIN_LIFETIME_SECS: u64 = 30;
+/// The longest `exp - iat` Ultra accepts.
+pub const MAX_LIFETIME_SECS: u64 = 1000;
+/// Default `exp - iat`: short, since one version of the docs allows only 100 s.
+pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(90);
+
+/// A compiled Ultra connection (`flows/ultra.yaml`).
+pub struct UltraConnection {
+    pub name: String,
+    pub file: PathBuf,
+    /// Without a trailing slash.
+    pub api_url: String,
+    pub oms_url: String,
+    pub client_id: String,
+    pub merchant_id: String,
+    pub client_secret: Secret,
+    pub tokens: SecureTokenKey,
+    pub unit: TimestampUnit,
+    /// Calls in flight at once.
+    pub limiter: Arc<Semaphore>,
+    pub timeout: Duration,
+    /// How long an OMS update is retried.
+    pub retry_for: Duration,
+    /// `schemas/ultra/oms-order.json`.
+    pub order_schema: Arc<JsonValidator>,
+}
+
+impl UltraConnection {
+    /// `POST /3/oms`.
+    pub fn oms_endpoint(&self) -> String {
+        format!("{}/3/oms", self.oms_url)
+    }
+}
+
+/// What a Beckn flow's `ultra:` block compiles to.
+pub struct FlowUltra {
+    pub connection: Arc<UltraConnection>,
+    /// Template name under `mappings/`.
+    pub order_template: String,
+    pub script: Option<String>,
+    /// Callback names (`on_confirm`...) whose orders are reported.
+    pub on: Vec<String>,
+    /// Expression template giving the user's identity token from a message (providers).
+    pub identity_token: Option<String>,
+    pub hold_fulfilled: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("the Ultra private key is not an RSA key in PEM (PKCS#1 or PKCS#8): {0}")]
+    BadKey(String),
+    #[error("the secureToken cannot be signed: {0}")]
+    Sign(String),
+}
+
+/// The claims of a secureToken.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    pub iat: i64,
+    pub exp: i64,
+}
+
+/// The RS256 key a connection's secureTokens are signed with, checked when flows load, and the
+/// token in use (`ultra::token` decides when to mint a new one).
+pub struct SecureTokenKey {
+    client_id: String,
+    key: EncodingKey,
+    lifetime_secs: i64,
+    /// The token in use and its `exp` (Unix seconds), shared by the connection's calls.
+    pub current: Mutex<Option<(String, i64)>>,
+}
+
+impl std::fmt::Debug for SecureTokenKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecureTokenKey")
+            .field("client_id", &self.client_id)
+            .field("lifetime_secs", &self.lifetime_secs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SecureTokenKey {
+    /// `pem` is the private key; `lifetime` is capped by the caller's validation at 1000 s.
+    pub fn new(client_id: &str, pem: &[u8], lifetime: Duration) -> Result<Self, TokenError> {
+        let key = EncodingKey::from_rsa_pem(pem).map_err(|e| TokenError::BadKey(e.to_string()))?;
+        let tokens = SecureTokenKey {
+            client_id: client_id.to_string(),
+            key,
+            lifetime_secs: lifetime.as_secs().clamp(1, MAX_LIFETIME_SECS) as i64,
+            current: Mutex::new(None),
+        };
+        // Sign once now, so a key that parses but cannot sign is reported when flows load.
+        tokens.sign(jiff::Timestamp::now().as_second())?;
+        Ok(tokens)
+    }
+
+    /// `exp - iat` of the tokens signed.
+    pub fn lifetime_secs(&self) -> i64 {
+        self.lifetime_secs
+    }
+
+    /// A token issued at `iat` (Unix seconds), and its `exp`.
+    pub fn sign(&self, iat: i64) -> Result<(String, i64), TokenError> {
+        let claims = Claims {
+            iss: self.client_id.clone(),
+            iat,
+            exp: iat + self.lifetime_secs,
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &self.key)
+            .map_err(|e| TokenError::Sign(e.to_string()))?;
+        Ok((token, claims.exp))
+    }
+}
 
 /// Whether a parsed file under `flows/` declares an Ultra connection rather than a flow.
 pub fn is_connection_file(doc: &SpannedDoc) -> bool {
@@ -84,20 +205,16 @@ impl Loader<'_> {
             );
         }
         let pem = self.private_key(doc, file, &cfg.private_key);
-        let tokens =
-            pem.and_then(
-                |pem| match TokenMinter::new(&cfg.client_id, pem.as_bytes(), lifetime) {
-                    Ok(m) => Some(m),
-                    Err(e) => {
-                        self.diagnostics.push(doc.diagnostic(
-                            file,
-                            "ultra.private_key",
-                            e.to_string(),
-                        ));
-                        None
-                    }
-                },
-            );
+        let tokens = pem.and_then(|pem| {
+            match SecureTokenKey::new(&cfg.client_id, pem.as_bytes(), lifetime) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    self.diagnostics
+                        .push(doc.diagnostic(file, "ultra.private_key", e.to_string()));
+                    None
+                }
+            }
+        });
         let order_schema = self.oms_schema();
         if self.diagnostics.len() > before {
             return;
@@ -131,12 +248,10 @@ impl Loader<'_> {
             limiter: Arc::new(Semaphore::new(
                 cfg.max_in_flight.map_or(4, |c| c.0).clamp(1, 1024) as usize,
             )),
-            timeout: cfg
-                .timeout
-                .map_or(std::time::Duration::from_secs(5), |d| d.0),
+            timeout: cfg.timeout.map_or(Duration::from_secs(5), |d| d.0),
             retry_for: cfg
                 .retry_for
-                .map_or(std::time::Duration::from_secs(2 * 86_400), |d| d.0),
+                .map_or(Duration::from_secs(2 * 86_400), |d| d.0),
             order_schema,
         }));
     }

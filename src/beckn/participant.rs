@@ -1,0 +1,29 @@
+//! Who we are on the network: what the protocol layer needs to build, sign and check messages
+//! as one participant (a flow), and nothing of what the participant does with them.
+
+use super::context::TimeLimits;
+use super::registry::RegistrySource;
+use super::signing::PrivateKey;
+
+/// One network participant: its identity, its key, and how it trusts what it receives.
+pub struct Participant {
+    pub subscriber_id: String,
+    /// Without a trailing slash.
+    pub subscriber_uri: String,
+    /// The registry's unique key id of `signing_key`.
+    pub key_id: Option<String>,
+    /// Signs outgoing messages; None: they go unsigned (only when verification is off).
+    pub signing_key: Option<PrivateKey>,
+    /// Whether received messages must carry valid signatures.
+    pub verify_signatures: bool,
+    /// How far a received signature's `created` may be ahead of this clock, seconds.
+    pub signature_skew: i64,
+    /// `expires - created` of the signatures we make, seconds.
+    pub signature_validity: i64,
+    /// Longest `expires - created` of a received signature, seconds.
+    pub max_signature_lifetime: i64,
+    /// Bounds on a received message's `timestamp` and `ttl`.
+    pub time_limits: TimeLimits,
+    /// Where other subscribers' keys and URLs are looked up.
+    pub registry: Option<RegistrySource>,
+}

@@ -1,0 +1,214 @@
+//! An action: its steps (backend calls and scripts, each maybe guarded by `when`) and the
+//! reply that builds the callback's `message`. Names bound by earlier steps are checked in
+//! every template that reads them.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::templates::{is_identifier, known_names};
+use super::{CompiledAction, CompiledStep, Loader, Origin, Reply, StepKind};
+use crate::backend::Backend;
+use crate::config::model::{ActionConfig, ReplyConfig, StepConfig};
+use crate::config::yaml::SpannedDoc;
+use crate::mapping::templates::{EXPR_PREFIX, GLOBAL_NAMES};
+use crate::mapping::{ScriptEngine, Templates};
+
+impl Loader<'_> {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn action(
+        &mut self,
+        doc: &SpannedDoc,
+        file: &Path,
+        scope: &str,
+        path: &str,
+        cfg: ActionConfig,
+        backends: &BTreeMap<String, Option<Backend>>,
+        templates: &mut Templates,
+        scripts: &mut ScriptEngine,
+    ) -> Option<CompiledAction> {
+        let before = self.diagnostics.len();
+        let mut steps = Vec::new();
+        let mut bound: Vec<String> = Vec::new();
+        for (i, raw) in cfg.steps.iter().enumerate() {
+            let spath = format!("{path}.steps[{i}]");
+            // A broken step is reported once: its name stays bound, so the later steps and
+            // the reply that use its result are not reported as reading an unknown name.
+            let Some(step) = self.de::<StepConfig>(doc, file, &spath, raw) else {
+                if let Some(name) = raw.get("name").and_then(Value::as_str) {
+                    bound.push(name.to_string());
+                }
+                continue;
+            };
+            let name = step.name.clone();
+            if let Some(c) = self.step(
+                doc, file, scope, &spath, step, &bound, backends, templates, scripts,
+            ) {
+                steps.push(c);
+            }
+            bound.push(name);
+        }
+        let reply = self.reply(
+            doc,
+            file,
+            scope,
+            &format!("{path}.reply"),
+            cfg.reply,
+            &bound,
+            templates,
+        );
+        if self.diagnostics.len() > before {
+            return None;
+        }
+        Some(CompiledAction {
+            steps,
+            reply: reply?,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn step(
+        &mut self,
+        doc: &SpannedDoc,
+        file: &Path,
+        scope: &str,
+        path: &str,
+        step: StepConfig,
+        bound: &[String],
+        backends: &BTreeMap<String, Option<Backend>>,
+        templates: &mut Templates,
+        scripts: &mut ScriptEngine,
+    ) -> Option<CompiledStep> {
+        let before = self.diagnostics.len();
+        let reserved = ["context", "message", "flow", "response"];
+        if reserved.contains(&step.name.as_str()) || GLOBAL_NAMES.contains(&step.name.as_str()) {
+            self.diagnostics.push(
+                doc.diagnostic(
+                    file,
+                    &format!("{path}.name"),
+                    format!("`{}` is a reserved name", step.name),
+                )
+                .hint("reserved: context, message, flow, response, now, uuid4, fail"),
+            );
+        } else if bound.contains(&step.name) {
+            self.diagnostics.push(doc.diagnostic(
+                file,
+                &format!("{path}.name"),
+                format!(
+                    "another step of this action is already named `{}`",
+                    step.name
+                ),
+            ));
+        } else if !is_identifier(&step.name) {
+            self.diagnostics.push(
+                doc.diagnostic(
+                    file,
+                    &format!("{path}.name"),
+                    format!("`{}` is not a valid name", step.name),
+                )
+                .hint("use letters, digits and _ (templates refer to the result by this name)"),
+            );
+        }
+        let known = known_names(bound, &self.scope_names);
+        let when = step.when.as_ref().and_then(|expr| {
+            let name = format!("{EXPR_PREFIX}{scope}:{path}.when");
+            let source = format!("{{{{ true if ({expr}) else false }}}}");
+            self.template(
+                doc,
+                file,
+                &format!("{path}.when"),
+                templates,
+                &name,
+                &source,
+                &known,
+            )
+            .map(|_| name)
+        });
+        let kind = match (step.call, step.script) {
+            (Some(call), None) => self
+                .call(
+                    doc,
+                    file,
+                    scope,
+                    &format!("{path}.call"),
+                    call,
+                    &known,
+                    backends,
+                    templates,
+                )
+                .map(|c| StepKind::Call(Box::new(c))),
+            (None, Some(script)) => {
+                let origin = Origin {
+                    doc,
+                    file,
+                    path: format!("{path}.script"),
+                };
+                self.script(&origin, &script, scripts)
+                    .map(|_| StepKind::Script(script))
+            }
+            _ => {
+                self.diagnostics.push(
+                    doc.diagnostic(file, path, "a step needs exactly one of `call` or `script`")
+                        .hint("call: { backend: erp, path: /packages }  or  script: soil/x.rhai"),
+                );
+                None
+            }
+        };
+        if self.diagnostics.len() > before {
+            return None;
+        }
+        Some(CompiledStep {
+            name: step.name,
+            when,
+            kind: kind?,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn reply(
+        &mut self,
+        doc: &SpannedDoc,
+        file: &Path,
+        scope: &str,
+        path: &str,
+        reply: ReplyConfig,
+        bound: &[String],
+        templates: &mut Templates,
+    ) -> Option<Reply> {
+        let known = known_names(bound, &self.scope_names);
+        match (reply.template, reply.message) {
+            (Some(t), None) => {
+                let origin = Origin {
+                    doc,
+                    file,
+                    path: format!("{path}.template"),
+                };
+                self.template_file(&origin, &t, &known, templates)
+                    .map(|_| Reply::Template(t))
+            }
+            (None, Some(m)) => self
+                .value(
+                    doc,
+                    file,
+                    scope,
+                    &format!("{path}.message"),
+                    &m,
+                    &known,
+                    templates,
+                )
+                .map(Reply::Inline),
+            _ => {
+                self.diagnostics.push(
+                    doc.diagnostic(
+                        file,
+                        path,
+                        "a reply needs exactly one of `template` or `message`",
+                    )
+                    .hint("reply: { template: soil/on_search.j2 }"),
+                );
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! Order events from the backend (`events:`): the webhook, polling, the expressions that place
+//! an event, and the action answering it with an unsolicited callback.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::templates::{MINIJINJA_BUILTINS, known_names};
+use super::{CompiledEvents, CompiledPoll, CompiledWebhook, Loader};
+use crate::backend::Backend;
+use crate::beckn::action::Action;
+use crate::config::model::{ActionConfig, EventPoll, EventsConfig};
+use crate::config::yaml::SpannedDoc;
+use crate::mapping::templates::{EXPR_PREFIX, GLOBAL_NAMES};
+use crate::mapping::{ScriptEngine, Templates};
+
+const DEFAULT_POLL_EVERY: Duration = Duration::from_secs(5);
+
+impl Loader<'_> {
+    /// Compiles `events:`: the webhook, the expressions that place an event, and its steps and
+    /// reply, whose templates may read `event`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn events(
+        &mut self,
+        doc: &SpannedDoc,
+        file: &Path,
+        scope: &str,
+        raw: &Value,
+        backends: &BTreeMap<String, Option<Backend>>,
+        templates: &mut Templates,
+        scripts: &mut ScriptEngine,
+    ) -> Option<CompiledEvents> {
+        let cfg: EventsConfig = self.de(doc, file, "events", raw)?;
+        let before = self.diagnostics.len();
+        let callback = match cfg.callback.as_str() {
+            "on_status" => Action::Status,
+            "on_update" => Action::Update,
+            other => {
+                self.diagnostics.push(
+                    doc.diagnostic(
+                        file,
+                        "events.callback",
+                        format!("`{other}` cannot be sent unsolicited"),
+                    )
+                    .hint("use on_status or on_update"),
+                );
+                Action::Status
+            }
+        };
+        if cfg.webhook.is_none() && cfg.poll.is_none() {
+            self.diagnostics.push(
+                doc.diagnostic(
+                    file,
+                    "events",
+                    "events need a way in: a `webhook:` the backend calls, a `poll:` of a backend endpoint, or both",
+                )
+                .hint("webhook: { path: /erp/events, secret: ${ERP_WEBHOOK_SECRET} }  or  poll: { backend: erp, path: /order-events, items: /events, cursor: /next }"),
+            );
+        }
+        if let Some(webhook) = &cfg.webhook
+            && !webhook.path.starts_with('/')
+        {
+            self.diagnostics.push(doc.diagnostic(
+                file,
+                "events.webhook.path",
+                "the webhook path must start with `/`",
+            ));
+        }
+        let poll = cfg
+            .poll
+            .map(|p| self.event_poll(doc, file, scope, p, backends, templates));
+        self.scope_names = vec!["event".to_string()];
+        let known = known_names(&[], &self.scope_names);
+        let transaction_id = format!("{EXPR_PREFIX}{scope}:events.transaction_id");
+        let txn_ok = self.template(
+            doc,
+            file,
+            "events.transaction_id",
+            templates,
+            &transaction_id,
+            &format!("{{{{ ({}) }}}}", cfg.transaction_id),
+            &known,
+        );
+        let event_id = cfg.event_id.as_ref().and_then(|expr| {
+            let name = format!("{EXPR_PREFIX}{scope}:events.event_id");
+            let source = format!("{{{{ ({expr}) }}}}");
+            self.template(
+                doc,
+                file,
+                "events.event_id",
+                templates,
+                &name,
+                &source,
+                &known,
+            )
+            .map(|_| name)
+        });
+        let when = cfg.when.as_ref().and_then(|expr| {
+            let name = format!("{EXPR_PREFIX}{scope}:events.when");
+            let source = format!("{{{{ true if ({expr}) else false }}}}");
+            self.template(doc, file, "events.when", templates, &name, &source, &known)
+                .map(|_| name)
+        });
+        let action = self.action(
+            doc,
+            file,
+            scope,
+            "events",
+            ActionConfig {
+                steps: cfg.steps,
+                reply: cfg.reply,
+            },
+            backends,
+            templates,
+            scripts,
+        );
+        self.scope_names.clear();
+        txn_ok?;
+        if self.diagnostics.len() > before {
+            return None;
+        }
+        Some(CompiledEvents {
+            webhook: cfg.webhook.map(|w| CompiledWebhook {
+                path: w.path,
+                secret: w.secret,
+                signature_header: w
+                    .signature_header
+                    .unwrap_or_else(|| "X-Signature".into())
+                    .to_ascii_lowercase(),
+            }),
+            poll: poll.flatten(),
+            event_id,
+            transaction_id,
+            when,
+            callback,
+            action: action?,
+        })
+    }
+
+    /// Compiles `events.poll`: the backend request (templates reading `cursor` and `flow`) and
+    /// where the events and the next cursor are in the answer.
+    fn event_poll(
+        &mut self,
+        doc: &SpannedDoc,
+        file: &Path,
+        scope: &str,
+        cfg: EventPoll,
+        backends: &BTreeMap<String, Option<Backend>>,
+        templates: &mut Templates,
+    ) -> Option<CompiledPoll> {
+        const PATH: &str = "events.poll";
+        const MIN_EVERY: Duration = Duration::from_millis(100);
+        let before = self.diagnostics.len();
+        if !backends.contains_key(&cfg.backend) {
+            let names: Vec<String> = backends.keys().cloned().collect();
+            let mut d = doc.diagnostic(
+                file,
+                &format!("{PATH}.backend"),
+                format!("no backend named `{}`", cfg.backend),
+            );
+            d = match crate::config::closest(&cfg.backend, &names) {
+                Some(best) => d.hint(format!("did you mean `{best}`?")),
+                None if names.is_empty() => d.hint("declare it under `backends:`"),
+                None => d.hint(format!("declared backends: {}", names.join(", "))),
+            };
+            self.diagnostics.push(d);
+        }
+        if !cfg.path.starts_with('/') {
+            self.diagnostics.push(
+                doc.diagnostic(
+                    file,
+                    &format!("{PATH}.path"),
+                    "the path must start with `/`",
+                )
+                .hint("it is appended to the backend's base_url"),
+            );
+        }
+        let every = cfg.every.map_or(DEFAULT_POLL_EVERY, |d| d.0);
+        if every < MIN_EVERY {
+            self.diagnostics.push(
+                doc.diagnostic(
+                    file,
+                    &format!("{PATH}.every"),
+                    format!("polling every {every:?} would flood the backend"),
+                )
+                .hint("poll at most every 100ms; a few seconds is usual"),
+            );
+        }
+        if !cfg.items.is_empty() && !cfg.items.starts_with('/') {
+            self.diagnostics.push(
+                doc.diagnostic(
+                    file,
+                    &format!("{PATH}.items"),
+                    format!("`{}` is not a JSON pointer", cfg.items),
+                )
+                .hint("e.g. /events for an answer like {\"events\": [...]}; \"\" when the answer is the list"),
+            );
+        }
+        if let Some(c) = &cfg.cursor
+            && !c.starts_with('/')
+        {
+            self.diagnostics.push(
+                doc.diagnostic(
+                    file,
+                    &format!("{PATH}.cursor"),
+                    format!("`{c}` is not a JSON pointer"),
+                )
+                .hint("e.g. /next for an answer like {\"events\": [...], \"next\": 42}"),
+            );
+        }
+        // Poll templates see the cursor and the flow, not a request.
+        let known: HashSet<String> = ["cursor", "flow"]
+            .iter()
+            .chain(GLOBAL_NAMES.iter())
+            .chain(MINIJINJA_BUILTINS.iter())
+            .map(|s| s.to_string())
+            .collect();
+        let mut compiled = Vec::new();
+        let path = self.text(
+            doc,
+            file,
+            scope,
+            &format!("{PATH}.path"),
+            &cfg.path,
+            &known,
+            templates,
+        );
+        if let Some(t) = &path {
+            compiled.push((format!("{PATH}.path"), t.clone()));
+        }
+        let mut pairs = |section: &str, map: &BTreeMap<String, String>, me: &mut Self| {
+            let mut out = Vec::new();
+            for (k, v) in map {
+                let at = format!("{PATH}.{section}.{k}");
+                if let Some(t) = me.text(doc, file, scope, &at, v, &known, templates) {
+                    compiled.push((at, t.clone()));
+                    out.push((k.clone(), t));
+                }
+            }
+            out
+        };
+        let query = pairs("query", &cfg.query, self);
+        let headers = pairs("headers", &cfg.headers, self);
+        if cfg.cursor.is_none() {
+            for (at, t) in &compiled {
+                let mut names = Vec::new();
+                t.template_names(&mut names);
+                if names
+                    .iter()
+                    .any(|n| templates.free_variables(n).iter().any(|v| v == "cursor"))
+                {
+                    self.diagnostics.push(
+                        doc.diagnostic(
+                            file,
+                            at,
+                            "template reads `cursor`, but `poll:` says nowhere where the backend's answer gives it",
+                        )
+                        .hint("add `cursor: /next` (a JSON pointer to the next cursor in the answer)"),
+                    );
+                }
+            }
+        }
+        if self.diagnostics.len() > before {
+            return None;
+        }
+        Some(CompiledPoll {
+            backend: cfg.backend,
+            path: path?,
+            query,
+            headers,
+            every,
+            items: cfg.items,
+            cursor: cfg.cursor,
+        })
+    }
+}

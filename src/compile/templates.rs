@@ -1,0 +1,390 @@
+//! Templates and scripts as flows reference them: inline value templates, files under
+//! `mappings/` (resolved inside it), rhai scripts, and the check that every template reads only
+//! names defined where it is used, with a hint naming the ones that are.
+
+use std::collections::HashSet;
+use std::path::{Component, Path, PathBuf};
+
+use serde_json::Value;
+
+use super::{Loader, Origin};
+use crate::config::Diagnostic;
+use crate::config::yaml::SpannedDoc;
+use crate::mapping::templates::GLOBAL_NAMES;
+use crate::mapping::value_template::CompileError;
+use crate::mapping::{ScriptEngine, Templates, ValueTemplate};
+
+/// Names minijinja defines in every template.
+pub(super) const MINIJINJA_BUILTINS: [&str; 7] = [
+    "range",
+    "dict",
+    "debug",
+    "namespace",
+    "lipsum",
+    "cycler",
+    "joiner",
+];
+
+impl Loader<'_> {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn text(
+        &mut self,
+        doc: &SpannedDoc,
+        file: &Path,
+        scope: &str,
+        path: &str,
+        s: &str,
+        known: &HashSet<String>,
+        templates: &mut Templates,
+    ) -> Option<ValueTemplate> {
+        match ValueTemplate::compile_text(templates, scope, path, s) {
+            Ok(t) => {
+                let ok = self.free_variables_ok(doc, file, path, &t, known, templates);
+                ok.then_some(t)
+            }
+            Err(e) => {
+                self.inline_error(doc, file, e);
+                None
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn value(
+        &mut self,
+        doc: &SpannedDoc,
+        file: &Path,
+        scope: &str,
+        path: &str,
+        v: &Value,
+        known: &HashSet<String>,
+        templates: &mut Templates,
+    ) -> Option<ValueTemplate> {
+        match ValueTemplate::compile(templates, scope, path, v) {
+            Ok(t) => {
+                let ok = self.free_variables_ok(doc, file, path, &t, known, templates);
+                ok.then_some(t)
+            }
+            Err(errors) => {
+                for e in errors {
+                    self.inline_error(doc, file, e);
+                }
+                None
+            }
+        }
+    }
+
+    fn inline_error(&mut self, doc: &SpannedDoc, file: &Path, e: CompileError) {
+        self.diagnostics.push(doc.diagnostic(
+            file,
+            &e.yaml_path,
+            format!("template error: {}", e.error.detail),
+        ));
+    }
+
+    /// Checks every template inside `t` reads only names that exist at this point.
+    fn free_variables_ok(
+        &mut self,
+        doc: &SpannedDoc,
+        file: &Path,
+        path: &str,
+        t: &ValueTemplate,
+        known: &HashSet<String>,
+        templates: &Templates,
+    ) -> bool {
+        let mut names = Vec::new();
+        t.template_names(&mut names);
+        let mut ok = true;
+        for name in names {
+            for var in templates.free_variables(&name) {
+                if !known.contains(&var) {
+                    ok = false;
+                    let at = name.rsplit_once(':').map_or(path, |(_, p)| p);
+                    self.diagnostics.push(unknown_variable(
+                        doc.diagnostic(file, at, String::new()),
+                        &var,
+                        known,
+                    ));
+                }
+            }
+        }
+        ok
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn template(
+        &mut self,
+        doc: &SpannedDoc,
+        file: &Path,
+        path: &str,
+        templates: &mut Templates,
+        name: &str,
+        source: &str,
+        known: &HashSet<String>,
+    ) -> Option<()> {
+        if let Err(e) = templates.add(name, source) {
+            self.diagnostics.push(doc.diagnostic(
+                file,
+                path,
+                format!("template error: {}", e.detail),
+            ));
+            return None;
+        }
+        let mut ok = true;
+        for var in templates.free_variables(name) {
+            if !known.contains(&var) {
+                ok = false;
+                self.diagnostics.push(unknown_variable(
+                    doc.diagnostic(file, path, String::new()),
+                    &var,
+                    known,
+                ));
+            }
+        }
+        ok.then_some(())
+    }
+
+    /// Resolves a file under `mappings/`, refusing paths that leave it.
+    fn mapping_path(&mut self, origin: &Origin<'_>, rel: &str) -> Option<PathBuf> {
+        let p = Path::new(rel);
+        if p.is_absolute() || p.components().any(|c| matches!(c, Component::ParentDir)) {
+            self.diagnostics.push(
+                origin
+                    .diag(format!(
+                        "`{rel}` must be a path inside the mappings directory"
+                    ))
+                    .hint("write it relative to mappings/, without `..`"),
+            );
+            return None;
+        }
+        Some(self.layout.mappings.join(p))
+    }
+
+    pub(super) fn template_file(
+        &mut self,
+        origin: &Origin<'_>,
+        rel: &str,
+        known: &HashSet<String>,
+        templates: &mut Templates,
+    ) -> Option<()> {
+        if templates.contains(rel) {
+            return self.template_vars_ok(origin, rel, known, templates);
+        }
+        if let Some((d, referenced)) = self.broken_templates.get_mut(rel) {
+            let d = d.clone().path(&origin.path).hint(format!(
+                "used by {} at {}",
+                origin.file.display(),
+                origin.path
+            ));
+            *referenced = true;
+            self.diagnostics.push(d);
+            return None;
+        }
+        let full = self.mapping_path(origin, rel)?;
+        let source = match self.read(&full) {
+            Ok(s) => s,
+            Err(e) => {
+                self.diagnostics.push(
+                    origin
+                        .diag(format!("cannot read template `{}`: {e}", full.display()))
+                        .hint(format!(
+                            "templates live under {}",
+                            self.layout.mappings.display()
+                        )),
+                );
+                return None;
+            }
+        };
+        if let Err(e) = templates.add(rel, &source) {
+            self.diagnostics.push(
+                Diagnostic::new(&full, format!("template error: {}", e.detail))
+                    .at(e.line.unwrap_or(0) as u32, 1)
+                    .path(&origin.path)
+                    .hint(format!(
+                        "used by {} at {}",
+                        origin.file.display(),
+                        origin.path
+                    )),
+            );
+            return None;
+        }
+        self.template_vars_ok(origin, rel, known, templates)
+    }
+
+    fn template_vars_ok(
+        &mut self,
+        origin: &Origin<'_>,
+        rel: &str,
+        known: &HashSet<String>,
+        templates: &Templates,
+    ) -> Option<()> {
+        let full = self.layout.mappings.join(rel);
+        let mut ok = true;
+        for var in templates.free_variables(rel) {
+            if !known.contains(&var) {
+                ok = false;
+                let (line, col) = self
+                    .sources
+                    .get(&full)
+                    .and_then(|src| first_use(src, &var))
+                    .unwrap_or((0, 0));
+                let d = Diagnostic::new(&full, String::new())
+                    .at(line, col)
+                    .path(&origin.path);
+                self.diagnostics.push(unknown_variable(d, &var, known));
+            }
+        }
+        ok.then_some(())
+    }
+
+    pub(super) fn script(
+        &mut self,
+        origin: &Origin<'_>,
+        rel: &str,
+        scripts: &mut ScriptEngine,
+    ) -> Option<()> {
+        if scripts.contains(rel) {
+            return Some(());
+        }
+        let full = self.mapping_path(origin, rel)?;
+        let source = match self.read(&full) {
+            Ok(s) => s,
+            Err(e) => {
+                self.diagnostics.push(
+                    origin
+                        .diag(format!("cannot read script `{}`: {e}", full.display()))
+                        .hint(format!(
+                            "scripts live under {}",
+                            self.layout.mappings.display()
+                        )),
+                );
+                return None;
+            }
+        };
+        if let Err((at, message)) = scripts.add(rel, &source) {
+            let (line, col) = at.unwrap_or((0, 0));
+            self.diagnostics.push(
+                Diagnostic::new(&full, format!("script error: {message}"))
+                    .at(line as u32, col as u32)
+                    .path(&origin.path)
+                    .hint(format!(
+                        "used by {} at {}",
+                        origin.file.display(),
+                        origin.path
+                    )),
+            );
+            return None;
+        }
+        Some(())
+    }
+}
+
+pub(super) fn known_names(bound: &[String], extra: &[String]) -> HashSet<String> {
+    ["context", "message", "flow"]
+        .iter()
+        .chain(GLOBAL_NAMES.iter())
+        .chain(MINIJINJA_BUILTINS.iter())
+        .map(|s| s.to_string())
+        .chain(bound.iter().cloned())
+        .chain(extra.iter().cloned())
+        .collect()
+}
+
+fn unknown_variable(d: Diagnostic, var: &str, known: &HashSet<String>) -> Diagnostic {
+    let mut options: Vec<String> = known
+        .iter()
+        .filter(|k| {
+            !GLOBAL_NAMES.contains(&k.as_str()) && !MINIJINJA_BUILTINS.contains(&k.as_str())
+        })
+        .cloned()
+        .collect();
+    options.sort();
+    let mut d = Diagnostic {
+        message: format!("template reads `{var}`, which is not defined at this point"),
+        ..d
+    };
+    d = match crate::config::closest(var, &options) {
+        Some(best) => d.hint(format!("did you mean `{best}`? available here: {}", options.join(", "))),
+        None => d.hint(format!(
+            "available here: {} (a step's result is available to the steps after it and to the reply)",
+            options.join(", ")
+        )),
+    };
+    d
+}
+
+/// Line and column (1-based) of the first use of `var` as a word in the template `src`, to
+/// point at it. Only `{{ }}` and `{% %}` tags are searched: a word in the template's text or
+/// in a `{# #}` comment (which often names the steps a template reads) is not a use.
+fn first_use(src: &str, var: &str) -> Option<(u32, u32)> {
+    let code = template_code(src);
+    code.lines().enumerate().find_map(|(i, l)| {
+        l.match_indices(var)
+            .find(|(at, _)| {
+                let before = l[..*at].chars().next_back();
+                let after = l[at + var.len()..].chars().next();
+                !before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.')
+                    && !after.is_some_and(|c| c.is_alphanumeric() || c == '_')
+            })
+            .map(|(at, _)| (i as u32 + 1, l[..at].chars().count() as u32 + 1))
+    })
+}
+
+/// `src` with everything outside `{{ }}` and `{% %}` tags blanked, one space per character
+/// and newlines kept, so that lines and columns still match the source.
+fn template_code(src: &str) -> String {
+    let mut out = String::with_capacity(src.len());
+    // The closing delimiter awaited, and whether the text up to it is kept.
+    let mut inside: Option<(&str, bool)> = None;
+    let mut rest = src;
+    while let Some(c) = rest.chars().next() {
+        let opened = match inside {
+            None => [("{{", "}}", true), ("{%", "%}", true), ("{#", "#}", false)]
+                .into_iter()
+                .find(|(open, _, _)| rest.starts_with(open)),
+            Some(_) => None,
+        };
+        if let Some((_, close, keep)) = opened {
+            inside = Some((close, keep));
+            out.push_str("  ");
+            rest = &rest[2..];
+        } else if let Some((close, _)) = inside.filter(|(close, _)| rest.starts_with(close)) {
+            inside = None;
+            out.push_str(&" ".repeat(close.len()));
+            rest = &rest[close.len()..];
+        } else {
+            let keep = inside.is_some_and(|(_, keep)| keep);
+            out.push(if keep || c == '\n' { c } else { ' ' });
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    out
+}
+
+pub(super) fn is_identifier(s: &str) -> bool {
+    let mut c = s.chars();
+    matches!(c.next(), Some(ch) if ch.is_ascii_alphabetic() || ch == '_')
+        && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_use_skips_comments_and_text() {
+        let src = "{#- on_status: reads order and state -#}\n{\"order\": {{ order_of(order, state) }},\n  {%- if state.x %}\"s\": 1{% endif %}}";
+        assert_eq!(first_use(src, "order"), Some((2, 23)));
+        assert_eq!(first_use(src, "state"), Some((2, 30)));
+        assert_eq!(first_use(src, "order_of"), Some((2, 14)));
+        assert_eq!(first_use(src, "missing"), None);
+    }
+
+    #[test]
+    fn template_code_keeps_positions() {
+        let src = "é {# x #}\n{{ a }}b";
+        let code = template_code(src);
+        assert_eq!(code.chars().count(), src.chars().count());
+        assert_eq!(code, "         \n   a    ");
+    }
+}

@@ -1,0 +1,190 @@
+//! Who a flow is on the network: identity, signing key, registry source and the limits on
+//! received messages, compiled into a [`Participant`]; the embedded registry file read and its
+//! keys checked.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Loader, Origin};
+use crate::beckn::context::{DEFAULT_MAX_TTL, DEFAULT_TIMESTAMP_SKEW, TimeLimits};
+use crate::beckn::participant::Participant;
+use crate::beckn::registry::{EmbeddedRegistry, LookupQuery, RegistryFile, RegistrySource};
+use crate::beckn::signing::{PrivateKey, PublicKey};
+use crate::config::model::FlowFile;
+use crate::config::yaml::SpannedDoc;
+
+const DEFAULT_SKEW: Duration = Duration::from_secs(5);
+const DEFAULT_SIGNATURE_VALIDITY: Duration = Duration::from_secs(60);
+const DEFAULT_MAX_SIGNATURE_LIFETIME: Duration = Duration::from_secs(3600);
+const DEFAULT_REGISTRY_NEGATIVE_TTL: Duration = Duration::from_secs(30);
+const DEFAULT_REGISTRY_LOOKUPS_PER_SECOND: u64 = 20;
+const DEFAULT_REGISTRY_TTL: Duration = Duration::from_secs(600);
+const DEFAULT_REGISTRY_TIMEOUT: Duration = Duration::from_secs(3);
+
+impl Loader<'_> {
+    /// Who the flow is on the network: its identity, signing key, registry and the limits it
+    /// checks received messages against. The key and the registry are needed unless
+    /// verification is off.
+    pub(super) fn participant(
+        &mut self,
+        doc: &SpannedDoc,
+        file: &Path,
+        head: &FlowFile,
+    ) -> Participant {
+        let net = &head.network;
+        let verify = net.verify_signatures.is_none_or(|f| f.0);
+        let signing_key = match &net.signing_private_key {
+            Some(secret) => match PrivateKey::from_base64(secret.expose()) {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    self.diagnostics.push(
+                        doc.diagnostic(file, "network.signing_private_key", e.to_string())
+                            .hint("`beckn-adapter keys` prints a fresh key pair and its registry entry"),
+                    );
+                    None
+                }
+            },
+            None if verify => {
+                self.diagnostics.push(
+                    doc.diagnostic(file, "network", "no `signing_private_key`: every callback must be signed")
+                        .hint("generate one with `beckn-adapter keys` and set it from the environment, e.g. signing_private_key: ${LAB_SIGNING_KEY}"),
+                );
+                None
+            }
+            None => None,
+        };
+        if signing_key.is_some() && net.key_id.is_none() {
+            self.diagnostics.push(
+                doc.diagnostic(
+                    file,
+                    "network",
+                    "a signing key needs its `key_id` (the registry's unique key id)",
+                )
+                .hint("key_id: lab-key-1"),
+            );
+        }
+        let registry = match &net.registry {
+            None if verify => {
+                self.diagnostics.push(
+                    doc.diagnostic(file, "network", "no `registry`: signatures cannot be checked without one")
+                        .hint("registry: { file: registry/local.yaml }  or  registry: { url: https://registry.example.org }"),
+                );
+                None
+            }
+            None => None,
+            Some(cfg) => {
+                let src = cfg.source.trim();
+                if src.starts_with("http://") || src.starts_with("https://") {
+                    if reqwest::Url::parse(src).is_err() {
+                        self.diagnostics.push(doc.diagnostic(
+                            file,
+                            "network.registry.source",
+                            format!("`{src}` is not a URL"),
+                        ));
+                    }
+                    if cfg.serve.0 {
+                        self.diagnostics.push(
+                            doc.diagnostic(file, "network.registry.serve", "only a registry file can be served")
+                                .hint("serve: true needs `source:` to be a file such as registry/local.yaml"),
+                        );
+                    }
+                    Some(RegistrySource::Remote {
+                        url: src.to_string(),
+                        cache_ttl: cfg.cache_ttl.map_or(DEFAULT_REGISTRY_TTL, |d| d.0),
+                        negative_cache_ttl: cfg
+                            .negative_cache_ttl
+                            .map_or(DEFAULT_REGISTRY_NEGATIVE_TTL, |d| d.0),
+                        timeout: cfg.timeout.map_or(DEFAULT_REGISTRY_TIMEOUT, |d| d.0),
+                        max_lookups_per_second: cfg
+                            .max_lookups_per_second
+                            .map_or(DEFAULT_REGISTRY_LOOKUPS_PER_SECOND, |c| c.0)
+                            .clamp(1, u32::MAX as u64)
+                            as u32,
+                    })
+                } else {
+                    self.registry_file(doc, file, src)
+                        .map(RegistrySource::Embedded)
+                }
+            }
+        };
+        if let (Some(RegistrySource::Embedded(reg)), Some(key), Some(key_id)) =
+            (&registry, &signing_key, &net.key_id)
+        {
+            let own = reg.find(&LookupQuery::key(&net.subscriber_id, key_id));
+            let public = key.public_key().to_base64();
+            if !own.iter().any(|s| s.signing_public_key == public) {
+                self.diagnostics.push(
+                    doc.diagnostic(
+                        file,
+                        "network.signing_private_key",
+                        format!(
+                            "the registry has no entry for {}|{key_id} with this key's public key",
+                            net.subscriber_id
+                        ),
+                    )
+                    .hint(format!(
+                        "add it to the registry file: signing_public_key: {public}"
+                    )),
+                );
+            }
+        }
+        Participant {
+            subscriber_id: net.subscriber_id.clone(),
+            subscriber_uri: net.subscriber_uri.trim_end_matches('/').to_string(),
+            key_id: net.key_id.clone(),
+            signing_key,
+            verify_signatures: verify,
+            signature_skew: net.signature_skew.map_or(DEFAULT_SKEW, |d| d.0).as_secs() as i64,
+            signature_validity: net
+                .signature_validity
+                .map_or(DEFAULT_SIGNATURE_VALIDITY, |d| d.0)
+                .as_secs()
+                .max(1) as i64,
+            max_signature_lifetime: net
+                .max_signature_lifetime
+                .map_or(DEFAULT_MAX_SIGNATURE_LIFETIME, |d| d.0)
+                .as_secs()
+                .min(i64::MAX as u64) as i64,
+            time_limits: TimeLimits {
+                max_ttl: head.validation.max_ttl.map_or(DEFAULT_MAX_TTL, |d| d.0),
+                skew: head
+                    .validation
+                    .timestamp_skew
+                    .map_or(DEFAULT_TIMESTAMP_SKEW, |d| d.0),
+            },
+            registry,
+        }
+    }
+
+    fn registry_file(
+        &mut self,
+        doc: &SpannedDoc,
+        file: &Path,
+        rel: &str,
+    ) -> Option<Arc<EmbeddedRegistry>> {
+        let full = self.layout.root.join(rel);
+        let origin = Origin {
+            doc,
+            file,
+            path: "network.registry.source".into(),
+        };
+        let (rdoc, parsed): (_, RegistryFile) = self.yaml_file(&origin, &full, "registry")?;
+        let mut ok = true;
+        for (i, s) in parsed.subscribers.iter().enumerate() {
+            if let Err(e) = PublicKey::from_base64(&s.signing_public_key) {
+                ok = false;
+                self.diagnostics.push(rdoc.diagnostic(
+                    &full,
+                    &format!("subscribers[{i}].signing_public_key"),
+                    e.to_string(),
+                ));
+            }
+        }
+        ok.then(|| {
+            Arc::new(EmbeddedRegistry {
+                subscribers: parsed.subscribers,
+            })
+        })
+    }
+}
