@@ -4,12 +4,15 @@
 //! `beckn::schema`, `beckn::domain`) -> ACK -> `engine` (steps via `backend`, `mapping`)
 //! -> `beckn::context` -> `delivery`. Flows are compiled by `compile` from the files `config` reads.
 //! `dry_run` runs one action offline (`render`), `mapping_test` checks mappings (`test`).
+//! `app` assembles all of it into the running adapter, for `serve`, the demo and the tests.
 
+pub mod app;
 pub mod backend;
 pub mod beckn;
 pub mod compile;
 pub mod config;
 pub mod delivery;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod dry_run;
 pub mod engine;

@@ -32,6 +32,8 @@ pub enum DemoError {
     Bind(std::io::Error),
     #[error("the store cannot be opened: {0}")]
     Store(#[from] StoreError),
+    #[error("the adapter cannot run: {0}")]
+    App(crate::app::AppError),
     #[error("step {step} ({name}) failed: {reason}")]
     Step {
         step: usize,

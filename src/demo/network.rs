@@ -21,13 +21,12 @@ use tokio::sync::watch;
 
 use super::DemoError;
 use super::app::AppStandIn;
-use crate::backend::HttpTransport;
-use crate::beckn::trust::RegistryPool;
-use crate::compile::{self, CompiledSet, Layout};
+use crate::app::{AdminSettings, App, AppError, Listeners, Served, Settings};
+use crate::compile::{CompiledSet, Layout};
 use crate::config::diagnostic::render_all;
-use crate::delivery::{DeliverySettings, Outbox};
+use crate::delivery::DeliverySettings;
+use crate::reload::{ReloadOutcome, Reloader};
 use crate::roles::Services;
-use crate::server;
 
 /// The sample flows, by name, and the variables that place each.
 const BAP: &str = "farmer-app";
@@ -66,9 +65,12 @@ pub struct SampleNetwork {
     /// Flipkart Ultra, as the farmer app's Ultra connection sees it.
     pub ultra: ultra_standin::UltraStandIn,
     pub store_url: String,
-    /// What the flows were compiled from, for [`SampleNetwork::reload`].
-    layout: Layout,
-    env: HashMap<String, String>,
+    /// The admin listener's base URL.
+    pub admin_url: String,
+    /// Reloads the flows from their files, as `POST /admin/reload` does.
+    pub reloader: Arc<Reloader>,
+    /// The variables the flows were compiled with (addresses chosen here, the caller's `env`).
+    pub env: HashMap<String, String>,
     _stop: watch::Sender<bool>,
     _temp: Option<TempDir>,
 }
@@ -107,6 +109,7 @@ impl SampleNetwork {
         let (erp_listener, erp_addr) = bind().await?;
         let (app_listener, app_addr) = bind().await?;
         let (ultra_listener, ultra_addr) = bind().await?;
+        let (admin_listener, admin_addr) = bind().await?;
         let url = |name: &str| format!("http://{}", listeners[name].1);
         let mut env: HashMap<String, String> = HashMap::new();
         let mut put = |k: &str, v: String| env.insert(k.to_string(), v);
@@ -131,7 +134,42 @@ impl SampleNetwork {
             );
         }
         env.extend(options.env.clone());
-        let set = compile::load(layout, &env).map_err(|d| DemoError::Flows(render_all(&d)))?;
+
+        let (store_url, temp) = match &options.store_url {
+            Some(u) => (u.clone(), None),
+            None => {
+                let dir = std::env::temp_dir()
+                    .join(format!("beckn-adapter-demo-{}", uuid::Uuid::new_v4()));
+                let url = format!("sqlite://{}", dir.join("store.db").display());
+                (url, Some(TempDir(dir)))
+            }
+        };
+        let erp_secret = env
+            .get("SAMPLE_ERP_WEBHOOK_SECRET")
+            .cloned()
+            .unwrap_or_else(|| ERP_WEBHOOK_SECRET.into());
+        let mut settings = Settings::new(layout.clone(), Arc::new(env.clone()), store_url.clone());
+        settings.delivery = DeliverySettings {
+            base_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_millis(500),
+            ..DeliverySettings::default()
+        };
+        settings.admin = Some(AdminSettings {
+            listen: admin_addr,
+            token: None,
+        });
+        // Reloaded when asked ([`SampleNetwork::reload`]), and nothing else in the process
+        // is touched.
+        settings.watch = None;
+        settings.sighup = false;
+        settings.served = Served::Except(options.down.clone());
+        let app = App::build(settings).await.map_err(|e| match e {
+            AppError::Flows(d) => DemoError::Flows(render_all(&d)),
+            AppError::Store { source, .. } => DemoError::Store(source),
+            other => DemoError::App(other),
+        })?;
+        let flows = app.flows().clone();
+        let set = flows.load_full();
         for name in [BAP, GATEWAY, LABS[0].0, LABS[1].0] {
             if set.flow(name).is_none() {
                 return Err(DemoError::MissingFlow {
@@ -151,39 +189,13 @@ impl SampleNetwork {
             .and_then(|f| f.bap.as_ref())
             .map(|b| format!("http://{}{}", b.client_listen, b.client_base_path))
             .unwrap_or_default();
-        let flows = Arc::new(ArcSwap::from_pointee(set));
 
-        let (store_url, temp) = match &options.store_url {
-            Some(u) => (u.clone(), None),
-            None => {
-                let dir = std::env::temp_dir()
-                    .join(format!("beckn-adapter-demo-{}", uuid::Uuid::new_v4()));
-                let url = format!("sqlite://{}", dir.join("store.db").display());
-                (url, Some(TempDir(dir)))
-            }
-        };
-        let store = crate::store::open(&store_url).await?;
-        let outbox = Arc::new(Outbox::new(
-            store,
-            DeliverySettings {
-                base_backoff: Duration::from_millis(50),
-                max_backoff: Duration::from_millis(500),
-                ..DeliverySettings::default()
-            },
-        ));
-        tokio::spawn(outbox.clone().run(flows.clone(), shutdown()));
-        let services = Arc::new(Services {
-            transport: Arc::new(HttpTransport::new()),
-            outbox,
-            registries: RegistryPool::default(),
-        });
-
-        let app = Arc::new(AppStandIn::new(webhook.0.into_bytes(), webhook.1));
+        let stand_in = Arc::new(AppStandIn::new(webhook.0.into_bytes(), webhook.1));
         tokio::spawn({
-            let app = app.clone();
+            let stand_in = stand_in.clone();
             let stop = shutdown();
             async move {
-                let _ = axum::serve(app_listener, app.router())
+                let _ = axum::serve(app_listener, stand_in.router())
                     .with_graceful_shutdown(stop)
                     .await;
             }
@@ -199,16 +211,12 @@ impl SampleNetwork {
         let erp = sample_erp::SampleErp::new(sample_erp::ErpConfig {
             webhook: Some(sample_erp::WebhookConfig {
                 url: String::new(),
-                secret: env
-                    .get("SAMPLE_ERP_WEBHOOK_SECRET")
-                    .cloned()
-                    .unwrap_or_else(|| ERP_WEBHOOK_SECRET.into()),
+                secret: erp_secret,
                 // Labs whose flow takes a webhook get their events posted there; the others
                 // (`events.poll`) ask the ERP for them.
                 lab_urls: LABS
                     .iter()
                     .filter_map(|(flow, _, lab)| {
-                        let set = flows.load();
                         let f = set.flow(flow)?;
                         let webhook = f.events.as_ref()?.webhook.as_ref()?;
                         Some((
@@ -229,35 +237,21 @@ impl SampleNetwork {
         urls.insert("sample-erp".into(), format!("http://{erp_addr}"));
         urls.insert("ultra".into(), format!("http://{ultra_addr}"));
 
-        let mut by_addr: HashMap<SocketAddr, TcpListener> = HashMap::new();
-        for (name, (listener, addr)) in listeners {
+        let mut bound = Listeners::new();
+        for (name, (listener, _)) in listeners {
             // A participant that is down: nothing listens at its registered address.
             if !options.down.contains(&name) {
-                by_addr.insert(addr, listener);
+                bound.add(listener).map_err(DemoError::Bind)?;
             }
         }
-        let down_addrs: Vec<SocketAddr> = options
-            .down
-            .iter()
-            .filter_map(|n| flows.load().flow(n).map(|f| f.listen))
-            .collect();
-        let mut served = Vec::new();
-        for (addr, router) in server::routers(&flows, &services) {
-            if down_addrs.contains(&addr) {
-                continue;
+        bound.add(admin_listener).map_err(DemoError::Bind)?;
+        let services = app.services().clone();
+        let reloader = app.reloader().clone();
+        tokio::spawn(async move {
+            if let Err(e) = app.run(bound, shutdown()).await {
+                tracing::error!(error = %e, "the sample network's adapter stopped");
             }
-            let listener = match by_addr.remove(&addr) {
-                Some(l) => l,
-                None => TcpListener::bind(addr).await.map_err(DemoError::Bind)?,
-            };
-            served.push((listener, router));
-        }
-        tokio::spawn(server::serve(served, shutdown()));
-        tokio::spawn(crate::roles::events::poller::run(
-            flows.clone(),
-            services.clone(),
-            shutdown(),
-        ));
+        });
 
         Ok(SampleNetwork {
             erp,
@@ -265,10 +259,11 @@ impl SampleNetwork {
             services,
             urls,
             client_api,
-            app,
+            app: stand_in,
             ultra,
             store_url,
-            layout: layout.clone(),
+            admin_url: format!("http://{admin_addr}"),
+            reloader,
             env,
             _stop: stop,
             _temp: temp,
@@ -277,9 +272,11 @@ impl SampleNetwork {
 
     /// Compiles the flows again from their files (as a hot reload does) and swaps them in.
     pub fn reload(&self) -> Result<(), DemoError> {
-        let set =
-            compile::load(&self.layout, &self.env).map_err(|d| DemoError::Flows(render_all(&d)))?;
-        self.flows.store(Arc::new(set));
-        Ok(())
+        match self.reloader.reload("demo") {
+            ReloadOutcome::Rejected { diagnostics } => {
+                Err(DemoError::Flows(render_all(&diagnostics)))
+            }
+            ReloadOutcome::Applied { .. } | ReloadOutcome::Unchanged { .. } => Ok(()),
+        }
     }
 }

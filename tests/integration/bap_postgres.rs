@@ -3,22 +3,18 @@
 //! PostgreSQL tests these need a server (`BECKN_TEST_POSTGRES_URL`) and are `#[ignore]`d in the
 //! plain test run; CI runs them with `--ignored`.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use beckn_adapter::backend::HttpTransport;
-use beckn_adapter::beckn::trust::RegistryPool;
+use beckn_adapter::app::Served;
 use beckn_adapter::compile::Layout;
-use beckn_adapter::delivery::{DeliverySettings, Outbox};
 use beckn_adapter::demo::{NetworkOptions, SampleNetwork};
-use beckn_adapter::roles::Services;
 use beckn_adapter::store::buyer::signal_payload;
 use beckn_adapter::store::postgres::PgStore;
 use beckn_adapter::store::{Accepted, BuyerStore, Disposition, NewCallback, Store};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use crate::common::{bind, repo};
+use crate::common::{TestApp, bind, repo};
 use crate::postgres::TestDb;
 
 fn filed(message_id: &str) -> NewCallback {
@@ -96,18 +92,17 @@ async fn postgres_wakes_a_sync_caller_in_one_process_when_its_callbacks_land_in_
     )
     .await
     .expect("the sample network starts");
-    // Process A: the same farmer-app flow with a store connection of its own, serving only
-    // the app's calls; the labs' answers never reach it directly.
-    let store: Arc<dyn Store> = Arc::new(PgStore::open(&db.url).await.unwrap());
-    let services = Arc::new(Services {
-        transport: Arc::new(HttpTransport::new()),
-        outbox: Arc::new(Outbox::new(store, DeliverySettings::default())),
-        registries: RegistryPool::default(),
-    });
-    let flow = net.flows.load().flow("farmer-app").cloned().unwrap();
-    let (router, _) = beckn_adapter::roles::bap::routers(&net.flows, &flow, &services);
+    // Process A: a second adapter on the same flows and the same store, serving only the
+    // farmer-app flow, on an address of its own: the labs' answers never reach it directly
+    // (the farmer app's registered URL is B's).
     let (listener, addr) = bind().await;
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let mut env = net.env.clone();
+    env.insert("FARMER_APP_LISTEN".into(), addr.to_string());
+    let _a = TestApp::start(&repo().join("flows"), env, vec![listener], |settings| {
+        settings.store_url = db.url.clone();
+        settings.served = Served::Only(vec!["farmer-app".into()]);
+    })
+    .await;
 
     let resp = reqwest::Client::new()
         .post(format!("http://{addr}/api/search?mode=sync"))

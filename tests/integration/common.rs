@@ -10,13 +10,12 @@ use arc_swap::ArcSwap;
 use axum::Router;
 use axum::extract::{Path as UrlPath, State};
 use axum::routing::post;
-use beckn_adapter::backend::HttpTransport;
+use beckn_adapter::app::{AdminSettings, App, Listeners, Served, Settings};
 use beckn_adapter::beckn::signing::PrivateKey;
-use beckn_adapter::beckn::trust::RegistryPool;
 use beckn_adapter::compile::{self, CompiledSet, Layout};
-use beckn_adapter::delivery::{DeliverySettings, Outbox};
+use beckn_adapter::delivery::DeliverySettings;
+use beckn_adapter::reload::Reloader;
 use beckn_adapter::roles::Services;
-use beckn_adapter::server;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -178,34 +177,90 @@ pub struct Network {
     pub bap: Arc<Inbox>,
     pub flows: Arc<ArcSwap<CompiledSet>>,
     pub services: Arc<Services>,
+    /// The adapter's reloader, as its admin listener and file watcher use it.
+    pub reloader: Arc<Reloader>,
+    /// The adapter's admin listener.
+    pub admin_addr: SocketAddr,
     pub http: reqwest::Client,
-    /// The environment the flows were compiled with (for reloading them the same way).
-    pub env: HashMap<String, String>,
     /// Message ids of the requests sent to the BPP, to tell answers from unsolicited callbacks.
     pub sent: Mutex<std::collections::HashSet<String>>,
     /// Holds the store's temporary directory for the network's lifetime.
     _store_dir: tempfile::TempDir,
 }
 
-/// Services for a test network: HTTP backends, a registry pool, and a store in a temporary
-/// SQLite file with its outbox worker running (fast retries).
-pub async fn services(flows: &Arc<ArcSwap<CompiledSet>>) -> (Arc<Services>, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let url = format!("sqlite://{}", dir.path().join("store.db").display());
-    let store = beckn_adapter::store::open(&url).await.expect("store opens");
-    let settings = DeliverySettings {
-        base_backoff: Duration::from_millis(50),
-        max_backoff: Duration::from_millis(500),
-        ..DeliverySettings::default()
-    };
-    let outbox = Arc::new(Outbox::new(store, settings));
-    tokio::spawn(outbox.clone().run(flows.clone(), std::future::pending()));
-    let services = Arc::new(Services {
-        transport: Arc::new(HttpTransport::new()),
-        outbox,
-        registries: RegistryPool::default(),
-    });
-    (services, dir)
+/// The adapter of a test network, built by [`App`] as `serve` builds it: the store in a
+/// temporary SQLite file, fast retries, the admin listener on a loopback port of its own
+/// (unless `configure` names one, bound among the listeners), and nothing reacting to file
+/// changes or signals (a test turns the watcher on when it needs it).
+pub struct TestApp {
+    pub flows: Arc<ArcSwap<CompiledSet>>,
+    pub services: Arc<Services>,
+    pub reloader: Arc<Reloader>,
+    pub admin_addr: SocketAddr,
+    pub store_dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    /// Builds the adapter on the flows in `flows_dir` with `env`, lets `configure` change the
+    /// settings, and runs it on `listeners` (bound to the addresses the flows name) until the
+    /// test ends.
+    pub async fn start(
+        flows_dir: &Path,
+        env: HashMap<String, String>,
+        listeners: Vec<TcpListener>,
+        configure: impl FnOnce(&mut Settings),
+    ) -> TestApp {
+        let store_dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", store_dir.path().join("store.db").display());
+        let mut settings = Settings::new(Layout::from_flows_dir(flows_dir), Arc::new(env), url);
+        settings.delivery = DeliverySettings {
+            base_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_millis(500),
+            ..DeliverySettings::default()
+        };
+        settings.admin = None;
+        settings.watch = None;
+        settings.sighup = false;
+        configure(&mut settings);
+        let mut listeners = listeners;
+        let admin_addr = match &settings.admin {
+            Some(admin) => admin.listen,
+            None => {
+                let (admin_listener, admin_addr) = bind().await;
+                listeners.push(admin_listener);
+                settings.admin = Some(AdminSettings {
+                    listen: admin_addr,
+                    token: None,
+                });
+                admin_addr
+            }
+        };
+        let app = match App::build(settings).await {
+            Ok(app) => app,
+            Err(beckn_adapter::app::AppError::Flows(d)) => panic!(
+                "flows do not compile:\n{}",
+                beckn_adapter::config::diagnostic::render_all(&d)
+            ),
+            Err(e) => panic!("the adapter cannot be built: {e}"),
+        };
+        let mut bound = Listeners::new();
+        for listener in listeners {
+            bound.add(listener).expect("a bound listener");
+        }
+        let started = TestApp {
+            flows: app.flows().clone(),
+            services: app.services().clone(),
+            reloader: app.reloader().clone(),
+            admin_addr,
+            store_dir,
+        };
+        tokio::spawn(async move {
+            if let Err(e) = app.run(bound, std::future::pending()).await {
+                panic!("the adapter stopped: {e}");
+            }
+        });
+        started
+    }
 }
 
 impl Network {
@@ -227,6 +282,19 @@ impl Network {
         flows_dir: &Path,
         erp_url: Option<String>,
         extra_env: HashMap<String, String>,
+    ) -> Network {
+        Self::start_app(flows_dir, erp_url, extra_env, Vec::new(), |_| {}).await
+    }
+
+    /// Like [`Network::start_env`], with the adapter's settings changed by `configure` and
+    /// `listeners` bound to addresses it names. Only the greenfield-lab flow is served (on the
+    /// network's BPP address); the others are compiled but have no listener.
+    pub async fn start_app(
+        flows_dir: &Path,
+        erp_url: Option<String>,
+        extra_env: HashMap<String, String>,
+        listeners: Vec<TcpListener>,
+        configure: impl FnOnce(&mut Settings),
     ) -> Network {
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
@@ -261,6 +329,7 @@ impl Network {
                 "GFSL_ERP_URL".into(),
                 erp_url.unwrap_or_else(|| format!("http://{erp_addr}/api/v1/labs/GFSL")),
             ),
+            ("GFSL_LISTEN".into(), bpp_addr.to_string()),
             ("GFSL_PUBLIC_URL".into(), bpp_url.clone()),
             ("FARMER_APP_URL".into(), format!("http://{bap_addr}")),
             (
@@ -270,24 +339,12 @@ impl Network {
         ]);
         let mut env = env;
         env.extend(extra_env);
-        let set = load_flows(flows_dir, &env);
-        let flows_env = env.clone();
-        let flows = Arc::new(ArcSwap::from_pointee(set));
-        let (services, store_dir) = services(&flows).await;
-        let routers = server::routers(&flows, &services);
-        let gfsl = flows
-            .load()
-            .flow("greenfield-lab")
-            .expect("greenfield-lab flow")
-            .listen;
-        let router = routers
-            .get(&gfsl)
-            .cloned()
-            .expect("router for greenfield-lab");
-        tokio::spawn(server::serve(
-            vec![(bpp_listener, router)],
-            std::future::pending(),
-        ));
+        let listeners = std::iter::once(bpp_listener).chain(listeners).collect();
+        let app = TestApp::start(flows_dir, env, listeners, |settings| {
+            settings.served = Served::Only(vec!["greenfield-lab".into()]);
+            configure(settings);
+        })
+        .await;
 
         Network {
             erp,
@@ -295,12 +352,13 @@ impl Network {
             bpp_url,
             bap_url: format!("http://{bap_addr}"),
             bap,
-            flows,
-            services,
+            flows: app.flows,
+            services: app.services,
+            reloader: app.reloader,
+            admin_addr: app.admin_addr,
             http: reqwest::Client::new(),
             sent: Mutex::default(),
-            env: flows_env,
-            _store_dir: store_dir,
+            _store_dir: app.store_dir,
         }
     }
 

@@ -12,7 +12,7 @@ use axum::Router;
 use axum::routing::post;
 use serde_json::{Value, json};
 
-use crate::common::{BAP_ID, GFSL_ID, Inbox, Network, bap_signature, bind, record, repo};
+use crate::common::{BAP_ID, GFSL_ID, Inbox, Network, TestApp, bap_signature, bind, record, repo};
 
 /// A loopback port nothing listens on yet.
 pub async fn free_port() -> SocketAddr {
@@ -368,21 +368,15 @@ async fn a_killed_adapter_delivers_every_acknowledged_callback_after_restart() {
 /// and sends it, without waiting for the lease to end.
 #[tokio::test]
 async fn a_callback_handed_to_a_worker_that_never_ran_is_sent_by_the_next_run() {
-    use beckn_adapter::delivery::{DeliverySettings, Outbox};
+    use beckn_adapter::app::{App, Served, Settings};
+    use beckn_adapter::compile::Layout;
     use beckn_adapter::store::NewOutbox;
 
+    const LEASE: Duration = Duration::from_secs(600);
     let bap_addr = free_port().await;
     let bap = stand_in_at(bap_addr).await;
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("store.db").display());
-    let flows = Arc::new(arc_swap::ArcSwap::from_pointee(crate::common::load_flows(
-        &repo().join("flows"),
-        &HashMap::new(),
-    )));
-    let settings = DeliverySettings {
-        lease: Duration::from_secs(600),
-        ..DeliverySettings::default()
-    };
     let body = json!({"context": {"action": "on_search", "message_id": "m-handed"}, "message": {}});
     let item = NewOutbox {
         flow: "greenfield-lab".into(),
@@ -400,9 +394,17 @@ async fn a_callback_handed_to_a_worker_that_never_ran_is_sent_by_the_next_run() 
         claimed_by: None,
     };
     {
-        let store = beckn_adapter::store::open(&url).await.unwrap();
-        let first = Outbox::new(store.clone(), settings.clone());
-        first.submit(item).await.unwrap();
+        // The first run is built but never runs: its outbox worker never starts.
+        let env: HashMap<String, String> = HashMap::new();
+        let mut settings = Settings::new(
+            Layout::from_flows_dir(repo().join("flows")),
+            Arc::new(env),
+            &url,
+        );
+        settings.delivery.lease = LEASE;
+        let first = App::build(settings).await.expect("the first run builds");
+        let store = first.services().outbox.store.clone();
+        first.services().outbox.submit(item).await.unwrap();
         // taken by the first run: no other worker can claim it while its lease lasts
         let now = beckn_adapter::store::now_ms();
         let taken = store.claim("someone-else", now, 10, 1000).await.unwrap();
@@ -410,9 +412,21 @@ async fn a_callback_handed_to_a_worker_that_never_ran_is_sent_by_the_next_run() 
         assert_eq!(store.counts().await.unwrap().pending, 1);
         drop(first);
     }
-    let store = beckn_adapter::store::open(&url).await.unwrap();
-    let second = Arc::new(Outbox::new(store.clone(), settings));
-    tokio::spawn(second.run(flows, std::future::pending()));
+    // The next run on the same store, as `serve` runs it; the flows' own listeners and
+    // backends are not part of this test.
+    let second = TestApp::start(
+        &repo().join("flows"),
+        HashMap::new(),
+        Vec::new(),
+        |settings| {
+            settings.store_url = url.clone();
+            settings.delivery.lease = LEASE;
+            settings.served = Served::Only(Vec::new());
+            settings.pollers = false;
+        },
+    )
+    .await;
+    let store = second.services.outbox.store.clone();
     let got = bap
         .wait("on_search", "m-handed", Duration::from_secs(10))
         .await;
@@ -437,7 +451,15 @@ async fn a_request_recovered_after_its_ttl_is_answered_with_an_error_and_not_run
         format!("{flow}\nlimits:\n  callback_deadline: 10m\n"),
     )
     .expect("write flow file");
-    let net = Network::start_tree(&tree.path().join("flows"), None).await;
+    // Recovery is started below, once the earlier run's request is in the store.
+    let net = Network::start_app(
+        &tree.path().join("flows"),
+        None,
+        HashMap::new(),
+        Vec::new(),
+        |settings| settings.recovery = false,
+    )
+    .await;
     let txn = uuid::Uuid::new_v4().to_string();
     let mut body = net.request(
         "confirm",
@@ -473,6 +495,7 @@ async fn a_request_recovered_after_its_ttl_is_answered_with_an_error_and_not_run
         .await
         .unwrap();
     assert_eq!(accepted, beckn_adapter::store::Admission::New);
+    // What the next run's recovery does at start.
     tokio::spawn(beckn_adapter::roles::rescue_unfinished(
         net.flows.clone(),
         net.services.clone(),

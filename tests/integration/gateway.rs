@@ -6,18 +6,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use axum::Router;
 use axum::routing::post;
+use beckn_adapter::app::Served;
 use beckn_adapter::beckn::registry::LookupQuery;
 use beckn_adapter::beckn::signing::{PrivateKey, PublicKey, SignatureHeader};
 use beckn_adapter::compile::RegistrySource;
 use beckn_adapter::roles::Services;
-use beckn_adapter::server;
 use serde_json::{Value, json};
 
 use crate::common::{
-    BAP_ID, BAP_KEY_ID, BAP_TEST_KEY, GFSL_ID, Inbox, bap_signature, bind, load_flows, record, repo,
+    BAP_ID, BAP_KEY_ID, BAP_TEST_KEY, GFSL_ID, Inbox, TestApp, bap_signature, bind, record, repo,
 };
 
 /// TEST-ONLY key of the sample network's GreenField lab (flows/greenfield-lab.yaml).
@@ -54,6 +53,9 @@ impl SoilNetwork {
         let (kth_listener, kth_addr) = bind().await;
         let gateway_url = format!("http://{gw_addr}");
         let env: HashMap<String, String> = HashMap::from([
+            ("GATEWAY_LISTEN".into(), gw_addr.to_string()),
+            ("GFSL_LISTEN".into(), gfsl_addr.to_string()),
+            ("KTH_LISTEN".into(), kth_addr.to_string()),
             ("GATEWAY_URL".into(), gateway_url.clone()),
             ("GFSL_PUBLIC_URL".into(), format!("http://{gfsl_addr}")),
             ("KTH_PUBLIC_URL".into(), format!("http://{kth_addr}")),
@@ -69,8 +71,17 @@ impl SoilNetwork {
             // The labs use the registry the gateway serves, as a remote registry.
             ("BECKN_REGISTRY".into(), gateway_url.clone()),
         ]);
-        let set = load_flows(&repo().join("flows"), &env);
-        let registry_keys = match set
+        // Every flow but the farmer app's (a stand-in plays it) on the listeners bound above.
+        let app = TestApp::start(
+            &repo().join("flows"),
+            env,
+            vec![gw_listener, gfsl_listener, kth_listener],
+            |settings| settings.served = Served::Except(vec!["farmer-app".into()]),
+        )
+        .await;
+        let registry_keys = match app
+            .flows
+            .load()
             .flow("soil-gateway")
             .and_then(|f| f.participant.registry.clone())
         {
@@ -81,17 +92,8 @@ impl SoilNetwork {
                 .collect(),
             _ => panic!("the gateway serves an embedded registry"),
         };
-        let flows = Arc::new(ArcSwap::from_pointee(set));
-        let (services, store_dir) = crate::common::services(&flows).await;
-        let mut routers = server::routers(&flows, &services);
-        let listen = |name: &str| flows.load().flow(name).expect(name).listen;
-        let mut take = |name: &str| routers.remove(&listen(name)).expect(name);
-        let listeners = vec![
-            (gw_listener, take("soil-gateway")),
-            (gfsl_listener, take("greenfield-lab")),
-            (kth_listener, take("krishi-lab")),
-        ];
-        tokio::spawn(server::serve(listeners, std::future::pending()));
+        let services = app.services.clone();
+        let store_dir = app.store_dir;
         SoilNetwork {
             gateway_url,
             bap_url: format!("http://{bap_addr}"),

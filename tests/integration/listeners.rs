@@ -2,15 +2,16 @@
 //! within the configured time limits while others are served; connections beyond the limit
 //! wait; every refusal, even those made before a handler runs, carries a NACK.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use beckn_adapter::server::{self, ListenerLimits};
+use beckn_adapter::server::ListenerLimits;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::common::{Network, bap_signature, bind};
+use crate::common::{Network, bap_signature, repo};
 
 const LIMITS: ListenerLimits = ListenerLimits {
     header_timeout: Duration::from_secs(1),
@@ -19,19 +20,19 @@ const LIMITS: ListenerLimits = ListenerLimits {
     max_connections: 64,
 };
 
-/// A second listener for the network's provider flow, within `limits`.
-async fn limited(net: &Network, limits: ListenerLimits) -> SocketAddr {
+/// The network with every listener of its adapter within `limits`, and the address of its
+/// provider flow.
+async fn limited(limits: ListenerLimits) -> (Network, SocketAddr) {
+    let net = Network::start_app(
+        &repo().join("flows"),
+        None,
+        HashMap::new(),
+        Vec::new(),
+        |settings| settings.limits = limits,
+    )
+    .await;
     let gfsl = net.flows.load().flow("greenfield-lab").unwrap().listen;
-    let router = server::routers(&net.flows, &net.services)
-        .remove(&gfsl)
-        .unwrap();
-    let (listener, addr) = bind().await;
-    tokio::spawn(server::serve_within(
-        vec![(listener, router)],
-        limits,
-        std::future::pending(),
-    ));
-    addr
+    (net, gfsl)
 }
 
 /// Bytes to send, each chunk after its pause.
@@ -96,8 +97,7 @@ const HEAD: &str = "POST /search HTTP/1.1\r\nhost: lab\r\ncontent-type: applicat
 
 #[tokio::test]
 async fn slow_clients_are_answered_408_and_closed_while_others_are_served() {
-    let net = Network::start().await;
-    let addr = limited(&net, LIMITS).await;
+    let (net, addr) = limited(LIMITS).await;
     let slow_body: Chunks = std::iter::once(now(HEAD.as_bytes()))
         .chain((0..30).map(|_| (Duration::from_millis(200), b"x".to_vec())))
         .collect();
@@ -195,15 +195,11 @@ async fn slow_clients_are_answered_408_and_closed_while_others_are_served() {
 
 #[tokio::test]
 async fn connections_beyond_the_limit_wait_for_a_free_slot() {
-    let net = Network::start().await;
-    let addr = limited(
-        &net,
-        ListenerLimits {
-            max_connections: 2,
-            idle_timeout: Duration::from_secs(30),
-            ..LIMITS
-        },
-    )
+    let (_net, addr) = limited(ListenerLimits {
+        max_connections: 2,
+        idle_timeout: Duration::from_secs(30),
+        ..LIMITS
+    })
     .await;
     let first = TcpStream::connect(addr).await.unwrap();
     let _second = TcpStream::connect(addr).await.unwrap();
@@ -226,8 +222,7 @@ async fn connections_beyond_the_limit_wait_for_a_free_slot() {
 
 #[tokio::test]
 async fn every_refusal_of_a_beckn_listener_carries_a_nack() {
-    let net = Network::start().await;
-    let addr = limited(&net, LIMITS).await;
+    let (_net, addr) = limited(LIMITS).await;
     let huge = format!(
         "POST /search HTTP/1.1\r\nhost: lab\r\nx-big: {}\r\n\r\n",
         "a".repeat(100 * 1024)

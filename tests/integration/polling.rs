@@ -330,8 +330,7 @@ async fn polled_status_changes_reach_the_farmer_app_once_across_restarts_and_erp
 /// Polling follows reloads without a restart; a webhook's path does not.
 #[tokio::test]
 async fn a_reload_changes_what_is_polled_without_a_restart() {
-    use beckn_adapter::compile::Layout;
-    use beckn_adapter::reload::{ReloadOutcome, Reloader};
+    use beckn_adapter::reload::ReloadOutcome;
 
     let tree = crate::common::temp_tree(&["greenfield-lab.yaml", "krishi-lab.yaml"]);
     let root = tree.path().to_path_buf();
@@ -343,17 +342,9 @@ async fn a_reload_changes_what_is_polled_without_a_restart() {
     };
     // Hardly ever polled at first.
     edit(&krishi, "${KTH_EVENTS_POLL_EVERY:-2s}", "1h");
+    // The adapter polls as `serve` does, and reloads through its own reloader.
     let net = crate::common::Network::start_tree(&root.join("flows"), None).await;
-    tokio::spawn(beckn_adapter::roles::events::poller::run(
-        net.flows.clone(),
-        net.services.clone(),
-        std::future::pending(),
-    ));
-    let reloader = Reloader::new(
-        Layout::from_flows_dir(root.join("flows")),
-        Arc::new(net.env.clone()),
-        net.flows.clone(),
-    );
+    let reloader = net.reloader.clone();
     // A change at the lab: an order placed at its counter, not through Beckn, so the adapter
     // ignores its event once it sees it.
     let erp = format!("http://{}/api/v1/labs/KTH", net.erp_addr);

@@ -1,12 +1,12 @@
 //! Hot reload under load: a changed mapping is taken without a failed request; a broken one is
 //! rejected whole while the previous flows keep answering; fixing it is taken again.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use beckn_adapter::compile::Layout;
 use beckn_adapter::reload::Reloader;
 use serde_json::json;
 
@@ -33,6 +33,19 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// The network on the flows under `root`, its adapter reloading on file changes (100 ms after
+/// the last).
+async fn watched(root: &Path) -> Network {
+    Network::start_app(
+        &root.join("flows"),
+        None,
+        HashMap::new(),
+        Vec::new(),
+        |settings| settings.watch = Some(Duration::from_millis(100)),
+    )
+    .await
+}
+
 async fn short_desc(net: &Network) -> String {
     let on_search = net
         .call("search", &uuid::Uuid::new_v4().to_string(), json!({}))
@@ -47,15 +60,8 @@ async fn short_desc(net: &Network) -> String {
 async fn reloads_under_load_reject_broken_sets_and_recover() {
     let tree = temp_tree(&["greenfield-lab.yaml"]);
     let root = tree.path().to_path_buf();
-    let net = Arc::new(Network::start_tree(&root.join("flows"), None).await);
-    let reloader = Reloader::new(
-        Layout::from_flows_dir(root.join("flows")),
-        Arc::new(net.env.clone()),
-        net.flows.clone(),
-    );
-    let _watcher = reloader
-        .watch(Duration::from_millis(100))
-        .expect("watching");
+    let net = Arc::new(watched(&root).await);
+    let reloader = net.reloader.clone();
 
     // Steady load: signed searches, one after another, each must be ACKed and answered.
     let stop = Arc::new(AtomicBool::new(false));
@@ -172,15 +178,8 @@ async fn no_reload_beyond(reloader: &Reloader, expected: u64, window: Duration) 
 async fn file_watcher_reloads_once_per_change_and_never_by_itself() {
     let tree = temp_tree(&["greenfield-lab.yaml"]);
     let root = tree.path().to_path_buf();
-    let net = Network::start_tree(&root.join("flows"), None).await;
-    let reloader = Reloader::new(
-        Layout::from_flows_dir(root.join("flows")),
-        Arc::new(net.env.clone()),
-        net.flows.clone(),
-    );
-    let _watcher = reloader
-        .watch(Duration::from_millis(100))
-        .expect("watching");
+    let net = watched(&root).await;
+    let reloader = net.reloader.clone();
 
     // Idle: nothing changes, nothing is reloaded (a reload reads every watched file; those
     // reads must not count as changes).
