@@ -37,11 +37,11 @@ mod tests {
     fn a_header_key_is_sent_as_given_and_a_bearer_token_after_its_scheme() {
         let key = BackendAuth::Header {
             name: "X-Api-Key".into(),
-            value: Secret::new("k1".into()),
+            value: Secret::new("k1"),
         };
         let (name, value) = key.header();
         assert_eq!((name, value.expose()), ("X-Api-Key", "k1"));
-        let bearer = BackendAuth::Bearer(Secret::new("t1".into()));
+        let bearer = BackendAuth::Bearer(Secret::new("t1"));
         let (name, value) = bearer.header();
         assert_eq!((name, value.expose()), ("Authorization", "Bearer t1"));
         assert!(
