@@ -23,7 +23,7 @@ pub fn headers_for(flow: &CompiledFlow, item: &OutboxItem) -> Vec<(String, Strin
     if item.kind != KIND {
         return trust::sign_outbound(&flow.participant, &item.body);
     }
-    let Some(webhook) = flow.bap.as_ref().and_then(|b| b.webhook.as_ref()) else {
+    let Some(webhook) = flow.bap().and_then(|b| b.webhook.as_ref()) else {
         return Vec::new();
     };
     let now = jiff::Timestamp::now().as_second();
