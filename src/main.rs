@@ -488,7 +488,7 @@ fn check(dirs: &Dirs) -> anyhow::Result<()> {
                     actions.push("(serves /lookup)");
                 }
                 let reports;
-                if let Some(u) = &f.ultra {
+                if let Some(u) = &f.sinks.ultra {
                     reports = format!(
                         "(reports {} orders to Ultra `{}`)",
                         u.on.join("/"),
@@ -506,7 +506,7 @@ fn check(dirs: &Dirs) -> anyhow::Result<()> {
                     actions.join(" ")
                 );
             }
-            for c in &set.ultra {
+            for c in &set.sinks.ultra {
                 println!(
                     "  {} (Flipkart Ultra): client {} at {}, OMS at {}, secureTokens of {}s, timestamps in {}",
                     c.name,
@@ -738,7 +738,7 @@ fn ultra_render(
         .and_then(serde_json::Value::as_str)
         .unwrap_or("on_confirm")
         .to_string();
-    match beckn_adapter::ultra::report::build_order(flow, &action, &body, identity) {
+    match beckn_adapter::sinks::ultra::report::build_order(flow, &action, &body, identity) {
         Ok(Some(order)) => {
             println!("{}", serde_json::to_string_pretty(&order.body)?);
             Ok(())
@@ -762,9 +762,10 @@ async fn ultra_ping(dirs: &Dirs, name: Option<&str>) -> anyhow::Result<()> {
     };
     let conn = match name {
         Some(n) => set
+            .sinks
             .ultra(n)
             .with_context(|| format!("no Ultra connection `{n}` under {}", dirs.flows.display()))?,
-        None => match set.ultra.as_slice() {
+        None => match set.sinks.ultra.as_slice() {
             [one] => one,
             [] => bail!("no Ultra connection under {}", dirs.flows.display()),
             many => bail!(
@@ -777,7 +778,7 @@ async fn ultra_ping(dirs: &Dirs, name: Option<&str>) -> anyhow::Result<()> {
         },
     };
     let http = reqwest::Client::new();
-    match beckn_adapter::ultra::api::ping(&http, conn).await {
+    match beckn_adapter::sinks::ultra::api::ping(&http, conn).await {
         Ok(()) => {
             println!(
                 "OK: {} accepts the secureToken of {} (connection `{}`)",
@@ -794,8 +795,8 @@ async fn ultra_ping(dirs: &Dirs, name: Option<&str>) -> anyhow::Result<()> {
 }
 
 /// What to check when Ultra does not accept a connection's secureToken, by what it said.
-fn ping_hint(e: &beckn_adapter::ultra::api::UltraError) -> &'static str {
-    use beckn_adapter::ultra::api::UltraError;
+fn ping_hint(e: &beckn_adapter::sinks::ultra::api::UltraError) -> &'static str {
+    use beckn_adapter::sinks::ultra::api::UltraError;
     match e {
         UltraError::Refused { message, .. }
             if message.contains("exp - iat") || message.contains("lifetime") =>
@@ -964,7 +965,7 @@ mod tests {
 
     #[test]
     fn ultra_ping_hint_names_token_lifetime() {
-        use beckn_adapter::ultra::api::UltraError;
+        use beckn_adapter::sinks::ultra::api::UltraError;
         let too_long = UltraError::Refused {
             call: "ping",
             status: 401,

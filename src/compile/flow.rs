@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::sinks::FlowSinks;
 use super::{CompiledFlow, Loader, Origin};
 use crate::beckn::action::Action;
 use crate::beckn::domain::{DomainRules, DomainRulesFile};
@@ -214,7 +215,7 @@ impl Loader<'_> {
             participant,
             events,
             bap,
-            ultra,
+            sinks: FlowSinks { ultra },
             serve_registry: head.network.registry.as_ref().is_some_and(|r| r.serve.0),
             forward_timeout: head
                 .gateway

@@ -25,6 +25,7 @@ use crate::config::{Diagnostic, EnvLookup};
 use crate::mapping::templates::EXPR_PREFIX;
 use flow::normalise_base_path;
 use loader::{Loader, Origin};
+use sinks::SinkConnections;
 use templates::known_names;
 
 pub use model::*;
@@ -105,7 +106,9 @@ pub fn load(layout: &Layout, env: &dyn EnvLookup) -> Result<CompiledSet, Vec<Dia
     cx.sources.hash(&mut hasher);
     Ok(CompiledSet {
         flows,
-        ultra: cx.connections,
+        sinks: SinkConnections {
+            ultra: cx.connections,
+        },
         core: Arc::new(core),
         hash: format!("{:016x}", hasher.finish()),
         sources: cx.sources.into_keys().collect(),

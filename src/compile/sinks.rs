@@ -35,6 +35,33 @@ pub const MAX_LIFETIME_SECS: u64 = 1000;
 /// Default `exp - iat`: short, since one version of the docs allows only 100 s.
 pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(90);
 
+/// The order sinks' connections loaded with a set, by sink.
+#[derive(Default)]
+pub struct SinkConnections {
+    /// Flipkart Ultra connections, by name.
+    pub ultra: Vec<Arc<UltraConnection>>,
+}
+
+impl SinkConnections {
+    pub fn ultra(&self, name: &str) -> Option<&Arc<UltraConnection>> {
+        self.ultra.iter().find(|c| c.name == name)
+    }
+}
+
+/// The order sinks a flow reports its orders to, by sink.
+#[derive(Default)]
+pub struct FlowSinks {
+    /// Orders reported to Flipkart Ultra's OMS.
+    pub ultra: Option<FlowUltra>,
+}
+
+impl FlowSinks {
+    /// Whether the flow reports its orders anywhere.
+    pub fn any(&self) -> bool {
+        self.ultra.is_some()
+    }
+}
+
 /// A compiled Ultra connection (`flows/ultra.yaml`).
 pub struct UltraConnection {
     pub name: String,

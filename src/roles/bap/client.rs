@@ -169,7 +169,7 @@ async fn send(
     let user = super::ultra::session_user(ep, &flow, headers).await?;
     let user_value = user
         .as_ref()
-        .map(crate::ultra::sign_in::user_value)
+        .map(crate::sinks::ultra::sign_in::user_value)
         .unwrap_or(Value::Null);
     let envelope = outbound::envelope(&flow, bap, action, input, &user_value)?;
     let prepared = outbound::prepare(ep, &set, &flow, bap, action, mode, envelope).await?;

@@ -1,6 +1,6 @@
 //! Signing a Flipkart Ultra user in and out on a buyer app's client API:
 //! `POST {client.base_path}/ultra/sign-in` with `{"grantToken": "..."}` (the single-use token
-//! the Ultra SDK gave the app) answers with a session id once `crate::ultra::sign_in` has
+//! the Ultra SDK gave the app) answers with a session id once `crate::sinks::ultra::sign_in` has
 //! exchanged it; the user is kept in the store under that session. Later calls that carry
 //! `X-Ultra-Session: <session>` are tied to the user ([`session_user`]).
 
@@ -17,9 +17,9 @@ use super::BapEndpoint;
 use super::client::{ClientError, authorize, buyer, loaded};
 use crate::compile::CompiledFlow;
 use crate::intake::body::read_body;
+use crate::sinks::ultra::api::UltraError;
+use crate::sinks::ultra::sign_in::{self, user_value};
 use crate::store::UltraUser;
-use crate::ultra::api::UltraError;
-use crate::ultra::sign_in::{self, user_value};
 
 /// `POST {base}/ultra/sign-in`.
 pub async fn sign_in(
@@ -39,7 +39,7 @@ pub async fn sign_in(
 async fn run(ep: &BapEndpoint, headers: &HeaderMap, body: Body) -> Result<Value, ClientError> {
     let (_, flow) = loaded(ep)?;
     authorize(buyer(&flow)?, headers)?;
-    let ultra = flow.ultra.as_ref().ok_or(ClientError::NoUltra)?;
+    let ultra = flow.sinks.ultra.as_ref().ok_or(ClientError::NoUltra)?;
     let bytes = read_body(body, flow.max_body_bytes)
         .await
         .map_err(|r| ClientError::BadBody(r.to_string()))?;
@@ -69,7 +69,7 @@ pub async fn sign_out(State(ep): State<Arc<BapEndpoint>>, headers: HeaderMap) ->
     let result = async {
         let (_, flow) = loaded(&ep)?;
         authorize(buyer(&flow)?, &headers)?;
-        if flow.ultra.is_none() {
+        if flow.sinks.ultra.is_none() {
             return Err(ClientError::NoUltra);
         }
         let session = sign_in::session(&headers).ok_or(ClientError::UnknownSession)?;
@@ -107,7 +107,7 @@ pub async fn session_user(
     let Some(session) = sign_in::session(headers) else {
         return Ok(None);
     };
-    if flow.ultra.is_none() {
+    if flow.sinks.ultra.is_none() {
         return Err(ClientError::NoUltra);
     }
     ep.store()

@@ -157,7 +157,7 @@ mod tests {
     use serde_json::json;
 
     fn schema() -> JsonValidator {
-        let text = include_str!("../../schemas/ultra/oms-order.json");
+        let text = include_str!("../../../schemas/ultra/oms-order.json");
         JsonValidator::compile(&serde_json::from_str(text).unwrap()).unwrap()
     }
 

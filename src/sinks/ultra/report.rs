@@ -16,23 +16,7 @@ use crate::intake::message::text;
 use crate::store::ledger::{OmsState, sequence_key};
 use crate::store::{NewOutbox, OmsEvent, OmsQueued, OmsRecord, OutboxItem, StoreError, now_ms};
 
-/// What became of one order event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reported {
-    /// The flow reports no such event, or the order's user is not an Ultra user.
-    NotReported(&'static str),
-    /// The mapping rendered `null`: nothing to tell Ultra.
-    Nothing,
-    Queued {
-        order_id: String,
-        state: String,
-    },
-    Repeat,
-    /// Refused before sending: the mapping failed or the order broke the rules (then the event
-    /// is a dead letter, which `outbox retry` maps again), or the state may not follow the
-    /// ones reported. Logged with the order id.
-    Refused(String),
-}
+pub use crate::sinks::Reported;
 
 /// An order event that gives no OMS update, and why.
 struct Failure {
@@ -56,7 +40,7 @@ pub async fn order_event(
         Ok(reported) => return Ok(reported),
         Err(failure) => failure,
     };
-    let Some(u) = &flow.ultra else {
+    let Some(u) = &flow.sinks.ultra else {
         return Ok(Reported::Refused(failure.why));
     };
     let conn = &u.connection;
@@ -127,7 +111,7 @@ async fn identity(
     callback: &str,
     body: &Value,
 ) -> Result<Result<Option<String>, String>, StoreError> {
-    let Some(u) = &flow.ultra else {
+    let Some(u) = &flow.sinks.ultra else {
         return Ok(Ok(None));
     };
     let identity = match &u.identity_token {
@@ -159,7 +143,7 @@ async fn map_and_queue(
     callback: &str,
     body: &Value,
 ) -> Result<Result<Reported, Failure>, StoreError> {
-    let Some(u) = &flow.ultra else {
+    let Some(u) = &flow.sinks.ultra else {
         return Ok(Ok(Reported::NotReported("no ultra block")));
     };
     if !u.on.iter().any(|c| c == callback) {
@@ -181,13 +165,13 @@ async fn map_and_queue(
     };
     let Some(identity) = identity else {
         tracing::debug!(flow = %flow.name, %transaction_id, order_id = %beckn_order_id, "order of a user not signed in with Ultra: not reported");
-        crate::telemetry::ultra_order(&flow.name, "skipped");
+        crate::telemetry::sink_order(super::SINK, &flow.name, "skipped");
         return Ok(Ok(Reported::NotReported("not an Ultra user")));
     };
     let checked = match build_order(flow, callback, body, &identity) {
         Ok(Some(c)) => c,
         Ok(None) => {
-            crate::telemetry::ultra_order(&flow.name, "nothing");
+            crate::telemetry::sink_order(super::SINK, &flow.name, "nothing");
             return Ok(Ok(Reported::Nothing));
         }
         Err(e) => {
@@ -271,13 +255,13 @@ async fn queue(
     match outbox.store.queue_oms(record, item).await? {
         OmsQueued::Queued(id) => {
             tracing::info!(flow = %flow.name, connection = %conn.name, %transaction_id, %order_id, %state, outbox_id = id, held_until_ms = not_before.unwrap_or_default(), "Ultra order update queued");
-            crate::telemetry::ultra_order(&flow.name, "queued");
+            crate::telemetry::sink_order(super::SINK, &flow.name, "queued");
             outbox.queued();
             Ok(Reported::Queued { order_id, state })
         }
         OmsQueued::Repeat => {
             tracing::debug!(flow = %flow.name, %transaction_id, %order_id, %state, "Ultra already has this order state queued or sent");
-            crate::telemetry::ultra_order(&flow.name, "repeat");
+            crate::telemetry::sink_order(super::SINK, &flow.name, "repeat");
             Ok(Reported::Repeat)
         }
         OmsQueued::OutOfOrder(why) => Ok(refuse(
@@ -320,7 +304,7 @@ pub async fn resend(outbox: &Outbox, set: &CompiledSet, item: &OutboxItem) -> Re
         return Resend::Refused("the kept order event is not JSON".into());
     };
     let callback = stored.event.callback.as_str();
-    if flow.ultra.is_none() {
+    if flow.sinks.ultra.is_none() {
         return Resend::Refused(format!(
             "flow `{}` no longer reports its orders to Ultra",
             flow.name
@@ -395,7 +379,7 @@ pub fn build_order(
     body: &Value,
     identity: &str,
 ) -> Result<Option<oms::OmsOrder>, BuildError> {
-    let Some(u) = &flow.ultra else {
+    let Some(u) = &flow.sinks.ultra else {
         return Err(BuildError::Mapping(format!(
             "flow {} has no `ultra:` block",
             flow.name
@@ -439,7 +423,7 @@ pub fn order_scope(
     body: &Value,
     identity: &str,
 ) -> Result<Map<String, Value>, BuildError> {
-    let Some(u) = &flow.ultra else {
+    let Some(u) = &flow.sinks.ultra else {
         return Err(BuildError::Mapping(format!(
             "flow {} has no `ultra:` block",
             flow.name
@@ -477,7 +461,7 @@ fn refuse(
     why: String,
 ) -> Reported {
     tracing::error!(flow = %flow.name, %transaction_id, %order_id, reason = %why, "no OMS update sent to Ultra for this order event");
-    crate::telemetry::ultra_order(&flow.name, outcome);
+    crate::telemetry::sink_order(super::SINK, &flow.name, outcome);
     Reported::Refused(why)
 }
 
