@@ -15,6 +15,7 @@ use tokio::sync::Semaphore;
 
 use super::{EXPR_PREFIX, Loader, Origin, known_names};
 use crate::beckn::schema::JsonValidator;
+use crate::config::model::{FlowFile, Role};
 use crate::config::ultra::{FlowUltraConfig, TimestampUnit, UltraFile};
 use crate::config::yaml::SpannedDoc;
 use crate::config::{Diagnostic, Secret};
@@ -353,9 +354,51 @@ impl Loader<'_> {
         }
     }
 
+    /// The sinks a flow's head names (its `ultra:` block), compiled.
+    pub(super) fn flow_sinks(
+        &mut self,
+        doc: &SpannedDoc,
+        file: &Path,
+        head: Option<&FlowFile>,
+        scope: &str,
+        templates: &mut Templates,
+        scripts: &mut ScriptEngine,
+    ) -> FlowSinks {
+        let ultra = match head.and_then(|h| h.ultra.as_ref()) {
+            Some(_) => {
+                let cfg: Option<FlowUltraConfig> = doc
+                    .value
+                    .get("ultra")
+                    .and_then(|raw| self.de(doc, file, "ultra", raw));
+                let is_provider = head.is_some_and(|h| h.role == Role::Bpp);
+                cfg.and_then(|cfg| {
+                    self.flow_ultra(doc, file, scope, cfg, is_provider, templates, scripts)
+                })
+            }
+            None => None,
+        };
+        FlowSinks { ultra }
+    }
+
+    /// A gateway forwards searches and places no orders: naming a sink is a mistake.
+    pub(super) fn gateway_reports_no_orders(
+        &mut self,
+        doc: &SpannedDoc,
+        file: &Path,
+        head: &FlowFile,
+    ) {
+        if head.role == Role::Gateway && head.ultra.is_some() {
+            self.diagnostics.push(doc.diagnostic(
+                file,
+                "ultra",
+                "a gateway has no orders to report to Ultra",
+            ));
+        }
+    }
+
     /// A flow's `ultra:` block: its connection, mapping and options.
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn flow_ultra(
+    fn flow_ultra(
         &mut self,
         doc: &SpannedDoc,
         file: &Path,

@@ -199,7 +199,7 @@ async fn ping_and_sign_in_exchange_the_grant_and_fetch_the_contact() {
         .services
         .outbox
         .store
-        .ultra_user(session)
+        .sink_user(session)
         .await
         .unwrap()
         .expect("the user is kept");
@@ -566,12 +566,12 @@ async fn a_signed_out_user_is_forgotten_and_sign_ins_past_the_retention_are_purg
     // The retention purge forgets users signed in before it, identity token and contact.
     let (old, _) = sign_in(&net, "+91-98100-55555").await;
     let store = net.services.outbox.store.clone();
-    assert!(store.ultra_user(&old).await.unwrap().is_some());
+    assert!(store.sink_user(&old).await.unwrap().is_some());
     store
         .purge(beckn_adapter::store::now_ms() + 1)
         .await
         .unwrap();
-    assert!(store.ultra_user(&old).await.unwrap().is_none());
+    assert!(store.sink_user(&old).await.unwrap().is_none());
     let (status, _) = call(&net, "search?mode=async", Some(&old), search).await;
     assert_eq!(status, 401);
 }

@@ -19,7 +19,7 @@ use crate::compile::CompiledFlow;
 use crate::intake::body::read_body;
 use crate::sinks::ultra::api::UltraError;
 use crate::sinks::ultra::sign_in::{self, user_value};
-use crate::store::UltraUser;
+use crate::store::SinkUser;
 
 /// `POST {base}/ultra/sign-in`.
 pub async fn sign_in(
@@ -55,7 +55,7 @@ async fn run(ep: &BapEndpoint, headers: &HeaderMap, body: Body) -> Result<Value,
         .await
         .map_err(ultra_error)?;
     ep.store()
-        .save_ultra_user(user.clone())
+        .save_sink_user(user.clone())
         .await
         .map_err(ClientError::store)?;
     tracing::info!(flow = %flow.name, connection = %conn.name, "Ultra user signed in");
@@ -75,7 +75,7 @@ pub async fn sign_out(State(ep): State<Arc<BapEndpoint>>, headers: HeaderMap) ->
         let session = sign_in::session(&headers).ok_or(ClientError::UnknownSession)?;
         let forgotten = ep
             .store()
-            .forget_ultra_user(session)
+            .forget_sink_user(session)
             .await
             .map_err(ClientError::store)?;
         if !forgotten {
@@ -103,7 +103,7 @@ pub async fn session_user(
     ep: &BapEndpoint,
     flow: &CompiledFlow,
     headers: &HeaderMap,
-) -> Result<Option<UltraUser>, ClientError> {
+) -> Result<Option<SinkUser>, ClientError> {
     let Some(session) = sign_in::session(headers) else {
         return Ok(None);
     };
@@ -111,7 +111,7 @@ pub async fn session_user(
         return Err(ClientError::NoUltra);
     }
     ep.store()
-        .ultra_user(session)
+        .sink_user(session)
         .await
         .map_err(ClientError::store)?
         .map(Some)

@@ -20,6 +20,7 @@ pub mod destination;
 pub mod oms;
 pub mod report;
 pub mod sign_in;
+pub mod states;
 pub mod token;
 
 use std::sync::Arc;

@@ -4,9 +4,9 @@
 
 use serde_json::Value;
 
+use super::states::OmsState;
 use crate::beckn::schema::{JsonValidator, Violation};
 use crate::config::ultra::TimestampUnit;
-use crate::store::ledger::OmsState;
 
 /// A checked order update, ready to send.
 #[derive(Debug, Clone, PartialEq)]

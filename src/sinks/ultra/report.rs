@@ -9,12 +9,14 @@ use serde_json::{Map, Value, json};
 
 use super::UltraConnection;
 use super::oms;
+use super::states::{OMS_STATES, OmsState, sequence_key};
 use crate::compile::{CompiledFlow, CompiledSet};
 use crate::delivery::Outbox;
 use crate::engine::flow_value;
 use crate::intake::message::text;
-use crate::store::ledger::{OmsState, sequence_key};
-use crate::store::{NewOutbox, OmsEvent, OmsQueued, OmsRecord, OutboxItem, StoreError, now_ms};
+use crate::store::{
+    LedgerEntry, LedgerQueued, NewOutbox, OrderEvent, OutboxItem, StoreError, now_ms,
+};
 
 pub use crate::sinks::Reported;
 
@@ -79,15 +81,15 @@ pub async fn order_event(
     };
     let id = outbox
         .store
-        .bury_oms_event(event(flow, callback, body), item, why)
+        .bury_order_event(event(flow, callback, body), item, why)
         .await?;
     tracing::warn!(flow = %flow.name, %transaction_id, %order_id, outbox_id = id, "the order event is kept as a dead letter: fix the mapping, then `outbox retry {id}`");
     Ok(reported)
 }
 
 /// The kept copy of an order event.
-fn event(flow: &CompiledFlow, callback: &str, body: &Value) -> OmsEvent {
-    OmsEvent {
+fn event(flow: &CompiledFlow, callback: &str, body: &Value) -> OrderEvent {
+    OrderEvent {
         flow: flow.name.clone(),
         callback: callback.to_string(),
         body: Bytes::from(serde_json::to_vec(body).unwrap_or_default()),
@@ -182,7 +184,7 @@ async fn map_and_queue(
         }
     };
     let conn = &u.connection;
-    let record = |state: &str, order_id: &str| OmsRecord {
+    let record = |state: &str, order_id: &str| LedgerEntry {
         connection: conn.name.clone(),
         provider: provider_of(body),
         transaction_id: transaction_id.clone(),
@@ -223,7 +225,7 @@ async fn queue(
     outbox: &Outbox,
     flow: &CompiledFlow,
     conn: &UltraConnection,
-    record: OmsRecord,
+    record: LedgerEntry,
     checked: oms::OmsOrder,
     not_before: Option<i64>,
 ) -> Result<Reported, StoreError> {
@@ -252,19 +254,19 @@ async fn queue(
         claimed_by: None,
     };
     let order_id = checked.order_id;
-    match outbox.store.queue_oms(record, item).await? {
-        OmsQueued::Queued(id) => {
+    match outbox.store.queue_entry(&OMS_STATES, record, item).await? {
+        LedgerQueued::Queued(id) => {
             tracing::info!(flow = %flow.name, connection = %conn.name, %transaction_id, %order_id, %state, outbox_id = id, held_until_ms = not_before.unwrap_or_default(), "Ultra order update queued");
             crate::telemetry::sink_order(super::SINK, &flow.name, "queued");
             outbox.queued();
             Ok(Reported::Queued { order_id, state })
         }
-        OmsQueued::Repeat => {
+        LedgerQueued::Repeat => {
             tracing::debug!(flow = %flow.name, %transaction_id, %order_id, %state, "Ultra already has this order state queued or sent");
             crate::telemetry::sink_order(super::SINK, &flow.name, "repeat");
             Ok(Reported::Repeat)
         }
-        OmsQueued::OutOfOrder(why) => Ok(refuse(
+        LedgerQueued::OutOfOrder(why) => Ok(refuse(
             flow,
             &order_id,
             &transaction_id,
@@ -292,7 +294,7 @@ pub enum Resend {
 /// Rebuilds the OMS message `item` from the order event kept with it, so that a retried
 /// update carries what the current mapping and settings make of it.
 pub async fn resend(outbox: &Outbox, set: &CompiledSet, item: &OutboxItem) -> Resend {
-    let stored = match outbox.store.oms_event(item.id).await {
+    let stored = match outbox.store.order_event(item.id).await {
         Ok(Some(s)) => s,
         Ok(None) => return Resend::Send(item.body.clone()),
         Err(e) => return Resend::Later(e.to_string()),
