@@ -36,6 +36,14 @@ pub const MAX_LIFETIME_SECS: u64 = 1000;
 /// Default `exp - iat`: short, since one version of the docs allows only 100 s.
 pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(90);
 
+/// What the loader keeps while it compiles sinks: the connections so far, the OMS order schema
+/// compiled once.
+#[derive(Default)]
+pub struct SinkLoading {
+    pub(super) connections: SinkConnections,
+    pub(super) oms_schema: Option<Arc<JsonValidator>>,
+}
+
 /// The order sinks' connections loaded with a set, by sink.
 #[derive(Default)]
 pub struct SinkConnections {
@@ -178,7 +186,7 @@ pub fn is_connection_file(doc: &SpannedDoc) -> bool {
 }
 
 impl Loader<'_> {
-    pub(super) fn ultra_connection(&mut self, doc: &SpannedDoc, file: &Path) {
+    pub(super) fn sink_connection(&mut self, doc: &SpannedDoc, file: &Path) {
         let Some(head): Option<UltraFile> = self.de(doc, file, "", &doc.value) else {
             return;
         };
@@ -250,7 +258,7 @@ impl Loader<'_> {
         let (Some(tokens), Some(order_schema)) = (tokens, order_schema) else {
             return;
         };
-        if let Some(other) = self.connections.iter().find(|c| c.name == name) {
+        if let Some(other) = self.sinks.connections.ultra.iter().find(|c| c.name == name) {
             self.diagnostics.push(
                 Diagnostic::new(
                     file,
@@ -263,7 +271,7 @@ impl Loader<'_> {
             );
             return;
         }
-        self.connections.push(Arc::new(UltraConnection {
+        self.sinks.connections.ultra.push(Arc::new(UltraConnection {
             name,
             file: file.to_path_buf(),
             api_url,
@@ -321,7 +329,7 @@ impl Loader<'_> {
     }
 
     fn oms_schema(&mut self) -> Option<Arc<JsonValidator>> {
-        if let Some(s) = &self.oms_schema {
+        if let Some(s) = &self.sinks.oms_schema {
             return Some(s.clone());
         }
         let path = self.layout.schemas.join(OMS_ORDER_SCHEMA);
@@ -344,7 +352,7 @@ impl Loader<'_> {
         match compiled {
             Ok(v) => {
                 let v = Arc::new(v);
-                self.oms_schema = Some(v.clone());
+                self.sinks.oms_schema = Some(v.clone());
                 Some(v)
             }
             Err(d) => {
@@ -410,12 +418,20 @@ impl Loader<'_> {
     ) -> Option<FlowUltra> {
         let before = self.diagnostics.len();
         let connection = self
+            .sinks
             .connections
+            .ultra
             .iter()
             .find(|c| c.name == cfg.connection)
             .cloned();
         if connection.is_none() {
-            let names: Vec<String> = self.connections.iter().map(|c| c.name.clone()).collect();
+            let names: Vec<String> = self
+                .sinks
+                .connections
+                .ultra
+                .iter()
+                .map(|c| c.name.clone())
+                .collect();
             let d = doc.diagnostic(
                 file,
                 "ultra.connection",

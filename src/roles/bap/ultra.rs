@@ -18,7 +18,8 @@ use super::client::{ClientError, authorize, buyer, loaded};
 use crate::compile::CompiledFlow;
 use crate::intake::body::read_body;
 use crate::sinks::ultra::api::UltraError;
-use crate::sinks::ultra::sign_in::{self, user_value};
+use crate::sinks::ultra::sign_in;
+pub use crate::sinks::ultra::sign_in::user_value;
 use crate::store::SinkUser;
 
 /// `POST {base}/ultra/sign-in`.
@@ -39,7 +40,7 @@ pub async fn sign_in(
 async fn run(ep: &BapEndpoint, headers: &HeaderMap, body: Body) -> Result<Value, ClientError> {
     let (_, flow) = loaded(ep)?;
     authorize(buyer(&flow)?, headers)?;
-    let ultra = flow.sinks.ultra.as_ref().ok_or(ClientError::NoUltra)?;
+    let ultra = flow.sinks.ultra.as_ref().ok_or(ClientError::NoSink)?;
     let bytes = read_body(body, flow.max_body_bytes)
         .await
         .map_err(|r| ClientError::BadBody(r.to_string()))?;
@@ -70,7 +71,7 @@ pub async fn sign_out(State(ep): State<Arc<BapEndpoint>>, headers: HeaderMap) ->
         let (_, flow) = loaded(&ep)?;
         authorize(buyer(&flow)?, &headers)?;
         if flow.sinks.ultra.is_none() {
-            return Err(ClientError::NoUltra);
+            return Err(ClientError::NoSink);
         }
         let session = sign_in::session(&headers).ok_or(ClientError::UnknownSession)?;
         let forgotten = ep
@@ -94,7 +95,7 @@ pub async fn sign_out(State(ep): State<Arc<BapEndpoint>>, headers: HeaderMap) ->
 fn ultra_error(e: UltraError) -> ClientError {
     match e {
         UltraError::Unreachable { .. } => ClientError::Unavailable(e.to_string()),
-        other => ClientError::UltraRefused(other.to_string()),
+        other => ClientError::SinkRefused(other.to_string()),
     }
 }
 
@@ -108,7 +109,7 @@ pub async fn session_user(
         return Ok(None);
     };
     if flow.sinks.ultra.is_none() {
-        return Err(ClientError::NoUltra);
+        return Err(ClientError::NoSink);
     }
     ep.store()
         .sink_user(session)
