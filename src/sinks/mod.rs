@@ -10,7 +10,7 @@
 
 pub mod ultra;
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use futures::future::BoxFuture;
 use serde_json::Value;
@@ -72,9 +72,11 @@ pub struct SinkError {
     pub source: StoreError,
 }
 
-/// Every sink the adapter can report to.
-fn known() -> Vec<Arc<dyn OrderSink>> {
-    vec![Arc::new(ultra::Ultra)]
+/// Every sink the adapter can report to: a new sink is added here.
+fn known() -> &'static [Arc<dyn OrderSink>] {
+    static KNOWN: LazyLock<Vec<Arc<dyn OrderSink>>> =
+        LazyLock::new(|| vec![Arc::new(ultra::Ultra)]);
+    &KNOWN
 }
 
 /// A set of order sinks.
@@ -85,15 +87,22 @@ impl Sinks {
     pub fn loaded(set: &CompiledSet) -> Sinks {
         Sinks(
             known()
-                .into_iter()
+                .iter()
                 .filter(|s| set.flows.iter().any(|f| s.reports(f)))
+                .cloned()
                 .collect(),
         )
     }
 
     /// The sinks `flow` reports its orders to.
     pub fn of_flow(flow: &CompiledFlow) -> Sinks {
-        Sinks(known().into_iter().filter(|s| s.reports(flow)).collect())
+        Sinks(
+            known()
+                .iter()
+                .filter(|s| s.reports(flow))
+                .cloned()
+                .collect(),
+        )
     }
 
     pub fn is_empty(&self) -> bool {
