@@ -42,8 +42,8 @@ impl Destination for AppWebhook {
         Box::pin(std::future::ready(Ok(request(flow, item, headers))))
     }
 
-    fn classify(&self, item: &OutboxItem, answer: Answer<'_>) -> Verdict {
-        read_answer(item, answer)
+    fn classify(&self, _item: &OutboxItem, answer: Answer<'_>) -> Verdict {
+        read_answer(answer)
     }
 }
 

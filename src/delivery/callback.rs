@@ -41,8 +41,8 @@ impl Destination for BecknCallback {
         Box::pin(std::future::ready(Ok(request(flow, item, headers))))
     }
 
-    fn classify(&self, item: &OutboxItem, answer: Answer<'_>) -> Verdict {
-        read_answer(item, answer)
+    fn classify(&self, _item: &OutboxItem, answer: Answer<'_>) -> Verdict {
+        read_answer(answer)
     }
 }
 
@@ -64,7 +64,7 @@ pub(super) fn request(
 
 /// A receiver's answer read as Beckn reads it: 2xx without a NACK is delivered; a NACK or a
 /// 4xx other than 408 and 429 is final; anything else is tried again.
-pub(super) fn read_answer(_item: &OutboxItem, answer: Answer<'_>) -> Verdict {
+pub(super) fn read_answer(answer: Answer<'_>) -> Verdict {
     let (status, headers, body) = match answer {
         // The receiver may have taken the message and answer late: the retry is a repeat
         // it must recognise by message id (limits.callback_timeout gives it longer).

@@ -1,7 +1,12 @@
-//! Delivering what the adapter owes others (`on_*` callbacks) through the durable outbox:
-//! recorded first, then sent by a worker that signs each attempt, retries with exponential
-//! backoff and jitter until the message's deadline, and buries what cannot be delivered as a
+//! Delivering what the adapter owes others (`on_*` callbacks, app webhook deliveries, order
+//! sinks' updates) through the durable outbox: recorded first, then sent by a worker that
+//! prepares (signs) each attempt, retries with exponential backoff and jitter until the
+//! message's deadline, and buries what cannot be delivered as a
 //! dead letter with its last error. A restart resumes pending work.
+//!
+//! How a message is sent depends on its kind: the [`kinds::Destination`] registered for it (the
+//! Beckn callback, `callback.rs`; the app webhook, `app_webhook.rs`; each order sink's, from
+//! `crate::sinks`) prepares every attempt, reads the answer and caps the backoff.
 
 pub mod app_webhook;
 pub mod callback;
