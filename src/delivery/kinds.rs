@@ -106,3 +106,30 @@ impl Kinds {
         self.by_kind.get(kind).unwrap_or(&self.fallback)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_kind_has_its_destination_and_unknown_kinds_go_as_callbacks() {
+        let mut kinds = Kinds::new(Arc::new(crate::delivery::callback::BecknCallback));
+        kinds.register(Arc::new(crate::delivery::app_webhook::AppWebhook));
+        for destination in crate::sinks::destinations() {
+            kinds.register(destination);
+        }
+        assert_eq!(kinds.of("app_webhook").kinds(), ["app_webhook"]);
+        assert_eq!(kinds.of("ultra").kinds(), ["ultra"]);
+        assert_eq!(kinds.of("callback").kinds(), ["callback", "unsolicited"]);
+        assert_eq!(kinds.of("forward").kinds(), ["callback", "unsolicited"]);
+        let settings = DeliverySettings::default();
+        assert_eq!(
+            kinds.of("ultra").max_backoff(&settings),
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            kinds.of("callback").max_backoff(&settings),
+            settings.max_backoff
+        );
+    }
+}

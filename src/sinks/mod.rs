@@ -109,10 +109,6 @@ impl Sinks {
         self.0.is_empty()
     }
 
-    pub fn names(&self) -> Vec<&'static str> {
-        self.0.iter().map(|s| s.name()).collect()
-    }
-
     /// Hands the order event `body` of `flow` to each sink, in turn.
     pub async fn order_event(
         &self,
