@@ -11,13 +11,15 @@ use serde_json::Value;
 
 pub use auth::BackendAuth;
 
+use crate::config::Secret;
+
 /// A backend as compiled from the flow file.
 #[derive(Debug, Clone)]
 pub struct Backend {
     pub name: String,
     /// Without a trailing slash.
     pub base_url: String,
-    /// How calls prove who is calling (a key header, a bearer token).
+    /// How calls prove who is calling (a key, a bearer or OAuth2 token, a signature...).
     pub auth: Option<BackendAuth>,
     pub headers: Vec<(String, String)>,
     pub timeout: Duration,
@@ -37,7 +39,11 @@ pub struct BackendRequest {
     pub path: String,
     pub query: Vec<(String, String)>,
     pub headers: Vec<(String, String)>,
+    /// A JSON body.
     pub body: Option<Value>,
+    /// A form body (`application/x-www-form-urlencoded`), when the call has `form:`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub form: Option<Vec<(String, String)>>,
 }
 
 /// A successful (2xx, JSON) answer.
@@ -64,6 +70,14 @@ pub enum BackendFailure {
     },
     #[error("answered HTTP {status} with a body that is not JSON: {detail}")]
     InvalidResponse { status: u16, detail: String },
+    /// The OAuth2 token endpoint gave no token (`status`: its HTTP status, if it answered).
+    #[error("got no access token for backend `{backend}` from {token_url}: {}{detail}", status.map(|s| format!("HTTP {s}, ")).unwrap_or_default())]
+    TokenRefused {
+        backend: String,
+        token_url: String,
+        status: Option<u16>,
+        detail: String,
+    },
 }
 
 impl BackendFailure {
@@ -73,6 +87,7 @@ impl BackendFailure {
             BackendFailure::Timeout(_) | BackendFailure::Unreachable(_) => true,
             BackendFailure::Status { status, .. } => *status >= 500 || *status == 429,
             BackendFailure::InvalidResponse { .. } => false,
+            BackendFailure::TokenRefused { status, .. } => status.is_none_or(|s| s >= 500),
         }
     }
 
@@ -92,6 +107,7 @@ impl BackendFailure {
                     .collect()
             }
             BackendFailure::InvalidResponse { .. } => vec!["invalid_response".into()],
+            BackendFailure::TokenRefused { .. } => vec!["auth".into()],
         }
     }
 
@@ -102,6 +118,7 @@ impl BackendFailure {
             BackendFailure::Unreachable(_) => "unreachable".into(),
             BackendFailure::Status { status, .. } => format!("http_{status}"),
             BackendFailure::InvalidResponse { .. } => "invalid_response".into(),
+            BackendFailure::TokenRefused { .. } => "auth".into(),
         }
     }
 
@@ -144,31 +161,110 @@ impl HttpTransport {
         HttpTransport { client }
     }
 
+    /// One call; with OAuth2, a 401 retires the token it carried and the call is made once
+    /// more with a new one.
     async fn call(
         &self,
         backend: &Backend,
         request: BackendRequest,
     ) -> Result<BackendResponse, BackendFailure> {
-        let url = format!("{}{}", backend.base_url, request.path);
+        let (answer, token) = self.attempt(backend, &request).await;
+        match (&backend.auth, answer, token) {
+            (
+                Some(BackendAuth::OAuth2(oauth)),
+                Err(BackendFailure::Status { status: 401, .. }),
+                Some(used),
+            ) => {
+                tracing::info!(backend = %backend.name, "backend refused its OAuth2 token; fetching a new one");
+                oauth.forget(&used).await;
+                self.attempt(backend, &request).await.0
+            }
+            (_, answer, _) => answer,
+        }
+    }
+
+    /// One attempt, and the OAuth2 token it carried.
+    async fn attempt(
+        &self,
+        backend: &Backend,
+        request: &BackendRequest,
+    ) -> (Result<BackendResponse, BackendFailure>, Option<Secret>) {
+        let mut token = None;
+        let answer = self.send_once(backend, request, &mut token).await;
+        let answer = match (answer, &backend.auth) {
+            (Err(BackendFailure::Unreachable(why)), Some(auth)) => {
+                Err(BackendFailure::Unreachable(auth.scrub(&why)))
+            }
+            (answer, _) => answer,
+        };
+        (answer, token)
+    }
+
+    async fn send_once(
+        &self,
+        backend: &Backend,
+        request: &BackendRequest,
+        token: &mut Option<Secret>,
+    ) -> Result<BackendResponse, BackendFailure> {
+        let mut url = reqwest::Url::parse(&format!("{}{}", backend.base_url, request.path))
+            .map_err(|e| BackendFailure::Unreachable(format!("bad URL: {e}")))?;
         let method = reqwest::Method::from_bytes(request.method.as_bytes())
             .map_err(|_| BackendFailure::Unreachable(format!("bad method {}", request.method)))?;
+        let auth_query = backend.auth.as_ref().map(BackendAuth::query);
+        let auth_query = auth_query.as_deref().unwrap_or_default();
+        if !request.query.is_empty() || !auth_query.is_empty() {
+            let mut pairs = url.query_pairs_mut();
+            for (k, v) in &request.query {
+                pairs.append_pair(k, v);
+            }
+            for (k, v) in auth_query {
+                pairs.append_pair(k, v.expose());
+            }
+        }
+        let (body, content_type) = match (&request.body, &request.form) {
+            (Some(json), _) => (
+                serde_json::to_vec(json).unwrap_or_default(),
+                Some("application/json"),
+            ),
+            (None, Some(form)) => (
+                serde_urlencoded::to_string(form)
+                    .unwrap_or_default()
+                    .into_bytes(),
+                Some("application/x-www-form-urlencoded"),
+            ),
+            (None, None) => (Vec::new(), None),
+        };
         let mut rb = self
             .client
-            .request(method, &url)
+            .request(method, url.clone())
             .timeout(backend.timeout)
             .header("accept", "application/json");
-        if !request.query.is_empty() {
-            rb = rb.query(&request.query);
-        }
-        for (k, v) in backend.headers.iter().chain(request.headers.iter()) {
+        let given = backend.headers.iter().chain(request.headers.iter());
+        let mut has_content_type = false;
+        for (k, v) in given {
+            has_content_type |= k.eq_ignore_ascii_case("content-type");
             rb = rb.header(k, v);
         }
         if let Some(auth) = &backend.auth {
-            let (name, value) = auth.header();
-            rb = rb.header(name, value.expose());
+            let parts = auth::RequestParts {
+                method: &request.method,
+                path: url.path(),
+                query: url.query().unwrap_or_default(),
+                body: &body,
+            };
+            let credentials = auth
+                .credentials(&self.client, &backend.name, backend.timeout, parts)
+                .await?;
+            *token = credentials.token;
+            for (name, value) in credentials.headers {
+                rb = rb.header(name, value.expose());
+            }
         }
-        if let Some(body) = &request.body {
-            rb = rb.json(body);
+        if let Some(ct) = content_type {
+            if !has_content_type {
+                rb = rb.header("content-type", ct);
+            }
+            rb = rb.body(body);
         }
         let response = rb.send().await.map_err(|e| {
             if e.is_timeout() {

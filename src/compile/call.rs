@@ -76,17 +76,10 @@ impl Loader<'_> {
         }
         let auth = match cfg.auth {
             None => None,
-            Some(a) => match (a.header, a.value, a.bearer) {
-                (Some(name), Some(value), None) => {
-                    Some(crate::backend::BackendAuth::Header { name, value })
-                }
-                (None, None, Some(token)) => Some(crate::backend::BackendAuth::Bearer(token)),
-                _ => {
+            Some(a) => match self.auth(doc, file, &format!("{path}.auth"), a) {
+                Ok(auth) => Some(auth),
+                Err(()) => {
                     ok = false;
-                    self.diagnostics.push(
-                        doc.diagnostic(file, &format!("{path}.auth"), "auth needs either `header` with `value`, or `bearer`")
-                            .hint("auth: { header: X-Api-Key, value: ${ERP_API_KEY} }  or  auth: { bearer: ${ERP_TOKEN} }"),
-                    );
                     None
                 }
             },
@@ -193,6 +186,31 @@ impl Loader<'_> {
                 headers.push((k.clone(), t));
             }
         }
+        let mut form = None;
+        if let Some(fields) = &call.form {
+            if call.body.is_some() || call.body_template.is_some() {
+                self.diagnostics.push(doc.diagnostic(
+                    file,
+                    &format!("{path}.form"),
+                    "give either `form` or a JSON body (`body`, `body_template`), not both",
+                ));
+            }
+            let mut pairs = Vec::new();
+            for (k, v) in fields {
+                if let Some(t) = self.text(
+                    doc,
+                    file,
+                    scope,
+                    &format!("{path}.form.{k}"),
+                    v,
+                    known,
+                    templates,
+                ) {
+                    pairs.push((k.clone(), t));
+                }
+            }
+            form = Some(pairs);
+        }
         let body = match (call.body, call.body_template) {
             (Some(_), Some(_)) => {
                 self.diagnostics.push(doc.diagnostic(
@@ -233,7 +251,7 @@ impl Loader<'_> {
                 key.len() == 3 && key.parse::<u16>().is_ok_and(|s| (400..600).contains(&s));
             let is_kind = matches!(
                 key.as_str(),
-                "timeout" | "unreachable" | "invalid_response" | "4xx" | "5xx"
+                "timeout" | "unreachable" | "invalid_response" | "auth" | "4xx" | "5xx"
             );
             // A missing or broken backend is reported already, and without it the keys
             // cannot be judged: give them the benefit of the doubt.
@@ -244,7 +262,7 @@ impl Loader<'_> {
             if !is_status && !is_kind && !backend_codes {
                 self.diagnostics.push(
                     doc.diagnostic(file, &rpath, format!("`{key}` is not a failure this table can match"))
-                        .hint("use an HTTP status (404), a class (4xx, 5xx), timeout, unreachable, invalid_response, or the backend's own error code once the backend sets `error_code:`"),
+                        .hint("use an HTTP status (404), a class (4xx, 5xx), timeout, unreachable, invalid_response, auth (no OAuth2 token), or the backend's own error code once the backend sets `error_code:`"),
                 );
             }
             let Some(code) = ErrorCode::from_code(&rule.code) else {
@@ -277,6 +295,7 @@ impl Loader<'_> {
             query,
             headers,
             body,
+            form,
             errors,
         })
     }

@@ -6,6 +6,7 @@
 
 // One file per part a flow file compiles into; the `Loader` (loader.rs) is shared by all.
 mod action;
+mod auth;
 mod buyer;
 mod call;
 mod events;

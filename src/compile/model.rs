@@ -222,6 +222,8 @@ pub struct CompiledCall {
     pub query: Vec<(String, ValueTemplate)>,
     pub headers: Vec<(String, ValueTemplate)>,
     pub body: Option<CallBody>,
+    /// A form body's fields (`form:`), sent `application/x-www-form-urlencoded`.
+    pub form: Option<Vec<(String, ValueTemplate)>>,
     /// Keyed by `404`, `4xx`, `timeout`...; looked up most specific first.
     pub errors: HashMap<String, ErrorRule>,
 }

@@ -445,20 +445,96 @@ pub struct BackendConfig {
     pub idempotency_header: Option<String>,
 }
 
-/// Either a named header carrying a key, or a bearer token.
+/// How calls to a backend authenticate: exactly one kind. Every credential is a secret
+/// (give it through the environment: `${NAME}`); none is ever logged or shown by `render`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(extend("oneOf" = [{"required": ["header", "value"], "not": {"required": ["bearer"]}}, {"required": ["bearer"], "not": {"anyOf": [{"required": ["header"]}, {"required": ["value"]}]}}]))]
+#[schemars(extend("oneOf" = [
+    {"required": ["header", "value"], "not": {"anyOf": [{"required": ["bearer"]}, {"required": ["query"]}, {"required": ["basic"]}, {"required": ["hmac"]}, {"required": ["oauth2_client_credentials"]}]}},
+    {"required": ["query", "value"], "not": {"anyOf": [{"required": ["bearer"]}, {"required": ["header"]}, {"required": ["basic"]}, {"required": ["hmac"]}, {"required": ["oauth2_client_credentials"]}]}},
+    {"required": ["bearer"], "not": {"anyOf": [{"required": ["header"]}, {"required": ["value"]}, {"required": ["query"]}, {"required": ["basic"]}, {"required": ["hmac"]}, {"required": ["oauth2_client_credentials"]}]}},
+    {"required": ["basic"], "not": {"anyOf": [{"required": ["header"]}, {"required": ["value"]}, {"required": ["query"]}, {"required": ["bearer"]}, {"required": ["hmac"]}, {"required": ["oauth2_client_credentials"]}]}},
+    {"required": ["hmac"], "not": {"anyOf": [{"required": ["header"]}, {"required": ["value"]}, {"required": ["query"]}, {"required": ["bearer"]}, {"required": ["basic"]}, {"required": ["oauth2_client_credentials"]}]}},
+    {"required": ["oauth2_client_credentials"], "not": {"anyOf": [{"required": ["header"]}, {"required": ["value"]}, {"required": ["query"]}, {"required": ["bearer"]}, {"required": ["basic"]}, {"required": ["hmac"]}]}}
+]))]
 pub struct BackendAuth {
-    /// Header carrying the key (`X-Api-Key`).
+    /// Header carrying the key (`X-Api-Key`), with `value`.
     #[serde(default)]
     pub header: Option<String>,
-    /// The key sent in `header`.
+    /// Query parameter carrying the key (`api_key`), with `value`.
+    #[serde(default)]
+    pub query: Option<String>,
+    /// The key sent in `header` or `query`.
     #[serde(default)]
     pub value: Option<Secret>,
     /// A token sent as `Authorization: Bearer <token>`.
     #[serde(default)]
     pub bearer: Option<Secret>,
+    /// HTTP Basic: `Authorization: Basic base64(username:password)`.
+    #[serde(default)]
+    pub basic: Option<BasicAuthConfig>,
+    /// An HMAC signature of each request, in a header.
+    #[serde(default)]
+    pub hmac: Option<HmacAuthConfig>,
+    /// A bearer token from an OAuth2 token endpoint (client credentials grant), cached until
+    /// shortly before it expires and renewed once when the backend answers 401.
+    #[serde(default)]
+    pub oauth2_client_credentials: Option<OAuth2Config>,
+}
+
+/// HTTP Basic credentials.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuthConfig {
+    pub username: Secret,
+    pub password: Secret,
+}
+
+/// A signature over each request: HMAC of a rendered string with a secret key.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HmacAuthConfig {
+    /// Header carrying the signature (`X-Signature`).
+    pub header: String,
+    /// The HMAC key.
+    pub key: Secret,
+    /// Only `sha256` (the default).
+    #[serde(default)]
+    pub algorithm: Option<String>,
+    /// A minijinja template over `method`, `path` (the URL's whole path), `query` (the query
+    /// string, no `?`), `body` (as sent) and `timestamp` (Unix seconds):
+    /// `"{{ method }}\n{{ path }}\n{{ timestamp }}\n{{ body }}"`.
+    pub string_to_sign: String,
+    /// `hex` (default) or `base64`.
+    #[serde(default)]
+    pub encoding: Option<String>,
+    /// Header carrying the signed timestamp (`X-Timestamp`), when the backend checks it.
+    #[serde(default)]
+    pub timestamp_header: Option<String>,
+}
+
+/// OAuth2 client credentials grant.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OAuth2Config {
+    /// The token endpoint (http(s)); it is sent a form (`grant_type=client_credentials`).
+    pub token_url: String,
+    pub client_id: Secret,
+    pub client_secret: Secret,
+    /// Space-separated scopes, sent as `scope`.
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// Sent as `audience` (some providers require one).
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// Where the client credentials go: `body` (form fields, the default) or `basic`
+    /// (`Authorization: Basic`).
+    #[serde(default)]
+    pub client_auth: Option<String>,
+    /// Renew a token this long before it expires; default the smaller of 30s and a tenth of
+    /// its lifetime.
+    #[serde(default)]
+    pub refresh_margin: Option<HumanDuration>,
 }
 
 /// Retries of failed calls (timeouts, unreachable, 5xx, 429), for idempotent actions only.
@@ -504,7 +580,7 @@ pub struct StepConfig {
 /// A call to a backend; its JSON answer is the step's result.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(extend("not" = {"required": ["body", "body_template"]}))]
+#[schemars(extend("not" = {"anyOf": [{"required": ["body", "body_template"]}, {"required": ["body", "form"]}, {"required": ["form", "body_template"]}]}))]
 pub struct CallConfig {
     /// A name under `backends:`.
     pub backend: String,
@@ -525,6 +601,10 @@ pub struct CallConfig {
     /// A template file under `mappings/` that renders the JSON body.
     #[serde(default)]
     pub body_template: Option<String>,
+    /// A form body (`application/x-www-form-urlencoded`): fields whose values are templates;
+    /// like `query`, one rendering none or "" is left out.
+    #[serde(default)]
+    pub form: Option<BTreeMap<String, String>>,
     /// How backend failures become Beckn errors, by the backend's own error code
     /// (`SLOT_UNAVAILABLE`, see the backend's `error_code`), status (`404`), class (`4xx`,
     /// `5xx`) or kind (`timeout`, `unreachable`, `invalid_response`).

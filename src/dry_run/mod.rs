@@ -194,7 +194,7 @@ pub fn show(layout: &Layout, run: &DryRun) -> String {
         }
         out.push('\n');
         for call in run.calls.iter().filter(|c| c.step == step.name) {
-            show_call(&mut out, call);
+            show_call(&mut out, call, flow.backends.get(&call.backend));
         }
         match (run.trace.scope.get(&step.name), failed_at) {
             (Some(v), _) => {
@@ -260,7 +260,9 @@ pub fn show(layout: &Layout, run: &DryRun) -> String {
     out
 }
 
-fn show_call(out: &mut String, call: &RecordedCall) {
+/// One call as it would be sent. A backend's auth shows as where its credential goes, with
+/// `***` for it: a dry run fetches no token and signs nothing.
+fn show_call(out: &mut String, call: &RecordedCall, backend: Option<&crate::backend::Backend>) {
     let r = &call.request;
     let mut line = format!("{} {}", r.method, r.path);
     if !r.query.is_empty() {
@@ -272,8 +274,15 @@ fn show_call(out: &mut String, call: &RecordedCall) {
     for (k, v) in &r.headers {
         let _ = writeln!(out, "  {k}: {v}");
     }
+    if let Some(auth) = backend.and_then(|b| b.auth.as_ref()) {
+        let _ = writeln!(out, "  {}", auth.shown());
+    }
     if let Some(body) = &r.body {
         let _ = writeln!(out, "request body:\n{}", pretty(body));
+    }
+    if let Some(form) = &r.form {
+        let fields: Vec<String> = form.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = writeln!(out, "request form:\n{}", fields.join("&"));
     }
     match &call.answer {
         Ok(resp) => {

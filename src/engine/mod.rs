@@ -249,6 +249,10 @@ async fn run_call(
                 Some(t.render_json(name, ctx).map_err(EngineError::Template)?)
             }
         },
+        form: match &call.form {
+            Some(fields) => Some(render_pairs(fields, t, ctx)?),
+            None => None,
+        },
     };
     if request
         .path

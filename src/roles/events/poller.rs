@@ -302,6 +302,7 @@ fn poll_request(
         query: crate::engine::render_pairs(&poll.query, t, &scope)?,
         headers: crate::engine::render_pairs(&poll.headers, t, &scope)?,
         body: None,
+        form: None,
     })
 }
 
