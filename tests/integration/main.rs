@@ -2,6 +2,7 @@
 //! stand-in recording callbacks), driven over HTTP. One binary, several modules.
 
 mod architecture;
+mod backend_auth;
 mod bad_input;
 mod bap;
 mod bap_postgres;
