@@ -347,3 +347,84 @@ events:
         "{out}"
     );
 }
+
+/// `LAB` with `backends` added beside `erp` (a YAML block indented as under `backends:`).
+fn lab_with_backends(backends: &str) -> String {
+    lab_with(&[(
+        "    error_code: /error\n",
+        &format!("    error_code: /error\n{backends}"),
+    )])
+}
+
+#[test]
+fn every_auth_kind_and_a_form_body_pass() {
+    let flow = lab_with_backends(
+        r#"  keyed:
+    base_url: http://127.0.0.1:7180
+    auth: { query: api_key, value: "${KEY:-k}" }
+  basic:
+    base_url: http://127.0.0.1:7180
+    auth: { basic: { username: lab, password: "${PASSWORD:-p}" } }
+  signed:
+    base_url: http://127.0.0.1:7180
+    auth:
+      hmac:
+        header: X-Signature
+        key: "${HMAC_KEY:-k}"
+        algorithm: sha256
+        encoding: base64
+        timestamp_header: X-Timestamp
+        string_to_sign: "{{ method }}\n{{ path }}?{{ query }}\n{{ timestamp }}\n{{ body }}"
+  oauth:
+    base_url: http://127.0.0.1:7180
+    auth:
+      oauth2_client_credentials:
+        token_url: http://127.0.0.1:7180/oauth/token
+        client_id: lab
+        client_secret: "${CLIENT_SECRET:-s}"
+        scope: orders
+        audience: lab-api
+        client_auth: basic
+        refresh_margin: 10s
+"#,
+    )
+    .replace(
+        "      - name: lab\n        call: { backend: erp, path: /profile }",
+        "      - name: lab\n        call: { backend: oauth, method: POST, path: /profile, form: { q: \"{{ message.intent is defined }}\", kind: lab } }",
+    );
+    let out = check(&[(FLOW, &flow)]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+}
+
+#[test]
+fn auth_mistakes_each_located() {
+    let flow = lab_with_backends(
+        r#"  no_value:
+    base_url: http://127.0.0.1:7180
+    auth: { header: X-Api-Key }
+  two_kinds:
+    base_url: http://127.0.0.1:7180
+    auth: { bearer: t, basic: { username: u, password: p } }
+  signed:
+    base_url: http://127.0.0.1:7180
+    auth:
+      hmac: { header: X-Signature, key: k, algorithm: sha1, string_to_sign: "{{ nonce }}" }
+  oauth:
+    base_url: http://127.0.0.1:7180
+    auth:
+      oauth2_client_credentials:
+        token_url: not-a-url
+        client_id: lab
+        client_secret: s
+        client_auth: header
+  half_oauth:
+    base_url: http://127.0.0.1:7180
+    auth: { oauth2_client_credentials: { token_url: "http://127.0.0.1:7180/token", client_id: lab } }
+"#,
+    )
+    .replace(
+        "        call: { backend: erp, path: /profile }",
+        "        call: { backend: erp, method: POST, path: /profile, body: {}, form: { a: b } }",
+    );
+    insta::assert_snapshot!(check_fails(&[(FLOW, &flow)], 8));
+}
