@@ -141,3 +141,65 @@ fn the_flow_schema_catches_what_check_would() {
         assert!(!v.is_valid(&bad), "accepted: {bad}");
     }
 }
+
+#[test]
+fn the_flow_schema_knows_the_auth_kinds_and_form_bodies() {
+    let v = validator(&flow_file());
+    let flow = |auth: Value, call: Value| {
+        json!({
+            "role": "bpp", "listen": "127.0.0.1:7101", "domain": "agri.soil",
+            "network": {"subscriber_id": "lab.example", "subscriber_uri": "https://lab.example"},
+            "backends": {"erp": {"base_url": "http://erp", "auth": auth}},
+            "actions": {"search": {
+                "steps": [{"name": "found", "call": call}],
+                "reply": {"template": "soil/on_search.j2"},
+            }},
+        })
+    };
+    let call = json!({"backend": "erp", "path": "/packages"});
+    for ok in [
+        flow(
+            json!({"header": "X-Api-Key", "value": "${K}"}),
+            call.clone(),
+        ),
+        flow(json!({"query": "api_key", "value": "${K}"}), call.clone()),
+        flow(json!({"bearer": "${T}"}), call.clone()),
+        flow(
+            json!({"basic": {"username": "u", "password": "${P}"}}),
+            call.clone(),
+        ),
+        flow(
+            json!({"hmac": {"header": "X-Signature", "key": "${K}", "string_to_sign": "{{ body }}"}}),
+            call.clone(),
+        ),
+        flow(
+            json!({"oauth2_client_credentials": {"token_url": "https://erp/token",
+                "client_id": "lab", "client_secret": "${S}", "client_auth": "basic",
+                "refresh_margin": "10s"}}),
+            json!({"backend": "erp", "method": "POST", "path": "/p", "form": {"a": "{{ x }}"}}),
+        ),
+    ] {
+        assert!(v.is_valid(&ok), "{ok}: {:?}", v.violations(&ok, 5));
+    }
+    for bad in [
+        // a key without its header or query
+        flow(json!({"value": "${K}"}), call.clone()),
+        // two kinds
+        flow(
+            json!({"bearer": "t", "basic": {"username": "u", "password": "p"}}),
+            call.clone(),
+        ),
+        // OAuth2 without its secret
+        flow(
+            json!({"oauth2_client_credentials": {"token_url": "https://erp/token", "client_id": "lab"}}),
+            call.clone(),
+        ),
+        // a form and a JSON body
+        flow(
+            json!({"bearer": "t"}),
+            json!({"backend": "erp", "path": "/p", "body": {}, "form": {"a": "b"}}),
+        ),
+    ] {
+        assert!(!v.is_valid(&bad), "accepted: {bad}");
+    }
+}
