@@ -65,6 +65,10 @@ pub struct ExpectedRequest {
     /// The JSON body, compared partially: only the keys given.
     #[serde(default)]
     pub body: Option<Value>,
+    /// Fields of a form body (`form:`) that must be sent with these values (null: must not be
+    /// sent).
+    #[serde(default)]
+    pub form: Option<BTreeMap<String, Option<String>>>,
 }
 
 impl Fixture {

@@ -342,12 +342,15 @@ fn request_differences(expected: &ExpectedRequest, call: &RecordedCall) -> Vec<M
             actual: Some(Value::String(r.path.clone())),
         });
     }
-    if let Some(query) = &expected.query {
-        for (k, want) in query {
-            let got = r.query.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let sent = [("query", Some(&r.query)), ("form", r.form.as_ref())];
+    for ((name, pairs), want) in sent.into_iter().zip([&expected.query, &expected.form]) {
+        for (k, want) in want.iter().flatten() {
+            let got = pairs
+                .and_then(|p| p.iter().find(|(n, _)| n == k))
+                .map(|(_, v)| v.clone());
             if *want != got {
                 out.push(Mismatch {
-                    path: JsonPath::default().key("query").key(k),
+                    path: JsonPath::default().key(name).key(k),
                     expected: want.clone().map(Value::String),
                     actual: got.map(Value::String),
                 });
@@ -499,4 +502,42 @@ fn check_callback(layout: &Layout, prepared: &Prepared, run: &DryRun, problems: 
         reply: origins.map(|o| o.reply),
         differences: located,
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{BackendFailure, BackendRequest};
+
+    #[test]
+    fn form_fields_are_compared_like_query_parameters() {
+        let call = RecordedCall {
+            step: "token".into(),
+            backend: "erp".into(),
+            request: BackendRequest {
+                method: "POST".into(),
+                path: "/bookings".into(),
+                query: Vec::new(),
+                headers: Vec::new(),
+                body: None,
+                form: Some(vec![("test_code".into(), "SOIL-NPK".into())]),
+            },
+            answer: Err(BackendFailure::Unreachable("fixture".into())),
+        };
+        let expected: ExpectedRequest = serde_json::from_value(serde_json::json!({
+            "form": {"test_code": "SOIL-NPK", "patient": null}
+        }))
+        .unwrap();
+        assert!(request_differences(&expected, &call).is_empty());
+        let expected: ExpectedRequest = serde_json::from_value(serde_json::json!({
+            "form": {"test_code": "SOIL-PH", "patient": "Asha"}
+        }))
+        .unwrap();
+        let paths: Vec<String> = request_differences(&expected, &call)
+            .iter()
+            .map(|m| m.path.to_string())
+            .collect();
+        assert_eq!(paths.len(), 2, "{paths:?}");
+        assert!(paths.iter().all(|p| p.starts_with("form")), "{paths:?}");
+    }
 }
