@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod backend;
+pub mod clock;
 pub mod beckn;
 pub mod compile;
 pub mod config;
