@@ -120,7 +120,9 @@ mod tests {
         let start = Timestamp::from_second(1_700_000_000).unwrap();
         let clock = ManualClock::new(start);
         assert_eq!(clock.now(), start);
-        let at = start.checked_add(jiff::SignedDuration::from_secs(30)).unwrap();
+        let at = start
+            .checked_add(jiff::SignedDuration::from_secs(30))
+            .unwrap();
         let sleeper = tokio::spawn(clock.sleep_until(at));
         clock.advance(Duration::from_secs(10));
         tokio::task::yield_now().await;

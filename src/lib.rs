@@ -8,8 +8,8 @@
 
 pub mod app;
 pub mod backend;
-pub mod clock;
 pub mod beckn;
+pub mod clock;
 pub mod compile;
 pub mod config;
 pub mod delivery;

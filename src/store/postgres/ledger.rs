@@ -7,7 +7,7 @@ use sqlx::{PgConnection, Row};
 use super::outbox::enqueue_in;
 use crate::store::backend::masked;
 use crate::store::ledger::{self, OmsState, refusal, replaces_a_held_fulfilment};
-use crate::store::{NewOutbox, OmsEvent, OmsQueued, OmsRecord, StoreResult, now_ms, sql};
+use crate::store::{NewOutbox, OmsEvent, OmsQueued, OmsRecord, StoreResult, sql};
 
 /// Keeps the order event of the OMS outbox message `outbox_id` (see `oms_events`).
 async fn keep_oms_event(
@@ -33,6 +33,7 @@ pub(super) async fn queue_oms(
     pool: &PgPool,
     r: &OmsRecord,
     item: &NewOutbox,
+    now: i64,
 ) -> StoreResult<OmsQueued> {
     let mut tx = pool.begin().await?;
     // One order's states are decided one at a time, whichever process reports them.
@@ -61,7 +62,7 @@ pub(super) async fn queue_oms(
             .bind(&r.transaction_id)
             .bind(&r.order_id)
             .bind(fulfilled)
-            .bind(now_ms())
+            .bind(now)
             .fetch_optional(&mut *tx)
             .await?;
         if let Some(id) = held {
@@ -74,7 +75,6 @@ pub(super) async fn queue_oms(
     if let Some(refused) = refusal(&reported, &r.state) {
         return Ok(refused);
     }
-    let now = now_ms();
     let id = enqueue_in(&mut tx, item, now, None, &masked(&item.body)).await?;
     sqlx::query(sql::INSERT_UPDATE)
         .bind(&r.connection)
@@ -98,9 +98,9 @@ pub(super) async fn bury_oms_event(
     event: &OmsEvent,
     item: &NewOutbox,
     reason: &str,
+    now: i64,
 ) -> StoreResult<i64> {
     let mut tx = pool.begin().await?;
-    let now = now_ms();
     // Nothing to send yet, so nothing in the message log.
     let id: i64 = sqlx::query(sql::INSERT_BURIED_EVENT)
         .bind(&item.flow)

@@ -6,9 +6,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::outbox::enqueue;
 use super::writer::numbered;
 use crate::store::ledger::{OmsState, refusal, replaces_a_held_fulfilment};
-use crate::store::{
-    NewOutbox, OmsEvent, OmsQueued, OmsRecord, StoreError, StoreResult, now_ms, sql,
-};
+use crate::store::{NewOutbox, OmsEvent, OmsQueued, OmsRecord, StoreError, StoreResult, sql};
 
 /// Queues an OMS update unless its order reported this state, or the state may not follow
 /// the ones reported; the check and the insert share the batch's transaction.
@@ -16,6 +14,7 @@ pub(super) fn queue_oms(
     tx: &Connection,
     record: &OmsRecord,
     item: &NewOutbox,
+    now: i64,
 ) -> StoreResult<OmsQueued> {
     let r = record;
     let order = params![r.connection, r.provider, r.transaction_id, r.order_id];
@@ -34,7 +33,7 @@ pub(super) fn queue_oms(
                     r.transaction_id,
                     r.order_id,
                     fulfilled,
-                    now_ms()
+                    now
                 ],
                 |row| row.get(0),
             )
@@ -50,8 +49,7 @@ pub(super) fn queue_oms(
     if let Some(refused) = refusal(&reported, &r.state) {
         return Ok(refused);
     }
-    let id = enqueue(tx, item, None, None)?.ok_or(StoreError::ClaimLost)?;
-    let now = now_ms();
+    let id = enqueue(tx, item, None, None, now)?.ok_or(StoreError::ClaimLost)?;
     tx.prepare_cached(&numbered(sql::INSERT_UPDATE))?
         .execute(params![
             r.connection,
@@ -74,8 +72,8 @@ pub(super) fn bury_oms_event(
     event: &OmsEvent,
     item: &NewOutbox,
     reason: &str,
+    now: i64,
 ) -> StoreResult<i64> {
-    let now = now_ms();
     let id: i64 = tx
         .prepare_cached(&numbered(sql::INSERT_BURIED_EVENT))?
         .query_row(
