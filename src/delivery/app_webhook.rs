@@ -18,15 +18,15 @@ use crate::store::OutboxItem;
 pub const KIND: &str = "app_webhook";
 
 /// The headers that authenticate one delivery attempt of `item` from `flow`: an HMAC for the
-/// app's webhook, a Beckn signature for everything sent to the network.
-pub fn headers_for(flow: &CompiledFlow, item: &OutboxItem) -> Vec<(String, String)> {
+/// app's webhook, a Beckn signature for everything sent to the network; made at `now` (unix
+/// seconds).
+pub fn headers_for(flow: &CompiledFlow, item: &OutboxItem, now: i64) -> Vec<(String, String)> {
     if item.kind != KIND {
-        return trust::sign_outbound(&flow.participant, &item.body);
+        return trust::sign_outbound(&flow.participant, &item.body, now);
     }
     let Some(webhook) = flow.bap.as_ref().and_then(|b| b.webhook.as_ref()) else {
         return Vec::new();
     };
-    let now = jiff::Timestamp::now().as_second();
     vec![(
         webhook.signature_header.clone(),
         signature(webhook.secret.expose().as_bytes(), &item.body, now),

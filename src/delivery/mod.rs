@@ -11,12 +11,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use futures::FutureExt;
 use serde_json::Value;
 use tokio::sync::{Notify, Semaphore, mpsc};
 
+use crate::clock::{SharedClock, SystemClock};
 use crate::compile::CompiledSet;
 use crate::store::heartbeat::{Held, while_held};
-use crate::store::{Claim, NewOutbox, OutboxItem, Store, StoreError, now_ms};
+use crate::store::{Claim, NewOutbox, OutboxItem, Store, StoreError};
 use destination::Destinations;
 
 /// How the outbox retries.
@@ -74,6 +76,8 @@ pub struct Outbox {
     handed: std::sync::Mutex<Option<mpsc::Receiver<OutboxItem>>>,
     /// Where messages may go: http(s) only, never the adapter's own admin listener.
     pub destinations: Destinations,
+    /// Whose time decides when a message is due, late or past its deadline.
+    pub clock: SharedClock,
 }
 
 /// Most messages waiting in memory for the worker; past that they wait in the store only.
@@ -92,7 +96,17 @@ enum Attempt {
 }
 
 impl Outbox {
+    /// An outbox on the system clock.
     pub fn new(store: Arc<dyn Store>, settings: DeliverySettings) -> Self {
+        Outbox::with_clock(store, settings, SystemClock::shared())
+    }
+
+    /// An outbox whose due times, deadlines and backoff follow `clock`.
+    pub fn with_clock(
+        store: Arc<dyn Store>,
+        settings: DeliverySettings,
+        clock: SharedClock,
+    ) -> Self {
         let (handoff, handed) = mpsc::channel(HANDOFF_QUEUE);
         Outbox {
             handoff,
@@ -106,6 +120,7 @@ impl Outbox {
                 .build()
                 .unwrap_or_else(|_| reqwest::Client::new()),
             owner: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4()),
+            clock,
         }
     }
 
@@ -116,7 +131,7 @@ impl Outbox {
     /// and handed to the worker in memory, which saves the store a claim per message; if the
     /// process stops first, the claim's lease runs out and a worker claims it again.
     pub async fn submit(&self, mut item: NewOutbox) -> Result<i64, StoreError> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let direct = item.sequence.is_none() && item.not_before.is_none_or(|t| t <= now);
         let slot = if direct {
             self.handoff.try_reserve().ok()
@@ -188,9 +203,17 @@ impl Outbox {
         }
         let slots = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
         let mut sweep_at = tokio::time::Instant::now();
+        // When the next message falls due by the clock (which a test's clock reaches at once).
+        let mut due = futures::future::pending().boxed();
         loop {
             if tokio::time::Instant::now() >= sweep_at {
-                sweep_at = self.sweep(&flows, &slots).await;
+                let next;
+                (sweep_at, next) = self.sweep(&flows, &slots).await;
+                // A time already reached is left to the short pause `sweep` chose.
+                due = match next.filter(|at| *at > self.clock.now_ms()) {
+                    Some(at) => self.clock.sleep_until_ms(at),
+                    None => futures::future::pending().boxed(),
+                };
             }
             tokio::select! {
                 biased;
@@ -201,28 +224,29 @@ impl Outbox {
                 }
                 _ = self.wake.notified() => sweep_at = tokio::time::Instant::now(),
                 _ = tokio::time::sleep_until(sweep_at) => {}
+                _ = &mut due => sweep_at = tokio::time::Instant::now(),
             }
         }
     }
 
     /// Claims what is due, as far as free slots allow, and starts its attempts; returns when
-    /// to look again.
+    /// to look again, and when by the clock the next message falls due.
     async fn sweep(
         self: &Arc<Self>,
         flows: &Arc<ArcSwap<CompiledSet>>,
         slots: &Arc<Semaphore>,
-    ) -> tokio::time::Instant {
+    ) -> (tokio::time::Instant, Option<i64>) {
         let now = tokio::time::Instant::now();
         let free = slots.available_permits().min(self.settings.batch);
         if free == 0 {
             // every slot is busy: look again shortly, without holding up handed-over messages
-            return now + Duration::from_millis(10);
+            return (now + Duration::from_millis(10), None);
         }
         let claimed = self
             .store
             .claim(
                 &self.owner,
-                now_ms(),
+                self.clock.now_ms(),
                 free,
                 self.settings.lease.as_millis() as i64,
             )
@@ -231,7 +255,7 @@ impl Outbox {
             Ok(items) => items,
             Err(e) => {
                 tracing::error!(error = %e, "outbox: cannot claim messages");
-                return now + Duration::from_secs(1);
+                return (now + Duration::from_secs(1), None);
             }
         };
         let full = items.len() == free;
@@ -242,13 +266,16 @@ impl Outbox {
             self.spawn_delivery(flows, item, slot);
         }
         if full {
-            return now;
+            return (now, None);
         }
-        let pause = match self.store.next_due().await {
-            Ok(Some(due)) => Duration::from_millis((due - now_ms()).clamp(1, 1000) as u64),
-            _ => Duration::from_secs(1),
+        let (pause, due) = match self.store.next_due().await {
+            Ok(Some(due)) => (
+                Duration::from_millis((due - self.clock.now_ms()).clamp(1, 1000) as u64),
+                Some(due),
+            ),
+            _ => (Duration::from_secs(1), None),
         };
-        now + pause
+        (now + pause, due)
     }
 
     fn spawn_delivery(
@@ -273,15 +300,23 @@ impl Outbox {
         let lease = self.settings.lease;
         let renew = |until| self.store.renew_delivery(item.id, &claim, until);
         let mut held_until = item.claimed_until;
-        if now_ms() >= held_until {
+        if self.clock.now_ms() >= held_until {
             // It waited past its lease (a busy worker): send only if nobody took it meanwhile.
-            held_until = now_ms() + lease.as_millis() as i64;
+            held_until = self.clock.now_ms() + lease.as_millis() as i64;
             if !renew(held_until).await.unwrap_or(false) {
                 self.claim_lost(&item, "before its attempt");
                 return;
             }
         }
-        let outcome = match while_held(lease, held_until, renew, self.attempt(flows, &item)).await {
+        let outcome = match while_held(
+            &*self.clock,
+            lease,
+            held_until,
+            renew,
+            self.attempt(flows, &item),
+        )
+        .await
+        {
             Held::Done(outcome) => outcome,
             Held::Lost => {
                 self.claim_lost(&item, "during its attempt");
@@ -294,7 +329,7 @@ impl Outbox {
             Attempt::Transient(..) => "retry",
         };
         crate::telemetry::delivery_attempted(&item.flow, &item.action, label, started.elapsed());
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let attempt = item.attempts + 1;
         let recorded = match outcome {
             Attempt::Delivered => {
@@ -349,7 +384,7 @@ impl Outbox {
         let flow = set.flow(&item.flow);
         // Signed at every attempt: a signature made for the first one may have expired.
         let headers = flow
-            .map(|f| app_webhook::headers_for(f, item))
+            .map(|f| app_webhook::headers_for(f, item, self.clock.now().as_second()))
             .unwrap_or_default();
         let timeout = flow.map_or(Duration::from_secs(5), |f| f.callback_timeout);
         crate::intake::payloads::sent(&item.flow, &item.action, &item.url, &headers, &item.body);
