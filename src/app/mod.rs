@@ -91,7 +91,7 @@ impl App {
             clock.clone(),
         ));
         let services = Arc::new(Services {
-            transport: Arc::new(HttpTransport::new()),
+            transport: Arc::new(HttpTransport::with_clock(clock.clone())),
             outbox,
             registries: RegistryPool::new(clock.clone()),
             clock,

@@ -8,6 +8,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use serde_json::Value;
 
+use crate::clock::{SharedClock, SystemClock};
 use crate::config::Secret;
 
 /// A backend as compiled from the flow file.
@@ -128,19 +129,27 @@ pub trait Transport: Send + Sync {
 #[derive(Clone)]
 pub struct HttpTransport {
     client: reqwest::Client,
+    /// What an HTTP-date `Retry-After` is read against.
+    clock: SharedClock,
 }
 
 /// Bodies larger than this are refused rather than buffered.
 const MAX_RESPONSE_BYTES: usize = 8 << 20;
 
 impl HttpTransport {
+    /// A transport on the system clock.
     pub fn new() -> Self {
+        HttpTransport::with_clock(SystemClock::shared())
+    }
+
+    /// A transport reading `Retry-After` dates against `clock`.
+    pub fn with_clock(clock: SharedClock) -> Self {
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(64)
             .user_agent(concat!("beckn-adapter/", env!("CARGO_PKG_VERSION")))
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
-        HttpTransport { client }
+        HttpTransport { client, clock }
     }
 
     async fn call(
@@ -176,7 +185,7 @@ impl HttpTransport {
             }
         })?;
         let status = response.status().as_u16();
-        let retry_after = retry_after::asked(status, response.headers());
+        let retry_after = retry_after::asked(status, response.headers(), self.clock.now());
         let bytes = read_limited(response, backend.timeout).await?;
         let parsed: Result<Value, _> = serde_json::from_slice(&bytes);
         if (200..300).contains(&status) {

@@ -412,7 +412,8 @@ impl Outbox {
             Err(e) => return Attempt::Transient(crate::backend::root_cause(&e), None),
         };
         let status = resp.status();
-        let asked = crate::backend::retry_after::asked(status.as_u16(), resp.headers());
+        let asked =
+            crate::backend::retry_after::asked(status.as_u16(), resp.headers(), self.clock.now());
         let body = resp.bytes().await.unwrap_or_default();
         let nack = serde_json::from_slice::<Value>(&body)
             .ok()
@@ -473,7 +474,7 @@ impl Outbox {
             }
         };
         let status = resp.status().as_u16();
-        let asked = crate::backend::retry_after::asked(status, resp.headers());
+        let asked = crate::backend::retry_after::asked(status, resp.headers(), self.clock.now());
         let body = resp.bytes().await.unwrap_or_default();
         let (result, attempt) = match classify(status, &body) {
             OmsAnswer::Accepted => ("accepted", Attempt::Delivered),

@@ -313,7 +313,13 @@ async fn process(
     let outcome = match not_their_order(&services, &flow, action, &request).await {
         Some(refusal) => Err(refusal),
         None => {
-            let run_flow = engine::run_action(&flow, action, &request, services.transport.as_ref());
+            let run_flow = engine::run_action(
+                &flow,
+                action,
+                &request,
+                services.transport.as_ref(),
+                &*services.clock,
+            );
             let held_until = services.clock.now_ms() + lease.as_millis() as i64;
             match while_held(&*services.clock, lease, held_until, renew, run_flow).await {
                 Held::Done(outcome) => outcome.map(|out| out.message).map_err(|e| {

@@ -10,7 +10,7 @@ use beckn_adapter::compile::Layout;
 use beckn_adapter::demo::{NetworkOptions, SampleNetwork};
 use beckn_adapter::store::buyer::signal_payload;
 use beckn_adapter::store::postgres::PgStore;
-use beckn_adapter::store::{Accepted, BuyerStore, Disposition, NewCallback, Store};
+use beckn_adapter::store::{Accepted, BuyerStore, Disposition, NewCallback};
 use bytes::Bytes;
 use serde_json::{Value, json};
 

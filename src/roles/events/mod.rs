@@ -320,6 +320,7 @@ async fn process(
         &event,
         &request_ctx,
         services.transport.as_ref(),
+        &*services.clock,
     );
     let held_until = services.clock.now_ms() + lease.as_millis() as i64;
     let outcome = match while_held(&*services.clock, lease, held_until, renew, mapping).await {
