@@ -161,6 +161,7 @@ impl App {
                 reloader: reloader.clone(),
                 store: store.clone(),
                 token: admin.token.clone(),
+                clock: services.clock.clone(),
             });
             bound.push((listener, server::admin::router(state)));
             tracing::info!(admin = %addr, "admin listener: /health /ready /metrics /admin/status /admin/reload /admin/outbox");

@@ -451,7 +451,7 @@ impl Outbox {
         };
         // The token is minted once a slot is ours: one minted before a long wait could expire.
         let _turn = conn.limiter.acquire().await;
-        let token = match crate::ultra::secure_token(&conn) {
+        let token = match crate::ultra::secure_token_at(&conn, self.clock.now().as_second()) {
             Ok(t) => t,
             Err(e) => return Attempt::Transient(e.to_string(), None),
         };

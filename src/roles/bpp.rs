@@ -97,7 +97,7 @@ async fn receive(
     let verified =
         trust::verify_inbound(&flow.participant, &ep.services.registries, headers, &bytes).await?;
     let request: Value = serde_json::from_slice(&bytes).map_err(|e| Rejection::malformed(&e))?;
-    rules(&flow, &set.core).check_request(action, &request)?;
+    rules(&flow, &set.core).check_request(action, &request, ep.services.clock.now())?;
     let context_text = |k: &str| {
         request
             .pointer(&format!("/context/{k}"))
