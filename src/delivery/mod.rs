@@ -202,6 +202,8 @@ impl Outbox {
             }
         }
         let slots = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
+        // How often the store is asked is paced by the monotonic timer; when a message is due
+        // is the clock's.
         let mut sweep_at = tokio::time::Instant::now();
         // When the next message falls due by the clock (which a test's clock reaches at once).
         let mut due = futures::future::pending().boxed();

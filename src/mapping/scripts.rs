@@ -48,6 +48,7 @@ impl ScriptEngine {
         engine.set_module_resolver(rhai::module_resolvers::DummyModuleResolver::new());
         engine.disable_symbol("eval");
         engine.register_fn("uuid4", || uuid::Uuid::new_v4().to_string());
+        // A value written into a message (as in templates), not a decision: the system's time.
         engine.register_fn("now", || jiff::Timestamp::now().to_string());
         // Seconds since the epoch of an RFC 3339 timestamp, or () when it is not one: lets
         // scripts compare instants written with different offsets.

@@ -276,6 +276,8 @@ fn epoch(value: String, unit: Option<String>, plus: Option<String>) -> Result<i6
     }
 }
 
+/// `now()` in a template: the time a message is written, a value in it like a uuid, decided
+/// nothing by; so the system's time, not the application's clock.
 fn now() -> String {
     jiff::Timestamp::now().to_string()
 }
