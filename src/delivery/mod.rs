@@ -8,6 +8,7 @@ pub mod destination;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -78,6 +79,11 @@ pub struct Outbox {
     pub destinations: Destinations,
     /// Whose time decides when a message is due, late or past its deadline.
     pub clock: SharedClock,
+    /// When the worker looks at the store next, by the clock (unix ms): a retry due before
+    /// that wakes it, so retries keep to their time on a clock that jumps.
+    next_look: AtomicI64,
+    /// Messages taken to be sent (handed over or claimed) whose outcome is not recorded yet.
+    under_way: AtomicUsize,
 }
 
 /// Most messages waiting in memory for the worker; past that they wait in the store only.
@@ -121,6 +127,8 @@ impl Outbox {
                 .unwrap_or_else(|_| reqwest::Client::new()),
             owner: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4()),
             clock,
+            next_look: AtomicI64::new(0),
+            under_way: AtomicUsize::new(0),
         }
     }
 
@@ -160,8 +168,14 @@ impl Outbox {
             claimed_until,
         };
         let id = self.store.enqueue(item).await?;
+        self.under_way.fetch_add(1, Ordering::Relaxed);
         slot.send(OutboxItem { id, ..handed });
         Ok(id)
+    }
+
+    /// How many messages this process has taken to send and not yet recorded the outcome of.
+    pub fn under_way(&self) -> usize {
+        self.under_way.load(Ordering::Relaxed)
     }
 
     /// Adds a listener of this process that nothing sent may reach (as bound, so a `:0`
@@ -212,10 +226,15 @@ impl Outbox {
                 let next;
                 (sweep_at, next) = self.sweep(&flows, &slots).await;
                 // A time already reached is left to the short pause `sweep` chose.
-                due = match next.filter(|at| *at > self.clock.now_ms()) {
+                let now = self.clock.now_ms();
+                due = match next.filter(|at| *at > now) {
                     Some(at) => self.clock.sleep_until_ms(at),
                     None => futures::future::pending().boxed(),
                 };
+                let pause = sweep_at.saturating_duration_since(tokio::time::Instant::now());
+                let look = now + pause.as_millis() as i64;
+                self.next_look
+                    .store(next.map_or(look, |at| at.min(look)), Ordering::Relaxed);
             }
             tokio::select! {
                 biased;
@@ -265,6 +284,7 @@ impl Outbox {
             let Ok(slot) = slots.clone().try_acquire_owned() else {
                 break; // not reached: only this loop takes slots
             };
+            self.under_way.fetch_add(1, Ordering::Relaxed);
             self.spawn_delivery(flows, item, slot);
         }
         if full {
@@ -289,6 +309,7 @@ impl Outbox {
         let (this, flows) = (self.clone(), flows.clone());
         tokio::spawn(async move {
             this.deliver(&flows, item).await;
+            this.under_way.fetch_sub(1, Ordering::Relaxed);
             drop(slot);
         });
     }
@@ -355,7 +376,11 @@ impl Outbox {
                 }
                 Ok(next) => {
                     tracing::warn!(flow = %item.flow, action = %item.action, transaction_id = %item.transaction_id, message_id = %item.message_id, url = %item.url, attempt, %error, retry_in_ms = next - now, "delivery failed; will retry");
-                    self.store.retry_later(item.id, &claim, next, error).await
+                    let recorded = self.store.retry_later(item.id, &claim, next, error).await;
+                    if next < self.next_look.load(Ordering::Relaxed) {
+                        self.wake.notify_one();
+                    }
+                    recorded
                 }
             },
         };
