@@ -198,7 +198,7 @@ impl App {
             if !f.participant.verify_signatures {
                 tracing::warn!(flow = %f.name, "SIGNATURE VERIFICATION IS OFF for this flow: any sender is accepted and answers go to any bap_uri. For local development only; remove `verify_signatures: false` before joining a network");
             }
-            tracing::info!(flow = %f.name, role = f.role.as_str(), subscriber_id = %f.participant.subscriber_id, listen = %f.listen, base_path = %f.base_path, actions = f.actions.len(), "flow serving");
+            tracing::info!(flow = %f.name, role = f.role().as_str(), subscriber_id = %f.participant.subscriber_id, listen = %f.listen, base_path = %f.base_path, actions = f.actions.len(), "flow serving");
         }
         if settings.recovery {
             tokio::spawn(roles::rescue_unfinished(

@@ -79,7 +79,7 @@ impl Served {
         let mut out = BTreeSet::new();
         for f in set.flows.iter().filter(|f| self.includes(&f.name)) {
             out.insert(f.listen);
-            if let Some(bap) = &f.bap {
+            if let Some(bap) = f.bap() {
                 out.insert(bap.client_listen);
             }
         }

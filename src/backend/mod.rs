@@ -1,6 +1,7 @@
 //! Outgoing HTTP calls to backends (the lab's ERP): auth, timeouts, and a transport seam so
 //! `test` and `render` can answer calls from fixtures instead of the network.
 
+pub mod auth;
 pub mod retry_after;
 
 use std::time::Duration;
@@ -8,8 +9,9 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use serde_json::Value;
 
+pub use auth::BackendAuth;
+
 use crate::clock::{SharedClock, SystemClock};
-use crate::config::Secret;
 
 /// A backend as compiled from the flow file.
 #[derive(Debug, Clone)]
@@ -17,8 +19,8 @@ pub struct Backend {
     pub name: String,
     /// Without a trailing slash.
     pub base_url: String,
-    /// Header name and value carrying the backend's key (`X-Api-Key`, or `Authorization: Bearer`).
-    pub auth: Option<(String, Secret)>,
+    /// How calls prove who is calling (a key header, a bearer token).
+    pub auth: Option<BackendAuth>,
     pub headers: Vec<(String, String)>,
     pub timeout: Duration,
     /// Attempts after the first, and the pause before each, for idempotent actions only.
@@ -171,7 +173,8 @@ impl HttpTransport {
         for (k, v) in backend.headers.iter().chain(request.headers.iter()) {
             rb = rb.header(k, v);
         }
-        if let Some((name, value)) = &backend.auth {
+        if let Some(auth) = &backend.auth {
+            let (name, value) = auth.header();
             rb = rb.header(name, value.expose());
         }
         if let Some(body) = &request.body {

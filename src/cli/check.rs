@@ -20,11 +20,11 @@ pub fn run(dirs: &Dirs) -> anyhow::Result<()> {
             for f in &set.flows {
                 let mut actions: Vec<_> = f.actions.keys().map(|a| a.as_str()).collect();
                 actions.sort();
-                if f.role == beckn_adapter::config::model::Role::Gateway {
+                if f.role() == beckn_adapter::config::model::Role::Gateway {
                     actions = vec!["forwards search, on_search"];
                 }
                 let client_api;
-                if let Some(bap) = &f.bap {
+                if let Some(bap) = f.bap() {
                     client_api = format!(
                         "sends every action; client API on {}{}",
                         bap.client_listen, bap.client_base_path
@@ -46,7 +46,7 @@ pub fn run(dirs: &Dirs) -> anyhow::Result<()> {
                 println!(
                     "  {} ({}, {}) on {}{}: {}",
                     f.name,
-                    f.role.as_str(),
+                    f.role().as_str(),
                     f.participant.subscriber_id,
                     f.listen,
                     f.base_path,

@@ -77,11 +77,10 @@ impl Loader<'_> {
         let auth = match cfg.auth {
             None => None,
             Some(a) => match (a.header, a.value, a.bearer) {
-                (Some(h), Some(v), None) => Some((h, v)),
-                (None, None, Some(token)) => Some((
-                    "Authorization".to_string(),
-                    crate::config::Secret::new(format!("Bearer {}", token.expose())),
-                )),
+                (Some(name), Some(value), None) => {
+                    Some(crate::backend::BackendAuth::Header { name, value })
+                }
+                (None, None, Some(token)) => Some(crate::backend::BackendAuth::Bearer(token)),
                 _ => {
                     ok = false;
                     self.diagnostics.push(

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{CompiledFlow, Loader, Origin};
+use super::{CompiledFlow, Loader, Origin, RoleSpec};
 use crate::beckn::action::Action;
 use crate::beckn::domain::{DomainRules, DomainRulesFile};
 use crate::config::Diagnostic;
@@ -159,6 +159,16 @@ impl Loader<'_> {
                 }
             }
             Role::Gateway => {
+                if events.is_some() {
+                    self.diagnostics.push(
+                        doc.diagnostic(
+                            file,
+                            "events",
+                            "a gateway has no orders: its `events:` would never run",
+                        )
+                        .hint("remove them, or make this flow `role: bpp`"),
+                    );
+                }
                 if !head.actions.is_empty() || !head.backends.is_empty() {
                     self.diagnostics.push(
                         doc.diagnostic(
@@ -205,15 +215,18 @@ impl Loader<'_> {
             .into_iter()
             .filter_map(|(k, v)| v.map(|b| (k, b)))
             .collect();
+        let spec = match head.role {
+            Role::Bpp => RoleSpec::Provider { events },
+            Role::Bap => RoleSpec::Buyer(bap?),
+            Role::Gateway => RoleSpec::Gateway,
+        };
         Some(CompiledFlow {
             name,
             file: file.to_path_buf(),
-            role: head.role,
+            spec,
             listen: listen?,
             base_path: normalise_base_path(head.base_path.as_deref().unwrap_or("")),
             participant,
-            events,
-            bap,
             ultra,
             serve_registry: head.network.registry.as_ref().is_some_and(|r| r.serve.0),
             forward_timeout: head
@@ -299,8 +312,7 @@ impl Loader<'_> {
         let mut names: HashMap<&str, &Path> = HashMap::new();
         // A buyer app's client API is a place too: no other endpoints may share its prefix.
         let client_apis = flows.iter().filter_map(|f| {
-            f.bap
-                .as_ref()
+            f.bap()
                 .map(|b| (b.client_listen, b.client_base_path.clone(), f))
         });
         let places = flows

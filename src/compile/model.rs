@@ -46,15 +46,13 @@ impl CompiledSet {
 pub struct CompiledFlow {
     pub name: String,
     pub file: PathBuf,
-    pub role: Role,
+    /// The role played and what it adds to the flow.
+    pub spec: RoleSpec,
     pub listen: SocketAddr,
     /// Normalised: empty, or `/prefix` without a trailing slash.
     pub base_path: String,
     /// Who the flow is on the network: identity, key, trust settings.
     pub participant: Participant,
-    pub events: Option<CompiledEvents>,
-    /// Buyer apps (`role: bap`): the gateway and the client API.
-    pub bap: Option<CompiledBap>,
     /// Orders reported to Flipkart Ultra's OMS.
     pub ultra: Option<FlowUltra>,
     /// Answer `POST /lookup` from the embedded registry on this flow's listener.
@@ -73,6 +71,43 @@ pub struct CompiledFlow {
     pub actions: HashMap<Action, CompiledAction>,
     pub templates: Templates,
     pub scripts: ScriptEngine,
+}
+
+/// What a flow's role adds to it. A gateway adds nothing but its forward timeout, so a part
+/// that belongs to another role cannot be carried by a flow that never runs it.
+pub enum RoleSpec {
+    /// `role: bpp`: its order events from the backend, if it has any.
+    Provider { events: Option<CompiledEvents> },
+    /// `role: bap`: the gateway and the client API.
+    Buyer(CompiledBap),
+    /// `role: gateway`.
+    Gateway,
+}
+
+impl CompiledFlow {
+    pub fn role(&self) -> Role {
+        match self.spec {
+            RoleSpec::Provider { .. } => Role::Bpp,
+            RoleSpec::Buyer(_) => Role::Bap,
+            RoleSpec::Gateway => Role::Gateway,
+        }
+    }
+
+    /// A provider's order events.
+    pub fn events(&self) -> Option<&CompiledEvents> {
+        match &self.spec {
+            RoleSpec::Provider { events } => events.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// A buyer app's gateway and client API.
+    pub fn bap(&self) -> Option<&CompiledBap> {
+        match &self.spec {
+            RoleSpec::Buyer(bap) => Some(bap),
+            _ => None,
+        }
+    }
 }
 
 /// What a buyer app (`role: bap`) adds to a flow: where its searches go and the API its own

@@ -24,7 +24,7 @@ pub fn headers_for(flow: &CompiledFlow, item: &OutboxItem, now: i64) -> Vec<(Str
     if item.kind != KIND {
         return trust::sign_outbound(&flow.participant, &item.body, now);
     }
-    let Some(webhook) = flow.bap.as_ref().and_then(|b| b.webhook.as_ref()) else {
+    let Some(webhook) = flow.bap().and_then(|b| b.webhook.as_ref()) else {
         return Vec::new();
     };
     vec![(

@@ -61,7 +61,7 @@ pub async fn run(
     timeline.say("beckn-adapter demo: a farmer books a soil test through the adapter");
     timeline.say("");
     for f in &net.flows.load().flows {
-        let role = match f.role {
+        let role = match f.role() {
             crate::config::model::Role::Bap => "BAP, the farmer's app",
             crate::config::model::Role::Bpp => "BPP, a lab on the sample ERP",
             crate::config::model::Role::Gateway => "gateway, serves the registry too",

@@ -180,13 +180,13 @@ impl SampleNetwork {
         }
         let webhook = set
             .flow(BAP)
-            .and_then(|f| f.bap.as_ref())
+            .and_then(|f| f.bap())
             .and_then(|b| b.webhook.as_ref())
             .map(|w| (w.secret.expose().to_string(), w.signature_header.clone()))
             .ok_or_else(|| DemoError::Flows(format!("the {BAP} flow has no client.webhook")))?;
         let client_api = set
             .flow(BAP)
-            .and_then(|f| f.bap.as_ref())
+            .and_then(|f| f.bap())
             .map(|b| format!("http://{}{}", b.client_listen, b.client_base_path))
             .unwrap_or_default();
 
@@ -218,7 +218,7 @@ impl SampleNetwork {
                     .iter()
                     .filter_map(|(flow, _, lab)| {
                         let f = set.flow(flow)?;
-                        let webhook = f.events.as_ref()?.webhook.as_ref()?;
+                        let webhook = f.events()?.webhook.as_ref()?;
                         Some((
                             lab.to_string(),
                             format!("{}{}{}", url(flow), f.base_path, webhook.path),

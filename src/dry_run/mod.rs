@@ -101,7 +101,7 @@ pub fn pick(
     if f.actions.is_empty() {
         return Err(format!(
             "flow `{flow}` ({}) runs no actions of its own",
-            f.role.as_str()
+            f.role().as_str()
         ));
     }
     let served = || {

@@ -73,14 +73,13 @@ fn shape(set: &CompiledSet) -> BTreeSet<String> {
             format!(
                 "{} {} {}{} {} {}",
                 f.name,
-                f.role.as_str(),
+                f.role().as_str(),
                 f.listen,
                 f.base_path,
-                f.events
-                    .as_ref()
+                f.events()
                     .and_then(|e| e.webhook.as_ref())
                     .map_or("", |w| w.path.as_str()),
-                f.bap.as_ref().map_or(String::new(), |b| format!(
+                f.bap().map_or(String::new(), |b| format!(
                     "{}{}",
                     b.client_listen, b.client_base_path
                 ))

@@ -146,7 +146,7 @@ async fn receive(
         key: key.clone(),
         transaction_id: context_text("transaction_id"),
         counterpart: context_text("bap_id"),
-        role: flow.role.as_str().to_string(),
+        role: flow.role().as_str().to_string(),
         body: bytes,
         headers: redact::headers_json(headers),
         callback_base: callback_base.clone(),

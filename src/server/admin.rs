@@ -104,7 +104,7 @@ async fn status(State(admin): State<Arc<Admin>>) -> Response {
             let mut actions: Vec<&str> = f.actions.keys().map(|a| a.as_str()).collect();
             actions.sort();
             json!({
-                "name": f.name, "role": f.role.as_str(), "subscriber_id": f.participant.subscriber_id,
+                "name": f.name, "role": f.role().as_str(), "subscriber_id": f.participant.subscriber_id,
                 "listen": f.listen.to_string(), "base_path": f.base_path, "actions": actions,
                 "verify_signatures": f.participant.verify_signatures,
             })

@@ -36,7 +36,7 @@ pub fn routers(
     let set = flows.load();
     let mut out: BTreeMap<SocketAddr, Router> = BTreeMap::new();
     for flow in &set.flows {
-        let router = match flow.role {
+        let router = match flow.role() {
             Role::Bpp => {
                 let ep = Arc::new(BppEndpoint {
                     flows: flows.clone(),
@@ -47,7 +47,7 @@ pub fn routers(
                 let mut router = Router::new()
                     .route(&format!("{}/{{action}}", flow.base_path), post(bpp::handle))
                     .with_state(ep);
-                if let Some(webhook) = flow.events.as_ref().and_then(|e| e.webhook.as_ref()) {
+                if let Some(webhook) = flow.events().and_then(|e| e.webhook.as_ref()) {
                     let ep = Arc::new(EventsEndpoint {
                         flows: flows.clone(),
                         flow_name: flow.name.clone(),

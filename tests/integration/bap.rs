@@ -294,7 +294,7 @@ async fn webhook_deliveries_carry_a_verifiable_hmac() {
     let secret = {
         let set = net.flows.load();
         let flow = set.flow(BAP).unwrap();
-        let webhook = flow.bap.as_ref().unwrap().webhook.as_ref().unwrap();
+        let webhook = flow.bap().unwrap().webhook.as_ref().unwrap();
         webhook.secret.expose().to_string()
     };
     for d in net

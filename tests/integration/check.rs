@@ -319,3 +319,31 @@ fn events_need_a_webhook_or_a_poll() {
     let flow = lab_polling("  event_id: event.event_id");
     insta::assert_snapshot!(check_fails(&[(FLOW, &flow)], 1));
 }
+
+/// A gateway has no orders, so order events on it would be compiled and never run.
+#[test]
+fn events_on_a_gateway_are_refused() {
+    let gateway = std::fs::read_to_string(common::repo().join("flows/gateway.yaml"))
+        .expect("the shipped gateway flow");
+    let flow = format!(
+        r#"{gateway}
+events:
+  webhook:
+    path: /erp/events
+    secret: test-only-webhook-secret
+  transaction_id: event.client_ref
+  callback: on_status
+  steps:
+    - name: order
+      script: soil/event_order.rhai
+    - name: state
+      script: soil/order_state.rhai
+  reply: {{ template: soil/on_status.j2 }}
+"#
+    );
+    let out = check_fails(&[("flows/gateway.yaml", &flow)], 1);
+    assert!(
+        out.contains("a gateway has no orders: its `events:` would never run"),
+        "{out}"
+    );
+}

@@ -231,8 +231,7 @@ pub async fn document(
         result_error: None,
     };
     let template = flow
-        .bap
-        .as_ref()
+        .bap()
         .and_then(|b| request.action.parse().ok().and_then(|a| b.actions.get(&a)))
         .and_then(|t| t.response.clone());
     if let Some(name) = template {

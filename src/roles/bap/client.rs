@@ -320,8 +320,7 @@ pub(crate) fn loaded(
 }
 
 pub(crate) fn buyer(flow: &CompiledFlow) -> Result<&CompiledBap, ClientError> {
-    flow.bap
-        .as_ref()
+    flow.bap()
         .ok_or_else(|| ClientError::Unavailable(format!("flow {} is not a buyer app", flow.name)))
 }
 

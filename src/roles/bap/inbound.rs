@@ -132,8 +132,7 @@ async fn accept(
         _ => false,
     };
     let forward = flow
-        .bap
-        .as_ref()
+        .bap()
         .and_then(|b| b.webhook.as_ref())
         .filter(|_| wants_webhook)
         .and_then(|w| {

@@ -93,7 +93,7 @@ pub fn routers(
             post(inbound::receive),
         )
         .with_state(ep.clone());
-    let Some(bap) = &flow.bap else {
+    let Some(bap) = flow.bap() else {
         return (network, None);
     };
     let base = &bap.client_base_path;

@@ -48,8 +48,7 @@ pub fn delivery(
         .strip_prefix("on_")
         .and_then(|a| a.parse::<Action>().ok());
     let template = action.and_then(|a| {
-        flow.bap
-            .as_ref()
+        flow.bap()
             .and_then(|b| b.actions.get(&a))
             .and_then(|t| t.response.clone())
     });

@@ -142,7 +142,7 @@ async fn record_event(
     services: &Arc<Services>,
     incoming: IncomingEvent,
 ) -> Result<EventOutcome, EventError> {
-    let events = flow.events.as_ref().ok_or(EventError::NotConfigured)?;
+    let events = flow.events().ok_or(EventError::NotConfigured)?;
     let IncomingEvent {
         event,
         body,
@@ -213,7 +213,7 @@ async fn record_event(
         key: key.clone(),
         transaction_id: transaction_id.clone(),
         counterpart: bap_id,
-        role: flow.role.as_str().to_string(),
+        role: flow.role().as_str().to_string(),
         body,
         headers,
         callback_base: callback_base.clone(),
@@ -288,7 +288,7 @@ async fn process(
     held: HeldRequest,
     services: Arc<Services>,
 ) {
-    let Some(events) = &flow.events else {
+    let Some(events) = flow.events() else {
         return;
     };
     let request = match services

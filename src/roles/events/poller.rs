@@ -89,7 +89,7 @@ pub async fn run(
         });
         pollers.retain(|_, task| !task.is_finished());
         for flow in &set.flows {
-            let polls = flow.events.as_ref().is_some_and(|e| e.poll.is_some());
+            let polls = flow.events().is_some_and(|e| e.poll.is_some());
             if polls && !pollers.contains_key(&flow.name) {
                 tracing::info!(flow = %flow.name, "polling the backend for order events");
                 let task = tokio::spawn(poll_flow(
@@ -139,12 +139,7 @@ async fn poll_flow(
         let Some(flow) = set.flow(&name).cloned() else {
             return;
         };
-        let Some(every) = flow
-            .events
-            .as_ref()
-            .and_then(|e| e.poll.as_ref())
-            .map(|p| p.every)
-        else {
+        let Some(every) = flow.events().and_then(|e| e.poll.as_ref()).map(|p| p.every) else {
             tracing::info!(flow = %name, "no longer polling the backend for order events");
             return;
         };
@@ -193,7 +188,7 @@ async fn poll_once(
     flow: &Arc<CompiledFlow>,
     services: &Arc<Services>,
 ) -> Result<Pass, PollError> {
-    let Some(poll) = flow.events.as_ref().and_then(|e| e.poll.as_ref()) else {
+    let Some(poll) = flow.events().and_then(|e| e.poll.as_ref()) else {
         return Ok(Pass::CaughtUp);
     };
     let backend = flow

@@ -61,8 +61,7 @@ async fn webhook_event(
         .ok_or_else(|| EventError::Unavailable(format!("flow {} is not loaded", ep.flow_name)))?;
     let checked = async {
         let webhook = flow
-            .events
-            .as_ref()
+            .events()
             .and_then(|e| e.webhook.as_ref())
             .ok_or(EventError::NotConfigured)?;
         let bytes = read_body(body, flow.max_body_bytes)
