@@ -1,6 +1,6 @@
 //! The wall clock, passed in rather than read: every decision made on the time of day (when a
 //! message was accepted, when a lease or a deadline ends, when a retry is due, whether a
-//! signature is still valid) asks an [`Clock`], so a test can hold time still and move it on
+//! signature is still valid) asks a [`Clock`], so a test can hold time still and move it on
 //! instead of sleeping.
 //!
 //! Network timeouts (a connection's read limit, an HTTP client's timeout) are not decisions on
