@@ -23,6 +23,6 @@ pub mod mapping_test;
 pub mod reload;
 pub mod roles;
 pub mod server;
+pub mod sinks;
 pub mod store;
 pub mod telemetry;
-pub mod ultra;

@@ -1,5 +1,5 @@
 //! `Retry-After` (RFC 9110 §10.2.3): how long a receiver that answered 429 or 503 asks to be
-//! left alone. Read from ERPs, Beckn receivers, app webhooks and Ultra alike, so every retry
+//! left alone. Read from ERPs, Beckn receivers, app webhooks and order sinks alike, so every retry
 //! waits at least that long, within the deadline of what is being sent.
 
 use std::time::Duration;

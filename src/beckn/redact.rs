@@ -1,5 +1,5 @@
 //! Redaction of what must not be stored or logged: signatures, keys, tokens, and the personal
-//! data in message bodies (names, phone numbers, emails, addresses, GPS positions, Ultra
+//! data in message bodies (names, phone numbers, emails, addresses, GPS positions, order sinks'
 //! identity tokens), masked the same way in payload logs and in the store's message log.
 
 use std::borrow::Cow;

@@ -35,7 +35,7 @@ pub fn run(dirs: &Dirs) -> anyhow::Result<()> {
                     actions.push("(serves /lookup)");
                 }
                 let reports;
-                if let Some(u) = &f.ultra {
+                if let Some(u) = &f.sinks.ultra {
                     reports = format!(
                         "(reports {} orders to Ultra `{}`)",
                         u.on.join("/"),
@@ -53,7 +53,7 @@ pub fn run(dirs: &Dirs) -> anyhow::Result<()> {
                     actions.join(" ")
                 );
             }
-            for c in &set.ultra {
+            for c in &set.sinks.ultra {
                 println!(
                     "  {} (Flipkart Ultra): client {} at {}, OMS at {}, secureTokens of {}s, timestamps in {}",
                     c.name,

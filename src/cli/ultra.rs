@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::Subcommand;
 
-use beckn_adapter::ultra::api::UltraError;
+use beckn_adapter::sinks::ultra::api::UltraError;
 
 use super::{Dirs, load_or_fail};
 
@@ -52,7 +52,7 @@ fn render(
         .and_then(serde_json::Value::as_str)
         .unwrap_or("on_confirm")
         .to_string();
-    match beckn_adapter::ultra::report::build_order(flow, &action, &body, identity) {
+    match beckn_adapter::sinks::ultra::report::build_order(flow, &action, &body, identity) {
         Ok(Some(order)) => {
             println!("{}", serde_json::to_string_pretty(&order.body)?);
             Ok(())
@@ -70,9 +70,10 @@ async fn ping(dirs: &Dirs, name: Option<&str>) -> anyhow::Result<()> {
     let set = load_or_fail(dirs)?;
     let conn = match name {
         Some(n) => set
+            .sinks
             .ultra(n)
             .with_context(|| format!("no Ultra connection `{n}` under {}", dirs.flows.display()))?,
-        None => match set.ultra.as_slice() {
+        None => match set.sinks.ultra.as_slice() {
             [one] => one,
             [] => bail!("no Ultra connection under {}", dirs.flows.display()),
             many => bail!(
@@ -85,7 +86,7 @@ async fn ping(dirs: &Dirs, name: Option<&str>) -> anyhow::Result<()> {
         },
     };
     let http = reqwest::Client::new();
-    match beckn_adapter::ultra::api::ping(&http, conn).await {
+    match beckn_adapter::sinks::ultra::api::ping(&http, conn).await {
         Ok(()) => {
             println!(
                 "OK: {} accepts the secureToken of {} (connection `{}`)",

@@ -98,36 +98,17 @@ impl Loader<'_> {
             ),
             _ => None,
         };
-        let ultra = match head.as_ref().and_then(|h| h.ultra.as_ref()) {
-            Some(_) => {
-                let cfg: Option<crate::config::ultra::FlowUltraConfig> = doc
-                    .value
-                    .get("ultra")
-                    .and_then(|raw| self.de(&doc, file, "ultra", raw));
-                let is_provider = head.as_ref().is_some_and(|h| h.role == Role::Bpp);
-                cfg.and_then(|cfg| {
-                    self.flow_ultra(
-                        &doc,
-                        file,
-                        &scope,
-                        cfg,
-                        is_provider,
-                        &mut templates,
-                        &mut scripts,
-                    )
-                })
-            }
-            None => None,
-        };
+        let sinks = self.flow_sinks(
+            &doc,
+            file,
+            head.as_ref(),
+            &scope,
+            &mut templates,
+            &mut scripts,
+        );
         self.report_unreferenced_templates();
         let head = head?;
-        if head.role == Role::Gateway && head.ultra.is_some() {
-            self.diagnostics.push(doc.diagnostic(
-                file,
-                "ultra",
-                "a gateway has no orders to report to Ultra",
-            ));
-        }
+        self.gateway_reports_no_orders(&doc, file, &head);
         let listen = match head.listen.parse::<SocketAddr>() {
             Ok(a) => Some(a),
             Err(_) => {
@@ -227,7 +208,7 @@ impl Loader<'_> {
             listen: listen?,
             base_path: normalise_base_path(head.base_path.as_deref().unwrap_or("")),
             participant,
-            ultra,
+            sinks,
             serve_registry: head.network.registry.as_ref().is_some_and(|r| r.serve.0),
             forward_timeout: head
                 .gateway

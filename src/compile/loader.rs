@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -29,10 +28,8 @@ pub(super) struct Loader<'a> {
     /// Names in scope besides context, message, flow and earlier steps (`event` while
     /// compiling a flow's `events:`).
     pub(super) scope_names: Vec<String>,
-    /// Ultra connections compiled so far.
-    pub(super) connections: Vec<Arc<super::sinks::UltraConnection>>,
-    /// The OMS order schema, compiled once.
-    pub(super) oms_schema: Option<Arc<crate::beckn::schema::JsonValidator>>,
+    /// The order sinks' connections compiled so far, and what compiling them needs once.
+    pub(super) sinks: super::sinks::SinkLoading,
 }
 
 /// Where a reference in a flow file points from, for diagnostics about the referenced file.
@@ -58,8 +55,7 @@ impl<'a> Loader<'a> {
             parse_problems: HashSet::new(),
             broken_templates: HashMap::new(),
             scope_names: Vec::new(),
-            connections: Vec::new(),
-            oms_schema: None,
+            sinks: Default::default(),
         }
     }
 

@@ -61,14 +61,14 @@ pub const CORE_SCHEMA: &str = "beckn/1.1.0/core.json";
 pub fn load(layout: &Layout, env: &dyn EnvLookup) -> Result<CompiledSet, Vec<Diagnostic>> {
     let mut cx = Loader::new(layout, env);
     let core = cx.core_schemas();
-    // Ultra connections first, so that flows naming one find it.
+    // Sink connections first, so that flows naming one find it.
     let mut flow_docs = Vec::new();
     for file in cx.flow_files() {
         let Some(doc) = cx.parse_flow_file(&file) else {
             continue;
         };
         if sinks::is_connection_file(&doc) {
-            cx.ultra_connection(&doc, &file);
+            cx.sink_connection(&doc, &file);
         } else {
             flow_docs.push((file, doc));
         }
@@ -105,7 +105,7 @@ pub fn load(layout: &Layout, env: &dyn EnvLookup) -> Result<CompiledSet, Vec<Dia
     cx.sources.hash(&mut hasher);
     Ok(CompiledSet {
         flows,
-        ultra: cx.connections,
+        sinks: cx.sinks.connections,
         core: Arc::new(core),
         hash: format!("{:016x}", hasher.finish()),
         sources: cx.sources.into_keys().collect(),

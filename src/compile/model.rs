@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::sinks::{FlowUltra, UltraConnection};
+use super::sinks::{FlowSinks, SinkConnections};
 use crate::backend::Backend;
 use crate::beckn::action::Action;
 use crate::beckn::domain::DomainRules;
@@ -23,8 +23,8 @@ pub use crate::beckn::registry::RegistrySource;
 /// Everything loaded from one flows/mappings/schemas tree.
 pub struct CompiledSet {
     pub flows: Vec<Arc<CompiledFlow>>,
-    /// Flipkart Ultra connections, by name.
-    pub ultra: Vec<Arc<UltraConnection>>,
+    /// The order sinks' connections.
+    pub sinks: SinkConnections,
     pub core: Arc<CoreSchemas>,
     /// Hash of every source file's path and content: identifies the set in status and logs.
     pub hash: String,
@@ -35,10 +35,6 @@ pub struct CompiledSet {
 impl CompiledSet {
     pub fn flow(&self, name: &str) -> Option<&Arc<CompiledFlow>> {
         self.flows.iter().find(|f| f.name == name)
-    }
-
-    pub fn ultra(&self, name: &str) -> Option<&Arc<UltraConnection>> {
-        self.ultra.iter().find(|c| c.name == name)
     }
 }
 
@@ -53,8 +49,8 @@ pub struct CompiledFlow {
     pub base_path: String,
     /// Who the flow is on the network: identity, key, trust settings.
     pub participant: Participant,
-    /// Orders reported to Flipkart Ultra's OMS.
-    pub ultra: Option<FlowUltra>,
+    /// Where the flow's orders are reported (`compile::sinks`).
+    pub sinks: FlowSinks,
     /// Answer `POST /lookup` from the embedded registry on this flow's listener.
     pub serve_registry: bool,
     /// Gateways: timeout of one forward; buyer apps: of one request sent.

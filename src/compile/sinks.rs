@@ -15,6 +15,7 @@ use tokio::sync::Semaphore;
 
 use super::{EXPR_PREFIX, Loader, Origin, known_names};
 use crate::beckn::schema::JsonValidator;
+use crate::config::model::{FlowFile, Role};
 use crate::config::ultra::{FlowUltraConfig, TimestampUnit, UltraFile};
 use crate::config::yaml::SpannedDoc;
 use crate::config::{Diagnostic, Secret};
@@ -34,6 +35,41 @@ pub const MIN_LIFETIME_SECS: u64 = 30;
 pub const MAX_LIFETIME_SECS: u64 = 1000;
 /// Default `exp - iat`: short, since one version of the docs allows only 100 s.
 pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(90);
+
+/// What the loader keeps while it compiles sinks: the connections so far, the OMS order schema
+/// compiled once.
+#[derive(Default)]
+pub struct SinkLoading {
+    pub(super) connections: SinkConnections,
+    pub(super) oms_schema: Option<Arc<JsonValidator>>,
+}
+
+/// The order sinks' connections loaded with a set, by sink.
+#[derive(Default)]
+pub struct SinkConnections {
+    /// Flipkart Ultra connections, by name.
+    pub ultra: Vec<Arc<UltraConnection>>,
+}
+
+impl SinkConnections {
+    pub fn ultra(&self, name: &str) -> Option<&Arc<UltraConnection>> {
+        self.ultra.iter().find(|c| c.name == name)
+    }
+}
+
+/// The order sinks a flow reports its orders to, by sink.
+#[derive(Default)]
+pub struct FlowSinks {
+    /// Orders reported to Flipkart Ultra's OMS.
+    pub ultra: Option<FlowUltra>,
+}
+
+impl FlowSinks {
+    /// Whether the flow reports its orders anywhere.
+    pub fn any(&self) -> bool {
+        self.ultra.is_some()
+    }
+}
 
 /// A compiled Ultra connection (`flows/ultra.yaml`).
 pub struct UltraConnection {
@@ -151,7 +187,7 @@ pub fn is_connection_file(doc: &SpannedDoc) -> bool {
 }
 
 impl Loader<'_> {
-    pub(super) fn ultra_connection(&mut self, doc: &SpannedDoc, file: &Path) {
+    pub(super) fn sink_connection(&mut self, doc: &SpannedDoc, file: &Path) {
         let Some(head): Option<UltraFile> = self.de(doc, file, "", &doc.value) else {
             return;
         };
@@ -223,7 +259,7 @@ impl Loader<'_> {
         let (Some(tokens), Some(order_schema)) = (tokens, order_schema) else {
             return;
         };
-        if let Some(other) = self.connections.iter().find(|c| c.name == name) {
+        if let Some(other) = self.sinks.connections.ultra.iter().find(|c| c.name == name) {
             self.diagnostics.push(
                 Diagnostic::new(
                     file,
@@ -236,7 +272,7 @@ impl Loader<'_> {
             );
             return;
         }
-        self.connections.push(Arc::new(UltraConnection {
+        self.sinks.connections.ultra.push(Arc::new(UltraConnection {
             name,
             file: file.to_path_buf(),
             api_url,
@@ -294,7 +330,7 @@ impl Loader<'_> {
     }
 
     fn oms_schema(&mut self) -> Option<Arc<JsonValidator>> {
-        if let Some(s) = &self.oms_schema {
+        if let Some(s) = &self.sinks.oms_schema {
             return Some(s.clone());
         }
         let path = self.layout.schemas.join(OMS_ORDER_SCHEMA);
@@ -317,7 +353,7 @@ impl Loader<'_> {
         match compiled {
             Ok(v) => {
                 let v = Arc::new(v);
-                self.oms_schema = Some(v.clone());
+                self.sinks.oms_schema = Some(v.clone());
                 Some(v)
             }
             Err(d) => {
@@ -327,9 +363,51 @@ impl Loader<'_> {
         }
     }
 
+    /// The sinks a flow's head names (its `ultra:` block), compiled.
+    pub(super) fn flow_sinks(
+        &mut self,
+        doc: &SpannedDoc,
+        file: &Path,
+        head: Option<&FlowFile>,
+        scope: &str,
+        templates: &mut Templates,
+        scripts: &mut ScriptEngine,
+    ) -> FlowSinks {
+        let ultra = match head.and_then(|h| h.ultra.as_ref()) {
+            Some(_) => {
+                let cfg: Option<FlowUltraConfig> = doc
+                    .value
+                    .get("ultra")
+                    .and_then(|raw| self.de(doc, file, "ultra", raw));
+                let is_provider = head.is_some_and(|h| h.role == Role::Bpp);
+                cfg.and_then(|cfg| {
+                    self.flow_ultra(doc, file, scope, cfg, is_provider, templates, scripts)
+                })
+            }
+            None => None,
+        };
+        FlowSinks { ultra }
+    }
+
+    /// A gateway forwards searches and places no orders: naming a sink is a mistake.
+    pub(super) fn gateway_reports_no_orders(
+        &mut self,
+        doc: &SpannedDoc,
+        file: &Path,
+        head: &FlowFile,
+    ) {
+        if head.role == Role::Gateway && head.ultra.is_some() {
+            self.diagnostics.push(doc.diagnostic(
+                file,
+                "ultra",
+                "a gateway has no orders to report to Ultra",
+            ));
+        }
+    }
+
     /// A flow's `ultra:` block: its connection, mapping and options.
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn flow_ultra(
+    fn flow_ultra(
         &mut self,
         doc: &SpannedDoc,
         file: &Path,
@@ -341,12 +419,20 @@ impl Loader<'_> {
     ) -> Option<FlowUltra> {
         let before = self.diagnostics.len();
         let connection = self
+            .sinks
             .connections
+            .ultra
             .iter()
             .find(|c| c.name == cfg.connection)
             .cloned();
         if connection.is_none() {
-            let names: Vec<String> = self.connections.iter().map(|c| c.name.clone()).collect();
+            let names: Vec<String> = self
+                .sinks
+                .connections
+                .ultra
+                .iter()
+                .map(|c| c.name.clone())
+                .collect();
             let d = doc.diagnostic(
                 file,
                 "ultra.connection",

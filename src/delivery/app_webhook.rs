@@ -7,23 +7,50 @@
 //! `t=<unix seconds>,sha256=<hex of HMAC(secret, "<t>.<body>")>`: binding the time into the
 //! signature lets the app refuse replays of old deliveries.
 
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::beckn::trust;
-use crate::compile::CompiledFlow;
+use super::Outbox;
+use super::callback::{read_answer, request};
+use super::kinds::{Answer, Destination, Request, Verdict};
+use crate::compile::{CompiledFlow, CompiledSet};
 use crate::store::OutboxItem;
 
 /// The outbox `kind` of a delivery to the app's webhook.
 pub const KIND: &str = "app_webhook";
 
-/// The headers that authenticate one delivery attempt of `item` from `flow`: an HMAC for the
-/// app's webhook, a Beckn signature for everything sent to the network; made at `now` (unix
-/// seconds).
-pub fn headers_for(flow: &CompiledFlow, item: &OutboxItem, now: i64) -> Vec<(String, String)> {
-    if item.kind != KIND {
-        return trust::sign_outbound(&flow.participant, &item.body, now);
+/// Sends deliveries to a buyer app's webhook: HMAC-signed at every attempt, answers read as a
+/// callback's are.
+pub struct AppWebhook;
+
+impl Destination for AppWebhook {
+    fn kinds(&self) -> &[&'static str] {
+        &[KIND]
     }
+
+    fn prepare<'a>(
+        &'a self,
+        outbox: &'a Outbox,
+        set: &'a Arc<CompiledSet>,
+        item: &'a OutboxItem,
+    ) -> BoxFuture<'a, Result<Request, Verdict>> {
+        let flow = set.flow(&item.flow);
+        let now = outbox.clock.now().as_second();
+        let headers = flow.map(|f| headers_for(f, item, now)).unwrap_or_default();
+        Box::pin(std::future::ready(Ok(request(flow, item, headers))))
+    }
+
+    fn classify(&self, _item: &OutboxItem, answer: Answer<'_>) -> Verdict {
+        read_answer(answer)
+    }
+}
+
+/// The HMAC header that authenticates one delivery attempt of `item` to `flow`'s webhook, made
+/// at `now` (unix seconds).
+pub fn headers_for(flow: &CompiledFlow, item: &OutboxItem, now: i64) -> Vec<(String, String)> {
     let Some(webhook) = flow.bap().and_then(|b| b.webhook.as_ref()) else {
         return Vec::new();
     };

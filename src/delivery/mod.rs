@@ -1,10 +1,17 @@
-//! Delivering what the adapter owes others (`on_*` callbacks) through the durable outbox:
-//! recorded first, then sent by a worker that signs each attempt, retries with exponential
-//! backoff and jitter until the message's deadline, and buries what cannot be delivered as a
+//! Delivering what the adapter owes others (`on_*` callbacks, app webhook deliveries, order
+//! sinks' updates) through the durable outbox: recorded first, then sent by a worker that
+//! prepares (signs) each attempt, retries with exponential backoff and jitter until the
+//! message's deadline, and buries what cannot be delivered as a
 //! dead letter with its last error. A restart resumes pending work.
+//!
+//! How a message is sent depends on its kind: the [`kinds::Destination`] registered for it (the
+//! Beckn callback, `callback.rs`; the app webhook, `app_webhook.rs`; each order sink's, from
+//! `crate::sinks`) prepares every attempt, reads the answer and caps the backoff.
 
 pub mod app_webhook;
+pub mod callback;
 pub mod destination;
+pub mod kinds;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,7 +20,6 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use futures::FutureExt;
-use serde_json::Value;
 use tokio::sync::{Notify, Semaphore, mpsc};
 
 use crate::clock::{SharedClock, SystemClock};
@@ -21,16 +27,15 @@ use crate::compile::CompiledSet;
 use crate::store::heartbeat::{Held, while_held};
 use crate::store::{Claim, NewOutbox, OutboxItem, Store, StoreError};
 use destination::Destinations;
+use kinds::{Destination, Kinds, Verdict};
 
 /// How the outbox retries.
 #[derive(Debug, Clone)]
 pub struct DeliverySettings {
     /// Pause before the first retry; doubles with every attempt.
     pub base_backoff: Duration,
+    /// The cap of a destination that does not name its own.
     pub max_backoff: Duration,
-    /// The cap of OMS updates to Ultra instead: they have days to arrive, and a rate-limited
-    /// Ultra is better asked less often.
-    pub ultra_max_backoff: Duration,
     /// How long a claimed message is reserved for one worker's attempt; renewed while the
     /// attempt runs.
     pub lease: Duration,
@@ -53,7 +58,6 @@ impl Default for DeliverySettings {
         DeliverySettings {
             base_backoff: Duration::from_millis(250),
             max_backoff: Duration::from_secs(10),
-            ultra_max_backoff: Duration::from_secs(300),
             lease: Duration::from_secs(60),
             batch: 64,
             concurrency: 256,
@@ -77,6 +81,8 @@ pub struct Outbox {
     handed: std::sync::Mutex<Option<mpsc::Receiver<OutboxItem>>>,
     /// Where messages may go: http(s) only, never the adapter's own admin listener.
     pub destinations: Destinations,
+    /// How each kind of message is sent.
+    kinds: Kinds,
     /// Whose time decides when a message is due, late or past its deadline.
     pub clock: SharedClock,
     /// When the worker looks at the store next, by the clock (unix ms): a retry due before
@@ -101,6 +107,27 @@ enum Attempt {
     Unsendable(String),
 }
 
+impl From<Verdict> for Attempt {
+    fn from(v: Verdict) -> Self {
+        match v {
+            Verdict::Delivered => Attempt::Delivered,
+            Verdict::Transient(why, asked) => Attempt::Transient(why, asked),
+            Verdict::Refused(why) => Attempt::Refused(why),
+        }
+    }
+}
+
+/// The destinations every outbox has: Beckn callbacks (also of kinds nobody claims), the app
+/// webhook, and those of the order sinks.
+fn default_kinds() -> Kinds {
+    let mut kinds = Kinds::new(Arc::new(callback::BecknCallback));
+    kinds.register(Arc::new(app_webhook::AppWebhook));
+    for destination in crate::sinks::destinations() {
+        kinds.register(destination);
+    }
+    kinds
+}
+
 impl Outbox {
     /// An outbox on the system clock.
     pub fn new(store: Arc<dyn Store>, settings: DeliverySettings) -> Self {
@@ -118,6 +145,7 @@ impl Outbox {
             handoff,
             handed: std::sync::Mutex::new(Some(handed)),
             destinations: Destinations::new(&settings.protected),
+            kinds: default_kinds(),
             store,
             settings,
             wake: Notify::new(),
@@ -176,6 +204,11 @@ impl Outbox {
     /// How many messages this process has taken to send and not yet recorded the outcome of.
     pub fn under_way(&self) -> usize {
         self.under_way.load(Ordering::Relaxed)
+    }
+
+    /// Sends messages of the kinds `destination` names through it.
+    pub fn register(&mut self, destination: Arc<dyn Destination>) {
+        self.kinds.register(destination);
     }
 
     /// Adds a listener of this process that nothing sent may reach (as bound, so a `:0`
@@ -404,113 +437,49 @@ impl Outbox {
         if let Err(refused) = self.destinations.check(&item.url).await {
             return Attempt::Unsendable(format!("not sent: {refused}"));
         }
-        if item.kind == crate::ultra::OUTBOX_KIND {
-            return self.attempt_ultra(flows, item).await;
-        }
-        let set = flows.load();
-        let flow = set.flow(&item.flow);
-        // Signed at every attempt: a signature made for the first one may have expired.
-        let headers = flow
-            .map(|f| app_webhook::headers_for(f, item, self.clock.now().as_second()))
-            .unwrap_or_default();
-        let timeout = flow.map_or(Duration::from_secs(5), |f| f.callback_timeout);
-        crate::intake::payloads::sent(&item.flow, &item.action, &item.url, &headers, &item.body);
+        let destination = self.kinds.of(&item.kind);
+        let set = flows.load_full();
+        let request = match destination.prepare(self, &set, item).await {
+            Ok(request) => request,
+            Err(verdict) => return verdict.into(),
+        };
+        crate::intake::payloads::sent(
+            &item.flow,
+            &item.action,
+            &request.url,
+            &request.headers,
+            &request.body,
+        );
         let mut req = self
             .client
-            .post(&item.url)
-            .timeout(timeout)
+            .post(&request.url)
+            .timeout(request.timeout)
             .header("content-type", "application/json")
-            .body(item.body.clone());
-        for (k, v) in headers {
+            .body(request.body);
+        for (k, v) in request.headers.into_iter().chain(request.secret_headers) {
             req = req.header(k, v);
         }
         let resp = match req.send().await {
             Ok(r) => r,
-            // The receiver may have taken the message and answer late: the retry is a repeat
-            // it must recognise by message id (limits.callback_timeout gives it longer).
-            Err(e) if e.is_timeout() => {
-                return Attempt::Transient(
-                    format!(
-                        "no answer within the callback timeout ({timeout:?}); the receiver may see this message again"
-                    ),
-                    None,
-                );
-            }
-            Err(e) => return Attempt::Transient(crate::backend::root_cause(&e), None),
-        };
-        let status = resp.status();
-        let asked =
-            crate::backend::retry_after::asked(status.as_u16(), resp.headers(), self.clock.now());
-        let body = resp.bytes().await.unwrap_or_default();
-        let nack = serde_json::from_slice::<Value>(&body)
-            .ok()
-            .filter(|v| v.pointer("/message/ack/status").and_then(Value::as_str) == Some("NACK"));
-        let preview = String::from_utf8_lossy(&body[..body.len().min(200)]).to_string();
-        match (status.as_u16(), nack) {
-            (200..=299, None) => Attempt::Delivered,
-            (200..=299, Some(_)) => Attempt::Refused(format!("NACK: {preview}")),
-            (408 | 429, _) => Attempt::Transient(format!("HTTP {status}"), asked),
-            (400..=499, _) => Attempt::Refused(format!("HTTP {status}: {preview}")),
-            _ => Attempt::Transient(format!("HTTP {status}"), asked),
-        }
-    }
-
-    /// An OMS update: `POST /3/oms` with a fresh-enough secureToken, within the connection's
-    /// limit of calls in flight, its answer read by Ultra's rules (code 23 is a success).
-    async fn attempt_ultra(&self, flows: &ArcSwap<CompiledSet>, item: &OutboxItem) -> Attempt {
-        use crate::ultra::oms::{OmsAnswer, classify};
-        let set = flows.load_full();
-        let Some(conn) = set.ultra(&item.flow).cloned() else {
-            return Attempt::Transient(
-                format!("Ultra connection `{}` is not loaded", item.flow),
-                None,
-            );
-        };
-        // Rebuilt from its order event: a retry carries the current mapping and settings.
-        let body = match crate::ultra::report::resend(self, &set, item).await {
-            crate::ultra::report::Resend::Send(body) => body,
-            crate::ultra::report::Resend::Done(what) => {
-                tracing::info!(flow = %item.flow, id = item.id, %what, "the order event was mapped again and queued");
-                return Attempt::Delivered;
-            }
-            crate::ultra::report::Resend::Refused(why) => return Attempt::Refused(why),
-            crate::ultra::report::Resend::Later(why) => return Attempt::Transient(why, None),
-        };
-        // The token is minted once a slot is ours: one minted before a long wait could expire.
-        let _turn = conn.limiter.acquire().await;
-        let token = match crate::ultra::secure_token_at(&conn, self.clock.now().as_second()) {
-            Ok(t) => t,
-            Err(e) => return Attempt::Transient(e.to_string(), None),
-        };
-        let url = conn.oms_endpoint();
-        crate::intake::payloads::sent(&item.flow, &item.action, &url, &[], &body);
-        let sent = self
-            .client
-            .post(&url)
-            .timeout(conn.timeout)
-            .header("content-type", "application/json")
-            .header("secureToken", token)
-            .body(body)
-            .send()
-            .await;
-        let resp = match sent {
-            Ok(r) => r,
             Err(e) => {
-                crate::telemetry::ultra_called(&conn.name, "oms", "unreachable");
-                return Attempt::Transient(crate::backend::root_cause(&e), None);
+                let answer = kinds::Answer::Unreachable {
+                    timed_out: e.is_timeout().then_some(request.timeout),
+                    error: crate::backend::root_cause(&e),
+                };
+                return destination.classify(item, answer).into();
             }
         };
         let status = resp.status().as_u16();
-        let asked = crate::backend::retry_after::asked(status, resp.headers(), self.clock.now());
+        let headers = resp.headers().clone();
         let body = resp.bytes().await.unwrap_or_default();
-        let (result, attempt) = match classify(status, &body) {
-            OmsAnswer::Accepted => ("accepted", Attempt::Delivered),
-            OmsAnswer::AlreadyAccepted => ("repeat", Attempt::Delivered),
-            OmsAnswer::Retry(why) => ("retry", Attempt::Transient(why, asked)),
-            OmsAnswer::Refused(why) => ("refused", Attempt::Refused(why)),
+        drop(request.turn);
+        let answer = kinds::Answer::Http {
+            status,
+            headers: &headers,
+            body: &body,
+            now: self.clock.now(),
         };
-        crate::telemetry::ultra_called(&conn.name, "oms", result);
-        attempt
+        destination.classify(item, answer).into()
     }
 
     /// When to try `item` again after its `attempt`-th failure: after the backoff, and not
@@ -523,11 +492,7 @@ impl Outbox {
         attempt: u32,
         asked: Option<Duration>,
     ) -> Result<i64, String> {
-        let cap = if item.kind == crate::ultra::OUTBOX_KIND {
-            self.settings.ultra_max_backoff
-        } else {
-            self.settings.max_backoff
-        };
+        let cap = self.kinds.of(&item.kind).max_backoff(&self.settings);
         let backoff = self.backoff(attempt, cap);
         let wait = asked.map_or(backoff, |a| a.max(backoff));
         let next = now.saturating_add(wait.as_millis().min(i64::MAX as u128) as i64);
@@ -608,7 +573,7 @@ mod tests {
             .unwrap()
             - now;
         let oms = outbox
-            .next_attempt(&item(crate::ultra::OUTBOX_KIND, None), now, 30, None)
+            .next_attempt(&item(crate::sinks::ultra::OUTBOX_KIND, None), now, 30, None)
             .unwrap()
             - now;
         assert!((8_000..=12_000).contains(&callback), "{callback}");

@@ -337,7 +337,7 @@ impl<'n, 'o> Journey<'n, 'o> {
         let url = format!("{}/{action}?mode={mode}", self.net.client_api);
         let mut request = self.http.post(&url).json(&body);
         if let Some(session) = &self.session {
-            request = request.header(crate::ultra::sign_in::SESSION_HEADER, session);
+            request = request.header(crate::sinks::ultra::sign_in::SESSION_HEADER, session);
         }
         let response = request
             .send()

@@ -150,7 +150,7 @@ pub fn reply_origins(
 }
 
 /// Locates the values the template `name` (under `mappings/`) renders from `scope`: for
-/// mappings other than an action's reply, such as a flow's `ultra:` order template.
+/// mappings other than an action's reply, such as an order sink's order template.
 pub fn template_origins(layout: &Layout, name: &str, scope: &Map<String, Value>) -> Origins {
     let located =
         traced_render(&layout.mappings, name, scope).map_or(Located::Unknown, Located::Template);

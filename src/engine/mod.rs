@@ -133,7 +133,7 @@ struct Run<'a> {
 }
 
 /// The flow as templates see it (`flow.name`, `flow.subscriber_id`, …): in steps, requests
-/// and answers of the client API, polls and Ultra's order mappings alike.
+/// and answers of the client API, polls and order sinks' mappings alike.
 pub fn flow_value(flow: &CompiledFlow) -> Value {
     json!({
         "name": flow.name,

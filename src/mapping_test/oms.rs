@@ -15,7 +15,7 @@ use crate::config::SpannedDoc;
 use crate::dry_run::input::{self, InputError};
 use crate::dry_run::json_path::{self, JsonPath, Mismatch};
 use crate::dry_run::origin;
-use crate::ultra::report::{self, BuildError};
+use crate::sinks::ultra::report::{self, BuildError};
 
 /// The `action` naming a flow's `ultra:` mapping.
 pub const ACTION: &str = "ultra";
@@ -109,7 +109,7 @@ fn prepare(
         ));
     };
     let mut problems = Vec::new();
-    let Some(ultra) = &flow.ultra else {
+    let Some(ultra) = &flow.sinks.ultra else {
         return Err(InputError::one(
             doc.diagnostic(
                 file,
@@ -246,7 +246,7 @@ fn located(
     identity: &str,
     differences: Vec<Mismatch>,
 ) -> Problem {
-    let origins = flow.ultra.as_ref().and_then(|u| {
+    let origins = flow.sinks.ultra.as_ref().and_then(|u| {
         report::order_scope(flow, callback, event, identity)
             .ok()
             .map(|scope| origin::template_origins(layout, &u.order_template, &scope))

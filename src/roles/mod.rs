@@ -24,6 +24,7 @@ use crate::clock::SharedClock;
 use crate::compile::{CompiledFlow, CompiledSet};
 use crate::delivery::Outbox;
 use crate::intake::validate::Rules;
+use crate::sinks::Sinks;
 use crate::store::{HeldRequest, NewOutbox, StoreError};
 
 /// What every role needs from the outside world; injected so tests and `render` can swap parts.
@@ -82,10 +83,11 @@ pub(crate) async fn queue_callback(
 ) -> Result<i64, NotQueued> {
     let bytes = serde_json::to_vec(body)
         .map_err(|e| NotQueued::Failed(format!("cannot serialise: {e}")))?;
-    if flow.ultra.is_some() {
-        // The order update below is not fenced: a process that lost the request reports no
+    let sinks = Sinks::of_flow(flow);
+    if !sinks.is_empty() {
+        // The order updates below are not fenced: a process that lost the request reports no
         // order. (One that loses it between the two commits is refused by the fence on its
-        // callback; Ultra's repeat rule drops its report when the new holder reports.)
+        // callback; the sink's repeat rule drops its report when the new holder reports.)
         let lease = services.outbox.settings.work_lease.as_millis() as i64;
         let held = services
             .outbox
@@ -100,13 +102,12 @@ pub(crate) async fn queue_callback(
             return Err(NotQueued::ClaimLost);
         }
     }
-    // An order event for Ultra goes first: if the process stops between the two, the request
-    // runs again and the OMS update, already noted, is not queued twice.
-    crate::ultra::report::order_event(&services.outbox, flow, action.callback(), body)
+    // The order event goes to the sinks first: if the process stops between the two, the
+    // request runs again and a sink's update, already noted, is not queued twice.
+    sinks
+        .order_event(&services.outbox, flow, action.callback(), body)
         .await
-        .map_err(|e| {
-            NotQueued::Failed(format!("the Ultra order update could not be queued: {e}"))
-        })?;
+        .map_err(|e| NotQueued::Failed(e.to_string()))?;
     let mut item = callback_item(flow, kind, callback_base, action, body, bytes);
     item.deadline = Some(deadline);
     item.completes = Some(completes);

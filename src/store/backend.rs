@@ -9,11 +9,12 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use tokio::sync::broadcast;
 
+use super::ledger::StateRule;
 use super::rows::{Arg, Reader};
 use super::sql::Dialect;
 use super::{
-    Accepted, Admission, Counterpart, Inbound, NewCallback, NewOutbox, OmsEvent, OmsQueued,
-    OmsRecord, OutboxItem, PollPosition, SentRequest, StoreResult, Unfinished,
+    Accepted, Admission, Counterpart, Inbound, LedgerEntry, LedgerQueued, NewCallback, NewOutbox,
+    OrderEvent, OutboxItem, PollPosition, SentRequest, StoreResult, Unfinished,
 };
 use crate::clock::Clock;
 
@@ -63,8 +64,9 @@ pub(crate) enum Work {
     FileCallback(Box<(NewCallback, Option<NewOutbox>, Logged)>),
     /// Claims a flow's poll: flow, owner, lease end, now.
     ClaimPoll(Vec<Arg>),
-    QueueOms(Box<(OmsRecord, NewOutbox)>),
-    BuryOmsEvent(Box<(OmsEvent, NewOutbox, String)>),
+    /// A sink's update, queued under its state rule.
+    QueueEntry(Box<(&'static dyn StateRule, LedgerEntry, NewOutbox)>),
+    BuryOrderEvent(Box<(OrderEvent, NewOutbox, String)>),
 }
 
 /// A buyer app's request, its counterpart if known, and the BPPs expected to answer (JSON).
@@ -80,7 +82,7 @@ pub(crate) enum Outcome {
     Done,
     Count(u64),
     Poll(Option<PollPosition>),
-    Oms(OmsQueued),
+    Ledger(LedgerQueued),
     /// The work's claim no longer holds it; nothing was written.
     ClaimLost,
 }

@@ -32,7 +32,7 @@ pub use buyer::{
 };
 pub use inbox::{Admission, Claim, HeldRequest, Inbound, InboundKey, InboxStore, Unfinished};
 pub use ledger::{
-    LedgerStore, OmsEvent, OmsQueued, OmsRecord, QueuedState, StoredOmsEvent, UltraUser,
+    LedgerEntry, LedgerQueued, LedgerStore, OrderEvent, QueuedState, SinkUser, StoredOrderEvent,
 };
 pub use outbox::{DeadLetter, NewOutbox, OutboxCounts, OutboxItem, OutboxStore};
 pub use polling::{PollPosition, PollStore};
@@ -64,7 +64,7 @@ pub trait Store: InboxStore + OutboxStore + BuyerStore + PollStore + LedgerStore
     /// Whether several adapter processes may share this store.
     fn shared(&self) -> bool;
     /// Deletes log entries, delivered messages, finished inbox records, buyer-app requests
-    /// and callbacks, and Ultra users signed in, older than `before`.
+    /// and callbacks, and users signed in to a sink, older than `before`.
     fn purge(&self, before: i64) -> BoxFuture<'_, StoreResult<u64>>;
 }
 

@@ -12,7 +12,8 @@ use super::{Claim, HeldRequest, StoreResult, sql};
 #[derive(Debug, Clone)]
 pub struct NewOutbox {
     pub flow: String,
-    /// `callback`, `forward`, `ultra`…: what kind of delivery this is.
+    /// `callback`, `unsolicited`, `app_webhook`, a sink's kind…: what kind of delivery this is,
+    /// which decides how it is sent (`delivery::kinds`).
     pub kind: String,
     pub url: String,
     pub action: String,

@@ -10,8 +10,8 @@ use sqlx::Row;
 
 use super::{
     BuyerTransaction, Claim, Counterpart, DeadLetter, Disposition, FiledCallback, InboundKey,
-    OmsEvent, OutboxCounts, OutboxItem, PollPosition, QueuedState, SentRequest, StoreResult,
-    StoredOmsEvent, UltraUser, Unfinished,
+    OrderEvent, OutboxCounts, OutboxItem, PollPosition, QueuedState, SentRequest, SinkUser,
+    StoreResult, StoredOrderEvent, Unfinished,
 };
 
 /// A row, read by column name.
@@ -294,8 +294,8 @@ pub(crate) fn due(r: &dyn Columns) -> StoreResult<Option<i64>> {
     r.maybe_int("due")
 }
 
-pub(crate) fn ultra_user(r: &dyn Columns) -> StoreResult<UltraUser> {
-    Ok(UltraUser {
+pub(crate) fn sink_user(r: &dyn Columns) -> StoreResult<SinkUser> {
+    Ok(SinkUser {
         session: r.text("session")?,
         connection: r.text("connection")?,
         identity_token: r.text("identity_token")?,
@@ -307,11 +307,11 @@ pub(crate) fn ultra_user(r: &dyn Columns) -> StoreResult<UltraUser> {
 
 /// The row of `oms_events` joined with `oms_updates` (`flow`, `callback`, `body`, `order_id`,
 /// `state`).
-pub(crate) fn stored_oms_event(r: &dyn Columns) -> StoreResult<StoredOmsEvent> {
+pub(crate) fn stored_order_event(r: &dyn Columns) -> StoreResult<StoredOrderEvent> {
     let order_id = r.maybe_text("order_id")?;
     let state = r.maybe_text("state")?;
-    Ok(StoredOmsEvent {
-        event: OmsEvent {
+    Ok(StoredOrderEvent {
+        event: OrderEvent {
             flow: r.text("flow")?,
             callback: r.text("callback")?,
             body: r.blob("body")?,

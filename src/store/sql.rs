@@ -281,12 +281,12 @@ pub const ADVANCE_POLL: &str = "UPDATE poll_cursors SET cursor = $1, lease_until
 
 // The ledger.
 
-pub const INSERT_ULTRA_USER: &str = "INSERT INTO ultra_users (session, connection, \
+pub const INSERT_SINK_USER: &str = "INSERT INTO ultra_users (session, connection, \
      identity_token, mobile, email, created_at) VALUES ($1, $2, $3, $4, $5, $6)";
 
-pub const FORGET_ULTRA_USER: &str = "DELETE FROM ultra_users WHERE session = $1";
+pub const FORGET_SINK_USER: &str = "DELETE FROM ultra_users WHERE session = $1";
 
-pub const ULTRA_USER: &str = "SELECT session, connection, identity_token, mobile, email, \
+pub const SINK_USER: &str = "SELECT session, connection, identity_token, mobile, email, \
      created_at FROM ultra_users WHERE session = $1";
 
 pub const NOTE_IDENTITY: &str = "UPDATE transactions SET identity_token = $1, updated_at = $2 \
@@ -329,7 +329,7 @@ pub const DROP_UPDATE: [&str; 3] = [
 pub const INSERT_UPDATE: &str = "INSERT INTO oms_updates (connection, provider, transaction_id, \
      order_id, state, flow, outbox_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 
-pub const INSERT_OMS_EVENT: &str = "INSERT INTO oms_events (outbox_id, flow, callback, body, \
+pub const INSERT_ORDER_EVENT: &str = "INSERT INTO oms_events (outbox_id, flow, callback, body, \
      created_at) VALUES ($1, $2, $3, $4, $5)";
 
 /// An order event that gave no update, as a dead letter at once.
@@ -338,6 +338,6 @@ pub const INSERT_BURIED_EVENT: &str = "INSERT INTO outbox (flow, kind, url, acti
      sequence_key, last_error, finished_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, 'dead', 0, $8, $9, $8, $10, $11, $8) RETURNING id";
 
-pub const OMS_EVENT: &str = "SELECT e.flow, e.callback, e.body, u.order_id, u.state \
+pub const ORDER_EVENT: &str = "SELECT e.flow, e.callback, e.body, u.order_id, u.state \
      FROM oms_events AS e LEFT JOIN oms_updates AS u ON u.outbox_id = e.outbox_id \
      WHERE e.outbox_id = $1";

@@ -50,16 +50,20 @@ pub struct DeliveryLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct UltraCallLabels {
+pub struct SinkCallLabels {
+    /// The order sink (`ultra`).
+    pub sink: String,
     pub connection: String,
-    /// `oms`, `auth`, `resource` or `ping`.
+    /// What was called (Ultra: `oms`, `auth`, `resource` or `ping`).
     pub call: String,
-    /// `accepted`, `repeat` (code 23), `retry`, `refused` or `unreachable`.
+    /// `accepted`, `repeat`, `retry`, `refused` or `unreachable`.
     pub result: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct UltraOrderLabels {
+pub struct SinkOrderLabels {
+    /// The order sink (`ultra`).
+    pub sink: String,
     pub flow: String,
     /// `queued`, `repeat`, `out_of_order`, `invalid`, `mapping_failed`, `skipped`.
     pub outcome: String,
@@ -103,8 +107,8 @@ pub struct Metrics {
     outbox_pending: Gauge,
     outbox_dead: Gauge,
     reloads: Family<OutcomeLabel, Counter>,
-    ultra_calls: Family<UltraCallLabels, Counter>,
-    ultra_orders: Family<UltraOrderLabels, Counter>,
+    sink_calls: Family<SinkCallLabels, Counter>,
+    sink_orders: Family<SinkOrderLabels, Counter>,
     events: Family<EventLabels, Counter>,
     event_polls: Family<FlowOutcome, Counter>,
     claims_lost: Family<WorkLabel, Counter>,
@@ -176,17 +180,17 @@ impl Metrics {
             "Flow reloads, by outcome: applied, unchanged (nothing differed) or rejected",
             reloads.clone(),
         );
-        let ultra_calls = Family::<UltraCallLabels, Counter>::default();
+        let sink_calls = Family::<SinkCallLabels, Counter>::default();
         registry.register(
-            "ultra_calls",
-            "Calls to Flipkart Ultra, by connection, call and result",
-            ultra_calls.clone(),
+            "sink_calls",
+            "Calls to order sinks (Flipkart Ultra), by sink, connection, call and result",
+            sink_calls.clone(),
         );
-        let ultra_orders = Family::<UltraOrderLabels, Counter>::default();
+        let sink_orders = Family::<SinkOrderLabels, Counter>::default();
         registry.register(
-            "ultra_order_updates",
-            "Order updates for Ultra's OMS built from order events, by outcome",
-            ultra_orders.clone(),
+            "sink_order_updates",
+            "Order updates for order sinks built from order events, by sink, flow and outcome",
+            sink_orders.clone(),
         );
         let events = Family::<EventLabels, Counter>::default();
         registry.register(
@@ -216,8 +220,8 @@ impl Metrics {
             claims_lost,
             expired,
             registry,
-            ultra_calls,
-            ultra_orders,
+            sink_calls,
+            sink_orders,
             requests,
             ack_seconds,
             backend_calls,
@@ -314,11 +318,12 @@ pub fn outbox_sampled(pending: u64, dead: u64) {
     m.outbox_dead.set(dead as i64);
 }
 
-/// A call to Ultra ended.
-pub fn ultra_called(connection: &str, call: &str, result: &str) {
+/// A call to an order sink ended.
+pub fn sink_called(sink: &str, connection: &str, call: &str, result: &str) {
     metrics()
-        .ultra_calls
-        .get_or_create(&UltraCallLabels {
+        .sink_calls
+        .get_or_create(&SinkCallLabels {
+            sink: sink.into(),
             connection: connection.into(),
             call: call.into(),
             result: result.into(),
@@ -326,11 +331,12 @@ pub fn ultra_called(connection: &str, call: &str, result: &str) {
         .inc();
 }
 
-/// An order event was turned into an OMS update (or not, and why).
-pub fn ultra_order(flow: &str, outcome: &str) {
+/// An order event was turned into an order sink's update (or not, and why).
+pub fn sink_order(sink: &str, flow: &str, outcome: &str) {
     metrics()
-        .ultra_orders
-        .get_or_create(&UltraOrderLabels {
+        .sink_orders
+        .get_or_create(&SinkOrderLabels {
+            sink: sink.into(),
             flow: flow.into(),
             outcome: outcome.into(),
         })

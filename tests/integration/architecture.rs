@@ -21,13 +21,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// From top to bottom. A module may use modules of its own layer and of the layers below.
-/// `app` and `intake` have a place before they exist; `ultra` is the one sink today.
+/// `app` has a place before it exists; `sinks` holds the order sinks (Flipkart Ultra among them).
 const LAYERS: &[(&str, &[&str])] = &[
     ("the CLI and the demo", &["main", "demo"]),
     ("the application", &["app"]),
     ("servers", &["server", "reload"]),
     ("roles", &["roles", "dry_run", "mapping_test"]),
-    ("the engine and the sinks", &["engine", "delivery", "ultra"]),
+    ("the engine and the sinks", &["engine", "delivery", "sinks"]),
     ("compilation", &["compile"]),
     (
         "protocol, intake, mapping, storage and backends",
@@ -62,13 +62,13 @@ fn the_checker_catches_a_forbidden_edge_and_a_stale_allowance() {
     let files = vec![
         (
             "src/store/mod.rs".to_string(),
-            "//! Mentions crate::ultra in a comment.\n\
+            "//! Mentions crate::sinks in a comment.\n\
              pub mod sqlite;\n\
              /* crate::roles /* nested */ crate::roles */\n\
              const S: &str = \"crate::roles::bpp\";\n\
              const R: &str = r#\"crate::roles \"# ;\n\
              fn f<'a>(x: &'a str) -> char { let _ = crate::config::X; '\"' }\n\
-             use crate::{beckn::ack, ultra::oms::refusal};\n"
+             use crate::{beckn::ack, sinks::ultra::oms::refusal};\n"
                 .to_string(),
         ),
         (
@@ -91,7 +91,7 @@ fn the_checker_catches_a_forbidden_edge_and_a_stale_allowance() {
             "pub struct Services;\n".to_string(),
         ),
         (
-            "src/ultra/mod.rs".to_string(),
+            "src/sinks/mod.rs".to_string(),
             "fn h() { crate::roles::bpp::x() }\n".to_string(),
         ),
         ("src/engine/mod.rs".to_string(), String::new()),
@@ -107,7 +107,7 @@ fn the_checker_catches_a_forbidden_edge_and_a_stale_allowance() {
     let text = problems.join("\n");
     let has = |needle: &str| problems.iter().any(|p| p.contains(needle));
     assert!(
-        has("src/store/mod.rs:7: store -> ultra breaks"),
+        has("src/store/mod.rs:7: store -> sinks breaks"),
         "a forbidden edge is named with its file and line:\n{text}"
     );
     assert!(has("the store never uses a sink"), "{text}");
@@ -116,7 +116,7 @@ fn the_checker_catches_a_forbidden_edge_and_a_stale_allowance() {
         "{text}"
     );
     assert!(
-        has("src/ultra/mod.rs:1: ultra -> roles/bpp breaks"),
+        has("src/sinks/mod.rs:1: sinks -> roles/bpp breaks"),
         "{text}"
     );
     assert!(
@@ -250,10 +250,10 @@ fn rule_broken(from: &str, to: &str) -> Option<String> {
     if from.starts_with("roles/") && to.starts_with("roles/") {
         return Some("one role never uses another (files under src/roles/ are separate)".into());
     }
-    if to_top == "roles" && from_top == "ultra" {
+    if to_top == "roles" && from_top == "sinks" {
         return Some("sinks never use roles".into());
     }
-    if from_top == "store" && to_top == "ultra" {
+    if from_top == "store" && to_top == "sinks" {
         return Some("the store never uses a sink".into());
     }
     if from_top == "beckn" && to_top == "compile" {

@@ -8,10 +8,11 @@ use std::any::Any;
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use beckn_adapter::sinks::ultra::states::OMS_STATES;
 use beckn_adapter::store::{
     Accepted, Admission, BuyerTransaction, Claim, Counterpart, Disposition, HeldRequest, Inbound,
-    InboundKey, NewCallback, NewOutbox, OmsEvent, OmsQueued, OmsRecord, OutboxCounts, PollPosition,
-    SentRequest, Store, StoreError, UltraUser, now_ms,
+    InboundKey, LedgerEntry, LedgerQueued, NewCallback, NewOutbox, OrderEvent, OutboxCounts,
+    PollPosition, SentRequest, SinkUser, Store, StoreError, now_ms,
 };
 use bytes::Bytes;
 
@@ -893,7 +894,7 @@ async fn poll_contract(db: Db) {
 /// is noted on a transaction of the flow.
 async fn ultra_users_contract(db: Db) {
     let store = db.open().await;
-    let user = UltraUser {
+    let user = SinkUser {
         session: "s1".into(),
         connection: "ultra".into(),
         identity_token: "id-1".into(),
@@ -901,12 +902,12 @@ async fn ultra_users_contract(db: Db) {
         email: None,
         created_at: now_ms(),
     };
-    store.save_ultra_user(user.clone()).await.unwrap();
-    assert_eq!(store.ultra_user("s1").await.unwrap(), Some(user));
-    assert_eq!(store.ultra_user("s2").await.unwrap(), None);
-    assert!(store.forget_ultra_user("s1").await.unwrap());
-    assert!(!store.forget_ultra_user("s1").await.unwrap(), "unknown now");
-    assert_eq!(store.ultra_user("s1").await.unwrap(), None);
+    store.save_sink_user(user.clone()).await.unwrap();
+    assert_eq!(store.sink_user("s1").await.unwrap(), Some(user));
+    assert_eq!(store.sink_user("s2").await.unwrap(), None);
+    assert!(store.forget_sink_user("s1").await.unwrap());
+    assert!(!store.forget_sink_user("s1").await.unwrap(), "unknown now");
+    assert_eq!(store.sink_user("s1").await.unwrap(), None);
 
     let sent = SentRequest {
         flow: "app".into(),
@@ -941,14 +942,14 @@ async fn ultra_users_contract(db: Db) {
 async fn oms_queue_contract(db: Db) {
     let store = db.open().await;
     let order = format!("O-{}", uuid::Uuid::new_v4());
-    let event = OmsEvent {
+    let event = OrderEvent {
         flow: "farmer-app".into(),
         callback: "on_confirm".into(),
         body: bytes::Bytes::from_static(br#"{"message": {"order": {"id": "O"}}}"#),
     };
     let update = |provider: &str, transaction_id: &str, state: &str| {
         (
-            OmsRecord {
+            LedgerEntry {
                 connection: "ultra".into(),
                 provider: provider.into(),
                 transaction_id: transaction_id.into(),
@@ -968,7 +969,7 @@ async fn oms_queue_contract(db: Db) {
                 completes: None,
                 order: None,
                 not_before: None,
-                sequence: Some(beckn_adapter::store::ledger::sequence_key(
+                sequence: Some(beckn_adapter::sinks::ultra::states::sequence_key(
                     "ultra",
                     provider,
                     transaction_id,
@@ -980,26 +981,29 @@ async fn oms_queue_contract(db: Db) {
     };
     let queue_for = |provider: &str, transaction_id: &str, state: &str| {
         let (r, i) = update(provider, transaction_id, state);
-        store.queue_oms(r, i)
+        store.queue_entry(&OMS_STATES, r, i)
     };
     let queue = |state: &str| queue_for("lab-a/A", "t1", state);
     assert!(matches!(
         queue("ORDER_CANCELLED").await.unwrap(),
-        OmsQueued::OutOfOrder(_)
+        LedgerQueued::OutOfOrder(_)
     ));
-    let OmsQueued::Queued(first) = queue("ORDER_CONFIRMED").await.unwrap() else {
+    let LedgerQueued::Queued(first) = queue("ORDER_CONFIRMED").await.unwrap() else {
         panic!("the confirmation is queued")
     };
-    assert_eq!(queue("ORDER_CONFIRMED").await.unwrap(), OmsQueued::Repeat);
-    let OmsQueued::Queued(second) = queue("ORDER_CANCELLED").await.unwrap() else {
+    assert_eq!(
+        queue("ORDER_CONFIRMED").await.unwrap(),
+        LedgerQueued::Repeat
+    );
+    let LedgerQueued::Queued(second) = queue("ORDER_CANCELLED").await.unwrap() else {
         panic!("the cancellation follows")
     };
     assert!(matches!(
         queue("ORDER_FULFILLED").await.unwrap(),
-        OmsQueued::OutOfOrder(_)
+        LedgerQueued::OutOfOrder(_)
     ));
     let kept = store
-        .oms_event(first)
+        .order_event(first)
         .await
         .unwrap()
         .expect("the event is kept");
@@ -1051,7 +1055,7 @@ async fn oms_queue_contract(db: Db) {
     );
     assert!(store.delivered(first, &got[&first], now).await.unwrap());
     assert_eq!(
-        store.oms_event(first).await.unwrap(),
+        store.order_event(first).await.unwrap(),
         None,
         "a delivered update keeps no order event"
     );
@@ -1061,14 +1065,14 @@ async fn oms_queue_contract(db: Db) {
     // The same order id at another lab, in another transaction, is another order.
     assert!(matches!(
         queue_for("lab-b/B", "t2", "ORDER_CONFIRMED").await.unwrap(),
-        OmsQueued::Queued(_)
+        LedgerQueued::Queued(_)
     ));
 
     // An event whose mapping failed: a dead letter, with the event kept for a retry.
     let (_, mut item) = update("lab-a/A", "t3", "ORDER_CONFIRMED");
     item.action = "on_confirm".into();
     let id = store
-        .bury_oms_event(event.clone(), item, "`o.updated_at` is undefined".into())
+        .bury_order_event(event.clone(), item, "`o.updated_at` is undefined".into())
         .await
         .unwrap();
     let dead = store.dead_letters(100).await.unwrap();
@@ -1077,10 +1081,14 @@ async fn oms_queue_contract(db: Db) {
         letter.last_error.as_deref(),
         Some("`o.updated_at` is undefined")
     );
-    let kept = store.oms_event(id).await.unwrap().expect("kept");
+    let kept = store.order_event(id).await.unwrap().expect("kept");
     assert_eq!((kept.event, kept.update), (event.clone(), None));
     assert!(store.discard(id).await.unwrap());
-    assert_eq!(store.oms_event(id).await.unwrap(), None, "dropped with it");
+    assert_eq!(
+        store.order_event(id).await.unwrap(),
+        None,
+        "dropped with it"
+    );
 }
 
 /// A cancellation while the order's ORDER_FULFILLED is held
@@ -1090,13 +1098,13 @@ async fn held_fulfilment_contract(db: Db) {
     let store = db.open().await;
     let order = format!("O-{}", uuid::Uuid::new_v4());
     let held_for = |transaction_id: &str, state: &str, hold: bool| {
-        let record = OmsRecord {
+        let record = LedgerEntry {
             connection: "ultra".into(),
             provider: "lab-c/C".into(),
             transaction_id: transaction_id.into(),
             order_id: order.clone(),
             state: state.into(),
-            event: OmsEvent {
+            event: OrderEvent {
                 flow: "farmer-app".into(),
                 callback: "on_status".into(),
                 body: bytes::Bytes::from_static(b"{}"),
@@ -1114,7 +1122,7 @@ async fn held_fulfilment_contract(db: Db) {
             completes: None,
             order: None,
             not_before: hold.then(|| now_ms() + 86_400_000),
-            sequence: Some(beckn_adapter::store::ledger::sequence_key(
+            sequence: Some(beckn_adapter::sinks::ultra::states::sequence_key(
                 "ultra",
                 "lab-c/C",
                 transaction_id,
@@ -1122,38 +1130,41 @@ async fn held_fulfilment_contract(db: Db) {
             )),
             claimed_by: None,
         };
-        store.queue_oms(record, item)
+        store.queue_entry(&OMS_STATES, record, item)
     };
     for (transaction_id, hold) in [("t4", true), ("t5", false)] {
         assert!(matches!(
             held_for(transaction_id, "ORDER_CONFIRMED", false)
                 .await
                 .unwrap(),
-            OmsQueued::Queued(_)
+            LedgerQueued::Queued(_)
         ));
         assert!(matches!(
             held_for(transaction_id, "ORDER_FULFILLED", hold)
                 .await
                 .unwrap(),
-            OmsQueued::Queued(_)
+            LedgerQueued::Queued(_)
         ));
         let cancelled = held_for(transaction_id, "ORDER_CANCELLED", false)
             .await
             .unwrap();
         if hold {
-            assert!(matches!(cancelled, OmsQueued::Queued(_)), "{cancelled:?}");
+            assert!(
+                matches!(cancelled, LedgerQueued::Queued(_)),
+                "{cancelled:?}"
+            );
             assert!(
                 matches!(
                     held_for(transaction_id, "ORDER_FULFILLED", false)
                         .await
                         .unwrap(),
-                    OmsQueued::OutOfOrder(_)
+                    LedgerQueued::OutOfOrder(_)
                 ),
                 "the held fulfilment is gone, the cancellation stands"
             );
         } else {
             assert!(
-                matches!(cancelled, OmsQueued::OutOfOrder(_)),
+                matches!(cancelled, LedgerQueued::OutOfOrder(_)),
                 "{cancelled:?}"
             );
         }

@@ -122,14 +122,14 @@ fn secure_tokens_verify_with_an_independent_implementation() {
     let pem = std::fs::read(repo().join("registry/ultra/partner.TEST-ONLY.pem")).unwrap();
     let public = repo().join("registry/ultra/partner.pub.pem");
     for lifetime in [90, 1000] {
-        let minter = beckn_adapter::ultra::token::SecureTokenKey::new(
+        let minter = beckn_adapter::sinks::ultra::token::SecureTokenKey::new(
             "soilcare.farmerapp",
             &pem,
             Duration::from_secs(lifetime),
         )
         .unwrap();
         let now = jiff::Timestamp::now().as_second();
-        let token = beckn_adapter::ultra::token::token_at(&minter, now).unwrap();
+        let token = beckn_adapter::sinks::ultra::token::token_at(&minter, now).unwrap();
         let out = Command::new("python3")
             .args([
                 SCRIPT,
@@ -183,8 +183,8 @@ fn secure_tokens_verify_with_an_independent_implementation() {
 async fn ping_and_sign_in_exchange_the_grant_and_fetch_the_contact() {
     let net = network_at(&repo()).await;
     let set = net.flows.load();
-    let conn = set.ultra("ultra").expect("the sample connection");
-    beckn_adapter::ultra::api::ping(&reqwest::Client::new(), conn)
+    let conn = set.sinks.ultra("ultra").expect("the sample connection");
+    beckn_adapter::sinks::ultra::api::ping(&reqwest::Client::new(), conn)
         .await
         .expect("the stand-in accepts the token");
 
@@ -199,7 +199,7 @@ async fn ping_and_sign_in_exchange_the_grant_and_fetch_the_contact() {
         .services
         .outbox
         .store
-        .ultra_user(session)
+        .sink_user(session)
         .await
         .unwrap()
         .expect("the user is kept");
@@ -566,12 +566,12 @@ async fn a_signed_out_user_is_forgotten_and_sign_ins_past_the_retention_are_purg
     // The retention purge forgets users signed in before it, identity token and contact.
     let (old, _) = sign_in(&net, "+91-98100-55555").await;
     let store = net.services.outbox.store.clone();
-    assert!(store.ultra_user(&old).await.unwrap().is_some());
+    assert!(store.sink_user(&old).await.unwrap().is_some());
     store
         .purge(beckn_adapter::store::now_ms() + 1)
         .await
         .unwrap();
-    assert!(store.ultra_user(&old).await.unwrap().is_none());
+    assert!(store.sink_user(&old).await.unwrap().is_none());
     let (status, _) = call(&net, "search?mode=async", Some(&old), search).await;
     assert_eq!(status, 401);
 }

@@ -77,11 +77,11 @@ pub enum ClientError {
     #[error("{0}; retry later")]
     Unavailable(String),
     #[error("this buyer app has no Ultra connection (`ultra:` in its flow)")]
-    NoUltra,
+    NoSink,
     #[error("no Ultra user signed in with this session: sign in again")]
     UnknownSession,
     #[error("{0}")]
-    UltraRefused(String),
+    SinkRefused(String),
 }
 
 impl ClientError {
@@ -108,9 +108,9 @@ impl ClientError {
             OtherCounterpart { .. } => (StatusCode::CONFLICT, "other_counterpart"),
             NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            NoUltra => (StatusCode::NOT_FOUND, "no_ultra"),
+            NoSink => (StatusCode::NOT_FOUND, "no_ultra"),
             UnknownSession => (StatusCode::UNAUTHORIZED, "unknown_session"),
-            UltraRefused(_) => (StatusCode::BAD_GATEWAY, "ultra_refused"),
+            SinkRefused(_) => (StatusCode::BAD_GATEWAY, "ultra_refused"),
         }
     }
 }
@@ -169,7 +169,7 @@ async fn send(
     let user = super::ultra::session_user(ep, &flow, headers).await?;
     let user_value = user
         .as_ref()
-        .map(crate::ultra::sign_in::user_value)
+        .map(super::ultra::user_value)
         .unwrap_or(Value::Null);
     let envelope = outbound::envelope(&flow, bap, action, input, &user_value)?;
     let prepared = outbound::prepare(ep, &set, &flow, bap, action, mode, envelope).await?;

@@ -39,6 +39,7 @@ use crate::intake::content_type::check_content_type;
 use crate::intake::message::text;
 use crate::intake::payloads;
 use crate::roles::rules;
+use crate::sinks::Sinks;
 use crate::store::{Accepted, Disposition, NewCallback, RefusedCallback, SentRequest};
 
 /// `POST {base_path}/{callback}`.
@@ -172,9 +173,10 @@ async fn accept(
     if matches!(disposition, Disposition::Answer | Disposition::Unsolicited) {
         // Also for a repeat: the first delivery may have been filed by a process that stopped
         // before this; the store queues each state of an order once.
-        crate::ultra::report::order_event(&ep.services.outbox, &flow, callback, &parsed)
+        Sinks::of_flow(&flow)
+            .order_event(&ep.services.outbox, &flow, callback, &parsed)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| unavailable(e.source))?;
     }
     match disposition {
         Disposition::Answer | Disposition::Unsolicited => Ok(()),

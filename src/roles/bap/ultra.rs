@@ -1,6 +1,6 @@
 //! Signing a Flipkart Ultra user in and out on a buyer app's client API:
 //! `POST {client.base_path}/ultra/sign-in` with `{"grantToken": "..."}` (the single-use token
-//! the Ultra SDK gave the app) answers with a session id once `crate::ultra::sign_in` has
+//! the Ultra SDK gave the app) answers with a session id once `crate::sinks::ultra::sign_in` has
 //! exchanged it; the user is kept in the store under that session. Later calls that carry
 //! `X-Ultra-Session: <session>` are tied to the user ([`session_user`]).
 
@@ -17,9 +17,10 @@ use super::BapEndpoint;
 use super::client::{ClientError, authorize, buyer, loaded};
 use crate::compile::CompiledFlow;
 use crate::intake::body::read_body;
-use crate::store::UltraUser;
-use crate::ultra::api::UltraError;
-use crate::ultra::sign_in::{self, user_value};
+use crate::sinks::ultra::api::UltraError;
+use crate::sinks::ultra::sign_in;
+pub use crate::sinks::ultra::sign_in::user_value;
+use crate::store::SinkUser;
 
 /// `POST {base}/ultra/sign-in`.
 pub async fn sign_in(
@@ -39,7 +40,7 @@ pub async fn sign_in(
 async fn run(ep: &BapEndpoint, headers: &HeaderMap, body: Body) -> Result<Value, ClientError> {
     let (_, flow) = loaded(ep)?;
     authorize(buyer(&flow)?, headers)?;
-    let ultra = flow.ultra.as_ref().ok_or(ClientError::NoUltra)?;
+    let ultra = flow.sinks.ultra.as_ref().ok_or(ClientError::NoSink)?;
     let bytes = read_body(body, flow.max_body_bytes)
         .await
         .map_err(|r| ClientError::BadBody(r.to_string()))?;
@@ -61,7 +62,7 @@ async fn run(ep: &BapEndpoint, headers: &HeaderMap, body: Body) -> Result<Value,
     .await
     .map_err(ultra_error)?;
     ep.store()
-        .save_ultra_user(user.clone())
+        .save_sink_user(user.clone())
         .await
         .map_err(ClientError::store)?;
     tracing::info!(flow = %flow.name, connection = %conn.name, "Ultra user signed in");
@@ -75,13 +76,13 @@ pub async fn sign_out(State(ep): State<Arc<BapEndpoint>>, headers: HeaderMap) ->
     let result = async {
         let (_, flow) = loaded(&ep)?;
         authorize(buyer(&flow)?, &headers)?;
-        if flow.ultra.is_none() {
-            return Err(ClientError::NoUltra);
+        if flow.sinks.ultra.is_none() {
+            return Err(ClientError::NoSink);
         }
         let session = sign_in::session(&headers).ok_or(ClientError::UnknownSession)?;
         let forgotten = ep
             .store()
-            .forget_ultra_user(session)
+            .forget_sink_user(session)
             .await
             .map_err(ClientError::store)?;
         if !forgotten {
@@ -100,7 +101,7 @@ pub async fn sign_out(State(ep): State<Arc<BapEndpoint>>, headers: HeaderMap) ->
 fn ultra_error(e: UltraError) -> ClientError {
     match e {
         UltraError::Unreachable { .. } => ClientError::Unavailable(e.to_string()),
-        other => ClientError::UltraRefused(other.to_string()),
+        other => ClientError::SinkRefused(other.to_string()),
     }
 }
 
@@ -109,15 +110,15 @@ pub async fn session_user(
     ep: &BapEndpoint,
     flow: &CompiledFlow,
     headers: &HeaderMap,
-) -> Result<Option<UltraUser>, ClientError> {
+) -> Result<Option<SinkUser>, ClientError> {
     let Some(session) = sign_in::session(headers) else {
         return Ok(None);
     };
-    if flow.ultra.is_none() {
-        return Err(ClientError::NoUltra);
+    if flow.sinks.ultra.is_none() {
+        return Err(ClientError::NoSink);
     }
     ep.store()
-        .ultra_user(session)
+        .sink_user(session)
         .await
         .map_err(ClientError::store)?
         .map(Some)

@@ -6,17 +6,17 @@ use sqlx::{PgConnection, Row};
 
 use super::outbox::enqueue_in;
 use crate::store::backend::masked;
-use crate::store::ledger::{self, OmsState, refusal, replaces_a_held_fulfilment};
-use crate::store::{NewOutbox, OmsEvent, OmsQueued, OmsRecord, StoreResult, sql};
+use crate::store::ledger::StateRule;
+use crate::store::{LedgerEntry, LedgerQueued, NewOutbox, OrderEvent, StoreResult, sql};
 
-/// Keeps the order event of the OMS outbox message `outbox_id` (see `oms_events`).
-async fn keep_oms_event(
+/// Keeps the order event of the sink's outbox message `outbox_id` (see `oms_events`).
+async fn keep_order_event(
     tx: &mut PgConnection,
     outbox_id: i64,
-    event: &OmsEvent,
+    event: &OrderEvent,
     now: i64,
 ) -> StoreResult<()> {
-    sqlx::query(sql::INSERT_OMS_EVENT)
+    sqlx::query(sql::INSERT_ORDER_EVENT)
         .bind(outbox_id)
         .bind(&event.flow)
         .bind(&event.callback)
@@ -27,23 +27,19 @@ async fn keep_oms_event(
     Ok(())
 }
 
-/// Queues an OMS update unless its order reported this state already or the state may not
-/// follow the ones reported; the check and the queueing are one transaction.
-pub(super) async fn queue_oms(
+/// Queues a sink's update unless its order reported this state already or `rule` says it may
+/// not follow the ones reported; the check and the queueing are one transaction.
+pub(super) async fn queue_entry(
     pool: &PgPool,
-    r: &OmsRecord,
+    rule: &dyn StateRule,
+    r: &LedgerEntry,
     item: &NewOutbox,
     now: i64,
-) -> StoreResult<OmsQueued> {
+) -> StoreResult<LedgerQueued> {
     let mut tx = pool.begin().await?;
     // One order's states are decided one at a time, whichever process reports them.
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-        .bind(ledger::sequence_key(
-            &r.connection,
-            &r.provider,
-            &r.transaction_id,
-            &r.order_id,
-        ))
+        .bind(lock_key(r, item))
         .execute(&mut *tx)
         .await?;
     let mut reported: Vec<String> = sqlx::query_scalar(sql::REPORTED_STATES)
@@ -53,8 +49,10 @@ pub(super) async fn queue_oms(
         .bind(&r.order_id)
         .fetch_all(&mut *tx)
         .await?;
-    let fulfilled = OmsState::Fulfilled.as_str();
-    if replaces_a_held_fulfilment(&r.state) && reported.iter().any(|s| s == fulfilled) {
+    let held_state = rule
+        .replaces_held(&r.state)
+        .filter(|held| reported.iter().any(|s| s == held));
+    if let Some(fulfilled) = held_state {
         // Locked, so no worker can claim it between this look and the delete.
         let held: Option<i64> = sqlx::query_scalar(sql::HELD_UPDATE.postgres)
             .bind(&r.connection)
@@ -72,7 +70,7 @@ pub(super) async fn queue_oms(
             reported.retain(|s| s != fulfilled);
         }
     }
-    if let Some(refused) = refusal(&reported, &r.state) {
+    if let Some(refused) = rule.refusal(&reported, &r.state) {
         return Ok(refused);
     }
     let id = enqueue_in(&mut tx, item, now, None, &masked(&item.body)).await?;
@@ -87,15 +85,15 @@ pub(super) async fn queue_oms(
         .bind(now)
         .execute(&mut *tx)
         .await?;
-    keep_oms_event(&mut tx, id, &r.event, now).await?;
+    keep_order_event(&mut tx, id, &r.event, now).await?;
     tx.commit().await?;
-    Ok(OmsQueued::Queued(id))
+    Ok(LedgerQueued::Queued(id))
 }
 
-/// Records an order event that gave no OMS update as a dead letter, the event kept.
-pub(super) async fn bury_oms_event(
+/// Records an order event that gave no update as a dead letter, the event kept.
+pub(super) async fn bury_order_event(
     pool: &PgPool,
-    event: &OmsEvent,
+    event: &OrderEvent,
     item: &NewOutbox,
     reason: &str,
     now: i64,
@@ -117,7 +115,18 @@ pub(super) async fn bury_oms_event(
         .fetch_one(&mut *tx)
         .await?
         .try_get(0)?;
-    keep_oms_event(&mut tx, id, event, now).await?;
+    keep_order_event(&mut tx, id, event, now).await?;
     tx.commit().await?;
     Ok(id)
+}
+
+/// What one order's advisory lock is taken on: its updates' sequence key (so each sink names
+/// its orders its own way), else the order as the ledger names it.
+fn lock_key(r: &LedgerEntry, item: &NewOutbox) -> String {
+    item.sequence.clone().unwrap_or_else(|| {
+        format!(
+            "{}:{}:{}:{}",
+            r.connection, r.provider, r.transaction_id, r.order_id
+        )
+    })
 }

@@ -85,12 +85,13 @@ impl PgStore {
             Work::ClaimPoll(args) => {
                 Outcome::Poll(pool.row(sql::CLAIM_POLL, args, rows::poll_position).await?)
             }
-            Work::QueueOms(queued) => {
-                Outcome::Oms(ledger::queue_oms(pool, &queued.0, &queued.1, now).await?)
+            Work::QueueEntry(queued) => {
+                let (rule, entry, item) = &*queued;
+                Outcome::Ledger(ledger::queue_entry(pool, *rule, entry, item, now).await?)
             }
-            Work::BuryOmsEvent(buried) => {
+            Work::BuryOrderEvent(buried) => {
                 let (event, item, reason) = &*buried;
-                Outcome::Id(ledger::bury_oms_event(pool, event, item, reason, now).await?)
+                Outcome::Id(ledger::bury_order_event(pool, event, item, reason, now).await?)
             }
         })
     }

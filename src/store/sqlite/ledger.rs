@@ -5,25 +5,30 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::outbox::enqueue;
 use super::writer::numbered;
-use crate::store::ledger::{OmsState, refusal, replaces_a_held_fulfilment};
-use crate::store::{NewOutbox, OmsEvent, OmsQueued, OmsRecord, StoreError, StoreResult, sql};
+use crate::store::ledger::StateRule;
+use crate::store::{
+    LedgerEntry, LedgerQueued, NewOutbox, OrderEvent, StoreError, StoreResult, sql,
+};
 
-/// Queues an OMS update unless its order reported this state, or the state may not follow
-/// the ones reported; the check and the insert share the batch's transaction.
-pub(super) fn queue_oms(
+/// Queues a sink's update unless its order reported this state, or `rule` says the state may
+/// not follow the ones reported; the check and the insert share the batch's transaction.
+pub(super) fn queue_entry(
     tx: &Connection,
-    record: &OmsRecord,
+    rule: &dyn StateRule,
+    record: &LedgerEntry,
     item: &NewOutbox,
     now: i64,
-) -> StoreResult<OmsQueued> {
+) -> StoreResult<LedgerQueued> {
     let r = record;
     let order = params![r.connection, r.provider, r.transaction_id, r.order_id];
     let mut reported = tx
         .prepare_cached(&numbered(sql::REPORTED_STATES))?
         .query_map(order, |row| row.get(0))?
         .collect::<Result<Vec<String>, _>>()?;
-    let fulfilled = OmsState::Fulfilled.as_str();
-    if replaces_a_held_fulfilment(&r.state) && reported.iter().any(|s| s == fulfilled) {
+    let held_state = rule
+        .replaces_held(&r.state)
+        .filter(|held| reported.iter().any(|s| s == held));
+    if let Some(fulfilled) = held_state {
         let held: Option<i64> = tx
             .prepare_cached(&numbered(sql::HELD_UPDATE.sqlite))?
             .query_row(
@@ -46,7 +51,7 @@ pub(super) fn queue_oms(
             reported.retain(|s| s != fulfilled);
         }
     }
-    if let Some(refused) = refusal(&reported, &r.state) {
+    if let Some(refused) = rule.refusal(&reported, &r.state) {
         return Ok(refused);
     }
     let id = enqueue(tx, item, None, None, now)?.ok_or(StoreError::ClaimLost)?;
@@ -61,15 +66,15 @@ pub(super) fn queue_oms(
             id,
             now
         ])?;
-    keep_oms_event(tx, id, &r.event, now)?;
-    Ok(OmsQueued::Queued(id))
+    keep_order_event(tx, id, &r.event, now)?;
+    Ok(LedgerQueued::Queued(id))
 }
 
-/// Records an order event that gave no OMS update as a dead letter (nothing to send yet, so
+/// Records an order event that gave no update as a dead letter (nothing to send yet, so
 /// nothing in the message log) with the event kept for a retry.
-pub(super) fn bury_oms_event(
+pub(super) fn bury_order_event(
     tx: &Connection,
-    event: &OmsEvent,
+    event: &OrderEvent,
     item: &NewOutbox,
     reason: &str,
     now: i64,
@@ -92,12 +97,17 @@ pub(super) fn bury_oms_event(
             ],
             |row| row.get(0),
         )?;
-    keep_oms_event(tx, id, event, now)?;
+    keep_order_event(tx, id, event, now)?;
     Ok(id)
 }
 
-fn keep_oms_event(tx: &Connection, outbox_id: i64, event: &OmsEvent, now: i64) -> StoreResult<()> {
-    tx.prepare_cached(&numbered(sql::INSERT_OMS_EVENT))?
+fn keep_order_event(
+    tx: &Connection,
+    outbox_id: i64,
+    event: &OrderEvent,
+    now: i64,
+) -> StoreResult<()> {
+    tx.prepare_cached(&numbered(sql::INSERT_ORDER_EVENT))?
         .execute(params![
             outbox_id,
             event.flow,

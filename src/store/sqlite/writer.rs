@@ -141,10 +141,13 @@ fn apply(tx: &Connection, work: &Work, now: i64) -> StoreResult<Outcome> {
         Work::ClaimPoll(args) => {
             Outcome::Poll(returning(tx, sql::CLAIM_POLL, args, rows::poll_position)?.pop())
         }
-        Work::QueueOms(queued) => Outcome::Oms(ledger::queue_oms(tx, &queued.0, &queued.1, now)?),
-        Work::BuryOmsEvent(buried) => {
+        Work::QueueEntry(queued) => {
+            let (rule, entry, item) = &**queued;
+            Outcome::Ledger(ledger::queue_entry(tx, *rule, entry, item, now)?)
+        }
+        Work::BuryOrderEvent(buried) => {
             let (event, item, reason) = &**buried;
-            Outcome::Id(ledger::bury_oms_event(tx, event, item, reason, now)?)
+            Outcome::Id(ledger::bury_order_event(tx, event, item, reason, now)?)
         }
     })
 }

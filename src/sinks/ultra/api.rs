@@ -134,11 +134,11 @@ async fn send(
             } else {
                 "refused"
             };
-            crate::telemetry::ultra_called(&conn.name, call, result);
+            crate::telemetry::sink_called(super::SINK, &conn.name, call, result);
             Ok(resp)
         }
         Err(e) => {
-            crate::telemetry::ultra_called(&conn.name, call, "unreachable");
+            crate::telemetry::sink_called(super::SINK, &conn.name, call, "unreachable");
             Err(UltraError::Unreachable {
                 url: url.to_string(),
                 reason: crate::backend::root_cause(&e),

@@ -9,30 +9,14 @@ use serde_json::{Map, Value, json};
 
 use super::UltraConnection;
 use super::oms;
+use super::states::{OMS_STATES, OmsState, sequence_key};
 use crate::compile::{CompiledFlow, CompiledSet};
 use crate::delivery::Outbox;
 use crate::engine::flow_value;
 use crate::intake::message::text;
-use crate::store::ledger::{OmsState, sequence_key};
-use crate::store::{NewOutbox, OmsEvent, OmsQueued, OmsRecord, OutboxItem, StoreError};
+use crate::store::{LedgerEntry, LedgerQueued, NewOutbox, OrderEvent, OutboxItem, StoreError};
 
-/// What became of one order event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reported {
-    /// The flow reports no such event, or the order's user is not an Ultra user.
-    NotReported(&'static str),
-    /// The mapping rendered `null`: nothing to tell Ultra.
-    Nothing,
-    Queued {
-        order_id: String,
-        state: String,
-    },
-    Repeat,
-    /// Refused before sending: the mapping failed or the order broke the rules (then the event
-    /// is a dead letter, which `outbox retry` maps again), or the state may not follow the
-    /// ones reported. Logged with the order id.
-    Refused(String),
-}
+pub use crate::sinks::Reported;
 
 /// An order event that gives no OMS update, and why.
 struct Failure {
@@ -56,7 +40,7 @@ pub async fn order_event(
         Ok(reported) => return Ok(reported),
         Err(failure) => failure,
     };
-    let Some(u) = &flow.ultra else {
+    let Some(u) = &flow.sinks.ultra else {
         return Ok(Reported::Refused(failure.why));
     };
     let conn = &u.connection;
@@ -95,15 +79,15 @@ pub async fn order_event(
     };
     let id = outbox
         .store
-        .bury_oms_event(event(flow, callback, body), item, why)
+        .bury_order_event(event(flow, callback, body), item, why)
         .await?;
     tracing::warn!(flow = %flow.name, %transaction_id, %order_id, outbox_id = id, "the order event is kept as a dead letter: fix the mapping, then `outbox retry {id}`");
     Ok(reported)
 }
 
 /// The kept copy of an order event.
-fn event(flow: &CompiledFlow, callback: &str, body: &Value) -> OmsEvent {
-    OmsEvent {
+fn event(flow: &CompiledFlow, callback: &str, body: &Value) -> OrderEvent {
+    OrderEvent {
         flow: flow.name.clone(),
         callback: callback.to_string(),
         body: Bytes::from(serde_json::to_vec(body).unwrap_or_default()),
@@ -127,7 +111,7 @@ async fn identity(
     callback: &str,
     body: &Value,
 ) -> Result<Result<Option<String>, String>, StoreError> {
-    let Some(u) = &flow.ultra else {
+    let Some(u) = &flow.sinks.ultra else {
         return Ok(Ok(None));
     };
     let identity = match &u.identity_token {
@@ -159,7 +143,7 @@ async fn map_and_queue(
     callback: &str,
     body: &Value,
 ) -> Result<Result<Reported, Failure>, StoreError> {
-    let Some(u) = &flow.ultra else {
+    let Some(u) = &flow.sinks.ultra else {
         return Ok(Ok(Reported::NotReported("no ultra block")));
     };
     if !u.on.iter().any(|c| c == callback) {
@@ -181,13 +165,13 @@ async fn map_and_queue(
     };
     let Some(identity) = identity else {
         tracing::debug!(flow = %flow.name, %transaction_id, order_id = %beckn_order_id, "order of a user not signed in with Ultra: not reported");
-        crate::telemetry::ultra_order(&flow.name, "skipped");
+        crate::telemetry::sink_order(super::SINK, &flow.name, "skipped");
         return Ok(Ok(Reported::NotReported("not an Ultra user")));
     };
     let checked = match build_order(flow, callback, body, &identity) {
         Ok(Some(c)) => c,
         Ok(None) => {
-            crate::telemetry::ultra_order(&flow.name, "nothing");
+            crate::telemetry::sink_order(super::SINK, &flow.name, "nothing");
             return Ok(Ok(Reported::Nothing));
         }
         Err(e) => {
@@ -198,7 +182,7 @@ async fn map_and_queue(
         }
     };
     let conn = &u.connection;
-    let record = |state: &str, order_id: &str| OmsRecord {
+    let record = |state: &str, order_id: &str| LedgerEntry {
         connection: conn.name.clone(),
         provider: provider_of(body),
         transaction_id: transaction_id.clone(),
@@ -239,7 +223,7 @@ async fn queue(
     outbox: &Outbox,
     flow: &CompiledFlow,
     conn: &UltraConnection,
-    record: OmsRecord,
+    record: LedgerEntry,
     checked: oms::OmsOrder,
     not_before: Option<i64>,
 ) -> Result<Reported, StoreError> {
@@ -268,19 +252,19 @@ async fn queue(
         claimed_by: None,
     };
     let order_id = checked.order_id;
-    match outbox.store.queue_oms(record, item).await? {
-        OmsQueued::Queued(id) => {
+    match outbox.store.queue_entry(&OMS_STATES, record, item).await? {
+        LedgerQueued::Queued(id) => {
             tracing::info!(flow = %flow.name, connection = %conn.name, %transaction_id, %order_id, %state, outbox_id = id, held_until_ms = not_before.unwrap_or_default(), "Ultra order update queued");
-            crate::telemetry::ultra_order(&flow.name, "queued");
+            crate::telemetry::sink_order(super::SINK, &flow.name, "queued");
             outbox.queued();
             Ok(Reported::Queued { order_id, state })
         }
-        OmsQueued::Repeat => {
+        LedgerQueued::Repeat => {
             tracing::debug!(flow = %flow.name, %transaction_id, %order_id, %state, "Ultra already has this order state queued or sent");
-            crate::telemetry::ultra_order(&flow.name, "repeat");
+            crate::telemetry::sink_order(super::SINK, &flow.name, "repeat");
             Ok(Reported::Repeat)
         }
-        OmsQueued::OutOfOrder(why) => Ok(refuse(
+        LedgerQueued::OutOfOrder(why) => Ok(refuse(
             flow,
             &order_id,
             &transaction_id,
@@ -308,7 +292,7 @@ pub enum Resend {
 /// Rebuilds the OMS message `item` from the order event kept with it, so that a retried
 /// update carries what the current mapping and settings make of it.
 pub async fn resend(outbox: &Outbox, set: &CompiledSet, item: &OutboxItem) -> Resend {
-    let stored = match outbox.store.oms_event(item.id).await {
+    let stored = match outbox.store.order_event(item.id).await {
         Ok(Some(s)) => s,
         Ok(None) => return Resend::Send(item.body.clone()),
         Err(e) => return Resend::Later(e.to_string()),
@@ -320,7 +304,7 @@ pub async fn resend(outbox: &Outbox, set: &CompiledSet, item: &OutboxItem) -> Re
         return Resend::Refused("the kept order event is not JSON".into());
     };
     let callback = stored.event.callback.as_str();
-    if flow.ultra.is_none() {
+    if flow.sinks.ultra.is_none() {
         return Resend::Refused(format!(
             "flow `{}` no longer reports its orders to Ultra",
             flow.name
@@ -395,7 +379,7 @@ pub fn build_order(
     body: &Value,
     identity: &str,
 ) -> Result<Option<oms::OmsOrder>, BuildError> {
-    let Some(u) = &flow.ultra else {
+    let Some(u) = &flow.sinks.ultra else {
         return Err(BuildError::Mapping(format!(
             "flow {} has no `ultra:` block",
             flow.name
@@ -439,7 +423,7 @@ pub fn order_scope(
     body: &Value,
     identity: &str,
 ) -> Result<Map<String, Value>, BuildError> {
-    let Some(u) = &flow.ultra else {
+    let Some(u) = &flow.sinks.ultra else {
         return Err(BuildError::Mapping(format!(
             "flow {} has no `ultra:` block",
             flow.name
@@ -477,7 +461,7 @@ fn refuse(
     why: String,
 ) -> Reported {
     tracing::error!(flow = %flow.name, %transaction_id, %order_id, reason = %why, "no OMS update sent to Ultra for this order event");
-    crate::telemetry::ultra_order(&flow.name, outcome);
+    crate::telemetry::sink_order(super::SINK, &flow.name, outcome);
     Reported::Refused(why)
 }
 

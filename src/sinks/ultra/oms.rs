@@ -4,9 +4,9 @@
 
 use serde_json::Value;
 
+use super::states::OmsState;
 use crate::beckn::schema::{JsonValidator, Violation};
 use crate::config::ultra::TimestampUnit;
-use crate::store::ledger::OmsState;
 
 /// A checked order update, ready to send.
 #[derive(Debug, Clone, PartialEq)]
@@ -157,7 +157,7 @@ mod tests {
     use serde_json::json;
 
     fn schema() -> JsonValidator {
-        let text = include_str!("../../schemas/ultra/oms-order.json");
+        let text = include_str!("../../../schemas/ultra/oms-order.json");
         JsonValidator::compile(&serde_json::from_str(text).unwrap()).unwrap()
     }
 

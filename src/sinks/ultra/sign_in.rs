@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::UltraConnection;
 use super::api::{self, UltraError};
-use crate::store::UltraUser;
+use crate::store::SinkUser;
 
 /// The header naming a signed-in user on client API calls.
 pub const SESSION_HEADER: &str = "x-ultra-session";
@@ -23,7 +23,7 @@ pub async fn sign_in(
     flow: &str,
     grant: &str,
     now: i64,
-) -> Result<UltraUser, UltraError> {
+) -> Result<SinkUser, UltraError> {
     let tokens = api::exchange_grant(http, conn, grant).await?;
     // The grant is spent by now: a contact Ultra cannot give is missing, not a failed sign-in.
     let contact = match api::fetch_contact(http, conn, &tokens.access_token).await {
@@ -33,7 +33,7 @@ pub async fn sign_in(
             api::Contact::default()
         }
     };
-    Ok(UltraUser {
+    Ok(SinkUser {
         session: uuid::Uuid::new_v4().to_string(),
         connection: conn.name.clone(),
         identity_token: tokens.identity_token,
@@ -53,6 +53,6 @@ pub fn session(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// The user as templates see it (never the identity token: it stays with the adapter).
-pub fn user_value(user: &UltraUser) -> Value {
+pub fn user_value(user: &SinkUser) -> Value {
     json!({"mobile": user.mobile, "email": user.email})
 }

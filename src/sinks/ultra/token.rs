@@ -32,9 +32,9 @@ mod tests {
     use jsonwebtoken::{Algorithm, DecodingKey, Validation};
     use std::time::Duration;
 
-    const PEM: &str = include_str!("../../registry/ultra/partner.TEST-ONLY.pem");
-    const PKCS8: &str = include_str!("../../registry/ultra/partner-pkcs8.TEST-ONLY.pem");
-    const PUBLIC: &str = include_str!("../../registry/ultra/partner.pub.pem");
+    const PEM: &str = include_str!("../../../registry/ultra/partner.TEST-ONLY.pem");
+    const PKCS8: &str = include_str!("../../../registry/ultra/partner-pkcs8.TEST-ONLY.pem");
+    const PUBLIC: &str = include_str!("../../../registry/ultra/partner.pub.pem");
 
     fn decode(token: &str) -> Claims {
         let mut v = Validation::new(Algorithm::RS256);
