@@ -3,6 +3,7 @@
 //! Both run under limits (template fuel, script operations, sizes) so a bad mapping fails one
 //! message, never the adapter.
 
+pub mod helpers;
 pub mod scripts;
 pub mod templates;
 pub mod value_template;

@@ -7,6 +7,8 @@
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior, Value as JValue};
 use serde_json::Value;
 
+use super::helpers::{HelperError, money, time};
+
 /// Names of text templates start with this; they are rendered without JSON escaping.
 pub const TEXT_PREFIX: &str = "text:";
 /// Names of inline value expressions (`"{{ expr }}"` in YAML) start with this.
@@ -76,6 +78,12 @@ impl Templates {
         env.add_filter("tag_value", tag_value);
         env.add_filter("segment", segment);
         env.add_filter("epoch", epoch);
+        env.add_filter("to_minor", to_minor);
+        env.add_filter("decimal", decimal);
+        env.add_filter("decimal_price", decimal_price);
+        env.add_filter("local_to_rfc3339", local_to_rfc3339);
+        env.add_filter("rfc3339_to_local", rfc3339_to_local);
+        env.add_filter("add_duration", add_duration);
         env.add_function("now", now);
         env.add_function("uuid4", uuid4);
         env.add_function("fail", fail);
@@ -140,38 +148,97 @@ fn excerpt(text: &str, line: usize, col: usize) -> String {
 /// `49900 | from_minor` -> `"499.00"`: amounts kept in minor units (paise, cents) as a
 /// Beckn decimal string. `scale` is the number of minor digits (2 by default).
 fn from_minor(value: JValue, scale: Option<u32>) -> Result<String, Error> {
-    let scale = scale.unwrap_or(2);
     let minor = i128::try_from(value.clone()).map_err(|_| {
         Error::new(
             ErrorKind::InvalidOperation,
             format!("from_minor needs a whole number, got {value}"),
         )
     })?;
-    let factor = 10i128.pow(scale);
-    let sign = if minor < 0 { "-" } else { "" };
-    let abs = minor.abs();
-    if scale == 0 {
-        return Ok(format!("{sign}{abs}"));
+    Ok(money::from_minor(minor, scale.unwrap_or(2)))
+}
+
+/// `"1499.50" | to_minor` -> `149950`: a decimal amount in minor units (`scale` digits).
+fn to_minor(value: JValue, scale: Option<u32>) -> Result<i64, Error> {
+    let text = decimal_text("to_minor", &value)?;
+    let minor = money::to_minor(&text, scale.unwrap_or(2)).map_err(helper_error)?;
+    i64::try_from(minor).map_err(|_| {
+        Error::new(
+            ErrorKind::InvalidOperation,
+            format!("to_minor: `{text}` is too large an amount"),
+        )
+    })
+}
+
+/// `"1499.5" | decimal` -> `"1499.50"`: a decimal amount (string or number) as a Beckn
+/// price value with `places` decimals (2 by default), exactly.
+fn decimal(value: JValue, places: Option<u32>) -> Result<String, Error> {
+    let text = decimal_text("decimal", &value)?;
+    money::decimal(&text, places.unwrap_or(2)).map_err(helper_error)
+}
+
+/// `"1499.5" | decimal_price` -> `{"currency": "INR", "value": "1499.50"}`: a Beckn `Price`
+/// from a decimal amount, for ERPs that price in rupees rather than paise.
+fn decimal_price(
+    value: JValue,
+    currency: Option<String>,
+    places: Option<u32>,
+) -> Result<JValue, Error> {
+    Ok(price_object(currency, decimal(value, places)?))
+}
+
+/// The text of a decimal amount: strings as they are, numbers in their shortest exact form.
+fn decimal_text(helper: &str, value: &JValue) -> Result<String, Error> {
+    if let Some(s) = value.as_str() {
+        return Ok(s.to_string());
     }
-    Ok(format!(
-        "{sign}{}.{:0width$}",
-        abs / factor,
-        abs % factor,
-        width = scale as usize
-    ))
+    if let Ok(n) = i128::try_from(value.clone()) {
+        return Ok(n.to_string());
+    }
+    match f64::try_from(value.clone()) {
+        Ok(f) if f.is_finite() && value.kind() == minijinja::value::ValueKind::Number => {
+            Ok(f.to_string())
+        }
+        _ => Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!("{helper}: `{value}` is neither a decimal string nor a number"),
+        )),
+    }
+}
+
+/// `"2026-12-02T09:00" | local_to_rfc3339("Asia/Kolkata")` -> `"2026-12-02T09:00:00+05:30"`.
+fn local_to_rfc3339(value: String, tz: String) -> Result<String, Error> {
+    time::local_to_rfc3339(&value, &tz).map_err(helper_error)
+}
+
+/// `"2026-12-02T03:30:00Z" | rfc3339_to_local("Asia/Kolkata")` -> `"2026-12-02T09:00"`;
+/// a strftime `format` may follow the zone.
+fn rfc3339_to_local(value: String, tz: String, format: Option<String>) -> Result<String, Error> {
+    time::rfc3339_to_local(&value, &tz, format.as_deref()).map_err(helper_error)
+}
+
+/// `t | add_duration("PT2H")` (or `"2h"`): an RFC 3339 time moved by a duration.
+fn add_duration(value: String, duration: String) -> Result<String, Error> {
+    time::add_duration(&value, &duration).map_err(helper_error)
+}
+
+fn helper_error(e: HelperError) -> Error {
+    Error::new(ErrorKind::InvalidOperation, e.to_string())
 }
 
 /// `49900 | price` -> `{"currency": "INR", "value": "499.00"}`: a Beckn `Price` from minor
 /// units. A filter rather than a template macro because catalogs call it for every item.
 fn price(value: JValue, currency: Option<String>, scale: Option<u32>) -> Result<JValue, Error> {
-    let amount = from_minor(value, scale)?;
+    Ok(price_object(currency, from_minor(value, scale)?))
+}
+
+fn price_object(currency: Option<String>, amount: String) -> JValue {
     let mut map = std::collections::BTreeMap::new();
     map.insert(
         "currency",
         JValue::from(currency.unwrap_or_else(|| "INR".into())),
     );
     map.insert("value", JValue::from(amount));
-    Ok(JValue::from(map))
+    JValue::from(map)
 }
 
 /// `12.5 | fixed(2)` -> `"12.50"`.
@@ -358,6 +425,69 @@ mod tests {
         assert_eq!(out, "1795428000 1795428000000 1796032800");
         let err = render(r#"{{ "yesterday" | epoch }}"#, json!({})).unwrap_err();
         assert!(err.detail.contains("RFC 3339"), "{err}");
+    }
+
+    #[test]
+    fn money_from_decimal_strings_and_minor_units() {
+        let out = render(
+            r#"{{ "1499.5" | decimal }} {{ 1499 | decimal }} {{ 0.1 | decimal }} {{ "2.5" | decimal(3) }} {{ "1499.50" | to_minor }}"#,
+            json!({}),
+        )
+        .unwrap();
+        assert_eq!(out, r#""1499.50" "1499.00" "0.10" "2.500" 149950"#);
+        let out = render(
+            r#"{{ "1499.5" | decimal_price }} {{ "3" | decimal_price("USD") }}"#,
+            json!({}),
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            r#"{"currency":"INR","value":"1499.50"} {"currency":"USD","value":"3.00"}"#
+        );
+        let err = render(r#"{{ p | decimal }}"#, json!({"p": "1,499"})).unwrap_err();
+        assert!(
+            err.detail
+                .contains("decimal: `1,499` is not a decimal number"),
+            "{err}"
+        );
+        let err = render(r#"{{ p | to_minor }}"#, json!({"p": "1.999"})).unwrap_err();
+        assert!(
+            err.detail.contains("`1.999` has more than 2 decimals"),
+            "{err}"
+        );
+        let err = render(r#"{{ p | decimal }}"#, json!({"p": [1]})).unwrap_err();
+        assert!(
+            err.detail.contains("neither a decimal string nor a number"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn local_times_and_durations() {
+        let out = render(
+            r#"{{ "2026-12-02T09:00" | local_to_rfc3339("Asia/Kolkata") }} {{ "2026-12-02T03:30:00Z" | rfc3339_to_local("Asia/Kolkata") }} {{ "2026-12-02T03:30:00Z" | rfc3339_to_local("Asia/Kolkata", "%H:%M") }} {{ "2026-12-02T09:00:00+05:30" | add_duration("PT2H") }} {{ "2026-12-02T03:30:00Z" | add_duration("90m") }}"#,
+            json!({}),
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            r#""2026-12-02T09:00:00+05:30" "2026-12-02T09:00" "09:00" "2026-12-02T11:00:00+05:30" "2026-12-02T05:00:00Z""#
+        );
+        let err = render(
+            r#"{{ "2026-12-02T09:00" | local_to_rfc3339("Asia/Kolkatta") }}"#,
+            json!({}),
+        )
+        .unwrap_err();
+        assert!(
+            err.detail.contains("`Asia/Kolkatta` is not a time zone"),
+            "{err}"
+        );
+        let err = render(r#"{{ "soon" | add_duration("PT2H") }}"#, json!({})).unwrap_err();
+        assert!(
+            err.detail
+                .contains("add_duration: `soon` is not an RFC 3339 time"),
+            "{err}"
+        );
     }
 
     #[test]
