@@ -35,6 +35,16 @@ pub enum ScriptError {
 pub struct ScriptEngine {
     engine: Engine,
     asts: HashMap<String, AST>,
+    /// Sources kept for [`ScriptEngine::undefined_variable`], which checks each use.
+    sources: HashMap<String, String>,
+}
+
+/// A variable a script reads that is neither in its scope nor defined by the script.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UndefinedVariable {
+    pub name: String,
+    /// 1-based line and column of the first read.
+    pub at: Option<(usize, usize)>,
 }
 
 impl ScriptEngine {
@@ -61,6 +71,7 @@ impl ScriptEngine {
         ScriptEngine {
             engine,
             asts: HashMap::new(),
+            sources: HashMap::new(),
         }
     }
 
@@ -73,6 +84,7 @@ impl ScriptEngine {
         match self.engine.compile(source) {
             Ok(ast) => {
                 self.asts.insert(name.to_string(), ast);
+                self.sources.insert(name.to_string(), source.to_string());
                 Ok(())
             }
             Err(e) => {
@@ -85,6 +97,33 @@ impl ScriptEngine {
 
     pub fn contains(&self, name: &str) -> bool {
         self.asts.contains_key(name)
+    }
+
+    /// The first variable the script `name` reads that is not among `vars` (the names the
+    /// step runs it with) and that it does not define itself: rhai's strict-variables mode,
+    /// applied at `check` time so the mistake is found before a message trips on it.
+    pub fn undefined_variable(&mut self, name: &str, vars: &[String]) -> Option<UndefinedVariable> {
+        let source = self.sources.get(name)?;
+        let mut scope = Scope::new();
+        for v in vars {
+            scope.push_dynamic(v.as_str(), Dynamic::UNIT);
+        }
+        self.engine.set_strict_variables(true);
+        let result = self.engine.compile_with_scope(&scope, source);
+        self.engine.set_strict_variables(false);
+        match result {
+            Err(e) => match e.err_type() {
+                rhai::ParseErrorType::VariableUndefined(var) => {
+                    let pos = e.position();
+                    Some(UndefinedVariable {
+                        name: var.clone(),
+                        at: pos.line().map(|l| (l, pos.position().unwrap_or(1))),
+                    })
+                }
+                _ => None,
+            },
+            Ok(_) => None,
+        }
     }
 
     /// Runs a script with `vars` in scope; its last expression is the result.
@@ -314,6 +353,40 @@ mod tests {
             err.to_string()
                 .contains("`Nowhere/Town` is not a time zone"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn undefined_variables_are_found_at_compile_time() {
+        let mut e = ScriptEngine::new(1000);
+        let src = "let total = 0;\nfor i in order.items { total += i.qty; }\nfn f(x) { x + 1 }\n#{ n: f(total), s: stauts }";
+        e.add("s.rhai", src).unwrap();
+        let vars = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            e.undefined_variable("s.rhai", &vars(&["order", "status"])),
+            Some(UndefinedVariable {
+                name: "stauts".into(),
+                at: Some((4, 20))
+            })
+        );
+        assert_eq!(
+            e.undefined_variable("s.rhai", &vars(&["status"]))
+                .map(|u| u.name),
+            Some("order".into())
+        );
+        assert_eq!(
+            e.undefined_variable("s.rhai", &vars(&["order", "stauts"])),
+            None
+        );
+        // The engine stays lenient for running.
+        assert!(
+            e.run(
+                "s.rhai",
+                json!({"order": {"items": []}, "stauts": 1})
+                    .as_object()
+                    .unwrap()
+            )
+            .is_ok()
         );
     }
 

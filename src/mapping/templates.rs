@@ -19,6 +19,23 @@ const FAIL_MARKER: &str = "beckn-error:";
 /// Functions and filters every template may use, besides minijinja's builtins.
 pub const GLOBAL_NAMES: [&str; 3] = ["now", "uuid4", "fail"];
 
+/// Filters every template may use besides minijinja's builtins (named in `check`'s hints).
+pub const FILTER_NAMES: [&str; 13] = [
+    "from_minor",
+    "to_minor",
+    "decimal",
+    "price",
+    "decimal_price",
+    "fixed",
+    "iso_duration",
+    "tag_value",
+    "segment",
+    "epoch",
+    "local_to_rfc3339",
+    "rfc3339_to_local",
+    "add_duration",
+];
+
 /// A failure while rendering a template, located in its source.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error(
@@ -51,6 +68,31 @@ impl TemplateError {
             beckn,
         }
     }
+}
+
+/// Whether a name after `|` (a filter) or after `is` (a test).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallableKind {
+    Filter,
+    Test,
+}
+
+impl std::fmt::Display for CallableKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CallableKind::Filter => "filter",
+            CallableKind::Test => "test",
+        })
+    }
+}
+
+/// A filter or test a template uses that does not exist, where it is used (1-based).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownCallable {
+    pub kind: CallableKind,
+    pub name: String,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
 }
 
 /// The compiled templates of one flow.
@@ -110,6 +152,57 @@ impl Templates {
             .unwrap_or_default();
         vars.sort();
         vars
+    }
+
+    /// The filters and tests a compiled template applies that this environment does not
+    /// have, in source order. minijinja only finds these when the template runs; `check`
+    /// reports them from the compiled instructions.
+    pub fn unknown_callables(&self, name: &str) -> Vec<UnknownCallable> {
+        use minijinja::machinery::{Instruction, get_compiled_template};
+        let Ok(tmpl) = self.env.get_template(name) else {
+            return Vec::new();
+        };
+        let compiled = get_compiled_template(&tmpl);
+        let mut found: Vec<UnknownCallable> = Vec::new();
+        for instructions in std::iter::once(&compiled.instructions).chain(compiled.blocks.values())
+        {
+            for idx in 0u32.. {
+                let Some(instr) = instructions.get(idx) else {
+                    break;
+                };
+                let (kind, callable) = match instr {
+                    Instruction::ApplyFilter(f, _, _) => (CallableKind::Filter, *f),
+                    Instruction::PerformTest(t, _, _) => (CallableKind::Test, *t),
+                    _ => continue,
+                };
+                if found.iter().any(|u| u.kind == kind && u.name == callable)
+                    || self.has_callable(kind, callable)
+                {
+                    continue;
+                }
+                let span = instructions.get_span(idx);
+                found.push(UnknownCallable {
+                    kind,
+                    name: callable.to_string(),
+                    line: span
+                        .map(|s| usize::from(s.start_line))
+                        .or_else(|| instructions.get_line(idx)),
+                    column: span.map(|s| usize::from(s.start_col) + 1),
+                });
+            }
+        }
+        found.sort_by_key(|u| (u.line, u.column));
+        found
+    }
+
+    /// Whether the environment has this filter or test: asked of minijinja itself by applying
+    /// it to `none` in a scratch template, so builtins and our own filters count alike.
+    fn has_callable(&self, kind: CallableKind, name: &str) -> bool {
+        let (probe, unknown) = match kind {
+            CallableKind::Filter => (format!("{{{{ none | {name} }}}}"), ErrorKind::UnknownFilter),
+            CallableKind::Test => (format!("{{{{ none is {name} }}}}"), ErrorKind::UnknownTest),
+        };
+        !matches!(self.env.render_str(&probe, ()), Err(e) if e.kind() == unknown)
     }
 
     /// Renders to text.
@@ -488,6 +581,31 @@ mod tests {
                 .contains("add_duration: `soon` is not an RFC 3339 time"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn unknown_filters_and_tests_are_found_before_running() {
+        let mut t = Templates::new(1000);
+        let src = "{% macro m(x) %}{{ x | nope }}{% endmacro %}\n{{ a | upper | decimal }}\n  {{ b is odd }} {{ c is wierd }} {{ d | nope }}";
+        t.add("t.j2", src).unwrap();
+        let found: Vec<_> = t
+            .unknown_callables("t.j2")
+            .into_iter()
+            .map(|u| (u.kind.to_string(), u.name, u.line, u.column))
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                ("filter".into(), "nope".into(), Some(1), Some(24)),
+                ("test".into(), "wierd".into(), Some(3), Some(26)),
+            ]
+        );
+        t.add(
+            "ok.j2",
+            "{% filter upper %}x{% endfilter %}{{ 5 | from_minor }}",
+        )
+        .unwrap();
+        assert!(t.unknown_callables("ok.j2").is_empty());
     }
 
     #[test]
