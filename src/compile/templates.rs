@@ -104,6 +104,7 @@ impl Loader<'_> {
                         doc.diagnostic(file, at, String::new()),
                         &var,
                         known,
+                        templates.calls(&name, &var),
                     ));
                 }
             }
@@ -145,6 +146,7 @@ impl Loader<'_> {
                     doc.diagnostic(file, path, String::new()),
                     &var,
                     known,
+                    templates.calls(name, &var),
                 ));
             }
         }
@@ -182,11 +184,12 @@ impl Loader<'_> {
         templates: &mut Templates,
     ) -> Option<()> {
         if let Some((d, referenced)) = self.broken_templates.get_mut(rel) {
-            let d = d.clone().path(&origin.path).hint(format!(
-                "used by {} at {}",
-                origin.file.display(),
-                origin.path
-            ));
+            let used_by = format!("used by {} at {}", origin.file.display(), origin.path);
+            let hint = match &d.hint {
+                Some(h) => format!("{h} ({used_by})"),
+                None => used_by,
+            };
+            let d = d.clone().path(&origin.path).hint(hint);
             *referenced = true;
             self.diagnostics.push(d);
             return None;
@@ -256,7 +259,9 @@ impl Loader<'_> {
                 let d = Diagnostic::new(&full, String::new())
                     .at(line, col)
                     .path(&origin.path);
-                self.diagnostics.push(unknown_variable(d, &var, known));
+                let called = templates.calls(rel, &var);
+                self.diagnostics
+                    .push(unknown_variable(d, &var, known, called));
             }
         }
         ok.then_some(())
@@ -313,7 +318,7 @@ impl Loader<'_> {
             let d = Diagnostic {
                 hint: d
                     .hint
-                    .map(|h| format!("{h}; used by {} at {}", origin.file.display(), origin.path)),
+                    .map(|h| format!("{h} (used by {} at {})", origin.file.display(), origin.path)),
                 ..d
             };
             self.diagnostics.push(d);
@@ -369,14 +374,65 @@ pub(super) fn unknown_callable(d: Diagnostic, u: &UnknownCallable) -> Diagnostic
                 )),
             }
         }
-        CallableKind::Test => d.hint(
-            "tests are minijinja's builtins: defined, none, number, string, mapping, odd, ...",
-        ),
+        CallableKind::Test => {
+            let options: Vec<String> = MINIJINJA_TESTS.iter().map(|s| s.to_string()).collect();
+            match crate::config::closest(&u.name, &options) {
+                Some(best) => d.hint(format!("did you mean `{best}`?")),
+                None => d.hint(format!(
+                    "tests are minijinja's: {}",
+                    MINIJINJA_TESTS.join(", ")
+                )),
+            }
+        }
     }
 }
 
-fn unknown_variable(d: Diagnostic, var: &str, known: &HashSet<String>) -> Diagnostic {
-    unknown_name(d, "template", var, known)
+/// minijinja's builtin tests, for hints (whether a test exists is asked of minijinja itself).
+const MINIJINJA_TESTS: [&str; 22] = [
+    "defined",
+    "undefined",
+    "none",
+    "true",
+    "false",
+    "boolean",
+    "number",
+    "integer",
+    "float",
+    "string",
+    "sequence",
+    "iterable",
+    "mapping",
+    "odd",
+    "even",
+    "divisibleby",
+    "startingwith",
+    "endingwith",
+    "in",
+    "lower",
+    "upper",
+    "sameas",
+];
+
+fn unknown_variable(d: Diagnostic, var: &str, known: &HashSet<String>, called: bool) -> Diagnostic {
+    if !called {
+        return unknown_name(d, "template", var, known);
+    }
+    let functions: Vec<String> = GLOBAL_NAMES
+        .iter()
+        .chain(MINIJINJA_BUILTINS.iter())
+        .map(|s| s.to_string())
+        .collect();
+    let d = Diagnostic {
+        message: format!("template calls `{var}`, which is not a function here"),
+        ..d
+    };
+    let list = functions.join(", ");
+    match crate::config::closest(var, &functions) {
+        Some(best) => d.hint(format!("did you mean `{best}`? functions: {list}")),
+        None => d.hint(format!(
+            "functions: {list} (and macros the template defines or imports)"
+        )),
+    }
 }
 
 /// `what` (a template or script) reads `var`, which `known` lacks; the hint names the

@@ -223,6 +223,9 @@ fn interpolation_hint(e: &InterpolateError) -> String {
 
 /// The parser reports where it noticed a problem, often past the mistake: say where to look.
 fn syntax_hint(info: &str) -> String {
+    if info.contains("alias expansion") {
+        return "aliases may expand to at most 100000 nodes in all; share smaller blocks".into();
+    }
     let opened = if info.contains("flow mapping") {
         Some("{")
     } else if info.contains("flow sequence") {

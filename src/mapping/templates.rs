@@ -195,6 +195,23 @@ impl Templates {
         found
     }
 
+    /// Whether the template `name` calls `function` as a function (`{{ function(...) }}`),
+    /// so that `check` can say "calls" rather than "reads".
+    pub fn calls(&self, name: &str, function: &str) -> bool {
+        use minijinja::machinery::{Instruction, get_compiled_template};
+        let Ok(tmpl) = self.env.get_template(name) else {
+            return false;
+        };
+        let compiled = get_compiled_template(&tmpl);
+        std::iter::once(&compiled.instructions)
+            .chain(compiled.blocks.values())
+            .any(|instructions| {
+                (0u32..)
+                    .map_while(|idx| instructions.get(idx))
+                    .any(|i| matches!(i, Instruction::CallFunction(f, _) if *f == function))
+            })
+    }
+
     /// Whether the environment has this filter or test: asked of minijinja itself by applying
     /// it to `none` in a scratch template, so builtins and our own filters count alike.
     fn has_callable(&self, kind: CallableKind, name: &str) -> bool {
