@@ -158,7 +158,11 @@ impl Walker<'_> {
             YamlData::Alias(_) => {
                 // saphyr resolves aliases while loading (within its node budget); one left
                 // here names an anchor it could not resolve.
-                self.problem(node, path, "this YAML alias names no anchor defined above it");
+                self.problem(
+                    node,
+                    path,
+                    "this YAML alias names no anchor defined above it",
+                );
                 Value::Null
             }
             YamlData::BadValue => {

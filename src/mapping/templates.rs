@@ -264,7 +264,17 @@ fn from_minor(value: JValue, scale: Option<u32>) -> Result<String, Error> {
             format!("from_minor needs a whole number, got {value}"),
         )
     })?;
-    Ok(money::from_minor(minor, scale.unwrap_or(2)))
+    let scale = scale.unwrap_or(2);
+    if scale > money::MAX_SCALE {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!(
+                "from_minor: scale {scale} is more than {}",
+                money::MAX_SCALE
+            ),
+        ));
+    }
+    Ok(money::from_minor(minor, scale))
 }
 
 /// `"1499.50" | to_minor` -> `149950`: a decimal amount in minor units (`scale` digits).

@@ -6,7 +6,11 @@ use super::HelperError;
 /// Most digits an amount may have; keeps every value inside `i128`.
 const MAX_DIGITS: usize = 30;
 
+/// The most minor digits [`from_minor`] can write (`10^38` still fits in `u128`).
+pub const MAX_SCALE: u32 = 38;
+
 /// `49900` -> `"499.00"` with `scale` minor digits (2: paise, cents; 0: no minor unit).
+/// `scale` is at most [`MAX_SCALE`]; callers check it.
 pub fn from_minor(minor: i128, scale: u32) -> String {
     let sign = if minor < 0 { "-" } else { "" };
     let abs = minor.unsigned_abs();

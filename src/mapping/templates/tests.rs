@@ -95,6 +95,8 @@ fn money_from_decimal_strings_and_minor_units() {
         err.detail.contains("`1.999` has more than 2 decimals"),
         "{err}"
     );
+    let err = render(r#"{{ 5 | from_minor(40) }}"#, json!({})).unwrap_err();
+    assert!(err.detail.contains("scale 40 is more than 38"), "{err}");
     let err = render(r#"{{ p | decimal }}"#, json!({"p": [1]})).unwrap_err();
     assert!(
         err.detail.contains("neither a decimal string nor a number"),
