@@ -473,7 +473,8 @@ impl Loader<'_> {
                 file,
                 path: "ultra.script".into(),
             };
-            self.script(&origin, script, scripts);
+            let vars = ["context", "message", "flow", "action", "user", "unit"];
+            self.script(&origin, script, &vars.map(String::from).into(), scripts);
         }
         let origin = Origin {
             doc,
