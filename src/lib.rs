@@ -9,6 +9,7 @@
 pub mod app;
 pub mod backend;
 pub mod beckn;
+pub mod clock;
 pub mod compile;
 pub mod config;
 pub mod delivery;

@@ -19,6 +19,7 @@ use tokio::sync::watch;
 
 use crate::backend::HttpTransport;
 use crate::beckn::trust::RegistryPool;
+use crate::clock::SharedClock;
 use crate::compile::{self, CompiledSet};
 use crate::config::Diagnostic;
 use crate::delivery::Outbox;
@@ -73,7 +74,8 @@ impl App {
             compile::load(&settings.layout, settings.env.as_ref()).map_err(AppError::Flows)?;
         let flows = Arc::new(ArcSwap::from_pointee(set));
         let reloader = Reloader::new(settings.layout.clone(), settings.env.clone(), flows.clone());
-        let store = store::open(&settings.store_url)
+        let clock = settings.clock.clone();
+        let store = store::open_with_clock(&settings.store_url, clock.clone())
             .await
             .map_err(|source| AppError::Store {
                 url: settings.store_url.clone(),
@@ -83,11 +85,16 @@ impl App {
         if let Some(admin) = &settings.admin {
             settings.delivery.protected.push(admin.listen);
         }
-        let outbox = Arc::new(Outbox::new(store.clone(), settings.delivery.clone()));
+        let outbox = Arc::new(Outbox::with_clock(
+            store.clone(),
+            settings.delivery.clone(),
+            clock.clone(),
+        ));
         let services = Arc::new(Services {
-            transport: Arc::new(HttpTransport::new()),
+            transport: Arc::new(HttpTransport::with_clock(clock.clone())),
             outbox,
-            registries: RegistryPool::default(),
+            registries: RegistryPool::new(clock.clone()),
+            clock,
         });
         Ok(App {
             settings,
@@ -154,6 +161,7 @@ impl App {
                 reloader: reloader.clone(),
                 store: store.clone(),
                 token: admin.token.clone(),
+                clock: services.clock.clone(),
             });
             bound.push((listener, server::admin::router(state)));
             tracing::info!(admin = %addr, "admin listener: /health /ready /metrics /admin/status /admin/reload /admin/outbox");
@@ -162,6 +170,7 @@ impl App {
         tokio::spawn(outbox.clone().run(flows.clone(), stop()));
         tokio::spawn(purge_periodically(
             store.clone(),
+            services.clock.clone(),
             settings.retention,
             stop(),
         ));
@@ -233,6 +242,7 @@ fn stop_signal(
 /// Deletes log entries and finished work older than `retention`, hourly.
 async fn purge_periodically(
     store: Arc<dyn Store>,
+    clock: SharedClock,
     retention: Duration,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -243,7 +253,7 @@ async fn purge_periodically(
             _ = &mut shutdown => return,
             _ = tick.tick() => {}
         }
-        let before = store::now_ms() - retention.as_millis() as i64;
+        let before = clock.now_ms() - retention.as_millis() as i64;
         match store.purge(before).await {
             Ok(n) if n > 0 => tracing::info!(deleted = n, "store purged"),
             Ok(_) => {}

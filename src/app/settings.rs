@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::clock::{SharedClock, SystemClock};
 use crate::compile::{CompiledSet, Layout};
 use crate::config::{EnvLookup, Secret};
 use crate::delivery::DeliverySettings;
@@ -39,6 +40,8 @@ pub struct Settings {
     pub pollers: bool,
     /// Which flows get their listeners.
     pub served: Served,
+    /// The time of day of every decision (the system's; a test's it can move).
+    pub clock: SharedClock,
 }
 
 /// The admin listener: health, readiness, metrics, status, reload, outbox.
@@ -103,6 +106,7 @@ impl Settings {
             recovery: true,
             pollers: true,
             served: Served::All,
+            clock: SystemClock::shared(),
         }
     }
 }

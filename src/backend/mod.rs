@@ -11,6 +11,7 @@ use serde_json::Value;
 
 pub use auth::BackendAuth;
 
+use crate::clock::{SharedClock, SystemClock};
 use crate::config::Secret;
 
 /// A backend as compiled from the flow file.
@@ -146,19 +147,27 @@ pub trait Transport: Send + Sync {
 #[derive(Clone)]
 pub struct HttpTransport {
     client: reqwest::Client,
+    /// What an HTTP-date `Retry-After` is read against.
+    clock: SharedClock,
 }
 
 /// Bodies larger than this are refused rather than buffered.
 const MAX_RESPONSE_BYTES: usize = 8 << 20;
 
 impl HttpTransport {
+    /// A transport on the system clock.
     pub fn new() -> Self {
+        HttpTransport::with_clock(SystemClock::shared())
+    }
+
+    /// A transport reading `Retry-After` dates against `clock`.
+    pub fn with_clock(clock: SharedClock) -> Self {
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(64)
             .user_agent(concat!("beckn-adapter/", env!("CARGO_PKG_VERSION")))
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
-        HttpTransport { client }
+        HttpTransport { client, clock }
     }
 
     /// One call; with OAuth2, a 401 retires the token it carried and the call is made once
@@ -253,7 +262,13 @@ impl HttpTransport {
                 body: &body,
             };
             let credentials = auth
-                .credentials(&self.client, &backend.name, backend.timeout, parts)
+                .credentials(
+                    &self.client,
+                    &backend.name,
+                    backend.timeout,
+                    parts,
+                    self.clock.now().as_second(),
+                )
                 .await?;
             *token = credentials.token;
             for (name, value) in credentials.headers {
@@ -274,7 +289,7 @@ impl HttpTransport {
             }
         })?;
         let status = response.status().as_u16();
-        let retry_after = retry_after::asked(status, response.headers());
+        let retry_after = retry_after::asked(status, response.headers(), self.clock.now());
         let bytes = read_limited(response, backend.timeout).await?;
         let parsed: Result<Value, _> = serde_json::from_slice(&bytes);
         if (200..300).contains(&status) {

@@ -7,13 +7,14 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 
 /// The wait a response asks for: only on 429 and 503, and only when its `Retry-After` is
-/// delay-seconds or an HTTP date (one in the past asks for no wait). Anything else: None.
-pub fn asked(status: u16, headers: &HeaderMap) -> Option<Duration> {
+/// delay-seconds or an HTTP date (one in the past asks for no wait), a date read against
+/// `now`. Anything else: None.
+pub fn asked(status: u16, headers: &HeaderMap, now: jiff::Timestamp) -> Option<Duration> {
     if !matches!(status, 429 | 503) {
         return None;
     }
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
-    parse(value, jiff::Timestamp::now())
+    parse(value, now)
 }
 
 /// `value` as a wait from `now`: `120` (seconds) or `Wed, 21 Oct 2015 07:28:00 GMT`.
@@ -54,9 +55,19 @@ mod tests {
         assert_eq!(parse("", now), None);
         let mut headers = HeaderMap::new();
         headers.insert(RETRY_AFTER, HeaderValue::from_static("3"));
-        assert_eq!(asked(429, &headers), Some(Duration::from_secs(3)));
-        assert_eq!(asked(503, &headers), Some(Duration::from_secs(3)));
-        assert_eq!(asked(500, &headers), None, "only 429 and 503 ask");
-        assert_eq!(asked(429, &HeaderMap::new()), None);
+        assert_eq!(
+            asked(429, &headers, jiff::Timestamp::now()),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            asked(503, &headers, jiff::Timestamp::now()),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            asked(500, &headers, jiff::Timestamp::now()),
+            None,
+            "only 429 and 503 ask"
+        );
+        assert_eq!(asked(429, &HeaderMap::new(), jiff::Timestamp::now()), None);
     }
 }

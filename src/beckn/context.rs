@@ -7,13 +7,14 @@ use super::action::Action;
 use super::participant::Participant;
 
 /// The context of the `on_*` answering `request_context`: same transaction and message ids,
-/// the callback's action, this provider's id and URI, and a fresh timestamp; `domain` where the
-/// request named none.
+/// the callback's action, this provider's id and URI, and `now` as its timestamp; `domain`
+/// where the request named none.
 pub fn callback_context(
     me: &Participant,
     domain: &str,
     action: Action,
     request_context: &Value,
+    now: jiff::Timestamp,
 ) -> Value {
     let mut ctx = match request_context {
         Value::Object(m) => Value::Object(m.clone()),
@@ -22,7 +23,7 @@ pub fn callback_context(
     ctx["action"] = json!(action.callback());
     ctx["bpp_id"] = json!(me.subscriber_id);
     ctx["bpp_uri"] = json!(me.subscriber_uri);
-    ctx["timestamp"] = json!(now_rfc3339());
+    ctx["timestamp"] = json!(rfc3339(now));
     if ctx.get("domain").is_none() {
         ctx["domain"] = json!(domain);
     }
@@ -32,10 +33,9 @@ pub fn callback_context(
     ctx
 }
 
-/// RFC 3339 in UTC with milliseconds, as Beckn messages carry it.
-pub fn now_rfc3339() -> String {
-    let now = jiff::Timestamp::now();
-    format!("{:.3}", now)
+/// `at` in RFC 3339, UTC with milliseconds, as Beckn messages carry it.
+pub fn rfc3339(at: jiff::Timestamp) -> String {
+    format!("{:.3}", at)
 }
 
 /// When a request stops being valid: `timestamp + ttl`, if both are present and well formed.
@@ -505,7 +505,7 @@ mod tests {
 
     #[test]
     fn timestamps_are_rfc3339_millis() {
-        let s = now_rfc3339();
+        let s = rfc3339(jiff::Timestamp::now());
         assert!(s.ends_with('Z') && s.contains('.'), "{s}");
         assert!(s.parse::<jiff::Timestamp>().is_ok());
     }

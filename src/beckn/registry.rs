@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
+use crate::clock::{SharedClock, SystemClock};
+
 /// The role a subscriber plays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -263,7 +265,8 @@ pub fn parse_lookup_answer(body: &Value) -> Result<Vec<Subscriber>, RegistryErro
     Ok(out)
 }
 
-type Slot = Arc<OnceCell<(Result<Vec<Subscriber>, RegistryError>, tokio::time::Instant)>>;
+/// A query's answer and until when it may be reused (unix ms, by the registry's clock).
+type Slot = Arc<OnceCell<(Result<Vec<Subscriber>, RegistryError>, i64)>>;
 
 /// Caches lookups for `ttl` (never past an entry's `valid_until`), with one lookup in flight
 /// per query however many requests wait for it. An answer with no usable entry, and a failed
@@ -281,6 +284,9 @@ pub struct CachedRegistry {
     last_good: Mutex<HashMap<LookupQuery, Vec<Subscriber>>>,
     /// Lookups sent to the inner registry, for tests and metrics.
     pub lookups: std::sync::atomic::AtomicU64,
+    /// Whose time says when an answer is stale and an entry valid. The lookup budget is a rate
+    /// and stays on the monotonic timer.
+    clock: SharedClock,
 }
 
 /// Most queries remembered; past it, expired ones are dropped (all, if none has expired), so
@@ -339,11 +345,17 @@ impl CachedRegistry {
             slots: Mutex::new(HashMap::new()),
             last_good: Mutex::new(HashMap::new()),
             lookups: Default::default(),
+            clock: SystemClock::shared(),
         }
     }
 
+    /// The same cache on `clock`.
+    pub fn with_clock(self, clock: SharedClock) -> Self {
+        CachedRegistry { clock, ..self }
+    }
+
     pub async fn lookup(&self, query: LookupQuery) -> Result<Vec<Subscriber>, RegistryError> {
-        let now = tokio::time::Instant::now();
+        let now = self.clock.now_ms();
         let slot = {
             let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
             let fresh = slots
@@ -374,15 +386,12 @@ impl CachedRegistry {
                     .take(tokio::time::Instant::now());
                 if let Err(per_second) = taken {
                     // Not kept: the next request for this query may ask.
-                    return (
-                        Err(RegistryError::Limited(per_second)),
-                        tokio::time::Instant::now(),
-                    );
+                    return (Err(RegistryError::Limited(per_second)), self.clock.now_ms());
                 }
                 self.lookups
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let result = self.inner.lookup(query.clone()).await;
-                let until = tokio::time::Instant::now() + self.cache_for(&result);
+                let until = self.clock.now_ms() + self.cache_for(&result).as_millis() as i64;
                 (result, until)
             })
             .await;
@@ -410,7 +419,7 @@ impl CachedRegistry {
     /// How long an answer may be reused: the TTL, cut at the earliest `valid_until`; the
     /// negative TTL for a failure or an answer with no usable entry.
     fn cache_for(&self, result: &Result<Vec<Subscriber>, RegistryError>) -> Duration {
-        let now = jiff::Timestamp::now();
+        let now = self.clock.now();
         let Ok(list) = result else {
             return self.negative_ttl;
         };

@@ -13,17 +13,38 @@ use super::registry::{
     Subscriber, SubscriberType,
 };
 use super::signing::{PublicKey, SignatureHeader};
+use crate::clock::{Clock, SharedClock, SystemClock};
 
 /// Header carrying a gateway's signature next to the sender's `Authorization`.
 pub const GATEWAY_HEADER: &str = "x-gateway-authorization";
 
-/// Remote registries with their caches, shared by every flow that names the same URL.
-#[derive(Default)]
+/// Remote registries with their caches, shared by every flow that names the same URL; and the
+/// clock signatures and registry entries are checked by.
 pub struct RegistryPool {
     remote: Mutex<HashMap<String, Arc<CachedRegistry>>>,
+    clock: SharedClock,
+}
+
+impl Default for RegistryPool {
+    fn default() -> Self {
+        RegistryPool::new(SystemClock::shared())
+    }
 }
 
 impl RegistryPool {
+    /// A pool whose caches and checks follow `clock`.
+    pub fn new(clock: SharedClock) -> Self {
+        RegistryPool {
+            remote: Mutex::default(),
+            clock,
+        }
+    }
+
+    /// The clock signatures, registry entries and cached answers are judged by.
+    pub fn clock(&self) -> &dyn Clock {
+        &*self.clock
+    }
+
     pub async fn lookup(
         &self,
         source: &RegistrySource,
@@ -43,12 +64,15 @@ impl RegistryPool {
                     remote
                         .entry(url.clone())
                         .or_insert_with(|| {
-                            Arc::new(CachedRegistry::with_limits(
-                                Arc::new(RemoteRegistry::new(url, *timeout)),
-                                *cache_ttl,
-                                *negative_cache_ttl,
-                                *max_lookups_per_second,
-                            ))
+                            Arc::new(
+                                CachedRegistry::with_limits(
+                                    Arc::new(RemoteRegistry::new(url, *timeout)),
+                                    *cache_ttl,
+                                    *negative_cache_ttl,
+                                    *max_lookups_per_second,
+                                )
+                                .with_clock(self.clock.clone()),
+                            )
                         })
                         .clone()
                 };
@@ -91,7 +115,7 @@ pub async fn verify_inbound(
         refuse_ambiguous(body)?;
         return Ok(Verified::default());
     }
-    let now = jiff::Timestamp::now().as_second();
+    let now = registries.clock().now().as_second();
     let auth = read_header(me, headers, axum::http::header::AUTHORIZATION.as_str(), now)?
         .ok_or_else(|| {
             unauthorized(
@@ -175,7 +199,7 @@ async fn verify_one(
                 parsed.subscriber_id
             ))
         })?;
-    let when = jiff::Timestamp::from_second(now).unwrap_or_else(|_| jiff::Timestamp::now());
+    let when = jiff::Timestamp::from_second(now).unwrap_or_else(|_| registries.clock().now());
     let Some(entry) = entries.iter().find(|s| s.is_valid_at(when)) else {
         return Err(reject(match entries.first() {
             Some(s) => format!(
@@ -233,7 +257,7 @@ pub async fn callback_base(
         .lookup(source, query)
         .await
         .map_err(|e| Rejection::Unavailable(format!("registry lookup of {bap_id} failed: {e}")))?;
-    let now = jiff::Timestamp::now();
+    let now = registries.clock().now();
     let registered = entries
         .iter()
         .find(|s| s.is_valid_at(now))
@@ -267,7 +291,7 @@ pub async fn gateway_base(
         kind: Some(SubscriberType::Bg),
         ..Default::default()
     };
-    let now = jiff::Timestamp::now();
+    let now = registries.clock().now();
     registries
         .lookup(source, query)
         .await
@@ -282,12 +306,12 @@ pub async fn gateway_base(
         })
 }
 
-/// Headers that authenticate an outgoing `body` as sent by `me`.
-pub fn sign_outbound(me: &Participant, body: &[u8]) -> Vec<(String, String)> {
+/// Headers that authenticate an outgoing `body` as sent by `me`, signed at `now` (unix
+/// seconds).
+pub fn sign_outbound(me: &Participant, body: &[u8], now: i64) -> Vec<(String, String)> {
     let (Some(key), Some(key_id)) = (&me.signing_key, &me.key_id) else {
         return Vec::new();
     };
-    let now = jiff::Timestamp::now().as_second();
     let value = key.sign(
         body,
         &format!("{}|{key_id}", me.subscriber_id),

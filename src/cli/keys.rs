@@ -41,6 +41,7 @@ pub fn sign(key: &str, key_id: &str, validity: i64) -> anyhow::Result<()> {
     std::io::stdin()
         .read_to_end(&mut body)
         .context("reading the body from standard input")?;
+    // Signed for use now, by the system's clock.
     let now = jiff::Timestamp::now().as_second();
     println!("{}", key.sign(&body, key_id, now, now + validity));
     Ok(())

@@ -47,6 +47,7 @@ pub async fn run(store_url: &str, command: OutboxCommand) -> anyhow::Result<()> 
             }
         }
         OutboxCommand::Retry { id, deadline } => {
+            // An operator's command, run now: the system's time.
             let now = store::now_ms();
             if !store
                 .revive(id, now, now + deadline.0.as_millis() as i64)

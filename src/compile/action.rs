@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::templates::{is_identifier, known_names};
+use super::templates::{is_identifier, known_names, script_names};
 use super::{CompiledAction, CompiledStep, Loader, Origin, Reply, StepKind};
 use crate::backend::Backend;
 use crate::config::model::{ActionConfig, ReplyConfig, StepConfig};
@@ -144,7 +144,7 @@ impl Loader<'_> {
                     file,
                     path: format!("{path}.script"),
                 };
-                self.script(&origin, &script, scripts)
+                self.script(&origin, &script, &script_names(&known), scripts)
                     .map(|_| StepKind::Script(script))
             }
             _ => {

@@ -177,6 +177,10 @@ impl<'a> Loader<'a> {
                 let d = Diagnostic::new(&full, format!("template error: {}", e.detail))
                     .at(e.line.unwrap_or(0) as u32, 1);
                 self.broken_templates.insert(name, (d, false));
+            } else if let Some(u) = templates.unknown_callables(&name).first() {
+                let d =
+                    super::templates::unknown_callable(Diagnostic::new(&full, String::new()), u);
+                self.broken_templates.insert(name, (d, false));
             }
         }
     }

@@ -110,6 +110,7 @@ pub fn load(layout: &Layout, env: &dyn EnvLookup) -> Result<CompiledSet, Vec<Dia
         core: Arc::new(core),
         hash: format!("{:016x}", hasher.finish()),
         sources: cx.sources.into_keys().collect(),
+        // when the files were read, for operators: the system's time
         loaded_at: jiff::Timestamp::now(),
     })
 }

@@ -157,7 +157,8 @@ impl SecureTokenKey {
             lifetime_secs: lifetime.as_secs().clamp(1, MAX_LIFETIME_SECS) as i64,
             current: Mutex::new(None),
         };
-        // Sign once now, so a key that parses but cannot sign is reported when flows load.
+        // Sign once now, so a key that parses but cannot sign is reported when flows load
+        // (a check of the key: any time does, the system's is at hand).
         tokens.sign(jiff::Timestamp::now().as_second())?;
         Ok(tokens)
     }
@@ -472,7 +473,8 @@ impl Loader<'_> {
                 file,
                 path: "ultra.script".into(),
             };
-            self.script(&origin, script, scripts);
+            let vars = ["context", "message", "flow", "action", "user", "unit"];
+            self.script(&origin, script, &vars.map(String::from).into(), scripts);
         }
         let origin = Origin {
             doc,

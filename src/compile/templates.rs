@@ -10,9 +10,9 @@ use serde_json::Value;
 use super::{Loader, Origin};
 use crate::config::Diagnostic;
 use crate::config::yaml::SpannedDoc;
-use crate::mapping::templates::GLOBAL_NAMES;
+use crate::mapping::templates::{FILTER_NAMES, GLOBAL_NAMES};
 use crate::mapping::value_template::CompileError;
-use crate::mapping::{ScriptEngine, Templates, ValueTemplate};
+use crate::mapping::{CallableKind, ScriptEngine, Templates, UnknownCallable, ValueTemplate};
 
 /// Names minijinja defines in every template.
 pub(super) const MINIJINJA_BUILTINS: [&str; 7] = [
@@ -96,16 +96,24 @@ impl Loader<'_> {
         t.template_names(&mut names);
         let mut ok = true;
         for name in names {
+            let at = name.rsplit_once(':').map_or(path, |(_, p)| p);
             for var in templates.free_variables(&name) {
                 if !known.contains(&var) {
                     ok = false;
-                    let at = name.rsplit_once(':').map_or(path, |(_, p)| p);
                     self.diagnostics.push(unknown_variable(
                         doc.diagnostic(file, at, String::new()),
                         &var,
                         known,
+                        templates.calls(&name, &var),
                     ));
                 }
+            }
+            for u in templates.unknown_callables(&name) {
+                ok = false;
+                self.diagnostics.push(unknown_callable(
+                    doc.diagnostic(file, at, String::new()),
+                    &u,
+                ));
             }
         }
         ok
@@ -138,8 +146,16 @@ impl Loader<'_> {
                     doc.diagnostic(file, path, String::new()),
                     &var,
                     known,
+                    templates.calls(name, &var),
                 ));
             }
+        }
+        for u in templates.unknown_callables(name) {
+            ok = false;
+            self.diagnostics.push(unknown_callable(
+                doc.diagnostic(file, path, String::new()),
+                &u,
+            ));
         }
         ok.then_some(())
     }
@@ -167,18 +183,19 @@ impl Loader<'_> {
         known: &HashSet<String>,
         templates: &mut Templates,
     ) -> Option<()> {
-        if templates.contains(rel) {
-            return self.template_vars_ok(origin, rel, known, templates);
-        }
         if let Some((d, referenced)) = self.broken_templates.get_mut(rel) {
-            let d = d.clone().path(&origin.path).hint(format!(
-                "used by {} at {}",
-                origin.file.display(),
-                origin.path
-            ));
+            let used_by = format!("used by {} at {}", origin.file.display(), origin.path);
+            let hint = match &d.hint {
+                Some(h) => format!("{h} ({used_by})"),
+                None => used_by,
+            };
+            let d = d.clone().path(&origin.path).hint(hint);
             *referenced = true;
             self.diagnostics.push(d);
             return None;
+        }
+        if templates.contains(rel) {
+            return self.template_vars_ok(origin, rel, known, templates);
         }
         let full = self.mapping_path(origin, rel)?;
         let source = match self.read(&full) {
@@ -208,6 +225,17 @@ impl Loader<'_> {
             );
             return None;
         }
+        if let Some(u) = templates.unknown_callables(rel).first() {
+            let d = unknown_callable(Diagnostic::new(&full, String::new()), u)
+                .path(&origin.path)
+                .hint(format!(
+                    "used by {} at {}",
+                    origin.file.display(),
+                    origin.path
+                ));
+            self.diagnostics.push(d);
+            return None;
+        }
         self.template_vars_ok(origin, rel, known, templates)
     }
 
@@ -231,52 +259,85 @@ impl Loader<'_> {
                 let d = Diagnostic::new(&full, String::new())
                     .at(line, col)
                     .path(&origin.path);
-                self.diagnostics.push(unknown_variable(d, &var, known));
+                let called = templates.calls(rel, &var);
+                self.diagnostics
+                    .push(unknown_variable(d, &var, known, called));
             }
         }
         ok.then_some(())
     }
 
+    /// Compiles the script `rel` (once per flow) and checks it reads only `vars` (the names
+    /// in scope where it runs) besides its own; each use is checked, as scopes differ.
     pub(super) fn script(
         &mut self,
         origin: &Origin<'_>,
         rel: &str,
+        vars: &HashSet<String>,
         scripts: &mut ScriptEngine,
     ) -> Option<()> {
-        if scripts.contains(rel) {
-            return Some(());
-        }
         let full = self.mapping_path(origin, rel)?;
-        let source = match self.read(&full) {
-            Ok(s) => s,
-            Err(e) => {
+        if !scripts.contains(rel) {
+            let source = match self.read(&full) {
+                Ok(s) => s,
+                Err(e) => {
+                    self.diagnostics.push(
+                        origin
+                            .diag(format!("cannot read script `{}`: {e}", full.display()))
+                            .hint(format!(
+                                "scripts live under {}",
+                                self.layout.mappings.display()
+                            )),
+                    );
+                    return None;
+                }
+            };
+            if let Err((at, message)) = scripts.add(rel, &source) {
+                let (line, col) = at.unwrap_or((0, 0));
                 self.diagnostics.push(
-                    origin
-                        .diag(format!("cannot read script `{}`: {e}", full.display()))
+                    Diagnostic::new(&full, format!("script error: {message}"))
+                        .at(line as u32, col as u32)
+                        .path(&origin.path)
                         .hint(format!(
-                            "scripts live under {}",
-                            self.layout.mappings.display()
+                            "used by {} at {}",
+                            origin.file.display(),
+                            origin.path
                         )),
                 );
                 return None;
             }
-        };
-        if let Err((at, message)) = scripts.add(rel, &source) {
-            let (line, col) = at.unwrap_or((0, 0));
-            self.diagnostics.push(
-                Diagnostic::new(&full, format!("script error: {message}"))
-                    .at(line as u32, col as u32)
-                    .path(&origin.path)
-                    .hint(format!(
-                        "used by {} at {}",
-                        origin.file.display(),
-                        origin.path
-                    )),
-            );
+        }
+        let mut names: Vec<String> = vars.iter().cloned().collect();
+        names.sort();
+        if let Some(u) = scripts.undefined_variable(rel, &names) {
+            let (line, col) = u.at.unwrap_or((0, 0));
+            let d = Diagnostic::new(&full, String::new())
+                .at(line as u32, col as u32)
+                .path(&origin.path);
+            let d = unknown_name(d, "script", &u.name, vars);
+            let d = Diagnostic {
+                hint: d
+                    .hint
+                    .map(|h| format!("{h} (used by {} at {})", origin.file.display(), origin.path)),
+                ..d
+            };
+            self.diagnostics.push(d);
             return None;
         }
         Some(())
     }
+}
+
+/// The variables a script sees where templates see `known`: the same data, without the
+/// template-only functions.
+pub(super) fn script_names(known: &HashSet<String>) -> HashSet<String> {
+    known
+        .iter()
+        .filter(|k| {
+            !GLOBAL_NAMES.contains(&k.as_str()) && !MINIJINJA_BUILTINS.contains(&k.as_str())
+        })
+        .cloned()
+        .collect()
 }
 
 pub(super) fn known_names(bound: &[String], extra: &[String]) -> HashSet<String> {
@@ -290,7 +351,93 @@ pub(super) fn known_names(bound: &[String], extra: &[String]) -> HashSet<String>
         .collect()
 }
 
-fn unknown_variable(d: Diagnostic, var: &str, known: &HashSet<String>) -> Diagnostic {
+/// A filter or test the template uses that does not exist, at its use in the template file
+/// (`d` carries the file) or at the YAML string of an inline template.
+pub(super) fn unknown_callable(d: Diagnostic, u: &UnknownCallable) -> Diagnostic {
+    let d = if d.line == 0 {
+        d.at(u.line.unwrap_or(0) as u32, u.column.unwrap_or(0) as u32)
+    } else {
+        d
+    };
+    let d = Diagnostic {
+        message: format!("unknown {} `{}`", u.kind, u.name),
+        ..d
+    };
+    match u.kind {
+        CallableKind::Filter => {
+            let options: Vec<String> = FILTER_NAMES.iter().map(|s| s.to_string()).collect();
+            match crate::config::closest(&u.name, &options) {
+                Some(best) => d.hint(format!("did you mean `{best}`?")),
+                None => d.hint(format!(
+                    "filters are minijinja's builtins (upper, default, tojson, ...) and {}",
+                    FILTER_NAMES.join(", ")
+                )),
+            }
+        }
+        CallableKind::Test => {
+            let options: Vec<String> = MINIJINJA_TESTS.iter().map(|s| s.to_string()).collect();
+            match crate::config::closest(&u.name, &options) {
+                Some(best) => d.hint(format!("did you mean `{best}`?")),
+                None => d.hint(format!(
+                    "tests are minijinja's: {}",
+                    MINIJINJA_TESTS.join(", ")
+                )),
+            }
+        }
+    }
+}
+
+/// minijinja's builtin tests, for hints (whether a test exists is asked of minijinja itself).
+const MINIJINJA_TESTS: [&str; 22] = [
+    "defined",
+    "undefined",
+    "none",
+    "true",
+    "false",
+    "boolean",
+    "number",
+    "integer",
+    "float",
+    "string",
+    "sequence",
+    "iterable",
+    "mapping",
+    "odd",
+    "even",
+    "divisibleby",
+    "startingwith",
+    "endingwith",
+    "in",
+    "lower",
+    "upper",
+    "sameas",
+];
+
+fn unknown_variable(d: Diagnostic, var: &str, known: &HashSet<String>, called: bool) -> Diagnostic {
+    if !called {
+        return unknown_name(d, "template", var, known);
+    }
+    let functions: Vec<String> = GLOBAL_NAMES
+        .iter()
+        .chain(MINIJINJA_BUILTINS.iter())
+        .map(|s| s.to_string())
+        .collect();
+    let d = Diagnostic {
+        message: format!("template calls `{var}`, which is not a function here"),
+        ..d
+    };
+    let list = functions.join(", ");
+    match crate::config::closest(var, &functions) {
+        Some(best) => d.hint(format!("did you mean `{best}`? functions: {list}")),
+        None => d.hint(format!(
+            "functions: {list} (and macros the template defines or imports)"
+        )),
+    }
+}
+
+/// `what` (a template or script) reads `var`, which `known` lacks; the hint names the
+/// closest defined name and all of them.
+fn unknown_name(d: Diagnostic, what: &str, var: &str, known: &HashSet<String>) -> Diagnostic {
     let mut options: Vec<String> = known
         .iter()
         .filter(|k| {
@@ -300,7 +447,7 @@ fn unknown_variable(d: Diagnostic, var: &str, known: &HashSet<String>) -> Diagno
         .collect();
     options.sort();
     let mut d = Diagnostic {
-        message: format!("template reads `{var}`, which is not defined at this point"),
+        message: format!("{what} reads `{var}`, which is not defined at this point"),
         ..d
     };
     d = match crate::config::closest(var, &options) {

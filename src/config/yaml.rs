@@ -156,7 +156,13 @@ impl Walker<'_> {
             }
             YamlData::Tagged(_, inner) => self.convert(path, inner),
             YamlData::Alias(_) => {
-                self.problem(node, path, "YAML aliases are not supported in flow files");
+                // saphyr resolves aliases while loading (within its node budget); one left
+                // here names an anchor it could not resolve.
+                self.problem(
+                    node,
+                    path,
+                    "this YAML alias names no anchor defined above it",
+                );
                 Value::Null
             }
             YamlData::BadValue => {
@@ -223,6 +229,9 @@ fn interpolation_hint(e: &InterpolateError) -> String {
 
 /// The parser reports where it noticed a problem, often past the mistake: say where to look.
 fn syntax_hint(info: &str) -> String {
+    if info.contains("alias expansion") {
+        return "aliases may expand to at most 100000 nodes in all; share smaller blocks".into();
+    }
     let opened = if info.contains("flow mapping") {
         Some("{")
     } else if info.contains("flow sequence") {

@@ -33,12 +33,13 @@ impl Destination for AppWebhook {
 
     fn prepare<'a>(
         &'a self,
-        _outbox: &'a Outbox,
+        outbox: &'a Outbox,
         set: &'a Arc<CompiledSet>,
         item: &'a OutboxItem,
     ) -> BoxFuture<'a, Result<Request, Verdict>> {
         let flow = set.flow(&item.flow);
-        let headers = flow.map(|f| headers_for(f, item)).unwrap_or_default();
+        let now = outbox.clock.now().as_second();
+        let headers = flow.map(|f| headers_for(f, item, now)).unwrap_or_default();
         Box::pin(std::future::ready(Ok(request(flow, item, headers))))
     }
 
@@ -47,12 +48,12 @@ impl Destination for AppWebhook {
     }
 }
 
-/// The HMAC header that authenticates one delivery attempt of `item` to `flow`'s webhook.
-pub fn headers_for(flow: &CompiledFlow, item: &OutboxItem) -> Vec<(String, String)> {
+/// The HMAC header that authenticates one delivery attempt of `item` to `flow`'s webhook, made
+/// at `now` (unix seconds).
+pub fn headers_for(flow: &CompiledFlow, item: &OutboxItem, now: i64) -> Vec<(String, String)> {
     let Some(webhook) = flow.bap().and_then(|b| b.webhook.as_ref()) else {
         return Vec::new();
     };
-    let now = jiff::Timestamp::now().as_second();
     vec![(
         webhook.signature_header.clone(),
         signature(webhook.secret.expose().as_bytes(), &item.body, now),

@@ -30,13 +30,14 @@ impl Destination for BecknCallback {
 
     fn prepare<'a>(
         &'a self,
-        _outbox: &'a Outbox,
+        outbox: &'a Outbox,
         set: &'a Arc<CompiledSet>,
         item: &'a OutboxItem,
     ) -> BoxFuture<'a, Result<Request, Verdict>> {
         let flow = set.flow(&item.flow);
+        let now = outbox.clock.now().as_second();
         let headers = flow
-            .map(|f| trust::sign_outbound(&f.participant, &item.body))
+            .map(|f| trust::sign_outbound(&f.participant, &item.body, now))
             .unwrap_or_default();
         Box::pin(std::future::ready(Ok(request(flow, item, headers))))
     }
@@ -65,7 +66,7 @@ pub(super) fn request(
 /// A receiver's answer read as Beckn reads it: 2xx without a NACK is delivered; a NACK or a
 /// 4xx other than 408 and 429 is final; anything else is tried again.
 pub(super) fn read_answer(answer: Answer<'_>) -> Verdict {
-    let (status, headers, body) = match answer {
+    let (status, headers, body, now) = match answer {
         // The receiver may have taken the message and answer late: the retry is a repeat
         // it must recognise by message id (limits.callback_timeout gives it longer).
         Answer::Unreachable {
@@ -84,9 +85,10 @@ pub(super) fn read_answer(answer: Answer<'_>) -> Verdict {
             status,
             headers,
             body,
-        } => (status, headers, body),
+            now,
+        } => (status, headers, body, now),
     };
-    let asked = crate::backend::retry_after::asked(status, headers);
+    let asked = crate::backend::retry_after::asked(status, headers, now);
     let nack = serde_json::from_slice::<Value>(body)
         .ok()
         .filter(|v| v.pointer("/message/ack/status").and_then(Value::as_str) == Some("NACK"));

@@ -42,6 +42,8 @@ pub enum Answer<'a> {
         status: u16,
         headers: &'a HeaderMap,
         body: &'a [u8],
+        /// When it came, by the outbox's clock: what a `Retry-After` date is read against.
+        now: jiff::Timestamp,
     },
 }
 

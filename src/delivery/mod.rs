@@ -15,14 +15,17 @@ pub mod kinds;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use futures::FutureExt;
 use tokio::sync::{Notify, Semaphore, mpsc};
 
+use crate::clock::{SharedClock, SystemClock};
 use crate::compile::CompiledSet;
 use crate::store::heartbeat::{Held, while_held};
-use crate::store::{Claim, NewOutbox, OutboxItem, Store, StoreError, now_ms};
+use crate::store::{Claim, NewOutbox, OutboxItem, Store, StoreError};
 use destination::Destinations;
 use kinds::{Destination, Kinds, Verdict};
 
@@ -80,6 +83,13 @@ pub struct Outbox {
     pub destinations: Destinations,
     /// How each kind of message is sent.
     kinds: Kinds,
+    /// Whose time decides when a message is due, late or past its deadline.
+    pub clock: SharedClock,
+    /// When the worker looks at the store next, by the clock (unix ms): a retry due before
+    /// that wakes it, so retries keep to their time on a clock that jumps.
+    next_look: AtomicI64,
+    /// Messages taken to be sent (handed over or claimed) whose outcome is not recorded yet.
+    under_way: AtomicUsize,
 }
 
 /// Most messages waiting in memory for the worker; past that they wait in the store only.
@@ -119,7 +129,17 @@ fn default_kinds() -> Kinds {
 }
 
 impl Outbox {
+    /// An outbox on the system clock.
     pub fn new(store: Arc<dyn Store>, settings: DeliverySettings) -> Self {
+        Outbox::with_clock(store, settings, SystemClock::shared())
+    }
+
+    /// An outbox whose due times, deadlines and backoff follow `clock`.
+    pub fn with_clock(
+        store: Arc<dyn Store>,
+        settings: DeliverySettings,
+        clock: SharedClock,
+    ) -> Self {
         let (handoff, handed) = mpsc::channel(HANDOFF_QUEUE);
         Outbox {
             handoff,
@@ -134,6 +154,9 @@ impl Outbox {
                 .build()
                 .unwrap_or_else(|_| reqwest::Client::new()),
             owner: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4()),
+            clock,
+            next_look: AtomicI64::new(0),
+            under_way: AtomicUsize::new(0),
         }
     }
 
@@ -144,7 +167,7 @@ impl Outbox {
     /// and handed to the worker in memory, which saves the store a claim per message; if the
     /// process stops first, the claim's lease runs out and a worker claims it again.
     pub async fn submit(&self, mut item: NewOutbox) -> Result<i64, StoreError> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let direct = item.sequence.is_none() && item.not_before.is_none_or(|t| t <= now);
         let slot = if direct {
             self.handoff.try_reserve().ok()
@@ -173,8 +196,14 @@ impl Outbox {
             claimed_until,
         };
         let id = self.store.enqueue(item).await?;
+        self.under_way.fetch_add(1, Ordering::Relaxed);
         slot.send(OutboxItem { id, ..handed });
         Ok(id)
+    }
+
+    /// How many messages this process has taken to send and not yet recorded the outcome of.
+    pub fn under_way(&self) -> usize {
+        self.under_way.load(Ordering::Relaxed)
     }
 
     /// Sends messages of the kinds `destination` names through it.
@@ -220,10 +249,25 @@ impl Outbox {
             }
         }
         let slots = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
+        // How often the store is asked is paced by the monotonic timer; when a message is due
+        // is the clock's.
         let mut sweep_at = tokio::time::Instant::now();
+        // When the next message falls due by the clock (which a test's clock reaches at once).
+        let mut due = futures::future::pending().boxed();
         loop {
             if tokio::time::Instant::now() >= sweep_at {
-                sweep_at = self.sweep(&flows, &slots).await;
+                let next;
+                (sweep_at, next) = self.sweep(&flows, &slots).await;
+                // A time already reached is left to the short pause `sweep` chose.
+                let now = self.clock.now_ms();
+                due = match next.filter(|at| *at > now) {
+                    Some(at) => self.clock.sleep_until_ms(at),
+                    None => futures::future::pending().boxed(),
+                };
+                let pause = sweep_at.saturating_duration_since(tokio::time::Instant::now());
+                let look = now + pause.as_millis() as i64;
+                self.next_look
+                    .store(next.map_or(look, |at| at.min(look)), Ordering::Relaxed);
             }
             tokio::select! {
                 biased;
@@ -234,28 +278,29 @@ impl Outbox {
                 }
                 _ = self.wake.notified() => sweep_at = tokio::time::Instant::now(),
                 _ = tokio::time::sleep_until(sweep_at) => {}
+                _ = &mut due => sweep_at = tokio::time::Instant::now(),
             }
         }
     }
 
     /// Claims what is due, as far as free slots allow, and starts its attempts; returns when
-    /// to look again.
+    /// to look again, and when by the clock the next message falls due.
     async fn sweep(
         self: &Arc<Self>,
         flows: &Arc<ArcSwap<CompiledSet>>,
         slots: &Arc<Semaphore>,
-    ) -> tokio::time::Instant {
+    ) -> (tokio::time::Instant, Option<i64>) {
         let now = tokio::time::Instant::now();
         let free = slots.available_permits().min(self.settings.batch);
         if free == 0 {
             // every slot is busy: look again shortly, without holding up handed-over messages
-            return now + Duration::from_millis(10);
+            return (now + Duration::from_millis(10), None);
         }
         let claimed = self
             .store
             .claim(
                 &self.owner,
-                now_ms(),
+                self.clock.now_ms(),
                 free,
                 self.settings.lease.as_millis() as i64,
             )
@@ -264,7 +309,7 @@ impl Outbox {
             Ok(items) => items,
             Err(e) => {
                 tracing::error!(error = %e, "outbox: cannot claim messages");
-                return now + Duration::from_secs(1);
+                return (now + Duration::from_secs(1), None);
             }
         };
         let full = items.len() == free;
@@ -272,16 +317,20 @@ impl Outbox {
             let Ok(slot) = slots.clone().try_acquire_owned() else {
                 break; // not reached: only this loop takes slots
             };
+            self.under_way.fetch_add(1, Ordering::Relaxed);
             self.spawn_delivery(flows, item, slot);
         }
         if full {
-            return now;
+            return (now, None);
         }
-        let pause = match self.store.next_due().await {
-            Ok(Some(due)) => Duration::from_millis((due - now_ms()).clamp(1, 1000) as u64),
-            _ => Duration::from_secs(1),
+        let (pause, due) = match self.store.next_due().await {
+            Ok(Some(due)) => (
+                Duration::from_millis((due - self.clock.now_ms()).clamp(1, 1000) as u64),
+                Some(due),
+            ),
+            _ => (Duration::from_secs(1), None),
         };
-        now + pause
+        (now + pause, due)
     }
 
     fn spawn_delivery(
@@ -293,6 +342,7 @@ impl Outbox {
         let (this, flows) = (self.clone(), flows.clone());
         tokio::spawn(async move {
             this.deliver(&flows, item).await;
+            this.under_way.fetch_sub(1, Ordering::Relaxed);
             drop(slot);
         });
     }
@@ -306,15 +356,23 @@ impl Outbox {
         let lease = self.settings.lease;
         let renew = |until| self.store.renew_delivery(item.id, &claim, until);
         let mut held_until = item.claimed_until;
-        if now_ms() >= held_until {
+        if self.clock.now_ms() >= held_until {
             // It waited past its lease (a busy worker): send only if nobody took it meanwhile.
-            held_until = now_ms() + lease.as_millis() as i64;
+            held_until = self.clock.now_ms() + lease.as_millis() as i64;
             if !renew(held_until).await.unwrap_or(false) {
                 self.claim_lost(&item, "before its attempt");
                 return;
             }
         }
-        let outcome = match while_held(lease, held_until, renew, self.attempt(flows, &item)).await {
+        let outcome = match while_held(
+            &*self.clock,
+            lease,
+            held_until,
+            renew,
+            self.attempt(flows, &item),
+        )
+        .await
+        {
             Held::Done(outcome) => outcome,
             Held::Lost => {
                 self.claim_lost(&item, "during its attempt");
@@ -327,7 +385,7 @@ impl Outbox {
             Attempt::Transient(..) => "retry",
         };
         crate::telemetry::delivery_attempted(&item.flow, &item.action, label, started.elapsed());
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let attempt = item.attempts + 1;
         let recorded = match outcome {
             Attempt::Delivered => {
@@ -351,7 +409,11 @@ impl Outbox {
                 }
                 Ok(next) => {
                     tracing::warn!(flow = %item.flow, action = %item.action, transaction_id = %item.transaction_id, message_id = %item.message_id, url = %item.url, attempt, %error, retry_in_ms = next - now, "delivery failed; will retry");
-                    self.store.retry_later(item.id, &claim, next, error).await
+                    let recorded = self.store.retry_later(item.id, &claim, next, error).await;
+                    if next < self.next_look.load(Ordering::Relaxed) {
+                        self.wake.notify_one();
+                    }
+                    recorded
                 }
             },
         };
@@ -415,6 +477,7 @@ impl Outbox {
             status,
             headers: &headers,
             body: &body,
+            now: self.clock.now(),
         };
         destination.classify(item, answer).into()
     }

@@ -92,6 +92,7 @@ async fn receive(
         .get(app.header.as_str())
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    // The sample app is another program: it checks signatures by the system's clock.
     let now = jiff::Timestamp::now().as_second();
     let verified = match &signature {
         Some(s) => app_webhook::verify(&app.secret, &body, s, now, TOLERANCE_SECONDS)

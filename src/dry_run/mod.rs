@@ -54,10 +54,19 @@ pub async fn run(
     let request = request::complete(flow, action, request);
     let request_violations = request::request_violations(flow, &set.core, action, &request);
     let recording = Recording::new(transport);
-    let trace = engine::trace_action(flow, action, &request, &recording).await;
+    let trace = engine::trace_action(
+        flow,
+        action,
+        &request,
+        &recording,
+        &crate::clock::SystemClock,
+    )
+    .await;
     let calls = recording.into_calls();
     let request_ctx = request.get("context").cloned().unwrap_or(Value::Null);
-    let context = callback_context(&flow.participant, &flow.domain, action, &request_ctx);
+    // A dry run shows what would be sent now: the system's time, no application clock.
+    let now = jiff::Timestamp::now();
+    let context = callback_context(&flow.participant, &flow.domain, action, &request_ctx, now);
     let callback = match &trace.outcome {
         Ok(message) => json!({"context": context, "message": message}),
         Err(e) => crate::intake::answer::error_body(action, context, e.to_beckn()),

@@ -97,7 +97,11 @@ pub fn complete(flow: &CompiledFlow, action: Action, request: &Value) -> Value {
     }
     put("transaction_id", json!(DEFAULT_TRANSACTION_ID));
     put("message_id", json!(DEFAULT_MESSAGE_ID));
-    put("timestamp", json!(crate::beckn::context::now_rfc3339()));
+    // A request completed for a dry run is dated now by the system's clock.
+    put(
+        "timestamp",
+        json!(crate::beckn::context::rfc3339(jiff::Timestamp::now())),
+    );
     put("ttl", json!("PT30S"));
     if let Some(Value::Object(given)) = request.get("context") {
         for (k, v) in given {

@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 use crate::backend::{BackendFailure, BackendRequest, Transport};
 use crate::beckn::action::Action;
 use crate::beckn::error::{BecknError, ErrorCode};
+use crate::clock::Clock;
 use crate::compile::{
     CallBody, CompiledAction, CompiledCall, CompiledEvents, CompiledFlow, Reply, StepKind,
 };
@@ -29,8 +30,9 @@ pub async fn run_action(
     action: Action,
     body: &Value,
     transport: &dyn Transport,
+    clock: &dyn Clock,
 ) -> Result<RunOutput, EngineError> {
-    let trace = trace_action(flow, action, body, transport).await;
+    let trace = trace_action(flow, action, body, transport, clock).await;
     trace.outcome.map(|message| RunOutput {
         message,
         scope: trace.scope,
@@ -56,6 +58,7 @@ pub async fn trace_action(
     action: Action,
     body: &Value,
     transport: &dyn Transport,
+    clock: &dyn Clock,
 ) -> Trace {
     let mut scope = Map::new();
     let mut skipped = Vec::new();
@@ -71,7 +74,7 @@ pub async fn trace_action(
     // backend asking to be called again later than that is not waited for.
     let deadline = flow
         .callback_deadline
-        .and_then(|d| jiff::Timestamp::now().checked_add(d).ok())
+        .and_then(|d| clock.now().checked_add(d).ok())
         .or_else(|| body.get("context").and_then(crate::beckn::context::expiry));
     let outcome = match flow.actions.get(&action) {
         Some(compiled) => {
@@ -79,6 +82,7 @@ pub async fn trace_action(
                 action,
                 deadline,
                 transport,
+                clock,
             };
             run_steps(flow, compiled, &run, &mut scope, &mut skipped).await
         }
@@ -99,6 +103,7 @@ pub async fn run_event(
     event: &Value,
     context: &Value,
     transport: &dyn Transport,
+    clock: &dyn Clock,
 ) -> Result<RunOutput, EngineError> {
     let mut scope = Map::new();
     scope.insert("event".into(), event.clone());
@@ -108,8 +113,9 @@ pub async fn run_event(
         action: events.callback,
         deadline: flow
             .callback_deadline
-            .and_then(|d| jiff::Timestamp::now().checked_add(d).ok()),
+            .and_then(|d| clock.now().checked_add(d).ok()),
         transport,
+        clock,
     };
     let outcome = run_steps(flow, &events.action, &run, &mut scope, &mut Vec::new()).await;
     outcome.map(|message| RunOutput { message, scope })
@@ -122,6 +128,8 @@ struct Run<'a> {
     /// When the callback is due; None: no deadline but [`MAX_ASKED_WAIT`].
     deadline: Option<jiff::Timestamp>,
     transport: &'a dyn Transport,
+    /// Whose time the deadline is, and a retry's wait.
+    clock: &'a dyn Clock,
 }
 
 /// The flow as templates see it (`flow.name`, `flow.subscriber_id`, …): in steps, requests
@@ -302,11 +310,12 @@ async fn run_call(
                         Some(asked) => asked.max(pause * (attempt + 1)),
                         None => pause * (attempt + 1),
                     };
-                    match too_late(wait, run.deadline) {
+                    match too_late(wait, run.deadline, run.clock.now()) {
                         None => {
                             attempt += 1;
                             tracing::warn!(flow = %flow.name, %action, step, backend = %backend.name, attempt, error = %failure, retry_in_ms = wait.as_millis() as u64, "backend call failed, retrying");
-                            tokio::time::sleep(wait).await;
+                            let at = run.clock.now_ms() + wait.as_millis() as i64;
+                            run.clock.sleep_until_ms(at).await;
                             continue;
                         }
                         Some(why) => {
@@ -370,10 +379,14 @@ fn asked_wait(failure: &BackendFailure) -> Option<std::time::Duration> {
 
 /// Why waiting `wait` before the next attempt is pointless: it ends after `deadline` (or,
 /// without one, it is longer than [`MAX_ASKED_WAIT`]).
-fn too_late(wait: std::time::Duration, deadline: Option<jiff::Timestamp>) -> Option<String> {
+fn too_late(
+    wait: std::time::Duration,
+    deadline: Option<jiff::Timestamp>,
+    now: jiff::Timestamp,
+) -> Option<String> {
     match deadline {
         Some(d) => {
-            let next = jiff::Timestamp::now().checked_add(wait).ok();
+            let next = now.checked_add(wait).ok();
             next.is_none_or(|n| n > d).then(|| {
                 format!(
                     "the next attempt would be in {}ms, after the callback's deadline {d}",

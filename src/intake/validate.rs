@@ -29,8 +29,13 @@ pub struct Rules<'a> {
 
 impl Rules<'_> {
     /// Every check of a parsed request to a provider, in order (action, core schema,
-    /// recipient, domain rules, times); the first failure is the NACK.
-    pub fn check_request(&self, action: Action, request: &Value) -> Result<(), Rejection> {
+    /// recipient, domain rules, times against `now`); the first failure is the NACK.
+    pub fn check_request(
+        &self,
+        action: Action,
+        request: &Value,
+        now: jiff::Timestamp,
+    ) -> Result<(), Rejection> {
         action_matches(action.as_str(), request)?;
         self.core_violation(action.as_str(), request)?;
         if let Some(bpp_id) = request.pointer("/context/bpp_id").and_then(Value::as_str)
@@ -43,7 +48,7 @@ impl Rules<'_> {
         }
         self.domain_violation(action.as_str(), request)?;
         let context = request.get("context").unwrap_or(&Value::Null);
-        check_times(context, self.time_limits, jiff::Timestamp::now())?;
+        check_times(context, self.time_limits, now)?;
         Ok(())
     }
 

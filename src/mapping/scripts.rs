@@ -6,8 +6,10 @@
 
 use std::collections::HashMap;
 
-use rhai::{AST, Dynamic, Engine, EvalAltResult, Scope};
+use rhai::{AST, Dynamic, Engine, EvalAltResult, INT, Scope};
 use serde_json::Value;
+
+use super::helpers::{HelperError, money, time};
 
 /// A script failure, located in the script.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -33,6 +35,16 @@ pub enum ScriptError {
 pub struct ScriptEngine {
     engine: Engine,
     asts: HashMap<String, AST>,
+    /// Sources kept for [`ScriptEngine::undefined_variable`], which checks each use.
+    sources: HashMap<String, String>,
+}
+
+/// A variable a script reads that is neither in its scope nor defined by the script.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UndefinedVariable {
+    pub name: String,
+    /// 1-based line and column of the first read.
+    pub at: Option<(usize, usize)>,
 }
 
 impl ScriptEngine {
@@ -48,6 +60,7 @@ impl ScriptEngine {
         engine.set_module_resolver(rhai::module_resolvers::DummyModuleResolver::new());
         engine.disable_symbol("eval");
         engine.register_fn("uuid4", || uuid::Uuid::new_v4().to_string());
+        // A value written into a message (as in templates), not a decision: the system's time.
         engine.register_fn("now", || jiff::Timestamp::now().to_string());
         // Seconds since the epoch of an RFC 3339 timestamp, or () when it is not one: lets
         // scripts compare instants written with different offsets.
@@ -55,9 +68,11 @@ impl ScriptEngine {
             s.parse::<jiff::Timestamp>()
                 .map_or(Dynamic::UNIT, |t| Dynamic::from_int(t.as_second()))
         });
+        register_helpers(&mut engine);
         ScriptEngine {
             engine,
             asts: HashMap::new(),
+            sources: HashMap::new(),
         }
     }
 
@@ -70,6 +85,7 @@ impl ScriptEngine {
         match self.engine.compile(source) {
             Ok(ast) => {
                 self.asts.insert(name.to_string(), ast);
+                self.sources.insert(name.to_string(), source.to_string());
                 Ok(())
             }
             Err(e) => {
@@ -82,6 +98,33 @@ impl ScriptEngine {
 
     pub fn contains(&self, name: &str) -> bool {
         self.asts.contains_key(name)
+    }
+
+    /// The first variable the script `name` reads that is not among `vars` (the names the
+    /// step runs it with) and that it does not define itself: rhai's strict-variables mode,
+    /// applied at `check` time so the mistake is found before a message trips on it.
+    pub fn undefined_variable(&mut self, name: &str, vars: &[String]) -> Option<UndefinedVariable> {
+        let source = self.sources.get(name)?;
+        let mut scope = Scope::new();
+        for v in vars {
+            scope.push_dynamic(v.as_str(), Dynamic::UNIT);
+        }
+        self.engine.set_strict_variables(true);
+        let result = self.engine.compile_with_scope(&scope, source);
+        self.engine.set_strict_variables(false);
+        match result {
+            Err(e) => match e.err_type() {
+                rhai::ParseErrorType::VariableUndefined(var) => {
+                    let pos = e.position();
+                    Some(UndefinedVariable {
+                        name: var.clone(),
+                        at: pos.line().map(|l| (l, pos.position().unwrap_or(1))),
+                    })
+                }
+                _ => None,
+            },
+            Ok(_) => None,
+        }
     }
 
     /// Runs a script with `vars` in scope; its last expression is the result.
@@ -113,6 +156,67 @@ impl ScriptEngine {
     }
 }
 
+type HelperResult<T> = Result<T, Box<EvalAltResult>>;
+
+/// A helper's refusal as a script error that keeps its message (see `classify`).
+fn helper_err(e: HelperError) -> Box<EvalAltResult> {
+    Box::new(EvalAltResult::ErrorRuntime(
+        Dynamic::from(e),
+        rhai::Position::NONE,
+    ))
+}
+
+fn scale(helper: &'static str, n: INT) -> HelperResult<u32> {
+    u32::try_from(n).ok().filter(|n| *n <= 12).ok_or_else(|| {
+        helper_err(HelperError::new(
+            helper,
+            &n.to_string(),
+            "is not a number of decimals (0 to 12)",
+        ))
+    })
+}
+
+/// The time and money helpers templates have as filters, under the same names.
+fn register_helpers(engine: &mut Engine) {
+    engine.register_fn("from_minor", |m: INT| money::from_minor(m.into(), 2));
+    engine.register_fn("from_minor", |m: INT, s: INT| -> HelperResult<String> {
+        Ok(money::from_minor(m.into(), scale("from_minor", s)?))
+    });
+    fn to_minor(d: &str, s: u32) -> HelperResult<INT> {
+        let m = money::to_minor(d, s).map_err(helper_err)?;
+        INT::try_from(m)
+            .map_err(|_| helper_err(HelperError::new("to_minor", d, "is too large an amount")))
+    }
+    engine.register_fn("to_minor", |d: &str| to_minor(d, 2));
+    engine.register_fn("to_minor", |d: &str, s: INT| {
+        to_minor(d, scale("to_minor", s)?)
+    });
+    engine.register_fn("decimal", |d: &str| {
+        money::decimal(d, 2).map_err(helper_err)
+    });
+    engine.register_fn("decimal", |d: &str, p: INT| -> HelperResult<String> {
+        money::decimal(d, scale("decimal", p)?).map_err(helper_err)
+    });
+    engine.register_fn("decimal", |n: INT| {
+        money::from_minor(i128::from(n) * 100, 2)
+    });
+    engine.register_fn("decimal", |f: rhai::FLOAT| {
+        money::decimal(&f.to_string(), 2).map_err(helper_err)
+    });
+    engine.register_fn("local_to_rfc3339", |l: &str, tz: &str| {
+        time::local_to_rfc3339(l, tz).map_err(helper_err)
+    });
+    engine.register_fn("rfc3339_to_local", |t: &str, tz: &str| {
+        time::rfc3339_to_local(t, tz, None).map_err(helper_err)
+    });
+    engine.register_fn("rfc3339_to_local", |t: &str, tz: &str, f: &str| {
+        time::rfc3339_to_local(t, tz, Some(f)).map_err(helper_err)
+    });
+    engine.register_fn("add_duration", |t: &str, d: &str| {
+        time::add_duration(t, d).map_err(helper_err)
+    });
+}
+
 fn classify(script: &str, err: EvalAltResult) -> ScriptError {
     let line = err.position().line();
     match &err {
@@ -129,6 +233,11 @@ fn classify(script: &str, err: EvalAltResult) -> ScriptError {
         EvalAltResult::ErrorDataTooLarge(what, _) => ScriptError::Limit {
             script: script.into(),
             what: format!("{what} too large"),
+        },
+        EvalAltResult::ErrorRuntime(value, _) if value.is::<HelperError>() => ScriptError::Failed {
+            script: script.into(),
+            line,
+            detail: value.clone_cast::<HelperError>().to_string(),
         },
         EvalAltResult::ErrorRuntime(value, _) => {
             if let Some(map) = value.read_lock::<rhai::Map>() {
@@ -189,6 +298,97 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out, json!(true));
+    }
+
+    #[test]
+    fn time_and_money_helpers_match_the_filters() {
+        let out = run(
+            r#"[
+                local_to_rfc3339(slot, "Asia/Kolkata"),
+                rfc3339_to_local("2026-12-02T03:30:00Z", "Asia/Kolkata"),
+                rfc3339_to_local("2026-12-02T03:30:00Z", "Asia/Kolkata", "%d/%m/%Y"),
+                add_duration("2026-12-02T09:00:00+05:30", "PT2H"),
+                decimal("1499.5"), decimal(1499), decimal(0.1), decimal("2.5", 3),
+                to_minor("1499.50"), from_minor(49900), from_minor(1234, 3)
+            ]"#,
+            json!({"slot": "2026-12-02T09:00"}),
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            json!([
+                "2026-12-02T09:00:00+05:30",
+                "2026-12-02T09:00",
+                "02/12/2026",
+                "2026-12-02T11:00:00+05:30",
+                "1499.50",
+                "1499.00",
+                "0.10",
+                "2.500",
+                149950,
+                "499.00",
+                "1.234"
+            ])
+        );
+    }
+
+    #[test]
+    fn helper_errors_name_the_input_and_line() {
+        let err = run("let a = 1;\ndecimal(\"1,5\")", json!({})).unwrap_err();
+        match err {
+            ScriptError::Failed { line, detail, .. } => {
+                assert_eq!(line, Some(2));
+                assert_eq!(
+                    detail,
+                    "decimal: `1,5` is not a decimal number (like 1499.50)"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let err = run(
+            r#"local_to_rfc3339("2026-12-02T09:00", "Nowhere/Town")"#,
+            json!({}),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("`Nowhere/Town` is not a time zone"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn undefined_variables_are_found_at_compile_time() {
+        let mut e = ScriptEngine::new(1000);
+        let src = "let total = 0;\nfor i in order.items { total += i.qty; }\nfn f(x) { x + 1 }\n#{ n: f(total), s: stauts }";
+        e.add("s.rhai", src).unwrap();
+        let vars = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            e.undefined_variable("s.rhai", &vars(&["order", "status"])),
+            Some(UndefinedVariable {
+                name: "stauts".into(),
+                at: Some((4, 20))
+            })
+        );
+        assert_eq!(
+            e.undefined_variable("s.rhai", &vars(&["status"]))
+                .map(|u| u.name),
+            Some("order".into())
+        );
+        assert_eq!(
+            e.undefined_variable("s.rhai", &vars(&["order", "stauts"])),
+            None
+        );
+        // The engine stays lenient for running.
+        assert!(
+            e.run(
+                "s.rhai",
+                json!({"order": {"items": []}, "stauts": 1})
+                    .as_object()
+                    .unwrap()
+            )
+            .is_ok()
+        );
     }
 
     #[test]

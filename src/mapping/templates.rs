@@ -7,6 +7,8 @@
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior, Value as JValue};
 use serde_json::Value;
 
+use super::helpers::{HelperError, money, time};
+
 /// Names of text templates start with this; they are rendered without JSON escaping.
 pub const TEXT_PREFIX: &str = "text:";
 /// Names of inline value expressions (`"{{ expr }}"` in YAML) start with this.
@@ -16,6 +18,23 @@ const FAIL_MARKER: &str = "beckn-error:";
 
 /// Functions and filters every template may use, besides minijinja's builtins.
 pub const GLOBAL_NAMES: [&str; 3] = ["now", "uuid4", "fail"];
+
+/// Filters every template may use besides minijinja's builtins (named in `check`'s hints).
+pub const FILTER_NAMES: [&str; 13] = [
+    "from_minor",
+    "to_minor",
+    "decimal",
+    "price",
+    "decimal_price",
+    "fixed",
+    "iso_duration",
+    "tag_value",
+    "segment",
+    "epoch",
+    "local_to_rfc3339",
+    "rfc3339_to_local",
+    "add_duration",
+];
 
 /// A failure while rendering a template, located in its source.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -51,6 +70,31 @@ impl TemplateError {
     }
 }
 
+/// Whether a name after `|` (a filter) or after `is` (a test).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallableKind {
+    Filter,
+    Test,
+}
+
+impl std::fmt::Display for CallableKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CallableKind::Filter => "filter",
+            CallableKind::Test => "test",
+        })
+    }
+}
+
+/// A filter or test a template uses that does not exist, where it is used (1-based).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownCallable {
+    pub kind: CallableKind,
+    pub name: String,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+}
+
 /// The compiled templates of one flow.
 pub struct Templates {
     env: Environment<'static>,
@@ -76,6 +120,12 @@ impl Templates {
         env.add_filter("tag_value", tag_value);
         env.add_filter("segment", segment);
         env.add_filter("epoch", epoch);
+        env.add_filter("to_minor", to_minor);
+        env.add_filter("decimal", decimal);
+        env.add_filter("decimal_price", decimal_price);
+        env.add_filter("local_to_rfc3339", local_to_rfc3339);
+        env.add_filter("rfc3339_to_local", rfc3339_to_local);
+        env.add_filter("add_duration", add_duration);
         env.add_function("now", now);
         env.add_function("uuid4", uuid4);
         env.add_function("fail", fail);
@@ -102,6 +152,74 @@ impl Templates {
             .unwrap_or_default();
         vars.sort();
         vars
+    }
+
+    /// The filters and tests a compiled template applies that this environment does not
+    /// have, in source order. minijinja only finds these when the template runs; `check`
+    /// reports them from the compiled instructions.
+    pub fn unknown_callables(&self, name: &str) -> Vec<UnknownCallable> {
+        use minijinja::machinery::{Instruction, get_compiled_template};
+        let Ok(tmpl) = self.env.get_template(name) else {
+            return Vec::new();
+        };
+        let compiled = get_compiled_template(&tmpl);
+        let mut found: Vec<UnknownCallable> = Vec::new();
+        for instructions in std::iter::once(&compiled.instructions).chain(compiled.blocks.values())
+        {
+            for idx in 0u32.. {
+                let Some(instr) = instructions.get(idx) else {
+                    break;
+                };
+                let (kind, callable) = match instr {
+                    Instruction::ApplyFilter(f, _, _) => (CallableKind::Filter, *f),
+                    Instruction::PerformTest(t, _, _) => (CallableKind::Test, *t),
+                    _ => continue,
+                };
+                if found.iter().any(|u| u.kind == kind && u.name == callable)
+                    || self.has_callable(kind, callable)
+                {
+                    continue;
+                }
+                let span = instructions.get_span(idx);
+                found.push(UnknownCallable {
+                    kind,
+                    name: callable.to_string(),
+                    line: span
+                        .map(|s| usize::from(s.start_line))
+                        .or_else(|| instructions.get_line(idx)),
+                    column: span.map(|s| usize::from(s.start_col) + 1),
+                });
+            }
+        }
+        found.sort_by_key(|u| (u.line, u.column));
+        found
+    }
+
+    /// Whether the template `name` calls `function` as a function (`{{ function(...) }}`),
+    /// so that `check` can say "calls" rather than "reads".
+    pub fn calls(&self, name: &str, function: &str) -> bool {
+        use minijinja::machinery::{Instruction, get_compiled_template};
+        let Ok(tmpl) = self.env.get_template(name) else {
+            return false;
+        };
+        let compiled = get_compiled_template(&tmpl);
+        std::iter::once(&compiled.instructions)
+            .chain(compiled.blocks.values())
+            .any(|instructions| {
+                (0u32..)
+                    .map_while(|idx| instructions.get(idx))
+                    .any(|i| matches!(i, Instruction::CallFunction(f, _) if *f == function))
+            })
+    }
+
+    /// Whether the environment has this filter or test: asked of minijinja itself by applying
+    /// it to `none` in a scratch template, so builtins and our own filters count alike.
+    fn has_callable(&self, kind: CallableKind, name: &str) -> bool {
+        let (probe, unknown) = match kind {
+            CallableKind::Filter => (format!("{{{{ none | {name} }}}}"), ErrorKind::UnknownFilter),
+            CallableKind::Test => (format!("{{{{ none is {name} }}}}"), ErrorKind::UnknownTest),
+        };
+        !matches!(self.env.render_str(&probe, ()), Err(e) if e.kind() == unknown)
     }
 
     /// Renders to text.
@@ -140,38 +258,107 @@ fn excerpt(text: &str, line: usize, col: usize) -> String {
 /// `49900 | from_minor` -> `"499.00"`: amounts kept in minor units (paise, cents) as a
 /// Beckn decimal string. `scale` is the number of minor digits (2 by default).
 fn from_minor(value: JValue, scale: Option<u32>) -> Result<String, Error> {
-    let scale = scale.unwrap_or(2);
     let minor = i128::try_from(value.clone()).map_err(|_| {
         Error::new(
             ErrorKind::InvalidOperation,
             format!("from_minor needs a whole number, got {value}"),
         )
     })?;
-    let factor = 10i128.pow(scale);
-    let sign = if minor < 0 { "-" } else { "" };
-    let abs = minor.abs();
-    if scale == 0 {
-        return Ok(format!("{sign}{abs}"));
+    let scale = scale.unwrap_or(2);
+    if scale > money::MAX_SCALE {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!(
+                "from_minor: scale {scale} is more than {}",
+                money::MAX_SCALE
+            ),
+        ));
     }
-    Ok(format!(
-        "{sign}{}.{:0width$}",
-        abs / factor,
-        abs % factor,
-        width = scale as usize
-    ))
+    Ok(money::from_minor(minor, scale))
+}
+
+/// `"1499.50" | to_minor` -> `149950`: a decimal amount in minor units (`scale` digits).
+fn to_minor(value: JValue, scale: Option<u32>) -> Result<i64, Error> {
+    let text = decimal_text("to_minor", &value)?;
+    let minor = money::to_minor(&text, scale.unwrap_or(2)).map_err(helper_error)?;
+    i64::try_from(minor).map_err(|_| {
+        Error::new(
+            ErrorKind::InvalidOperation,
+            format!("to_minor: `{text}` is too large an amount"),
+        )
+    })
+}
+
+/// `"1499.5" | decimal` -> `"1499.50"`: a decimal amount (string or number) as a Beckn
+/// price value with `places` decimals (2 by default), exactly.
+fn decimal(value: JValue, places: Option<u32>) -> Result<String, Error> {
+    let text = decimal_text("decimal", &value)?;
+    money::decimal(&text, places.unwrap_or(2)).map_err(helper_error)
+}
+
+/// `"1499.5" | decimal_price` -> `{"currency": "INR", "value": "1499.50"}`: a Beckn `Price`
+/// from a decimal amount, for ERPs that price in rupees rather than paise.
+fn decimal_price(
+    value: JValue,
+    currency: Option<String>,
+    places: Option<u32>,
+) -> Result<JValue, Error> {
+    Ok(price_object(currency, decimal(value, places)?))
+}
+
+/// The text of a decimal amount: strings as they are, numbers in their shortest exact form.
+fn decimal_text(helper: &str, value: &JValue) -> Result<String, Error> {
+    if let Some(s) = value.as_str() {
+        return Ok(s.to_string());
+    }
+    if let Ok(n) = i128::try_from(value.clone()) {
+        return Ok(n.to_string());
+    }
+    match f64::try_from(value.clone()) {
+        Ok(f) if f.is_finite() && value.kind() == minijinja::value::ValueKind::Number => {
+            Ok(f.to_string())
+        }
+        _ => Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!("{helper}: `{value}` is neither a decimal string nor a number"),
+        )),
+    }
+}
+
+/// `"2026-12-02T09:00" | local_to_rfc3339("Asia/Kolkata")` -> `"2026-12-02T09:00:00+05:30"`.
+fn local_to_rfc3339(value: String, tz: String) -> Result<String, Error> {
+    time::local_to_rfc3339(&value, &tz).map_err(helper_error)
+}
+
+/// `"2026-12-02T03:30:00Z" | rfc3339_to_local("Asia/Kolkata")` -> `"2026-12-02T09:00"`;
+/// a strftime `format` may follow the zone.
+fn rfc3339_to_local(value: String, tz: String, format: Option<String>) -> Result<String, Error> {
+    time::rfc3339_to_local(&value, &tz, format.as_deref()).map_err(helper_error)
+}
+
+/// `t | add_duration("PT2H")` (or `"2h"`): an RFC 3339 time moved by a duration.
+fn add_duration(value: String, duration: String) -> Result<String, Error> {
+    time::add_duration(&value, &duration).map_err(helper_error)
+}
+
+fn helper_error(e: HelperError) -> Error {
+    Error::new(ErrorKind::InvalidOperation, e.to_string())
 }
 
 /// `49900 | price` -> `{"currency": "INR", "value": "499.00"}`: a Beckn `Price` from minor
 /// units. A filter rather than a template macro because catalogs call it for every item.
 fn price(value: JValue, currency: Option<String>, scale: Option<u32>) -> Result<JValue, Error> {
-    let amount = from_minor(value, scale)?;
+    Ok(price_object(currency, from_minor(value, scale)?))
+}
+
+fn price_object(currency: Option<String>, amount: String) -> JValue {
     let mut map = std::collections::BTreeMap::new();
     map.insert(
         "currency",
         JValue::from(currency.unwrap_or_else(|| "INR".into())),
     );
     map.insert("value", JValue::from(amount));
-    Ok(JValue::from(map))
+    JValue::from(map)
 }
 
 /// `12.5 | fixed(2)` -> `"12.50"`.
@@ -276,6 +463,8 @@ fn epoch(value: String, unit: Option<String>, plus: Option<String>) -> Result<i6
     }
 }
 
+/// `now()` in a template: the time a message is written, a value in it like a uuid, decided
+/// nothing by; so the system's time, not the application's clock.
 fn now() -> String {
     jiff::Timestamp::now().to_string()
 }
@@ -292,98 +481,4 @@ fn fail(code: String, message: String) -> Result<String, Error> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn render(src: &str, ctx: Value) -> Result<String, TemplateError> {
-        let mut t = Templates::new(10_000);
-        t.add("t.j2", src)?;
-        t.render("t.j2", &crate::mapping::jvalue(&ctx))
-    }
-
-    #[test]
-    fn json_escaping_keeps_output_valid() {
-        let out = render(
-            r#"{"name": {{ name }}}"#,
-            json!({"name": "Soil \"NPK\" <kit>"}),
-        )
-        .unwrap();
-        let v: Value = serde_json::from_str(&out).unwrap();
-        assert_eq!(v["name"], "Soil \"NPK\" <kit>");
-    }
-
-    #[test]
-    fn strict_undefined_names_the_line() {
-        let err = render("{\n\"a\": {{ missing.x }}}", json!({})).unwrap_err();
-        assert_eq!(err.line, Some(2));
-        assert_eq!(err.template, "t.j2");
-    }
-
-    #[test]
-    fn fuel_stops_runaway_loops() {
-        let err = render("{% for i in range(100000) %}{{ i }}{% endfor %}", json!({})).unwrap_err();
-        assert!(err.detail.contains("fuel"), "{err}");
-    }
-
-    #[test]
-    fn filters() {
-        let out = render(
-            "{{ 49900 | from_minor }} {{ 5 | from_minor }} {{ 2.5 | fixed(1) }} {{ 5 | iso_duration('days') }}",
-            json!({}),
-        )
-        .unwrap();
-        assert_eq!(out, r#""499.00" "0.05" "2.5" "P5D""#);
-        let out = render("{{ 49900 | price }} {{ 5 | price('USD') }}", json!({})).unwrap();
-        assert_eq!(
-            out,
-            r#"{"currency":"INR","value":"499.00"} {"currency":"USD","value":"0.05"}"#
-        );
-        let tags = json!([{"descriptor": {"code": "crop"}, "list": [{"descriptor": {"code": "name"}, "value": "wheat"}]}]);
-        let out = render(
-            "{{ tags | tag_value('crop', 'name') }}",
-            json!({"tags": tags}),
-        )
-        .unwrap();
-        assert_eq!(out, r#""wheat""#);
-    }
-
-    #[test]
-    fn epoch_counts_in_either_unit_and_moves_by_durations() {
-        let out = render(
-            r#"{{ t | epoch }} {{ t | epoch("milliseconds") }} {{ t | epoch("seconds", "P7D") }}"#,
-            json!({"t": "2026-11-23T10:00:00Z"}),
-        )
-        .unwrap();
-        assert_eq!(out, "1795428000 1795428000000 1796032800");
-        let err = render(r#"{{ "yesterday" | epoch }}"#, json!({})).unwrap_err();
-        assert!(err.detail.contains("RFC 3339"), "{err}");
-    }
-
-    #[test]
-    fn segments_cannot_leave_their_place() {
-        let mut t = Templates::new(1000);
-        t.add("text:p", "/orders/{{ id | segment }}/cancel")
-            .unwrap();
-        let out = t
-            .render("text:p", &crate::mapping::jvalue(json!({"id": "a/../b c"})))
-            .unwrap();
-        assert_eq!(out, "/orders/a%2F..%2Fb%20c/cancel");
-    }
-
-    #[test]
-    fn fail_carries_a_beckn_error() {
-        let err = render(r#"{{ fail("30004", "no such package") }}"#, json!({})).unwrap_err();
-        assert_eq!(err.beckn, Some(("30004".into(), "no such package".into())));
-    }
-
-    #[test]
-    fn text_templates_are_raw() {
-        let mut t = Templates::new(1000);
-        t.add("text:path", "/orders/{{ id }}").unwrap();
-        let out = t
-            .render("text:path", &crate::mapping::jvalue(json!({"id": "A-1"})))
-            .unwrap();
-        assert_eq!(out, "/orders/A-1");
-    }
-}
+mod tests;

@@ -140,6 +140,7 @@ impl Reloader {
                 tracing::error!(%trigger, problems = diagnostics.len(), set = %current.hash, "reload rejected; the previous flows keep serving");
                 *self.last_rejected.lock().unwrap_or_else(|p| p.into_inner()) =
                     Some(RejectedReload {
+                        // for operators reading the status: the system's time
                         at: jiff::Timestamp::now().to_string(),
                         trigger: trigger.to_string(),
                         diagnostics: diagnostics.clone(),

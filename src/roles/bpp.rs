@@ -31,7 +31,7 @@ use crate::intake::body::read_body;
 use crate::intake::content_type::check_content_type;
 use crate::intake::payloads;
 use crate::store::heartbeat::{Held, while_held};
-use crate::store::{Admission, Claim, HeldRequest, Inbound, InboundKey, Unfinished, now_ms};
+use crate::store::{Admission, Claim, HeldRequest, Inbound, InboundKey, Unfinished};
 use crate::telemetry;
 use tracing::Instrument;
 
@@ -97,7 +97,7 @@ async fn receive(
     let verified =
         trust::verify_inbound(&flow.participant, &ep.services.registries, headers, &bytes).await?;
     let request: Value = serde_json::from_slice(&bytes).map_err(|e| Rejection::malformed(&e))?;
-    rules(&flow, &set.core).check_request(action, &request)?;
+    rules(&flow, &set.core).check_request(action, &request, ep.services.clock.now())?;
     let context_text = |k: &str| {
         request
             .pointer(&format!("/context/{k}"))
@@ -151,7 +151,8 @@ async fn receive(
         headers: redact::headers_json(headers),
         callback_base: callback_base.clone(),
         owner: ep.services.outbox.owner.clone(),
-        lease_until: now_ms() + ep.services.outbox.settings.work_lease.as_millis() as i64,
+        lease_until: ep.services.clock.now_ms()
+            + ep.services.outbox.settings.work_lease.as_millis() as i64,
     };
     match ep.services.outbox.store.accept(inbound).await {
         Ok(Admission::New) => {}
@@ -283,9 +284,15 @@ async fn process(
     };
     let (transaction_id, message_id) = (text("transaction_id"), text("message_id"));
     if let Run::Recovered { received_at } = run
-        && let Some(expired) = expiry(&request_ctx).filter(|t| *t < jiff::Timestamp::now())
+        && let Some(expired) = expiry(&request_ctx).filter(|t| *t < services.clock.now())
     {
-        let context = callback_context(&flow.participant, &flow.domain, action, &request_ctx);
+        let context = callback_context(
+            &flow.participant,
+            &flow.domain,
+            action,
+            &request_ctx,
+            services.clock.now(),
+        );
         answer_expired(
             &services,
             &flow,
@@ -306,9 +313,15 @@ async fn process(
     let outcome = match not_their_order(&services, &flow, action, &request).await {
         Some(refusal) => Err(refusal),
         None => {
-            let run_flow = engine::run_action(&flow, action, &request, services.transport.as_ref());
-            let held_until = now_ms() + lease.as_millis() as i64;
-            match while_held(lease, held_until, renew, run_flow).await {
+            let run_flow = engine::run_action(
+                &flow,
+                action,
+                &request,
+                services.transport.as_ref(),
+                &*services.clock,
+            );
+            let held_until = services.clock.now_ms() + lease.as_millis() as i64;
+            match while_held(&*services.clock, lease, held_until, renew, run_flow).await {
                 Held::Done(outcome) => outcome.map(|out| out.message).map_err(|e| {
                     tracing::warn!(flow = %flow.name, %action, %transaction_id, %message_id, error = %e, "flow failed; answering with an error");
                     e.to_beckn()
@@ -321,9 +334,15 @@ async fn process(
             }
         }
     };
-    let context = callback_context(&flow.participant, &flow.domain, action, &request_ctx);
+    let context = callback_context(
+        &flow.participant,
+        &flow.domain,
+        action,
+        &request_ctx,
+        services.clock.now(),
+    );
     let body = callback_body(&rules(&flow, &core), action, context, outcome);
-    let now = now_ms();
+    let now = services.clock.now_ms();
     let deadline = match flow.callback_deadline {
         Some(d) => now + d.as_millis() as i64,
         None => expiry(&request_ctx).map_or(
@@ -380,7 +399,7 @@ async fn answer_expired(
         format!("the request expired before it could be processed: {reason}"),
     );
     let body = error_body(action, context, error);
-    let now = now_ms();
+    let now = services.clock.now_ms();
     let deadline = flow
         .callback_deadline
         .map(|d| received_at + d.as_millis() as i64)

@@ -149,7 +149,7 @@ async fn accept(
     let expires = check_times(
         context,
         &flow.participant.time_limits,
-        jiff::Timestamp::now(),
+        ep.services.clock.now(),
     )?;
     Ok((
         flow,
@@ -220,7 +220,7 @@ async fn receive_search(
         ack: None,
         refused: None,
         expires_at,
-        created_at: crate::store::now_ms(),
+        created_at: ep.services.clock.now_ms(),
     };
     store
         .record_request(record, None)
@@ -229,7 +229,7 @@ async fn receive_search(
     let auth = original_auth(headers);
     let ep = ep.clone();
     tokio::spawn(async move {
-        let gateway_sig = gateway_signature(&flow, &bytes);
+        let gateway_sig = gateway_signature(&flow, &bytes, ep.services.clock.now().as_second());
         let sends = targets.into_iter().map(|bpp| {
             let url = format!("{}/search", bpp.url.trim_end_matches('/'));
             forward(
@@ -295,7 +295,7 @@ async fn receive_on_search(
     if searched_by(&search).as_deref() != Some(bap_id.as_str()) {
         return Err(not_routed(format!("the search did not come from {bap_id}")));
     }
-    if crate::store::now_ms() > search.expires_at {
+    if ep.services.clock.now_ms() > search.expires_at {
         return Err(Rejection::LateCallback {
             message_id,
             expired_at: jiff::Timestamp::from_millisecond(search.expires_at)
@@ -313,7 +313,7 @@ async fn receive_on_search(
     let auth = original_auth(headers);
     let ep = ep.clone();
     tokio::spawn(async move {
-        let gateway_sig = gateway_signature(&flow, &bytes);
+        let gateway_sig = gateway_signature(&flow, &bytes, ep.services.clock.now().as_second());
         forward(
             &ep,
             &flow,
@@ -344,7 +344,7 @@ async fn registered_provider(
         domain: Some(domain.to_string()),
         ..Default::default()
     };
-    let now = jiff::Timestamp::now();
+    let now = ep.services.clock.now();
     let found = ep
         .services
         .registries
@@ -390,7 +390,7 @@ async fn providers(
         country: text("/context/location/country/code"),
         ..Default::default()
     };
-    let now = jiff::Timestamp::now();
+    let now = ep.services.clock.now();
     let mut found: Vec<Subscriber> = ep
         .services
         .registries
@@ -415,8 +415,8 @@ fn original_auth(headers: &HeaderMap) -> Option<String> {
         .map(str::to_string)
 }
 
-fn gateway_signature(flow: &CompiledFlow, body: &[u8]) -> Option<String> {
-    trust::sign_outbound(&flow.participant, body)
+fn gateway_signature(flow: &CompiledFlow, body: &[u8], now: i64) -> Option<String> {
+    trust::sign_outbound(&flow.participant, body, now)
         .into_iter()
         .next()
         .map(|(_, v)| v)

@@ -20,11 +20,12 @@ use crate::backend::Transport;
 use crate::beckn::action::Action;
 use crate::beckn::schema::CoreSchemas;
 use crate::beckn::trust::RegistryPool;
+use crate::clock::SharedClock;
 use crate::compile::{CompiledFlow, CompiledSet};
 use crate::delivery::Outbox;
 use crate::intake::validate::Rules;
 use crate::sinks::Sinks;
-use crate::store::{HeldRequest, NewOutbox, StoreError, now_ms};
+use crate::store::{HeldRequest, NewOutbox, StoreError};
 
 /// What every role needs from the outside world; injected so tests and `render` can swap parts.
 pub struct Services {
@@ -32,6 +33,9 @@ pub struct Services {
     /// Durable state and delivery: requests are recorded in `outbox.store` before their ACK.
     pub outbox: Arc<Outbox>,
     pub registries: RegistryPool,
+    /// The time of day every decision is made on (the same clock the store, the outbox and
+    /// the registries have).
+    pub clock: SharedClock,
 }
 
 /// What `flow`'s messages, arriving and leaving, are checked against.
@@ -88,7 +92,11 @@ pub(crate) async fn queue_callback(
         let held = services
             .outbox
             .store
-            .renew_request(&completes.key, &completes.claim, now_ms() + lease)
+            .renew_request(
+                &completes.key,
+                &completes.claim,
+                services.clock.now_ms() + lease,
+            )
             .await?;
         if !held {
             return Err(NotQueued::ClaimLost);
@@ -154,7 +162,7 @@ pub async fn rescue_unfinished(
             let claimed = store
                 .claim_unfinished(
                     &services.outbox.owner,
-                    now_ms(),
+                    services.clock.now_ms(),
                     lease.as_millis() as i64,
                     PAGE,
                     take_all,

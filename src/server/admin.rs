@@ -12,9 +12,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
+use crate::clock::SharedClock;
 use crate::config::Secret;
 use crate::reload::{ReloadOutcome, Reloader};
-use crate::store::{Store, now_ms};
+use crate::store::Store;
 use crate::telemetry;
 
 pub struct Admin {
@@ -22,6 +23,8 @@ pub struct Admin {
     pub store: Arc<dyn Store>,
     /// Required as `Authorization: Bearer …` on `/admin/*` when set.
     pub token: Option<Secret>,
+    /// When a dead letter sent again is due, and its new deadline.
+    pub clock: SharedClock,
 }
 
 pub fn router(admin: Arc<Admin>) -> Router {
@@ -152,7 +155,7 @@ async fn outbox(State(admin): State<Arc<Admin>>) -> Response {
 }
 
 async fn retry(State(admin): State<Arc<Admin>>, Path(id): Path<i64>) -> Response {
-    let now = now_ms();
+    let now = admin.clock.now_ms();
     match admin.store.revive(id, now, now + 600_000).await {
         Ok(true) => Json(json!({"id": id, "status": "queued again"})).into_response(),
         Ok(false) => (

@@ -16,6 +16,7 @@ use super::{
     Accepted, Admission, Counterpart, Inbound, LedgerEntry, LedgerQueued, NewCallback, NewOutbox,
     OrderEvent, OutboxItem, PollPosition, SentRequest, StoreResult, Unfinished,
 };
+use crate::clock::Clock;
 
 /// A database the store runs on.
 pub(crate) trait Backend: Send + Sync {
@@ -32,6 +33,9 @@ pub(crate) trait Backend: Send + Sync {
 
     /// Whether several adapter processes may share this database.
     fn shared(&self) -> bool;
+
+    /// The clock whose times the writes record.
+    fn clock(&self) -> &dyn Clock;
 
     /// Announcements of callbacks filed by any process sharing the database.
     fn callback_signals(&self) -> Option<broadcast::Receiver<String>> {

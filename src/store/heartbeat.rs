@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use super::{StoreResult, now_ms};
+use super::StoreResult;
+use crate::clock::Clock;
 
 /// How work held under a claim ended.
 #[derive(Debug)]
@@ -26,8 +27,10 @@ pub fn renewal_interval(lease: Duration) -> Duration {
 }
 
 /// Runs `work` while renewing its claim with `renew(until)` (true: still held) every
-/// [`renewal_interval`]. `held_until` is when the claim's current lease ends (Unix ms).
+/// [`renewal_interval`]. `held_until` is when the claim's current lease ends (Unix ms, by
+/// `clock`).
 pub async fn while_held<'a, T>(
+    clock: &dyn Clock,
     lease: Duration,
     held_until: i64,
     renew: impl Fn(i64) -> BoxFuture<'a, StoreResult<bool>>,
@@ -43,7 +46,7 @@ pub async fn while_held<'a, T>(
             out = &mut work => return Held::Done(out),
             _ = tick => {}
         }
-        let now = now_ms();
+        let now = clock.now_ms();
         if now >= held_until {
             // Not renewed in time (the process stood still, or the store did not answer):
             // another process may have the work by now.
@@ -60,6 +63,8 @@ pub async fn while_held<'a, T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::SystemClock;
+    use crate::store::now_ms;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -68,6 +73,7 @@ mod tests {
         let renewals = Arc::new(AtomicUsize::new(0));
         let r = renewals.clone();
         let out = while_held(
+            &SystemClock,
             Duration::from_millis(90),
             now_ms() + 90,
             move |_| {
@@ -87,6 +93,7 @@ mod tests {
     #[tokio::test]
     async fn work_whose_claim_was_taken_over_is_dropped() {
         let out = while_held(
+            &SystemClock,
             Duration::from_millis(60),
             now_ms() + 60,
             |_| Box::pin(async { Ok(false) }),

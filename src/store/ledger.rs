@@ -10,7 +10,7 @@ use futures::future::BoxFuture;
 
 use super::backend::{Backend, Outcome, Work, changed, done, written};
 use super::rows::{self, Reader};
-use super::{NewOutbox, StoreResult, now_ms, sql};
+use super::{NewOutbox, StoreResult, sql};
 
 /// A user signed in to a sink (Ultra: with a Flipkart grant token); the app names them by
 /// `session` in later calls.
@@ -167,7 +167,7 @@ impl<B: Backend> LedgerStore for B {
     ) -> BoxFuture<'_, StoreResult<()>> {
         let args = vec![
             identity_token.into(),
-            now_ms().into(),
+            self.clock().now_ms().into(),
             flow.into(),
             transaction_id.into(),
         ];

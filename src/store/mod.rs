@@ -24,6 +24,8 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
+use crate::clock::{SharedClock, SystemClock};
+
 pub use buyer::{
     Accepted, BuyerStore, BuyerTransaction, Counterpart, Disposition, FiledCallback, NewCallback,
     RefusedCallback, SentRequest,
@@ -81,11 +83,20 @@ impl<B: backend::Backend> Store for B {
 /// Opens the store named by `url` (`sqlite://path/to/file.db` or `postgres://…`), creating
 /// and migrating it.
 pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
+    open_with_clock(url, SystemClock::shared()).await
+}
+
+/// [`open`], recording the times of `clock` (the application's).
+pub async fn open_with_clock(url: &str, clock: SharedClock) -> StoreResult<Arc<dyn Store>> {
     if let Some(path) = url.strip_prefix("sqlite://") {
-        return Ok(Arc::new(sqlite::SqliteStore::open(path).await?));
+        return Ok(Arc::new(
+            sqlite::SqliteStore::open_with_clock(path, clock).await?,
+        ));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Ok(Arc::new(postgres::PgStore::open(url).await?));
+        return Ok(Arc::new(
+            postgres::PgStore::open_with_clock(url, clock).await?,
+        ));
     }
     Err(StoreError::BadUrl(url.to_string()))
 }
@@ -97,7 +108,8 @@ pub fn body_digest(body: &[u8]) -> String {
     hex::encode(&Blake2b512::digest(body)[..16])
 }
 
-/// Unix milliseconds now.
+/// Unix milliseconds now by the system clock, for callers with no clock of the application
+/// (tests, the CLI); the adapter reads its [`crate::clock::Clock`].
 pub fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
 }

@@ -34,7 +34,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         &["beckn", "intake", "mapping", "store", "backend"],
     ),
     ("configuration", &["config"]),
-    ("utilities", &["telemetry"]),
+    ("utilities", &["telemetry", "clock"]),
 ];
 
 /// What `compile` may use: it turns files into a compiled set and nothing else.

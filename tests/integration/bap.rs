@@ -82,7 +82,11 @@ pub(crate) async fn post_signed(
     let mut req = reqwest::Client::new()
         .post(format!("{}/{path}", net.urls[BAP]))
         .header("content-type", "application/json");
-    for (k, v) in trust::sign_outbound(&flow.participant, &bytes) {
+    for (k, v) in trust::sign_outbound(
+        &flow.participant,
+        &bytes,
+        jiff::Timestamp::now().as_second(),
+    ) {
         req = req.header(k, v);
     }
     let resp = req.body(bytes).send().await.expect("BAP reachable");

@@ -397,6 +397,64 @@ fn every_auth_kind_and_a_form_body_pass() {
 }
 
 #[test]
+fn unknown_filter_in_a_mapping() {
+    let flow = lab_with(&[("soil/on_status.j2", "soil/mini_status.j2")]);
+    let template = r#"{#- on_status for the mini lab: reads order and state -#}
+{"order": {"id": {{ order.order_no }}, "status": {{ state.order_status }},
+  "quote": {"price": {{ order.amount | decimel_price }}}}}
+"#;
+    insta::assert_snapshot!(check_fails(
+        &[(FLOW, &flow), ("mappings/soil/mini_status.j2", template)],
+        1
+    ));
+}
+
+#[test]
+fn unknown_test_and_function_in_inline_templates() {
+    let flow = lab_with(&[
+        (
+            "      - name: state\n",
+            "      - name: state\n        when: order is mapingg\n",
+        ),
+        ("q: \"{{ message", "q: \"{{ uuid5() ~ message"),
+    ]);
+    insta::assert_snapshot!(check_fails(&[(FLOW, &flow)], 2));
+}
+
+#[test]
+fn undefined_variable_in_a_script() {
+    let flow = lab_with(&[("soil/order_state.rhai", "soil/mini_state.rhai")]);
+    let script = r#"// Maps the ERP order status for the mini lab.
+let s = order.status;
+let code = if s == "BOOKED" { "SCHEDULED" } else { s };
+#{ code: code, order_status: "ACTIVE", mode: ordr.mode }
+"#;
+    insta::assert_snapshot!(check_fails(
+        &[(FLOW, &flow), ("mappings/soil/mini_state.rhai", script)],
+        1
+    ));
+}
+
+/// Anchors and aliases share a block between calls; saphyr expands them within a node budget.
+#[test]
+fn yaml_anchors_and_aliases_pass() {
+    let errors = "          errors:\n            NOT_FOUND: { code: \"30010\", message: \"{{ response.message }}\" }\n";
+    let query = "            q: \"{{ message.intent.descriptor.name if message.intent is defined else none }}\"\n";
+    let flow = lab_with(&[
+        (errors, "          errors: *order_errors\n"),
+        (
+            query,
+            &format!(
+                "{query}{}",
+                errors.replace("errors:", "errors: &order_errors")
+            ),
+        ),
+    ]);
+    let out = check(&[(FLOW, &flow)]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+}
+
+#[test]
 fn auth_mistakes_each_located() {
     let flow = lab_with_backends(
         r#"  no_value:
@@ -427,4 +485,16 @@ fn auth_mistakes_each_located() {
         "        call: { backend: erp, method: POST, path: /profile, body: {}, form: { a: b } }",
     );
     insta::assert_snapshot!(check_fails(&[(FLOW, &flow)], 8));
+}
+
+/// An alias expanding past the budget (a "billion laughs") is refused where it is used.
+#[test]
+fn yaml_alias_bombs_are_refused() {
+    let mut flow = lab_with(&[]);
+    flow.push_str("x-a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n");
+    for (name, prev) in [("b", "a"), ("c", "b"), ("d", "c"), ("e", "d"), ("f", "e")] {
+        let items = vec![format!("*{prev}"); 10].join(", ");
+        flow.push_str(&format!("x-{name}: &{name} [{items}]\n"));
+    }
+    insta::assert_snapshot!(check_fails(&[(FLOW, &flow)], 1));
 }

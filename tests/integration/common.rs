@@ -12,6 +12,7 @@ use axum::extract::{Path as UrlPath, State};
 use axum::routing::post;
 use beckn_adapter::app::{AdminSettings, App, Listeners, Served, Settings};
 use beckn_adapter::beckn::signing::PrivateKey;
+use beckn_adapter::clock::{Clock, ManualClock};
 use beckn_adapter::compile::{self, CompiledSet, Layout};
 use beckn_adapter::delivery::DeliverySettings;
 use beckn_adapter::reload::Reloader;
@@ -260,6 +261,42 @@ impl TestApp {
             }
         });
         started
+    }
+}
+
+/// Settings that run the adapter on `clock`, a clock the test moves (for `configure`).
+pub fn on_clock(clock: &Arc<ManualClock>) -> impl FnOnce(&mut Settings) + use<> {
+    let clock = clock.clone();
+    move |settings| settings.clock = clock
+}
+
+/// Moves `clock` on by `by` in steps of `step`, letting the outbox act at every step: after
+/// each, waits until every message due at the clock's time has been sent or given a later
+/// time (none is due, none is under way), so no attempt outlives a jump. Panics if the outbox
+/// does not catch up within 10 s.
+pub async fn advance_outbox(
+    services: &Services,
+    clock: &ManualClock,
+    by: Duration,
+    step: Duration,
+) {
+    let mut moved = Duration::ZERO;
+    while moved < by {
+        let next = step.min(by - moved);
+        clock.advance(next);
+        moved += next;
+        let caught_up = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let due = services.outbox.store.next_due().await.expect("next due");
+                let idle = services.outbox.under_way() == 0;
+                if idle && due.is_none_or(|at| at > clock.now_ms()) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+        .await;
+        assert!(caught_up.is_ok(), "the outbox did not take up what was due");
     }
 }
 

@@ -12,7 +12,12 @@ use axum::Router;
 use axum::routing::post;
 use serde_json::{Value, json};
 
-use crate::common::{BAP_ID, GFSL_ID, Inbox, Network, TestApp, bap_signature, bind, record, repo};
+use beckn_adapter::clock::{Clock, ManualClock};
+
+use crate::common::{
+    BAP_ID, GFSL_ID, Inbox, Network, TestApp, advance_outbox, bap_signature, bind, on_clock,
+    record, repo,
+};
 
 /// A loopback port nothing listens on yet.
 pub async fn free_port() -> SocketAddr {
@@ -105,10 +110,14 @@ async fn a_repeated_message_id_is_acknowledged_but_not_run_again() {
 async fn callbacks_wait_out_a_buyer_app_that_is_down() {
     let bap_addr = free_port().await;
     let bap_url = format!("http://{bap_addr}");
-    let net = Network::start_env(
+    // The adapter runs on a clock the test moves: 30 s of the app being down pass at once.
+    let clock = ManualClock::starting_now();
+    let net = Network::start_app(
         &repo().join("flows"),
         None,
         HashMap::from([("FARMER_APP_URL".to_string(), bap_url.clone())]),
+        Vec::new(),
+        on_clock(&clock),
     )
     .await;
     let send = |ttl: &str| {
@@ -124,17 +133,42 @@ async fn callbacks_wait_out_a_buyer_app_that_is_down() {
         let (status, ack) = net.post_raw("search", "application/json", body).await;
         assert_eq!(status, 200, "{ack}");
     }
+    // Both callbacks are in the outbox before the clock moves.
+    let store = &net.services.outbox.store;
+    let queued = tokio::time::timeout(Duration::from_secs(20), async {
+        while store.counts().await.unwrap().pending < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(queued.is_ok(), "both callbacks were queued");
     // The buyer app is down for 30 s: nothing listens on its registered address.
-    let down_since = Instant::now();
-    tokio::time::sleep(Duration::from_secs(30)).await;
+    let down_since = clock.now();
+    advance_outbox(
+        &net.services,
+        &clock,
+        Duration::from_secs(30),
+        Duration::from_millis(250),
+    )
+    .await;
     let inbox = stand_in_at(bap_addr).await;
+    // The clock moves on, a little at a time, until the next retry reaches the app.
+    let step = Duration::from_millis(100);
+    let arrived = tokio::time::timeout(Duration::from_secs(20), async {
+        while inbox.count() == 0 {
+            advance_outbox(&net.services, &clock, step, step).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(arrived.is_ok(), "a callback reached the app once it was up");
     let on_search = inbox
         .wait("on_search", &patient, Duration::from_secs(20))
         .await;
     assert!(on_search["message"]["catalog"]["providers"][0]["items"].is_array());
-    assert!(down_since.elapsed() >= Duration::from_secs(30));
+    assert!(clock.now().duration_since(down_since) >= jiff::SignedDuration::from_secs(30));
     // the one whose ttl ran out while the app was down is a dead letter with its last error
-    let dead = net.services.outbox.store.dead_letters(10).await.unwrap();
+    let dead = store.dead_letters(10).await.unwrap();
     let buried = dead
         .iter()
         .find(|d| d.message_id == hasty)

@@ -8,15 +8,17 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::post;
-use beckn_adapter::app::Served;
+use beckn_adapter::app::{Served, Settings};
 use beckn_adapter::beckn::registry::LookupQuery;
 use beckn_adapter::beckn::signing::{PrivateKey, PublicKey, SignatureHeader};
+use beckn_adapter::clock::{Clock, ManualClock};
 use beckn_adapter::compile::RegistrySource;
 use beckn_adapter::roles::Services;
 use serde_json::{Value, json};
 
 use crate::common::{
-    BAP_ID, BAP_KEY_ID, BAP_TEST_KEY, GFSL_ID, Inbox, TestApp, bap_signature, bind, record, repo,
+    BAP_ID, BAP_KEY_ID, BAP_TEST_KEY, GFSL_ID, Inbox, TestApp, bap_signature, bind, on_clock,
+    record, repo,
 };
 
 /// TEST-ONLY key of the sample network's GreenField lab (flows/greenfield-lab.yaml).
@@ -38,6 +40,11 @@ struct SoilNetwork {
 
 impl SoilNetwork {
     async fn start() -> SoilNetwork {
+        SoilNetwork::start_app(|_| {}).await
+    }
+
+    /// Like [`SoilNetwork::start`], with the adapter's settings changed by `configure`.
+    async fn start_app(configure: impl FnOnce(&mut Settings)) -> SoilNetwork {
         let erp = sample_erp::SampleErp::new(sample_erp::ErpConfig::default());
         let (erp_listener, erp_addr) = bind().await;
         tokio::spawn(erp.serve(erp_listener, std::future::pending()));
@@ -76,7 +83,10 @@ impl SoilNetwork {
             &repo().join("flows"),
             env,
             vec![gw_listener, gfsl_listener, kth_listener],
-            |settings| settings.served = Served::Except(vec!["farmer-app".into()]),
+            |settings| {
+                settings.served = Served::Except(vec!["farmer-app".into()]);
+                configure(settings);
+            },
         )
         .await;
         let registry_keys = match app
@@ -373,17 +383,16 @@ async fn gateway_relays_no_on_search_for_a_search_it_never_routed() {
 
 #[tokio::test]
 async fn gateway_relays_no_on_search_after_the_search_ttl() {
-    let net = SoilNetwork::start().await;
-    // a search sent 27s ago with ttl PT30S: valid for about three more seconds
-    let sent_at = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(27);
+    let clock = ManualClock::starting_now();
+    let net = SoilNetwork::start_app(on_clock(&clock)).await;
+    // a search sent 27s ago with ttl PT30S: valid for three more seconds
+    let sent_at = clock.now() - jiff::SignedDuration::from_secs(27);
     let (_, search) = net
         .search_edited(|b| b["context"]["timestamp"] = json!(sent_at.to_string()))
         .await;
-    // wait for the clock to pass the search's expiry
-    let expires = sent_at + jiff::SignedDuration::from_secs(30);
-    while jiff::Timestamp::now() <= expires {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // the clock passes the search's expiry
+    clock.advance(Duration::from_secs(4));
+    assert!(clock.now() > sent_at + jiff::SignedDuration::from_secs(30));
     let (status, nack) = net
         .on_search(&search, GFSL_ID, GFSL_TEST_KEY, GFSL_KEY_ID)
         .await;

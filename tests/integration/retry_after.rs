@@ -11,24 +11,34 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use beckn_adapter::clock::{Clock, ManualClock, SystemClock};
 use beckn_adapter::compile::Layout;
 use beckn_adapter::demo::{NetworkOptions, SampleNetwork};
 use serde_json::{Value, json};
 
-use crate::common::{Network, bind, repo};
+use crate::common::{Network, advance_outbox, bind, on_clock, repo};
 use crate::durability::{wait_until, wait_until_async};
 
-/// A receiver on loopback that notes when each request arrived and answers from a queue
-/// (status, `Retry-After`, body); once the queue is empty, 200 with an ACK.
-#[derive(Default)]
+/// A receiver on loopback that notes when each request arrived (by `clock`, the adapter's) and
+/// answers from a queue (status, `Retry-After`, body); once the queue is empty, 200 with an
+/// ACK.
 struct StandIn {
-    arrivals: Mutex<Vec<Instant>>,
+    clock: Arc<dyn Clock>,
+    arrivals: Mutex<Vec<jiff::Timestamp>>,
     answers: Mutex<VecDeque<(u16, String, Value)>>,
 }
 
 impl StandIn {
     async fn start() -> (Arc<StandIn>, String) {
-        let stand_in = Arc::new(StandIn::default());
+        StandIn::start_on(Arc::new(SystemClock)).await
+    }
+
+    async fn start_on(clock: Arc<dyn Clock>) -> (Arc<StandIn>, String) {
+        let stand_in = Arc::new(StandIn {
+            clock,
+            arrivals: Mutex::default(),
+            answers: Mutex::default(),
+        });
         let (listener, addr) = bind().await;
         let router = Router::new().fallback(answer).with_state(stand_in.clone());
         tokio::spawn(async move { axum::serve(listener, router).await });
@@ -42,19 +52,23 @@ impl StandIn {
         }
     }
 
-    fn arrivals(&self) -> Vec<Instant> {
+    fn arrivals(&self) -> Vec<jiff::Timestamp> {
         self.arrivals.lock().unwrap().clone()
     }
 
     /// The pauses between consecutive arrivals from the `from`-th one on.
     fn gaps(&self, from: usize) -> Vec<Duration> {
         let a = self.arrivals();
-        a[from..].windows(2).map(|w| w[1] - w[0]).collect()
+        a[from..]
+            .windows(2)
+            .map(|w| Duration::try_from(w[1].duration_since(w[0])).unwrap_or_default())
+            .collect()
     }
 }
 
 async fn answer(State(s): State<Arc<StandIn>>) -> Response {
-    s.arrivals.lock().unwrap().push(Instant::now());
+    let now = s.clock.now();
+    s.arrivals.lock().unwrap().push(now);
     let next = s.answers.lock().unwrap().pop_front();
     match next {
         Some((status, retry_after, body)) => {
@@ -110,15 +124,19 @@ async fn erp_calls_wait_for_retry_after_and_not_past_the_callbacks_deadline() {
 
 #[tokio::test]
 async fn callbacks_wait_for_the_receivers_retry_after_within_their_deadline() {
-    let (bap, bap_url) = StandIn::start().await;
-    let net = Network::start_env(
+    // The adapter and the receiver on a clock the test moves: the asked wait passes at once.
+    let clock = ManualClock::starting_now();
+    let (bap, bap_url) = StandIn::start_on(clock.clone()).await;
+    let net = Network::start_app(
         &repo().join("flows"),
         None,
         HashMap::from([("FARMER_APP_URL".to_string(), bap_url.clone())]),
+        Vec::new(),
+        on_clock(&clock),
     )
     .await;
     // an HTTP date two seconds ahead: a wait of more than one second
-    let at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(2);
+    let at = clock.now() + jiff::SignedDuration::from_secs(2);
     let date = jiff::fmt::rfc2822::DateTimePrinter::new()
         .timestamp_to_rfc9110_string(&at)
         .unwrap();
@@ -133,6 +151,17 @@ async fn callbacks_wait_for_the_receivers_retry_after_within_their_deadline() {
         )
         .await;
     assert_eq!(status, 200, "{ack}");
+    wait_until("the first attempt", Duration::from_secs(10), || {
+        !bap.arrivals().is_empty()
+    })
+    .await;
+    advance_outbox(
+        &net.services,
+        &clock,
+        Duration::from_secs(3),
+        Duration::from_millis(100),
+    )
+    .await;
     wait_until("the retried callback", Duration::from_secs(10), || {
         bap.arrivals().len() >= 2
     })

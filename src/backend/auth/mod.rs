@@ -70,13 +70,15 @@ impl BackendAuth {
     }
 
     /// The headers a call carries; an OAuth2 backend's token is fetched (once for all
-    /// concurrent callers) when none is cached or it is about to expire.
+    /// concurrent callers) when none is cached or it is about to expire. `now`: the
+    /// application clock's Unix seconds, which a signature covers.
     pub async fn credentials(
         &self,
         client: &reqwest::Client,
         backend: &str,
         timeout: Duration,
         parts: RequestParts<'_>,
+        now: i64,
     ) -> Result<Credentials, BackendFailure> {
         let header = |name: &str, value: Secret| Credentials {
             headers: vec![(name.to_string(), value)],
@@ -91,7 +93,7 @@ impl BackendAuth {
             }
             BackendAuth::Hmac(signer) => Credentials {
                 headers: signer
-                    .sign(parts, jiff::Timestamp::now().as_second())
+                    .sign(parts, now)
                     .map_err(|e| BackendFailure::Unreachable(format!("cannot sign: {e}")))?,
                 ..Default::default()
             },
@@ -172,7 +174,7 @@ mod tests {
     async fn headers(auth: &BackendAuth) -> Vec<(String, String)> {
         let client = reqwest::Client::new();
         let c = auth
-            .credentials(&client, "erp", Duration::from_secs(1), NO_PARTS)
+            .credentials(&client, "erp", Duration::from_secs(1), NO_PARTS, 0)
             .await
             .unwrap();
         c.headers

@@ -12,7 +12,7 @@ use super::BapEndpoint;
 use super::signals::announced;
 use crate::compile::CompiledFlow;
 use crate::engine::flow_value;
-use crate::store::{Disposition, RefusedCallback, SentRequest, StoreError, now_ms};
+use crate::store::{Disposition, RefusedCallback, SentRequest, StoreError};
 
 /// Where a request stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -140,7 +140,7 @@ pub async fn document(
     let status = answer_status(
         acked,
         expected_all,
-        now_ms() >= request.expires_at,
+        ep.services.clock.now_ms() >= request.expires_at,
         answers.len(),
         errors.len(),
     );
@@ -372,12 +372,16 @@ pub async fn wait(
         if doc.status != AnswerStatus::Waiting {
             return Ok(doc);
         }
-        let left = (request.expires_at - now_ms()).max(0) as u64 + 1;
-        let until_expiry = std::time::Duration::from_millis(left);
-        let next_look = poll.map_or(until_expiry, |p| p.min(until_expiry));
+        let look_again = async {
+            match poll {
+                Some(p) => tokio::time::sleep(p).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = announced(&mut rx, &request.message_id) => {}
-            _ = tokio::time::sleep(next_look) => {}
+            _ = ep.services.clock.sleep_until_ms(request.expires_at + 1) => {}
+            _ = look_again => {}
         }
     }
 }

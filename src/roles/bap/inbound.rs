@@ -40,7 +40,7 @@ use crate::intake::message::text;
 use crate::intake::payloads;
 use crate::roles::rules;
 use crate::sinks::Sinks;
-use crate::store::{Accepted, Disposition, NewCallback, RefusedCallback, SentRequest, now_ms};
+use crate::store::{Accepted, Disposition, NewCallback, RefusedCallback, SentRequest};
 
 /// `POST {base_path}/{callback}`.
 pub async fn receive(
@@ -148,6 +148,7 @@ async fn accept(
                 &callback_record,
                 &parsed,
                 request_body.as_ref(),
+                ep.services.clock.now(),
             )
         });
     let forwarding = forward.is_some();
@@ -237,7 +238,7 @@ async fn note_refusal(
         bpp_id: cut(text(&body, "/context/bpp_id").to_string(), MAX_REASON),
         reason: cut(reason, MAX_REASON),
         action: action.callback().to_string(),
-        received_at: jiff::Timestamp::now().to_string(),
+        received_at: ep.services.clock.now().to_string(),
         code: code.code().to_string(),
     };
     let Ok(json) = serde_json::to_string(&refused) else {
@@ -295,7 +296,7 @@ async fn classify(
                 format!("that request went to {}, not {bpp_id}", r.recipient),
             ));
         }
-        if now_ms() > r.expires_at {
+        if ep.services.clock.now_ms() > r.expires_at {
             return Ok((Disposition::Late, String::new()));
         }
         return Ok((Disposition::Answer, String::new()));

@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 use super::BapEndpoint;
 use super::client::ClientError;
 use crate::beckn::action::Action;
-use crate::beckn::context::{expiry, now_rfc3339};
+use crate::beckn::context::{expiry, rfc3339};
 use crate::beckn::registry::{LookupQuery, SubscriberType};
 use crate::beckn::trust;
 use crate::compile::{CompiledBap, CompiledFlow, CompiledSet, GatewayTarget};
@@ -23,7 +23,7 @@ use crate::config::model::AnswerMode;
 use crate::engine::flow_value;
 use crate::intake::message::text;
 use crate::roles::rules;
-use crate::store::{Counterpart, Disposition, SentRequest, now_ms};
+use crate::store::{Counterpart, Disposition, SentRequest};
 
 /// Context fields only the adapter sets.
 const ADAPTER_OWNED: [&str; 7] = [
@@ -149,7 +149,7 @@ pub async fn prepare(
         ("bap_uri", json!(flow.participant.subscriber_uri)),
         ("transaction_id", json!(transaction_id)),
         ("message_id", json!(uuid::Uuid::new_v4().to_string())),
-        ("timestamp", json!(now_rfc3339())),
+        ("timestamp", json!(rfc3339(ep.services.clock.now()))),
         ("ttl", json!(ttl)),
     ] {
         context.insert(k.to_string(), v);
@@ -207,7 +207,7 @@ pub async fn prepare(
         body: bytes,
         ack: None,
         expires_at,
-        created_at: now_ms(),
+        created_at: ep.services.clock.now_ms(),
     };
     Ok(Prepared { body, request })
 }
@@ -365,7 +365,7 @@ async fn bpp_uri(
         kind: Some(SubscriberType::Bpp),
         ..Default::default()
     };
-    let now = jiff::Timestamp::now();
+    let now = ep.services.clock.now();
     let registered = ep
         .services
         .registries
@@ -406,7 +406,7 @@ async fn expected_providers(ep: &BapEndpoint, flow: &CompiledFlow, context: &Val
         country: field("/location/country/code"),
         ..Default::default()
     };
-    let now = jiff::Timestamp::now();
+    let now = ep.services.clock.now();
     match ep.services.registries.lookup(source, query).await {
         Ok(found) => {
             let mut ids: Vec<String> = found
@@ -458,7 +458,11 @@ pub async fn send(
     if let Err(refused) = ep.services.outbox.destinations.check(url).await {
         return Ack::Failed(format!("not sent: {refused}"));
     }
-    let headers = trust::sign_outbound(&flow.participant, &bytes);
+    let headers = trust::sign_outbound(
+        &flow.participant,
+        &bytes,
+        ep.services.clock.now().as_second(),
+    );
     crate::intake::payloads::sent(&flow.name, action, url, &headers, &bytes);
     let mut req = ep
         .http

@@ -52,9 +52,15 @@ async fn run(ep: &BapEndpoint, headers: &HeaderMap, body: Body) -> Result<Value,
         .filter(|g| !g.is_empty())
         .ok_or_else(|| ClientError::BadBody("send {\"grantToken\": \"...\"}".into()))?;
     let conn = &ultra.connection;
-    let user = sign_in::sign_in(&ep.http, conn, &flow.name, grant)
-        .await
-        .map_err(ultra_error)?;
+    let user = sign_in::sign_in(
+        &ep.http,
+        conn,
+        &flow.name,
+        grant,
+        ep.services.clock.now_ms(),
+    )
+    .await
+    .map_err(ultra_error)?;
     ep.store()
         .save_sink_user(user.clone())
         .await

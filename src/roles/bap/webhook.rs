@@ -11,10 +11,11 @@ use crate::beckn::action::Action;
 use crate::compile::{CompiledAppWebhook, CompiledFlow};
 use crate::delivery::DeliverySettings;
 use crate::delivery::app_webhook::KIND;
-use crate::store::{Disposition, NewCallback, NewOutbox, now_ms};
+use crate::store::{Disposition, NewCallback, NewOutbox};
 
 /// The delivery of `callback` (parsed as `body`) to the app. `request` is the request it
-/// answers (None for an unsolicited one), for the response template.
+/// answers (None for an unsolicited one), for the response template. `now`: when the callback
+/// was received.
 pub fn delivery(
     flow: &CompiledFlow,
     webhook: &CompiledAppWebhook,
@@ -22,6 +23,7 @@ pub fn delivery(
     callback: &NewCallback,
     body: &Value,
     request: Option<&Value>,
+    now: jiff::Timestamp,
 ) -> Option<NewOutbox> {
     let event = match callback.disposition {
         Disposition::Answer => "answer",
@@ -35,7 +37,7 @@ pub fn delivery(
         "transaction_id": callback.transaction_id,
         "message_id": callback.message_id,
         "bpp_id": callback.bpp_id,
-        "received_at": crate::beckn::context::now_rfc3339(),
+        "received_at": crate::beckn::context::rfc3339(now),
         "callback": body,
     });
     if let Some(via) = &callback.via {
@@ -67,7 +69,7 @@ pub fn delivery(
         }
     }
     let bytes = serde_json::to_vec(&envelope).ok()?;
-    let deadline = now_ms()
+    let deadline = now.as_millisecond()
         + flow
             .callback_deadline
             .unwrap_or(settings.default_deadline)

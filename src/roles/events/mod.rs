@@ -21,7 +21,7 @@ use crate::compile::{CompiledFlow, CompiledSet};
 use crate::engine;
 use crate::intake::answer::callback_body;
 use crate::store::heartbeat::{Held, while_held};
-use crate::store::{Admission, Inbound, InboundKey, now_ms};
+use crate::store::{Admission, Inbound, InboundKey};
 use crate::store::{Claim, HeldRequest, Unfinished};
 use crate::telemetry;
 
@@ -218,7 +218,8 @@ async fn record_event(
         headers,
         callback_base: callback_base.clone(),
         owner: services.outbox.owner.clone(),
-        lease_until: now_ms() + services.outbox.settings.work_lease.as_millis() as i64,
+        lease_until: services.clock.now_ms()
+            + services.outbox.settings.work_lease.as_millis() as i64,
     };
     match store.accept(inbound).await {
         Ok(Admission::Duplicate) => Ok(EventOutcome::Duplicate),
@@ -305,6 +306,7 @@ async fn process(
         &flow.domain,
         events.callback,
         &request_ctx,
+        services.clock.now(),
     );
     let message_id = uuid::Uuid::new_v4().to_string();
     context["message_id"] = json!(message_id);
@@ -318,9 +320,10 @@ async fn process(
         &event,
         &request_ctx,
         services.transport.as_ref(),
+        &*services.clock,
     );
-    let held_until = now_ms() + lease.as_millis() as i64;
-    let outcome = match while_held(lease, held_until, renew, mapping).await {
+    let held_until = services.clock.now_ms() + lease.as_millis() as i64;
+    let outcome = match while_held(&*services.clock, lease, held_until, renew, mapping).await {
         Held::Done(outcome) => outcome,
         Held::Lost => {
             tracing::warn!(flow = %flow.name, %callback, %transaction_id, "the event was taken over by another process while it was mapped; stopped here");
@@ -333,7 +336,7 @@ async fn process(
         e.to_beckn()
     });
     let body = callback_body(&rules(&flow, &set.core), events.callback, context, outcome);
-    let deadline = now_ms()
+    let deadline = services.clock.now_ms()
         + flow
             .callback_deadline
             .unwrap_or(services.outbox.settings.default_deadline)

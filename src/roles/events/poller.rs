@@ -27,7 +27,7 @@ use crate::backend::{BackendFailure, BackendRequest};
 use crate::compile::{CompiledFlow, CompiledPoll, CompiledSet};
 use crate::engine::EngineError;
 use crate::roles::Services;
-use crate::store::{StoreError, now_ms};
+use crate::store::StoreError;
 use crate::telemetry;
 
 /// The longest pause between polls after failures.
@@ -129,7 +129,7 @@ async fn poll_flow(
                 _ = stop.changed() => return,
                 // A reload may change what is polled and how often: poll now.
                 _ = reloads.changed() => {}
-                _ = tokio::time::sleep(pause) => {}
+                _ = services.clock.sleep_until_ms(services.clock.now_ms() + pause.as_millis() as i64) => {}
             }
         }
         if *stop.borrow() {
@@ -208,7 +208,7 @@ async fn poll_once(
         .max(services.outbox.settings.work_lease)
         .as_millis() as i64;
     let Some(position) = store
-        .claim_poll(&flow.name, owner, now_ms(), lease_ms)
+        .claim_poll(&flow.name, owner, services.clock.now_ms(), lease_ms)
         .await?
     else {
         return Ok(Pass::Standby);
@@ -269,7 +269,13 @@ async fn poll_once(
         return Ok(Pass::CaughtUp);
     };
     if !store
-        .advance_poll(&flow.name, owner, &next.to_string(), now_ms(), lease_ms)
+        .advance_poll(
+            &flow.name,
+            owner,
+            &next.to_string(),
+            services.clock.now_ms(),
+            lease_ms,
+        )
         .await?
     {
         tracing::warn!(flow = %flow.name, "another process took over polling this flow; its cursor was kept");

@@ -57,7 +57,7 @@ impl Destination for OmsDestination {
             // The token is minted once a slot is ours: one minted before a long wait could
             // expire.
             let turn = conn.limiter.clone().acquire_owned().await.ok();
-            let token = match super::secure_token(&conn) {
+            let token = match super::secure_token_at(&conn, outbox.clock.now().as_second()) {
                 Ok(t) => t,
                 Err(e) => return Err(Verdict::Transient(e.to_string(), None)),
             };
@@ -79,8 +79,9 @@ impl Destination for OmsDestination {
                 status,
                 headers,
                 body,
+                now,
             } => {
-                let asked = crate::backend::retry_after::asked(status, headers);
+                let asked = crate::backend::retry_after::asked(status, headers, now);
                 match classify(status, body) {
                     OmsAnswer::Accepted => ("accepted", Verdict::Delivered),
                     OmsAnswer::AlreadyAccepted => ("repeat", Verdict::Delivered),

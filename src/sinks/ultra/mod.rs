@@ -41,9 +41,15 @@ pub const SINK: &str = "ultra";
 /// The outbox `kind` of OMS updates.
 pub const OUTBOX_KIND: &str = "ultra";
 
-/// A secureToken for a call to `conn` now.
+/// A secureToken for a call to `conn` now, by the system clock: for the calls made on a
+/// user's behalf while they wait (sign-in, contact, ping), which Ultra judges by its own clock.
 pub fn secure_token(conn: &UltraConnection) -> Result<String, token::TokenError> {
-    token::token_at(&conn.tokens, jiff::Timestamp::now().as_second())
+    secure_token_at(conn, jiff::Timestamp::now().as_second())
+}
+
+/// A secureToken for a call to `conn` at `now` (unix seconds, by the outbox's clock).
+pub fn secure_token_at(conn: &UltraConnection, now: i64) -> Result<String, token::TokenError> {
+    token::token_at(&conn.tokens, now)
 }
 
 /// Flipkart Ultra as an order sink.

@@ -14,9 +14,7 @@ use crate::compile::{CompiledFlow, CompiledSet};
 use crate::delivery::Outbox;
 use crate::engine::flow_value;
 use crate::intake::message::text;
-use crate::store::{
-    LedgerEntry, LedgerQueued, NewOutbox, OrderEvent, OutboxItem, StoreError, now_ms,
-};
+use crate::store::{LedgerEntry, LedgerQueued, NewOutbox, OrderEvent, OutboxItem, StoreError};
 
 pub use crate::sinks::Reported;
 
@@ -200,7 +198,7 @@ async fn map_and_queue(
         let r = record(confirmed.state.as_str(), &confirmed.order_id);
         queue(outbox, flow, conn, r, confirmed, None).await?;
     }
-    let now = now_ms();
+    let now = outbox.clock.now_ms();
     let not_before = (u.hold_fulfilled && checked.state == OmsState::Fulfilled)
         .then(|| to_ms(checked.last_fulfillment_date, conn.unit) - HOLD_MARGIN_MS)
         .filter(|t| *t > now);
@@ -229,7 +227,7 @@ async fn queue(
     checked: oms::OmsOrder,
     not_before: Option<i64>,
 ) -> Result<Reported, StoreError> {
-    let now = now_ms();
+    let now = outbox.clock.now_ms();
     let transaction_id = record.transaction_id.clone();
     let state = record.state.clone();
     let body_bytes = serde_json::to_vec(&checked.body).unwrap_or_default();

@@ -10,18 +10,19 @@ use serde_json::{Value, json};
 
 use super::UltraConnection;
 use super::api::{self, UltraError};
-use crate::store::{SinkUser, now_ms};
+use crate::store::SinkUser;
 
 /// The header naming a signed-in user on client API calls.
 pub const SESSION_HEADER: &str = "x-ultra-session";
 
-/// Exchanges `grant` with Ultra and gives the user under a new session id, not yet kept.
-/// `flow` names the flow for log lines.
+/// Exchanges `grant` with Ultra and gives the user under a new session id, not yet kept,
+/// signed in at `now` (unix ms). `flow` names the flow for log lines.
 pub async fn sign_in(
     http: &reqwest::Client,
     conn: &UltraConnection,
     flow: &str,
     grant: &str,
+    now: i64,
 ) -> Result<SinkUser, UltraError> {
     let tokens = api::exchange_grant(http, conn, grant).await?;
     // The grant is spent by now: a contact Ultra cannot give is missing, not a failed sign-in.
@@ -38,7 +39,7 @@ pub async fn sign_in(
         identity_token: tokens.identity_token,
         mobile: contact.mobile,
         email: contact.email,
-        created_at: now_ms(),
+        created_at: now,
     })
 }
 

@@ -10,7 +10,7 @@ use super::log_entry;
 use super::outbox::enqueue_in;
 use crate::store::backend::{Logged, Requested, filed, requested};
 use crate::store::buyer::{CALLBACK_CHANNEL, signal_payload};
-use crate::store::{Accepted, NewCallback, NewOutbox, StoreResult, now_ms, sql};
+use crate::store::{Accepted, NewCallback, NewOutbox, StoreResult, sql};
 
 /// Relays `NOTIFY`s on [`CALLBACK_CHANNEL`] to `signals` for as long as anyone may listen.
 /// sqlx's listener reconnects by itself; when even connecting fails, it tries again a second
@@ -44,9 +44,12 @@ pub(super) async fn relay_notifications(pool: PgPool, signals: broadcast::Sender
 
 /// Records a request with its counterpart and expected answers (JSON), its transaction and its
 /// log entry.
-pub(super) async fn record_request(pool: &PgPool, request: &Requested) -> StoreResult<()> {
+pub(super) async fn record_request(
+    pool: &PgPool,
+    request: &Requested,
+    now: i64,
+) -> StoreResult<()> {
     let (r, counterpart, expected) = request;
-    let now = now_ms();
     let mut tx = pool.begin().await?;
     sqlx::query(sql::INSERT_BAP_REQUEST)
         .bind(&r.flow)
@@ -81,8 +84,8 @@ pub(super) async fn record_request(pool: &PgPool, request: &Requested) -> StoreR
 pub(super) async fn file_callback(
     pool: &PgPool,
     (c, forward, logged): (NewCallback, Option<NewOutbox>, Logged),
+    now: i64,
 ) -> StoreResult<Accepted> {
-    let now = now_ms();
     let mut tx = pool.begin().await?;
     let inserted = sqlx::query(sql::INSERT_CALLBACK)
         .bind(&c.flow)

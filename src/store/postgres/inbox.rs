@@ -7,10 +7,9 @@ use sqlx::postgres::PgPool;
 
 use super::log_entry;
 use crate::store::backend::received;
-use crate::store::{Admission, Inbound, StoreResult, body_digest, now_ms, sql};
+use crate::store::{Admission, Inbound, StoreResult, body_digest, sql};
 
-pub(super) async fn accept(pool: &PgPool, inbound: &Inbound) -> StoreResult<Admission> {
-    let now = now_ms();
+pub(super) async fn accept(pool: &PgPool, inbound: &Inbound, now: i64) -> StoreResult<Admission> {
     let key = &inbound.key;
     let digest = body_digest(&inbound.body);
     let mut tx = pool.begin().await?;

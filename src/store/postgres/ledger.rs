@@ -7,7 +7,7 @@ use sqlx::{PgConnection, Row};
 use super::outbox::enqueue_in;
 use crate::store::backend::masked;
 use crate::store::ledger::StateRule;
-use crate::store::{LedgerEntry, LedgerQueued, NewOutbox, OrderEvent, StoreResult, now_ms, sql};
+use crate::store::{LedgerEntry, LedgerQueued, NewOutbox, OrderEvent, StoreResult, sql};
 
 /// Keeps the order event of the sink's outbox message `outbox_id` (see `oms_events`).
 async fn keep_order_event(
@@ -34,6 +34,7 @@ pub(super) async fn queue_entry(
     rule: &dyn StateRule,
     r: &LedgerEntry,
     item: &NewOutbox,
+    now: i64,
 ) -> StoreResult<LedgerQueued> {
     let mut tx = pool.begin().await?;
     // One order's states are decided one at a time, whichever process reports them.
@@ -59,7 +60,7 @@ pub(super) async fn queue_entry(
             .bind(&r.transaction_id)
             .bind(&r.order_id)
             .bind(fulfilled)
-            .bind(now_ms())
+            .bind(now)
             .fetch_optional(&mut *tx)
             .await?;
         if let Some(id) = held {
@@ -72,7 +73,6 @@ pub(super) async fn queue_entry(
     if let Some(refused) = rule.refusal(&reported, &r.state) {
         return Ok(refused);
     }
-    let now = now_ms();
     let id = enqueue_in(&mut tx, item, now, None, &masked(&item.body)).await?;
     sqlx::query(sql::INSERT_UPDATE)
         .bind(&r.connection)
@@ -96,9 +96,9 @@ pub(super) async fn bury_order_event(
     event: &OrderEvent,
     item: &NewOutbox,
     reason: &str,
+    now: i64,
 ) -> StoreResult<i64> {
     let mut tx = pool.begin().await?;
-    let now = now_ms();
     // Nothing to send yet, so nothing in the message log.
     let id: i64 = sqlx::query(sql::INSERT_BURIED_EVENT)
         .bind(&item.flow)

@@ -20,17 +20,24 @@ use super::backend::{Backend, LogEntry, Outcome, Work};
 use super::rows::{self, Arg, Reader, bind_args};
 use super::sql::Dialect;
 use super::{StoreResult, sql};
+use crate::clock::{Clock, SharedClock, SystemClock};
 
 pub struct PgStore {
     pool: PgPool,
     /// Filed-callback announcements of every process, relayed from one `LISTEN` connection
     /// started on first use.
     signals: OnceLock<broadcast::Sender<String>>,
+    clock: SharedClock,
 }
 
 impl PgStore {
     /// Connects to `url` (`postgres://…`) and runs the shipped migrations.
     pub async fn open(url: &str) -> StoreResult<Self> {
+        PgStore::open_with_clock(url, SystemClock::shared()).await
+    }
+
+    /// [`PgStore::open`], recording the times of `clock`.
+    pub async fn open_with_clock(url: &str, clock: SharedClock) -> StoreResult<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .connect(url)
@@ -39,6 +46,7 @@ impl PgStore {
         Ok(PgStore {
             pool,
             signals: OnceLock::new(),
+            clock,
         })
     }
 
@@ -49,15 +57,18 @@ impl PgStore {
 
     async fn commit(&self, work: Work) -> StoreResult<Outcome> {
         let pool = &self.pool;
+        let now = self.clock.now_ms();
         Ok(match work {
-            Work::Accept(inbound) => Outcome::Admission(inbox::accept(pool, &inbound).await?),
+            Work::Accept(inbound) => Outcome::Admission(inbox::accept(pool, &inbound, now).await?),
             Work::TakeOver(args) => Outcome::Unfinished(
                 pool.rows(sql::TAKE_OVER.postgres, args, rows::unfinished)
                     .await?,
             ),
-            Work::Enqueue(item, logged) => Outcome::Id(outbox::enqueue(pool, &item, logged).await?),
+            Work::Enqueue(item, logged) => {
+                Outcome::Id(outbox::enqueue(pool, &item, logged, now).await?)
+            }
             Work::EnqueueDead(dead) => {
-                Outcome::Id(outbox::enqueue_dead(pool, &dead.0, &dead.1).await?)
+                Outcome::Id(outbox::enqueue_dead(pool, &dead.0, &dead.1, now).await?)
             }
             Work::Claim(args) => Outcome::Items(
                 pool.rows(sql::CLAIM.postgres, args, rows::outbox_item)
@@ -65,22 +76,22 @@ impl PgStore {
             ),
             Work::Execute(statements) => Outcome::Count(execute(pool, statements).await?),
             Work::RecordRequest(request) => {
-                buyer::record_request(pool, &request).await?;
+                buyer::record_request(pool, &request, now).await?;
                 Outcome::Done
             }
             Work::FileCallback(filed) => {
-                Outcome::Accepted(buyer::file_callback(pool, *filed).await?)
+                Outcome::Accepted(buyer::file_callback(pool, *filed, now).await?)
             }
             Work::ClaimPoll(args) => {
                 Outcome::Poll(pool.row(sql::CLAIM_POLL, args, rows::poll_position).await?)
             }
             Work::QueueEntry(queued) => {
                 let (rule, entry, item) = &*queued;
-                Outcome::Ledger(ledger::queue_entry(pool, *rule, entry, item).await?)
+                Outcome::Ledger(ledger::queue_entry(pool, *rule, entry, item, now).await?)
             }
             Work::BuryOrderEvent(buried) => {
                 let (event, item, reason) = &*buried;
-                Outcome::Id(ledger::bury_order_event(pool, event, item, reason).await?)
+                Outcome::Id(ledger::bury_order_event(pool, event, item, reason, now).await?)
             }
         })
     }
@@ -101,6 +112,10 @@ impl Backend for PgStore {
 
     fn shared(&self) -> bool {
         true
+    }
+
+    fn clock(&self) -> &dyn Clock {
+        &*self.clock
     }
 
     fn callback_signals(&self) -> Option<broadcast::Receiver<String>> {

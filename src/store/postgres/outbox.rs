@@ -7,18 +7,28 @@ use sqlx::{PgConnection, Row};
 
 use super::log_entry;
 use crate::store::backend::{masked, sent};
-use crate::store::{NewOutbox, StoreError, StoreResult, now_ms, sql};
+use crate::store::{NewOutbox, StoreError, StoreResult, sql};
 
-pub(super) async fn enqueue(pool: &PgPool, item: &NewOutbox, logged: Bytes) -> StoreResult<i64> {
+pub(super) async fn enqueue(
+    pool: &PgPool,
+    item: &NewOutbox,
+    logged: Bytes,
+    now: i64,
+) -> StoreResult<i64> {
     let mut tx = pool.begin().await?;
-    let id = enqueue_in(&mut tx, item, now_ms(), None, &logged).await?;
+    let id = enqueue_in(&mut tx, item, now, None, &logged).await?;
     tx.commit().await?;
     Ok(id)
 }
 
-pub(super) async fn enqueue_dead(pool: &PgPool, item: &NewOutbox, error: &str) -> StoreResult<i64> {
+pub(super) async fn enqueue_dead(
+    pool: &PgPool,
+    item: &NewOutbox,
+    error: &str,
+    now: i64,
+) -> StoreResult<i64> {
     let mut tx = pool.begin().await?;
-    let id = enqueue_in(&mut tx, item, now_ms(), Some(error), &masked(&item.body)).await?;
+    let id = enqueue_in(&mut tx, item, now, Some(error), &masked(&item.body)).await?;
     tx.commit().await?;
     Ok(id)
 }

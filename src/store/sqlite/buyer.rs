@@ -6,10 +6,9 @@ use rusqlite::{Connection, params};
 use super::outbox::enqueue;
 use super::writer::{log_entry, log_message, numbered};
 use crate::store::backend::{Logged, Requested, filed, requested};
-use crate::store::{Accepted, NewCallback, NewOutbox, StoreError, StoreResult, now_ms, sql};
+use crate::store::{Accepted, NewCallback, NewOutbox, StoreError, StoreResult, sql};
 
-pub(super) fn record_request(tx: &Connection, request: &Requested) -> StoreResult<()> {
-    let now = now_ms();
+pub(super) fn record_request(tx: &Connection, request: &Requested, now: i64) -> StoreResult<()> {
     let (r, counterpart, expected) = request;
     tx.prepare_cached(&numbered(sql::INSERT_BAP_REQUEST))?
         .execute(params![
@@ -42,8 +41,8 @@ pub(super) fn file_callback(
     c: &NewCallback,
     forward: Option<&NewOutbox>,
     logged: &Logged,
+    now: i64,
 ) -> StoreResult<Accepted> {
-    let now = now_ms();
     let inserted = tx
         .prepare_cached(&numbered(sql::INSERT_CALLBACK))?
         .execute(params![
@@ -63,7 +62,7 @@ pub(super) fn file_callback(
     }
     log_entry(tx, filed(c), &logged.callback, now)?;
     if let Some(item) = forward {
-        enqueue(tx, item, logged.forward.as_ref(), None)?.ok_or(StoreError::ClaimLost)?;
+        enqueue(tx, item, logged.forward.as_ref(), None, now)?.ok_or(StoreError::ClaimLost)?;
     }
     Ok(Accepted::New)
 }

@@ -5,10 +5,9 @@ use rusqlite::{Connection, params};
 
 use super::writer::{log_message, numbered};
 use crate::store::backend::received;
-use crate::store::{Admission, Inbound, StoreResult, body_digest, now_ms, sql};
+use crate::store::{Admission, Inbound, StoreResult, body_digest, sql};
 
-pub(super) fn accept(tx: &Connection, inbound: &Inbound) -> StoreResult<Admission> {
-    let now = now_ms();
+pub(super) fn accept(tx: &Connection, inbound: &Inbound, now: i64) -> StoreResult<Admission> {
     let key = &inbound.key;
     let digest = body_digest(&inbound.body);
     let inserted = tx

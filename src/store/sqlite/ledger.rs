@@ -7,7 +7,7 @@ use super::outbox::enqueue;
 use super::writer::numbered;
 use crate::store::ledger::StateRule;
 use crate::store::{
-    LedgerEntry, LedgerQueued, NewOutbox, OrderEvent, StoreError, StoreResult, now_ms, sql,
+    LedgerEntry, LedgerQueued, NewOutbox, OrderEvent, StoreError, StoreResult, sql,
 };
 
 /// Queues a sink's update unless its order reported this state, or `rule` says the state may
@@ -17,6 +17,7 @@ pub(super) fn queue_entry(
     rule: &dyn StateRule,
     record: &LedgerEntry,
     item: &NewOutbox,
+    now: i64,
 ) -> StoreResult<LedgerQueued> {
     let r = record;
     let order = params![r.connection, r.provider, r.transaction_id, r.order_id];
@@ -37,7 +38,7 @@ pub(super) fn queue_entry(
                     r.transaction_id,
                     r.order_id,
                     fulfilled,
-                    now_ms()
+                    now
                 ],
                 |row| row.get(0),
             )
@@ -53,8 +54,7 @@ pub(super) fn queue_entry(
     if let Some(refused) = rule.refusal(&reported, &r.state) {
         return Ok(refused);
     }
-    let id = enqueue(tx, item, None, None)?.ok_or(StoreError::ClaimLost)?;
-    let now = now_ms();
+    let id = enqueue(tx, item, None, None, now)?.ok_or(StoreError::ClaimLost)?;
     tx.prepare_cached(&numbered(sql::INSERT_UPDATE))?
         .execute(params![
             r.connection,
@@ -77,8 +77,8 @@ pub(super) fn bury_order_event(
     event: &OrderEvent,
     item: &NewOutbox,
     reason: &str,
+    now: i64,
 ) -> StoreResult<i64> {
-    let now = now_ms();
     let id: i64 = tx
         .prepare_cached(&numbered(sql::INSERT_BURIED_EVENT))?
         .query_row(

@@ -26,11 +26,13 @@ use tokio::sync::{mpsc, oneshot};
 use super::backend::{Backend, Outcome, Work};
 use super::sql::Dialect;
 use super::{StoreError, StoreResult};
+use crate::clock::{Clock, SharedClock, SystemClock};
 use writer::Op;
 
 pub struct SqliteStore {
     writer: mpsc::Sender<Op>,
     read: SqlitePool,
+    clock: SharedClock,
 }
 
 /// When a commit counts as done (`?synchronous=` of the store URL).
@@ -77,6 +79,11 @@ impl SqliteStore {
     /// Opens (creating if needed) and migrates the database at `location`: a path, optionally
     /// followed by `?synchronous=normal` (see [`Durability`]).
     pub async fn open(location: &str) -> StoreResult<Self> {
+        SqliteStore::open_with_clock(location, SystemClock::shared()).await
+    }
+
+    /// [`SqliteStore::open`], recording the times of `clock`.
+    pub async fn open_with_clock(location: &str, clock: SharedClock) -> StoreResult<Self> {
         let (path, durability) = parse_location(location)?;
         private_files(Path::new(path)).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
         let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
@@ -99,8 +106,13 @@ impl SqliteStore {
             .await
             .map_err(|_| StoreError::Closed)??;
         let (tx, rx) = mpsc::channel(8192);
-        writer::spawn(conn, rx).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
-        Ok(SqliteStore { writer: tx, read })
+        writer::spawn(conn, rx, clock.clone())
+            .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+        Ok(SqliteStore {
+            writer: tx,
+            read,
+            clock,
+        })
     }
 }
 
@@ -131,6 +143,10 @@ impl Backend for SqliteStore {
 
     fn reader(&self) -> &SqlitePool {
         &self.read
+    }
+
+    fn clock(&self) -> &dyn Clock {
+        &*self.clock
     }
 }
 

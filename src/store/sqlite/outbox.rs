@@ -6,7 +6,7 @@ use rusqlite::{Connection, params};
 
 use super::writer::{log_entry, log_message, numbered};
 use crate::store::backend::sent;
-use crate::store::{NewOutbox, StoreResult, now_ms, sql};
+use crate::store::{NewOutbox, StoreResult, sql};
 
 /// Queues `item` (as a dead letter with `dead` as its last error, when given); `logged` is its
 /// body already masked for the log (None: masked here). None when `item` completes a request
@@ -16,8 +16,8 @@ pub(super) fn enqueue(
     item: &NewOutbox,
     logged: Option<&Bytes>,
     dead: Option<&String>,
+    now: i64,
 ) -> StoreResult<Option<i64>> {
-    let now = now_ms();
     if let Some(held) = &item.completes {
         // Fenced, and first: a lost claim leaves no trace in the batch's transaction.
         let done = tx

@@ -11,6 +11,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior, params, params_from_i
 use tokio::sync::{mpsc, oneshot};
 
 use super::{buyer, inbox, ledger, outbox};
+use crate::clock::SharedClock;
 use crate::store::backend::{LogEntry, Outcome, Work};
 use crate::store::rows::{self, Arg, Columns};
 use crate::store::{StoreResult, sql};
@@ -47,16 +48,17 @@ pub fn connect(path: &str, synchronous: &str) -> StoreResult<Connection> {
     Ok(conn)
 }
 
-/// Starts the writer thread; it ends when every sender is dropped.
-pub fn spawn(conn: Connection, rx: mpsc::Receiver<Op>) -> std::io::Result<()> {
+/// Starts the writer thread; it ends when every sender is dropped. The times it records are
+/// `clock`'s.
+pub fn spawn(conn: Connection, rx: mpsc::Receiver<Op>, clock: SharedClock) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("sqlite-writer".into())
-        .spawn(move || run(conn, rx))
+        .spawn(move || run(conn, rx, clock))
         .map(|_| ())
 }
 
 /// Commits the operations that are waiting, in one transaction; if that fails, each alone.
-fn run(mut conn: Connection, mut rx: mpsc::Receiver<Op>) {
+fn run(mut conn: Connection, mut rx: mpsc::Receiver<Op>, clock: SharedClock) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -66,7 +68,7 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Op>) {
                 Err(_) => break,
             }
         }
-        match commit(&mut conn, &batch) {
+        match commit(&mut conn, &batch, clock.now_ms()) {
             Ok(outcomes) => {
                 for (op, outcome) in batch.drain(..).zip(outcomes) {
                     let _ = op.reply.send(Ok(outcome));
@@ -80,8 +82,8 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Op>) {
             Err(e) => {
                 tracing::warn!(error = %e, size = batch.len(), "store batch failed; committing its operations one by one");
                 for op in batch.drain(..) {
-                    let result =
-                        commit(&mut conn, std::slice::from_ref(&op)).map(|mut o| o.remove(0));
+                    let result = commit(&mut conn, std::slice::from_ref(&op), clock.now_ms())
+                        .map(|mut o| o.remove(0));
                     let _ = op.reply.send(result);
                 }
             }
@@ -89,27 +91,28 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Op>) {
     }
 }
 
-fn commit(conn: &mut Connection, batch: &[Op]) -> StoreResult<Vec<Outcome>> {
+/// Commits `batch` in one transaction, recording `now` as the time of its writes.
+fn commit(conn: &mut Connection, batch: &[Op], now: i64) -> StoreResult<Vec<Outcome>> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut outcomes = Vec::with_capacity(batch.len());
     for op in batch {
-        outcomes.push(apply(&tx, &op.work)?);
+        outcomes.push(apply(&tx, &op.work, now)?);
     }
     tx.commit()?;
     Ok(outcomes)
 }
 
-fn apply(tx: &Connection, work: &Work) -> StoreResult<Outcome> {
+fn apply(tx: &Connection, work: &Work, now: i64) -> StoreResult<Outcome> {
     Ok(match work {
-        Work::Accept(inbound) => Outcome::Admission(inbox::accept(tx, inbound)?),
+        Work::Accept(inbound) => Outcome::Admission(inbox::accept(tx, inbound, now)?),
         Work::TakeOver(args) => Outcome::Unfinished(returning(
             tx,
             sql::TAKE_OVER.sqlite,
             args,
             rows::unfinished,
         )?),
-        Work::Enqueue(item, logged) => fenced(outbox::enqueue(tx, item, Some(logged), None)?),
-        Work::EnqueueDead(dead) => fenced(outbox::enqueue(tx, &dead.0, None, Some(&dead.1))?),
+        Work::Enqueue(item, logged) => fenced(outbox::enqueue(tx, item, Some(logged), None, now)?),
+        Work::EnqueueDead(dead) => fenced(outbox::enqueue(tx, &dead.0, None, Some(&dead.1), now)?),
         Work::Claim(args) => {
             Outcome::Items(returning(tx, sql::CLAIM.sqlite, args, rows::outbox_item)?)
         }
@@ -122,7 +125,7 @@ fn apply(tx: &Connection, work: &Work) -> StoreResult<Outcome> {
             Outcome::Count(n)
         }
         Work::RecordRequest(request) => {
-            buyer::record_request(tx, request)?;
+            buyer::record_request(tx, request, now)?;
             Outcome::Done
         }
         Work::FileCallback(filed) => {
@@ -132,6 +135,7 @@ fn apply(tx: &Connection, work: &Work) -> StoreResult<Outcome> {
                 callback,
                 forward.as_ref(),
                 logged,
+                now,
             )?)
         }
         Work::ClaimPoll(args) => {
@@ -139,11 +143,11 @@ fn apply(tx: &Connection, work: &Work) -> StoreResult<Outcome> {
         }
         Work::QueueEntry(queued) => {
             let (rule, entry, item) = &**queued;
-            Outcome::Ledger(ledger::queue_entry(tx, *rule, entry, item)?)
+            Outcome::Ledger(ledger::queue_entry(tx, *rule, entry, item, now)?)
         }
         Work::BuryOrderEvent(buried) => {
             let (event, item, reason) = &**buried;
-            Outcome::Id(ledger::bury_order_event(tx, event, item, reason)?)
+            Outcome::Id(ledger::bury_order_event(tx, event, item, reason, now)?)
         }
     })
 }

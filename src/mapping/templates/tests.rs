@@ -1,0 +1,185 @@
+//! Rendering, filters and the check helpers of the template environment.
+
+use super::*;
+use serde_json::json;
+
+fn render(src: &str, ctx: Value) -> Result<String, TemplateError> {
+    let mut t = Templates::new(10_000);
+    t.add("t.j2", src)?;
+    t.render("t.j2", &crate::mapping::jvalue(&ctx))
+}
+
+#[test]
+fn json_escaping_keeps_output_valid() {
+    let out = render(
+        r#"{"name": {{ name }}}"#,
+        json!({"name": "Soil \"NPK\" <kit>"}),
+    )
+    .unwrap();
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["name"], "Soil \"NPK\" <kit>");
+}
+
+#[test]
+fn strict_undefined_names_the_line() {
+    let err = render("{\n\"a\": {{ missing.x }}}", json!({})).unwrap_err();
+    assert_eq!(err.line, Some(2));
+    assert_eq!(err.template, "t.j2");
+}
+
+#[test]
+fn fuel_stops_runaway_loops() {
+    let err = render("{% for i in range(100000) %}{{ i }}{% endfor %}", json!({})).unwrap_err();
+    assert!(err.detail.contains("fuel"), "{err}");
+}
+
+#[test]
+fn filters() {
+    let out = render(
+        "{{ 49900 | from_minor }} {{ 5 | from_minor }} {{ 2.5 | fixed(1) }} {{ 5 | iso_duration('days') }}",
+        json!({}),
+    )
+    .unwrap();
+    assert_eq!(out, r#""499.00" "0.05" "2.5" "P5D""#);
+    let out = render("{{ 49900 | price }} {{ 5 | price('USD') }}", json!({})).unwrap();
+    assert_eq!(
+        out,
+        r#"{"currency":"INR","value":"499.00"} {"currency":"USD","value":"0.05"}"#
+    );
+    let tags = json!([{"descriptor": {"code": "crop"}, "list": [{"descriptor": {"code": "name"}, "value": "wheat"}]}]);
+    let out = render(
+        "{{ tags | tag_value('crop', 'name') }}",
+        json!({"tags": tags}),
+    )
+    .unwrap();
+    assert_eq!(out, r#""wheat""#);
+}
+
+#[test]
+fn epoch_counts_in_either_unit_and_moves_by_durations() {
+    let out = render(
+        r#"{{ t | epoch }} {{ t | epoch("milliseconds") }} {{ t | epoch("seconds", "P7D") }}"#,
+        json!({"t": "2026-11-23T10:00:00Z"}),
+    )
+    .unwrap();
+    assert_eq!(out, "1795428000 1795428000000 1796032800");
+    let err = render(r#"{{ "yesterday" | epoch }}"#, json!({})).unwrap_err();
+    assert!(err.detail.contains("RFC 3339"), "{err}");
+}
+
+#[test]
+fn money_from_decimal_strings_and_minor_units() {
+    let out = render(
+        r#"{{ "1499.5" | decimal }} {{ 1499 | decimal }} {{ 0.1 | decimal }} {{ "2.5" | decimal(3) }} {{ "1499.50" | to_minor }}"#,
+        json!({}),
+    )
+    .unwrap();
+    assert_eq!(out, r#""1499.50" "1499.00" "0.10" "2.500" 149950"#);
+    let out = render(
+        r#"{{ "1499.5" | decimal_price }} {{ "3" | decimal_price("USD") }}"#,
+        json!({}),
+    )
+    .unwrap();
+    assert_eq!(
+        out,
+        r#"{"currency":"INR","value":"1499.50"} {"currency":"USD","value":"3.00"}"#
+    );
+    let err = render(r#"{{ p | decimal }}"#, json!({"p": "1,499"})).unwrap_err();
+    assert!(
+        err.detail
+            .contains("decimal: `1,499` is not a decimal number"),
+        "{err}"
+    );
+    let err = render(r#"{{ p | to_minor }}"#, json!({"p": "1.999"})).unwrap_err();
+    assert!(
+        err.detail.contains("`1.999` has more than 2 decimals"),
+        "{err}"
+    );
+    let err = render(r#"{{ 5 | from_minor(40) }}"#, json!({})).unwrap_err();
+    assert!(err.detail.contains("scale 40 is more than 38"), "{err}");
+    let err = render(r#"{{ p | decimal }}"#, json!({"p": [1]})).unwrap_err();
+    assert!(
+        err.detail.contains("neither a decimal string nor a number"),
+        "{err}"
+    );
+}
+
+#[test]
+fn local_times_and_durations() {
+    let out = render(
+        r#"{{ "2026-12-02T09:00" | local_to_rfc3339("Asia/Kolkata") }} {{ "2026-12-02T03:30:00Z" | rfc3339_to_local("Asia/Kolkata") }} {{ "2026-12-02T03:30:00Z" | rfc3339_to_local("Asia/Kolkata", "%H:%M") }} {{ "2026-12-02T09:00:00+05:30" | add_duration("PT2H") }} {{ "2026-12-02T03:30:00Z" | add_duration("90m") }}"#,
+        json!({}),
+    )
+    .unwrap();
+    assert_eq!(
+        out,
+        r#""2026-12-02T09:00:00+05:30" "2026-12-02T09:00" "09:00" "2026-12-02T11:00:00+05:30" "2026-12-02T05:00:00Z""#
+    );
+    let err = render(
+        r#"{{ "2026-12-02T09:00" | local_to_rfc3339("Asia/Kolkatta") }}"#,
+        json!({}),
+    )
+    .unwrap_err();
+    assert!(
+        err.detail.contains("`Asia/Kolkatta` is not a time zone"),
+        "{err}"
+    );
+    let err = render(r#"{{ "soon" | add_duration("PT2H") }}"#, json!({})).unwrap_err();
+    assert!(
+        err.detail
+            .contains("add_duration: `soon` is not an RFC 3339 time"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_filters_and_tests_are_found_before_running() {
+    let mut t = Templates::new(1000);
+    let src = "{% macro m(x) %}{{ x | nope }}{% endmacro %}\n{{ a | upper | decimal }}\n  {{ b is odd }} {{ c is wierd }} {{ d | nope }}";
+    t.add("t.j2", src).unwrap();
+    let found: Vec<_> = t
+        .unknown_callables("t.j2")
+        .into_iter()
+        .map(|u| (u.kind.to_string(), u.name, u.line, u.column))
+        .collect();
+    assert_eq!(
+        found,
+        vec![
+            ("filter".into(), "nope".into(), Some(1), Some(24)),
+            ("test".into(), "wierd".into(), Some(3), Some(26)),
+        ]
+    );
+    t.add(
+        "ok.j2",
+        "{% filter upper %}x{% endfilter %}{{ 5 | from_minor }}",
+    )
+    .unwrap();
+    assert!(t.unknown_callables("ok.j2").is_empty());
+}
+
+#[test]
+fn segments_cannot_leave_their_place() {
+    let mut t = Templates::new(1000);
+    t.add("text:p", "/orders/{{ id | segment }}/cancel")
+        .unwrap();
+    let out = t
+        .render("text:p", &crate::mapping::jvalue(json!({"id": "a/../b c"})))
+        .unwrap();
+    assert_eq!(out, "/orders/a%2F..%2Fb%20c/cancel");
+}
+
+#[test]
+fn fail_carries_a_beckn_error() {
+    let err = render(r#"{{ fail("30004", "no such package") }}"#, json!({})).unwrap_err();
+    assert_eq!(err.beckn, Some(("30004".into(), "no such package".into())));
+}
+
+#[test]
+fn text_templates_are_raw() {
+    let mut t = Templates::new(1000);
+    t.add("text:path", "/orders/{{ id }}").unwrap();
+    let out = t
+        .render("text:path", &crate::mapping::jvalue(json!({"id": "A-1"})))
+        .unwrap();
+    assert_eq!(out, "/orders/A-1");
+}
