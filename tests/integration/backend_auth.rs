@@ -379,3 +379,138 @@ async fn no_secret_in_a_dry_run_nor_in_a_refused_token_request() {
         "one refused request per attempt, no more"
     );
 }
+
+/// What the signing stand-in saw of one request.
+#[derive(Debug, Clone)]
+struct Seen {
+    path_and_query: String,
+    content_type: String,
+    body: String,
+    signature: String,
+    timestamp: String,
+    authorization: String,
+}
+
+/// A signed form POST, a Basic-authenticated call and a query key, each as the backend gets it.
+#[tokio::test]
+async fn signatures_basic_and_query_keys_reach_the_backend_as_documented() {
+    use axum::extract::OriginalUri;
+    use beckn_adapter::backend::Backend;
+    use beckn_adapter::backend::auth::{BackendAuth, HmacSignature, SignatureEncoding};
+    use beckn_adapter::config::Secret;
+    use hmac::{KeyInit, Mac};
+
+    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+    let record = {
+        let seen = seen.clone();
+        move |OriginalUri(uri): OriginalUri, headers: HeaderMap, body: String| {
+            let seen = seen.clone();
+            async move {
+                let h = |n: &str| {
+                    headers
+                        .get(n)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string()
+                };
+                seen.lock().unwrap().push(Seen {
+                    path_and_query: uri.to_string(),
+                    content_type: h("content-type"),
+                    body,
+                    signature: h("x-signature"),
+                    timestamp: h("x-timestamp"),
+                    authorization: h("authorization"),
+                });
+                axum::Json(json!({"ok": true}))
+            }
+        }
+    };
+    let app = Router::new().route("/api/{*rest}", axum::routing::any(record));
+    let (listener, addr) = bind().await;
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let backend = |auth: BackendAuth| Backend {
+        name: "erp".into(),
+        base_url: format!("http://{addr}/api"),
+        auth: Some(auth),
+        headers: Vec::new(),
+        timeout: Duration::from_secs(3),
+        retry: None,
+        error_code: None,
+        idempotency_header: None,
+    };
+    let request = |form: Option<Vec<(String, String)>>| BackendRequest {
+        method: "POST".into(),
+        path: "/bookings".into(),
+        query: vec![("lab".into(), "GFSL".into())],
+        headers: Vec::new(),
+        body: None,
+        form,
+    };
+    let signer = HmacSignature::new(
+        "X-Signature".into(),
+        Secret::new("hmac-key"),
+        "{{ method }}\n{{ path }}?{{ query }}\n{{ timestamp }}\n{{ body }}",
+        SignatureEncoding::Hex,
+        Some("X-Timestamp".into()),
+    )
+    .unwrap();
+    let http = HttpTransport::new();
+    let form = vec![
+        ("patient".to_string(), "Asha Devi".to_string()),
+        ("test".to_string(), "SOIL-NPK".to_string()),
+    ];
+    http.send(
+        &backend(BackendAuth::Hmac(Arc::new(signer))),
+        "book",
+        request(Some(form)),
+    )
+    .await
+    .expect("the signed call goes through");
+    http.send(
+        &backend(BackendAuth::Basic {
+            username: Secret::new("lab"),
+            password: Secret::new("pw"),
+        }),
+        "book",
+        request(None),
+    )
+    .await
+    .expect("the Basic call goes through");
+    http.send(
+        &backend(BackendAuth::Query {
+            name: "api_key".into(),
+            value: Secret::new("qk"),
+        }),
+        "book",
+        request(None),
+    )
+    .await
+    .expect("the keyed call goes through");
+
+    let seen = seen.lock().unwrap().clone();
+    let signed = &seen[0];
+    assert_eq!(signed.path_and_query, "/api/bookings?lab=GFSL");
+    assert_eq!(signed.content_type, "application/x-www-form-urlencoded");
+    assert_eq!(signed.body, "patient=Asha+Devi&test=SOIL-NPK");
+    let to_sign = format!(
+        "POST\n/api/bookings?lab=GFSL\n{}\n{}",
+        signed.timestamp, signed.body
+    );
+    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(b"hmac-key").unwrap();
+    mac.update(to_sign.as_bytes());
+    assert_eq!(signed.signature, hex::encode(mac.finalize().into_bytes()));
+    assert!(
+        signed
+            .timestamp
+            .parse::<i64>()
+            .is_ok_and(|t| t > 1_700_000_000)
+    );
+
+    let basic = &seen[1];
+    assert_eq!(basic.authorization, "Basic bGFiOnB3", "base64(lab:pw)");
+    assert_eq!(basic.body, "", "no body without one");
+
+    assert_eq!(seen[2].path_and_query, "/api/bookings?lab=GFSL&api_key=qk");
+    assert_eq!(seen[2].authorization, "");
+}
