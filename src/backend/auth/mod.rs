@@ -50,11 +50,10 @@ pub struct RequestParts<'a> {
     pub body: &'a [u8],
 }
 
-/// What a kind adds to one request.
+/// The headers a kind adds to one request (its query parameters: [`BackendAuth::query`]).
 #[derive(Debug, Default)]
 pub struct Credentials {
     pub headers: Vec<(String, Secret)>,
-    pub query: Vec<(String, Secret)>,
     /// The OAuth2 token used, so that a 401 can retire exactly this one.
     pub token: Option<Secret>,
 }
@@ -101,7 +100,6 @@ impl BackendAuth {
                 let token = oauth.token(client, backend, timeout).await?;
                 Credentials {
                     headers: vec![("Authorization".into(), bearer(&token))],
-                    query: Vec::new(),
                     token: Some(token),
                 }
             }
