@@ -116,13 +116,17 @@ impl OAuth2ClientCredentials {
     fn refused(&self, backend: &str, status: Option<u16>, detail: String) -> BackendFailure {
         // The URL without its query: nothing but the endpoint is named.
         let url = self.token_url.split('?').next().unwrap_or_default();
+        let mut detail = detail;
+        for secret in [&self.client_secret, &self.client_id] {
+            if !secret.expose().is_empty() {
+                detail = detail.replace(secret.expose(), "***");
+            }
+        }
         BackendFailure::TokenRefused {
             backend: backend.to_string(),
             token_url: url.to_string(),
             status,
-            detail: detail
-                .replace(self.client_secret.expose(), "***")
-                .replace(self.client_id.expose(), "***"),
+            detail,
         }
     }
 
