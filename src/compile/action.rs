@@ -13,7 +13,12 @@ use crate::backend::Backend;
 use crate::config::model::{ActionConfig, ReplyConfig, StepConfig};
 use crate::config::yaml::SpannedDoc;
 use crate::mapping::templates::{EXPR_PREFIX, GLOBAL_NAMES};
-use crate::mapping::{ScriptEngine, Templates};
+use crate::mapping::{ScriptEngine, Templates, ValueTemplate};
+
+/// The name templates and scripts read a transaction's memory by.
+pub(crate) const TRANSACTION: &str = "transaction";
+/// The name `remember:` reads the reply's `message` by.
+pub(crate) const REPLY: &str = "reply";
 
 impl Loader<'_> {
     #[allow(clippy::too_many_arguments)]
@@ -30,7 +35,8 @@ impl Loader<'_> {
     ) -> Option<CompiledAction> {
         let before = self.diagnostics.len();
         let mut steps = Vec::new();
-        let mut bound: Vec<String> = Vec::new();
+        // What the transaction remembered is readable everywhere in an action.
+        let mut bound: Vec<String> = vec![TRANSACTION.to_string()];
         for (i, raw) in cfg.steps.iter().enumerate() {
             let spath = format!("{path}.steps[{i}]");
             // A broken step is reported once: its name stays bound, so the later steps and
@@ -58,13 +64,47 @@ impl Loader<'_> {
             &bound,
             templates,
         );
+        let remember = self.remember(doc, file, scope, path, &cfg.remember, &bound, templates);
         if self.diagnostics.len() > before {
             return None;
         }
         Some(CompiledAction {
             steps,
             reply: reply?,
+            remember,
         })
+    }
+
+    /// `remember:`: value templates that see the reply's scope and the reply as `reply`.
+    #[allow(clippy::too_many_arguments)]
+    fn remember(
+        &mut self,
+        doc: &SpannedDoc,
+        file: &Path,
+        scope: &str,
+        path: &str,
+        remember: &BTreeMap<String, Value>,
+        bound: &[String],
+        templates: &mut Templates,
+    ) -> Vec<(String, ValueTemplate)> {
+        let mut names = bound.to_vec();
+        names.push(REPLY.to_string());
+        let known = known_names(&names, &self.scope_names);
+        let mut out = Vec::new();
+        for (name, value) in remember {
+            let vpath = format!("{path}.remember.{name}");
+            if !is_identifier(name) || name == "erp_order_id" {
+                self.diagnostics.push(
+                    doc.diagnostic(file, &vpath, format!("`{name}` cannot be remembered"))
+                        .hint("use letters, digits and _; `erp_order_id` is kept by the adapter"),
+                );
+                continue;
+            }
+            if let Some(t) = self.value(doc, file, scope, &vpath, value, &known, templates) {
+                out.push((name.clone(), t));
+            }
+        }
+        out
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -81,7 +121,7 @@ impl Loader<'_> {
         scripts: &mut ScriptEngine,
     ) -> Option<CompiledStep> {
         let before = self.diagnostics.len();
-        let reserved = ["context", "message", "flow", "response"];
+        let reserved = ["context", "message", "flow", "response", TRANSACTION, REPLY];
         if reserved.contains(&step.name.as_str()) || GLOBAL_NAMES.contains(&step.name.as_str()) {
             self.diagnostics.push(
                 doc.diagnostic(
@@ -89,7 +129,9 @@ impl Loader<'_> {
                     &format!("{path}.name"),
                     format!("`{}` is a reserved name", step.name),
                 )
-                .hint("reserved: context, message, flow, response, now, uuid4, fail"),
+                .hint(
+                    "reserved: context, message, flow, response, transaction, reply, now, uuid4, fail",
+                ),
             );
         } else if bound.contains(&step.name) {
             self.diagnostics.push(doc.diagnostic(

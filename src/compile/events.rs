@@ -111,6 +111,7 @@ impl Loader<'_> {
             ActionConfig {
                 steps: cfg.steps,
                 reply: cfg.reply,
+                remember: Default::default(),
             },
             backends,
             templates,

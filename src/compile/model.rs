@@ -193,6 +193,8 @@ pub struct CompiledPoll {
 pub struct CompiledAction {
     pub steps: Vec<CompiledStep>,
     pub reply: Reply,
+    /// What the transaction remembers after the reply (`remember:`), by name.
+    pub remember: Vec<(String, ValueTemplate)>,
 }
 
 /// How the callback's `message` is built.

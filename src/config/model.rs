@@ -91,6 +91,12 @@ pub struct EventsConfig {
     #[schemars(with = "Vec<StepConfig>")]
     pub steps: Vec<Value>,
     pub reply: ReplyConfig,
+    /// Values kept under the transaction once the reply is built, by name (letters, digits,
+    /// `_`): value templates seeing what the reply sees, and the reply's `message` as
+    /// `reply`. Later actions and backend events of the transaction read them as
+    /// `transaction.<name>`.
+    #[serde(default)]
+    pub remember: BTreeMap<String, Value>,
 }
 
 /// Where the backend posts its events, and how they are authenticated.
@@ -558,6 +564,12 @@ pub struct ActionConfig {
     #[schemars(with = "Vec<StepConfig>")]
     pub steps: Vec<Value>,
     pub reply: ReplyConfig,
+    /// Values kept under the transaction once the reply is built, by name (letters, digits,
+    /// `_`): value templates seeing what the reply sees, and the reply's `message` as
+    /// `reply`. Later actions and backend events of the transaction read them as
+    /// `transaction.<name>`.
+    #[serde(default)]
+    pub remember: BTreeMap<String, Value>,
 }
 
 /// One step: a backend call or a script, its result bound to `name`.

@@ -20,6 +20,8 @@ pub use error::EngineError;
 #[derive(Debug, Clone)]
 pub struct RunOutput {
     pub message: Value,
+    /// What the action's `remember:` computed, to keep under the transaction.
+    pub remembered: Map<String, Value>,
     /// The variables the reply saw: context, message, flow and each step's result.
     pub scope: Map<String, Value>,
 }
@@ -32,9 +34,23 @@ pub async fn run_action(
     transport: &dyn Transport,
     clock: &dyn Clock,
 ) -> Result<RunOutput, EngineError> {
-    let trace = trace_action(flow, action, body, transport, clock).await;
+    let memory = Map::new();
+    run_action_in(flow, action, body, &memory, transport, clock).await
+}
+
+/// [`run_action`] for a transaction that remembers `memory` (read as `transaction.*`).
+pub async fn run_action_in(
+    flow: &CompiledFlow,
+    action: Action,
+    body: &Value,
+    memory: &Map<String, Value>,
+    transport: &dyn Transport,
+    clock: &dyn Clock,
+) -> Result<RunOutput, EngineError> {
+    let trace = trace_action_in(flow, action, body, memory, transport, clock).await;
     trace.outcome.map(|message| RunOutput {
         message,
+        remembered: trace.remembered,
         scope: trace.scope,
     })
 }
@@ -50,6 +66,8 @@ pub struct Trace {
     pub skipped: Vec<String>,
     /// The reply's `message`, or why the run stopped.
     pub outcome: Result<Value, EngineError>,
+    /// What `remember:` computed (empty when the run failed).
+    pub remembered: Map<String, Value>,
 }
 
 /// Like [`run_action`], keeping the scope of a run that failed.
@@ -60,8 +78,21 @@ pub async fn trace_action(
     transport: &dyn Transport,
     clock: &dyn Clock,
 ) -> Trace {
+    trace_action_in(flow, action, body, &Map::new(), transport, clock).await
+}
+
+/// [`trace_action`] for a transaction that remembers `memory`.
+pub async fn trace_action_in(
+    flow: &CompiledFlow,
+    action: Action,
+    body: &Value,
+    memory: &Map<String, Value>,
+    transport: &dyn Transport,
+    clock: &dyn Clock,
+) -> Trace {
     let mut scope = Map::new();
     let mut skipped = Vec::new();
+    scope.insert(TRANSACTION.into(), Value::Object(memory.clone()));
     scope.insert(
         "context".into(),
         body.get("context").cloned().unwrap_or(Value::Null),
@@ -88,24 +119,32 @@ pub async fn trace_action(
         }
         None => Err(EngineError::NotConfigured(action.to_string())),
     };
+    let (outcome, remembered) = match outcome {
+        Ok((message, remembered)) => (Ok(message), remembered),
+        Err(e) => (Err(e), Map::new()),
+    };
     Trace {
         scope,
         skipped,
         outcome,
+        remembered,
     }
 }
 
 /// Runs the flow's `events:` mapping for one backend `event` of the transaction whose last
-/// request had `context`; the result is the `message` of an unsolicited callback.
+/// request had `context` and which remembers `memory`; the result is the `message` of an
+/// unsolicited callback.
 pub async fn run_event(
     flow: &CompiledFlow,
     events: &CompiledEvents,
     event: &Value,
     context: &Value,
+    memory: &Map<String, Value>,
     transport: &dyn Transport,
     clock: &dyn Clock,
 ) -> Result<RunOutput, EngineError> {
     let mut scope = Map::new();
+    scope.insert(TRANSACTION.into(), Value::Object(memory.clone()));
     scope.insert("event".into(), event.clone());
     scope.insert("context".into(), context.clone());
     scope.insert("message".into(), Value::Null);
@@ -118,7 +157,11 @@ pub async fn run_event(
         clock,
     };
     let outcome = run_steps(flow, &events.action, &run, &mut scope, &mut Vec::new()).await;
-    outcome.map(|message| RunOutput { message, scope })
+    outcome.map(|(message, remembered)| RunOutput {
+        message,
+        remembered,
+        scope,
+    })
 }
 
 /// What one run of steps is for.
@@ -146,15 +189,18 @@ pub fn flow_value(flow: &CompiledFlow) -> Value {
 /// The longest a run waits for a backend's `Retry-After` when it has no deadline of its own.
 const MAX_ASKED_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Runs `compiled`'s steps and reply; `scope` holds the run's inputs on entry and every
-/// step's result on return.
+/// The name templates read a transaction's memory by.
+const TRANSACTION: &str = "transaction";
+
+/// Runs `compiled`'s steps and reply, then what it remembers; `scope` holds the run's inputs
+/// on entry and every step's result on return.
 async fn run_steps(
     flow: &CompiledFlow,
     compiled: &CompiledAction,
     run: &Run<'_>,
     scope: &mut Map<String, Value>,
     skipped: &mut Vec<String>,
-) -> Result<Value, EngineError> {
+) -> Result<(Value, Map<String, Value>), EngineError> {
     let mut bound = TemplateScope::of(scope);
     bound.bind(scope, "flow", flow_value(flow));
     for step in &compiled.steps {
@@ -193,7 +239,18 @@ async fn run_steps(
             beckn: None,
         }));
     }
-    Ok(message)
+    let mut remembered = Map::new();
+    if !compiled.remember.is_empty() {
+        bound.bind(scope, "reply", message.clone());
+        let ctx = bound.context();
+        for (name, template) in &compiled.remember {
+            let value = template
+                .render(&flow.templates, &ctx)
+                .map_err(EngineError::Template)?;
+            remembered.insert(name.clone(), value);
+        }
+    }
+    Ok((message, remembered))
 }
 
 /// A run's bindings as template values, each converted from JSON once, when it is bound,

@@ -313,19 +313,39 @@ async fn process(
     let outcome = match not_their_order(&services, &flow, action, &request).await {
         Some(refusal) => Err(refusal),
         None => {
-            let run_flow = engine::run_action(
+            let memory = match store.recall(&flow.name, &transaction_id).await {
+                Ok(memory) => memory,
+                Err(e) => {
+                    tracing::error!(flow = %flow.name, %action, %transaction_id, %message_id, error = %e, "the transaction's memory could not be read; the request will run again after a restart");
+                    return;
+                }
+            };
+            let run_flow = engine::run_action_in(
                 &flow,
                 action,
                 &request,
+                &memory,
                 services.transport.as_ref(),
                 &*services.clock,
             );
             let held_until = services.clock.now_ms() + lease.as_millis() as i64;
             match while_held(&*services.clock, lease, held_until, renew, run_flow).await {
-                Held::Done(outcome) => outcome.map(|out| out.message).map_err(|e| {
+                Held::Done(Ok(out)) => {
+                    // Remembered before the callback is queued: a callback is never sent
+                    // for memory that was lost.
+                    if let Err(e) = store
+                        .remember(&flow.name, &transaction_id, &out.remembered)
+                        .await
+                    {
+                        tracing::error!(flow = %flow.name, %action, %transaction_id, %message_id, error = %e, "what the action remembers could not be recorded; the request will run again after a restart");
+                        return;
+                    }
+                    Ok(out.message)
+                }
+                Held::Done(Err(e)) => {
                     tracing::warn!(flow = %flow.name, %action, %transaction_id, %message_id, error = %e, "flow failed; answering with an error");
-                    e.to_beckn()
-                }),
+                    Err(e.to_beckn())
+                }
                 Held::Lost => {
                     tracing::warn!(flow = %flow.name, %action, %transaction_id, %message_id, "the request was taken over by another process while its flow ran (this one stood still past its lease); stopped, no callback from here");
                     telemetry::claim_lost("request");

@@ -2,7 +2,7 @@
 //! (the outbox), the message log and each transaction's facts.
 //!
 //! One trait per concern ([`InboxStore`], [`OutboxStore`], [`BuyerStore`], [`PollStore`],
-//! [`LedgerStore`]), and [`Store`], all of them together. Each is implemented once, in its
+//! [`LedgerStore`], [`MemoryStore`]), and [`Store`], all of them together. Each is implemented once, in its
 //! file, over a database (`backend.rs`): SQLite, the embedded default, and PostgreSQL for
 //! several processes, whose files of the same names hold what a concern commits its own way.
 //! Every method returns only after its writes are committed, so "recorded" always means "on
@@ -13,6 +13,7 @@ pub mod buyer;
 pub mod heartbeat;
 pub mod inbox;
 pub mod ledger;
+pub mod memory;
 pub mod outbox;
 pub mod polling;
 pub mod postgres;
@@ -34,6 +35,7 @@ pub use inbox::{Admission, Claim, HeldRequest, Inbound, InboundKey, InboxStore, 
 pub use ledger::{
     LedgerEntry, LedgerQueued, LedgerStore, OrderEvent, QueuedState, SinkUser, StoredOrderEvent,
 };
+pub use memory::MemoryStore;
 pub use outbox::{DeadLetter, NewOutbox, OutboxCounts, OutboxItem, OutboxStore};
 pub use polling::{PollPosition, PollStore};
 
@@ -60,11 +62,14 @@ pub enum StoreError {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// The adapter's durable state: every concern, and what spans them.
-pub trait Store: InboxStore + OutboxStore + BuyerStore + PollStore + LedgerStore {
+pub trait Store:
+    InboxStore + OutboxStore + BuyerStore + PollStore + LedgerStore + MemoryStore
+{
     /// Whether several adapter processes may share this store.
     fn shared(&self) -> bool;
     /// Deletes log entries, delivered messages, finished inbox records, buyer-app requests
-    /// and callbacks, and users signed in to a sink, older than `before`.
+    /// and callbacks, users signed in to a sink, and transaction memory not written since,
+    /// older than `before`.
     fn purge(&self, before: i64) -> BoxFuture<'_, StoreResult<u64>>;
 }
 

@@ -277,6 +277,11 @@ pub(crate) fn maybe_text(r: &dyn Columns) -> StoreResult<Option<String>> {
     r.maybe_text("value")
 }
 
+/// A remembered value: its name and JSON text.
+pub(crate) fn remembered(r: &dyn Columns) -> StoreResult<(String, String)> {
+    Ok((r.text("name")?, r.text("value")?))
+}
+
 pub(crate) fn poll_position(r: &dyn Columns) -> StoreResult<PollPosition> {
     Ok(PollPosition {
         cursor: r.maybe_text("cursor")?,

@@ -213,14 +213,28 @@ pub const DEAD_LETTERS: &str = "SELECT id, flow, kind, url, action, transaction_
      attempts, last_error, created_at FROM outbox WHERE state = 'dead' ORDER BY id LIMIT $1";
 
 /// What [`super::Store::purge`] deletes, each older than `$1`.
-pub const PURGE: [&str; 6] = [
+pub const PURGE: [&str; 7] = [
     "DELETE FROM messages WHERE created_at < $1",
     "DELETE FROM outbox WHERE state = 'delivered' AND finished_at < $1",
     "DELETE FROM inbox WHERE state = 'done' AND done_at < $1",
     "DELETE FROM bap_requests WHERE created_at < $1",
     "DELETE FROM bap_callbacks WHERE received_at < $1",
     "DELETE FROM ultra_users WHERE created_at < $1",
+    "DELETE FROM transaction_memory WHERE updated_at < $1",
 ];
+
+// Transaction memory.
+
+/// Remembers one value (`$4`, JSON text) under its name, replacing what it held.
+pub const REMEMBER: &str = "INSERT INTO transaction_memory (flow, transaction_id, name, value, \
+     updated_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (flow, transaction_id, name) \
+     DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at";
+
+pub const RECALL: &str = "SELECT name, value FROM transaction_memory \
+     WHERE flow = $1 AND transaction_id = $2 ORDER BY name";
+
+pub const ERP_ORDER_ID: &str = "SELECT erp_order_id AS value FROM transactions \
+     WHERE flow = $1 AND transaction_id = $2";
 
 // Buyer apps.
 

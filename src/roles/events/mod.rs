@@ -314,11 +314,19 @@ async fn process(
     let lease = services.outbox.settings.work_lease;
     let store = &services.outbox.store;
     let renew = |until| store.renew_request(&held.key, &held.claim, until);
+    let memory = match store.recall(&flow.name, &transaction_id).await {
+        Ok(memory) => memory,
+        Err(e) => {
+            tracing::error!(flow = %flow.name, %callback, %transaction_id, error = %e, "the transaction's memory could not be read; the event will run again after a restart");
+            return;
+        }
+    };
     let mapping = engine::run_event(
         &flow,
         events,
         &event,
         &request_ctx,
+        &memory,
         services.transport.as_ref(),
         &*services.clock,
     );
@@ -331,6 +339,14 @@ async fn process(
             return;
         }
     };
+    if let Ok(out) = &outcome
+        && let Err(e) = store
+            .remember(&flow.name, &transaction_id, &out.remembered)
+            .await
+    {
+        tracing::error!(flow = %flow.name, %callback, %transaction_id, error = %e, "what the event remembers could not be recorded; the event will run again after a restart");
+        return;
+    }
     let outcome = outcome.map(|out| out.message).map_err(|e| {
         tracing::warn!(flow = %flow.name, %callback, %transaction_id, %message_id, error = %e, "event mapping failed; telling the buyer app with an error");
         e.to_beckn()
