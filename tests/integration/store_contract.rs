@@ -96,6 +96,8 @@ contract!(ultra_users_contract: sqlite_store_keeps_ultra_users_and_identity_toke
     postgres_store_keeps_ultra_users_and_identity_tokens);
 contract!(oms_queue_contract: sqlite_store_queues_oms_updates_once_and_in_order,
     postgres_store_queues_oms_updates_once_and_in_order);
+contract!(memory_contract: sqlite_store_remembers_values_of_a_transaction_durably,
+    postgres_store_remembers_values_of_a_transaction_durably);
 contract!(held_fulfilment_contract: sqlite_store_replaces_a_held_fulfilment_by_a_cancellation,
     postgres_store_replaces_a_held_fulfilment_by_a_cancellation);
 
@@ -1169,4 +1171,61 @@ async fn held_fulfilment_contract(db: Db) {
             );
         }
     }
+}
+
+/// What a transaction remembers: each value by name (JSON, replaced when remembered again),
+/// with the order id its callbacks carried; kept across a restart and by another process,
+/// apart from other flows and transactions, and dropped by the retention.
+async fn memory_contract(db: Db) {
+    use serde_json::{Map, Value, json};
+    let store = db.open().await;
+    assert!(store.recall("lab", "t1").await.unwrap().is_empty());
+    let values = |v: Value| -> Map<String, Value> { v.as_object().unwrap().clone() };
+    store
+        .remember(
+            "lab",
+            "t1",
+            &values(json!({"quotation_no": "Q-1", "order": {"items": [{"id": "i1"}]}})),
+        )
+        .await
+        .unwrap();
+    store
+        .remember(
+            "lab",
+            "t1",
+            &values(json!({"quotation_no": "Q-2", "slots": 3})),
+        )
+        .await
+        .unwrap();
+    store.remember("lab", "t1", &Map::new()).await.unwrap();
+    let expected = json!({"quotation_no": "Q-2", "order": {"items": [{"id": "i1"}]}, "slots": 3});
+    assert_eq!(
+        Value::Object(store.recall("lab", "t1").await.unwrap()),
+        expected
+    );
+    assert!(store.recall("lab", "t2").await.unwrap().is_empty());
+    assert!(store.recall("other", "t1").await.unwrap().is_empty());
+    // the order id the transaction's callbacks carried is part of it
+    assert_eq!(
+        store
+            .accept(request("m1", "t1", "a.example", b"{}"))
+            .await
+            .unwrap(),
+        Admission::New
+    );
+    store.enqueue(order_callback("t1", "ORD-7")).await.unwrap();
+    let recalled = store.recall("lab", "t1").await.unwrap();
+    assert_eq!(recalled["erp_order_id"], json!("ORD-7"));
+    assert_eq!(recalled["quotation_no"], json!("Q-2"));
+    // durable: another process, and a restart, read the same
+    let other = db.beside(&store).await;
+    assert_eq!(other.recall("lab", "t1").await.unwrap(), recalled);
+    drop(other);
+    drop(store);
+    let store = db.open().await;
+    assert_eq!(store.recall("lab", "t1").await.unwrap(), recalled);
+    // the retention drops memory not written since
+    assert!(store.purge(now_ms() + 1).await.unwrap() >= 3);
+    let after = store.recall("lab", "t1").await.unwrap();
+    assert_eq!(Value::Object(after), json!({"erp_order_id": "ORD-7"}));
 }
