@@ -1,0 +1,173 @@
+//! Transaction memory: what `confirm` remembers is read by a later `status` (after the adapter
+//! restarted on the same store) and by the ERP's events of the transaction, and by nobody
+//! else's transaction.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::common::{Network, temp_tree};
+
+/// The greenfield-lab flow, with `confirm` remembering the booking and `status` and the ERP's
+/// events showing it as the order's billing name.
+fn remembering_tree() -> tempfile::TempDir {
+    let tree = temp_tree(&["greenfield-lab.yaml"]);
+    let path = tree.path().join("flows/greenfield-lab.yaml");
+    let flow = std::fs::read_to_string(&path).unwrap();
+    let confirm_reply = "      - name: state\n        script: soil/order_state.rhai\n    reply: { template: soil/on_confirm.j2 }\n";
+    assert!(flow.contains(confirm_reply));
+    let flow = flow.replace(
+        confirm_reply,
+        &format!(
+            "{confirm_reply}    remember:\n      booked: \"{{{{ order.customer.name }}}} ({{{{ order.order_no }}}})\"\n      \
+             confirmed_status: \"{{{{ reply.order.status }}}}\"\n"
+        ),
+    );
+    let status_call = "  status:\n    steps:\n      - name: order\n        call:";
+    assert!(flow.contains(status_call));
+    let flow = flow.replace(
+        status_call,
+        "  status:\n    steps:\n      - name: erp_order\n        call:",
+    );
+    let status_state = "          errors:\n            NOT_FOUND: { code: \"30010\", message: \"{{ response.message }}\" }\n      - name: state\n";
+    assert!(flow.contains(status_state), "{flow}");
+    let flow = flow.replace(
+        status_state,
+        "          errors:\n            NOT_FOUND: { code: \"30010\", message: \"{{ response.message }}\" }\n      \
+         - name: order\n        script: soil/with_memory.rhai\n      - name: state\n",
+    );
+    let event_order = "    - name: order                           # the order as of this change\n      script: soil/event_order.rhai\n";
+    assert!(flow.contains(event_order));
+    let flow = flow.replace(
+        event_order,
+        "    - name: erp_order\n      script: soil/event_order.rhai\n    \
+         - name: order\n      script: soil/with_memory.rhai\n",
+    );
+    std::fs::write(&path, flow).unwrap();
+    std::fs::write(
+        tree.path().join("mappings/soil/with_memory.rhai"),
+        "// The ERP's order, billed as the booking `confirm` remembered.\n\
+         let o = erp_order;\n\
+         o.billing = #{ name: `${transaction.booked} ${transaction.confirmed_status} ${transaction.erp_order_id}`, phone: (), email: () };\n\
+         o\n",
+    )
+    .unwrap();
+    tree
+}
+
+fn lab_order() -> Value {
+    json!({"order": {"provider": {"id": "GFSL"},
+        "items": [{"id": "soil-micronutrient-panel", "quantity": {"selected": {"count": 1}}}],
+        "fulfillments": [{"type": "lab", "stops": [{"location": {"area_code": "110012", "address": "Pusa"},
+            "contact": {"phone": "+91-98100-22222"}, "person": {"name": "Asha Devi"}}]}]}})
+}
+
+#[tokio::test]
+async fn confirm_remembers_for_status_and_events_across_a_restart() {
+    let tree = remembering_tree();
+    let store_dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", store_dir.path().join("store.db").display());
+    let on_store = |url: String| move |s: &mut beckn_adapter::app::Settings| s.store_url = url;
+    let flows = tree.path().join("flows");
+    let net = Network::start_app(
+        &flows,
+        None,
+        HashMap::new(),
+        Vec::new(),
+        on_store(url.clone()),
+    )
+    .await;
+    let txn = uuid::Uuid::new_v4().to_string();
+    let on_confirm = net.call("confirm", &txn, lab_order()).await;
+    assert!(on_confirm.get("error").is_none(), "{on_confirm}");
+    let order_id = on_confirm["message"]["order"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let status = on_confirm["message"]["order"]["status"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let billed = format!("Asha Devi ({order_id}) {status} {order_id}");
+
+    // the ERP's event of the transaction reads what confirm remembered
+    net.erp.advance("GFSL", &order_id).expect("sample received");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let pushed = loop {
+        let found = net
+            .bap
+            .raw
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|r| {
+                r.action == "on_status" && r.body["context"]["transaction_id"] == txn.as_str()
+            })
+            .map(|r| r.body.clone());
+        if let Some(b) = found {
+            break b;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no unsolicited on_status"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        pushed["message"]["order"]["billing"]["name"], billed,
+        "{pushed}"
+    );
+    assert_eq!(pushed["message"]["order"]["id"], order_id);
+
+    // another adapter process on the same store (a restart) answers status from memory
+    let erp_url = format!("http://{}/api/v1/labs/GFSL", net.erp_addr);
+    let after = Network::start_app(
+        &flows,
+        Some(erp_url),
+        HashMap::new(),
+        Vec::new(),
+        on_store(url),
+    )
+    .await;
+    let on_status = after
+        .call("status", &txn, json!({"order_id": order_id}))
+        .await;
+    assert!(on_status.get("error").is_none(), "{on_status}");
+    assert_eq!(
+        on_status["message"]["order"]["billing"]["name"], billed,
+        "{on_status}"
+    );
+    assert_eq!(on_status["message"]["order"]["id"], order_id);
+
+    // another buyer app cannot reach this transaction, or its order from its own
+    let mut foreign = after.request("status", &txn, json!({"order_id": order_id}));
+    foreign["context"]["bap_id"] = json!("other-app.example");
+    let (_, nack) = after
+        .post_raw(
+            "status",
+            "application/json",
+            serde_json::to_vec(&foreign).unwrap(),
+        )
+        .await;
+    assert_ne!(nack["message"]["ack"]["status"], "ACK", "{nack}");
+    let own_txn = uuid::Uuid::new_v4().to_string();
+    let mut other = after.request("status", &own_txn, json!({"order_id": order_id}));
+    other["context"]["bap_id"] = json!("other-app.example");
+    let (_, ack) = after
+        .post_raw(
+            "status",
+            "application/json",
+            serde_json::to_vec(&other).unwrap(),
+        )
+        .await;
+    if ack["message"]["ack"]["status"] == "ACK" {
+        let id = other["context"]["message_id"].as_str().unwrap();
+        let answer = after
+            .bap
+            .wait("on_status", id, Duration::from_secs(10))
+            .await;
+        assert!(answer.get("error").is_some(), "{answer}");
+        assert!(!answer.to_string().contains("Asha Devi ("), "{answer}");
+    }
+}
