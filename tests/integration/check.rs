@@ -498,3 +498,26 @@ fn yaml_alias_bombs_are_refused() {
     }
     insta::assert_snapshot!(check_fails(&[(FLOW, &flow)], 1));
 }
+
+#[test]
+fn transaction_memory_is_readable_and_remembered_names_are_checked() {
+    // `transaction` is known in calls, scripts and the reply; `remember` sees `reply`
+    let flow = lab_with(&[
+        (
+            "path: \"/orders/{{ message.order_id | urlencode }}\"",
+            "path: \"/orders/{{ transaction.booking or message.order_id | urlencode }}\"",
+        ),
+        (
+            "    reply: { template: soil/on_status.j2 }\n",
+            "    reply: { template: soil/on_status.j2 }\n    remember:\n      last_status: \"{{ reply.order.status }}\"\n      booking: \"{{ order.order_no }}\"\n",
+        ),
+    ]);
+    let out = check(&[(FLOW, &flow)]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    // a name that cannot be remembered, and a value reading an unknown name
+    let flow = lab_with(&[(
+        "    reply: { template: soil/on_status.j2 }\n",
+        "    reply: { template: soil/on_status.j2 }\n    remember:\n      erp_order_id: \"{{ order.order_no }}\"\n      booking: \"{{ ordr.order_no }}\"\n",
+    )]);
+    insta::assert_snapshot!(check_fails(&[(FLOW, &flow)], 2));
+}
