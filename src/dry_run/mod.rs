@@ -43,21 +43,24 @@ pub struct DryRun {
     pub callback_violations: Vec<Violation>,
 }
 
-/// Runs `action` of `flow` for `request` (completed with defaults) through `transport`.
+/// Runs `action` of `flow` for `request` (completed with defaults) in a transaction that
+/// remembers `memory`, through `transport`.
 pub async fn run(
     set: &CompiledSet,
     flow: &Arc<CompiledFlow>,
     action: Action,
     request: &Value,
+    memory: &serde_json::Map<String, Value>,
     transport: &dyn Transport,
 ) -> DryRun {
     let request = request::complete(flow, action, request);
     let request_violations = request::request_violations(flow, &set.core, action, &request);
     let recording = Recording::new(transport);
-    let trace = engine::trace_action(
+    let trace = engine::trace_action_in(
         flow,
         action,
         &request,
+        memory,
         &recording,
         &crate::clock::SystemClock,
     )
@@ -156,7 +159,8 @@ pub async fn render(
     };
     let offline = FixtureTransport::new(fixtures);
     let transport: &dyn Transport = live.unwrap_or(&offline);
-    let run = run(set, &flow, action, &request, transport).await;
+    let memory = serde_json::Map::new();
+    let run = run(set, &flow, action, &request, &memory, transport).await;
     Ok(show(layout, &run))
 }
 

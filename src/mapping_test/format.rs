@@ -47,6 +47,10 @@ pub struct TestFile {
     /// `IDT-TEST`), as `user.identity_token` in the mapping.
     #[serde(default)]
     pub identity_token: Option<String>,
+    /// What the transaction remembered before this action, as its templates and scripts
+    /// read it (`transaction.*`, `erp_order_id` included); default: nothing.
+    #[serde(default)]
+    pub transaction: Option<serde_json::Map<String, Value>>,
     /// The callback expected. Without `expect.error`, the callback must carry no error.
     #[serde(default)]
     pub expect: Option<Expect>,

@@ -109,11 +109,13 @@ pub async fn run_file(layout: &Layout, set: &CompiledSet, file: &Path) -> TestRe
     };
     let name = prepared.test.name.clone().unwrap_or(stem);
     let transport = FixtureTransport::new(prepared.fixtures.clone());
+    let memory = prepared.test.transaction.clone().unwrap_or_default();
     let run = dry_run::run(
         set,
         &prepared.flow,
         prepared.action,
         &prepared.request,
+        &memory,
         &transport,
     )
     .await;

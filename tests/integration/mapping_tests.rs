@@ -254,3 +254,42 @@ fn the_ultra_mapping_is_tested_and_a_broken_oms_field_names_its_template_line() 
         out.stdout
     );
 }
+
+#[test]
+fn a_mapping_test_gives_the_transaction_memory() {
+    let tree = tree_with_tests();
+    let root = tree.path();
+    break_file(
+        root,
+        "flows/greenfield-lab.yaml",
+        "path: \"/orders/{{ message.order_id | segment }}\"\n          errors:\n            NOT_FOUND",
+        "path: \"/orders/{{ transaction.erp_order_id | segment }}\"\n          errors:\n            NOT_FOUND",
+    );
+    // without memory, the status test cannot build its call
+    let out = run_tests(root, &["--filter", "greenfield-lab.status"]);
+    assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("FAIL"), "{}", out.stdout);
+    // with the order id the transaction keeps, it passes as before
+    for test in std::fs::read_dir(root.join("flows/tests")).unwrap() {
+        let path = test.unwrap().path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        if text.contains("\naction: status\n") {
+            let id = if text.contains("GFSL-999999") {
+                "GFSL-999999"
+            } else {
+                "GFSL-000001"
+            };
+            let text = text.replacen(
+                "\naction: status\n",
+                &format!("\naction: status\ntransaction: {{ erp_order_id: {id} }}\n"),
+                1,
+            );
+            std::fs::write(&path, text).unwrap();
+        }
+    }
+    let out = run_tests(root, &["--filter", "greenfield-lab.status"]);
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+}
