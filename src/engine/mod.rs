@@ -242,15 +242,25 @@ async fn run_steps(
     let mut remembered = Map::new();
     if !compiled.remember.is_empty() {
         bound.bind(scope, "reply", message.clone());
-        let ctx = bound.context();
-        for (name, template) in &compiled.remember {
-            let value = template
-                .render(&flow.templates, &ctx)
-                .map_err(EngineError::Template)?;
-            remembered.insert(name.clone(), value);
-        }
+        remembered = remember(&flow.templates, &compiled.remember, &bound.context())?;
     }
     Ok((message, remembered))
+}
+
+/// The values of `remember:`, by name, rendered in the reply's scope with `reply` bound.
+fn remember(
+    templates: &crate::mapping::Templates,
+    remember: &[(String, crate::mapping::ValueTemplate)],
+    ctx: &JValue,
+) -> Result<Map<String, Value>, EngineError> {
+    let mut remembered = Map::new();
+    for (name, template) in remember {
+        let value = template
+            .render(templates, ctx)
+            .map_err(EngineError::Template)?;
+        remembered.insert(name.clone(), value);
+    }
+    Ok(remembered)
 }
 
 /// A run's bindings as template values, each converted from JSON once, when it is bound,
@@ -530,5 +540,50 @@ mod tests {
         let out = env.get_template("t").unwrap().render(bound.context());
         assert_eq!(out.unwrap(), "t-1 KTH");
         assert_eq!(scope["lab"], json!({"code": "KTH"}));
+    }
+
+    #[test]
+    fn remembered_values_keep_their_types_and_read_the_reply_and_memory() {
+        use crate::mapping::{Templates, ValueTemplate};
+        let mut t = Templates::new(10_000);
+        let compile = |t: &mut Templates, name: &str, v: Value| {
+            let path = format!("remember.{name}");
+            let vt = ValueTemplate::compile(t, "f.yaml", &path, &v).unwrap();
+            (name.to_string(), vt)
+        };
+        let spec = vec![
+            compile(&mut t, "confirmed", json!("{{ reply.order }}")),
+            compile(
+                &mut t,
+                "note",
+                json!("{{ transaction.quotation_no }} for {{ order.no }}"),
+            ),
+            compile(
+                &mut t,
+                "ids",
+                json!({"erp": "{{ transaction.erp_order_id }}"}),
+            ),
+        ];
+        let mut scope = Map::new();
+        scope.insert(
+            TRANSACTION.into(),
+            json!({"quotation_no": "Q-7", "erp_order_id": "ORD-1"}),
+        );
+        scope.insert("order".into(), json!({"no": "ORD-1"}));
+        let mut bound = TemplateScope::of(&scope);
+        bound.bind(
+            &mut scope,
+            "reply",
+            json!({"order": {"id": "ORD-1", "items": [1, 2]}}),
+        );
+        let out = remember(&t, &spec, &bound.context()).unwrap();
+        assert_eq!(
+            Value::Object(out),
+            json!({"confirmed": {"id": "ORD-1", "items": [1, 2]}, "note": "Q-7 for ORD-1",
+                "ids": {"erp": "ORD-1"}})
+        );
+        // a value reading what is not there fails the action, as a reply would
+        let missing = vec![compile(&mut t, "x", json!("{{ transaction.booking }}"))];
+        assert!(remember(&t, &missing, &bound.context()).is_err());
     }
 }
