@@ -3,11 +3,15 @@
 //! else's transaction.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
+use axum::routing::post;
+use beckn_adapter::beckn::signing::PrivateKey;
 use serde_json::{Value, json};
 
-use crate::common::{Network, temp_tree};
+use crate::common::{Inbox, Network, bind, record, temp_tree};
 
 /// The greenfield-lab flow, with `confirm` remembering the booking and `status` and the ERP's
 /// events showing it as the order's billing name.
@@ -122,14 +126,15 @@ async fn confirm_remembers_for_status_and_events_across_a_restart() {
 
     // another adapter process on the same store (a restart) answers status from memory
     let erp_url = format!("http://{}/api/v1/labs/GFSL", net.erp_addr);
-    let after = Network::start_app(
-        &flows,
-        Some(erp_url),
-        HashMap::new(),
-        Vec::new(),
-        on_store(url),
-    )
-    .await;
+    let (listener, addr) = bind().await;
+    let other = Arc::new(Inbox::default());
+    let router = Router::new()
+        .route("/{action}", post(record))
+        .with_state(other.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let other_url = format!("http://{addr}");
+    let env = HashMap::from([("OTHER_APP_URL".to_string(), other_url.clone())]);
+    let after = Network::start_app(&flows, Some(erp_url), env, Vec::new(), on_store(url)).await;
     let on_status = after
         .call("status", &txn, json!({"order_id": order_id}))
         .await;
@@ -140,34 +145,48 @@ async fn confirm_remembers_for_status_and_events_across_a_restart() {
     );
     assert_eq!(on_status["message"]["order"]["id"], order_id);
 
-    // another buyer app cannot reach this transaction, or its order from its own
-    let mut foreign = after.request("status", &txn, json!({"order_id": order_id}));
-    foreign["context"]["bap_id"] = json!("other-app.example");
-    let (_, nack) = after
-        .post_raw(
-            "status",
-            "application/json",
-            serde_json::to_vec(&foreign).unwrap(),
-        )
-        .await;
-    assert_ne!(nack["message"]["ack"]["status"], "ACK", "{nack}");
+    // another buyer app (a valid key of its own) cannot join the transaction, and in a
+    // transaction of its own reads nothing the farmer app's transaction remembered
+    let (status, nack, _) = send_as_other(&after, &other_url, "status", &txn, &order_id).await;
+    assert_eq!(status, 409, "{nack}");
+    assert_eq!(nack["message"]["ack"]["status"], "NACK", "{nack}");
     let own_txn = uuid::Uuid::new_v4().to_string();
-    let mut other = after.request("status", &own_txn, json!({"order_id": order_id}));
-    other["context"]["bap_id"] = json!("other-app.example");
-    let (_, ack) = after
-        .post_raw(
-            "status",
-            "application/json",
-            serde_json::to_vec(&other).unwrap(),
-        )
+    let (_, ack, id) = send_as_other(&after, &other_url, "status", &own_txn, &order_id).await;
+    assert_eq!(ack["message"]["ack"]["status"], "ACK", "{ack}");
+    let answer = other.wait("on_status", &id, Duration::from_secs(10)).await;
+    assert_eq!(answer["error"]["code"], "30010", "{answer}");
+    assert!(!answer.to_string().contains("Asha Devi ("), "{answer}");
+}
+
+/// TEST-ONLY key of `other-app.example` (registry/local.yaml).
+const OTHER_KEY: &str =
+    "4UzVQqIjTxyIQ860F5Z85PJGoi6ra2UOCEYAol5FjYa6asprKf2JC2B76zOIMuFr5nSa9DtsxsDh9coWQnI5hQ==";
+const OTHER_ID: &str = "other-app.example";
+
+/// A status request of the second buyer app, signed with its key: HTTP status, answer and
+/// message id.
+async fn send_as_other(
+    net: &Network,
+    other_url: &str,
+    action: &str,
+    transaction_id: &str,
+    order_id: &str,
+) -> (u16, Value, String) {
+    let mut body = net.request(action, transaction_id, json!({"order_id": order_id}));
+    body["context"]["bap_id"] = json!(OTHER_ID);
+    body["context"]["bap_uri"] = json!(other_url);
+    let message_id = body["context"]["message_id"].as_str().unwrap().to_string();
+    let bytes = serde_json::to_vec(&body).unwrap();
+    let now = jiff::Timestamp::now().as_second();
+    let auth = PrivateKey::from_base64(OTHER_KEY).unwrap().sign(
+        &bytes,
+        &format!("{OTHER_ID}|other-app-key-1"),
+        now,
+        now + 60,
+    );
+    let headers = [("authorization", auth.as_str())];
+    let (status, answer) = net
+        .post_with(action, "application/json", bytes, &headers)
         .await;
-    if ack["message"]["ack"]["status"] == "ACK" {
-        let id = other["context"]["message_id"].as_str().unwrap();
-        let answer = after
-            .bap
-            .wait("on_status", id, Duration::from_secs(10))
-            .await;
-        assert!(answer.get("error").is_some(), "{answer}");
-        assert!(!answer.to_string().contains("Asha Devi ("), "{answer}");
-    }
+    (status, answer, message_id)
 }
