@@ -183,9 +183,18 @@ pub struct Network {
     /// The registry's unique key id of the signing key.
     #[serde(default)]
     pub key_id: Option<String>,
-    /// ed25519 signing key, base64 of the 32-byte seed or the 64-byte seed+public form.
+    /// ed25519 signing key, base64 of the 32-byte seed or the 64-byte seed+public form: the
+    /// value (`${LAB_SIGNING_KEY}`) or where to read it (`{ file: … }`, `{ env: … }`,
+    /// `{ command: [...] }`).
     #[serde(default)]
-    pub signing_private_key: Option<Secret>,
+    pub signing_private_key: Option<KeySource>,
+    /// X25519 encryption key, base64 of the raw 32 bytes or of the PKCS#8 DER form: needed to
+    /// answer a registry's `on_subscribe` challenge. Given like `signing_private_key`.
+    #[serde(default)]
+    pub encryption_private_key: Option<KeySource>,
+    /// The subscription this participant is registering with its registry.
+    #[serde(default)]
+    pub subscription: Option<Subscription>,
     /// Where subscribers' keys and URLs are looked up.
     #[serde(default)]
     pub registry: Option<RegistryConfig>,
@@ -205,6 +214,45 @@ pub struct Network {
     pub max_signature_lifetime: Option<HumanDuration>,
 }
 
+/// A private key: the value itself (usually `${NAME}` from the environment), or where the
+/// adapter reads it when the flow is loaded.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum KeySource {
+    /// The key itself, base64.
+    Value(Secret),
+    /// Read from a file, an environment variable or a command's output.
+    From(KeyFrom),
+}
+
+/// Where a private key is read from; exactly one of `file`, `env` and `command`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeyFrom {
+    /// A file holding the key (relative to the project root); surrounding whitespace is ignored.
+    #[serde(default)]
+    pub file: Option<String>,
+    /// An environment variable holding the key.
+    #[serde(default)]
+    pub env: Option<String>,
+    /// A program and its arguments whose standard output is the key (a vault or KMS CLI), run
+    /// without a shell when the flow is loaded.
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    /// How long `command` may run (default 10s).
+    #[serde(default)]
+    pub timeout: Option<HumanDuration>,
+}
+
+/// A subscription with the network's registry, as far as this participant must prove it.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Subscription {
+    /// The `request_id` sent with the subscription: its ed25519 signature is served at
+    /// `/ondc-site-verification.html`.
+    pub request_id: String,
+}
+
 /// A registry: a YAML file of subscribers (relative to the project root) or a remote Beckn
 /// registry's base URL (`http://` or `https://`).
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -217,6 +265,10 @@ pub struct RegistryConfig {
     /// network needs no other registry.
     #[serde(default)]
     pub serve: Flag,
+    /// The registry's X25519 encryption public key (base64 DER or raw), which its
+    /// `on_subscribe` challenges are encrypted with; each environment publishes its own.
+    #[serde(default)]
+    pub encryption_public_key: Option<String>,
     /// How long lookups are reused (default 10m; never past an entry's valid_until).
     #[serde(default)]
     pub cache_ttl: Option<HumanDuration>,
