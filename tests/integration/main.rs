@@ -17,6 +17,7 @@ mod journey;
 mod listeners;
 mod logs;
 mod mapping_tests;
+mod onboarding;
 mod ownership;
 mod polling;
 mod postgres;
