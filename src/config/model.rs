@@ -217,7 +217,10 @@ pub struct Network {
 /// A private key: the value itself (usually `${NAME}` from the environment), or where the
 /// adapter reads it when the flow is loaded.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "a base64 key, or where to read it: { file: PATH }, { env: NAME } or { command: [PROGRAM, ARGS...] }"
+)]
 pub enum KeySource {
     /// The key itself, base64.
     Value(Secret),

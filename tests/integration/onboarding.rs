@@ -214,3 +214,45 @@ async fn onboarding_keys_come_from_a_file_or_a_command() {
     let key = PrivateKey::from_base64(GFSL_KEY).unwrap();
     assert!(page.contains(&key.sign_plain(b"req-2")), "{page}");
 }
+
+/// The diagnostics of loading `dir`'s flows, rendered.
+fn load_errors(dir: &tempfile::TempDir) -> String {
+    let layout = beckn_adapter::compile::Layout::from_flows_dir(dir.path().join("flows"));
+    match beckn_adapter::compile::load(&layout, &HashMap::<String, String>::new()) {
+        Ok(_) => panic!("the flows load"),
+        Err(d) => beckn_adapter::config::diagnostic::render_all(&d),
+    }
+}
+
+#[test]
+fn onboarding_keys_that_cannot_be_read_are_load_errors() {
+    let registry = EncryptionKey::generate()
+        .unwrap()
+        .public_key()
+        .to_der_base64();
+    for (our_key, expected) in [
+        (
+            "{ command: [sh, -c, \"echo leaked; echo vault: permission denied >&2; exit 2\"] }",
+            "vault: permission denied",
+        ),
+        (
+            "{ env: NOT_SET_ANYWHERE_42 }",
+            "`NOT_SET_ANYWHERE_42` is not set",
+        ),
+        ("{ file: secrets/missing.key }", "cannot read the key file"),
+        ("{ file: a.key, env: B }", "exactly one of"),
+        ("\"bm90IGEga2V5\"", "encryption key is not valid"),
+        ("{ fil: a.key }", "where to read it"),
+    ] {
+        let dir = tree_with_network(&joining(&registry, our_key, "req-3"));
+        let errors = load_errors(&dir);
+        assert!(errors.contains(expected), "{our_key}:\n{errors}");
+        assert!(
+            errors.contains("encryption_private_key"),
+            "{our_key}:\n{errors}"
+        );
+        assert!(!errors.contains("leaked"), "{errors}");
+    }
+    let dir = tree_with_network(&joining("AAAA", "{ env: X }", "req-3"));
+    assert!(load_errors(&dir).contains("encryption_public_key"));
+}
