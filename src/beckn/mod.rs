@@ -5,6 +5,7 @@ pub mod action;
 pub mod context;
 pub mod domain;
 pub mod error;
+pub mod onboarding;
 pub mod order_ref;
 pub mod participant;
 pub mod redact;

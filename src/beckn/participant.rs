@@ -2,6 +2,7 @@
 //! as one participant (a flow), and nothing of what the participant does with them.
 
 use super::context::TimeLimits;
+use super::onboarding::{EncryptionKey, EncryptionPublicKey};
 use super::registry::RegistrySource;
 use super::signing::PrivateKey;
 
@@ -26,4 +27,19 @@ pub struct Participant {
     pub time_limits: TimeLimits,
     /// Where other subscribers' keys and URLs are looked up.
     pub registry: Option<RegistrySource>,
+    /// What answers the registry's `on_subscribe` challenge and signs the site verification
+    /// page.
+    pub onboarding: Onboarding,
+}
+
+/// The keys and ids that prove to a registry who we are, each optional: the endpoints that
+/// need a missing one answer with a clear error.
+#[derive(Debug, Clone, Default)]
+pub struct Onboarding {
+    /// Our X25519 encryption key.
+    pub encryption_key: Option<EncryptionKey>,
+    /// The registry's X25519 encryption public key its challenges are encrypted with.
+    pub registry_encryption_key: Option<EncryptionPublicKey>,
+    /// The `request_id` of our subscription, signed on the site verification page.
+    pub request_id: Option<String>,
 }

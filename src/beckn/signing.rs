@@ -109,6 +109,12 @@ impl PrivateKey {
         PublicKey(self.0.verifying_key())
     }
 
+    /// base64 ed25519 signature of `message` itself (no digest): what a registry's site
+    /// verification page carries for a subscription's `request_id`.
+    pub fn sign_plain(&self, message: &[u8]) -> String {
+        B64.encode(self.0.sign(message).to_bytes())
+    }
+
     /// The `Authorization` (or `X-Gateway-Authorization`) header value for `body`.
     pub fn sign(&self, body: &[u8], key_id: &str, created: i64, expires: i64) -> String {
         let s = signing_string(created, expires, &digest(body));

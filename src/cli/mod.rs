@@ -176,7 +176,7 @@ pub enum Command {
         #[arg(value_enum, default_value = "flow")]
         kind: schema::SchemaKind,
     },
-    /// Generate an ed25519 signing key pair and print it with a ready registry entry.
+    /// Generate an ed25519 signing pair and an X25519 encryption pair, with a ready registry entry.
     Keys {
         /// Subscriber id the entry is for.
         #[arg(long, default_value = "your-subscriber.example.org")]

@@ -11,6 +11,7 @@ mod buyer;
 mod call;
 mod events;
 mod flow;
+mod key_source;
 mod loader;
 pub mod model;
 pub mod sinks;

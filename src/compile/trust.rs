@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use super::{Loader, Origin};
 use crate::beckn::context::{DEFAULT_MAX_TTL, DEFAULT_TIMESTAMP_SKEW, TimeLimits};
-use crate::beckn::participant::Participant;
+use crate::beckn::onboarding::{EncryptionKey, EncryptionPublicKey};
+use crate::beckn::participant::{Onboarding, Participant};
 use crate::beckn::registry::{EmbeddedRegistry, LookupQuery, RegistryFile, RegistrySource};
 use crate::beckn::signing::{PrivateKey, PublicKey};
 use crate::config::model::FlowFile;
@@ -34,8 +35,13 @@ impl Loader<'_> {
     ) -> Participant {
         let net = &head.network;
         let verify = net.verify_signatures.is_none_or(|f| f.0);
-        let signing_key = match &net.signing_private_key {
-            Some(secret) => match PrivateKey::from_base64(secret.expose()) {
+        let signing_secret = net
+            .signing_private_key
+            .as_ref()
+            .map(|src| self.key(doc, file, "network.signing_private_key", src));
+        let signing_key = match signing_secret {
+            Some(None) => None,
+            Some(Some(secret)) => match PrivateKey::from_base64(secret.expose()) {
                 Ok(k) => Some(k),
                 Err(e) => {
                     self.diagnostics.push(
@@ -154,6 +160,50 @@ impl Loader<'_> {
                     .map_or(DEFAULT_TIMESTAMP_SKEW, |d| d.0),
             },
             registry,
+            onboarding: self.onboarding(doc, file, head),
+        }
+    }
+
+    /// The keys and ids that answer a registry's challenge; each checked when given.
+    fn onboarding(&mut self, doc: &SpannedDoc, file: &Path, head: &FlowFile) -> Onboarding {
+        let net = &head.network;
+        let path = "network.encryption_private_key";
+        let encryption_key = net
+            .encryption_private_key
+            .as_ref()
+            .and_then(|src| self.key(doc, file, path, src))
+            .and_then(|secret| match EncryptionKey::from_base64(secret.expose()) {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    self.diagnostics.push(
+                        doc.diagnostic(file, path, e.to_string())
+                            .hint("`beckn-adapter keys` prints a fresh encryption key pair"),
+                    );
+                    None
+                }
+            });
+        let registry_encryption_key = net
+            .registry
+            .as_ref()
+            .and_then(|r| r.encryption_public_key.as_deref())
+            .and_then(|b64| match EncryptionPublicKey::from_base64(b64) {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    self.diagnostics.push(
+                        doc.diagnostic(
+                            file,
+                            "network.registry.encryption_public_key",
+                            e.to_string(),
+                        )
+                        .hint("the registry publishes it per environment, e.g. MCowBQYDK2VuAyEA…"),
+                    );
+                    None
+                }
+            });
+        Onboarding {
+            encryption_key,
+            registry_encryption_key,
+            request_id: net.subscription.as_ref().map(|s| s.request_id.clone()),
         }
     }
 

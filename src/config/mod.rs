@@ -4,6 +4,7 @@
 pub mod diagnostic;
 pub mod interpolate;
 pub mod json_schema;
+pub mod keys;
 pub mod model;
 pub mod secret;
 pub mod ultra;

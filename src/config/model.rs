@@ -8,6 +8,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
+pub use super::keys::{KeyFrom, KeySource, Subscription};
 use super::secret::Secret;
 use super::values::{Count, Flag, HumanDuration};
 
@@ -189,9 +190,18 @@ pub struct Network {
     /// The registry's unique key id of the signing key.
     #[serde(default)]
     pub key_id: Option<String>,
-    /// ed25519 signing key, base64 of the 32-byte seed or the 64-byte seed+public form.
+    /// ed25519 signing key, base64 of the 32-byte seed or the 64-byte seed+public form: the
+    /// value (`${LAB_SIGNING_KEY}`) or where to read it (`{ file: … }`, `{ env: … }`,
+    /// `{ command: [...] }`).
     #[serde(default)]
-    pub signing_private_key: Option<Secret>,
+    pub signing_private_key: Option<KeySource>,
+    /// X25519 encryption key, base64 of the raw 32 bytes or of the PKCS#8 DER form: needed to
+    /// answer a registry's `on_subscribe` challenge. Given like `signing_private_key`.
+    #[serde(default)]
+    pub encryption_private_key: Option<KeySource>,
+    /// The subscription this participant is registering with its registry.
+    #[serde(default)]
+    pub subscription: Option<Subscription>,
     /// Where subscribers' keys and URLs are looked up.
     #[serde(default)]
     pub registry: Option<RegistryConfig>,
@@ -223,6 +233,10 @@ pub struct RegistryConfig {
     /// network needs no other registry.
     #[serde(default)]
     pub serve: Flag,
+    /// The registry's X25519 encryption public key (base64 DER or raw), which its
+    /// `on_subscribe` challenges are encrypted with; each environment publishes its own.
+    #[serde(default)]
+    pub encryption_public_key: Option<String>,
     /// How long lookups are reused (default 10m; never past an entry's valid_until).
     #[serde(default)]
     pub cache_ttl: Option<HumanDuration>,

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod connection;
 pub mod lookup;
+pub mod onboarding;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -27,6 +28,7 @@ use crate::roles::events::webhook::EventsEndpoint;
 use crate::roles::gateway::{self, GatewayEndpoint};
 pub use connection::ListenerLimits;
 use lookup::LookupEndpoint;
+use onboarding::{ChallengeEndpoint, SiteVerificationEndpoint};
 
 /// Builds the routers for the flows of `set`, keyed by listen address.
 pub fn routers(
@@ -35,6 +37,7 @@ pub fn routers(
 ) -> BTreeMap<SocketAddr, Router> {
     let set = flows.load();
     let mut out: BTreeMap<SocketAddr, Router> = BTreeMap::new();
+    let mut names_by_listener: BTreeMap<SocketAddr, Vec<String>> = BTreeMap::new();
     for flow in &set.flows {
         let router = match flow.role() {
             Role::Bpp => {
@@ -101,11 +104,39 @@ pub fn routers(
         } else {
             router
         };
+        let challenge = Arc::new(ChallengeEndpoint {
+            flows: flows.clone(),
+            flow_name: flow.name.clone(),
+        });
+        let router = router.merge(
+            Router::new()
+                .route(
+                    &format!("{}/on_subscribe", flow.base_path),
+                    post(onboarding::on_subscribe),
+                )
+                .with_state(challenge),
+        );
+        names_by_listener
+            .entry(flow.listen)
+            .or_default()
+            .push(flow.name.clone());
         let entry = out.remove(&flow.listen).unwrap_or_default();
         out.insert(flow.listen, entry.merge(router));
     }
     out.into_iter()
         .map(|(addr, r)| {
+            let r = match names_by_listener.remove(&addr) {
+                Some(flow_names) => r.route(
+                    "/ondc-site-verification.html",
+                    get(onboarding::site_verification).with_state(Arc::new(
+                        SiteVerificationEndpoint {
+                            flows: flows.clone(),
+                            flow_names,
+                        },
+                    )),
+                ),
+                None => r,
+            };
             let r = r
                 .route(
                     "/health",

@@ -18,6 +18,7 @@ mod listeners;
 mod logs;
 mod mapping_tests;
 mod memory;
+mod onboarding;
 mod ownership;
 mod polling;
 mod postgres;

@@ -1,0 +1,50 @@
+//! How a flow names its keys and its subscription: a private key given as a value or read from
+//! a file, an environment variable or a command's output; the subscription's `request_id`.
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::secret::Secret;
+use super::values::HumanDuration;
+
+/// A private key: the value itself (usually `${NAME}` from the environment), or where the
+/// adapter reads it when the flow is loaded.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(
+    untagged,
+    expecting = "a base64 key, or where to read it: { file: PATH }, { env: NAME } or { command: [PROGRAM, ARGS...] }"
+)]
+pub enum KeySource {
+    /// The key itself, base64.
+    Value(Secret),
+    /// Read from a file, an environment variable or a command's output.
+    From(KeyFrom),
+}
+
+/// Where a private key is read from; exactly one of `file`, `env` and `command`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeyFrom {
+    /// A file holding the key (relative to the project root); surrounding whitespace is ignored.
+    #[serde(default)]
+    pub file: Option<String>,
+    /// An environment variable holding the key.
+    #[serde(default)]
+    pub env: Option<String>,
+    /// A program and its arguments whose standard output is the key (a vault or KMS CLI), run
+    /// without a shell when the flow is loaded.
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    /// How long `command` may run (default 10s).
+    #[serde(default)]
+    pub timeout: Option<HumanDuration>,
+}
+
+/// A subscription with the network's registry, as far as this participant must prove it.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Subscription {
+    /// The `request_id` sent with the subscription: its ed25519 signature is served at
+    /// `/ondc-site-verification.html`.
+    pub request_id: String,
+}
