@@ -13,6 +13,7 @@ mod events;
 mod flow;
 mod loader;
 pub mod model;
+mod paginate;
 pub mod sinks;
 mod templates;
 mod trust;

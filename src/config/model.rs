@@ -580,7 +580,7 @@ pub struct StepConfig {
 /// A call to a backend; its JSON answer is the step's result.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(extend("not" = {"anyOf": [{"required": ["body", "body_template"]}, {"required": ["body", "form"]}, {"required": ["form", "body_template"]}]}))]
+#[schemars(extend("not" = {"anyOf": [{"required": ["body", "body_template"]}, {"required": ["body", "form"]}, {"required": ["form", "body_template"]}, {"required": ["text_body", "body"]}, {"required": ["text_body", "body_template"]}, {"required": ["text_body", "form"]}]}))]
 pub struct CallConfig {
     /// A name under `backends:`.
     pub backend: String,
@@ -605,11 +605,69 @@ pub struct CallConfig {
     /// like `query`, one rendering none or "" is left out.
     #[serde(default)]
     pub form: Option<BTreeMap<String, String>>,
+    /// A raw text body (XML, CSV, plain text): a text template, sent with `content_type`.
+    #[serde(default)]
+    pub text_body: Option<String>,
+    /// The `Content-Type` of `text_body` (default `text/plain; charset=utf-8`).
+    #[serde(default)]
+    pub content_type: Option<String>,
+    /// Fetch the answer page by page; the step's result is then one JSON array of every
+    /// page's items, in order.
+    #[serde(default)]
+    pub paginate: Option<PaginateConfig>,
     /// How backend failures become Beckn errors, by the backend's own error code
     /// (`SLOT_UNAVAILABLE`, see the backend's `error_code`), status (`404`), class (`4xx`,
-    /// `5xx`) or kind (`timeout`, `unreachable`, `invalid_response`).
+    /// `5xx`) or kind (`timeout`, `unreachable`, `invalid_response`, `max_pages`).
     #[serde(default)]
     pub errors: BTreeMap<String, ErrorRule>,
+}
+
+/// How a paged list is walked. Every page is one call through the backend's transport (auth,
+/// retries, `Retry-After`, idempotency keys as for any call).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PaginateConfig {
+    /// `page` (a page number), `offset` (an item offset), `next_link` (a URL to the next page,
+    /// in the body at `next` or in a `Link: <...>; rel="next"` header) or `cursor` (a value at
+    /// `next` sent back as the query parameter `param`).
+    pub style: PageStyle,
+    /// JSON pointer to the array of items in each page's body (`""`: the body is the array).
+    pub items: String,
+    /// The query parameter carrying the page number, offset or cursor (`page`, `offset`,
+    /// `cursor` styles).
+    #[serde(default)]
+    pub param: Option<String>,
+    /// The first page number (default 1) or offset (default 0).
+    #[serde(default)]
+    pub start: Option<Count>,
+    /// Items per page: an offset's step (required for `offset`); a shorter page is the last.
+    #[serde(default)]
+    pub size: Option<Count>,
+    /// A query parameter sending `size` to the backend.
+    #[serde(default)]
+    pub size_param: Option<String>,
+    /// JSON pointer to the next link (`next_link`; absent: the `Link` header) or the cursor
+    /// (`cursor`, required) in each page's body.
+    #[serde(default)]
+    pub next: Option<String>,
+    /// An expression seeing `response` (the page's body) and `page` (its number, from 1):
+    /// true makes this page the last.
+    #[serde(default)]
+    pub stop: Option<String>,
+    /// The most pages fetched (default 20); a list with more is an error (`errors:` key
+    /// `max_pages`), never cut short.
+    #[serde(default)]
+    pub max_pages: Option<Count>,
+}
+
+/// How the next page is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PageStyle {
+    Page,
+    Offset,
+    NextLink,
+    Cursor,
 }
 
 /// A Beckn error to answer with; `message` may use `{{ response }}` (the backend's body).

@@ -31,6 +31,14 @@ pub struct Fixture {
     /// No answer at all: `timeout`, `unreachable`, or `invalid_response` (a body that is not JSON).
     #[serde(default)]
     pub failure: Option<FailureKind>,
+    /// Headers of the answer; a `Link: <url>; rel="next"` gives a `next_link` page's successor.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// The answers to the step's later calls, in order: its first call gets this fixture's
+    /// own answer, the second `then[0]`, and so on (pages of a `paginate:` call, or the
+    /// elements of a `for_each`). A call beyond them fails as unreachable.
+    #[serde(default)]
+    pub then: Vec<Fixture>,
     /// Mapping tests only: the call the step must make. Only what is given is compared; in
     /// `query` and `body`, a key given as null must be absent.
     #[serde(default)]
@@ -72,6 +80,14 @@ pub struct ExpectedRequest {
 }
 
 impl Fixture {
+    /// The fixture answering the `n`-th call of its step (from 0): itself, then `then`.
+    pub fn nth(&self, n: usize) -> Option<&Fixture> {
+        match n {
+            0 => Some(self),
+            n => self.then.get(n - 1),
+        }
+    }
+
     /// The answer this fixture gives to a call to `backend`.
     pub fn answer(&self, backend: &Backend) -> Result<BackendResponse, BackendFailure> {
         let status = self.status.unwrap_or(200);
@@ -85,7 +101,15 @@ impl Fixture {
                 status,
                 detail: "the body is not JSON (fixture)".into(),
             }),
-            None if (200..300).contains(&status) => Ok(BackendResponse { status, body }),
+            None if (200..300).contains(&status) => Ok(BackendResponse {
+                status,
+                body,
+                next_link: self
+                    .headers
+                    .iter()
+                    .filter(|(k, _)| k.eq_ignore_ascii_case("link"))
+                    .find_map(|(_, v)| crate::backend::next_in_link(v)),
+            }),
             None => Err(BackendFailure::Status {
                 status,
                 body,
@@ -136,6 +160,8 @@ pub struct RecordedCall {
 pub struct FixtureTransport {
     fixtures: Fixtures,
     missing: Mutex<Vec<RecordedCall>>,
+    /// Calls made so far, by step: which of a fixture's answers comes next.
+    calls: Mutex<BTreeMap<String, usize>>,
 }
 
 impl FixtureTransport {
@@ -143,6 +169,7 @@ impl FixtureTransport {
         FixtureTransport {
             fixtures,
             missing: Mutex::new(Vec::new()),
+            calls: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -159,8 +186,23 @@ impl Transport for FixtureTransport {
         step: &'a str,
         request: BackendRequest,
     ) -> BoxFuture<'a, Result<BackendResponse, BackendFailure>> {
+        let n = match self.calls.lock() {
+            Ok(mut calls) => {
+                let n = calls.entry(step.to_string()).or_default();
+                *n += 1;
+                *n - 1
+            }
+            Err(_) => 0,
+        };
         let answer = match self.fixtures.get(step) {
-            Some(f) => f.answer(backend),
+            Some(f) => match f.nth(n) {
+                Some(f) => f.answer(backend),
+                None => Err(BackendFailure::Unreachable(format!(
+                    "the fixture for step `{step}` has {} answer(s); this is call {}",
+                    1 + f.then.len(),
+                    n + 1
+                ))),
+            },
             None => {
                 let answer = Err(BackendFailure::Unreachable(format!(
                     "no fixture for step `{step}`"

@@ -121,7 +121,12 @@ pub async fn run_file(layout: &Layout, set: &CompiledSet, file: &Path) -> TestRe
     if !run.request_violations.is_empty() {
         problems.push(Problem::RequestRejected(run.request_violations.clone()));
     }
-    problems.extend(transport.missing().into_iter().map(Problem::MissingFixture));
+    problems.extend(
+        transport
+            .missing()
+            .into_iter()
+            .map(|c| Problem::MissingFixture(Box::new(c))),
+    );
     check_calls(&prepared, &run, &mut problems);
     check_callback(layout, &prepared, &run, &mut problems);
     TestResult {
@@ -521,6 +526,7 @@ mod tests {
                 headers: Vec::new(),
                 body: None,
                 form: Some(vec![("test_code".into(), "SOIL-NPK".into())]),
+                text: None,
             },
             answer: Err(BackendFailure::Unreachable("fixture".into())),
         };
