@@ -398,7 +398,7 @@ pub fn next_in_link(value: &str) -> Option<String> {
         let close = open + rest[open..].find('>')?;
         let target = &rest[open + 1..close];
         let params_end = rest[close..].find('<').map_or(rest.len(), |n| close + n);
-        let params = &rest[close + 1..params_end];
+        let params = rest[close + 1..params_end].trim().trim_end_matches(',');
         let is_next = params.split(';').any(|p| {
             let Some((k, v)) = p.split_once('=') else {
                 return false;
@@ -430,4 +430,18 @@ pub(crate) fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
         cause = next;
     }
     cause.to_string()
+}
+
+#[cfg(test)]
+mod link_tests {
+    use super::next_in_link;
+
+    #[test]
+    fn the_next_link_among_several() {
+        let v = r#"</items?p=0>; rel="first", </items?p=2>; rel="next prefetch", <x>; rel=last"#;
+        assert_eq!(next_in_link(v).as_deref(), Some("/items?p=2"));
+        assert_eq!(next_in_link(r#"<a>; rel="prev""#), None);
+        assert_eq!(next_in_link("<b>; rel=next").as_deref(), Some("b"));
+        assert_eq!(next_in_link("garbage"), None);
+    }
 }

@@ -18,6 +18,7 @@ mod listeners;
 mod logs;
 mod mapping_tests;
 mod ownership;
+mod paginate;
 mod polling;
 mod postgres;
 mod postgres_leases;
