@@ -300,4 +300,43 @@ mod tests {
             Err(BackendFailure::Timeout(_))
         ));
     }
+
+    #[tokio::test]
+    async fn a_step_gets_its_answers_in_order_then_none() {
+        let fixtures: Fixtures = serde_json::from_value(serde_json::json!({
+            "tests": {
+                "body": {"items": [1, 2]},
+                "headers": {"Link": "</tests?p=2>; rel=\"next\""},
+                "then": [{"body": {"items": [3]}}]
+            }
+        }))
+        .unwrap();
+        let transport = FixtureTransport::new(fixtures);
+        let request = BackendRequest {
+            method: "GET".into(),
+            path: "/tests".into(),
+            query: Vec::new(),
+            headers: Vec::new(),
+            body: None,
+            form: None,
+            text: None,
+        };
+        let first = transport
+            .send(&backend(), "tests", request.clone())
+            .await
+            .unwrap();
+        assert_eq!(first.body["items"], serde_json::json!([1, 2]));
+        assert_eq!(first.next_link.as_deref(), Some("/tests?p=2"));
+        let second = transport
+            .send(&backend(), "tests", request.clone())
+            .await
+            .unwrap();
+        assert_eq!(second.body["items"], serde_json::json!([3]));
+        assert_eq!(second.next_link, None);
+        let third = transport.send(&backend(), "tests", request).await;
+        assert!(
+            matches!(&third, Err(BackendFailure::Unreachable(why)) if why.contains("2 answer(s); this is call 3")),
+            "{third:?}"
+        );
+    }
 }

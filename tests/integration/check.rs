@@ -498,3 +498,73 @@ fn yaml_alias_bombs_are_refused() {
     }
     insta::assert_snapshot!(check_fails(&[(FLOW, &flow)], 1));
 }
+
+#[test]
+fn every_paginate_style_and_a_text_body_pass() {
+    let flow = lab_with(&[(
+        "      - name: lab\n        call: { backend: erp, path: /profile }",
+        r#"      - name: lab
+        call: { backend: erp, method: POST, path: /profile, text_body: "<q>{{ context.transaction_id }}</q>", content_type: application/xml }
+      - name: by_page
+        call: { backend: erp, path: /p, paginate: { style: page, param: page, size: 50, size_param: per_page, items: /items, max_pages: 5 } }
+      - name: by_offset
+        call: { backend: erp, path: /o, paginate: { style: offset, param: offset, start: 0, size: 50, items: /rows }, errors: { max_pages: { code: "40000" } } }
+      - name: by_link
+        call: { backend: erp, path: /l, paginate: { style: next_link, items: "" } }
+      - name: by_cursor
+        call: { backend: erp, path: /c, paginate: { style: cursor, param: after, next: /next, items: /items, stop: "{{ page >= 3 or response.done }}" } }"#,
+    )]);
+    let out = check(&[(FLOW, &flow)]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+}
+
+#[test]
+fn paginate_and_text_body_mistakes_each_located() {
+    let flow = lab_with(&[(
+        "      - name: lab\n        call: { backend: erp, path: /profile }",
+        r#"      - name: lab
+        call: { backend: erp, method: POST, path: /profile, body: {}, text_body: "x" }
+      - name: typed
+        call: { backend: erp, path: /t, content_type: text/csv }
+      - name: no_param
+        call: { backend: erp, path: /p, paginate: { style: page, items: /items } }
+      - name: link_param
+        call: { backend: erp, path: /l, paginate: { style: next_link, param: page, items: /items } }
+      - name: no_cursor
+        call: { backend: erp, path: /c, paginate: { style: cursor, param: after, items: items } }
+      - name: no_size
+        call: { backend: erp, path: /o, paginate: { style: offset, param: offset, items: /rows, next: /next, max_pages: 0 } }
+      - name: bad_stop
+        call: { backend: erp, path: /s, paginate: { style: page, param: page, items: /i, stop: "{{ pages > 2 }}" } }"#,
+    )]);
+    let out = check_fails(&[(FLOW, &flow)], 10);
+    for (at, says) in [
+        ("steps[0].call.text_body", "give one body"),
+        (
+            "steps[1].call.content_type",
+            "`content_type` is the type of `text_body`",
+        ),
+        ("steps[2].call.paginate\n", "needs `param`"),
+        ("steps[3].call.paginate.param", "sends no parameter"),
+        (
+            "steps[4].call.paginate.items",
+            "`items` is not a JSON pointer",
+        ),
+        (
+            "steps[4].call.paginate\n",
+            "`cursor` pagination needs `next`",
+        ),
+        (
+            "steps[5].call.paginate\n",
+            "`offset` pagination needs `size`",
+        ),
+        ("steps[5].call.paginate.next", "computes the next page"),
+        ("steps[5].call.paginate.max_pages", "must be 1 to"),
+        ("steps[6].call.paginate.stop", "`pages`"),
+    ] {
+        let found = out
+            .split("\n\n")
+            .any(|d| d.contains(&format!("at: actions.search.{at}")) && d.contains(says));
+        assert!(found, "no diagnostic at {at:?} saying {says:?} in:\n{out}");
+    }
+}
