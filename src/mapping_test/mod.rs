@@ -297,20 +297,27 @@ fn call_steps(flow: &CompiledFlow, action: Action) -> Vec<String> {
 fn check_calls(prepared: &Prepared, run: &DryRun, problems: &mut Vec<Problem>) {
     let steps = call_steps(&prepared.flow, prepared.action);
     for (step, fixture) in &prepared.fixtures {
-        let Some(expected) = &fixture.expect_request else {
-            continue;
-        };
-        if !steps.contains(step) {
-            continue; // a shared fixture file's entry for another action
+        // The step's first call is checked against the fixture's own `expect_request`, its
+        // later calls (pages) against those of `then`, in order.
+        let expected: Vec<Option<&ExpectedRequest>> = std::iter::once(fixture)
+            .chain(&fixture.then)
+            .map(|f| f.expect_request.as_ref())
+            .collect();
+        if expected.iter().all(Option::is_none) || !steps.contains(step) {
+            continue; // nothing to compare, or a shared fixture file's entry for another action
         }
-        match run.calls.iter().find(|c| &c.step == step) {
-            Some(call) => {
-                let differences = request_differences(expected, call);
-                if !differences.is_empty() {
-                    problems.push(Problem::RequestDiffers {
-                        step: step.clone(),
-                        differences,
-                    });
+        let calls: Vec<&RecordedCall> = run.calls.iter().filter(|c| &c.step == step).collect();
+        match calls.first() {
+            Some(_) => {
+                for (expected, call) in expected.iter().zip(&calls) {
+                    let Some(expected) = expected else { continue };
+                    let differences = request_differences(expected, call);
+                    if !differences.is_empty() {
+                        problems.push(Problem::RequestDiffers {
+                            step: step.clone(),
+                            differences,
+                        });
+                    }
                 }
             }
             None if prepared.test.fixtures.contains_key(step)
