@@ -86,6 +86,11 @@ pub enum BackendFailure {
     /// A paged list had more pages than the call's `paginate.max_pages`.
     #[error("has more than {max_pages} pages (paginate.max_pages); the list was not cut short")]
     TooManyPages { max_pages: u32 },
+    /// A `for_each` list was longer than its `max_items`.
+    #[error(
+        "was to be called for {count} elements, more than for_each.max_items {max_items}; none was called"
+    )]
+    TooManyItems { count: usize, max_items: usize },
     /// The OAuth2 token endpoint gave no token (`status`: its HTTP status, if it answered).
     #[error("got no access token for backend `{backend}` from {token_url}: {}{detail}", status.map(|s| format!("HTTP {s}, ")).unwrap_or_default())]
     TokenRefused {
@@ -102,7 +107,9 @@ impl BackendFailure {
         match self {
             BackendFailure::Timeout(_) | BackendFailure::Unreachable(_) => true,
             BackendFailure::Status { status, .. } => *status >= 500 || *status == 429,
-            BackendFailure::InvalidResponse { .. } | BackendFailure::TooManyPages { .. } => false,
+            BackendFailure::InvalidResponse { .. }
+            | BackendFailure::TooManyPages { .. }
+            | BackendFailure::TooManyItems { .. } => false,
             BackendFailure::TokenRefused { status, .. } => status.is_none_or(|s| s >= 500),
         }
     }
@@ -124,6 +131,7 @@ impl BackendFailure {
             }
             BackendFailure::InvalidResponse { .. } => vec!["invalid_response".into()],
             BackendFailure::TooManyPages { .. } => vec!["max_pages".into()],
+            BackendFailure::TooManyItems { .. } => vec!["max_items".into()],
             BackendFailure::TokenRefused { .. } => vec!["auth".into()],
         }
     }
@@ -136,6 +144,7 @@ impl BackendFailure {
             BackendFailure::Status { status, .. } => format!("http_{status}"),
             BackendFailure::InvalidResponse { .. } => "invalid_response".into(),
             BackendFailure::TooManyPages { .. } => "max_pages".into(),
+            BackendFailure::TooManyItems { .. } => "max_items".into(),
             BackendFailure::TokenRefused { .. } => "auth".into(),
         }
     }

@@ -310,6 +310,7 @@ impl Loader<'_> {
                     | "invalid_response"
                     | "auth"
                     | "max_pages"
+                    | "max_items"
                     | "4xx"
                     | "5xx"
             );
@@ -322,7 +323,7 @@ impl Loader<'_> {
             if !is_status && !is_kind && !backend_codes {
                 self.diagnostics.push(
                     doc.diagnostic(file, &rpath, format!("`{key}` is not a failure this table can match"))
-                        .hint("use an HTTP status (404), a class (4xx, 5xx), timeout, unreachable, invalid_response, auth (no OAuth2 token), max_pages (a paged list longer than paginate.max_pages), or the backend's own error code once the backend sets `error_code:`"),
+                        .hint("use an HTTP status (404), a class (4xx, 5xx), timeout, unreachable, invalid_response, auth (no OAuth2 token), max_pages (a paged list longer than paginate.max_pages), max_items (a for_each list longer than its max_items), or the backend's own error code once the backend sets `error_code:`"),
                 );
             }
             let Some(code) = ErrorCode::from_code(&rule.code) else {

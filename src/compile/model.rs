@@ -207,6 +207,18 @@ pub struct CompiledStep {
     /// Name of an expression template rendering `true` or `false`.
     pub when: Option<String>,
     pub kind: StepKind,
+    /// `for_each:`: the call is made once per element of a list.
+    pub for_each: Option<ForEach>,
+}
+
+/// A compiled `for_each:`.
+pub struct ForEach {
+    /// Renders the list.
+    pub items: ValueTemplate,
+    /// The name each element is bound to.
+    pub as_name: String,
+    pub concurrency: usize,
+    pub max_items: usize,
 }
 
 pub enum StepKind {

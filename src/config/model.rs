@@ -572,9 +572,31 @@ pub struct StepConfig {
     pub when: Option<String>,
     #[serde(default)]
     pub call: Option<CallConfig>,
+    /// Make the call once per element of a list; the step's result is the list of answers,
+    /// in the list's order.
+    #[serde(default)]
+    pub for_each: Option<ForEachConfig>,
     /// A rhai script under `mappings/`.
     #[serde(default)]
     pub script: Option<String>,
+}
+
+/// A call made once per element of a list.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ForEachConfig {
+    /// An expression giving the list (`"{{ order.samples }}"`); null is an empty list.
+    pub items: String,
+    /// The name the call's templates read the element by (default `item`).
+    #[serde(default, rename = "as")]
+    pub as_name: Option<String>,
+    /// Calls in flight at once (default 4, at most 32).
+    #[serde(default)]
+    pub concurrency: Option<Count>,
+    /// The longest list served (default 100); a longer one is an error (`errors:` key
+    /// `max_items`), never cut short.
+    #[serde(default)]
+    pub max_items: Option<Count>,
 }
 
 /// A call to a backend; its JSON answer is the step's result.

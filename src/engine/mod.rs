@@ -2,6 +2,7 @@
 //! reply. Knows nothing of HTTP servers, signatures or delivery; sees only compiled flows.
 
 pub mod error;
+mod for_each;
 mod paginate;
 
 use minijinja::Value as JValue;
@@ -172,7 +173,10 @@ async fn run_steps(
             }
         }
         let result = match &step.kind {
-            StepKind::Call(call) => run_call(flow, run, &step.name, call, scope, &ctx).await?,
+            StepKind::Call(call) => match &step.for_each {
+                None => run_call(flow, run, &step.name, call, scope, &ctx, None).await?,
+                Some(fe) => for_each::run(flow, run, &step.name, call, fe, scope, &ctx).await?,
+            },
             StepKind::Script(script) => flow
                 .scripts
                 .run(script, scope)
@@ -226,6 +230,25 @@ impl TemplateScope {
     }
 }
 
+/// `ctx` (a map) with `extra` bound besides: what a page's `stop` or a `for_each` element's
+/// call sees.
+fn ctx_with(ctx: &JValue, extra: &[(&str, JValue)]) -> JValue {
+    let mut map: std::collections::BTreeMap<String, JValue> = ctx
+        .try_iter()
+        .map(|keys| {
+            keys.filter_map(|k| {
+                let v = ctx.get_item(&k).ok()?;
+                Some((k.as_str()?.to_string(), v))
+            })
+            .collect()
+        })
+        .unwrap_or_default();
+    for (k, v) in extra {
+        map.insert((*k).to_string(), v.clone());
+    }
+    JValue::from(map)
+}
+
 fn reply_name(reply: &Reply) -> String {
     match reply {
         Reply::Template(n) => n.clone(),
@@ -240,6 +263,7 @@ async fn run_call(
     call: &CompiledCall,
     scope: &Map<String, Value>,
     ctx: &JValue,
+    element: Option<usize>,
 ) -> Result<Value, EngineError> {
     let t = &flow.templates;
     let request = BackendRequest {
@@ -292,6 +316,7 @@ async fn run_call(
         call,
         backend,
         scope,
+        element,
     };
     match &call.paginate {
         Some(p) => paginate::run(&call_ref, p, request, ctx).await,
@@ -308,6 +333,8 @@ struct Call<'c, 'r> {
     call: &'c CompiledCall,
     backend: &'c crate::backend::Backend,
     scope: &'c Map<String, Value>,
+    /// The element of a `for_each` list this call is for.
+    element: Option<usize>,
 }
 
 impl Call<'_, '_> {
@@ -325,6 +352,7 @@ impl Call<'_, '_> {
             step,
             backend,
             scope,
+            element,
             ..
         } = *self;
         let (action, transport) = (run.action, run.transport);
@@ -333,7 +361,7 @@ impl Call<'_, '_> {
         {
             request.headers.push((
                 header.clone(),
-                idempotency_key(flow, action, step, page, scope),
+                idempotency_key(flow, action, step, (element, page), scope),
             ));
         }
         let retries = match backend.retry {
@@ -406,7 +434,7 @@ fn idempotency_key(
     flow: &CompiledFlow,
     action: Action,
     step: &str,
-    page: u32,
+    (element, page): (Option<usize>, u32),
     scope: &Map<String, Value>,
 ) -> String {
     use blake2::{Blake2b512, Digest};
@@ -434,6 +462,11 @@ fn idempotency_key(
     // Each page is its own request; the first keeps the key of an unpaged call.
     if page > 1 {
         digest.update(page.to_be_bytes());
+    }
+    // So is the call for each element of a `for_each` list.
+    if let Some(i) = element {
+        digest.update(b"element");
+        digest.update((i as u64).to_be_bytes());
     }
     hex::encode(&digest.finalize()[..16])
 }
@@ -508,7 +541,7 @@ fn error_reply(
         .iter()
         .find_map(|k| call.errors.get(k));
     let Some(rule) = rule else {
-        if let BackendFailure::TooManyPages { .. } = failure {
+        if let BackendFailure::TooManyPages { .. } | BackendFailure::TooManyItems { .. } = failure {
             return Ok(BecknError::new(
                 ErrorCode::InternalError,
                 "the provider's list is longer than it is set up to serve in one answer",

@@ -123,20 +123,15 @@ fn stops(
     let Some(stop) = &p.stop else {
         return Ok(false);
     };
-    let mut map: std::collections::BTreeMap<String, JValue> = ctx
-        .try_iter()
-        .map(|keys| {
-            keys.filter_map(|k| {
-                let v = ctx.get_item(&k).ok()?;
-                Some((k.as_str()?.to_string(), v))
-            })
-            .collect()
-        })
-        .unwrap_or_default();
-    map.insert("response".into(), crate::mapping::jvalue(body));
-    map.insert("page".into(), JValue::from(page));
+    let ctx = super::ctx_with(
+        ctx,
+        &[
+            ("response", crate::mapping::jvalue(body)),
+            ("page", JValue::from(page)),
+        ],
+    );
     let rendered = stop
-        .render(&call.flow.templates, &JValue::from(map))
+        .render(&call.flow.templates, &ctx)
         .map_err(EngineError::Template)?;
     Ok(truthy(&rendered))
 }

@@ -568,3 +568,37 @@ fn paginate_and_text_body_mistakes_each_located() {
         assert!(found, "no diagnostic at {at:?} saying {says:?} in:\n{out}");
     }
 }
+
+#[test]
+fn for_each_mistakes_each_located() {
+    let flow = lab_with(&[(
+        "      - name: lab\n        call: { backend: erp, path: /profile }",
+        r#"      - name: lab
+        call: { backend: erp, path: /profile }
+      - name: each
+        for_each: { items: "{{ lab.tests }}", as: test, concurrency: 4, max_items: 50 }
+        call: { backend: erp, path: "/tests/{{ test.code }}", errors: { max_items: { code: "40000" } } }
+      - name: no_call
+        for_each: { items: "{{ lab.tests }}" }
+        script: soil/search_filters.rhai
+      - name: taken
+        for_each: { items: "{{ lab.tests }}", as: lab, concurrency: 0, max_items: 100000 }
+        call: { backend: erp, path: "/tests/{{ lab.code }}" }
+      - name: unknown
+        for_each: { items: "{{ nothing }}" }
+        call: { backend: erp, path: "/tests/{{ item.code }}" }"#,
+    )]);
+    let out = check_fails(&[(FLOW, &flow)], 5);
+    for (at, says) in [
+        ("steps[2].for_each\n", "`for_each` repeats a call"),
+        ("steps[3].for_each.as", "`lab` cannot name the element"),
+        ("steps[3].for_each.concurrency", "must be 1 to 32"),
+        ("steps[3].for_each.max_items", "must be 1 to 10000"),
+        ("steps[4].for_each.items", "`nothing`"),
+    ] {
+        let found = out
+            .split("\n\n")
+            .any(|d| d.contains(&format!("at: actions.search.{at}")) && d.contains(says));
+        assert!(found, "no diagnostic at {at:?} saying {says:?} in:\n{out}");
+    }
+}

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::header::LINK;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -94,6 +94,14 @@ async fn by_cursor(State(seen): State<Arc<Seen>>, Query(q): Q) -> Response {
     axum::Json(json!({"results": tests_from(from), "meta": {"next_cursor": next}})).into_response()
 }
 
+/// One test by its code; later codes answer sooner, so answers arrive out of order.
+async fn one_test(State(seen): State<Arc<Seen>>, UrlPath(code): UrlPath<String>) -> Response {
+    let n: u64 = code.trim_start_matches('T').parse().unwrap_or(0);
+    tokio::time::sleep(std::time::Duration::from_millis((8 - n.min(8)) * 15)).await;
+    note(&seen, &format!("/tests/{code}"), &HashMap::new());
+    axum::Json(json!({"code": code, "price": format!("{n}99.00")})).into_response()
+}
+
 async fn start_erp() -> (Arc<Seen>, SocketAddr) {
     let seen = Arc::new(Seen::default());
     let app = Router::new()
@@ -102,6 +110,7 @@ async fn start_erp() -> (Arc<Seen>, SocketAddr) {
         .route("/api/erp/by-link", get(by_link))
         .route("/api/erp/by-body-link", get(by_body_link))
         .route("/api/erp/by-cursor", get(by_cursor))
+        .route("/api/erp/tests/{code}", get(one_test))
         .with_state(seen.clone());
     let (listener, addr) = bind().await;
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -161,6 +170,31 @@ actions:
         by_link: "{{{{ by_link | map(attribute='code') | list }}}}"
         by_body_link: "{{{{ by_body_link | map(attribute='code') | list }}}}"
         by_cursor: "{{{{ by_cursor | map(attribute='code') | list }}}}"
+
+  select:
+    steps:
+      - name: codes
+        call:
+          backend: erp
+          path: /by-page
+          paginate: {{ style: page, param: page, size: 3, items: /items }}
+      - name: prices
+        for_each: {{ items: "{{{{ codes }}}}", as: test, concurrency: 3 }}
+        call: {{ backend: erp, path: "/tests/{{{{ test.code }}}}" }}
+    reply:
+      message: {{ prices: "{{{{ prices | map(attribute='price') | list }}}}" }}
+
+  init:
+    steps:
+      - name: prices
+        for_each: {{ items: "{{{{ [1, 2, 3] }}}}", max_items: 2 }}
+        call:
+          backend: erp
+          path: "/tests/T{{{{ item }}}}"
+          errors:
+            max_items: {{ code: "40000", message: "too many tests in one order" }}
+    reply:
+      message: {{ prices: "{{{{ prices }}}}" }}
 
   status:
     steps:
@@ -245,5 +279,53 @@ async fn every_page_is_collected_in_order_and_more_than_max_pages_is_a_beckn_err
         seen.0.lock().unwrap().clone(),
         ["/by-page?page=1", "/by-page?page=2"],
         "stops at the bound instead of fetching on"
+    );
+}
+
+#[tokio::test]
+async fn for_each_calls_once_per_element_bounded_and_in_order() {
+    let (seen, addr) = start_erp().await;
+    let tree = temp_tree(&[]);
+    std::fs::write(tree.path().join("flows/paged-lab.yaml"), flow_text(addr)).unwrap();
+    let layout = Layout::from_flows_dir(tree.path().join("flows"));
+    let set = match beckn_adapter::compile::load(&layout, &HashMap::new()) {
+        Ok(set) => set,
+        Err(d) => panic!("{}", beckn_adapter::config::diagnostic::render_all(&d)),
+    };
+    let flow = set.flow("paged-lab").unwrap();
+    let http = HttpTransport::new();
+
+    let out = run_action(flow, Action::Select, &request(), &http, &SystemClock)
+        .await
+        .expect("select runs");
+    let prices: Vec<String> = (1..=TOTAL).map(|i| format!("{i}99.00")).collect();
+    assert_eq!(
+        out.message["prices"],
+        json!(prices),
+        "answers in the list's order"
+    );
+    let calls: Vec<String> = seen
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|c| c.starts_with("/tests/"))
+        .cloned()
+        .collect();
+    assert_eq!(calls.len(), TOTAL, "one call per element: {calls:?}");
+    assert_ne!(
+        calls[0], "/tests/T1?",
+        "calls overlap (later codes answer sooner): {calls:?}"
+    );
+
+    seen.0.lock().unwrap().clear();
+    let err = run_action(flow, Action::Init, &request(), &http, &SystemClock)
+        .await
+        .expect_err("three elements are more than max_items: 2");
+    assert_eq!(err.to_beckn().code, "40000");
+    assert_eq!(err.to_beckn().message, "too many tests in one order");
+    assert!(
+        seen.0.lock().unwrap().is_empty(),
+        "no call for a list over its bound"
     );
 }
