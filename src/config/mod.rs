@@ -5,6 +5,7 @@ pub mod diagnostic;
 pub mod interpolate;
 pub mod json_schema;
 pub mod model;
+pub mod repeat;
 pub mod secret;
 pub mod ultra;
 pub mod values;
