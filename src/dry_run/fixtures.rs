@@ -77,6 +77,9 @@ pub struct ExpectedRequest {
     /// sent).
     #[serde(default)]
     pub form: Option<BTreeMap<String, Option<String>>>,
+    /// A raw text body (`text_body:`), exactly.
+    #[serde(default)]
+    pub text_body: Option<String>,
 }
 
 impl Fixture {

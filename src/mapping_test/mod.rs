@@ -345,6 +345,16 @@ fn request_differences(expected: &ExpectedRequest, call: &RecordedCall) -> Vec<M
         }
     };
     scalar("method", &expected.method, &r.method);
+    if let Some(want) = &expected.text_body {
+        let got = r.text.as_ref().map(|t| Value::String(t.text.clone()));
+        if got.as_ref().and_then(Value::as_str) != Some(want.as_str()) {
+            out.push(Mismatch {
+                path: JsonPath::default().key("text_body"),
+                expected: Some(Value::String(want.clone())),
+                actual: got,
+            });
+        }
+    }
     if let Some(want) = &expected.path
         && *want != r.path
     {
@@ -552,5 +562,33 @@ mod tests {
             .collect();
         assert_eq!(paths.len(), 2, "{paths:?}");
         assert!(paths.iter().all(|p| p.starts_with("form")), "{paths:?}");
+    }
+
+    #[test]
+    fn a_text_body_is_compared_exactly() {
+        let call = RecordedCall {
+            step: "book".into(),
+            backend: "erp".into(),
+            request: BackendRequest {
+                method: "POST".into(),
+                path: "/soap".into(),
+                query: Vec::new(),
+                headers: Vec::new(),
+                body: None,
+                form: None,
+                text: Some(crate::backend::TextBody {
+                    content_type: "application/xml".into(),
+                    text: "<ref>t-1</ref>".into(),
+                }),
+            },
+            answer: Err(BackendFailure::Unreachable("fixture".into())),
+        };
+        let expect = |text: &str| -> ExpectedRequest {
+            serde_json::from_value(serde_json::json!({ "text_body": text })).unwrap()
+        };
+        assert!(request_differences(&expect("<ref>t-1</ref>"), &call).is_empty());
+        let differences = request_differences(&expect("<ref>t-2</ref>"), &call);
+        assert_eq!(differences.len(), 1);
+        assert_eq!(differences[0].path.to_string(), "text_body");
     }
 }
