@@ -2,6 +2,8 @@
 //! page number, offset, `Link` header, next link in the body and cursor. A flow's steps are run
 //! through the engine with the real HTTP transport: every page is fetched, in order, into one
 //! array; a list longer than `max_pages` is a Beckn error from the call's `errors:` table.
+//! The same stand-in serves one test by code for `for_each` (answers kept in list order while
+//! calls overlap; a list over `max_items` refused before any call) and echoes a `text_body`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -102,6 +104,16 @@ async fn one_test(State(seen): State<Arc<Seen>>, UrlPath(code): UrlPath<String>)
     axum::Json(json!({"code": code, "price": format!("{n}99.00")})).into_response()
 }
 
+/// Echoes a raw body and its content type.
+async fn echo(headers: axum::http::HeaderMap, body: String) -> Response {
+    let ct = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    axum::Json(json!({"content_type": ct, "body": body})).into_response()
+}
+
 async fn start_erp() -> (Arc<Seen>, SocketAddr) {
     let seen = Arc::new(Seen::default());
     let app = Router::new()
@@ -111,6 +123,7 @@ async fn start_erp() -> (Arc<Seen>, SocketAddr) {
         .route("/api/erp/by-body-link", get(by_body_link))
         .route("/api/erp/by-cursor", get(by_cursor))
         .route("/api/erp/tests/{code}", get(one_test))
+        .route("/api/erp/echo", axum::routing::post(echo))
         .with_state(seen.clone());
     let (listener, addr) = bind().await;
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -183,6 +196,18 @@ actions:
         call: {{ backend: erp, path: "/tests/{{{{ test.code }}}}" }}
     reply:
       message: {{ prices: "{{{{ prices | map(attribute='price') | list }}}}" }}
+
+  confirm:
+    steps:
+      - name: booked
+        call:
+          backend: erp
+          method: POST
+          path: /echo
+          content_type: application/xml
+          text_body: "<booking ref=\"{{{{ context.transaction_id }}}}\"/>"
+    reply:
+      message: {{ booked: "{{{{ booked }}}}" }}
 
   init:
     steps:
@@ -327,5 +352,31 @@ async fn for_each_calls_once_per_element_bounded_and_in_order() {
     assert!(
         seen.0.lock().unwrap().is_empty(),
         "no call for a list over its bound"
+    );
+}
+
+#[tokio::test]
+async fn a_text_body_goes_out_with_its_content_type() {
+    let (_seen, addr) = start_erp().await;
+    let tree = temp_tree(&[]);
+    std::fs::write(tree.path().join("flows/paged-lab.yaml"), flow_text(addr)).unwrap();
+    let layout = Layout::from_flows_dir(tree.path().join("flows"));
+    let set = match beckn_adapter::compile::load(&layout, &HashMap::new()) {
+        Ok(set) => set,
+        Err(d) => panic!("{}", beckn_adapter::config::diagnostic::render_all(&d)),
+    };
+    let flow = set.flow("paged-lab").unwrap();
+    let out = run_action(
+        flow,
+        Action::Confirm,
+        &request(),
+        &HttpTransport::new(),
+        &SystemClock,
+    )
+    .await
+    .expect("confirm runs");
+    assert_eq!(
+        out.message["booked"],
+        json!({"content_type": "application/xml", "body": "<booking ref=\"t-paged\"/>"})
     );
 }
