@@ -45,6 +45,16 @@ pub struct BackendRequest {
     /// A form body (`application/x-www-form-urlencoded`), when the call has `form:`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub form: Option<Vec<(String, String)>>,
+    /// A raw text body (`text_body:`) and its content type.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<TextBody>,
+}
+
+/// A raw text body and the `Content-Type` it is sent with.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TextBody {
+    pub content_type: String,
+    pub text: String,
 }
 
 /// A successful (2xx, JSON) answer.
@@ -52,6 +62,8 @@ pub struct BackendRequest {
 pub struct BackendResponse {
     pub status: u16,
     pub body: Value,
+    /// The `Link` header's `rel="next"` URL, as given (for `next_link` pagination).
+    pub next_link: Option<String>,
 }
 
 /// Why a call did not give a usable answer.
@@ -71,6 +83,14 @@ pub enum BackendFailure {
     },
     #[error("answered HTTP {status} with a body that is not JSON: {detail}")]
     InvalidResponse { status: u16, detail: String },
+    /// A paged list had more pages than the call's `paginate.max_pages`.
+    #[error("has more than {max_pages} pages (paginate.max_pages); the list was not cut short")]
+    TooManyPages { max_pages: u32 },
+    /// A `for_each` list was longer than its `max_items`.
+    #[error(
+        "was to be called for {count} elements, more than for_each.max_items {max_items}; none was called"
+    )]
+    TooManyItems { count: usize, max_items: usize },
     /// The OAuth2 token endpoint gave no token (`status`: its HTTP status, if it answered).
     #[error("got no access token for backend `{backend}` from {token_url}: {}{detail}", status.map(|s| format!("HTTP {s}, ")).unwrap_or_default())]
     TokenRefused {
@@ -87,7 +107,9 @@ impl BackendFailure {
         match self {
             BackendFailure::Timeout(_) | BackendFailure::Unreachable(_) => true,
             BackendFailure::Status { status, .. } => *status >= 500 || *status == 429,
-            BackendFailure::InvalidResponse { .. } => false,
+            BackendFailure::InvalidResponse { .. }
+            | BackendFailure::TooManyPages { .. }
+            | BackendFailure::TooManyItems { .. } => false,
             BackendFailure::TokenRefused { status, .. } => status.is_none_or(|s| s >= 500),
         }
     }
@@ -108,6 +130,8 @@ impl BackendFailure {
                     .collect()
             }
             BackendFailure::InvalidResponse { .. } => vec!["invalid_response".into()],
+            BackendFailure::TooManyPages { .. } => vec!["max_pages".into()],
+            BackendFailure::TooManyItems { .. } => vec!["max_items".into()],
             BackendFailure::TokenRefused { .. } => vec!["auth".into()],
         }
     }
@@ -119,6 +143,8 @@ impl BackendFailure {
             BackendFailure::Unreachable(_) => "unreachable".into(),
             BackendFailure::Status { status, .. } => format!("http_{status}"),
             BackendFailure::InvalidResponse { .. } => "invalid_response".into(),
+            BackendFailure::TooManyPages { .. } => "max_pages".into(),
+            BackendFailure::TooManyItems { .. } => "max_items".into(),
             BackendFailure::TokenRefused { .. } => "auth".into(),
         }
     }
@@ -230,18 +256,22 @@ impl HttpTransport {
                 pairs.append_pair(k, v.expose());
             }
         }
-        let (body, content_type) = match (&request.body, &request.form) {
-            (Some(json), _) => (
+        let (body, content_type) = match (&request.body, &request.form, &request.text) {
+            (Some(json), _, _) => (
                 serde_json::to_vec(json).unwrap_or_default(),
                 Some("application/json"),
             ),
-            (None, Some(form)) => (
+            (None, Some(form), _) => (
                 serde_urlencoded::to_string(form)
                     .unwrap_or_default()
                     .into_bytes(),
                 Some("application/x-www-form-urlencoded"),
             ),
-            (None, None) => (Vec::new(), None),
+            (None, None, Some(text)) => (
+                text.text.clone().into_bytes(),
+                Some(text.content_type.as_str()),
+            ),
+            (None, None, None) => (Vec::new(), None),
         };
         let mut rb = self
             .client
@@ -290,14 +320,20 @@ impl HttpTransport {
         })?;
         let status = response.status().as_u16();
         let retry_after = retry_after::asked(status, response.headers(), self.clock.now());
+        let next_link = link_next(response.headers());
         let bytes = read_limited(response, backend.timeout).await?;
         let parsed: Result<Value, _> = serde_json::from_slice(&bytes);
         if (200..300).contains(&status) {
             match parsed {
-                Ok(body) => Ok(BackendResponse { status, body }),
+                Ok(body) => Ok(BackendResponse {
+                    status,
+                    body,
+                    next_link,
+                }),
                 Err(_) if bytes.iter().all(u8::is_ascii_whitespace) => Ok(BackendResponse {
                     status,
                     body: Value::Null,
+                    next_link,
                 }),
                 Err(e) => Err(BackendFailure::InvalidResponse {
                     status,
@@ -355,6 +391,41 @@ async fn read_limited(
     }
 }
 
+/// The `rel="next"` target of the `Link` headers (RFC 8288), if any.
+fn link_next(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    headers
+        .get_all(reqwest::header::LINK)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(next_in_link)
+}
+
+/// The `rel="next"` URL of one `Link` header value: `<url>; rel="next", <url>; rel="prev"`.
+pub fn next_in_link(value: &str) -> Option<String> {
+    let mut rest = value;
+    while let Some(open) = rest.find('<') {
+        let close = open + rest[open..].find('>')?;
+        let target = &rest[open + 1..close];
+        let params_end = rest[close..].find('<').map_or(rest.len(), |n| close + n);
+        let params = rest[close + 1..params_end].trim().trim_end_matches(',');
+        let is_next = params.split(';').any(|p| {
+            let Some((k, v)) = p.split_once('=') else {
+                return false;
+            };
+            k.trim().eq_ignore_ascii_case("rel")
+                && v.trim()
+                    .trim_matches('"')
+                    .split_ascii_whitespace()
+                    .any(|r| r.eq_ignore_ascii_case("next"))
+        });
+        if is_next {
+            return Some(target.trim().to_string());
+        }
+        rest = &rest[params_end..];
+    }
+    None
+}
+
 fn preview(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(&bytes[..bytes.len().min(160)]);
     text.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -368,4 +439,18 @@ pub(crate) fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
         cause = next;
     }
     cause.to_string()
+}
+
+#[cfg(test)]
+mod link_tests {
+    use super::next_in_link;
+
+    #[test]
+    fn the_next_link_among_several() {
+        let v = r#"</items?p=0>; rel="first", </items?p=2>; rel="next prefetch", <x>; rel=last"#;
+        assert_eq!(next_in_link(v).as_deref(), Some("/items?p=2"));
+        assert_eq!(next_in_link(r#"<a>; rel="prev""#), None);
+        assert_eq!(next_in_link("<b>; rel=next").as_deref(), Some("b"));
+        assert_eq!(next_in_link("garbage"), None);
+    }
 }

@@ -8,9 +8,9 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::templates::{is_identifier, known_names, script_names};
-use super::{CompiledAction, CompiledStep, Loader, Origin, Reply, StepKind};
+use super::{CompiledAction, CompiledStep, ForEach, Loader, Origin, Reply, StepKind};
 use crate::backend::Backend;
-use crate::config::model::{ActionConfig, ReplyConfig, StepConfig};
+use crate::config::model::{ActionConfig, ForEachConfig, ReplyConfig, StepConfig};
 use crate::config::yaml::SpannedDoc;
 use crate::mapping::templates::{EXPR_PREFIX, GLOBAL_NAMES};
 use crate::mapping::{ScriptEngine, Templates, ValueTemplate};
@@ -167,6 +167,28 @@ impl Loader<'_> {
             )
             .map(|_| name)
         });
+        let mut for_each = None;
+        let mut known = known;
+        if let Some(fe) = step.for_each {
+            let as_name = fe.as_name.clone().unwrap_or_else(|| "item".into());
+            for_each = self.for_each(
+                doc,
+                file,
+                scope,
+                &format!("{path}.for_each"),
+                fe,
+                &known,
+                templates,
+            );
+            if step.call.is_none() {
+                self.diagnostics.push(
+                    doc.diagnostic(file, &format!("{path}.for_each"), "`for_each` repeats a call; this step has none")
+                        .hint("for_each: { items: \"{{ order.samples }}\", as: sample }  with  call: { backend: erp, path: \"/samples/{{ sample.id }}\" }"),
+                );
+            }
+            // Bound even when the block has errors, so the call is not reported a second time.
+            known.insert(as_name);
+        }
         let kind = match (step.call, step.script) {
             (Some(call), None) => self
                 .call(
@@ -204,6 +226,75 @@ impl Loader<'_> {
             name: step.name,
             when,
             kind: kind?,
+            for_each,
+        })
+    }
+
+    /// Compiles a step's `for_each:`; `known` are the names its `items` expression may read.
+    #[allow(clippy::too_many_arguments)]
+    fn for_each(
+        &mut self,
+        doc: &SpannedDoc,
+        file: &Path,
+        scope: &str,
+        path: &str,
+        fe: ForEachConfig,
+        known: &std::collections::HashSet<String>,
+        templates: &mut Templates,
+    ) -> Option<ForEach> {
+        let before = self.diagnostics.len();
+        let as_name = fe.as_name.unwrap_or_else(|| "item".into());
+        let reserved = ["context", "message", "flow", "response"];
+        if !is_identifier(&as_name)
+            || reserved.contains(&as_name.as_str())
+            || GLOBAL_NAMES.contains(&as_name.as_str())
+            || known.contains(&as_name)
+        {
+            self.diagnostics.push(
+                doc.diagnostic(
+                    file,
+                    &format!("{path}.as"),
+                    format!(
+                        "`{as_name}` cannot name the element: it is taken or not an identifier"
+                    ),
+                )
+                .hint("choose a new name of letters, digits and _, e.g. as: sample"),
+            );
+        }
+        let mut bounded =
+            |key: &str, given: Option<crate::config::values::Count>, default: u64, max: u64| {
+                match given {
+                    None => default as usize,
+                    Some(n) if (1..=max).contains(&n.0) => n.0 as usize,
+                    Some(n) => {
+                        self.diagnostics.push(doc.diagnostic(
+                            file,
+                            &format!("{path}.{key}"),
+                            format!("`{key}` is {}; it must be 1 to {max}", n.0),
+                        ));
+                        0
+                    }
+                }
+            };
+        let concurrency = bounded("concurrency", fe.concurrency, 4, 32);
+        let max_items = bounded("max_items", fe.max_items, 100, 10_000);
+        let items = self.value(
+            doc,
+            file,
+            scope,
+            &format!("{path}.items"),
+            &serde_json::Value::String(fe.items),
+            known,
+            templates,
+        );
+        if self.diagnostics.len() > before {
+            return None;
+        }
+        Some(ForEach {
+            items: items?,
+            as_name,
+            concurrency,
+            max_items,
         })
     }
 

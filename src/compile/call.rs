@@ -211,6 +211,43 @@ impl Loader<'_> {
             }
             form = Some(pairs);
         }
+        let mut text = None;
+        match (&call.text_body, &call.content_type) {
+            (Some(t), content_type) => {
+                if call.body.is_some() || call.body_template.is_some() || call.form.is_some() {
+                    self.diagnostics.push(doc.diagnostic(
+                        file,
+                        &format!("{path}.text_body"),
+                        "give one body: `text_body`, `form` or a JSON body (`body`, `body_template`)",
+                    ));
+                }
+                let content_type = content_type
+                    .clone()
+                    .unwrap_or_else(|| "text/plain; charset=utf-8".into());
+                text = self
+                    .text(
+                        doc,
+                        file,
+                        scope,
+                        &format!("{path}.text_body"),
+                        t,
+                        known,
+                        templates,
+                    )
+                    .map(|t| (t, content_type));
+            }
+            (None, Some(_)) => {
+                self.diagnostics.push(
+                    doc.diagnostic(
+                        file,
+                        &format!("{path}.content_type"),
+                        "`content_type` is the type of `text_body`, which is not given",
+                    )
+                    .hint("a JSON body is sent as application/json, a form as application/x-www-form-urlencoded"),
+                );
+            }
+            (None, None) => {}
+        }
         let body = match (call.body, call.body_template) {
             (Some(_), Some(_)) => {
                 self.diagnostics.push(doc.diagnostic(
@@ -242,6 +279,23 @@ impl Loader<'_> {
             }
             (None, None) => None,
         };
+        let paginate = match call.paginate {
+            None => None,
+            Some(cfg) => {
+                if let Some(pair) = super::paginate::size_query(&cfg) {
+                    query.push(pair);
+                }
+                self.paginate(
+                    doc,
+                    file,
+                    scope,
+                    &format!("{path}.paginate"),
+                    cfg,
+                    known,
+                    templates,
+                )
+            }
+        };
         let mut errors = HashMap::new();
         let mut with_response = known.clone();
         with_response.insert("response".into());
@@ -251,7 +305,14 @@ impl Loader<'_> {
                 key.len() == 3 && key.parse::<u16>().is_ok_and(|s| (400..600).contains(&s));
             let is_kind = matches!(
                 key.as_str(),
-                "timeout" | "unreachable" | "invalid_response" | "auth" | "4xx" | "5xx"
+                "timeout"
+                    | "unreachable"
+                    | "invalid_response"
+                    | "auth"
+                    | "max_pages"
+                    | "max_items"
+                    | "4xx"
+                    | "5xx"
             );
             // A missing or broken backend is reported already, and without it the keys
             // cannot be judged: give them the benefit of the doubt.
@@ -262,7 +323,7 @@ impl Loader<'_> {
             if !is_status && !is_kind && !backend_codes {
                 self.diagnostics.push(
                     doc.diagnostic(file, &rpath, format!("`{key}` is not a failure this table can match"))
-                        .hint("use an HTTP status (404), a class (4xx, 5xx), timeout, unreachable, invalid_response, auth (no OAuth2 token), or the backend's own error code once the backend sets `error_code:`"),
+                        .hint("use an HTTP status (404), a class (4xx, 5xx), timeout, unreachable, invalid_response, auth (no OAuth2 token), max_pages (a paged list longer than paginate.max_pages), max_items (a for_each list longer than its max_items), or the backend's own error code once the backend sets `error_code:`"),
                 );
             }
             let Some(code) = ErrorCode::from_code(&rule.code) else {
@@ -296,6 +357,8 @@ impl Loader<'_> {
             headers,
             body,
             form,
+            text,
+            paginate,
             errors,
         })
     }

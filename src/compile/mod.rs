@@ -14,6 +14,7 @@ mod flow;
 mod key_source;
 mod loader;
 pub mod model;
+mod paginate;
 pub mod sinks;
 mod templates;
 mod trust;

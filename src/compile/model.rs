@@ -209,6 +209,18 @@ pub struct CompiledStep {
     /// Name of an expression template rendering `true` or `false`.
     pub when: Option<String>,
     pub kind: StepKind,
+    /// `for_each:`: the call is made once per element of a list.
+    pub for_each: Option<ForEach>,
+}
+
+/// A compiled `for_each:`.
+pub struct ForEach {
+    /// Renders the list.
+    pub items: ValueTemplate,
+    /// The name each element is bound to.
+    pub as_name: String,
+    pub concurrency: usize,
+    pub max_items: usize,
 }
 
 pub enum StepKind {
@@ -226,8 +238,40 @@ pub struct CompiledCall {
     pub body: Option<CallBody>,
     /// A form body's fields (`form:`), sent `application/x-www-form-urlencoded`.
     pub form: Option<Vec<(String, ValueTemplate)>>,
+    /// A raw text body (`text_body:`) and its content type.
+    pub text: Option<(ValueTemplate, String)>,
+    /// `paginate:`: the call is repeated page by page.
+    pub paginate: Option<Paginate>,
     /// Keyed by `404`, `4xx`, `timeout`...; looked up most specific first.
     pub errors: HashMap<String, ErrorRule>,
+}
+
+/// A compiled `paginate:`.
+pub struct Paginate {
+    pub paging: Paging,
+    /// JSON pointer to each page's items.
+    pub items: String,
+    /// Size of a full page: a shorter one is the last (page and offset styles).
+    pub size: Option<u64>,
+    /// Makes a page the last when it renders true; sees `response` and `page`.
+    pub stop: Option<ValueTemplate>,
+    pub max_pages: u32,
+}
+
+/// How the next page is asked for.
+pub enum Paging {
+    /// `param` = start, start + 1, ...
+    Page { param: String, start: u64 },
+    /// `param` = start, start + size, ...
+    Offset {
+        param: String,
+        start: u64,
+        size: u64,
+    },
+    /// The next page's URL, at a pointer in the body or (None) in the `Link` header.
+    NextLink { pointer: Option<String> },
+    /// The value at `pointer` sent back as `param`.
+    Cursor { param: String, pointer: String },
 }
 
 pub enum CallBody {

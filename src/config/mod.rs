@@ -6,6 +6,7 @@ pub mod interpolate;
 pub mod json_schema;
 pub mod keys;
 pub mod model;
+pub mod repeat;
 pub mod secret;
 pub mod ultra;
 pub mod values;

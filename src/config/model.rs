@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 pub use super::keys::{KeyFrom, KeySource, Subscription};
+pub use super::repeat::{ForEachConfig, PageStyle, PaginateConfig};
 use super::secret::Secret;
 use super::values::{Count, Flag, HumanDuration};
 
@@ -598,6 +599,10 @@ pub struct StepConfig {
     pub when: Option<String>,
     #[serde(default)]
     pub call: Option<CallConfig>,
+    /// Make the call once per element of a list; the step's result is the list of answers,
+    /// in the list's order.
+    #[serde(default)]
+    pub for_each: Option<ForEachConfig>,
     /// A rhai script under `mappings/`.
     #[serde(default)]
     pub script: Option<String>,
@@ -606,7 +611,7 @@ pub struct StepConfig {
 /// A call to a backend; its JSON answer is the step's result.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(extend("not" = {"anyOf": [{"required": ["body", "body_template"]}, {"required": ["body", "form"]}, {"required": ["form", "body_template"]}]}))]
+#[schemars(extend("not" = {"anyOf": [{"required": ["body", "body_template"]}, {"required": ["body", "form"]}, {"required": ["form", "body_template"]}, {"required": ["text_body", "body"]}, {"required": ["text_body", "body_template"]}, {"required": ["text_body", "form"]}]}))]
 pub struct CallConfig {
     /// A name under `backends:`.
     pub backend: String,
@@ -631,9 +636,19 @@ pub struct CallConfig {
     /// like `query`, one rendering none or "" is left out.
     #[serde(default)]
     pub form: Option<BTreeMap<String, String>>,
+    /// A raw text body (XML, CSV, plain text): a text template, sent with `content_type`.
+    #[serde(default)]
+    pub text_body: Option<String>,
+    /// The `Content-Type` of `text_body` (default `text/plain; charset=utf-8`).
+    #[serde(default)]
+    pub content_type: Option<String>,
+    /// Fetch the answer page by page; the step's result is then one JSON array of every
+    /// page's items, in order.
+    #[serde(default)]
+    pub paginate: Option<PaginateConfig>,
     /// How backend failures become Beckn errors, by the backend's own error code
     /// (`SLOT_UNAVAILABLE`, see the backend's `error_code`), status (`404`), class (`4xx`,
-    /// `5xx`) or kind (`timeout`, `unreachable`, `invalid_response`).
+    /// `5xx`) or kind (`timeout`, `unreachable`, `invalid_response`, `max_pages`).
     #[serde(default)]
     pub errors: BTreeMap<String, ErrorRule>,
 }

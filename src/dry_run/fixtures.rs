@@ -31,6 +31,14 @@ pub struct Fixture {
     /// No answer at all: `timeout`, `unreachable`, or `invalid_response` (a body that is not JSON).
     #[serde(default)]
     pub failure: Option<FailureKind>,
+    /// Headers of the answer; a `Link: <url>; rel="next"` gives a `next_link` page's successor.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// The answers to the step's later calls, in order: its first call gets this fixture's
+    /// own answer, the second `then[0]`, and so on (pages of a `paginate:` call, or the
+    /// elements of a `for_each`). A call beyond them fails as unreachable.
+    #[serde(default)]
+    pub then: Vec<Fixture>,
     /// Mapping tests only: the call the step must make. Only what is given is compared; in
     /// `query` and `body`, a key given as null must be absent.
     #[serde(default)]
@@ -69,9 +77,20 @@ pub struct ExpectedRequest {
     /// sent).
     #[serde(default)]
     pub form: Option<BTreeMap<String, Option<String>>>,
+    /// A raw text body (`text_body:`), exactly.
+    #[serde(default)]
+    pub text_body: Option<String>,
 }
 
 impl Fixture {
+    /// The fixture answering the `n`-th call of its step (from 0): itself, then `then`.
+    pub fn nth(&self, n: usize) -> Option<&Fixture> {
+        match n {
+            0 => Some(self),
+            n => self.then.get(n - 1),
+        }
+    }
+
     /// The answer this fixture gives to a call to `backend`.
     pub fn answer(&self, backend: &Backend) -> Result<BackendResponse, BackendFailure> {
         let status = self.status.unwrap_or(200);
@@ -85,7 +104,15 @@ impl Fixture {
                 status,
                 detail: "the body is not JSON (fixture)".into(),
             }),
-            None if (200..300).contains(&status) => Ok(BackendResponse { status, body }),
+            None if (200..300).contains(&status) => Ok(BackendResponse {
+                status,
+                body,
+                next_link: self
+                    .headers
+                    .iter()
+                    .filter(|(k, _)| k.eq_ignore_ascii_case("link"))
+                    .find_map(|(_, v)| crate::backend::next_in_link(v)),
+            }),
             None => Err(BackendFailure::Status {
                 status,
                 body,
@@ -136,6 +163,8 @@ pub struct RecordedCall {
 pub struct FixtureTransport {
     fixtures: Fixtures,
     missing: Mutex<Vec<RecordedCall>>,
+    /// Calls made so far, by step: which of a fixture's answers comes next.
+    calls: Mutex<BTreeMap<String, usize>>,
 }
 
 impl FixtureTransport {
@@ -143,6 +172,7 @@ impl FixtureTransport {
         FixtureTransport {
             fixtures,
             missing: Mutex::new(Vec::new()),
+            calls: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -159,8 +189,23 @@ impl Transport for FixtureTransport {
         step: &'a str,
         request: BackendRequest,
     ) -> BoxFuture<'a, Result<BackendResponse, BackendFailure>> {
+        let n = match self.calls.lock() {
+            Ok(mut calls) => {
+                let n = calls.entry(step.to_string()).or_default();
+                *n += 1;
+                *n - 1
+            }
+            Err(_) => 0,
+        };
         let answer = match self.fixtures.get(step) {
-            Some(f) => f.answer(backend),
+            Some(f) => match f.nth(n) {
+                Some(f) => f.answer(backend),
+                None => Err(BackendFailure::Unreachable(format!(
+                    "the fixture for step `{step}` has {} answer(s); this is call {}",
+                    1 + f.then.len(),
+                    n + 1
+                ))),
+            },
             None => {
                 let answer = Err(BackendFailure::Unreachable(format!(
                     "no fixture for step `{step}`"
@@ -257,5 +302,44 @@ mod tests {
             t.answer(&backend()),
             Err(BackendFailure::Timeout(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_step_gets_its_answers_in_order_then_none() {
+        let fixtures: Fixtures = serde_json::from_value(serde_json::json!({
+            "tests": {
+                "body": {"items": [1, 2]},
+                "headers": {"Link": "</tests?p=2>; rel=\"next\""},
+                "then": [{"body": {"items": [3]}}]
+            }
+        }))
+        .unwrap();
+        let transport = FixtureTransport::new(fixtures);
+        let request = BackendRequest {
+            method: "GET".into(),
+            path: "/tests".into(),
+            query: Vec::new(),
+            headers: Vec::new(),
+            body: None,
+            form: None,
+            text: None,
+        };
+        let first = transport
+            .send(&backend(), "tests", request.clone())
+            .await
+            .unwrap();
+        assert_eq!(first.body["items"], serde_json::json!([1, 2]));
+        assert_eq!(first.next_link.as_deref(), Some("/tests?p=2"));
+        let second = transport
+            .send(&backend(), "tests", request.clone())
+            .await
+            .unwrap();
+        assert_eq!(second.body["items"], serde_json::json!([3]));
+        assert_eq!(second.next_link, None);
+        let third = transport.send(&backend(), "tests", request).await;
+        assert!(
+            matches!(&third, Err(BackendFailure::Unreachable(why)) if why.contains("2 answer(s); this is call 3")),
+            "{third:?}"
+        );
     }
 }

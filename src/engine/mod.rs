@@ -2,11 +2,13 @@
 //! reply. Knows nothing of HTTP servers, signatures or delivery; sees only compiled flows.
 
 pub mod error;
+mod for_each;
+mod paginate;
 
 use minijinja::Value as JValue;
 use serde_json::{Map, Value, json};
 
-use crate::backend::{BackendFailure, BackendRequest, Transport};
+use crate::backend::{BackendFailure, BackendRequest, TextBody, Transport};
 use crate::beckn::action::Action;
 use crate::beckn::error::{BecknError, ErrorCode};
 use crate::clock::Clock;
@@ -217,7 +219,10 @@ async fn run_steps(
             }
         }
         let result = match &step.kind {
-            StepKind::Call(call) => run_call(flow, run, &step.name, call, scope, &ctx).await?,
+            StepKind::Call(call) => match &step.for_each {
+                None => run_call(flow, run, &step.name, call, scope, &ctx, None).await?,
+                Some(fe) => for_each::run(flow, run, &step.name, call, fe, scope, &ctx).await?,
+            },
             StepKind::Script(script) => flow
                 .scripts
                 .run(script, scope)
@@ -292,6 +297,25 @@ impl TemplateScope {
     }
 }
 
+/// `ctx` (a map) with `extra` bound besides: what a page's `stop` or a `for_each` element's
+/// call sees.
+fn ctx_with(ctx: &JValue, extra: &[(&str, JValue)]) -> JValue {
+    let mut map: std::collections::BTreeMap<String, JValue> = ctx
+        .try_iter()
+        .map(|keys| {
+            keys.filter_map(|k| {
+                let v = ctx.get_item(&k).ok()?;
+                Some((k.as_str()?.to_string(), v))
+            })
+            .collect()
+        })
+        .unwrap_or_default();
+    for (k, v) in extra {
+        map.insert((*k).to_string(), v.clone());
+    }
+    JValue::from(map)
+}
+
 fn reply_name(reply: &Reply) -> String {
     match reply {
         Reply::Template(n) => n.clone(),
@@ -306,8 +330,8 @@ async fn run_call(
     call: &CompiledCall,
     scope: &Map<String, Value>,
     ctx: &JValue,
+    element: Option<usize>,
 ) -> Result<Value, EngineError> {
-    let (action, transport) = (run.action, run.transport);
     let t = &flow.templates;
     let request = BackendRequest {
         method: call.method.clone(),
@@ -328,6 +352,13 @@ async fn run_call(
             Some(fields) => Some(render_pairs(fields, t, ctx)?),
             None => None,
         },
+        text: match &call.text {
+            Some((text, content_type)) => Some(TextBody {
+                content_type: content_type.clone(),
+                text: text.render_text(t, ctx).map_err(EngineError::Template)?,
+            }),
+            None => None,
+        },
     };
     if request
         .path
@@ -345,60 +376,121 @@ async fn run_call(
             call.backend
         )));
     };
-    let mut request = request;
-    if let Some(header) = &backend.idempotency_header
-        && !request.method.eq_ignore_ascii_case("GET")
-    {
-        request
-            .headers
-            .push((header.clone(), idempotency_key(flow, action, step, scope)));
-    }
-    let retries = match backend.retry {
-        Some((n, pause)) if action.is_idempotent() => Some((n, pause)),
-        _ => None,
+    let call_ref = Call {
+        flow,
+        run,
+        step,
+        call,
+        backend,
+        scope,
+        element,
     };
-    let mut attempt = 0;
-    loop {
-        let started = std::time::Instant::now();
-        let sent = transport.send(backend, step, request.clone()).await;
-        let outcome = match &sent {
-            Ok(_) => "ok".to_string(),
-            Err(f) => f.kind(),
+    match &call.paginate {
+        Some(p) => paginate::run(&call_ref, p, request, ctx).await,
+        None => call_ref.send(request, 1).await.map(|r| r.body),
+    }
+}
+
+/// One call step as it is being made: what each of its requests (one, or one per page) is
+/// sent with.
+struct Call<'c, 'r> {
+    flow: &'c CompiledFlow,
+    run: &'c Run<'r>,
+    step: &'c str,
+    call: &'c CompiledCall,
+    backend: &'c crate::backend::Backend,
+    scope: &'c Map<String, Value>,
+    /// The element of a `for_each` list this call is for.
+    element: Option<usize>,
+}
+
+impl Call<'_, '_> {
+    /// Sends `request` (the `page`-th of the step, from 1) through the transport, with the
+    /// backend's idempotency key and retries; a failure becomes the Beckn error its
+    /// `errors:` table gives.
+    async fn send(
+        &self,
+        mut request: BackendRequest,
+        page: u32,
+    ) -> Result<crate::backend::BackendResponse, EngineError> {
+        let Call {
+            flow,
+            run,
+            step,
+            backend,
+            scope,
+            element,
+            ..
+        } = *self;
+        let (action, transport) = (run.action, run.transport);
+        if let Some(header) = &backend.idempotency_header
+            && !request.method.eq_ignore_ascii_case("GET")
+        {
+            request.headers.push((
+                header.clone(),
+                idempotency_key(flow, action, step, (element, page), scope),
+            ));
+        }
+        let retries = match backend.retry {
+            Some((n, pause)) if action.is_idempotent() => Some((n, pause)),
+            _ => None,
         };
-        crate::telemetry::backend_called(&flow.name, &backend.name, &outcome, started.elapsed());
-        match sent {
-            Ok(response) => return Ok(response.body),
-            Err(failure) => {
-                if let Some((n, pause)) = retries
-                    && attempt < n
-                    && failure.is_transient()
-                {
-                    let wait = match asked_wait(&failure) {
-                        Some(asked) => asked.max(pause * (attempt + 1)),
-                        None => pause * (attempt + 1),
-                    };
-                    match too_late(wait, run.deadline, run.clock.now()) {
-                        None => {
-                            attempt += 1;
-                            tracing::warn!(flow = %flow.name, %action, step, backend = %backend.name, attempt, error = %failure, retry_in_ms = wait.as_millis() as u64, "backend call failed, retrying");
-                            let at = run.clock.now_ms() + wait.as_millis() as i64;
-                            run.clock.sleep_until_ms(at).await;
-                            continue;
-                        }
-                        Some(why) => {
-                            tracing::warn!(flow = %flow.name, %action, step, backend = %backend.name, error = %failure, reason = %why, "backend call failed; not retried");
+        let mut attempt = 0;
+        loop {
+            let started = std::time::Instant::now();
+            let sent = transport.send(backend, step, request.clone()).await;
+            let outcome = match &sent {
+                Ok(_) => "ok".to_string(),
+                Err(f) => f.kind(),
+            };
+            crate::telemetry::backend_called(
+                &flow.name,
+                &backend.name,
+                &outcome,
+                started.elapsed(),
+            );
+            match sent {
+                Ok(response) => return Ok(response),
+                Err(failure) => {
+                    if let Some((n, pause)) = retries
+                        && attempt < n
+                        && failure.is_transient()
+                    {
+                        let wait = match asked_wait(&failure) {
+                            Some(asked) => asked.max(pause * (attempt + 1)),
+                            None => pause * (attempt + 1),
+                        };
+                        match too_late(wait, run.deadline, run.clock.now()) {
+                            None => {
+                                attempt += 1;
+                                tracing::warn!(flow = %flow.name, %action, step, backend = %backend.name, attempt, error = %failure, retry_in_ms = wait.as_millis() as u64, "backend call failed, retrying");
+                                let at = run.clock.now_ms() + wait.as_millis() as i64;
+                                run.clock.sleep_until_ms(at).await;
+                                continue;
+                            }
+                            Some(why) => {
+                                tracing::warn!(flow = %flow.name, %action, step, backend = %backend.name, error = %failure, reason = %why, "backend call failed; not retried");
+                            }
                         }
                     }
+                    return Err(self.failed(failure));
                 }
-                let reply = error_reply(flow, call, &failure, scope)?;
-                return Err(EngineError::Backend(Box::new(error::BackendCallError {
-                    step: step.to_string(),
-                    backend: backend.name.clone(),
-                    failure,
-                    reply,
-                })));
             }
         }
+    }
+
+    /// The error of this step failing with `failure`.
+    fn failed(&self, failure: BackendFailure) -> EngineError {
+        let reply = match error_reply(self.flow, self.call, &failure, self.scope) {
+            Ok(reply) => reply,
+            Err(e) => return e,
+        };
+        EngineError::Backend(Box::new(error::BackendCallError {
+            step: self.step.to_string(),
+            backend: self.backend.name.clone(),
+            failure,
+            reply,
+        }))
     }
 }
 
@@ -409,6 +501,7 @@ fn idempotency_key(
     flow: &CompiledFlow,
     action: Action,
     step: &str,
+    (element, page): (Option<usize>, u32),
     scope: &Map<String, Value>,
 ) -> String {
     use blake2::{Blake2b512, Digest};
@@ -432,6 +525,15 @@ fn idempotency_key(
     }
     if let Some(event) = scope.get("event") {
         digest.update(event.to_string().as_bytes());
+    }
+    // Each page is its own request; the first keeps the key of an unpaged call.
+    if page > 1 {
+        digest.update(page.to_be_bytes());
+    }
+    // So is the call for each element of a `for_each` list.
+    if let Some(i) = element {
+        digest.update(b"element");
+        digest.update((i as u64).to_be_bytes());
     }
     hex::encode(&digest.finalize()[..16])
 }
@@ -506,6 +608,12 @@ fn error_reply(
         .iter()
         .find_map(|k| call.errors.get(k));
     let Some(rule) = rule else {
+        if let BackendFailure::TooManyPages { .. } | BackendFailure::TooManyItems { .. } = failure {
+            return Ok(BecknError::new(
+                ErrorCode::InternalError,
+                "the provider's list is longer than it is set up to serve in one answer",
+            ));
+        }
         return Ok(BecknError::new(
             ErrorCode::InternalError,
             "the provider's system is unavailable; try again later",

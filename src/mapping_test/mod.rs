@@ -123,7 +123,12 @@ pub async fn run_file(layout: &Layout, set: &CompiledSet, file: &Path) -> TestRe
     if !run.request_violations.is_empty() {
         problems.push(Problem::RequestRejected(run.request_violations.clone()));
     }
-    problems.extend(transport.missing().into_iter().map(Problem::MissingFixture));
+    problems.extend(
+        transport
+            .missing()
+            .into_iter()
+            .map(|c| Problem::MissingFixture(Box::new(c))),
+    );
     check_calls(&prepared, &run, &mut problems);
     check_callback(layout, &prepared, &run, &mut problems);
     TestResult {
@@ -294,20 +299,27 @@ fn call_steps(flow: &CompiledFlow, action: Action) -> Vec<String> {
 fn check_calls(prepared: &Prepared, run: &DryRun, problems: &mut Vec<Problem>) {
     let steps = call_steps(&prepared.flow, prepared.action);
     for (step, fixture) in &prepared.fixtures {
-        let Some(expected) = &fixture.expect_request else {
-            continue;
-        };
-        if !steps.contains(step) {
-            continue; // a shared fixture file's entry for another action
+        // The step's first call is checked against the fixture's own `expect_request`, its
+        // later calls (pages) against those of `then`, in order.
+        let expected: Vec<Option<&ExpectedRequest>> = std::iter::once(fixture)
+            .chain(&fixture.then)
+            .map(|f| f.expect_request.as_ref())
+            .collect();
+        if expected.iter().all(Option::is_none) || !steps.contains(step) {
+            continue; // nothing to compare, or a shared fixture file's entry for another action
         }
-        match run.calls.iter().find(|c| &c.step == step) {
-            Some(call) => {
-                let differences = request_differences(expected, call);
-                if !differences.is_empty() {
-                    problems.push(Problem::RequestDiffers {
-                        step: step.clone(),
-                        differences,
-                    });
+        let calls: Vec<&RecordedCall> = run.calls.iter().filter(|c| &c.step == step).collect();
+        match calls.first() {
+            Some(_) => {
+                for (expected, call) in expected.iter().zip(&calls) {
+                    let Some(expected) = expected else { continue };
+                    let differences = request_differences(expected, call);
+                    if !differences.is_empty() {
+                        problems.push(Problem::RequestDiffers {
+                            step: step.clone(),
+                            differences,
+                        });
+                    }
                 }
             }
             None if prepared.test.fixtures.contains_key(step)
@@ -335,6 +347,16 @@ fn request_differences(expected: &ExpectedRequest, call: &RecordedCall) -> Vec<M
         }
     };
     scalar("method", &expected.method, &r.method);
+    if let Some(want) = &expected.text_body {
+        let got = r.text.as_ref().map(|t| Value::String(t.text.clone()));
+        if got.as_ref().and_then(Value::as_str) != Some(want.as_str()) {
+            out.push(Mismatch {
+                path: JsonPath::default().key("text_body"),
+                expected: Some(Value::String(want.clone())),
+                actual: got,
+            });
+        }
+    }
     if let Some(want) = &expected.path
         && *want != r.path
     {
@@ -523,6 +545,7 @@ mod tests {
                 headers: Vec::new(),
                 body: None,
                 form: Some(vec![("test_code".into(), "SOIL-NPK".into())]),
+                text: None,
             },
             answer: Err(BackendFailure::Unreachable("fixture".into())),
         };
@@ -541,5 +564,33 @@ mod tests {
             .collect();
         assert_eq!(paths.len(), 2, "{paths:?}");
         assert!(paths.iter().all(|p| p.starts_with("form")), "{paths:?}");
+    }
+
+    #[test]
+    fn a_text_body_is_compared_exactly() {
+        let call = RecordedCall {
+            step: "book".into(),
+            backend: "erp".into(),
+            request: BackendRequest {
+                method: "POST".into(),
+                path: "/soap".into(),
+                query: Vec::new(),
+                headers: Vec::new(),
+                body: None,
+                form: None,
+                text: Some(crate::backend::TextBody {
+                    content_type: "application/xml".into(),
+                    text: "<ref>t-1</ref>".into(),
+                }),
+            },
+            answer: Err(BackendFailure::Unreachable("fixture".into())),
+        };
+        let expect = |text: &str| -> ExpectedRequest {
+            serde_json::from_value(serde_json::json!({ "text_body": text })).unwrap()
+        };
+        assert!(request_differences(&expect("<ref>t-1</ref>"), &call).is_empty());
+        let differences = request_differences(&expect("<ref>t-2</ref>"), &call);
+        assert_eq!(differences.len(), 1);
+        assert_eq!(differences[0].path.to_string(), "text_body");
     }
 }

@@ -39,7 +39,7 @@ pub enum Problem {
     /// The provider would refuse the test's request.
     RequestRejected(Vec<Violation>),
     /// A step called a backend and the test gives no answer for it.
-    MissingFixture(RecordedCall),
+    MissingFixture(Box<RecordedCall>),
     /// A step called its backend unlike its fixture's `expect_request`.
     RequestDiffers {
         step: String,

@@ -284,6 +284,7 @@ async fn a_concurrent_burst_makes_one_token_request() {
                 headers: Vec::new(),
                 body: None,
                 form: None,
+                text: None,
             };
             http.send(&backend, "order", request).await
         })
@@ -352,6 +353,7 @@ async fn no_secret_in_a_dry_run_nor_in_a_refused_token_request() {
                 headers: Vec::new(),
                 body: None,
                 form: None,
+                text: None,
             },
         )
         .await
@@ -446,6 +448,7 @@ async fn signatures_basic_and_query_keys_reach_the_backend_as_documented() {
         headers: Vec::new(),
         body: None,
         form,
+        text: None,
     };
     let signer = HmacSignature::new(
         "X-Signature".into(),

@@ -521,3 +521,107 @@ fn transaction_memory_is_readable_and_remembered_names_are_checked() {
     )]);
     insta::assert_snapshot!(check_fails(&[(FLOW, &flow)], 2));
 }
+
+#[test]
+fn every_paginate_style_and_a_text_body_pass() {
+    let flow = lab_with(&[(
+        "      - name: lab\n        call: { backend: erp, path: /profile }",
+        r#"      - name: lab
+        call: { backend: erp, method: POST, path: /profile, text_body: "<q>{{ context.transaction_id }}</q>", content_type: application/xml }
+      - name: by_page
+        call: { backend: erp, path: /p, paginate: { style: page, param: page, size: 50, size_param: per_page, items: /items, max_pages: 5 } }
+      - name: by_offset
+        call: { backend: erp, path: /o, paginate: { style: offset, param: offset, start: 0, size: 50, items: /rows }, errors: { max_pages: { code: "40000" } } }
+      - name: by_link
+        call: { backend: erp, path: /l, paginate: { style: next_link, items: "" } }
+      - name: by_cursor
+        call: { backend: erp, path: /c, paginate: { style: cursor, param: after, next: /next, items: /items, stop: "{{ page >= 3 or response.done }}" } }"#,
+    )]);
+    let out = check(&[(FLOW, &flow)]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+}
+
+#[test]
+fn paginate_and_text_body_mistakes_each_located() {
+    let flow = lab_with(&[(
+        "      - name: lab\n        call: { backend: erp, path: /profile }",
+        r#"      - name: lab
+        call: { backend: erp, method: POST, path: /profile, body: {}, text_body: "x" }
+      - name: typed
+        call: { backend: erp, path: /t, content_type: text/csv }
+      - name: no_param
+        call: { backend: erp, path: /p, paginate: { style: page, items: /items } }
+      - name: link_param
+        call: { backend: erp, path: /l, paginate: { style: next_link, param: page, items: /items } }
+      - name: no_cursor
+        call: { backend: erp, path: /c, paginate: { style: cursor, param: after, items: items } }
+      - name: no_size
+        call: { backend: erp, path: /o, paginate: { style: offset, param: offset, items: /rows, next: /next, max_pages: 0 } }
+      - name: bad_stop
+        call: { backend: erp, path: /s, paginate: { style: page, param: page, items: /i, stop: "{{ pages > 2 }}" } }"#,
+    )]);
+    let out = check_fails(&[(FLOW, &flow)], 10);
+    for (at, says) in [
+        ("steps[0].call.text_body", "give one body"),
+        (
+            "steps[1].call.content_type",
+            "`content_type` is the type of `text_body`",
+        ),
+        ("steps[2].call.paginate\n", "needs `param`"),
+        ("steps[3].call.paginate.param", "sends no parameter"),
+        (
+            "steps[4].call.paginate.items",
+            "`items` is not a JSON pointer",
+        ),
+        (
+            "steps[4].call.paginate\n",
+            "`cursor` pagination needs `next`",
+        ),
+        (
+            "steps[5].call.paginate\n",
+            "`offset` pagination needs `size`",
+        ),
+        ("steps[5].call.paginate.next", "computes the next page"),
+        ("steps[5].call.paginate.max_pages", "must be 1 to"),
+        ("steps[6].call.paginate.stop", "`pages`"),
+    ] {
+        let found = out
+            .split("\n\n")
+            .any(|d| d.contains(&format!("at: actions.search.{at}")) && d.contains(says));
+        assert!(found, "no diagnostic at {at:?} saying {says:?} in:\n{out}");
+    }
+}
+
+#[test]
+fn for_each_mistakes_each_located() {
+    let flow = lab_with(&[(
+        "      - name: lab\n        call: { backend: erp, path: /profile }",
+        r#"      - name: lab
+        call: { backend: erp, path: /profile }
+      - name: each
+        for_each: { items: "{{ lab.tests }}", as: test, concurrency: 4, max_items: 50 }
+        call: { backend: erp, path: "/tests/{{ test.code }}", errors: { max_items: { code: "40000" } } }
+      - name: no_call
+        for_each: { items: "{{ lab.tests }}" }
+        script: soil/search_filters.rhai
+      - name: taken
+        for_each: { items: "{{ lab.tests }}", as: lab, concurrency: 0, max_items: 100000 }
+        call: { backend: erp, path: "/tests/{{ lab.code }}" }
+      - name: unknown
+        for_each: { items: "{{ nothing }}" }
+        call: { backend: erp, path: "/tests/{{ item.code }}" }"#,
+    )]);
+    let out = check_fails(&[(FLOW, &flow)], 5);
+    for (at, says) in [
+        ("steps[2].for_each\n", "`for_each` repeats a call"),
+        ("steps[3].for_each.as", "`lab` cannot name the element"),
+        ("steps[3].for_each.concurrency", "must be 1 to 32"),
+        ("steps[3].for_each.max_items", "must be 1 to 10000"),
+        ("steps[4].for_each.items", "`nothing`"),
+    ] {
+        let found = out
+            .split("\n\n")
+            .any(|d| d.contains(&format!("at: actions.search.{at}")) && d.contains(says));
+        assert!(found, "no diagnostic at {at:?} saying {says:?} in:\n{out}");
+    }
+}

@@ -20,6 +20,7 @@ mod mapping_tests;
 mod memory;
 mod onboarding;
 mod ownership;
+mod paginate;
 mod polling;
 mod postgres;
 mod postgres_leases;

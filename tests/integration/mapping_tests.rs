@@ -293,3 +293,89 @@ fn a_mapping_test_gives_the_transaction_memory() {
     let out = run_tests(root, &["--filter", "greenfield-lab.status"]);
     assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
 }
+
+/// A flow whose search walks a cursor-paged list, and its mapping tests: one answers the pages
+/// with a fixture and `then:`, checking the cursor each later page is asked with; one gives
+/// more pages than `max_pages` and expects the Beckn error of the `errors:` table.
+#[test]
+fn a_paged_search_is_tested_with_one_fixture_per_page() {
+    let tree = common::temp_tree(&[]);
+    let flow = r#"name: paged-lab
+role: bpp
+listen: 127.0.0.1:7199
+network:
+  subscriber_id: soil.paged-lab.example
+  subscriber_uri: http://127.0.0.1:7199
+  verify_signatures: false
+domain: agri.soil
+validation:
+  allow_loopback_uris: true
+backends:
+  erp: { base_url: "http://127.0.0.1:7180/api" }
+actions:
+  search:
+    steps:
+      - name: tests
+        call:
+          backend: erp
+          path: /tests
+          paginate: { style: cursor, param: after, next: /next, items: /items, max_pages: 3 }
+          errors:
+            max_pages: { code: "40000", message: "too many tests to list" }
+    reply:
+      message:
+        catalog:
+          descriptor:
+            name: Paged Lab
+            short_desc: "{{ tests | map(attribute='code') | join(',') }}"
+          providers: []
+"#;
+    std::fs::write(tree.path().join("flows/paged-lab.yaml"), flow).unwrap();
+    let tests = tree.path().join("flows/tests");
+    std::fs::create_dir_all(&tests).unwrap();
+    let pages = r#"
+fixtures:
+  tests:
+    expect_request: { path: /tests, query: { after: null } }
+    body: { items: [{ code: T1 }, { code: T2 }], next: c2 }
+    then:
+      - expect_request: { query: { after: c2 } }
+        body: { items: [{ code: T3 }], next: c3 }
+      - expect_request: { query: { after: c3 } }
+        body: { items: [{ code: T4 }], next: null }
+"#;
+    std::fs::write(
+        tests.join("paged-lab.search.yaml"),
+        format!(
+            "name: every page of the list is in the catalog\nflow: paged-lab\naction: search\n\
+             request: {{ message: {{ intent: {{ item: {{ descriptor: {{ name: soil }} }} }} }} }}\n{pages}\
+             expect:\n  message:\n    catalog:\n      descriptor: {{ name: Paged Lab, short_desc: \"T1,T2,T3,T4\" }}\n      providers: []\n"
+        ),
+    )
+    .unwrap();
+    let too_long = pages.replace("next: null", "next: c4");
+    std::fs::write(
+        tests.join("paged-lab.search.too-long.yaml"),
+        format!(
+            "name: a list longer than max_pages is an error\nflow: paged-lab\naction: search\n\
+             request: {{ message: {{ intent: {{ item: {{ descriptor: {{ name: soil }} }} }} }} }}\n{too_long}\
+             expect:\n  error: {{ code: \"40000\", message: too many tests to list }}\n"
+        ),
+    )
+    .unwrap();
+    let out = run_tests(tree.path(), &[]);
+    assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("2 passed, 0 failed"), "{}", out.stdout);
+
+    // A later page asked with another cursor than the test expects is a difference.
+    break_file(
+        tree.path(),
+        "flows/tests/paged-lab.search.yaml",
+        "query: { after: c3 }",
+        "query: { after: c9 }",
+    );
+    let out = run_tests(tree.path(), &["--filter", "every page"]);
+    assert_eq!(out.code, Some(1), "{}\n{}", out.stdout, out.stderr);
+    let all = format!("{}{}", out.stdout, out.stderr);
+    assert!(all.contains("c9"), "{all}");
+}

@@ -309,6 +309,7 @@ fn poll_request(
         headers: crate::engine::render_pairs(&poll.headers, t, &scope)?,
         body: None,
         form: None,
+        text: None,
     })
 }
 
