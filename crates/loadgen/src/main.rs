@@ -203,12 +203,16 @@ async fn run(
                 let sent = Instant::now();
                 match sender.send_request(req).await {
                     Ok(resp) => {
-                        let ok = resp.status() == 200;
+                        let status = resp.status();
                         let bytes = resp.into_body().collect().await.map(|b| b.to_bytes());
-                        let acked =
-                            ok && bytes.is_ok_and(|b| b.windows(5).any(|w| w == b"\"ACK\""));
-                        if !acked {
-                            errors.fetch_add(1, Ordering::Relaxed);
+                        let acked = status == 200
+                            && bytes
+                                .as_ref()
+                                .is_ok_and(|b| b.windows(5).any(|w| w == b"\"ACK\""));
+                        if !acked && errors.fetch_add(1, Ordering::Relaxed) == 0 {
+                            // The first refusal says why the rest probably failed too.
+                            let body = bytes.map(|b| String::from_utf8_lossy(&b).into_owned());
+                            eprintln!("first refusal: HTTP {status}: {}", body.unwrap_or_default());
                         }
                         hist.record(sent.elapsed().as_micros().max(1) as u64).ok();
                     }
