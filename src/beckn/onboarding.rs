@@ -60,6 +60,32 @@ impl std::fmt::Debug for EncryptionKey {
     }
 }
 
+/// The 32 key bytes of `b64`: the raw key, or its DER form (`prefix` and the key) named `der`.
+fn key_bytes(b64: &str, prefix: &[u8], der: &str) -> Result<[u8; 32], OnboardingError> {
+    let bytes = B64
+        .decode(b64.trim())
+        .map_err(|e| OnboardingError::BadKey(format!("not base64: {e}")))?;
+    let der_len = prefix.len() + 32;
+    let raw = match bytes.len() {
+        32 => &bytes[..],
+        n if n == der_len && bytes.starts_with(prefix) => &bytes[prefix.len()..],
+        n => {
+            return Err(OnboardingError::BadKey(format!(
+                "{n} bytes: expected 32 raw bytes or a {der_len}-byte {der}"
+            )));
+        }
+    };
+    raw.try_into()
+        .map_err(|_| OnboardingError::BadKey("bad length".into()))
+}
+
+/// base64 of a key's DER form: `prefix` and the key's bytes.
+fn der_base64(prefix: &[u8], key: &[u8]) -> String {
+    let mut der = prefix.to_vec();
+    der.extend_from_slice(key);
+    B64.encode(der)
+}
+
 impl EncryptionKey {
     /// A fresh random key.
     pub fn generate() -> Result<Self, OnboardingError> {
@@ -70,21 +96,7 @@ impl EncryptionKey {
 
     /// base64 of the raw 32 bytes or of the PKCS#8 DER form (`MC4CAQAwBQYDK2Vu…`).
     pub fn from_base64(b64: &str) -> Result<Self, OnboardingError> {
-        let bytes = B64
-            .decode(b64.trim())
-            .map_err(|e| OnboardingError::BadKey(format!("not base64: {e}")))?;
-        let raw = match bytes.len() {
-            32 => &bytes[..],
-            48 if bytes.starts_with(&PKCS8_PREFIX) => &bytes[PKCS8_PREFIX.len()..],
-            n => {
-                return Err(OnboardingError::BadKey(format!(
-                    "{n} bytes: expected 32 raw bytes or a 48-byte X25519 PKCS#8 DER key"
-                )));
-            }
-        };
-        let raw: [u8; 32] = raw
-            .try_into()
-            .map_err(|_| OnboardingError::BadKey("bad length".into()))?;
+        let raw = key_bytes(b64, &PKCS8_PREFIX, "X25519 PKCS#8 DER key")?;
         Ok(EncryptionKey(StaticSecret::from(raw)))
     }
 
@@ -95,9 +107,7 @@ impl EncryptionKey {
 
     /// base64 of the PKCS#8 DER form.
     pub fn to_pkcs8_base64(&self) -> String {
-        let mut der = PKCS8_PREFIX.to_vec();
-        der.extend_from_slice(&self.0.to_bytes());
-        B64.encode(der)
+        der_base64(&PKCS8_PREFIX, &self.0.to_bytes())
     }
 
     pub fn public_key(&self) -> EncryptionPublicKey {
@@ -156,21 +166,7 @@ impl EncryptionPublicKey {
     /// base64 of the DER SubjectPublicKeyInfo (`MCowBQYDK2VuAyEA…`, as registries publish it)
     /// or of the raw 32 bytes.
     pub fn from_base64(b64: &str) -> Result<Self, OnboardingError> {
-        let bytes = B64
-            .decode(b64.trim())
-            .map_err(|e| OnboardingError::BadKey(format!("not base64: {e}")))?;
-        let raw = match bytes.len() {
-            32 => &bytes[..],
-            44 if bytes.starts_with(&SPKI_PREFIX) => &bytes[SPKI_PREFIX.len()..],
-            n => {
-                return Err(OnboardingError::BadKey(format!(
-                    "{n} bytes: expected 32 raw bytes or a 44-byte X25519 DER public key"
-                )));
-            }
-        };
-        let raw: [u8; 32] = raw
-            .try_into()
-            .map_err(|_| OnboardingError::BadKey("bad length".into()))?;
+        let raw = key_bytes(b64, &SPKI_PREFIX, "X25519 DER public key")?;
         Ok(EncryptionPublicKey(PublicKey::from(raw)))
     }
 
@@ -181,9 +177,7 @@ impl EncryptionPublicKey {
 
     /// base64 of the DER SubjectPublicKeyInfo: the form ONDC's registry expects.
     pub fn to_der_base64(&self) -> String {
-        let mut der = SPKI_PREFIX.to_vec();
-        der.extend_from_slice(self.0.as_bytes());
-        B64.encode(der)
+        der_base64(&SPKI_PREFIX, self.0.as_bytes())
     }
 }
 
