@@ -382,9 +382,7 @@ fn poll_orders_need_a_state_pointer() {
 
 #[test]
 fn webhook_events_need_a_transaction_or_an_order_id() {
-    let flow = lab_polling_orders(
-        r#"  webhook: { path: /erp/events, secret: TEST-ONLY }"#,
-    );
+    let flow = lab_polling_orders(r#"  webhook: { path: /erp/events, secret: TEST-ONLY }"#);
     insta::assert_snapshot!(check_fails(&[(FLOW, &flow)], 1));
 }
 
