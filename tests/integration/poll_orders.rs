@@ -468,6 +468,45 @@ async fn oauth2_status_calls_carry_the_bearer_token() {
     assert!(p.bookings.tokens.load(Ordering::SeqCst) >= 1);
 }
 
+/// Two adapter processes on one PostgreSQL store: one asks at a time (the flow's lease), and
+/// each change reaches the buyer app once.
+#[tokio::test]
+#[ignore = "needs PostgreSQL (BECKN_TEST_POSTGRES_URL); run with --ignored"]
+async fn postgres_two_processes_send_each_change_once() {
+    let db = crate::postgres::TestDb::create().await;
+    let url = db.url.clone();
+    let first = start(false, move |s| s.store_url = url).await;
+    let (txn, order) = first.confirmed().await;
+    let flows = first.tree.path().join("flows");
+    let erp_url = format!("http://{}/api/v1/labs/GFSL", first.net.erp_addr);
+    let url = db.url.clone();
+    let second = Network::start_app(
+        &flows,
+        Some(erp_url),
+        first.env.clone(),
+        Vec::new(),
+        move |s| s.store_url = url,
+    )
+    .await;
+    first.bookings.set(&order, "RECEIVED_AT_LAB");
+    first.wait_on_status(&txn, 1).await;
+    first.wait_asked(&order, 4).await;
+    assert_eq!(
+        first.on_status(&txn).len(),
+        1,
+        "{:?}",
+        first.on_status(&txn)
+    );
+    first.bookings.set(&order, "TESTING");
+    let got = first.wait_on_status(&txn, 2).await;
+    assert_eq!(code(&got[1]), "TESTING");
+    first.wait_asked(&order, 4).await;
+    assert_eq!(first.on_status(&txn).len(), 2);
+    let saved = first.wait_state(&txn, |s| s.state == "TESTING").await;
+    assert_eq!(saved.changes, 2);
+    drop(second);
+}
+
 /// The shipped GreenField flow with its webhook events placed by the ERP's order number.
 fn by_order_id_tree() -> tempfile::TempDir {
     let tree = temp_tree(&["greenfield-lab.yaml"]);

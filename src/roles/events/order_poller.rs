@@ -46,7 +46,8 @@ use crate::telemetry;
 const SOLE_PROCESS: &str = "sole-process";
 /// How often the supervisor looks for flows that gained `poll_orders:` (and for reloads).
 const SUPERVISE_EVERY: Duration = Duration::from_secs(1);
-/// The most open orders one round asks about (the oldest first); the rest wait their turn.
+/// The most open orders one round asks about (the oldest first), a bound on a round's memory
+/// and length; past it the newer orders wait until older ones settle, and the log says so.
 const MAX_ORDERS_PER_ROUND: usize = 10_000;
 
 /// Why one order's state could not be read.
@@ -224,6 +225,9 @@ async fn round(
         return Ok(());
     }
     let orders = store.open_orders(&flow.name, MAX_ORDERS_PER_ROUND).await?;
+    if orders.len() == MAX_ORDERS_PER_ROUND {
+        tracing::warn!(flow = %flow.name, asked = MAX_ORDERS_PER_ROUND, "more open orders than one round asks about; the newest wait until older ones settle (add `final:` states?)");
+    }
     // An order no longer open (settled, cancelled) forgets its failures.
     failing.retain(|txn, _| orders.iter().any(|o| &o.transaction_id == txn));
     let now = services.clock.now_ms();
