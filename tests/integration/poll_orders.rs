@@ -16,7 +16,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use beckn_adapter::app::Settings;
-use beckn_adapter::store::OrderState;
+use beckn_adapter::roles::events::order_poller::change_id;
+use beckn_adapter::roles::events::{EventSource, IncomingEvent, KnownEvent, accept_event};
+use beckn_adapter::store::{OpenOrder, OrderState};
 use serde_json::{Value, json};
 
 use crate::common::{Network, bind, temp_tree};
@@ -394,6 +396,49 @@ async fn erp_garbage_or_no_state_is_no_event_and_no_crash() {
     p.bookings.set_mood(Mood::Fine);
     let got = p.wait_on_status(&txn, 1).await;
     assert_eq!(code(&got[0]), "TESTING");
+}
+
+/// A process that recorded a change's event and stopped before saving the new state: the
+/// next round sees the change again, and it is acted on once.
+#[tokio::test]
+async fn crash_between_record_and_save_acts_once() {
+    let p = start(false, |_| {}).await;
+    let (txn, order) = p.confirmed().await;
+    let id = order["order_no"].as_str().unwrap();
+    let open = OpenOrder {
+        transaction_id: txn.clone(),
+        erp_order_id: id.to_string(),
+        seen: None,
+    };
+    // what the poller records for the change BOOKED -> TESTING, then "crashes"
+    let mut booked = p.bookings.answers.lock().unwrap().get(id).cloned().unwrap();
+    booked["state"] = json!("TESTING");
+    booked["order"]["status"] = json!("TESTING");
+    let set = p.net.flows.load_full();
+    let flow = set.flow(FLOW).cloned().unwrap();
+    let incoming = IncomingEvent {
+        body: bytes::Bytes::from(booked.to_string()),
+        event: booked,
+        headers: "{}".into(),
+        source: EventSource::OrderPoll,
+        known: Some(KnownEvent {
+            transaction_id: txn.clone(),
+            event_id: change_id(&open, 0, "TESTING"),
+        }),
+    };
+    let outcome = accept_event(set.clone(), flow, &p.net.services, incoming)
+        .await
+        .unwrap();
+    assert_eq!(outcome.as_str(), "accepted");
+    p.wait_on_status(&txn, 1).await;
+    assert_eq!(p.order_state(&txn).await.unwrap().state, "BOOKED");
+
+    // the ERP's booking moved; the adapter sees the change it already acted on
+    p.bookings.set(&order, "TESTING");
+    let saved = p.wait_state(&txn, |s| s.state == "TESTING").await;
+    assert_eq!(saved.changes, 1);
+    p.wait_asked(&order, 3).await;
+    assert_eq!(p.on_status(&txn).len(), 1, "{:?}", p.on_status(&txn));
 }
 
 #[tokio::test]

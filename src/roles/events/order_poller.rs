@@ -358,7 +358,7 @@ async fn ask(
 /// The event id of `order`'s change to `state` after `changes` saved changes: the same change
 /// seen again (after a crash, by another process) has the same id, and a state the order
 /// returns to later is a change of its own.
-fn change_id(order: &OpenOrder, changes: i64, state: &str) -> String {
+pub fn change_id(order: &OpenOrder, changes: i64, state: &str) -> String {
     let key = json!([order.transaction_id, order.erp_order_id, changes, state]).to_string();
     format!(
         "order-state-{}",
