@@ -167,7 +167,7 @@ impl Loader<'_> {
                     .to_ascii_lowercase(),
             }),
             poll: poll.flatten(),
-            poll_orders: poll_orders.flatten(),
+            poll_orders: poll_orders.flatten().map(Box::new),
             event_id,
             placement,
             when,

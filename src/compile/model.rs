@@ -157,7 +157,7 @@ pub struct ClientTemplates {
 pub struct CompiledEvents {
     pub webhook: Option<CompiledWebhook>,
     pub poll: Option<CompiledPoll>,
-    pub poll_orders: Option<CompiledPollOrders>,
+    pub poll_orders: Option<Box<CompiledPollOrders>>,
     /// Expression template giving the event's own id; None: a digest of its JSON.
     pub event_id: Option<String>,
     /// How a webhook or poll event finds its transaction; None when only `poll_orders`
