@@ -441,6 +441,34 @@ async fn crash_between_record_and_save_acts_once() {
     assert_eq!(p.on_status(&txn).len(), 1, "{:?}", p.on_status(&txn));
 }
 
+/// A reload that changes `final:` applies from the next round, without a restart.
+#[tokio::test]
+async fn reload_applies_changed_settings_at_the_next_round() {
+    let p = start(false, |_| {}).await;
+    let (txn, order) = p.confirmed().await;
+    let file = p.tree.path().join("flows/greenfield-lab.yaml");
+    let flow = std::fs::read_to_string(&file).unwrap();
+    let finals = "final: [REPORT_READY, CANCELLED]";
+    assert!(flow.contains(finals));
+    std::fs::write(
+        &file,
+        flow.replace(finals, "final: [TESTING, REPORT_READY]"),
+    )
+    .unwrap();
+    let outcome = p.net.reloader.reload("test");
+    assert!(
+        matches!(
+            outcome,
+            beckn_adapter::reload::ReloadOutcome::Applied { .. }
+        ),
+        "{outcome:?}"
+    );
+    p.bookings.set(&order, "TESTING");
+    p.wait_on_status(&txn, 1).await;
+    let saved = p.wait_state(&txn, |s| s.state == "TESTING").await;
+    assert!(saved.settled, "TESTING is final since the reload");
+}
+
 #[tokio::test]
 async fn restart_on_the_same_store_sends_no_duplicate() {
     let store_dir = tempfile::tempdir().unwrap();
