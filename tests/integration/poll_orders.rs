@@ -36,6 +36,8 @@ enum Mood {
     Garbage,
     /// 200 with JSON that has no state.
     NoState,
+    /// Answers as `Fine`, after this many milliseconds.
+    Slow(u64),
 }
 
 /// The booking service stand-in: a state per booking (the ERP's order number), changed by the
@@ -48,6 +50,9 @@ struct Bookings {
     oauth: bool,
     tokens: AtomicUsize,
     authorizations: Mutex<Vec<String>>,
+    /// Calls under way, and the most there ever were at once.
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
 }
 
 impl Bookings {
@@ -59,6 +64,8 @@ impl Bookings {
             oauth,
             tokens: AtomicUsize::new(0),
             authorizations: Mutex::default(),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
         })
     }
 
@@ -102,12 +109,19 @@ async fn booking(
             return (StatusCode::UNAUTHORIZED, "no valid token").into_response();
         }
     }
-    let mood = *b.mood.lock().unwrap();
+    let mut mood = *b.mood.lock().unwrap();
+    if let Mood::Slow(ms) = mood {
+        let now = b.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        b.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        b.in_flight.fetch_sub(1, Ordering::SeqCst);
+        mood = Mood::Fine;
+    }
     match mood {
         Mood::Down => (StatusCode::SERVICE_UNAVAILABLE, "down for maintenance").into_response(),
         Mood::Garbage => (StatusCode::OK, "<html>maintenance</html>").into_response(),
         Mood::NoState => axum::Json(json!({"booking": id, "status_text": "?"})).into_response(),
-        Mood::Fine => match b.answers.lock().unwrap().get(&id) {
+        Mood::Fine | Mood::Slow(_) => match b.answers.lock().unwrap().get(&id) {
             Some(answer) => axum::Json(answer.clone()).into_response(),
             None => (
                 StatusCode::NOT_FOUND,
@@ -396,6 +410,37 @@ async fn erp_garbage_or_no_state_is_no_event_and_no_crash() {
     p.bookings.set_mood(Mood::Fine);
     let got = p.wait_on_status(&txn, 1).await;
     assert_eq!(code(&got[0]), "TESTING");
+}
+
+/// An ERP that never answers in time: the call times out (the backend's 1s), the order is
+/// asked again, and the change arrives once the ERP answers.
+#[tokio::test]
+async fn erp_answering_too_late_times_out_and_loses_nothing() {
+    let p = start(false, |_| {}).await;
+    let (txn, order) = p.confirmed().await;
+    p.bookings.set(&order, "TESTING");
+    p.bookings.set_mood(Mood::Slow(3_000));
+    p.wait_asked(&order, 2).await;
+    assert!(p.on_status(&txn).is_empty());
+    assert_eq!(p.order_state(&txn).await.unwrap().state, "BOOKED");
+    p.bookings.set_mood(Mood::Fine);
+    let got = p.wait_on_status(&txn, 1).await;
+    assert_eq!(code(&got[0]), "TESTING");
+}
+
+/// Three open orders, `concurrency: 2`: never more than two status calls at once.
+#[tokio::test]
+async fn concurrency_bounds_the_status_calls_in_flight() {
+    let p = start(false, |_| {}).await;
+    let mut orders = Vec::new();
+    for _ in 0..3 {
+        orders.push(p.confirmed().await);
+    }
+    p.bookings.set_mood(Mood::Slow(300));
+    for (_, order) in &orders {
+        p.wait_asked(order, 3).await;
+    }
+    assert_eq!(p.bookings.max_in_flight.load(Ordering::SeqCst), 2);
 }
 
 /// A process that recorded a change's event and stopped before saving the new state: the
