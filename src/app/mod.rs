@@ -213,6 +213,11 @@ impl App {
                 services.clone(),
                 stop(),
             ));
+            tokio::spawn(roles::events::order_poller::run(
+                flows.clone(),
+                services.clone(),
+                stop(),
+            ));
         }
         let limits = settings.limits;
         tracing::info!(header_timeout = ?limits.header_timeout, body_timeout = ?limits.body_timeout, idle_timeout = ?limits.idle_timeout, max_connections = limits.max_connections, "listener limits");

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::templates::{MINIJINJA_BUILTINS, known_names};
-use super::{CompiledEvents, CompiledPoll, CompiledWebhook, Loader};
+use super::{CompiledEvents, CompiledPoll, CompiledWebhook, Loader, Placement};
 use crate::backend::Backend;
 use crate::beckn::action::Action;
 use crate::config::model::{ActionConfig, EventPoll, EventsConfig};
@@ -49,15 +49,35 @@ impl Loader<'_> {
                 Action::Status
             }
         };
-        if cfg.webhook.is_none() && cfg.poll.is_none() {
+        if cfg.webhook.is_none() && cfg.poll.is_none() && cfg.poll_orders.is_none() {
             self.diagnostics.push(
                 doc.diagnostic(
                     file,
                     "events",
-                    "events need a way in: a `webhook:` the backend calls, a `poll:` of a backend endpoint, or both",
+                    "events need a way in: a `webhook:` the backend calls, a `poll:` of a backend endpoint, a `poll_orders:` asking each open order's state, or several",
                 )
-                .hint("webhook: { path: /erp/events, secret: ${ERP_WEBHOOK_SECRET} }  or  poll: { backend: erp, path: /order-events, items: /events, cursor: /next }"),
+                .hint("webhook: { path: /erp/events, secret: ${ERP_WEBHOOK_SECRET} }  or  poll: { backend: erp, path: /order-events, items: /events, cursor: /next }  or  poll_orders: { backend: erp, path: \"/orders/{{ order_id | segment }}\", state: /status }"),
             );
+        }
+        let placed_by_expression = cfg.webhook.is_some() || cfg.poll.is_some();
+        match (&cfg.transaction_id, &cfg.erp_order_id) {
+            (Some(_), Some(_)) => self.diagnostics.push(
+                doc.diagnostic(
+                    file,
+                    "events.erp_order_id",
+                    "give `transaction_id` or `erp_order_id`, not both: an event belongs to one transaction",
+                )
+                .hint("erp_order_id finds the transaction whose order the backend numbered so; transaction_id names it directly"),
+            ),
+            (None, None) if placed_by_expression => self.diagnostics.push(
+                doc.diagnostic(
+                    file,
+                    "events",
+                    "webhook and poll events need `transaction_id:` or `erp_order_id:` to find their transaction",
+                )
+                .hint("transaction_id: event.client_ref  or  erp_order_id: event.order_no"),
+            ),
+            _ => {}
         }
         if let Some(webhook) = &cfg.webhook
             && !webhook.path.starts_with('/')
@@ -71,18 +91,34 @@ impl Loader<'_> {
         let poll = cfg
             .poll
             .map(|p| self.event_poll(doc, file, scope, p, backends, templates));
+        let poll_orders = cfg
+            .poll_orders
+            .map(|p| self.event_poll_orders(doc, file, scope, p, backends, templates));
         self.scope_names = vec!["event".to_string()];
         let known = known_names(&[], &self.scope_names);
-        let transaction_id = format!("{EXPR_PREFIX}{scope}:events.transaction_id");
-        let txn_ok = self.template(
-            doc,
-            file,
-            "events.transaction_id",
-            templates,
-            &transaction_id,
-            &format!("{{{{ ({}) }}}}", cfg.transaction_id),
-            &known,
-        );
+        let mut expression = |me: &mut Self, key: &str, expr: &Option<String>| {
+            let expr = expr.as_ref()?;
+            let name = format!("{EXPR_PREFIX}{scope}:events.{key}");
+            let source = format!("{{{{ ({expr}) }}}}");
+            me.template(
+                doc,
+                file,
+                &format!("events.{key}"),
+                templates,
+                &name,
+                &source,
+                &known,
+            )
+            .map(|_| name)
+        };
+        let placement = match (
+            expression(self, "transaction_id", &cfg.transaction_id),
+            expression(self, "erp_order_id", &cfg.erp_order_id),
+        ) {
+            (Some(t), _) => Some(Placement::TransactionId(t)),
+            (None, Some(o)) => Some(Placement::ErpOrderId(o)),
+            (None, None) => None,
+        };
         let event_id = cfg.event_id.as_ref().and_then(|expr| {
             let name = format!("{EXPR_PREFIX}{scope}:events.event_id");
             let source = format!("{{{{ ({expr}) }}}}");
@@ -118,7 +154,6 @@ impl Loader<'_> {
             scripts,
         );
         self.scope_names.clear();
-        txn_ok?;
         if self.diagnostics.len() > before {
             return None;
         }
@@ -132,8 +167,9 @@ impl Loader<'_> {
                     .to_ascii_lowercase(),
             }),
             poll: poll.flatten(),
+            poll_orders: poll_orders.flatten().map(Box::new),
             event_id,
-            transaction_id,
+            placement,
             when,
             callback,
             action: action?,

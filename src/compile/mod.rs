@@ -15,6 +15,7 @@ mod key_source;
 mod loader;
 pub mod model;
 mod paginate;
+mod poll_orders;
 pub mod sinks;
 mod templates;
 mod trust;

@@ -157,10 +157,12 @@ pub struct ClientTemplates {
 pub struct CompiledEvents {
     pub webhook: Option<CompiledWebhook>,
     pub poll: Option<CompiledPoll>,
+    pub poll_orders: Option<Box<CompiledPollOrders>>,
     /// Expression template giving the event's own id; None: a digest of its JSON.
     pub event_id: Option<String>,
-    /// Expression template giving the event's transaction id.
-    pub transaction_id: String,
+    /// How a webhook or poll event finds its transaction; None when only `poll_orders`
+    /// brings events (which know their transaction).
+    pub placement: Option<Placement>,
     /// Expression template rendering `true` for events to act on.
     pub when: Option<String>,
     /// The action whose callback is sent (`Status` for `on_status`).
@@ -188,6 +190,29 @@ pub struct CompiledPoll {
     pub items: String,
     /// JSON pointer to the next cursor in the answer.
     pub cursor: Option<String>,
+}
+
+/// How a webhook or poll event names its transaction: an expression template giving the
+/// Beckn transaction id, or the backend's order id (looked up among the flow's transactions).
+pub enum Placement {
+    TransactionId(String),
+    ErpOrderId(String),
+}
+
+/// The backend asked for each open order's state (`events.poll_orders`). Templates see
+/// `transaction`, `order_id` and `flow`.
+pub struct CompiledPollOrders {
+    pub backend: String,
+    pub path: ValueTemplate,
+    pub query: Vec<(String, ValueTemplate)>,
+    pub headers: Vec<(String, ValueTemplate)>,
+    pub every: Duration,
+    /// At most this many status calls at once (1 to 64).
+    pub concurrency: usize,
+    /// JSON pointer to the order's state in the answer.
+    pub state: String,
+    /// States after which an order is no longer asked.
+    pub final_states: Vec<String>,
 }
 
 pub struct CompiledAction {

@@ -65,8 +65,9 @@ pub struct FlowFile {
 
 /// Order events from the backend, each mapped into an unsolicited `on_status` or `on_update`
 /// for the transaction it belongs to. They arrive through a `webhook` the backend calls, by a
-/// `poll` of a backend endpoint, or both (then give `event_id`, so that a change seen both
-/// ways is acted on once).
+/// `poll` of a backend endpoint, by asking the backend the state of each open order
+/// (`poll_orders`), or several of these (with `webhook` and `poll` both, give `event_id`, so
+/// that a change seen both ways is acted on once).
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventsConfig {
@@ -76,13 +77,26 @@ pub struct EventsConfig {
     /// The adapter asks a backend endpoint for the events since the last ones it saw.
     #[serde(default)]
     pub poll: Option<EventPoll>,
+    /// The adapter asks the backend the state of each open order, one call per order; a
+    /// changed state is an event (`event` is the backend's answer).
+    #[serde(default)]
+    pub poll_orders: Option<EventPollOrders>,
     /// Expression giving an event's own id (`event.event_id`): the same id is acted on once.
     /// Default: a digest of the event's JSON, so only identical repeats are recognised.
+    /// (`poll_orders` events are known by their order and state change.)
     #[serde(default)]
     pub event_id: Option<String>,
-    /// Expression giving the Beckn transaction id of an event (`event.client_ref`).
-    pub transaction_id: String,
-    /// Expression; events for which it is false are acknowledged and ignored.
+    /// Expression giving the Beckn transaction id of a webhook or poll event
+    /// (`event.client_ref`). Give this or `erp_order_id`.
+    #[serde(default)]
+    pub transaction_id: Option<String>,
+    /// Expression giving the backend's order id of a webhook or poll event (`event.order_no`):
+    /// the event belongs to the transaction whose order has that id. Give this or
+    /// `transaction_id`.
+    #[serde(default)]
+    pub erp_order_id: Option<String>,
+    /// Expression; webhook and poll events for which it is false are acknowledged and
+    /// ignored.
     #[serde(default)]
     pub when: Option<String>,
     /// `on_status` or `on_update`.
@@ -142,6 +156,38 @@ pub struct EventPoll {
     /// poll asks the same, and repeats are dropped by their `event_id`.
     #[serde(default)]
     pub cursor: Option<String>,
+}
+
+/// The backend asked for the state of each open order of the flow (confirmed, its order id
+/// known, not yet in a final state, not cancelled through Beckn), for backends that announce
+/// no changes. The first state seen is the order's baseline; each later change is one event.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventPollOrders {
+    /// A name under `backends:`: its base URL, auth, headers and timeout apply.
+    pub backend: String,
+    /// Path under the backend's base URL (a GET, one per open order); templates read
+    /// `transaction` (its memory, with `erp_order_id`), `order_id` (the backend's order id)
+    /// and `flow`.
+    pub path: String,
+    /// Query parameters (values are templates, as `path`).
+    #[serde(default)]
+    pub query: BTreeMap<String, String>,
+    /// Headers of the call (values are templates), besides the backend's own.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// How often each open order is asked (default 30s, at least 100ms). After failures an
+    /// order's pause doubles, up to 32 times this or 5 minutes, whichever is shorter.
+    #[serde(default)]
+    pub every: Option<HumanDuration>,
+    /// At most this many calls at once (default 4, 1 to 64).
+    #[serde(default)]
+    pub concurrency: Option<Count>,
+    /// JSON pointer to the order's state in the answer (`/state`).
+    pub state: String,
+    /// States after which the order is no longer asked.
+    #[serde(default, rename = "final")]
+    pub final_states: Vec<String>,
 }
 
 /// The `actions:` map as the flow schema describes it: one optional entry per Beckn action,

@@ -2,7 +2,7 @@
 //! (the outbox), the message log and each transaction's facts.
 //!
 //! One trait per concern ([`InboxStore`], [`OutboxStore`], [`BuyerStore`], [`PollStore`],
-//! [`LedgerStore`], [`MemoryStore`]), and [`Store`], all of them together. Each is implemented once, in its
+//! [`LedgerStore`], [`MemoryStore`], [`ErpOrderStore`]), and [`Store`], all of them together. Each is implemented once, in its
 //! file, over a database (`backend.rs`): SQLite, the embedded default, and PostgreSQL for
 //! several processes, whose files of the same names hold what a concern commits its own way.
 //! Every method returns only after its writes are committed, so "recorded" always means "on
@@ -10,6 +10,7 @@
 
 mod backend;
 pub mod buyer;
+pub mod erp_orders;
 pub mod heartbeat;
 pub mod inbox;
 pub mod ledger;
@@ -31,6 +32,7 @@ pub use buyer::{
     Accepted, BuyerStore, BuyerTransaction, Counterpart, Disposition, FiledCallback, NewCallback,
     RefusedCallback, SentRequest,
 };
+pub use erp_orders::{ErpOrderStore, OpenOrder, OrderState, SeenState};
 pub use inbox::{Admission, Claim, HeldRequest, Inbound, InboundKey, InboxStore, Unfinished};
 pub use ledger::{
     LedgerEntry, LedgerQueued, LedgerStore, OrderEvent, QueuedState, SinkUser, StoredOrderEvent,
@@ -63,7 +65,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 
 /// The adapter's durable state: every concern, and what spans them.
 pub trait Store:
-    InboxStore + OutboxStore + BuyerStore + PollStore + LedgerStore + MemoryStore
+    InboxStore + OutboxStore + BuyerStore + PollStore + LedgerStore + MemoryStore + ErpOrderStore
 {
     /// Whether several adapter processes may share this store.
     fn shared(&self) -> bool;

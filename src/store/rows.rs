@@ -10,8 +10,8 @@ use sqlx::Row;
 
 use super::{
     BuyerTransaction, Claim, Counterpart, DeadLetter, Disposition, FiledCallback, InboundKey,
-    OrderEvent, OutboxCounts, OutboxItem, PollPosition, QueuedState, SentRequest, SinkUser,
-    StoreResult, StoredOrderEvent, Unfinished,
+    OpenOrder, OrderEvent, OrderState, OutboxCounts, OutboxItem, PollPosition, QueuedState,
+    SeenState, SentRequest, SinkUser, StoreResult, StoredOrderEvent, Unfinished,
 };
 
 /// A row, read by column name.
@@ -280,6 +280,27 @@ pub(crate) fn maybe_text(r: &dyn Columns) -> StoreResult<Option<String>> {
 /// A remembered value: its name and JSON text.
 pub(crate) fn remembered(r: &dyn Columns) -> StoreResult<(String, String)> {
     Ok((r.text("name")?, r.text("value")?))
+}
+
+pub(crate) fn open_order(r: &dyn Columns) -> StoreResult<OpenOrder> {
+    let seen = match (r.maybe_text("state")?, r.maybe_int("changes")?) {
+        (Some(state), Some(changes)) => Some(SeenState { state, changes }),
+        _ => None,
+    };
+    Ok(OpenOrder {
+        transaction_id: r.text("transaction_id")?,
+        erp_order_id: r.text("erp_order_id")?,
+        seen,
+    })
+}
+
+pub(crate) fn order_state(r: &dyn Columns) -> StoreResult<OrderState> {
+    Ok(OrderState {
+        erp_order_id: r.text("erp_order_id")?,
+        state: r.text("state")?,
+        changes: r.int("changes")?,
+        settled: r.int("settled")? != 0,
+    })
 }
 
 pub(crate) fn poll_position(r: &dyn Columns) -> StoreResult<PollPosition> {

@@ -236,6 +236,32 @@ pub const RECALL: &str = "SELECT name, value FROM transaction_memory \
 pub const ERP_ORDER_ID: &str = "SELECT erp_order_id AS value FROM transactions \
      WHERE flow = $1 AND transaction_id = $2";
 
+// ERP orders.
+
+pub const TRANSACTION_OF_ORDER: &str = "SELECT transaction_id AS value FROM transactions \
+     WHERE flow = $1 AND erp_order_id = $2 ORDER BY updated_at DESC LIMIT 1";
+
+/// Orders still asked for their state: the order id known, not cancelled through Beckn (the
+/// status its last callback gave), not settled in a final state; `$2` at most.
+pub const OPEN_ORDERS: &str = "SELECT t.transaction_id, t.erp_order_id, s.state, s.changes \
+     FROM transactions AS t LEFT JOIN order_states AS s \
+     ON s.flow = t.flow AND s.transaction_id = t.transaction_id \
+     WHERE t.flow = $1 AND t.erp_order_id IS NOT NULL AND coalesce(t.state, '') <> 'CANCELLED' \
+     AND (s.settled IS NULL OR NOT s.settled) ORDER BY t.created_at LIMIT $2";
+
+/// An order's first state seen, unless another poller saved one.
+pub const FIRST_ORDER_STATE: &str = "INSERT INTO order_states (flow, transaction_id, \
+     erp_order_id, state, changes, settled, updated_at) VALUES ($1, $2, $3, $4, 0, $5, $6) \
+     ON CONFLICT (flow, transaction_id) DO NOTHING";
+
+/// An order's next state, while it is still at the count of changes `$6` the poller saw.
+pub const NEXT_ORDER_STATE: &str = "UPDATE order_states SET state = $1, changes = changes + 1, \
+     settled = $2, updated_at = $3 WHERE flow = $4 AND transaction_id = $5 AND changes = $6";
+
+pub const ORDER_STATE: &str = "SELECT erp_order_id, state, changes, \
+     CAST(CASE WHEN settled THEN 1 ELSE 0 END AS BIGINT) AS settled FROM order_states \
+     WHERE flow = $1 AND transaction_id = $2";
+
 // Buyer apps.
 
 pub const INSERT_BAP_REQUEST: &str = "INSERT INTO bap_requests (flow, message_id, transaction_id, \

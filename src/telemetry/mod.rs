@@ -72,7 +72,7 @@ pub struct SinkOrderLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EventLabels {
     pub flow: String,
-    /// `webhook` or `poll`.
+    /// `webhook`, `poll` or `poll_orders`.
     pub source: String,
     /// `accepted`, `duplicate`, `ignored`, `refused`, `unauthorized`, `unavailable`...
     pub outcome: String,
@@ -82,6 +82,11 @@ pub struct EventLabels {
 pub struct FlowOutcome {
     pub flow: String,
     pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FlowLabel {
+    pub flow: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -111,6 +116,8 @@ pub struct Metrics {
     sink_orders: Family<SinkOrderLabels, Counter>,
     events: Family<EventLabels, Counter>,
     event_polls: Family<FlowOutcome, Counter>,
+    order_status_calls: Family<FlowOutcome, Counter>,
+    order_state_changes: Family<FlowLabel, Counter>,
     claims_lost: Family<WorkLabel, Counter>,
     expired: Family<FlowAction, Counter>,
 }
@@ -195,7 +202,7 @@ impl Metrics {
         let events = Family::<EventLabels, Counter>::default();
         registry.register(
             "events",
-            "Order events from backends, by flow, source (webhook, poll) and outcome",
+            "Order events from backends, by flow, source (webhook, poll, poll_orders) and outcome",
             events.clone(),
         );
         let event_polls = Family::<FlowOutcome, Counter>::default();
@@ -203,6 +210,18 @@ impl Metrics {
             "event_polls",
             "Polls of a backend for order events, by flow and outcome (ok, failed, standby: another process polls)",
             event_polls.clone(),
+        );
+        let order_status_calls = Family::<FlowOutcome, Counter>::default();
+        registry.register(
+            "order_status_calls",
+            "Open orders asked for their state (events.poll_orders), by flow and outcome (baseline: first state seen, unchanged, changed, no_state: no state in the answer, failed)",
+            order_status_calls.clone(),
+        );
+        let order_state_changes = Family::<FlowLabel, Counter>::default();
+        registry.register(
+            "order_state_changes",
+            "Changed order states the order poller recorded as events, by flow",
+            order_state_changes.clone(),
         );
         let claims_lost = Family::<WorkLabel, Counter>::default();
         registry.register(
@@ -233,6 +252,8 @@ impl Metrics {
             reloads,
             events,
             event_polls,
+            order_status_calls,
+            order_state_changes,
         }
     }
 
@@ -374,6 +395,26 @@ pub fn events_polled(flow: &str, outcome: &str) {
             flow: flow.into(),
             outcome: outcome.into(),
         })
+        .inc();
+}
+
+/// An open order was asked for its state: `baseline`, `unchanged`, `changed`, `no_state` or
+/// `failed`.
+pub fn order_status_called(flow: &str, outcome: &str) {
+    metrics()
+        .order_status_calls
+        .get_or_create(&FlowOutcome {
+            flow: flow.into(),
+            outcome: outcome.into(),
+        })
+        .inc();
+}
+
+/// An order's changed state was recorded as an event.
+pub fn order_state_changed(flow: &str) {
+    metrics()
+        .order_state_changes
+        .get_or_create(&FlowLabel { flow: flow.into() })
         .inc();
 }
 

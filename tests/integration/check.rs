@@ -320,6 +320,72 @@ fn events_need_a_webhook_or_a_poll() {
     insta::assert_snapshot!(check_fails(&[(FLOW, &flow)], 1));
 }
 
+/// `LAB` with events from asking each open order's state, as `poll_orders` says.
+fn lab_polling_orders(poll_orders: &str) -> String {
+    format!(
+        r#"{LAB}
+events:
+{poll_orders}
+  callback: on_status
+  steps:
+    - name: order
+      script: soil/event_order.rhai
+    - name: state
+      script: soil/order_state.rhai
+  reply: {{ template: soil/on_status.j2 }}
+"#
+    )
+}
+
+#[test]
+fn polled_orders_pass() {
+    let flow = lab_polling_orders(
+        r#"  poll_orders:
+    backend: erp
+    path: "/orders/{{ order_id | segment }}"
+    query: { ref: "{{ transaction.erp_order_id }}", lab: "{{ flow.name }}" }
+    every: 30s
+    concurrency: 8
+    state: /status
+    final: [REPORT_READY, CANCELLED]"#,
+    );
+    let out = check(&[(FLOW, &flow)]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+}
+
+#[test]
+fn poll_orders_mistakes_each_located() {
+    let flow = lab_polling_orders(
+        r#"  poll_orders:
+    backend: lims
+    path: "/orders/{{ order_no }}"
+    every: 10ms
+    concurrency: 65
+    state: status
+  transaction_id: event.client_ref
+  erp_order_id: event.order_no"#,
+    );
+    insta::assert_snapshot!(check_fails(&[(FLOW, &flow)], 6));
+}
+
+#[test]
+fn poll_orders_need_a_state_pointer() {
+    let flow = lab_polling_orders(
+        r#"  poll_orders:
+    backend: erp
+    path: "/orders/{{ order_id }}"
+    concurrency: 0
+    state: """#,
+    );
+    insta::assert_snapshot!(check_fails(&[(FLOW, &flow)], 2));
+}
+
+#[test]
+fn webhook_events_need_a_transaction_or_an_order_id() {
+    let flow = lab_polling_orders(r#"  webhook: { path: /erp/events, secret: TEST-ONLY }"#);
+    insta::assert_snapshot!(check_fails(&[(FLOW, &flow)], 1));
+}
+
 /// A gateway has no orders, so order events on it would be compiled and never run.
 #[test]
 fn events_on_a_gateway_are_refused() {

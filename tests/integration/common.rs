@@ -211,6 +211,17 @@ impl TestApp {
         listeners: Vec<TcpListener>,
         configure: impl FnOnce(&mut Settings),
     ) -> TestApp {
+        Self::start_until(flows_dir, env, listeners, configure, std::future::pending()).await
+    }
+
+    /// Like [`TestApp::start`], running until `shutdown` (a process that stops).
+    pub async fn start_until(
+        flows_dir: &Path,
+        env: HashMap<String, String>,
+        listeners: Vec<TcpListener>,
+        configure: impl FnOnce(&mut Settings),
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> TestApp {
         let store_dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}", store_dir.path().join("store.db").display());
         let mut settings = Settings::new(Layout::from_flows_dir(flows_dir), Arc::new(env), url);
@@ -256,7 +267,7 @@ impl TestApp {
             store_dir,
         };
         tokio::spawn(async move {
-            if let Err(e) = app.run(bound, std::future::pending()).await {
+            if let Err(e) = app.run(bound, shutdown).await {
                 panic!("the adapter stopped: {e}");
             }
         });
@@ -333,6 +344,26 @@ impl Network {
         listeners: Vec<TcpListener>,
         configure: impl FnOnce(&mut Settings),
     ) -> Network {
+        Self::start_app_until(
+            flows_dir,
+            erp_url,
+            extra_env,
+            listeners,
+            configure,
+            std::future::pending(),
+        )
+        .await
+    }
+
+    /// Like [`Network::start_app`], with the adapter running until `shutdown`.
+    pub async fn start_app_until(
+        flows_dir: &Path,
+        erp_url: Option<String>,
+        extra_env: HashMap<String, String>,
+        listeners: Vec<TcpListener>,
+        configure: impl FnOnce(&mut Settings),
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Network {
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
             .with_env_filter(
@@ -377,10 +408,16 @@ impl Network {
         let mut env = env;
         env.extend(extra_env);
         let listeners = std::iter::once(bpp_listener).chain(listeners).collect();
-        let app = TestApp::start(flows_dir, env, listeners, |settings| {
-            settings.served = Served::Only(vec!["greenfield-lab".into()]);
-            configure(settings);
-        })
+        let app = TestApp::start_until(
+            flows_dir,
+            env,
+            listeners,
+            |settings| {
+                settings.served = Served::Only(vec!["greenfield-lab".into()]);
+                configure(settings);
+            },
+            shutdown,
+        )
         .await;
 
         Network {

@@ -21,6 +21,7 @@ mod memory;
 mod onboarding;
 mod ownership;
 mod paginate;
+mod poll_orders;
 mod polling;
 mod postgres;
 mod postgres_leases;

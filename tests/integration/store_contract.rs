@@ -11,8 +11,8 @@ use std::sync::Arc;
 use beckn_adapter::sinks::ultra::states::OMS_STATES;
 use beckn_adapter::store::{
     Accepted, Admission, BuyerTransaction, Claim, Counterpart, Disposition, HeldRequest, Inbound,
-    InboundKey, LedgerEntry, LedgerQueued, NewCallback, NewOutbox, OrderEvent, OutboxCounts,
-    PollPosition, SentRequest, SinkUser, Store, StoreError, now_ms,
+    InboundKey, LedgerEntry, LedgerQueued, NewCallback, NewOutbox, OpenOrder, OrderEvent,
+    OutboxCounts, PollPosition, SentRequest, SinkUser, Store, StoreError, now_ms,
 };
 use bytes::Bytes;
 
@@ -98,6 +98,8 @@ contract!(oms_queue_contract: sqlite_store_queues_oms_updates_once_and_in_order,
     postgres_store_queues_oms_updates_once_and_in_order);
 contract!(memory_contract: sqlite_store_remembers_values_of_a_transaction_durably,
     postgres_store_remembers_values_of_a_transaction_durably);
+contract!(erp_orders_contract: sqlite_store_finds_orders_by_erp_id_and_saves_each_state_change_once,
+    postgres_store_finds_orders_by_erp_id_and_saves_each_state_change_once);
 contract!(held_fulfilment_contract: sqlite_store_replaces_a_held_fulfilment_by_a_cancellation,
     postgres_store_replaces_a_held_fulfilment_by_a_cancellation);
 
@@ -1228,4 +1230,124 @@ async fn memory_contract(db: Db) {
     assert!(store.purge(now_ms() + 1).await.unwrap() >= 3);
     let after = store.recall("lab", "t1").await.unwrap();
     assert_eq!(Value::Object(after), json!({"erp_order_id": "ORD-7"}));
+}
+
+/// An order callback of `transaction_id` in `state` (a Beckn order status).
+fn order_in_state(transaction_id: &str, order_id: &str, state: &str) -> NewOutbox {
+    let mut item = order_callback(transaction_id, order_id);
+    item.order = Some((order_id.into(), Some(state.into())));
+    item
+}
+
+/// A transaction is found by its ERP order id within its flow; an order is open from the
+/// callback that carries its id until it settles in a final state or is cancelled through
+/// Beckn; its first state is saved once, each next one only from the count of changes it was
+/// seen at (two pollers save one change once), and kept across a restart.
+async fn erp_orders_contract(db: Db) {
+    let store = db.open().await;
+    for (m, t) in [("m1", "t1"), ("m2", "t2"), ("m3", "t3")] {
+        let r = request(m, t, "a.example", b"{}");
+        assert_eq!(store.accept(r).await.unwrap(), Admission::New);
+    }
+    assert!(store.open_orders("lab", 10).await.unwrap().is_empty());
+    assert_eq!(
+        store.transaction_of_order("lab", "ORD-1").await.unwrap(),
+        None
+    );
+    store.enqueue(order_callback("t1", "ORD-1")).await.unwrap();
+    store.enqueue(order_callback("t2", "ORD-2")).await.unwrap();
+    store
+        .enqueue(order_in_state("t3", "ORD-3", "CANCELLED"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.transaction_of_order("lab", "ORD-2").await.unwrap(),
+        Some("t2".into())
+    );
+    assert_eq!(
+        store.transaction_of_order("other", "ORD-2").await.unwrap(),
+        None
+    );
+    let open = store.open_orders("lab", 10).await.unwrap();
+    let ids: HashSet<&str> = open.iter().map(|o| o.erp_order_id.as_str()).collect();
+    assert_eq!(
+        ids,
+        HashSet::from(["ORD-1", "ORD-2"]),
+        "a cancelled order is not open"
+    );
+    assert!(open.iter().all(|o| o.seen.is_none()));
+    assert_eq!(store.open_orders("lab", 1).await.unwrap().len(), 1);
+
+    let first = open
+        .iter()
+        .find(|o| o.transaction_id == "t1")
+        .unwrap()
+        .clone();
+    assert!(
+        store
+            .save_order_state("lab", &first, "BOOKED", false)
+            .await
+            .unwrap()
+    );
+    let other = db.beside(&store).await;
+    assert!(
+        !other
+            .save_order_state("lab", &first, "TESTING", false)
+            .await
+            .unwrap(),
+        "a first state is saved once"
+    );
+    let seen: OpenOrder = store
+        .open_orders("lab", 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|o| o.transaction_id == "t1")
+        .unwrap();
+    let at = seen.seen.clone().unwrap();
+    assert_eq!((at.state.as_str(), at.changes), ("BOOKED", 0));
+    assert!(
+        store
+            .save_order_state("lab", &seen, "TESTING", false)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !other
+            .save_order_state("lab", &seen, "TESTING", false)
+            .await
+            .unwrap(),
+        "a change is saved once"
+    );
+    let state = store.order_state("lab", "t1").await.unwrap().unwrap();
+    assert_eq!(
+        (state.state.as_str(), state.changes, state.settled),
+        ("TESTING", 1, false)
+    );
+
+    // a final state settles the order: no longer open, and so after a restart
+    let seen = store
+        .open_orders("lab", 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|o| o.transaction_id == "t1")
+        .unwrap();
+    assert!(
+        store
+            .save_order_state("lab", &seen, "REPORT_READY", true)
+            .await
+            .unwrap()
+    );
+    drop((store, other));
+    let store = db.open().await;
+    let open = store.open_orders("lab", 10).await.unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].erp_order_id, "ORD-2");
+    let state = store.order_state("lab", "t1").await.unwrap().unwrap();
+    assert_eq!(
+        (state.state.as_str(), state.changes, state.settled),
+        ("REPORT_READY", 2, true)
+    );
+    assert_eq!(store.order_state("lab", "t9").await.unwrap(), None);
 }

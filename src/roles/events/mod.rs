@@ -5,6 +5,7 @@
 //! `on_status` or `on_update` (a fresh message id, the transaction's id) sent through the
 //! outbox to the buyer app of that transaction.
 
+pub mod order_poller;
 pub mod poller;
 pub mod webhook;
 
@@ -17,7 +18,7 @@ use serde_json::{Value, json};
 
 use super::{NotQueued, Services, queue_callback, rules};
 use crate::beckn::context::callback_context;
-use crate::compile::{CompiledFlow, CompiledSet};
+use crate::compile::{CompiledEvents, CompiledFlow, CompiledSet, Placement};
 use crate::engine;
 use crate::intake::answer::callback_body;
 use crate::store::heartbeat::{Held, while_held};
@@ -72,6 +73,8 @@ pub enum EventSource {
     Webhook,
     /// Found by polling the backend (`events.poll`).
     Poll,
+    /// A changed state the backend gave when asked about an open order (`events.poll_orders`).
+    OrderPoll,
 }
 
 impl EventSource {
@@ -79,8 +82,18 @@ impl EventSource {
         match self {
             EventSource::Webhook => "webhook",
             EventSource::Poll => "poll",
+            EventSource::OrderPoll => "poll_orders",
         }
     }
+}
+
+/// An event whose transaction and identity its source knows already (an order's state
+/// change found by the order poller): `when`, `transaction_id`, `erp_order_id` and
+/// `event_id` are not asked.
+#[derive(Debug, Clone)]
+pub struct KnownEvent {
+    pub transaction_id: String,
+    pub event_id: String,
 }
 
 /// One order event from the backend, once its source has vouched for it (a webhook's
@@ -92,6 +105,8 @@ pub struct IncomingEvent {
     /// Headers of the delivery as JSON, secrets redacted (`{}` when there were none).
     pub headers: String,
     pub source: EventSource,
+    /// Where the event belongs, when its source knows; None: found by the flow's expressions.
+    pub known: Option<KnownEvent>,
 }
 
 /// What became of an event.
@@ -102,7 +117,8 @@ pub enum EventOutcome {
     Accepted { task: tokio::task::JoinHandle<()> },
     /// The same event was recorded before; nothing more is done.
     Duplicate,
-    /// Not for us: `events.when` is false, or the transaction was not made through Beckn.
+    /// Not for us: `events.when` is false, or the transaction (or the order) was not made
+    /// through Beckn.
     Ignored,
 }
 
@@ -148,46 +164,16 @@ async fn record_event(
         body,
         headers,
         source,
+        known,
     } = incoming;
-    let scope = crate::mapping::jvalue(json!({"event": event, "context": null, "message": null}));
-    if let Some(when) = &events.when {
-        let wanted = flow
-            .templates
-            .render_json(when, &scope)
-            .map_err(|e| EventError::BadEvent(format!("events.when: {e}")))?;
-        if wanted != Value::Bool(true) {
-            return Ok(EventOutcome::Ignored);
-        }
-    }
-    let transaction_id = match flow.templates.render_json(&events.transaction_id, &scope) {
-        Ok(Value::String(s)) if !s.is_empty() => s,
-        Ok(other) => {
-            return Err(EventError::BadEvent(format!(
-                "events.transaction_id gave {other}, not a transaction id"
-            )));
-        }
-        Err(e) => return Err(EventError::BadEvent(format!("events.transaction_id: {e}"))),
-    };
-    // The same event delivered twice is recorded and answered once: known by its own id, or
-    // else by its content.
-    let event_id = match &events.event_id {
-        Some(expr) => match flow.templates.render_json(expr, &scope) {
-            Ok(Value::String(s)) if !s.is_empty() => s,
-            Ok(Value::Number(n)) => n.to_string(),
-            Ok(other) => {
-                return Err(EventError::BadEvent(format!(
-                    "events.event_id gave {other}, not an event id"
-                )));
-            }
-            Err(e) => return Err(EventError::BadEvent(format!("events.event_id: {e}"))),
-        },
-        None => {
-            let canonical = serde_json::to_vec(&event)
-                .map_err(|e| EventError::BadEvent(format!("event cannot be read: {e}")))?;
-            hex::encode(&Blake2b512::digest(&canonical)[..16])
-        }
-    };
     let store = &services.outbox.store;
+    let (transaction_id, event_id) = match known {
+        Some(known) => (known.transaction_id, known.event_id),
+        None => match place(&flow, events, &event, services).await? {
+            Some(placed) => placed,
+            None => return Ok(EventOutcome::Ignored),
+        },
+    };
     let Some((request, callback_base)) = store
         .last_request(&flow.name, &transaction_id)
         .await
@@ -254,6 +240,69 @@ async fn record_event(
             "the event could not be recorded: {e}"
         ))),
     }
+}
+
+/// The transaction and the id of a webhook or poll event, by the flow's expressions; None
+/// when `events.when` is false or the event names an order no transaction of the flow has.
+async fn place(
+    flow: &CompiledFlow,
+    events: &CompiledEvents,
+    event: &Value,
+    services: &Services,
+) -> Result<Option<(String, String)>, EventError> {
+    let scope = crate::mapping::jvalue(json!({"event": event, "context": null, "message": null}));
+    if let Some(when) = &events.when {
+        let wanted = flow
+            .templates
+            .render_json(when, &scope)
+            .map_err(|e| EventError::BadEvent(format!("events.when: {e}")))?;
+        if wanted != Value::Bool(true) {
+            return Ok(None);
+        }
+    }
+    let id = |key: &str, expr: &str| match flow.templates.render_json(expr, &scope) {
+        Ok(Value::String(s)) if !s.is_empty() => Ok(s),
+        Ok(Value::Number(n)) if key != "transaction_id" => Ok(n.to_string()),
+        Ok(other) => Err(EventError::BadEvent(format!(
+            "events.{key} gave {other}, not an id"
+        ))),
+        Err(e) => Err(EventError::BadEvent(format!("events.{key}: {e}"))),
+    };
+    let transaction_id = match &events.placement {
+        Some(Placement::TransactionId(expr)) => id("transaction_id", expr)?,
+        Some(Placement::ErpOrderId(expr)) => {
+            let order_id = id("erp_order_id", expr)?;
+            let found = services
+                .outbox
+                .store
+                .transaction_of_order(&flow.name, &order_id)
+                .await
+                .map_err(|e| EventError::Unavailable(e.to_string()))?;
+            match found {
+                Some(t) => t,
+                None => {
+                    tracing::info!(flow = %flow.name, erp_order_id = %order_id, "event for an order no transaction of this flow carries: ignored");
+                    return Ok(None);
+                }
+            }
+        }
+        None => {
+            return Err(EventError::BadEvent(
+                "this flow's events are found by polling its orders only".into(),
+            ));
+        }
+    };
+    // The same event delivered twice is recorded and answered once: known by its own id, or
+    // else by its content.
+    let event_id = match &events.event_id {
+        Some(expr) => id("event_id", expr)?,
+        None => {
+            let canonical = serde_json::to_vec(event)
+                .map_err(|e| EventError::BadEvent(format!("event cannot be read: {e}")))?;
+            hex::encode(&Blake2b512::digest(&canonical)[..16])
+        }
+    };
+    Ok(Some((transaction_id, event_id)))
 }
 
 /// Maps again an event `u` accepted but never answered (its process stopped), unless its flow

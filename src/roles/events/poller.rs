@@ -175,7 +175,7 @@ async fn poll_flow(
 
 /// The pause after `failures` failed polls in a row: `every` doubled per failure, up to 32
 /// times `every` or [`MAX_BACKOFF`], whichever is shorter (never less than `every`).
-fn backoff(every: Duration, failures: u32) -> Duration {
+pub(super) fn backoff(every: Duration, failures: u32) -> Duration {
     let cap = every.saturating_mul(32).min(MAX_BACKOFF).max(every);
     every
         .saturating_mul(2u32.saturating_pow(failures.min(16)))
@@ -245,6 +245,7 @@ async fn poll_once(
             body: Bytes::from(item.to_string()),
             headers: "{}".to_string(),
             source: EventSource::Poll,
+            known: None,
         };
         match accept_event(set.clone(), flow.clone(), services, incoming).await {
             // In order: each event's callback is queued before the next event is taken.

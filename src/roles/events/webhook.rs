@@ -90,6 +90,7 @@ async fn webhook_event(
         body,
         headers: redact::headers_json(headers),
         source: EventSource::Webhook,
+        known: None,
     };
     accept_event(set, flow, &ep.services, incoming).await
 }
