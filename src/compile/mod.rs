@@ -15,6 +15,7 @@ mod key_source;
 mod loader;
 pub mod model;
 mod paginate;
+mod registration;
 pub mod sinks;
 mod templates;
 mod trust;

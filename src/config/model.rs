@@ -8,7 +8,8 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
-pub use super::keys::{KeyFrom, KeySource, Subscription};
+pub use super::keys::{KeyFrom, KeySource};
+pub use super::subscription::{OndcEntity, OndcGst, OndcPan, RegistryDialect, Subscription};
 pub use super::repeat::{ForEachConfig, PageStyle, PaginateConfig};
 use super::secret::Secret;
 use super::values::{Count, Flag, HumanDuration};
@@ -234,6 +235,10 @@ pub struct RegistryConfig {
     /// network needs no other registry.
     #[serde(default)]
     pub serve: Flag,
+    /// How the registry is spoken to: `core` (Beckn's `/subscribe` and `/lookup`, the default)
+    /// or `ondc` (ONDC's `/subscribe` and the signed `/v2.0/lookup`).
+    #[serde(default)]
+    pub dialect: Option<RegistryDialect>,
     /// The registry's X25519 encryption public key (base64 DER or raw), which its
     /// `on_subscribe` challenges are encrypted with; each environment publishes its own.
     #[serde(default)]
