@@ -54,7 +54,9 @@ impl Loader<'_> {
                         "network.subscription.ops_no",
                         format!("ops_no {ops_no} is not one ONDC's registry takes"),
                     )
-                    .hint("1 buyer app, 2 seller app, 4 buyer and seller app (3 and 5 are retired)"),
+                    .hint(
+                        "1 buyer app, 2 seller app, 4 buyer and seller app (3 and 5 are retired)",
+                    ),
                 );
             }
             match &sub.entity {

@@ -13,9 +13,9 @@ use crate::beckn::participant::{Onboarding, Participant};
 use crate::beckn::registry::{
     EmbeddedRegistry, LookupDialect, LookupQuery, LookupSigner, RegistryFile, RegistrySource,
 };
-use crate::config::model::RegistryDialect;
 use crate::beckn::signing::{PrivateKey, PublicKey};
 use crate::config::model::FlowFile;
+use crate::config::model::RegistryDialect;
 use crate::config::yaml::SpannedDoc;
 
 const DEFAULT_SKEW: Duration = Duration::from_secs(5);
@@ -101,16 +101,19 @@ impl Loader<'_> {
                     let dialect = match cfg.dialect.unwrap_or_default() {
                         RegistryDialect::Core => LookupDialect::Core,
                         RegistryDialect::Ondc => match (&signing_key, &net.key_id) {
-                            (Some(key), Some(key_id)) => LookupDialect::Ondc(Arc::new(LookupSigner {
-                                subscriber_id: net.subscriber_id.clone(),
-                                key_id: key_id.clone(),
-                                key: key.clone(),
-                                validity: net
-                                    .signature_validity
-                                    .map_or(DEFAULT_SIGNATURE_VALIDITY, |d| d.0)
-                                    .as_secs()
-                                    .max(1) as i64,
-                            })),
+                            (Some(key), Some(key_id)) => {
+                                LookupDialect::Ondc(Arc::new(LookupSigner {
+                                    subscriber_id: net.subscriber_id.clone(),
+                                    key_id: key_id.clone(),
+                                    key: key.clone(),
+                                    validity: net
+                                        .signature_validity
+                                        .map_or(DEFAULT_SIGNATURE_VALIDITY, |d| d.0)
+                                        .as_secs()
+                                        .max(1)
+                                        as i64,
+                                }))
+                            }
                             _ => {
                                 self.diagnostics.push(
                                     doc.diagnostic(file, "network.registry.dialect", "ONDC's /v2.0/lookup is signed: it needs `signing_private_key` and `key_id`")

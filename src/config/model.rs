@@ -9,9 +9,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 pub use super::keys::{KeyFrom, KeySource};
-pub use super::subscription::{OndcEntity, OndcGst, OndcPan, RegistryDialect, Subscription};
 pub use super::repeat::{ForEachConfig, PageStyle, PaginateConfig};
 use super::secret::Secret;
+pub use super::subscription::{OndcEntity, OndcGst, OndcPan, RegistryDialect, Subscription};
 use super::values::{Count, Flag, HumanDuration};
 
 /// One flow file: a Beckn participant (a role at an address) and what it does per action.

@@ -20,7 +20,9 @@ const SPKI_PREFIX: [u8; 12] = [
 
 /// An X25519 public key from base64 of its DER form or its raw 32 bytes.
 pub fn x25519_public(b64: &str) -> Result<PublicKey, String> {
-    let bytes = B64.decode(b64.trim()).map_err(|e| format!("not base64: {e}"))?;
+    let bytes = B64
+        .decode(b64.trim())
+        .map_err(|e| format!("not base64: {e}"))?;
     let raw: &[u8] = match bytes.len() {
         32 => &bytes,
         44 if bytes.starts_with(&SPKI_PREFIX) => &bytes[12..],
@@ -52,7 +54,9 @@ pub fn encrypt_challenge(ours: &StaticSecret, peer: &PublicKey, plaintext: &str)
 
 /// An ed25519 public key from base64 of its 32 bytes.
 pub fn ed25519_public(b64: &str) -> Result<VerifyingKey, String> {
-    let bytes = B64.decode(b64.trim()).map_err(|e| format!("not base64: {e}"))?;
+    let bytes = B64
+        .decode(b64.trim())
+        .map_err(|e| format!("not base64: {e}"))?;
     let raw: [u8; 32] = bytes
         .as_slice()
         .try_into()

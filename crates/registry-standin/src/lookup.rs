@@ -14,7 +14,11 @@ use crate::{Record, State, codes, crypto};
 
 /// Whether `record` matches the query's fields (absent ones match anything).
 fn matches(query: &Value, record: &Record) -> bool {
-    let want = |names: &[&str]| names.iter().find_map(|n| query.get(*n).and_then(Value::as_str));
+    let want = |names: &[&str]| {
+        names
+            .iter()
+            .find_map(|n| query.get(*n).and_then(Value::as_str))
+    };
     let eq = |names: &[&str], have: &str| want(names).is_none_or(|w| w == have);
     let kind = want(&["type"]).map(|t| match t {
         "buyerApp" => "BAP",
@@ -117,7 +121,12 @@ fn authorised(state: &State, headers: &HeaderMap, body: &[u8]) -> Result<(), Str
                 && r.status == "SUBSCRIBED"
         })
         .map(|r| r.signing_public_key.clone())
-        .ok_or_else(|| format!("{}|{} is not subscribed", by.subscriber_id, by.unique_key_id))?;
+        .ok_or_else(|| {
+            format!(
+                "{}|{} is not subscribed",
+                by.subscriber_id, by.unique_key_id
+            )
+        })?;
     let key = crypto::ed25519_public(&key)?;
     if crypto::verify_body(&by, &key, body) {
         Ok(())

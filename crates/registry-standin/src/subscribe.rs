@@ -50,8 +50,9 @@ pub(crate) async fn subscribe(
         }
     };
     match (outcome, ondc) {
-        (Ok(()), true) => Json(json!({"message": {"ack": {"status": "ACK"}}, "error": null}))
-            .into_response(),
+        (Ok(()), true) => {
+            Json(json!({"message": {"ack": {"status": "ACK"}}, "error": null})).into_response()
+        }
         (Ok(()), false) => Json(json!({"status": "UNDER_SUBSCRIPTION"})).into_response(),
         (Err(Refused(code, message)), _) => {
             state.note(format!("subscription refused: {message}"));
@@ -109,11 +110,25 @@ fn ondc_application(state: &State, v: &Value) -> Result<Application, Refused> {
     let ops_no = v
         .pointer("/context/operation/ops_no")
         .and_then(Value::as_u64)
-        .ok_or_else(|| Refused(codes::BAD_REQUEST, "`context.operation.ops_no` is missing".into()))?;
+        .ok_or_else(|| {
+            Refused(
+                codes::BAD_REQUEST,
+                "`context.operation.ops_no` is missing".into(),
+            )
+        })?;
     if ![1, 2, 4].contains(&ops_no) {
-        return Err(Refused(codes::BAD_REQUEST, format!("ops_no {ops_no} is not supported")));
+        return Err(Refused(
+            codes::BAD_REQUEST,
+            format!("ops_no {ops_no} is not supported"),
+        ));
     }
-    for field in ["gst", "pan", "name_of_authorised_signatory", "email_id", "mobile_no"] {
+    for field in [
+        "gst",
+        "pan",
+        "name_of_authorised_signatory",
+        "email_id",
+        "mobile_no",
+    ] {
         if v.pointer(&format!("/message/entity/{field}")).is_none() {
             return Err(Refused(
                 codes::BAD_REQUEST,
@@ -123,15 +138,23 @@ fn ondc_application(state: &State, v: &Value) -> Result<Application, Refused> {
     }
     let subscriber_id = text(v, "/message/entity/subscriber_id")?;
     let origin = state.origin(&subscriber_id);
-    let np = v
-        .pointer("/message/network_participant/0")
-        .ok_or_else(|| Refused(codes::BAD_REQUEST, "`message.network_participant` is empty".into()))?;
+    let np = v.pointer("/message/network_participant/0").ok_or_else(|| {
+        Refused(
+            codes::BAD_REQUEST,
+            "`message.network_participant` is empty".into(),
+        )
+    })?;
     let path = text(np, "/subscriber_url")?;
     let kind = match text(np, "/type")?.as_str() {
         "buyerApp" => "BAP",
         "sellerApp" => "BPP",
         "gateway" => "BG",
-        other => return Err(Refused(codes::BAD_REQUEST, format!("unknown type `{other}`"))),
+        other => {
+            return Err(Refused(
+                codes::BAD_REQUEST,
+                format!("unknown type `{other}`"),
+            ));
+        }
     };
     let callback = text(v, "/message/entity/callback_url")?;
     let join = |p: &str| format!("{origin}{}", p.trim_end_matches('/'));
@@ -170,10 +193,18 @@ fn ondc_application(state: &State, v: &Value) -> Result<Application, Refused> {
 /// Checks the keys, the challenge and (ONDC) the site, then records the subscriber.
 async fn admit(state: &State, app: Application) -> Result<(), Refused> {
     let mut record = app.record;
-    let signing = crypto::ed25519_public(&record.signing_public_key)
-        .map_err(|e| Refused(codes::BAD_KEY, format!("signing public key is invalid: {e}")))?;
-    let encryption = crypto::x25519_public(&record.encr_public_key)
-        .map_err(|e| Refused(codes::BAD_KEY, format!("encryption public key is invalid: {e}")))?;
+    let signing = crypto::ed25519_public(&record.signing_public_key).map_err(|e| {
+        Refused(
+            codes::BAD_KEY,
+            format!("signing public key is invalid: {e}"),
+        )
+    })?;
+    let encryption = crypto::x25519_public(&record.encr_public_key).map_err(|e| {
+        Refused(
+            codes::BAD_KEY,
+            format!("encryption public key is invalid: {e}"),
+        )
+    })?;
     let clash = state.records().iter().any(|r| {
         r.subscriber_id == record.subscriber_id
             && r.unique_key_id == record.unique_key_id
@@ -203,7 +234,12 @@ async fn admit(state: &State, app: Application) -> Result<(), Refused> {
         .json(&json!({"subscriber_id": record.subscriber_id, "challenge": challenge}))
         .send()
         .await
-        .map_err(|e| Refused(codes::CHALLENGE_FAILED, format!("on_subscribe challenge failed: {e}")))?;
+        .map_err(|e| {
+            Refused(
+                codes::CHALLENGE_FAILED,
+                format!("on_subscribe challenge failed: {e}"),
+            )
+        })?;
     let status = answer.status();
     let body: Value = answer.json().await.unwrap_or(Value::Null);
     if !status.is_success() || body.get("answer").and_then(Value::as_str) != Some(&plaintext) {
@@ -243,7 +279,12 @@ async fn verify_site(
     request_id: &str,
     page_url: &str,
 ) -> Result<(), Refused> {
-    let failed = |why: String| Refused(codes::DOMAIN_NOT_VERIFIED, format!("domain verification failed: {why}"));
+    let failed = |why: String| {
+        Refused(
+            codes::DOMAIN_NOT_VERIFIED,
+            format!("domain verification failed: {why}"),
+        )
+    };
     let page = state
         .client
         .get(page_url)
@@ -252,7 +293,10 @@ async fn verify_site(
         .await
         .map_err(|e| failed(format!("{page_url}: {e}")))?;
     if !page.status().is_success() {
-        return Err(failed(format!("{page_url} answered HTTP {}", page.status())));
+        return Err(failed(format!(
+            "{page_url} answered HTTP {}",
+            page.status()
+        )));
     }
     let html = page.text().await.map_err(|e| failed(e.to_string()))?;
     let signature = meta_content(&html, "ondc-site-verification")
@@ -260,7 +304,9 @@ async fn verify_site(
     if crypto::verify_plain(key, request_id.as_bytes(), &signature) {
         Ok(())
     } else {
-        Err(failed("the page's signature is not the request_id's".into()))
+        Err(failed(
+            "the page's signature is not the request_id's".into(),
+        ))
     }
 }
 

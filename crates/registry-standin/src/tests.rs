@@ -28,7 +28,11 @@ async fn participant(registry_public: &str, honest: bool, request_id: &str) -> P
     let registry = crypto::x25519_public(registry_public).unwrap();
     let secret = encryption.clone();
     let page_key = signing.clone();
-    let signed = if honest { request_id.to_string() } else { "something else".into() };
+    let signed = if honest {
+        request_id.to_string()
+    } else {
+        "something else".into()
+    };
     let app = axum::Router::new()
         .route(
             "/beckn/on_subscribe",
@@ -108,9 +112,15 @@ fn ondc_body(p: &Participant, request_id: &str) -> Value {
 fn sign(key: &SigningKey, key_id: &str, body: &[u8]) -> String {
     let now = jiff::Timestamp::now().as_second();
     let digest = B64.encode(Blake2b512::digest(body));
-    let s = format!("(created): {now}\n(expires): {}\ndigest: BLAKE-512={digest}", now + 60);
+    let s = format!(
+        "(created): {now}\n(expires): {}\ndigest: BLAKE-512={digest}",
+        now + 60
+    );
     let sig = B64.encode(key.sign(s.as_bytes()).to_bytes());
-    format!("Signature keyId=\"{key_id}|ed25519\",algorithm=\"ed25519\",created=\"{now}\",expires=\"{}\",headers=\"(created) (expires) digest\",signature=\"{sig}\"", now + 60)
+    format!(
+        "Signature keyId=\"{key_id}|ed25519\",algorithm=\"ed25519\",created=\"{now}\",expires=\"{}\",headers=\"(created) (expires) digest\",signature=\"{sig}\"",
+        now + 60
+    )
 }
 
 #[tokio::test]
@@ -150,7 +160,11 @@ async fn ondc_subscription_challenges_verifies_the_site_and_answers_signed_looku
         .send()
         .await
         .unwrap();
-    assert_eq!(forged.status(), 401, "a signature by another key is refused");
+    assert_eq!(
+        forged.status(),
+        401,
+        "a signature by another key is refused"
+    );
     let found: Value = http
         .post(format!("{url}/v2.0/lookup"))
         .header("authorization", sign(&p.signing, "lab.example|uk-1", &body))
@@ -196,7 +210,11 @@ async fn a_wrong_challenge_answer_or_site_signature_subscribes_nobody() {
         .json()
         .await
         .unwrap();
-    assert_eq!(answer["error"]["code"], codes::DOMAIN_NOT_VERIFIED, "{answer}");
+    assert_eq!(
+        answer["error"]["code"],
+        codes::DOMAIN_NOT_VERIFIED,
+        "{answer}"
+    );
     assert!(registry.records().is_empty());
 }
 
@@ -236,7 +254,11 @@ async fn core_subscription_then_lookup_and_other_keys_under_the_same_uk_id_are_r
     assert_eq!(found[0]["status"], "SUBSCRIBED");
     assert_eq!(found[0]["url"], format!("{}/beckn", p.origin));
 
-    let other = B64.encode(SigningKey::from_bytes(&[5u8; 32]).verifying_key().to_bytes());
+    let other = B64.encode(
+        SigningKey::from_bytes(&[5u8; 32])
+            .verifying_key()
+            .to_bytes(),
+    );
     let answer: Value = http
         .post(format!("{url}/subscribe"))
         .json(&body(&other))
@@ -246,16 +268,28 @@ async fn core_subscription_then_lookup_and_other_keys_under_the_same_uk_id_are_r
         .json()
         .await
         .unwrap();
-    assert_eq!(answer["error"]["code"], codes::ALREADY_SUBSCRIBED, "{answer}");
-    assert_eq!(registry.records()[0].signing_public_key, signing, "the record is kept");
+    assert_eq!(
+        answer["error"]["code"],
+        codes::ALREADY_SUBSCRIBED,
+        "{answer}"
+    );
+    assert_eq!(
+        registry.records()[0].signing_public_key,
+        signing,
+        "the record is kept"
+    );
 }
 
 #[test]
 fn the_site_verification_meta_tag_is_read() {
-    let html = "<html><head><meta name=\"ondc-site-verification\" content=\"abc=\" /></head></html>";
+    let html =
+        "<html><head><meta name=\"ondc-site-verification\" content=\"abc=\" /></head></html>";
     assert_eq!(
         subscribe::meta_content_for_tests(html, "ondc-site-verification").as_deref(),
         Some("abc=")
     );
-    assert_eq!(subscribe::meta_content_for_tests("<html/>", "ondc-site-verification"), None);
+    assert_eq!(
+        subscribe::meta_content_for_tests("<html/>", "ondc-site-verification"),
+        None
+    );
 }

@@ -222,7 +222,10 @@ mod tests {
     #[test]
     fn the_lookup_body_uses_ondc_names() {
         let body = ondc_lookup_body(&LookupQuery::key("bpp.example", "uk-2"));
-        assert_eq!(body, json!({"subscriber_id": "bpp.example", "ukId": "uk-2"}));
+        assert_eq!(
+            body,
+            json!({"subscriber_id": "bpp.example", "ukId": "uk-2"})
+        );
         let by_domain = ondc_lookup_body(&LookupQuery {
             country: Some("IND".into()),
             domain: Some("ONDC:RET10".into()),

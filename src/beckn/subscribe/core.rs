@@ -33,26 +33,32 @@ pub(super) fn request(me: &Participant, reg: &Registration, keys: &Keys) -> Valu
 pub(super) fn interpret(status: u16, json: &Value) -> Outcome {
     let state = json.get("status").and_then(Value::as_str);
     let nack = json.pointer("/message/ack/status").and_then(Value::as_str) == Some("NACK");
-    if (200..300).contains(&status) && !nack {
-        if let Some(state) = state {
-            if ["UNDER_SUBSCRIPTION", "SUBSCRIBED", "INITIATED"].contains(&state) {
-                return Outcome::accepted(status, format!("status {state}"));
-            }
-            return Outcome::refused(
-                Some(status),
-                format!("status {state}"),
-                Refusal::from_text(state),
-            );
+    if let Some(state) = state.filter(|_| (200..300).contains(&status) && !nack) {
+        if ["UNDER_SUBSCRIPTION", "SUBSCRIBED", "INITIATED"].contains(&state) {
+            return Outcome::accepted(status, format!("status {state}"));
         }
+        return Outcome::refused(
+            Some(status),
+            format!("status {state}"),
+            Refusal::from_text(state),
+        );
     }
     let said = json
         .pointer("/error/message")
         .or_else(|| json.get("error"))
         .or_else(|| json.get("message"))
-        .map_or_else(|| json.to_string(), |v| v.as_str().map_or_else(|| v.to_string(), str::to_string));
+        .map_or_else(
+            || json.to_string(),
+            |v| v.as_str().map_or_else(|| v.to_string(), str::to_string),
+        );
     let code = json
         .pointer("/error/code")
-        .map(|c| format!(" (code {})", c.as_str().map_or_else(|| c.to_string(), str::to_string)))
+        .map(|c| {
+            format!(
+                " (code {})",
+                c.as_str().map_or_else(|| c.to_string(), str::to_string)
+            )
+        })
         .unwrap_or_default();
     Outcome::refused(
         Some(status),

@@ -72,17 +72,23 @@ pub fn build_request(
         .registration
         .as_ref()
         .ok_or(SubscribeError::NotConfigured)?;
-    let signing = me
-        .signing_key
-        .as_ref()
-        .ok_or(SubscribeError::Missing("a signing key (network.signing_private_key)"))?;
+    let signing = me.signing_key.as_ref().ok_or(SubscribeError::Missing(
+        "a signing key (network.signing_private_key)",
+    ))?;
     let key_id = me
         .key_id
         .as_deref()
         .ok_or(SubscribeError::Missing("a key id (network.key_id)"))?;
-    let encryption = me.onboarding.encryption_key.as_ref().ok_or(SubscribeError::Missing(
-        "an encryption key (network.encryption_private_key)",
-    ))?;
+    let encryption = me
+        .onboarding
+        .encryption_key
+        .as_ref()
+        .ok_or(SubscribeError::Missing(
+            "an encryption key (network.encryption_private_key)",
+        ))?;
+    // Whole seconds: a verifier judging validity at a truncated second must already see
+    // the keys as valid.
+    let now = jiff::Timestamp::from_second(now.as_second()).unwrap_or(now);
     let until = now
         .checked_add(jiff::SignedDuration::try_from(reg.key_validity).unwrap_or_default())
         .unwrap_or(jiff::Timestamp::MAX);
@@ -163,7 +169,9 @@ impl Refusal {
             Refusal::Unreachable => {
                 "the registry could not be reached: check network.registry.source and the network path to it"
             }
-            Refusal::Unknown => "read the registry's answer above; its documentation lists its codes",
+            Refusal::Unknown => {
+                "read the registry's answer above; its documentation lists its codes"
+            }
         }
     }
 
@@ -239,8 +247,8 @@ pub fn interpret(dialect: RegistryDialect, answer: &Answer) -> Outcome {
         } => (*status, content_type.as_deref(), body.as_slice()),
     };
     let text = String::from_utf8_lossy(body);
-    let html = content_type.is_some_and(|c| c.contains("html"))
-        || text.trim_start().starts_with('<');
+    let html =
+        content_type.is_some_and(|c| c.contains("html")) || text.trim_start().starts_with('<');
     if html {
         return Outcome::refused(
             Some(status),

@@ -73,7 +73,12 @@ fn a_core_request_carries_the_subscriber_object() {
     assert_eq!(b["key_id"], "uk-1");
     assert_eq!(b["location"]["city"]["code"], "std:011");
     assert_eq!(b["valid_until"], "2026-12-02T00:00:00Z");
-    assert!(b["encr_public_key"].as_str().unwrap().starts_with("MCowBQYDK2VuAyEA"));
+    assert!(
+        b["encr_public_key"]
+            .as_str()
+            .unwrap()
+            .starts_with("MCowBQYDK2VuAyEA")
+    );
     assert!(b["nonce"].is_string());
 }
 
@@ -132,7 +137,10 @@ fn subscribing_without_keys_or_registration_says_what_is_missing() {
 
 #[test]
 fn the_subscriber_path_is_relative() {
-    assert_eq!(ondc::subscriber_path("https://lab.example/beckn/"), "/beckn");
+    assert_eq!(
+        ondc::subscriber_path("https://lab.example/beckn/"),
+        "/beckn"
+    );
     assert_eq!(ondc::subscriber_path("https://lab.example"), "/");
     assert_eq!(ondc::subscriber_path("http://127.0.0.1:7101/a/b"), "/a/b");
 }
@@ -140,13 +148,28 @@ fn the_subscriber_path_is_relative() {
 #[test]
 fn answers_are_read_with_a_hint_for_each_known_refusal() {
     let ondc = |a: &Answer| interpret(RegistryDialect::Ondc, a);
-    let ok = ondc(&http(200, r#"{"message":{"ack":{"status":"ACK"}},"error":null}"#));
+    let ok = ondc(&http(
+        200,
+        r#"{"message":{"ack":{"status":"ACK"}},"error":null}"#,
+    ));
     assert!(ok.accepted && ok.hint.is_none(), "{ok:?}");
     let cases = [
-        (r#"{"message":{"ack":{"status":"NACK"}},"error":{"type":"POLICY-ERROR","code":"132","message":"Domain verification is failed"}}"#, Refusal::DomainNotVerified),
-        (r#"{"message":{"ack":{"status":"NACK"}},"error":{"code":"129","message":"Encryption of challenge failed: on_subscribe answered wrong"}}"#, Refusal::ChallengeFailed),
-        (r#"{"message":{"ack":{"status":"NACK"}},"error":{"code":"133","message":"Signing public key is invalid"}}"#, Refusal::WrongKey),
-        (r#"{"message":{"ack":{"status":"NACK"}},"error":{"code":"156","message":"Subscriber already exists"}}"#, Refusal::AlreadySubscribed),
+        (
+            r#"{"message":{"ack":{"status":"NACK"}},"error":{"type":"POLICY-ERROR","code":"132","message":"Domain verification is failed"}}"#,
+            Refusal::DomainNotVerified,
+        ),
+        (
+            r#"{"message":{"ack":{"status":"NACK"}},"error":{"code":"129","message":"Encryption of challenge failed: on_subscribe answered wrong"}}"#,
+            Refusal::ChallengeFailed,
+        ),
+        (
+            r#"{"message":{"ack":{"status":"NACK"}},"error":{"code":"133","message":"Signing public key is invalid"}}"#,
+            Refusal::WrongKey,
+        ),
+        (
+            r#"{"message":{"ack":{"status":"NACK"}},"error":{"code":"156","message":"Subscriber already exists"}}"#,
+            Refusal::AlreadySubscribed,
+        ),
     ];
     for (body, want) in cases {
         let o = ondc(&http(200, body));
@@ -171,7 +194,10 @@ fn answers_are_read_with_a_hint_for_each_known_refusal() {
 fn core_answers_are_read() {
     let core = |a: &Answer| interpret(RegistryDialect::Core, a);
     assert!(core(&http(200, r#"{"status":"UNDER_SUBSCRIPTION"}"#)).accepted);
-    let refused = core(&http(400, r#"{"error":{"code":"E1","message":"key_id already subscribed"}}"#));
+    let refused = core(&http(
+        400,
+        r#"{"error":{"code":"E1","message":"key_id already subscribed"}}"#,
+    ));
     assert_eq!(refused.refusal, Some(Refusal::AlreadySubscribed));
     assert!(refused.said.contains("E1"), "{refused:?}");
     let text = core(&http(502, "Bad gateway"));
