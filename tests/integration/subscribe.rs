@@ -430,3 +430,87 @@ async fn subscribe_lookup_answers_of_unknown_shape_html_or_none_are_errors_never
     let err = pool.lookup(&silent, query()).await.unwrap_err();
     assert_eq!(err, RegistryError::TimedOut(Duration::from_millis(500)));
 }
+
+#[tokio::test]
+async fn subscribe_command_prints_the_refusal_with_its_hint_and_fails() {
+    let public = EncryptionKey::generate()
+        .unwrap()
+        .public_key()
+        .to_der_base64();
+    let html = bad_registry(Some("<html><body>Sign in to the portal</body></html>")).await;
+    let dir = tree_with_network(&subscribing(RegistryDialect::Core, &public, "5s"));
+    let flow_file = dir.path().join("flows/greenfield-lab.yaml");
+    let before = snapshot(dir.path());
+    let ours = EncryptionKey::generate().unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_beckn-adapter"))
+        .arg("subscribe")
+        .arg(&flow_file)
+        .env("TEST_REGISTRY", &html)
+        .env("GFSL_ENCRYPTION_KEY", ours.to_pkcs8_base64())
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "greenfield-lab ({GFSL_ID}) -> {html}/subscribe [core]"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("refused: HTTP 200, an HTML page"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("hint: the registry answered an HTML page"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("1 subscription(s) refused"), "{stderr}");
+    assert_eq!(snapshot(dir.path()), before, "no file changed");
+
+    // A flow without a subscription has nothing to send, and says so.
+    let plain = common::temp_tree(&["greenfield-lab.yaml"]);
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_beckn-adapter"))
+        .arg("subscribe")
+        .arg(plain.path().join("flows"))
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("no flow to subscribe"), "{stderr}");
+}
+
+#[test]
+fn subscribe_ondc_settings_that_cannot_work_are_reported_by_check() {
+    let public = EncryptionKey::generate()
+        .unwrap()
+        .public_key()
+        .to_der_base64();
+    let lines = subscribing(RegistryDialect::Ondc, &public, "5s")
+        .replace(ENTITY, "    ops_no: 3\n")
+        .replace(
+            "  encryption_private_key: { env: GFSL_ENCRYPTION_KEY }\n",
+            "",
+        );
+    let dir = tree_with_network(&lines);
+    let env = HashMap::from([(
+        "TEST_REGISTRY".to_string(),
+        "https://registry.example".to_string(),
+    )]);
+    let layout = beckn_adapter::compile::Layout::from_flows_dir(&dir.path().join("flows"));
+    let Err(diagnostics) = beckn_adapter::compile::load(&layout, &env) else {
+        panic!("an ONDC subscription without entity or encryption key compiled");
+    };
+    let text = beckn_adapter::config::diagnostic::render_all(&diagnostics);
+    for expected in [
+        "ops_no 3 is not one ONDC's registry takes",
+        "ONDC's registry needs the entity",
+        "subscribing needs `encryption_private_key`",
+        "greenfield-lab.yaml:",
+    ] {
+        assert!(text.contains(expected), "{expected} missing in:\n{text}");
+    }
+}
