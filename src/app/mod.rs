@@ -164,7 +164,7 @@ impl App {
                 clock: services.clock.clone(),
             });
             bound.push((listener, server::admin::router(state)));
-            tracing::info!(admin = %addr, "admin listener: /health /ready /metrics /admin/status /admin/reload /admin/outbox");
+            tracing::info!(admin = %addr, "admin listener: /health /ready /metrics /admin/status /admin/reload /admin/outbox /admin/flows/<name>/subscribe");
         }
         let stop = stop_signal(shutdown);
         tokio::spawn(outbox.clone().run(flows.clone(), stop()));

@@ -12,4 +12,5 @@ pub mod redact;
 pub mod registry;
 pub mod schema;
 pub mod signing;
+pub mod subscribe;
 pub mod trust;

@@ -5,6 +5,7 @@ use super::context::TimeLimits;
 use super::onboarding::{EncryptionKey, EncryptionPublicKey};
 use super::registry::RegistrySource;
 use super::signing::PrivateKey;
+use super::subscribe::Registration;
 
 /// One network participant: its identity, its key, and how it trusts what it receives.
 pub struct Participant {
@@ -30,6 +31,8 @@ pub struct Participant {
     /// What answers the registry's `on_subscribe` challenge and signs the site verification
     /// page.
     pub onboarding: Onboarding,
+    /// What `subscribe` sends to the registry (a subscription and a registry URL given).
+    pub registration: Option<Registration>,
 }
 
 /// The keys and ids that prove to a registry who we are, each optional: the endpoints that

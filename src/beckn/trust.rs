@@ -9,8 +9,8 @@ use axum::http::HeaderMap;
 use super::ack::Rejection;
 use super::participant::Participant;
 use super::registry::{
-    CachedRegistry, LookupQuery, Registry, RegistryError, RegistrySource, RemoteRegistry,
-    Subscriber, SubscriberType,
+    CachedRegistry, LookupDialect, LookupQuery, OndcRegistry, Registry, RegistryError,
+    RegistrySource, RemoteRegistry, Subscriber, SubscriberType,
 };
 use super::signing::{PublicKey, SignatureHeader};
 use crate::clock::{Clock, SharedClock, SystemClock};
@@ -18,10 +18,11 @@ use crate::clock::{Clock, SharedClock, SystemClock};
 /// Header carrying a gateway's signature next to the sender's `Authorization`.
 pub const GATEWAY_HEADER: &str = "x-gateway-authorization";
 
-/// Remote registries with their caches, shared by every flow that names the same URL; and the
-/// clock signatures and registry entries are checked by.
+/// Remote registries with their caches, shared by every flow that names the same URL (and,
+/// for ONDC's signed lookups, asks as the same subscriber); and the clock signatures and
+/// registry entries are checked by.
 pub struct RegistryPool {
-    remote: Mutex<HashMap<String, Arc<CachedRegistry>>>,
+    remote: Mutex<HashMap<(String, String), Arc<CachedRegistry>>>,
     clock: SharedClock,
 }
 
@@ -54,6 +55,7 @@ impl RegistryPool {
             RegistrySource::Embedded(reg) => reg.lookup(query).await,
             RegistrySource::Remote {
                 url,
+                dialect,
                 cache_ttl,
                 negative_cache_ttl,
                 timeout,
@@ -62,11 +64,20 @@ impl RegistryPool {
                 let cached = {
                     let mut remote = self.remote.lock().unwrap_or_else(|p| p.into_inner());
                     remote
-                        .entry(url.clone())
+                        .entry((url.clone(), dialect.asker().to_string()))
                         .or_insert_with(|| {
+                            let inner: Arc<dyn Registry> = match dialect {
+                                LookupDialect::Core => Arc::new(RemoteRegistry::new(url, *timeout)),
+                                LookupDialect::Ondc(signer) => Arc::new(OndcRegistry::new(
+                                    url,
+                                    *timeout,
+                                    signer.clone(),
+                                    self.clock.clone(),
+                                )),
+                            };
                             Arc::new(
                                 CachedRegistry::with_limits(
-                                    Arc::new(RemoteRegistry::new(url, *timeout)),
+                                    inner,
                                     *cache_ttl,
                                     *negative_cache_ttl,
                                     *max_lookups_per_second,
@@ -86,8 +97,10 @@ impl RegistryPool {
         self.remote
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(url)
-            .map_or(0, |c| c.lookups.load(std::sync::atomic::Ordering::Relaxed))
+            .iter()
+            .filter(|((u, _), _)| u == url)
+            .map(|(_, c)| c.lookups.load(std::sync::atomic::Ordering::Relaxed))
+            .sum()
     }
 }
 

@@ -9,6 +9,7 @@ mod outbox;
 mod render;
 mod schema;
 mod serve;
+mod subscribe;
 mod ultra;
 
 use std::net::SocketAddr;
@@ -193,6 +194,17 @@ pub enum Command {
         #[arg(long, default_value = "agri.soil")]
         domain: String,
     },
+    /// Subscribe flows with their registries (Beckn core or ONDC, `network.registry.dialect`)
+    /// and print each registry's answer; the flows must be served meanwhile, since the
+    /// registry challenges them.
+    Subscribe {
+        /// A flow file, or a directory of flow files (every flow with a subscription).
+        #[arg(default_value = "flows")]
+        path: PathBuf,
+        /// Only the flow of this name.
+        #[arg(long)]
+        flow: Option<String>,
+    },
     /// Print the Beckn `Authorization` header for a body read from standard input.
     Sign {
         /// The signer's private key (base64); prefer the BECKN_SIGNING_KEY variable.
@@ -270,6 +282,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             domain,
         } => keys::generate(&subscriber_id, &key_id, &kind, &url, &domain),
         Command::Serve(args) => serve::run(args).await,
+        Command::Subscribe { path, flow } => subscribe::run(&path, flow.as_deref()).await,
         Command::Outbox { store, command } => outbox::run(&store.url, command).await,
         Command::Demo { dirs } => demo::run(&dirs).await,
         Command::Ultra { dirs, command } => ultra::run(&dirs, command).await,

@@ -16,6 +16,7 @@ mod loader;
 pub mod model;
 mod paginate;
 mod poll_orders;
+mod registration;
 pub mod sinks;
 mod templates;
 mod trust;

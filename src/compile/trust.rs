@@ -10,9 +10,12 @@ use super::{Loader, Origin};
 use crate::beckn::context::{DEFAULT_MAX_TTL, DEFAULT_TIMESTAMP_SKEW, TimeLimits};
 use crate::beckn::onboarding::{EncryptionKey, EncryptionPublicKey};
 use crate::beckn::participant::{Onboarding, Participant};
-use crate::beckn::registry::{EmbeddedRegistry, LookupQuery, RegistryFile, RegistrySource};
+use crate::beckn::registry::{
+    EmbeddedRegistry, LookupDialect, LookupQuery, LookupSigner, RegistryFile, RegistrySource,
+};
 use crate::beckn::signing::{PrivateKey, PublicKey};
 use crate::config::model::FlowFile;
+use crate::config::model::RegistryDialect;
 use crate::config::yaml::SpannedDoc;
 
 const DEFAULT_SKEW: Duration = Duration::from_secs(5);
@@ -95,8 +98,34 @@ impl Loader<'_> {
                                 .hint("serve: true needs `source:` to be a file such as registry/local.yaml"),
                         );
                     }
+                    let dialect = match cfg.dialect.unwrap_or_default() {
+                        RegistryDialect::Core => LookupDialect::Core,
+                        RegistryDialect::Ondc => match (&signing_key, &net.key_id) {
+                            (Some(key), Some(key_id)) => {
+                                LookupDialect::Ondc(Arc::new(LookupSigner {
+                                    subscriber_id: net.subscriber_id.clone(),
+                                    key_id: key_id.clone(),
+                                    key: key.clone(),
+                                    validity: net
+                                        .signature_validity
+                                        .map_or(DEFAULT_SIGNATURE_VALIDITY, |d| d.0)
+                                        .as_secs()
+                                        .max(1)
+                                        as i64,
+                                }))
+                            }
+                            _ => {
+                                self.diagnostics.push(
+                                    doc.diagnostic(file, "network.registry.dialect", "ONDC's /v2.0/lookup is signed: it needs `signing_private_key` and `key_id`")
+                                        .hint("the key and ukId registered with ONDC's registry"),
+                                );
+                                LookupDialect::Core
+                            }
+                        },
+                    };
                     Some(RegistrySource::Remote {
-                        url: src.to_string(),
+                        url: src.trim_end_matches('/').to_string(),
+                        dialect,
                         cache_ttl: cfg.cache_ttl.map_or(DEFAULT_REGISTRY_TTL, |d| d.0),
                         negative_cache_ttl: cfg
                             .negative_cache_ttl
@@ -161,6 +190,7 @@ impl Loader<'_> {
             },
             registry,
             onboarding: self.onboarding(doc, file, head),
+            registration: self.registration(doc, file, head),
         }
     }
 

@@ -1,5 +1,5 @@
-//! How a flow names its keys and its subscription: a private key given as a value or read from
-//! a file, an environment variable or a command's output; the subscription's `request_id`.
+//! How a flow names its keys: a private key given as a value or read from a file, an
+//! environment variable or a command's output.
 
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -38,13 +38,4 @@ pub struct KeyFrom {
     /// How long `command` may run (default 10s).
     #[serde(default)]
     pub timeout: Option<HumanDuration>,
-}
-
-/// A subscription with the network's registry, as far as this participant must prove it.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Subscription {
-    /// The `request_id` sent with the subscription: its ed25519 signature is served at
-    /// `/ondc-site-verification.html`.
-    pub request_id: String,
 }

@@ -8,6 +8,7 @@ pub mod keys;
 pub mod model;
 pub mod repeat;
 pub mod secret;
+pub mod subscription;
 pub mod ultra;
 pub mod values;
 pub mod yaml;

@@ -8,9 +8,10 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
-pub use super::keys::{KeyFrom, KeySource, Subscription};
+pub use super::keys::{KeyFrom, KeySource};
 pub use super::repeat::{ForEachConfig, PageStyle, PaginateConfig};
 use super::secret::Secret;
+pub use super::subscription::{OndcEntity, OndcGst, OndcPan, RegistryDialect, Subscription};
 use super::values::{Count, Flag, HumanDuration};
 
 /// One flow file: a Beckn participant (a role at an address) and what it does per action.
@@ -280,6 +281,10 @@ pub struct RegistryConfig {
     /// network needs no other registry.
     #[serde(default)]
     pub serve: Flag,
+    /// How the registry is spoken to: `core` (Beckn's `/subscribe` and `/lookup`, the default)
+    /// or `ondc` (ONDC's `/subscribe` and the signed `/v2.0/lookup`).
+    #[serde(default)]
+    pub dialect: Option<RegistryDialect>,
     /// The registry's X25519 encryption public key (base64 DER or raw), which its
     /// `on_subscribe` challenges are encrypted with; each environment publishes its own.
     #[serde(default)]

@@ -1,5 +1,5 @@
 //! The admin listener: health, readiness, Prometheus metrics, status of the loaded flows,
-//! reload, and the outbox's dead letters. Bound to loopback by default; elsewhere it needs a
+//! reload, the outbox's dead letters, and subscribing a flow with its registry. Bound to loopback by default; elsewhere it needs a
 //! bearer token for its `/admin` endpoints.
 
 use std::sync::Arc;
@@ -34,6 +34,7 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/admin/outbox", get(outbox))
         .route("/admin/outbox/{id}/retry", post(retry))
         .route("/admin/outbox/{id}", axum::routing::delete(drop_dead))
+        .route("/admin/flows/{name}/subscribe", post(subscribe))
         .route_layer(middleware::from_fn_with_state(admin.clone(), require_token));
     Router::new()
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
@@ -182,6 +183,46 @@ async fn drop_dead(State(admin): State<Arc<Admin>>, Path(id): Path<i64>) -> Resp
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"error": e.to_string()})),
+        )
+            .into_response(),
+    }
+}
+
+/// Subscribes the flow `name` with its registry, as `beckn-adapter subscribe` does; the
+/// registry's challenge is answered by this same process. 200 when the registry accepted,
+/// 502 with the registry's answer and a hint when it refused or did not answer.
+async fn subscribe(State(admin): State<Arc<Admin>>, Path(name): Path<String>) -> Response {
+    let set = admin.reloader.flows.load_full();
+    let Some(flow) = set.flow(&name) else {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": format!("no flow named `{name}` is loaded")})),
+        )
+            .into_response();
+    };
+    let now = admin.clock.now();
+    match crate::beckn::subscribe::subscribe(&flow.participant, now).await {
+        Ok((request, outcome)) => {
+            tracing::info!(flow = %name, registry = %request.url, accepted = outcome.accepted, said = %outcome.said, "subscribe");
+            let status = if outcome.accepted {
+                StatusCode::OK
+            } else {
+                StatusCode::BAD_GATEWAY
+            };
+            let dialect = flow
+                .participant
+                .registration
+                .as_ref()
+                .map(|r| r.dialect.as_str());
+            (
+                status,
+                Json(json!({"flow": name, "registry": request.url, "dialect": dialect, "outcome": outcome})),
+            )
+                .into_response()
+        }
+        Err(e) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({"flow": name, "error": e.to_string()})),
         )
             .into_response(),
     }

@@ -30,6 +30,7 @@ mod render;
 mod retry_after;
 mod schemas;
 mod store_contract;
+mod subscribe;
 mod trust;
 mod ultra;
 mod unsolicited;

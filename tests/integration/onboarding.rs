@@ -18,7 +18,7 @@ const REGISTRY_LINE: &str = "  registry: { source: \"${BECKN_REGISTRY:-registry/
 
 /// A tree whose greenfield-lab flow's `network.registry` line is replaced by `network` (YAML
 /// lines indented by two spaces).
-fn tree_with_network(network: &str) -> tempfile::TempDir {
+pub fn tree_with_network(network: &str) -> tempfile::TempDir {
     let dir = common::temp_tree(&["greenfield-lab.yaml"]);
     let path = dir.path().join("flows/greenfield-lab.yaml");
     let flow = std::fs::read_to_string(&path).unwrap();

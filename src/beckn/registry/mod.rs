@@ -1,9 +1,16 @@
 //! Who is who on the network: subscribers, their callback URLs and signing keys.
 //!
-//! Two sources behind one trait: an embedded registry read from a YAML file (local networks,
-//! demos, tests; the adapter can also serve it as `/lookup`) and a remote Beckn registry
-//! (`POST {url}/lookup`). [`CachedRegistry`] sits in front of either so that a burst of
-//! requests from one subscriber costs one lookup.
+//! Sources behind one trait: an embedded registry read from a YAML file (local networks,
+//! demos, tests; the adapter can also serve it as `/lookup`), a remote Beckn registry
+//! (`POST {url}/lookup`, `core.rs`) and ONDC's registry (the signed `POST {url}/v2.0/lookup`,
+//! `ondc.rs`). [`CachedRegistry`] sits in front of a remote one so that a burst of requests
+//! from one subscriber costs one lookup.
+
+mod core;
+mod ondc;
+
+pub use self::core::{RemoteRegistry, parse_lookup_answer};
+pub use self::ondc::{LookupSigner, OndcRegistry, parse_ondc_answer};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,7 +18,6 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use tokio::sync::OnceCell;
 
 use crate::clock::{SharedClock, SystemClock};
@@ -118,6 +124,9 @@ pub enum RegistryError {
     Status(u16),
     #[error("registry answer could not be read: {0}")]
     BadAnswer(String),
+    /// The registry did not answer within the lookup's timeout.
+    #[error("registry did not answer within {0:?}")]
+    TimedOut(Duration),
     /// Not asked: this process already sent its most lookups for this second.
     #[error("registry lookups are limited to {0} a second and the limit is reached")]
     Limited(u32),
@@ -139,6 +148,8 @@ pub enum RegistrySource {
     Embedded(Arc<EmbeddedRegistry>),
     Remote {
         url: String,
+        /// How lookups are asked: Beckn core, or ONDC's signed `/v2.0/lookup`.
+        dialect: LookupDialect,
         cache_ttl: Duration,
         /// How long answers without a usable entry, and failures, are reused.
         negative_cache_ttl: Duration,
@@ -146,6 +157,26 @@ pub enum RegistrySource {
         /// Most lookups per second sent to this registry.
         max_lookups_per_second: u32,
     },
+}
+
+/// How a remote registry is asked.
+#[derive(Clone)]
+pub enum LookupDialect {
+    /// `POST {url}/lookup`, unsigned.
+    Core,
+    /// `POST {url}/v2.0/lookup`, signed by this participant.
+    Ondc(Arc<LookupSigner>),
+}
+
+impl LookupDialect {
+    /// Who asks: remote caches are shared by the flows asking the same registry as the same
+    /// subscriber.
+    pub fn asker(&self) -> &str {
+        match self {
+            LookupDialect::Core => "",
+            LookupDialect::Ondc(signer) => &signer.subscriber_id,
+        }
+    }
 }
 
 /// The embedded registry file.
@@ -170,99 +201,6 @@ impl Registry for EmbeddedRegistry {
         let found = self.find(&query);
         Box::pin(async move { Ok(found) })
     }
-}
-
-/// A remote Beckn registry, `POST {url}/lookup`.
-pub struct RemoteRegistry {
-    url: String,
-    client: reqwest::Client,
-    timeout: Duration,
-}
-
-impl RemoteRegistry {
-    pub fn new(url: &str, timeout: Duration) -> Self {
-        RemoteRegistry {
-            url: url.trim_end_matches('/').to_string(),
-            client: reqwest::Client::new(),
-            timeout,
-        }
-    }
-}
-
-impl Registry for RemoteRegistry {
-    fn lookup(&self, query: LookupQuery) -> BoxFuture<'_, Result<Vec<Subscriber>, RegistryError>> {
-        Box::pin(async move {
-            let resp = self
-                .client
-                .post(format!("{}/lookup", self.url))
-                .timeout(self.timeout)
-                .json(&query)
-                .send()
-                .await
-                .map_err(|e| RegistryError::Unreachable(e.to_string()))?;
-            if !resp.status().is_success() {
-                return Err(RegistryError::Status(resp.status().as_u16()));
-            }
-            let body: Value = resp
-                .json()
-                .await
-                .map_err(|e| RegistryError::BadAnswer(e.to_string()))?;
-            parse_lookup_answer(&body)
-        })
-    }
-}
-
-/// Reads a lookup answer as registries in the wild write it: a bare array, or an object with
-/// `subscribers`/`message`/`data`; `unique_key_id`, `key_id` or `ukId`; `url` or
-/// `subscriber_url`; `valid_until` or `valid_to`.
-pub fn parse_lookup_answer(body: &Value) -> Result<Vec<Subscriber>, RegistryError> {
-    let list = match body {
-        Value::Array(a) => a,
-        Value::Object(o) => ["subscribers", "message", "data", "result"]
-            .iter()
-            .find_map(|k| o.get(*k).and_then(Value::as_array))
-            .ok_or_else(|| RegistryError::BadAnswer("no list of subscribers".into()))?,
-        _ => return Err(RegistryError::BadAnswer("not a JSON list".into())),
-    };
-    let text = |v: &Value, names: &[&str]| {
-        names
-            .iter()
-            .find_map(|n| v.get(*n).and_then(Value::as_str))
-            .map(str::to_string)
-    };
-    let mut out = Vec::new();
-    for entry in list {
-        let required = |names: &[&str]| {
-            text(entry, names).ok_or_else(|| {
-                RegistryError::BadAnswer(format!("an entry has no {}", names.join("/")))
-            })
-        };
-        let kind = match required(&["type", "subscriber_type"])?
-            .to_ascii_uppercase()
-            .as_str()
-        {
-            "BAP" => SubscriberType::Bap,
-            "BPP" => SubscriberType::Bpp,
-            "BG" | "GATEWAY" => SubscriberType::Bg,
-            other => return Err(RegistryError::BadAnswer(format!("unknown type {other}"))),
-        };
-        let time = |names: &[&str]| text(entry, names).and_then(|s| s.parse().ok());
-        out.push(Subscriber {
-            subscriber_id: required(&["subscriber_id"])?,
-            kind,
-            url: required(&["subscriber_url", "url"])?,
-            domain: text(entry, &["domain"]).unwrap_or_default(),
-            city: text(entry, &["city"]),
-            country: text(entry, &["country"]),
-            unique_key_id: required(&["unique_key_id", "key_id", "ukId", "uk_id"])?,
-            signing_public_key: required(&["signing_public_key"])?,
-            encr_public_key: text(entry, &["encr_public_key"]),
-            valid_from: time(&["valid_from"]),
-            valid_until: time(&["valid_until", "valid_to"]),
-            status: text(entry, &["status"]).unwrap_or_else(|| "SUBSCRIBED".into()),
-        });
-    }
-    Ok(out)
 }
 
 /// A query's answer and until when it may be reused (unix ms, by the registry's clock).
