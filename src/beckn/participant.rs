@@ -15,6 +15,8 @@ pub struct Participant {
     pub key_id: Option<String>,
     /// Signs outgoing messages; None: they go unsigned (only when verification is off).
     pub signing_key: Option<PrivateKey>,
+    /// The key that takes over signing from `signing_key` (key rotation).
+    pub next_key: Option<NextKey>,
     /// Whether received messages must carry valid signatures.
     pub verify_signatures: bool,
     /// How far a received signature's `created` may be ahead of this clock, seconds.
@@ -30,6 +32,32 @@ pub struct Participant {
     /// What answers the registry's `on_subscribe` challenge and signs the site verification
     /// page.
     pub onboarding: Onboarding,
+}
+
+/// A signing key published next to the current one, signing from `sign_from` on.
+#[derive(Debug, Clone)]
+pub struct NextKey {
+    /// Its unique key id in the registry.
+    pub key_id: String,
+    pub signing_key: PrivateKey,
+    /// From when it signs; None: not yet.
+    pub sign_from: Option<jiff::Timestamp>,
+}
+
+impl Participant {
+    /// The key id and key that sign at `now` (unix seconds): the next key once its
+    /// `sign_from` has come, else the current one; None when messages go unsigned. Asked at
+    /// every signature, so the switch needs no restart.
+    pub fn signer_at(&self, now: i64) -> Option<(&str, &PrivateKey)> {
+        let switched = self
+            .next_key
+            .as_ref()
+            .filter(|next| next.sign_from.is_some_and(|from| from.as_second() <= now));
+        match switched {
+            Some(next) => Some((next.key_id.as_str(), &next.signing_key)),
+            None => Some((self.key_id.as_deref()?, self.signing_key.as_ref()?)),
+        }
+    }
 }
 
 /// The keys and ids that prove to a registry who we are, each optional: the endpoints that
