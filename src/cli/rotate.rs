@@ -70,7 +70,8 @@ pub fn run(args: &RotateArgs) -> anyhow::Result<()> {
             flow.file.display()
         );
     };
-    let now = jiff::Timestamp::now().round(jiff::Unit::Second)?;
+    // Whole seconds, as signatures and registry times are compared.
+    let now = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second())?;
     if me.next_key.is_some() {
         return under_way(flow, &current, now);
     }
@@ -159,7 +160,10 @@ pub fn run(args: &RotateArgs) -> anyhow::Result<()> {
             flow.file.display()
         );
     } else {
-        println!("  Paste it under `network:` in {}, or run again with --write.", flow.file.display());
+        println!(
+            "  Paste it under `network:` in {}, or run again with --write.",
+            flow.file.display()
+        );
     }
     println!("  `beckn-adapter check` refuses a next key its registry file does not hold.\n");
 
@@ -204,7 +208,9 @@ fn under_way(flow: &CompiledFlow, current: &str, now: jiff::Timestamp) -> anyhow
 fn switch_step(me: &Participant, next_id: &str, given: bool, switch: jiff::Timestamp) {
     println!("Step 4 of 5: switch signing to {next_id}.");
     if given {
-        println!("  The next key signs from {switch} on, by the adapter's clock: no restart and no reload.");
+        println!(
+            "  The next key signs from {switch} on, by the adapter's clock: no restart and no reload."
+        );
     } else {
         println!(
             "  Once the registry serves the next key, set in the flow's next_key:\n    sign_from: {switch}\n  \
