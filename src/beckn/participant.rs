@@ -71,3 +71,46 @@ pub struct Onboarding {
     /// The `request_id` of our subscription, signed on the site verification page.
     pub request_id: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lab(next_from: Option<i64>) -> Participant {
+        Participant {
+            subscriber_id: "lab.example".into(),
+            subscriber_uri: "https://lab.example".into(),
+            key_id: Some("k1".into()),
+            signing_key: Some(PrivateKey::generate().unwrap()),
+            next_key: Some(NextKey {
+                key_id: "k2".into(),
+                signing_key: PrivateKey::generate().unwrap(),
+                sign_from: next_from.map(|s| jiff::Timestamp::from_second(s).unwrap()),
+            }),
+            verify_signatures: true,
+            signature_skew: 5,
+            signature_validity: 60,
+            max_signature_lifetime: 3600,
+            time_limits: TimeLimits {
+                max_ttl: std::time::Duration::from_secs(60),
+                skew: std::time::Duration::from_secs(5),
+            },
+            registry: None,
+            onboarding: Onboarding::default(),
+        }
+    }
+
+    #[test]
+    fn the_next_key_signs_from_its_time_on() {
+        let at = 1_800_000_000;
+        let signer = |p: &Participant, now| p.signer_at(now).map(|(id, _)| id.to_string());
+        let not_yet = lab(None);
+        assert_eq!(signer(&not_yet, at).as_deref(), Some("k1"));
+        let scheduled = lab(Some(at));
+        assert_eq!(signer(&scheduled, at - 1).as_deref(), Some("k1"));
+        assert_eq!(signer(&scheduled, at).as_deref(), Some("k2"));
+        let mut unsigned = lab(None);
+        unsigned.signing_key = None;
+        assert_eq!(signer(&unsigned, at), None);
+    }
+}

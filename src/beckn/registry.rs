@@ -684,4 +684,83 @@ mod tests {
         }
         assert_eq!(cache.lookups.load(std::sync::atomic::Ordering::Relaxed), 1);
     }
+
+    /// A registry whose subscribers the test changes, counting lookups.
+    #[derive(Default)]
+    struct Changing {
+        subscribers: Mutex<Vec<Subscriber>>,
+    }
+
+    impl Registry for Changing {
+        fn lookup(&self, q: LookupQuery) -> BoxFuture<'_, Result<Vec<Subscriber>, RegistryError>> {
+            let found: Vec<_> = self
+                .subscribers
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|s| q.matches(s))
+                .cloned()
+                .collect();
+            Box::pin(async move { Ok(found) })
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unknown_key_is_asked_again_at_most_once_per_subscriber_per_period() {
+        let reg = Arc::new(Changing::default());
+        let clock = crate::clock::ManualClock::new(jiff::Timestamp::now());
+        let cache = CachedRegistry::with_limits(
+            reg.clone(),
+            Duration::from_secs(600),
+            Duration::from_secs(30),
+            100,
+        )
+        .with_clock(clock.clone() as SharedClock);
+        let count = || cache.lookups.load(std::sync::atomic::Ordering::Relaxed);
+        let every = Duration::from_secs(10);
+        let k2 = || cache.lookup_key("a.example", "k2", every);
+        assert!(k2().await.unwrap().is_empty());
+        assert_eq!(count(), 1, "asked once, its absence cached");
+        // published since: found by one refresh, then served from the cache
+        let mut published = sub("a.example", SubscriberType::Bap);
+        published.unique_key_id = "k2".into();
+        reg.subscribers.lock().unwrap().push(published);
+        assert_eq!(k2().await.unwrap().len(), 1);
+        assert_eq!(count(), 2);
+        assert_eq!(k2().await.unwrap().len(), 1);
+        assert_eq!(count(), 2);
+        // an invented key, again and again: asked once, and no refresh within the period
+        for _ in 0..20 {
+            assert!(
+                cache
+                    .lookup_key("a.example", "ghost", every)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+        }
+        assert_eq!(count(), 3, "a.example was asked again less than 10s ago");
+        // another subscriber has a period of its own; a period later, one more
+        for _ in 0..20 {
+            assert!(
+                cache
+                    .lookup_key("b.example", "ghost", every)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+        }
+        assert_eq!(count(), 5, "b.example: asked, then asked again once");
+        clock.advance(every);
+        for _ in 0..20 {
+            assert!(
+                cache
+                    .lookup_key("a.example", "ghost", every)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+        }
+        assert_eq!(count(), 6);
+    }
 }

@@ -53,8 +53,7 @@ impl NextKeyBlock {
             Some(t) => format!("{pad}  sign_from: {t}\n"),
             None => format!(
                 "{pad}  # sign_from: {}   # when signing switches (step 4)\n",
-                jiff::Timestamp::now()
-                    .round(jiff::Unit::Second)
+                jiff::Timestamp::from_second(jiff::Timestamp::now().as_second())
                     .unwrap_or_default()
             ),
         };

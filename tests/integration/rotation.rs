@@ -271,6 +271,9 @@ async fn a_request_signed_with_a_retired_key_is_refused() {
 /// every query.
 struct RegistryStandin {
     url: String,
+    /// Answer every key of the subscriber, whatever key id the query names (as some
+    /// registries do).
+    ignore_key_id: Arc<AtomicBool>,
     subscribers: Arc<Mutex<Vec<Subscriber>>>,
     queries: Arc<Mutex<Vec<LookupQuery>>>,
 }
@@ -279,11 +282,15 @@ impl RegistryStandin {
     async fn start() -> RegistryStandin {
         let subscribers: Arc<Mutex<Vec<Subscriber>>> = Arc::default();
         let queries: Arc<Mutex<Vec<LookupQuery>>> = Arc::default();
-        let (list, noted) = (subscribers.clone(), queries.clone());
+        let ignore_key_id: Arc<AtomicBool> = Arc::default();
+        let (list, noted, ignore) = (subscribers.clone(), queries.clone(), ignore_key_id.clone());
         let app = Router::new().route(
             "/lookup",
-            post(move |axum::Json(q): axum::Json<LookupQuery>| {
+            post(move |axum::Json(mut q): axum::Json<LookupQuery>| {
                 noted.lock().unwrap().push(q.clone());
+                if ignore.load(Ordering::SeqCst) {
+                    q.unique_key_id = None;
+                }
                 let found: Vec<Subscriber> = list
                     .lock()
                     .unwrap()
@@ -298,6 +305,7 @@ impl RegistryStandin {
         tokio::spawn(async move { axum::serve(listener, app).await });
         RegistryStandin {
             url: format!("http://{addr}"),
+            ignore_key_id,
             subscribers,
             queries,
         }
@@ -427,4 +435,89 @@ async fn random_unknown_key_ids_cannot_flood_the_registry() {
     // The farmer app's real key is not held up.
     let (status, ack) = search_signed(&net, &current, BAP_KEY_ID).await;
     assert_eq!(status, 200, "{ack}");
+}
+
+#[tokio::test]
+async fn a_registry_answering_every_key_of_a_subscriber_checks_the_named_one() {
+    let registry = RegistryStandin::start().await;
+    registry.ignore_key_id.store(true, Ordering::SeqCst);
+    let net = on_remote_registry(&registry).await;
+    // the subscriber's next key listed first: a verifier taking the first entry would check
+    // the current key's signature against it
+    let next = PrivateKey::generate().unwrap();
+    let farmer = listing(BAP_ID, SubscriberType::Bap, &net.bap_url);
+    registry.subscribers.lock().unwrap().insert(
+        0,
+        next_entry(
+            &farmer,
+            "farmer-app-key-2",
+            &next.public_key(),
+            second(now()),
+        ),
+    );
+    let current = PrivateKey::from_base64(BAP_TEST_KEY).unwrap();
+    let (status, ack) = search_signed(&net, &current, BAP_KEY_ID).await;
+    assert_eq!(status, 200, "{ack}");
+    let (status, ack) = search_signed(&net, &next, &format!("{BAP_ID}|farmer-app-key-2")).await;
+    assert_eq!(status, 200, "{ack}");
+    // and a key id it does not list is unknown, not checked against another key
+    let (status, nack) = search_signed(&net, &current, &format!("{BAP_ID}|farmer-app-key-9")).await;
+    assert_eq!(status, 401, "{nack}");
+    let message = nack["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("unknown key"), "{message}");
+}
+
+#[test]
+fn check_refuses_a_next_key_that_cannot_take_over() {
+    let tree = temp_tree(&["greenfield-lab.yaml"]);
+    let flow = tree.path().join("flows/greenfield-lab.yaml");
+    let original = std::fs::read_to_string(&flow).unwrap();
+    let unpublished = PrivateKey::generate().unwrap().to_base64();
+    let cases = [
+        (
+            "the current key id",
+            format!("    key_id: gfsl-key-1\n    signing_private_key: \"{unpublished}\"\n"),
+            "network.next_key.key_id",
+            "is the current `key_id`",
+        ),
+        (
+            "a sign_from that is no time",
+            format!(
+                "    key_id: gfsl-key-2\n    signing_private_key: \"{unpublished}\"\n    sign_from: tomorrow\n"
+            ),
+            "network.next_key.sign_from",
+            "is not an RFC 3339 time",
+        ),
+        (
+            "a key the registry file does not hold",
+            format!("    key_id: gfsl-key-2\n    signing_private_key: \"{unpublished}\"\n"),
+            "network.next_key",
+            "the registry has no entry for soil.greenfield-labs.example|gfsl-key-2",
+        ),
+        (
+            "a key that is no key",
+            "    key_id: gfsl-key-2\n    signing_private_key: not-a-key\n".to_string(),
+            "network.next_key.signing_private_key",
+            "",
+        ),
+    ];
+    for (name, block, path, says) in cases {
+        let edited = original.replacen(
+            "  key_id: gfsl-key-1\n",
+            &format!("  key_id: gfsl-key-1\n  next_key:\n{block}"),
+            1,
+        );
+        assert_ne!(edited, original);
+        std::fs::write(&flow, edited).unwrap();
+        let layout = beckn_adapter::compile::Layout::from_flows_dir(tree.path().join("flows"));
+        let Err(diagnostics) = beckn_adapter::compile::load(&layout, &HashMap::new()) else {
+            panic!("[{name}] accepted");
+        };
+        assert!(
+            diagnostics
+                .iter()
+                .any(|d| d.yaml_path == path && d.message.contains(says) && d.line > 0),
+            "[{name}] {diagnostics:?}"
+        );
+    }
 }
