@@ -10,6 +10,7 @@ pub mod order_ref;
 pub mod participant;
 pub mod redact;
 pub mod registry;
+pub mod rotation;
 pub mod schema;
 pub mod signing;
 pub mod subscribe;

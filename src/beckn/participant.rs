@@ -16,6 +16,8 @@ pub struct Participant {
     pub key_id: Option<String>,
     /// Signs outgoing messages; None: they go unsigned (only when verification is off).
     pub signing_key: Option<PrivateKey>,
+    /// The key that takes over signing from `signing_key` (key rotation).
+    pub next_key: Option<NextKey>,
     /// Whether received messages must carry valid signatures.
     pub verify_signatures: bool,
     /// How far a received signature's `created` may be ahead of this clock, seconds.
@@ -35,6 +37,32 @@ pub struct Participant {
     pub registration: Option<Registration>,
 }
 
+/// A signing key published next to the current one, signing from `sign_from` on.
+#[derive(Debug, Clone)]
+pub struct NextKey {
+    /// Its unique key id in the registry.
+    pub key_id: String,
+    pub signing_key: PrivateKey,
+    /// From when it signs; None: not yet.
+    pub sign_from: Option<jiff::Timestamp>,
+}
+
+impl Participant {
+    /// The key id and key that sign at `now` (unix seconds): the next key once its
+    /// `sign_from` has come, else the current one; None when messages go unsigned. Asked at
+    /// every signature, so the switch needs no restart.
+    pub fn signer_at(&self, now: i64) -> Option<(&str, &PrivateKey)> {
+        let switched = self
+            .next_key
+            .as_ref()
+            .filter(|next| next.sign_from.is_some_and(|from| from.as_second() <= now));
+        match switched {
+            Some(next) => Some((next.key_id.as_str(), &next.signing_key)),
+            None => Some((self.key_id.as_deref()?, self.signing_key.as_ref()?)),
+        }
+    }
+}
+
 /// The keys and ids that prove to a registry who we are, each optional: the endpoints that
 /// need a missing one answer with a clear error.
 #[derive(Debug, Clone, Default)]
@@ -45,4 +73,47 @@ pub struct Onboarding {
     pub registry_encryption_key: Option<EncryptionPublicKey>,
     /// The `request_id` of our subscription, signed on the site verification page.
     pub request_id: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lab(next_from: Option<i64>) -> Participant {
+        Participant {
+            subscriber_id: "lab.example".into(),
+            subscriber_uri: "https://lab.example".into(),
+            key_id: Some("k1".into()),
+            signing_key: Some(PrivateKey::generate().unwrap()),
+            next_key: Some(NextKey {
+                key_id: "k2".into(),
+                signing_key: PrivateKey::generate().unwrap(),
+                sign_from: next_from.map(|s| jiff::Timestamp::from_second(s).unwrap()),
+            }),
+            verify_signatures: true,
+            signature_skew: 5,
+            signature_validity: 60,
+            max_signature_lifetime: 3600,
+            time_limits: TimeLimits {
+                max_ttl: std::time::Duration::from_secs(60),
+                skew: std::time::Duration::from_secs(5),
+            },
+            registry: None,
+            onboarding: Onboarding::default(),
+        }
+    }
+
+    #[test]
+    fn the_next_key_signs_from_its_time_on() {
+        let at = 1_800_000_000;
+        let signer = |p: &Participant, now| p.signer_at(now).map(|(id, _)| id.to_string());
+        let not_yet = lab(None);
+        assert_eq!(signer(&not_yet, at).as_deref(), Some("k1"));
+        let scheduled = lab(Some(at));
+        assert_eq!(signer(&scheduled, at - 1).as_deref(), Some("k1"));
+        assert_eq!(signer(&scheduled, at).as_deref(), Some("k2"));
+        let mut unsigned = lab(None);
+        unsigned.signing_key = None;
+        assert_eq!(signer(&unsigned, at), None);
+    }
 }

@@ -53,43 +53,79 @@ impl RegistryPool {
     ) -> Result<Vec<Subscriber>, RegistryError> {
         match source {
             RegistrySource::Embedded(reg) => reg.lookup(query).await,
-            RegistrySource::Remote {
-                url,
-                dialect,
-                cache_ttl,
-                negative_cache_ttl,
-                timeout,
-                max_lookups_per_second,
-            } => {
-                let cached = {
-                    let mut remote = self.remote.lock().unwrap_or_else(|p| p.into_inner());
-                    remote
-                        .entry((url.clone(), dialect.asker().to_string()))
-                        .or_insert_with(|| {
-                            let inner: Arc<dyn Registry> = match dialect {
-                                LookupDialect::Core => Arc::new(RemoteRegistry::new(url, *timeout)),
-                                LookupDialect::Ondc(signer) => Arc::new(OndcRegistry::new(
-                                    url,
-                                    *timeout,
-                                    signer.clone(),
-                                    self.clock.clone(),
-                                )),
-                            };
-                            Arc::new(
-                                CachedRegistry::with_limits(
-                                    inner,
-                                    *cache_ttl,
-                                    *negative_cache_ttl,
-                                    *max_lookups_per_second,
-                                )
-                                .with_clock(self.clock.clone()),
-                            )
-                        })
-                        .clone()
-                };
-                cached.lookup(query).await
-            }
+            RegistrySource::Remote { .. } => match self.remote(source) {
+                Some(cached) => cached.lookup(query).await,
+                None => Ok(Vec::new()),
+            },
         }
+    }
+
+    /// The entries of a signature's key: a remote registry is asked again for a key its
+    /// cached answer does not hold (rate-limited per subscriber, see
+    /// [`CachedRegistry::lookup_key`]).
+    pub async fn lookup_key(
+        &self,
+        source: &RegistrySource,
+        subscriber_id: &str,
+        key_id: &str,
+    ) -> Result<Vec<Subscriber>, RegistryError> {
+        match source {
+            RegistrySource::Embedded(reg) => {
+                reg.lookup(LookupQuery::key(subscriber_id, key_id)).await
+            }
+            RegistrySource::Remote {
+                refresh_unknown_key_every,
+                ..
+            } => match self.remote(source) {
+                Some(cached) => {
+                    cached
+                        .lookup_key(subscriber_id, key_id, *refresh_unknown_key_every)
+                        .await
+                }
+                None => Ok(Vec::new()),
+            },
+        }
+    }
+
+    /// The cache of a remote registry, made on first use with the settings of the flow that
+    /// uses it first; None for an embedded one.
+    fn remote(&self, source: &RegistrySource) -> Option<Arc<CachedRegistry>> {
+        let RegistrySource::Remote {
+            url,
+            dialect,
+            cache_ttl,
+            negative_cache_ttl,
+            timeout,
+            max_lookups_per_second,
+            ..
+        } = source
+        else {
+            return None;
+        };
+        let mut remote = self.remote.lock().unwrap_or_else(|p| p.into_inner());
+        let cached = remote
+            .entry((url.clone(), dialect.asker().to_string()))
+            .or_insert_with(|| {
+                let inner: Arc<dyn Registry> = match dialect {
+                    LookupDialect::Core => Arc::new(RemoteRegistry::new(url, *timeout)),
+                    LookupDialect::Ondc(signer) => Arc::new(OndcRegistry::new(
+                        url,
+                        *timeout,
+                        signer.clone(),
+                        self.clock.clone(),
+                    )),
+                };
+                Arc::new(
+                    CachedRegistry::with_limits(
+                        inner,
+                        *cache_ttl,
+                        *negative_cache_ttl,
+                        *max_lookups_per_second,
+                    )
+                    .with_clock(self.clock.clone()),
+                )
+            });
+        Some(cached.clone())
     }
 
     /// Lookups sent to the remote registry at `url` so far.
@@ -200,11 +236,8 @@ async fn verify_one(
             "no registry is configured to check signatures".into(),
         ));
     };
-    let entries = registries
-        .lookup(
-            source,
-            LookupQuery::key(&parsed.subscriber_id, &parsed.unique_key_id),
-        )
+    let mut entries = registries
+        .lookup_key(source, &parsed.subscriber_id, &parsed.unique_key_id)
         .await
         .map_err(|e| {
             reject(format!(
@@ -212,6 +245,11 @@ async fn verify_one(
                 parsed.subscriber_id
             ))
         })?;
+    // A registry that ignores the key id in the query answers every key of the subscriber
+    // (or others): only the entry of the signature's own key may check it.
+    entries.retain(|s| {
+        s.subscriber_id == parsed.subscriber_id && s.unique_key_id == parsed.unique_key_id
+    });
     let when = jiff::Timestamp::from_second(now).unwrap_or_else(|_| registries.clock().now());
     let Some(entry) = entries.iter().find(|s| s.is_valid_at(when)) else {
         return Err(reject(match entries.first() {
@@ -320,9 +358,9 @@ pub async fn gateway_base(
 }
 
 /// Headers that authenticate an outgoing `body` as sent by `me`, signed at `now` (unix
-/// seconds).
+/// seconds) with the key that signs then (the next key once its `sign_from` has come).
 pub fn sign_outbound(me: &Participant, body: &[u8], now: i64) -> Vec<(String, String)> {
-    let (Some(key), Some(key_id)) = (&me.signing_key, &me.key_id) else {
+    let Some((key_id, key)) = me.signer_at(now) else {
         return Vec::new();
     };
     let value = key.sign(

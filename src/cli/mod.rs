@@ -7,6 +7,7 @@ mod keys;
 mod mapping_tests;
 mod outbox;
 mod render;
+mod rotate;
 mod schema;
 mod serve;
 mod subscribe;
@@ -177,22 +178,14 @@ pub enum Command {
         #[arg(value_enum, default_value = "flow")]
         kind: schema::SchemaKind,
     },
-    /// Generate an ed25519 signing pair and an X25519 encryption pair, with a ready registry entry.
+    /// Generate an ed25519 signing pair and an X25519 encryption pair, with a ready registry
+    /// entry; `keys rotate <flow>` walks a flow's key rotation.
+    #[command(args_conflicts_with_subcommands = true)]
     Keys {
-        /// Subscriber id the entry is for.
-        #[arg(long, default_value = "your-subscriber.example.org")]
-        subscriber_id: String,
-        /// Unique key id to register the key under.
-        #[arg(long, default_value = "key-1")]
-        key_id: String,
-        /// BAP, BPP or BG.
-        #[arg(long = "type", default_value = "BPP")]
-        kind: String,
-        /// The subscriber's URL.
-        #[arg(long, default_value = "https://your-subscriber.example.org/beckn")]
-        url: String,
-        #[arg(long, default_value = "agri.soil")]
-        domain: String,
+        #[command(subcommand)]
+        command: Option<KeysCommand>,
+        #[command(flatten)]
+        new: NewKeys,
     },
     /// Subscribe flows with their registries (Beckn core or ONDC, `network.registry.dialect`)
     /// and print each registry's answer; the flows must be served meanwhile, since the
@@ -248,6 +241,32 @@ pub enum Command {
     },
 }
 
+/// `keys` without a subcommand: who the new key pair's registry entry is for.
+#[derive(clap::Args)]
+pub struct NewKeys {
+    /// Subscriber id the entry is for.
+    #[arg(long, default_value = "your-subscriber.example.org")]
+    subscriber_id: String,
+    /// Unique key id to register the key under.
+    #[arg(long, default_value = "key-1")]
+    key_id: String,
+    /// BAP, BPP or BG.
+    #[arg(long = "type", default_value = "BPP")]
+    kind: String,
+    /// The subscriber's URL.
+    #[arg(long, default_value = "https://your-subscriber.example.org/beckn")]
+    url: String,
+    #[arg(long, default_value = "agri.soil")]
+    domain: String,
+}
+
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Rotate a flow's signing key without downtime: prints the five steps (next key pair,
+    /// registry entry to publish, the flow's `next_key`, the switch, retiring the old key).
+    Rotate(rotate::RotateArgs),
+}
+
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Check { dirs } => check::run(&dirs),
@@ -275,12 +294,16 @@ async fn run(command: Command) -> anyhow::Result<()> {
             validity,
         } => keys::sign(&key, &key_id, validity),
         Command::Keys {
-            subscriber_id,
-            key_id,
-            kind,
-            url,
-            domain,
-        } => keys::generate(&subscriber_id, &key_id, &kind, &url, &domain),
+            command: Some(KeysCommand::Rotate(args)),
+            ..
+        } => rotate::run(&args),
+        Command::Keys { command: None, new } => keys::generate(
+            &new.subscriber_id,
+            &new.key_id,
+            &new.kind,
+            &new.url,
+            &new.domain,
+        ),
         Command::Serve(args) => serve::run(args).await,
         Command::Subscribe { path, flow } => subscribe::run(&path, flow.as_deref()).await,
         Command::Outbox { store, command } => outbox::run(&store.url, command).await,

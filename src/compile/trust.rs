@@ -9,13 +9,12 @@ use std::time::Duration;
 use super::{Loader, Origin};
 use crate::beckn::context::{DEFAULT_MAX_TTL, DEFAULT_TIMESTAMP_SKEW, TimeLimits};
 use crate::beckn::onboarding::{EncryptionKey, EncryptionPublicKey};
-use crate::beckn::participant::{Onboarding, Participant};
+use crate::beckn::participant::{NextKey, Onboarding, Participant};
 use crate::beckn::registry::{
     EmbeddedRegistry, LookupDialect, LookupQuery, LookupSigner, RegistryFile, RegistrySource,
 };
 use crate::beckn::signing::{PrivateKey, PublicKey};
-use crate::config::model::FlowFile;
-use crate::config::model::RegistryDialect;
+use crate::config::model::{FlowFile, Network, RegistryDialect};
 use crate::config::yaml::SpannedDoc;
 
 const DEFAULT_SKEW: Duration = Duration::from_secs(5);
@@ -25,6 +24,7 @@ const DEFAULT_REGISTRY_NEGATIVE_TTL: Duration = Duration::from_secs(30);
 const DEFAULT_REGISTRY_LOOKUPS_PER_SECOND: u64 = 20;
 const DEFAULT_REGISTRY_TTL: Duration = Duration::from_secs(600);
 const DEFAULT_REGISTRY_TIMEOUT: Duration = Duration::from_secs(3);
+const DEFAULT_REFRESH_UNKNOWN_KEY_EVERY: Duration = Duration::from_secs(10);
 
 impl Loader<'_> {
     /// Who the flow is on the network: its identity, signing key, registry and the limits it
@@ -136,6 +136,9 @@ impl Loader<'_> {
                             .map_or(DEFAULT_REGISTRY_LOOKUPS_PER_SECOND, |c| c.0)
                             .clamp(1, u32::MAX as u64)
                             as u32,
+                        refresh_unknown_key_every: cfg
+                            .refresh_unknown_key_every
+                            .map_or(DEFAULT_REFRESH_UNKNOWN_KEY_EVERY, |d| d.0),
                     })
                 } else {
                     self.registry_file(doc, file, src)
@@ -143,25 +146,36 @@ impl Loader<'_> {
                 }
             }
         };
-        if let (Some(RegistrySource::Embedded(reg)), Some(key), Some(key_id)) =
-            (&registry, &signing_key, &net.key_id)
-        {
-            let own = reg.find(&LookupQuery::key(&net.subscriber_id, key_id));
-            let public = key.public_key().to_base64();
-            if !own.iter().any(|s| s.signing_public_key == public) {
-                self.diagnostics.push(
-                    doc.diagnostic(
-                        file,
-                        "network.signing_private_key",
-                        format!(
-                            "the registry has no entry for {}|{key_id} with this key's public key",
-                            net.subscriber_id
-                        ),
-                    )
-                    .hint(format!(
-                        "add it to the registry file: signing_public_key: {public}"
-                    )),
-                );
+        let next_key = net
+            .next_key
+            .as_ref()
+            .and_then(|_| self.next_key(doc, file, net));
+        if let Some(RegistrySource::Embedded(reg)) = &registry {
+            let own = signing_key
+                .as_ref()
+                .zip(net.key_id.as_deref())
+                .map(|(key, id)| (key, id, "network.signing_private_key"));
+            let next = next_key
+                .as_ref()
+                .map(|n| (&n.signing_key, n.key_id.as_str(), "network.next_key"));
+            for (key, key_id, path) in own.into_iter().chain(next) {
+                let entries = reg.find(&LookupQuery::key(&net.subscriber_id, key_id));
+                let public = key.public_key().to_base64();
+                if !entries.iter().any(|s| s.signing_public_key == public) {
+                    self.diagnostics.push(
+                        doc.diagnostic(
+                            file,
+                            path,
+                            format!(
+                                "the registry has no entry for {}|{key_id} with this key's public key",
+                                net.subscriber_id
+                            ),
+                        )
+                        .hint(format!(
+                            "add it to the registry file: signing_public_key: {public}"
+                        )),
+                    );
+                }
             }
         }
         Participant {
@@ -169,6 +183,7 @@ impl Loader<'_> {
             subscriber_uri: net.subscriber_uri.trim_end_matches('/').to_string(),
             key_id: net.key_id.clone(),
             signing_key,
+            next_key,
             verify_signatures: verify,
             signature_skew: net.signature_skew.map_or(DEFAULT_SKEW, |d| d.0).as_secs() as i64,
             signature_validity: net
@@ -192,6 +207,62 @@ impl Loader<'_> {
             onboarding: self.onboarding(doc, file, head),
             registration: self.registration(doc, file, head),
         }
+    }
+
+    /// The key that takes over signing: its key read and parsed, its id not the current one,
+    /// its `sign_from` a time. None (with diagnostics) when any of them is wrong.
+    fn next_key(&mut self, doc: &SpannedDoc, file: &Path, net: &Network) -> Option<NextKey> {
+        let next = net.next_key.as_ref()?;
+        let mut ok = true;
+        if net.key_id.as_deref() == Some(next.key_id.as_str()) {
+            ok = false;
+            self.diagnostics.push(
+                doc.diagnostic(
+                    file,
+                    "network.next_key.key_id",
+                    format!(
+                        "the next key's id `{}` is the current `key_id`: a registry keeps one key per id",
+                        next.key_id
+                    ),
+                )
+                .hint("give the next key an id of its own, e.g. lab-key-2"),
+            );
+        }
+        let sign_from = match next.sign_from.as_deref().map(str::trim) {
+            None => None,
+            Some(text) => match text.parse::<jiff::Timestamp>() {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    ok = false;
+                    self.diagnostics.push(
+                        doc.diagnostic(
+                            file,
+                            "network.next_key.sign_from",
+                            format!("`{text}` is not an RFC 3339 time: {e}"),
+                        )
+                        .hint("sign_from: 2026-12-01T12:00:00Z"),
+                    );
+                    None
+                }
+            },
+        };
+        let path = "network.next_key.signing_private_key";
+        let secret = self.key(doc, file, path, &next.signing_private_key)?;
+        let signing_key = match PrivateKey::from_base64(secret.expose()) {
+            Ok(k) => k,
+            Err(e) => {
+                self.diagnostics.push(
+                    doc.diagnostic(file, path, e.to_string())
+                        .hint("`beckn-adapter keys rotate <flow>` makes the next key pair"),
+                );
+                return None;
+            }
+        };
+        ok.then(|| NextKey {
+            key_id: next.key_id.clone(),
+            signing_key,
+            sign_from,
+        })
     }
 
     /// The keys and ids that answer a registry's challenge; each checked when given.

@@ -1,5 +1,5 @@
 //! How a flow names its keys: a private key given as a value or read from a file, an
-//! environment variable or a command's output.
+//! environment variable or a command's output; the key that takes over signing (rotation).
 
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -38,4 +38,20 @@ pub struct KeyFrom {
     /// How long `command` may run (default 10s).
     #[serde(default)]
     pub timeout: Option<HumanDuration>,
+}
+
+/// The signing key that takes over from `signing_private_key` when keys are rotated. It is
+/// published to the registry first, then signs from `sign_from` on; until then the current key
+/// signs and peers keep verifying it for as long as the registry keeps its entry.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NextKey {
+    /// The registry's unique key id of the next key (not the current `key_id`).
+    pub key_id: String,
+    /// ed25519 signing key, given like `signing_private_key`.
+    pub signing_private_key: KeySource,
+    /// When signing switches to this key (RFC 3339, `2026-12-01T12:00:00Z`), by the adapter's
+    /// clock and without a restart or reload; absent: not yet (the current key signs).
+    #[serde(default)]
+    pub sign_from: Option<String>,
 }

@@ -7,6 +7,7 @@ pub mod json_schema;
 pub mod keys;
 pub mod model;
 pub mod repeat;
+pub mod rotation;
 pub mod secret;
 pub mod subscription;
 pub mod ultra;

@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
-pub use super::keys::{KeyFrom, KeySource};
+pub use super::keys::{KeyFrom, KeySource, NextKey};
 pub use super::repeat::{ForEachConfig, PageStyle, PaginateConfig};
 use super::secret::Secret;
 pub use super::subscription::{OndcEntity, OndcGst, OndcPan, RegistryDialect, Subscription};
@@ -243,6 +243,10 @@ pub struct Network {
     /// `{ command: [...] }`).
     #[serde(default)]
     pub signing_private_key: Option<KeySource>,
+    /// The key that takes over signing when keys are rotated (`beckn-adapter keys rotate`):
+    /// its `key_id`, `signing_private_key` and `sign_from`.
+    #[serde(default)]
+    pub next_key: Option<NextKey>,
     /// X25519 encryption key, base64 of the raw 32 bytes or of the PKCS#8 DER form: needed to
     /// answer a registry's `on_subscribe` challenge. Given like `signing_private_key`.
     #[serde(default)]
@@ -303,6 +307,11 @@ pub struct RegistryConfig {
     /// messages needing a lookup past the limit are refused (NACK 30016) until it refills.
     #[serde(default)]
     pub max_lookups_per_second: Option<Count>,
+    /// A signature whose key id the cache holds no usable entry for (a key published since
+    /// the last lookup) asks the registry again, at most once per subscriber per this period
+    /// (default 10s), before it is refused.
+    #[serde(default)]
+    pub refresh_unknown_key_every: Option<HumanDuration>,
 }
 
 /// How strictly incoming and outgoing messages are checked.

@@ -28,6 +28,7 @@ mod postgres_leases;
 mod reload;
 mod render;
 mod retry_after;
+mod rotation;
 mod schemas;
 mod store_contract;
 mod subscribe;

@@ -156,6 +156,9 @@ pub enum RegistrySource {
         timeout: Duration,
         /// Most lookups per second sent to this registry.
         max_lookups_per_second: u32,
+        /// Least time between two lookups asking again for a subscriber's key the cache had
+        /// no usable entry for.
+        refresh_unknown_key_every: Duration,
     },
 }
 
@@ -213,6 +216,10 @@ type Slot = Arc<OnceCell<(Result<Vec<Subscriber>, RegistryError>, i64)>>;
 /// bounded per second; past the bound a query is answered [`RegistryError::Limited`] without
 /// asking. When the registry is down or the bound is reached, the last good answer keeps being
 /// served (its entries' own validity still applies).
+///
+/// A signature's key the cached answer has no usable entry for ([`CachedRegistry::lookup_key`])
+/// is asked for again at once, so a key published since the last lookup is found, but at most
+/// once per subscriber per period: invented key ids repeated cost the registry nothing more.
 pub struct CachedRegistry {
     inner: Arc<dyn Registry>,
     ttl: Duration,
@@ -220,6 +227,8 @@ pub struct CachedRegistry {
     budget: Mutex<LookupBudget>,
     slots: Mutex<HashMap<LookupQuery, Slot>>,
     last_good: Mutex<HashMap<LookupQuery, Vec<Subscriber>>>,
+    /// When each subscriber's unknown key was last asked for again (registry clock, ms).
+    refreshed: Mutex<HashMap<String, i64>>,
     /// Lookups sent to the inner registry, for tests and metrics.
     pub lookups: std::sync::atomic::AtomicU64,
     /// Whose time says when an answer is stale and an entry valid. The lookup budget is a rate
@@ -282,6 +291,7 @@ impl CachedRegistry {
             budget: Mutex::new(LookupBudget::new(lookups_per_second.max(1))),
             slots: Mutex::new(HashMap::new()),
             last_good: Mutex::new(HashMap::new()),
+            refreshed: Mutex::new(HashMap::new()),
             lookups: Default::default(),
             clock: SystemClock::shared(),
         }
@@ -293,6 +303,68 @@ impl CachedRegistry {
     }
 
     pub async fn lookup(&self, query: LookupQuery) -> Result<Vec<Subscriber>, RegistryError> {
+        self.lookup_marked(query).await.0
+    }
+
+    /// The entries of `subscriber_id`'s key `key_id`, as [`CachedRegistry::lookup`]; when the
+    /// answer came from the cache and holds no usable entry of that key, the registry is asked
+    /// again, if `subscriber_id` has not been asked again within `refresh_every`.
+    pub async fn lookup_key(
+        &self,
+        subscriber_id: &str,
+        key_id: &str,
+        refresh_every: Duration,
+    ) -> Result<Vec<Subscriber>, RegistryError> {
+        let query = LookupQuery::key(subscriber_id, key_id);
+        let (answer, fresh) = self.lookup_marked(query.clone()).await;
+        let now = self.clock.now();
+        let usable = answer
+            .as_ref()
+            .is_ok_and(|list| list.iter().any(|s| query.matches(s) && s.is_valid_at(now)));
+        if fresh || usable || !self.may_refresh(subscriber_id, refresh_every) {
+            return answer;
+        }
+        tracing::info!(
+            subscriber_id,
+            key_id,
+            "a key the cache does not know: asking the registry again"
+        );
+        self.slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&query);
+        self.lookup_marked(query).await.0
+    }
+
+    /// Whether `subscriber_id` may be asked for again now, noting it if so. The record is
+    /// bounded like the cache; when it is full of subscribers asked within the period, no one
+    /// more is asked again.
+    fn may_refresh(&self, subscriber_id: &str, every: Duration) -> bool {
+        let now = self.clock.now_ms();
+        let every = every.as_millis().min(i64::MAX as u128) as i64;
+        let mut refreshed = self.refreshed.lock().unwrap_or_else(|p| p.into_inner());
+        if refreshed
+            .get(subscriber_id)
+            .is_some_and(|at| now.saturating_sub(*at) < every)
+        {
+            return false;
+        }
+        if refreshed.len() >= MAX_SLOTS && !refreshed.contains_key(subscriber_id) {
+            refreshed.retain(|_, at| now.saturating_sub(*at) < every);
+            if refreshed.len() >= MAX_SLOTS {
+                return false;
+            }
+        }
+        refreshed.insert(subscriber_id.to_string(), now);
+        true
+    }
+
+    /// The answer to `query`, and whether it was asked of the registry for this call (true
+    /// also when it waited for a lookup already in flight) rather than taken from the cache.
+    async fn lookup_marked(
+        &self,
+        query: LookupQuery,
+    ) -> (Result<Vec<Subscriber>, RegistryError>, bool) {
         let now = self.clock.now_ms();
         let slot = {
             let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
@@ -315,6 +387,7 @@ impl CachedRegistry {
                 }
             }
         };
+        let fresh = slot.get().is_none();
         let (result, _) = slot
             .get_or_init(|| async {
                 let taken = self
@@ -334,7 +407,7 @@ impl CachedRegistry {
             })
             .await;
         let mut last_good = self.last_good.lock().unwrap_or_else(|p| p.into_inner());
-        match result {
+        let answer = match result {
             Ok(list) => {
                 if !list.is_empty() {
                     if last_good.len() >= MAX_SLOTS && !last_good.contains_key(&query) {
@@ -351,7 +424,8 @@ impl CachedRegistry {
                 }
                 None => Err(e.clone()),
             },
-        }
+        };
+        (answer, fresh)
     }
 
     /// How long an answer may be reused: the TTL, cut at the earliest `valid_until`; the
@@ -547,5 +621,84 @@ mod tests {
             assert_eq!(t.await.unwrap().unwrap().len(), 1);
         }
         assert_eq!(cache.lookups.load(std::sync::atomic::Ordering::Relaxed), 1);
+    }
+
+    /// A registry whose subscribers the test changes, counting lookups.
+    #[derive(Default)]
+    struct Changing {
+        subscribers: Mutex<Vec<Subscriber>>,
+    }
+
+    impl Registry for Changing {
+        fn lookup(&self, q: LookupQuery) -> BoxFuture<'_, Result<Vec<Subscriber>, RegistryError>> {
+            let found: Vec<_> = self
+                .subscribers
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|s| q.matches(s))
+                .cloned()
+                .collect();
+            Box::pin(async move { Ok(found) })
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unknown_key_is_asked_again_at_most_once_per_subscriber_per_period() {
+        let reg = Arc::new(Changing::default());
+        let clock = crate::clock::ManualClock::new(jiff::Timestamp::now());
+        let cache = CachedRegistry::with_limits(
+            reg.clone(),
+            Duration::from_secs(600),
+            Duration::from_secs(30),
+            100,
+        )
+        .with_clock(clock.clone() as SharedClock);
+        let count = || cache.lookups.load(std::sync::atomic::Ordering::Relaxed);
+        let every = Duration::from_secs(10);
+        let k2 = || cache.lookup_key("a.example", "k2", every);
+        assert!(k2().await.unwrap().is_empty());
+        assert_eq!(count(), 1, "asked once, its absence cached");
+        // published since: found by one refresh, then served from the cache
+        let mut published = sub("a.example", SubscriberType::Bap);
+        published.unique_key_id = "k2".into();
+        reg.subscribers.lock().unwrap().push(published);
+        assert_eq!(k2().await.unwrap().len(), 1);
+        assert_eq!(count(), 2);
+        assert_eq!(k2().await.unwrap().len(), 1);
+        assert_eq!(count(), 2);
+        // an invented key, again and again: asked once, and no refresh within the period
+        for _ in 0..20 {
+            assert!(
+                cache
+                    .lookup_key("a.example", "ghost", every)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+        }
+        assert_eq!(count(), 3, "a.example was asked again less than 10s ago");
+        // another subscriber has a period of its own; a period later, one more
+        for _ in 0..20 {
+            assert!(
+                cache
+                    .lookup_key("b.example", "ghost", every)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+        }
+        assert_eq!(count(), 5, "b.example: asked, then asked again once");
+        clock.advance(every);
+        for _ in 0..20 {
+            assert!(
+                cache
+                    .lookup_key("a.example", "ghost", every)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+        }
+        assert_eq!(count(), 6);
     }
 }
