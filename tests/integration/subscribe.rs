@@ -500,7 +500,7 @@ fn subscribe_ondc_settings_that_cannot_work_are_reported_by_check() {
         "TEST_REGISTRY".to_string(),
         "https://registry.example".to_string(),
     )]);
-    let layout = beckn_adapter::compile::Layout::from_flows_dir(&dir.path().join("flows"));
+    let layout = beckn_adapter::compile::Layout::from_flows_dir(dir.path().join("flows"));
     let Err(diagnostics) = beckn_adapter::compile::load(&layout, &env) else {
         panic!("an ONDC subscription without entity or encryption key compiled");
     };
