@@ -216,6 +216,16 @@ async fn subscribe_round_trip(dialect: RegistryDialect) {
     assert_eq!(lab.signing_public_key, gfsl_public);
     assert_eq!(lab.url, net.bpp_url);
 
+    // Subscribing again with the same keys is answered the same way and records nothing twice.
+    let (status, again) = admin_subscribe(&net, "greenfield-lab").await;
+    assert_eq!(status, 200, "{again}");
+    let labs = registry
+        .records()
+        .into_iter()
+        .filter(|r| r.subscriber_id == GFSL_ID)
+        .count();
+    assert_eq!(labs, 1, "a repeated subscription is one record");
+
     // The lab's own registry source (signed v2.0 lookups for ONDC) finds its keys.
     let set = net.flows.load_full();
     let flow = set.flow("greenfield-lab").unwrap();
@@ -500,7 +510,7 @@ fn subscribe_ondc_settings_that_cannot_work_are_reported_by_check() {
         "TEST_REGISTRY".to_string(),
         "https://registry.example".to_string(),
     )]);
-    let layout = beckn_adapter::compile::Layout::from_flows_dir(&dir.path().join("flows"));
+    let layout = beckn_adapter::compile::Layout::from_flows_dir(dir.path().join("flows"));
     let Err(diagnostics) = beckn_adapter::compile::load(&layout, &env) else {
         panic!("an ONDC subscription without entity or encryption key compiled");
     };
