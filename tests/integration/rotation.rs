@@ -521,3 +521,85 @@ fn check_refuses_a_next_key_that_cannot_take_over() {
         );
     }
 }
+
+/// Runs the binary in `dir` with `args`; its exit status and standard output.
+fn run_cli(dir: &Path, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_beckn-adapter"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("run beckn-adapter");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn keys_rotate_writes_a_rotation_that_check_accepts_and_refuses_a_second() {
+    let tree = temp_tree(&["greenfield-lab.yaml"]);
+    let root = tree.path();
+    let (ok, printed) = run_cli(root, &["keys", "rotate", "greenfield-lab"]);
+    assert!(ok, "{printed}");
+    for step in 1..=5 {
+        assert!(printed.contains(&format!("Step {step} of 5")), "{printed}");
+    }
+    let untouched = std::fs::read_to_string(root.join("flows/greenfield-lab.yaml")).unwrap();
+    assert!(!untouched.contains("next_key"), "printing writes nothing");
+
+    let (ok, printed) = run_cli(
+        root,
+        &[
+            "keys",
+            "rotate",
+            "greenfield-lab",
+            "--key-file",
+            "next.key",
+            "--sign-from",
+            "2030-06-01T00:00:00Z",
+            "--write",
+        ],
+    );
+    assert!(ok, "{printed}");
+    let key = std::fs::read_to_string(root.join("next.key")).unwrap();
+    assert!(
+        !printed.contains(key.trim()),
+        "a key written to a file is not printed"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(root.join("next.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let (ok, checked) = run_cli(root, &["check", "flows"]);
+    assert!(ok, "the written rotation passes check: {checked}");
+    let set = crate::common::load_flows(&root.join("flows"), &HashMap::new());
+    let me = &set.flow("greenfield-lab").unwrap().participant;
+    let next = me.next_key.as_ref().expect("the flow has its next key");
+    assert_eq!(next.key_id, "gfsl-key-2");
+    assert_eq!(next.signing_key.to_base64(), key.trim());
+    let switch: jiff::Timestamp = "2030-06-01T00:00:00Z".parse().unwrap();
+    assert_eq!(next.sign_from, Some(switch));
+    assert_eq!(
+        me.signer_at(switch.as_second() - 1).unwrap().0,
+        "gfsl-key-1"
+    );
+    assert_eq!(me.signer_at(switch.as_second()).unwrap().0, "gfsl-key-2");
+
+    // a second run tells where the rotation stands and writes nothing
+    let before = std::fs::read_to_string(root.join("flows/greenfield-lab.yaml")).unwrap();
+    let (ok, printed) = run_cli(root, &["keys", "rotate", "greenfield-lab", "--write"]);
+    assert!(ok, "{printed}");
+    assert!(
+        printed.contains("is rotating from gfsl-key-1 to gfsl-key-2"),
+        "{printed}"
+    );
+    let after = std::fs::read_to_string(root.join("flows/greenfield-lab.yaml")).unwrap();
+    assert_eq!(before, after);
+}
