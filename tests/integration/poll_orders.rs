@@ -508,6 +508,9 @@ async fn reload_applies_changed_settings_at_the_next_round() {
         ),
         "{outcome:?}"
     );
+    // A round under way read the flow before the reload; the second call from now on is
+    // made by a round that read it after.
+    p.wait_asked(&order, 2).await;
     p.bookings.set(&order, "TESTING");
     p.wait_on_status(&txn, 1).await;
     let saved = p.wait_state(&txn, |s| s.state == "TESTING").await;

@@ -20,7 +20,7 @@
 //! once (its event id). The flow's current settings are read at every round; a reload wakes
 //! the poller.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -229,7 +229,8 @@ async fn round(
         tracing::warn!(flow = %flow.name, asked = MAX_ORDERS_PER_ROUND, "more open orders than one round asks about; the newest wait until older ones settle (add `final:` states?)");
     }
     // An order no longer open (settled, cancelled) forgets its failures.
-    failing.retain(|txn, _| orders.iter().any(|o| &o.transaction_id == txn));
+    let open: HashSet<&str> = orders.iter().map(|o| o.transaction_id.as_str()).collect();
+    failing.retain(|txn, _| open.contains(txn.as_str()));
     let now = services.clock.now_ms();
     let due: Vec<OpenOrder> = orders
         .into_iter()
