@@ -100,6 +100,7 @@ mod tests {
             },
             registry: None,
             onboarding: Onboarding::default(),
+            registration: None,
         }
     }
 

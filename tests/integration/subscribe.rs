@@ -143,6 +143,7 @@ async fn farmer(dialect: RegistryDialect, registry_url: &str, registry_public: &
         subscriber_uri: url.clone(),
         key_id: Some("farmer-app-key-1".into()),
         signing_key: Some(signing),
+        next_key: None,
         verify_signatures: true,
         signature_skew: 5,
         signature_validity: 60,
@@ -420,6 +421,7 @@ async fn subscribe_lookup_answers_of_unknown_shape_html_or_none_are_errors_never
         negative_cache_ttl: Duration::from_secs(600),
         timeout: Duration::from_millis(500),
         max_lookups_per_second: 100,
+        refresh_unknown_key_every: Duration::from_secs(10),
     };
     let query = || LookupQuery::key(BAP_ID, "farmer-app-key-1");
     let odd = source(lookup_answering(json!({"result": "ok", "subscribers": []})).await);

@@ -21,6 +21,7 @@ fn participant(dialect: RegistryDialect) -> Participant {
         subscriber_uri: "https://lab.example/beckn".into(),
         key_id: Some("uk-1".into()),
         signing_key: Some(PrivateKey::generate().unwrap()),
+        next_key: None,
         verify_signatures: true,
         signature_skew: 5,
         signature_validity: 60,
