@@ -11,6 +11,7 @@
 mod backend;
 pub mod buyer;
 pub mod heartbeat;
+pub mod history;
 pub mod inbox;
 pub mod ledger;
 pub mod memory;
@@ -30,6 +31,9 @@ use crate::clock::{SharedClock, SystemClock};
 pub use buyer::{
     Accepted, BuyerStore, BuyerTransaction, Counterpart, Disposition, FiledCallback, NewCallback,
     RefusedCallback, SentRequest,
+};
+pub use history::{
+    ChangeMark, Delivery, HistoryStore, TransactionFilter, TransactionRecord, TransactionSummary,
 };
 pub use inbox::{Admission, Claim, HeldRequest, Inbound, InboundKey, InboxStore, Unfinished};
 pub use ledger::{
@@ -63,7 +67,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 
 /// The adapter's durable state: every concern, and what spans them.
 pub trait Store:
-    InboxStore + OutboxStore + BuyerStore + PollStore + LedgerStore + MemoryStore
+    InboxStore + OutboxStore + BuyerStore + PollStore + LedgerStore + MemoryStore + HistoryStore
 {
     /// Whether several adapter processes may share this store.
     fn shared(&self) -> bool;
