@@ -134,7 +134,7 @@ async function transactions() {
   if (!ok) return show(el("h2", {}, "Transactions"), form, el("p", { class: "error" }, data.error));
   const table = el("table", { id: "transactions" },
     el("tr", {}, ["updated", "flow", "transaction", "role", "subscriber", "order", "last action", "messages", "outcome"].map(h => el("th", {}, h))),
-    data.transactions.map(t => el("tr", { class: "link", "data-tx": t.transaction_id,
+    data.transactions.map(t => el("tr", { class: "link", "data-tx": t.transaction_id, "data-flow": t.flow,
       onclick: () => { location.hash = `#tx/${encodeURIComponent(t.flow)}/${encodeURIComponent(t.transaction_id)}`; } },
       el("td", {}, when(t.updated_at)), el("td", {}, t.flow), el("td", { class: "mono" }, t.transaction_id),
       el("td", {}, t.role), el("td", {}, t.counterpart || ""), el("td", {}, t.order_id || ""),
