@@ -146,7 +146,7 @@ async fn console_refused_without_token_off_loopback() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let overview: Value = r.json().await.unwrap();
-    assert_eq!(overview["set"]["flows"].as_array().unwrap().len() > 0, true);
+    assert!(!overview["set"]["flows"].as_array().unwrap().is_empty());
 
     // `?token=` is exchanged for a cookie and dropped from the address
     let r = http
