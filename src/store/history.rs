@@ -134,6 +134,8 @@ pub struct TransactionRecord {
     pub sent: Vec<SentNote>,
     pub filed: Vec<FiledNote>,
     pub sink_updates: Vec<SinkUpdate>,
+    /// The backend calls each answered request made: (action, message id, JSON array).
+    pub steps: Vec<(String, String, String)>,
 }
 
 /// A mark that moves whenever a message is logged or the outbox changes, for live pages.
@@ -197,7 +199,7 @@ impl<B: Backend> HistoryStore for B {
     ) -> BoxFuture<'_, StoreResult<TransactionRecord>> {
         let args = || -> Vec<rows::Arg> { vec![flow.into(), transaction_id.into()] };
         let r = self.reader();
-        let (a, b, c, d, e, f) = (args(), args(), args(), args(), args(), args());
+        let (a, b, c, d, e, f, g) = (args(), args(), args(), args(), args(), args(), args());
         Box::pin(async move {
             Ok(TransactionRecord {
                 messages: r
@@ -212,6 +214,7 @@ impl<B: Backend> HistoryStore for B {
                 sink_updates: r
                     .rows(sql::TIMELINE_SINK_UPDATES, f, rows::sink_update)
                     .await?,
+                steps: r.rows(sql::TIMELINE_STEPS, g, rows::action_steps).await?,
             })
         })
     }

@@ -427,3 +427,8 @@ pub(crate) fn change_mark(r: &dyn Columns) -> StoreResult<ChangeMark> {
         tries: r.int("tries")?,
     })
 }
+
+/// The backend calls of an answered request: action, message id, JSON array.
+pub(crate) fn action_steps(r: &dyn Columns) -> StoreResult<(String, String, String)> {
+    Ok((r.text("action")?, r.text("message_id")?, r.text("steps")?))
+}

@@ -104,6 +104,10 @@ pub const COMPLETE_REQUEST: &str = "UPDATE inbox SET state = 'done', done_at = $
 pub const INSERT_MESSAGE: &str = "INSERT INTO messages (flow, direction, action, transaction_id, \
      message_id, headers, body, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 
+/// The backend calls an action made while answering a request, kept with its answer.
+pub const INSERT_ACTION_STEPS: &str = "INSERT INTO action_steps (flow, transaction_id, action, \
+     message_id, steps, created_at) VALUES ($1, $2, $3, $4, $5, $6)";
+
 // The outbox.
 
 pub const INSERT_OUTBOX: &str = "INSERT INTO outbox (flow, kind, url, action, transaction_id, \
@@ -213,8 +217,9 @@ pub const DEAD_LETTERS: &str = "SELECT id, flow, kind, url, action, transaction_
      attempts, last_error, created_at FROM outbox WHERE state = 'dead' ORDER BY id LIMIT $1";
 
 /// What [`super::Store::purge`] deletes, each older than `$1`.
-pub const PURGE: [&str; 7] = [
+pub const PURGE: [&str; 8] = [
     "DELETE FROM messages WHERE created_at < $1",
+    "DELETE FROM action_steps WHERE created_at < $1",
     "DELETE FROM outbox WHERE state = 'delivered' AND finished_at < $1",
     "DELETE FROM inbox WHERE state = 'done' AND done_at < $1",
     "DELETE FROM bap_requests WHERE created_at < $1",
@@ -391,6 +396,9 @@ pub const TRANSACTIONS: &str = "SELECT * FROM (SELECT t.flow, t.transaction_id, 
 /// A transaction's log of messages in and out, in the order they were recorded.
 pub const TIMELINE_MESSAGES: &str = "SELECT id, direction, action, message_id, headers, body, \
      created_at FROM messages WHERE flow = $1 AND transaction_id = $2 ORDER BY id";
+
+pub const TIMELINE_STEPS: &str = "SELECT action, message_id, steps FROM action_steps \
+     WHERE flow = $1 AND transaction_id = $2";
 
 pub const TIMELINE_INBOX: &str = "SELECT action, message_id, state, received_at, done_at \
      FROM inbox WHERE flow = $1 AND transaction_id = $2 ORDER BY received_at";

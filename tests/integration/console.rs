@@ -296,6 +296,15 @@ async fn console_payloads_are_redacted() {
         .find(|e| e["action"] == "init")
         .expect("the request");
     assert_eq!(init["ack"], "ACK");
+    // the backend calls it made, kept with its answer
+    let calls = init["calls"].as_array().expect("the init's backend calls");
+    assert!(!calls.is_empty(), "{init}");
+    assert!(
+        calls
+            .iter()
+            .all(|c| c["method"].is_string() && c["took_ms"].is_u64()),
+        "{calls:?}"
+    );
     assert_eq!(init["body"]["message"]["order"]["billing"]["phone"], "***");
     assert!(init["signature"].as_str().unwrap().starts_with("verified"));
     let auth = init["headers"]["authorization"].as_str().unwrap();

@@ -105,6 +105,10 @@ async fn console_shows_the_demo_journey_with_its_messages_in_order() {
         "{acks:?}"
     );
     browser.wait_text("#timeline .delivery", "delivered").await;
+    // each request's backend calls, with their status and duration
+    browser
+        .wait_text("#timeline table.calls", "POST /quotes")
+        .await;
     let shot = browser.screenshot("timeline").await;
     assert!(std::fs::metadata(shot).unwrap().len() > 10_000);
     browser.quit().await;

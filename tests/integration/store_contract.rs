@@ -154,6 +154,7 @@ fn outbox(message_id: &str, completes: Option<HeldRequest>) -> NewOutbox {
         not_before: None,
         sequence: None,
         claimed_by: None,
+        steps: None,
     }
 }
 
@@ -173,6 +174,7 @@ fn order_callback(transaction_id: &str, order_id: &str) -> NewOutbox {
         not_before: None,
         sequence: None,
         claimed_by: None,
+        steps: None,
     }
 }
 
@@ -670,6 +672,7 @@ async fn buyer_contract(db: Db) {
         not_before: None,
         sequence: None,
         claimed_by: None,
+        steps: None,
     };
     let first = callback("bpp.example", b"{\"on\":1}");
     assert_eq!(
@@ -978,6 +981,7 @@ async fn oms_queue_contract(db: Db) {
                     &order,
                 )),
                 claimed_by: None,
+                steps: None,
             },
         )
     };
@@ -1131,6 +1135,7 @@ async fn held_fulfilment_contract(db: Db) {
                 &order,
             )),
             claimed_by: None,
+            steps: None,
         };
         store.queue_entry(&OMS_STATES, record, item)
     };

@@ -367,6 +367,7 @@ async fn process(
         &body,
         deadline,
         held,
+        None,
     )
     .await;
     match queued {

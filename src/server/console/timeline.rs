@@ -138,6 +138,13 @@ fn received(
     {
         entry["ack"] = json!("ACK");
         entry["state"] = json!(a.state);
+        if let Some((_, _, steps)) = record
+            .steps
+            .iter()
+            .find(|(action, id, _)| *action == m.action && *id == m.message_id)
+        {
+            entry["calls"] = serde_json::from_str(steps).unwrap_or(Value::Null);
+        }
         entry["done_at"] = json!(a.done_at);
         entry["took_ms"] = json!(a.done_at.map(|d| d - a.received_at));
     }
