@@ -492,3 +492,60 @@ async fn playground_renders_as_render_does_with_the_line_of_each_value() {
     let why: Value = r.json().await.unwrap();
     assert!(why["error"].as_str().unwrap().contains("dance"), "{why}");
 }
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (BECKN_TEST_POSTGRES_URL); run with --ignored"]
+async fn console_timeline_shows_messages_two_processes_handled_on_one_postgres() {
+    let db = crate::postgres::TestDb::create().await;
+    let flows = repo().join("flows");
+    let start = |url: String| {
+        Network::start_app(&flows, None, HashMap::new(), Vec::new(), move |s| {
+            s.store_url = url
+        })
+    };
+    let a = start(db.url.clone()).await;
+    let b = start(db.url.clone()).await;
+    let txn = uuid::Uuid::new_v4().to_string();
+    a.call(
+        "search",
+        &txn,
+        json!({"intent": {"fulfillment": {"type": "home",
+            "stops": [{"location": {"area_code": "110081"}}]}}}),
+    )
+    .await;
+    b.call(
+        "select",
+        &txn,
+        json!({"order": {"provider": {"id": "GFSL"},
+            "items": [{"id": "soil-npk-package", "quantity": {"selected": {"count": 1}}}],
+            "fulfillments": [{"type": "home", "stops": [{"type": "start",
+                "location": {"area_code": "110081"}}]}]}}),
+    )
+    .await;
+    // either process's console tells the whole story, in order
+    for net in [&a, &b] {
+        let url = format!(
+            "http://{}/console/api/transactions/greenfield-lab/{txn}",
+            net.admin_addr
+        );
+        let actions = poll("both processes' messages in one timeline", || {
+            let (http, url) = (net.http.clone(), url.clone());
+            async move {
+                let t: Value = http.get(&url).send().await.ok()?.json().await.ok()?;
+                let entries = t["entries"].as_array()?.clone();
+                let delivered = entries
+                    .iter()
+                    .filter(|e| e["deliveries"][0]["state"] == "delivered")
+                    .count();
+                (delivered == 2).then(|| {
+                    entries
+                        .iter()
+                        .map(|e| e["action"].as_str().unwrap_or_default().to_string())
+                        .collect::<Vec<_>>()
+                })
+            }
+        })
+        .await;
+        assert_eq!(actions, ["search", "on_search", "select", "on_select"]);
+    }
+}
