@@ -1,6 +1,7 @@
 //! Runs one action of a compiled flow: its steps (backend calls, scripts) in order, then the
 //! reply. Knows nothing of HTTP servers, signatures or delivery; sees only compiled flows.
 
+pub mod call_log;
 pub mod error;
 mod for_each;
 mod paginate;

@@ -29,6 +29,15 @@ pub struct RejectedReload {
     pub diagnostics: Vec<Diagnostic>,
 }
 
+/// A reload that ran, and what came of it, for the console.
+#[derive(Debug, Clone, Serialize)]
+pub struct LastReload {
+    pub at: String,
+    pub trigger: String,
+    #[serde(flatten)]
+    pub outcome: ReloadOutcome,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum ReloadOutcome {
@@ -42,6 +51,8 @@ pub struct Reloader {
     env: Arc<dyn EnvLookup>,
     pub flows: Arc<ArcSwap<CompiledSet>>,
     last_rejected: Mutex<Option<RejectedReload>>,
+    /// The last reload's outcome, whatever it was.
+    last: Mutex<Option<LastReload>>,
     /// One reload at a time.
     running: Mutex<()>,
     /// Reloads finished, whatever their outcome.
@@ -99,6 +110,7 @@ impl Reloader {
             env,
             flows,
             last_rejected: Mutex::new(None),
+            last: Mutex::new(None),
             running: Mutex::new(()),
             runs: AtomicU64::new(0),
         })
@@ -147,8 +159,23 @@ impl Reloader {
                     });
             }
         }
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(LastReload {
+            at: jiff::Timestamp::now().to_string(),
+            trigger: trigger.to_string(),
+            outcome: outcome.clone(),
+        });
         self.runs.fetch_add(1, Ordering::Relaxed);
         outcome
+    }
+
+    /// The last reload since start, whatever its outcome (None: none ran).
+    pub fn last(&self) -> Option<LastReload> {
+        self.last.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The directories this reloader compiles.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
     }
 
     /// How many reloads ran (applied, unchanged or rejected) since start.

@@ -26,6 +26,7 @@ use crate::beckn::schema::CoreSchemas;
 use crate::beckn::trust;
 use crate::compile::{CompiledFlow, CompiledSet};
 use crate::engine;
+use crate::engine::call_log::CallLog;
 use crate::intake::answer::{callback_body, error_body};
 use crate::intake::body::read_body;
 use crate::intake::content_type::check_content_type;
@@ -310,6 +311,8 @@ async fn process(
     let lease = services.outbox.settings.work_lease;
     let store = &services.outbox.store;
     let renew = |until| store.renew_request(&held.key, &held.claim, until);
+    // The calls are noted for the transaction's timeline and kept with the answer.
+    let calls = CallLog::new(services.transport.as_ref());
     let outcome = match not_their_order(&services, &flow, action, &request).await {
         Some(refusal) => Err(refusal),
         None => {
@@ -320,14 +323,8 @@ async fn process(
                     return;
                 }
             };
-            let run_flow = engine::run_action_in(
-                &flow,
-                action,
-                &request,
-                &memory,
-                services.transport.as_ref(),
-                &*services.clock,
-            );
+            let run_flow =
+                engine::run_action_in(&flow, action, &request, &memory, &calls, &*services.clock);
             let held_until = services.clock.now_ms() + lease.as_millis() as i64;
             match while_held(&*services.clock, lease, held_until, renew, run_flow).await {
                 Held::Done(Ok(out)) => {
@@ -362,6 +359,7 @@ async fn process(
         services.clock.now(),
     );
     let body = callback_body(&rules(&flow, &core), action, context, outcome);
+    let steps = calls.into_json();
     let now = services.clock.now_ms();
     let deadline = match flow.callback_deadline {
         Some(d) => now + d.as_millis() as i64,
@@ -380,6 +378,7 @@ async fn process(
         &body,
         deadline,
         held,
+        steps,
     )
     .await;
     match queued {
@@ -437,6 +436,7 @@ async fn answer_expired(
                 &body,
                 deadline,
                 held,
+                None,
             )
             .await
         }

@@ -69,7 +69,7 @@ impl From<StoreError> for NotQueued {
 
 /// Queues the callback `body` for `{callback_base}/on_<action>` (of `kind`: an answer or an
 /// unsolicited update), noting the order it carries; the same commit marks `completes` done,
-/// if its claim still holds it.
+/// if its claim still holds it, with `steps`, the backend calls made to answer it.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn queue_callback(
     services: &Services,
@@ -80,6 +80,7 @@ pub(crate) async fn queue_callback(
     body: &Value,
     deadline: i64,
     completes: HeldRequest,
+    steps: Option<String>,
 ) -> Result<i64, NotQueued> {
     let bytes = serde_json::to_vec(body)
         .map_err(|e| NotQueued::Failed(format!("cannot serialise: {e}")))?;
@@ -111,6 +112,7 @@ pub(crate) async fn queue_callback(
     let mut item = callback_item(flow, kind, callback_base, action, body, bytes);
     item.deadline = Some(deadline);
     item.completes = Some(completes);
+    item.steps = steps;
     services.outbox.submit(item).await.map_err(NotQueued::from)
 }
 
@@ -140,6 +142,7 @@ pub(crate) fn callback_item(
         not_before: None,
         sequence: None,
         claimed_by: None,
+        steps: None,
     }
 }
 

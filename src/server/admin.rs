@@ -41,7 +41,8 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .merge(guarded)
-        .with_state(admin)
+        .with_state(admin.clone())
+        .merge(super::console::router(admin))
 }
 
 async fn require_token(State(admin): State<Arc<Admin>>, req: Request, next: Next) -> Response {

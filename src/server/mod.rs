@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod connection;
+pub mod console;
 pub mod lookup;
 pub mod onboarding;
 

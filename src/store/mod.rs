@@ -12,6 +12,7 @@ mod backend;
 pub mod buyer;
 pub mod erp_orders;
 pub mod heartbeat;
+pub mod history;
 pub mod inbox;
 pub mod ledger;
 pub mod memory;
@@ -33,6 +34,9 @@ pub use buyer::{
     RefusedCallback, SentRequest,
 };
 pub use erp_orders::{ErpOrderStore, OpenOrder, OrderState, SeenState};
+pub use history::{
+    ChangeMark, Delivery, HistoryStore, TransactionFilter, TransactionRecord, TransactionSummary,
+};
 pub use inbox::{Admission, Claim, HeldRequest, Inbound, InboundKey, InboxStore, Unfinished};
 pub use ledger::{
     LedgerEntry, LedgerQueued, LedgerStore, OrderEvent, QueuedState, SinkUser, StoredOrderEvent,
@@ -65,7 +69,14 @@ pub type StoreResult<T> = Result<T, StoreError>;
 
 /// The adapter's durable state: every concern, and what spans them.
 pub trait Store:
-    InboxStore + OutboxStore + BuyerStore + PollStore + LedgerStore + MemoryStore + ErpOrderStore
+    InboxStore
+    + OutboxStore
+    + BuyerStore
+    + PollStore
+    + LedgerStore
+    + MemoryStore
+    + ErpOrderStore
+    + HistoryStore
 {
     /// Whether several adapter processes may share this store.
     fn shared(&self) -> bool;

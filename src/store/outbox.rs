@@ -36,6 +36,9 @@ pub struct NewOutbox {
     /// Recorded as already claimed by this owner until this instant (Unix ms): the outbox
     /// hands the message straight to its worker instead of finding it again with a claim.
     pub claimed_by: Option<(String, i64)>,
+    /// The backend calls made while answering `completes` (a JSON array, see
+    /// `engine::call_log`), kept with it in the same commit for the console's timeline.
+    pub steps: Option<String>,
 }
 
 /// An outbox message claimed for a delivery attempt.

@@ -8,6 +8,10 @@ use std::future::Future;
 use bytes::Bytes;
 use sqlx::Row;
 
+use super::history::{
+    AcceptedRequest, ChangeMark, Delivery, FiledNote, LoggedMessage, SentNote, SinkUpdate,
+    TransactionSummary,
+};
 use super::{
     BuyerTransaction, Claim, Counterpart, DeadLetter, Disposition, FiledCallback, InboundKey,
     OpenOrder, OrderEvent, OrderState, OutboxCounts, OutboxItem, PollPosition, QueuedState,
@@ -346,4 +350,106 @@ pub(crate) fn stored_order_event(r: &dyn Columns) -> StoreResult<StoredOrderEven
             .zip(state)
             .map(|(order_id, state)| QueuedState { order_id, state }),
     })
+}
+
+pub(crate) fn transaction_summary(r: &dyn Columns) -> StoreResult<TransactionSummary> {
+    Ok(TransactionSummary {
+        flow: r.text("flow")?,
+        transaction_id: r.text("transaction_id")?,
+        role: r.text("role")?,
+        counterpart: r.maybe_text("counterpart")?,
+        order_id: r.maybe_text("erp_order_id")?,
+        order_state: r.maybe_text("order_state")?,
+        created_at: r.int("created_at")?,
+        updated_at: r.int("updated_at")?,
+        last_action: r.maybe_text("last_action")?,
+        messages: r.int("messages")?,
+        outcome: r.text("outcome")?,
+    })
+}
+
+pub(crate) fn logged_message(r: &dyn Columns) -> StoreResult<LoggedMessage> {
+    Ok(LoggedMessage {
+        id: r.int("id")?,
+        direction: r.text("direction")?,
+        action: r.text("action")?,
+        message_id: r.text("message_id")?,
+        headers: r.text("headers")?,
+        body: r.blob("body")?,
+        created_at: r.int("created_at")?,
+    })
+}
+
+pub(crate) fn accepted_request(r: &dyn Columns) -> StoreResult<AcceptedRequest> {
+    Ok(AcceptedRequest {
+        action: r.text("action")?,
+        message_id: r.text("message_id")?,
+        state: r.text("state")?,
+        received_at: r.int("received_at")?,
+        done_at: r.maybe_int("done_at")?,
+    })
+}
+
+pub(crate) fn delivery(r: &dyn Columns) -> StoreResult<Delivery> {
+    Ok(Delivery {
+        id: r.int("id")?,
+        flow: r.text("flow")?,
+        kind: r.text("kind")?,
+        url: r.text("url")?,
+        action: r.text("action")?,
+        transaction_id: r.text("transaction_id")?,
+        message_id: r.text("message_id")?,
+        state: r.text("state")?,
+        attempts: r.count("attempts")?,
+        last_error: r.maybe_text("last_error")?,
+        created_at: r.int("created_at")?,
+        finished_at: r.maybe_int("finished_at")?,
+        next_attempt_at: r.int("next_attempt_at")?,
+        deadline: r.maybe_int("deadline")?,
+    })
+}
+
+pub(crate) fn sent_note(r: &dyn Columns) -> StoreResult<SentNote> {
+    Ok(SentNote {
+        action: r.text("action")?,
+        message_id: r.text("message_id")?,
+        recipient: r.text("recipient")?,
+        url: r.text("url")?,
+        ack: r.maybe_text("ack")?,
+        refused: r.maybe_text("refused")?,
+        created_at: r.int("created_at")?,
+    })
+}
+
+pub(crate) fn filed_note(r: &dyn Columns) -> StoreResult<FiledNote> {
+    Ok(FiledNote {
+        action: r.text("action")?,
+        message_id: r.text("message_id")?,
+        bpp_id: r.text("bpp_id")?,
+        disposition: r.text("disposition")?,
+        received_at: r.int("received_at")?,
+    })
+}
+
+pub(crate) fn sink_update(r: &dyn Columns) -> StoreResult<SinkUpdate> {
+    Ok(SinkUpdate {
+        order_id: r.text("order_id")?,
+        state: r.text("state")?,
+        outbox_id: r.int("outbox_id")?,
+        created_at: r.int("created_at")?,
+    })
+}
+
+pub(crate) fn change_mark(r: &dyn Columns) -> StoreResult<ChangeMark> {
+    Ok(ChangeMark {
+        logged: r.int("logged")?,
+        pending: r.int("pending")?,
+        dead: r.int("dead")?,
+        tries: r.int("tries")?,
+    })
+}
+
+/// The backend calls of an answered request: action, message id, JSON array.
+pub(crate) fn action_steps(r: &dyn Columns) -> StoreResult<(String, String, String)> {
+    Ok((r.text("action")?, r.text("message_id")?, r.text("steps")?))
 }

@@ -104,6 +104,10 @@ pub const COMPLETE_REQUEST: &str = "UPDATE inbox SET state = 'done', done_at = $
 pub const INSERT_MESSAGE: &str = "INSERT INTO messages (flow, direction, action, transaction_id, \
      message_id, headers, body, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 
+/// The backend calls an action made while answering a request, kept with its answer.
+pub const INSERT_ACTION_STEPS: &str = "INSERT INTO action_steps (flow, transaction_id, action, \
+     message_id, steps, created_at) VALUES ($1, $2, $3, $4, $5, $6)";
+
 // The outbox.
 
 pub const INSERT_OUTBOX: &str = "INSERT INTO outbox (flow, kind, url, action, transaction_id, \
@@ -213,8 +217,9 @@ pub const DEAD_LETTERS: &str = "SELECT id, flow, kind, url, action, transaction_
      attempts, last_error, created_at FROM outbox WHERE state = 'dead' ORDER BY id LIMIT $1";
 
 /// What [`super::Store::purge`] deletes, each older than `$1`.
-pub const PURGE: [&str; 7] = [
+pub const PURGE: [&str; 8] = [
     "DELETE FROM messages WHERE created_at < $1",
+    "DELETE FROM action_steps WHERE created_at < $1",
     "DELETE FROM outbox WHERE state = 'delivered' AND finished_at < $1",
     "DELETE FROM inbox WHERE state = 'done' AND done_at < $1",
     "DELETE FROM bap_requests WHERE created_at < $1",
@@ -381,3 +386,69 @@ pub const INSERT_BURIED_EVENT: &str = "INSERT INTO outbox (flow, kind, url, acti
 pub const ORDER_EVENT: &str = "SELECT e.flow, e.callback, e.body, u.order_id, u.state \
      FROM oms_events AS e LEFT JOIN oms_updates AS u ON u.outbox_id = e.outbox_id \
      WHERE e.outbox_id = $1";
+
+// What happened, for the console (reads only).
+
+/// Transactions newest first, filtered: `$1` transaction id, `$2` order id (the Beckn one
+/// noted on the transaction, an OMS update's, or `$7`, the same as remembered JSON text),
+/// `$3` counterpart, `$4` an action among its messages, `$5`..`$6` a time range, `$8` the
+/// outcome; `''` means any. `$9` the limit.
+pub const TRANSACTIONS: &str = "SELECT * FROM (SELECT t.flow, t.transaction_id, t.role, \
+     t.counterpart, t.erp_order_id, t.state AS order_state, t.created_at, t.updated_at, \
+     (SELECT m.action FROM messages AS m WHERE m.flow = t.flow \
+      AND m.transaction_id = t.transaction_id ORDER BY m.id DESC LIMIT 1) AS last_action, \
+     (SELECT count(*) FROM messages AS m WHERE m.flow = t.flow \
+      AND m.transaction_id = t.transaction_id) AS messages, \
+     CASE WHEN EXISTS (SELECT 1 FROM outbox AS o WHERE o.flow = t.flow \
+          AND o.transaction_id = t.transaction_id AND o.state = 'dead') THEN 'dead' \
+     WHEN EXISTS (SELECT 1 FROM outbox AS o WHERE o.flow = t.flow \
+          AND o.transaction_id = t.transaction_id AND o.state = 'pending') THEN 'pending' \
+     WHEN EXISTS (SELECT 1 FROM inbox AS i WHERE i.flow = t.flow \
+          AND i.transaction_id = t.transaction_id AND i.state = 'accepted') THEN 'running' \
+     ELSE 'done' END AS outcome \
+     FROM transactions AS t \
+     WHERE ($1 = '' OR t.transaction_id = $1) \
+     AND ($2 = '' OR t.erp_order_id = $2 \
+          OR EXISTS (SELECT 1 FROM oms_updates AS u WHERE u.flow = t.flow \
+             AND u.transaction_id = t.transaction_id AND u.order_id = $2) \
+          OR EXISTS (SELECT 1 FROM transaction_memory AS r WHERE r.flow = t.flow \
+             AND r.transaction_id = t.transaction_id AND r.value = $7)) \
+     AND ($3 = '' OR t.counterpart = $3) \
+     AND ($4 = '' OR EXISTS (SELECT 1 FROM messages AS m WHERE m.flow = t.flow \
+          AND m.transaction_id = t.transaction_id AND m.action = $4)) \
+     AND t.updated_at >= $5 AND t.created_at <= $6) AS x \
+     WHERE ($8 = '' OR x.outcome = $8) ORDER BY x.updated_at DESC, x.transaction_id LIMIT $9";
+
+/// A transaction's log of messages in and out, in the order they were recorded.
+pub const TIMELINE_MESSAGES: &str = "SELECT id, direction, action, message_id, headers, body, \
+     created_at FROM messages WHERE flow = $1 AND transaction_id = $2 ORDER BY id";
+
+pub const TIMELINE_STEPS: &str = "SELECT action, message_id, steps FROM action_steps \
+     WHERE flow = $1 AND transaction_id = $2";
+
+pub const TIMELINE_INBOX: &str = "SELECT action, message_id, state, received_at, done_at \
+     FROM inbox WHERE flow = $1 AND transaction_id = $2 ORDER BY received_at";
+
+pub const TIMELINE_OUTBOX: &str = "SELECT id, flow, kind, url, action, transaction_id, \
+     message_id, state, attempts, last_error, created_at, finished_at, next_attempt_at, deadline \
+     FROM outbox WHERE flow = $1 AND transaction_id = $2 ORDER BY id";
+
+pub const TIMELINE_SENT: &str = "SELECT action, message_id, recipient, url, ack, refused, \
+     created_at FROM bap_requests WHERE flow = $1 AND transaction_id = $2 ORDER BY created_at";
+
+pub const TIMELINE_FILED: &str = "SELECT action, message_id, bpp_id, disposition, received_at \
+     FROM bap_callbacks WHERE flow = $1 AND transaction_id = $2 ORDER BY id";
+
+pub const TIMELINE_SINK_UPDATES: &str = "SELECT order_id, state, outbox_id, created_at \
+     FROM oms_updates WHERE flow = $1 AND transaction_id = $2 ORDER BY created_at, outbox_id";
+
+/// Pending messages, oldest first, at most `$1`.
+pub const PENDING: &str = "SELECT id, flow, kind, url, action, transaction_id, message_id, \
+     state, attempts, last_error, created_at, finished_at, next_attempt_at, deadline \
+     FROM outbox WHERE state = 'pending' ORDER BY id LIMIT $1";
+
+/// What changes when anything happens: the newest log entry and the outbox's figures.
+pub const CHANGE_MARK: &str = "SELECT (SELECT coalesce(max(id), 0) FROM messages) AS logged, \
+     (SELECT count(*) FROM outbox WHERE state = 'pending') AS pending, \
+     (SELECT count(*) FROM outbox WHERE state = 'dead') AS dead, \
+     (SELECT coalesce(sum(attempts), 0) FROM outbox WHERE state = 'pending') AS tries";

@@ -459,3 +459,50 @@ mod tests {
         assert!(text.contains("adapter_outbox_pending 3"));
     }
 }
+
+/// The figures an overview page heads with, summed over every label but the outcome.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Headline {
+    /// Requests answered, by `ack` or `nack <code>`.
+    pub requests: std::collections::BTreeMap<String, u64>,
+    /// Calls an order sink refused for good (Ultra's refusal codes).
+    pub sink_refusals: u64,
+    /// Deliveries by outcome (`delivered`, `retry`, `dead`).
+    pub deliveries: std::collections::BTreeMap<String, u64>,
+}
+
+/// The headline figures, read from the metrics as they are exposed.
+pub fn headline() -> Headline {
+    let mut out = Headline::default();
+    for line in metrics().render().lines() {
+        let Some((name_labels, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(value) = value.parse::<f64>() else {
+            continue;
+        };
+        let label = |key: &str| {
+            let start = name_labels.find(&format!("{key}=\""))? + key.len() + 2;
+            let end = name_labels[start..].find('"')? + start;
+            Some(name_labels[start..end].to_string())
+        };
+        let n = value as u64;
+        if name_labels.starts_with("adapter_requests_total{") {
+            let key = match (label("outcome"), label("code")) {
+                (Some(o), Some(c)) if !c.is_empty() => format!("{o} {c}"),
+                (Some(o), _) => o,
+                _ => continue,
+            };
+            *out.requests.entry(key).or_default() += n;
+        } else if name_labels.starts_with("adapter_sink_calls_total{")
+            && label("result").as_deref() == Some("refused")
+        {
+            out.sink_refusals += n;
+        } else if name_labels.starts_with("adapter_deliveries_total{")
+            && let Some(o) = label("outcome")
+        {
+            *out.deliveries.entry(o).or_default() += n;
+        }
+    }
+    out
+}

@@ -426,6 +426,7 @@ async fn a_callback_handed_to_a_worker_that_never_ran_is_sent_by_the_next_run() 
         not_before: None,
         sequence: None,
         claimed_by: None,
+        steps: None,
     };
     {
         // The first run is built but never runs: its outbox worker never starts.

@@ -156,6 +156,7 @@ fn outbox(message_id: &str, completes: Option<HeldRequest>) -> NewOutbox {
         not_before: None,
         sequence: None,
         claimed_by: None,
+        steps: None,
     }
 }
 
@@ -175,6 +176,7 @@ fn order_callback(transaction_id: &str, order_id: &str) -> NewOutbox {
         not_before: None,
         sequence: None,
         claimed_by: None,
+        steps: None,
     }
 }
 
@@ -672,6 +674,7 @@ async fn buyer_contract(db: Db) {
         not_before: None,
         sequence: None,
         claimed_by: None,
+        steps: None,
     };
     let first = callback("bpp.example", b"{\"on\":1}");
     assert_eq!(
@@ -980,6 +983,7 @@ async fn oms_queue_contract(db: Db) {
                     &order,
                 )),
                 claimed_by: None,
+                steps: None,
             },
         )
     };
@@ -1133,6 +1137,7 @@ async fn held_fulfilment_contract(db: Db) {
                 &order,
             )),
             claimed_by: None,
+            steps: None,
         };
         store.queue_entry(&OMS_STATES, record, item)
     };
@@ -1350,4 +1355,143 @@ async fn erp_orders_contract(db: Db) {
         ("REPORT_READY", 2, true)
     );
     assert_eq!(store.order_state("lab", "t9").await.unwrap(), None);
+}
+
+contract!(history_contract: sqlite_store_tells_what_happened_to_a_transaction_in_order,
+    postgres_store_tells_what_happened_to_a_transaction_in_order);
+
+/// What the console reads: a transaction's requests, answers, backend calls and deliveries
+/// in order, whichever process wrote them; a process whose claim was lost leaves no trace;
+/// lists filtered by id, order, counterpart, action and outcome.
+async fn history_contract(db: Db) {
+    use beckn_adapter::store::TransactionFilter;
+
+    let p1 = db.open().await;
+    let p2 = db.beside(&p1).await;
+    let held = |m: &str, owner: &str| HeldRequest {
+        key: inbound(m, owner).key,
+        claim: Claim::first(owner),
+    };
+    assert_eq!(
+        p1.accept(inbound("h1", "p1")).await.unwrap(),
+        Admission::New
+    );
+    let mut answer = outbox("h1", Some(held("h1", "p1")));
+    answer.steps =
+        Some(r#"[{"step":"quote","method":"POST","path":"/quotes","status":200}]"#.into());
+    p1.enqueue(answer).await.unwrap();
+    assert_eq!(
+        p2.accept(inbound("h2", "p2")).await.unwrap(),
+        Admission::New
+    );
+    // a process that does not hold the request (a lost claim) records nothing, steps included
+    let mut stale = outbox("h2", Some(held("h2", "p1")));
+    stale.steps = Some(r#"[{"step":"ghost"}]"#.into());
+    assert!(p1.enqueue(stale).await.is_err());
+    let mut answer = outbox("h2", Some(held("h2", "p2")));
+    answer.steps = Some(r#"[{"step":"slots","method":"GET","path":"/slots","status":503}]"#.into());
+    let dead_id = p2.enqueue(answer).await.unwrap();
+    let claimed = p2.claim("p2", now_ms() + 1, 10, 60_000).await.unwrap();
+    let item = claimed.iter().find(|i| i.id == dead_id).expect("claimed");
+    let claim = Claim {
+        owner: "p2".into(),
+        epoch: item.epoch,
+    };
+    assert!(
+        p2.bury(dead_id, &claim, now_ms(), "HTTP 500".into())
+            .await
+            .unwrap()
+    );
+
+    for store in [&p1, &p2] {
+        let record = store.transaction_record("lab", "t1").await.unwrap();
+        let logged: Vec<(String, String)> = record
+            .messages
+            .iter()
+            .map(|m| (m.direction.clone(), m.message_id.clone()))
+            .collect();
+        let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            logged,
+            pairs(&[("in", "h1"), ("out", "h1"), ("in", "h2"), ("out", "h2")])
+        );
+        let steps: Vec<&str> = record.steps.iter().map(|s| s.2.as_str()).collect();
+        assert_eq!(steps.len(), 2, "{steps:?}");
+        assert!(steps.iter().all(|s| !s.contains("ghost")), "{steps:?}");
+        assert_eq!(record.accepted.len(), 2);
+        assert!(record.accepted.iter().all(|a| a.state == "done"));
+        let dead = record.deliveries.iter().find(|d| d.id == dead_id).unwrap();
+        assert_eq!(dead.state, "dead");
+        assert_eq!(dead.last_error.as_deref(), Some("HTTP 500"));
+
+        let list = |f: TransactionFilter| async move { store.transactions(&f).await.unwrap() };
+        let all = list(TransactionFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await;
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].outcome, "dead");
+        assert_eq!(all[0].messages, 4);
+        assert_eq!(all[0].counterpart.as_deref(), Some("bap.example"));
+        let by = |f: TransactionFilter| list(TransactionFilter { limit: 10, ..f });
+        assert_eq!(
+            by(TransactionFilter {
+                order_id: "ORD-1".into(),
+                ..Default::default()
+            })
+            .await
+            .len(),
+            1
+        );
+        assert_eq!(
+            by(TransactionFilter {
+                action: "on_search".into(),
+                ..Default::default()
+            })
+            .await
+            .len(),
+            1
+        );
+        assert_eq!(
+            by(TransactionFilter {
+                subscriber: "bap.example".into(),
+                outcome: "dead".into(),
+                ..Default::default()
+            })
+            .await
+            .len(),
+            1
+        );
+        assert!(
+            by(TransactionFilter {
+                outcome: "done".into(),
+                ..Default::default()
+            })
+            .await
+            .is_empty()
+        );
+        assert!(
+            by(TransactionFilter {
+                action: "confirm".into(),
+                ..Default::default()
+            })
+            .await
+            .is_empty()
+        );
+        assert!(
+            by(TransactionFilter {
+                from: Some(now_ms() + 3_600_000),
+                ..Default::default()
+            })
+            .await
+            .is_empty()
+        );
+        let mark = store.change_mark().await.unwrap();
+        assert_eq!(mark.dead, 1);
+    }
 }

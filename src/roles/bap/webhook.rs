@@ -88,5 +88,6 @@ pub fn delivery(
         not_before: None,
         sequence: None,
         claimed_by: None,
+        steps: None,
     })
 }

@@ -416,6 +416,7 @@ async fn process(
         &body,
         deadline,
         held,
+        None,
     )
     .await;
     match queued {

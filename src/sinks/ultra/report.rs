@@ -76,6 +76,7 @@ pub async fn order_event(
             &order_id,
         )),
         claimed_by: None,
+        steps: None,
     };
     let id = outbox
         .store
@@ -250,6 +251,7 @@ async fn queue(
             &checked.order_id,
         )),
         claimed_by: None,
+        steps: None,
     };
     let order_id = checked.order_id;
     match outbox.store.queue_entry(&OMS_STATES, record, item).await? {

@@ -57,6 +57,17 @@ pub(super) async fn enqueue_in(
         if done == 0 {
             return Err(StoreError::ClaimLost);
         }
+        if let Some(steps) = &item.steps {
+            sqlx::query(sql::INSERT_ACTION_STEPS)
+                .bind(&held.key.flow)
+                .bind(&item.transaction_id)
+                .bind(&held.key.action)
+                .bind(&held.key.message_id)
+                .bind(steps)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
     }
     let id: i64 = sqlx::query(sql::INSERT_OUTBOX)
         .bind(&item.flow)

@@ -33,6 +33,17 @@ pub(super) fn enqueue(
         if done == 0 {
             return Ok(None);
         }
+        if let Some(steps) = &item.steps {
+            tx.prepare_cached(&numbered(sql::INSERT_ACTION_STEPS))?
+                .execute(params![
+                    held.key.flow,
+                    item.transaction_id,
+                    held.key.action,
+                    held.key.message_id,
+                    steps,
+                    now
+                ])?;
+        }
     }
     let id: i64 = tx
         .prepare_cached(&numbered(sql::INSERT_OUTBOX))?
