@@ -241,6 +241,7 @@ async fn a_killed_adapter_delivers_every_acknowledged_callback_after_restart() {
             ("GFSL_LISTEN".into(), gfsl.to_string()),
             ("GFSL_PUBLIC_URL".into(), format!("http://{gfsl}")),
             ("KTH_LISTEN".into(), free_port().await.to_string()),
+            ("BHOOMI_LISTEN".into(), free_port().await.to_string()),
             ("GATEWAY_LISTEN".into(), free_port().await.to_string()),
             ("FARMER_APP_LISTEN".into(), free_port().await.to_string()),
             ("FARMER_APP_URL".into(), format!("http://{bap_addr}")),

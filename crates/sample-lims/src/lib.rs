@@ -170,6 +170,11 @@ impl SampleLims {
         lock(&self.shared.tokens).issued()
     }
 
+    /// Every token handed out so far, live or not.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        lock(&self.shared.tokens).handed_out()
+    }
+
     /// `/api` calls refused for their token.
     pub fn calls_refused(&self) -> usize {
         lock(&self.shared.tokens).refused()

@@ -25,6 +25,8 @@ pub struct TokenForm {
 #[derive(Debug, Default)]
 pub struct TokenBook {
     live: HashMap<String, Instant>,
+    /// Every token handed out, live or not (tests look for them where they must not be).
+    handed_out: Vec<String>,
     issued: usize,
     refused: usize,
 }
@@ -75,6 +77,7 @@ impl TokenBook {
         self.issued += 1;
         let token = uuid::Uuid::new_v4().simple().to_string();
         self.live.insert(token.clone(), now + lifetime);
+        self.handed_out.push(token.clone());
         token
     }
 
@@ -92,6 +95,10 @@ impl TokenBook {
     /// Forgets every token, as after a key rotation.
     pub fn revoke_all(&mut self) {
         self.live.clear();
+    }
+
+    pub fn handed_out(&self) -> Vec<String> {
+        self.handed_out.clone()
     }
 
     pub fn issued(&self) -> usize {
