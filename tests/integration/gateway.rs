@@ -399,7 +399,10 @@ async fn gateway_relays_no_on_search_for_a_search_it_never_routed() {
 #[tokio::test]
 async fn gateway_relays_no_on_search_after_the_search_ttl() {
     let clock = ManualClock::starting_now();
+    let building = std::time::Instant::now();
     let net = SoilNetwork::start_app(on_clock(&clock)).await;
+    // Requests are signed by the real clock: the adapter's catches up with the build.
+    clock.advance(building.elapsed());
     // a search sent 27s ago with ttl PT30S: valid for three more seconds
     let sent_at = clock.now() - jiff::SignedDuration::from_secs(27);
     let (_, search) = net
