@@ -341,7 +341,10 @@ impl<'n, 'o> Journey<'n, 'o> {
     async fn book_at_the_lims(&mut self) -> Result<(), DemoError> {
         let bhoomi = self.subscriber_of(LIMS_FLOW);
         if bhoomi.is_empty() {
-            return Err(self.fail("LIMS", format!("the demo needs the sample flow `{LIMS_FLOW}`")));
+            return Err(self.fail(
+                "LIMS",
+                format!("the demo needs the sample flow `{LIMS_FLOW}`"),
+            ));
         }
         let items = json!([{"id": LIMS_TEST, "quantity": {"selected": {"count": 1}}}]);
         let selected = self
@@ -411,7 +414,8 @@ impl<'n, 'o> Journey<'n, 'o> {
             )
             .await?;
         let on_status = self.answer("status (LIMS)", &status)?;
-        let state = &on_status["message"]["order"]["fulfillments"][0]["state"]["descriptor"]["code"];
+        let state =
+            &on_status["message"]["order"]["fulfillments"][0]["state"]["descriptor"]["code"];
         if state != "SAMPLE-COLLECTED" {
             return Err(self.fail(
                 "status (LIMS)",

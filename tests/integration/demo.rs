@@ -79,13 +79,19 @@ fn the_demo_plays_the_whole_journey_and_exits_0() {
             "on_select",
             "Bhoomi Soil Labs → farmer-app: quote ₹1888.59 (Soil micronutrients ₹1450.50 + Field visit ₹150.00 + GST ₹288.09)",
         ),
-        ("on_confirm", "order BHM-000001 ACTIVE, SCHEDULED (Field visit scheduled), ₹1888.59"),
+        (
+            "on_confirm",
+            "order BHM-000001 ACTIVE, SCHEDULED (Field visit scheduled), ₹1888.59",
+        ),
         ("22  LIMS", "moves BHM-000001 on to SAMPLE_COLLECTED"),
         (
             "on_status",
             "Bhoomi Soil Labs → farmer-app: order BHM-000001 ACTIVE, SAMPLE-COLLECTED",
         ),
-        ("25  Ultra OMS", "My Orders: BHM-000001 ORDER_CONFIRMED (paid ₹1888.59"),
+        (
+            "25  Ultra OMS",
+            "My Orders: BHM-000001 ORDER_CONFIRMED (paid ₹1888.59",
+        ),
         (
             "18  Ultra OMS",
             "My Orders: GFSL-000001 ORDER_CONFIRMED → ORDER_FULFILLED (paid ₹647.82, refunded ₹0.00)",

@@ -189,16 +189,29 @@ async fn a_farmer_books_and_follows_a_field_visit_through_every_action() {
 
     // search: both catalog pages, the field-visit tests at their decimal prices
     let found = net
-        .call("search", &txn(), json!({"intent": {"fulfillment": {"type": "home"}}}))
+        .call(
+            "search",
+            &txn(),
+            json!({"intent": {"fulfillment": {"type": "home"}}}),
+        )
         .await;
     let catalog = no_error(&found);
     assert_eq!(
         item_ids(catalog),
-        ["BH-SOIL-NPK", "BH-SOIL-SHC", "BH-SOIL-MICRO", "BH-SOIL-OC", "BH-SOIL-HM"],
+        [
+            "BH-SOIL-NPK",
+            "BH-SOIL-SHC",
+            "BH-SOIL-MICRO",
+            "BH-SOIL-OC",
+            "BH-SOIL-HM"
+        ],
         "every page, walk-in-only tests left out"
     );
     let micro = &catalog["catalog"]["providers"][0]["items"][2];
-    assert_eq!(micro["price"], json!({"currency": "INR", "value": "1450.50"}));
+    assert_eq!(
+        micro["price"],
+        json!({"currency": "INR", "value": "1450.50"})
+    );
     assert_eq!(micro["time"]["duration"], "PT96H");
 
     // select: the quotation and the open visits, local LIMS times as RFC 3339
@@ -210,7 +223,10 @@ async fn a_farmer_books_and_follows_a_field_visit_through_every_action() {
     field_visit["order"]["fulfillments"][0]["type"] = json!("home");
     let selected = net.call("select", &t, field_visit).await;
     let o = &no_error(&selected)["order"];
-    assert_eq!(o["quote"]["price"], json!({"currency": "INR", "value": "1652.00"}));
+    assert_eq!(
+        o["quote"]["price"],
+        json!({"currency": "INR", "value": "1652.00"})
+    );
     let breakup: Vec<&str> = o["quote"]["breakup"]
         .as_array()
         .unwrap()
@@ -222,18 +238,29 @@ async fn a_farmer_books_and_follows_a_field_visit_through_every_action() {
     assert_eq!(visits.len(), 9);
     let window = visits[0]["value"].as_str().unwrap();
     let (start, end) = window.split_once('/').unwrap();
-    assert!(start.ends_with("T09:00:00+05:30") && end.ends_with("T11:00:00+05:30"), "{window}");
+    assert!(
+        start.ends_with("T09:00:00+05:30") && end.ends_with("T11:00:00+05:30"),
+        "{window}"
+    );
     let at: jiff::Timestamp = start.parse().expect("RFC 3339");
     assert!(at > jiff::Timestamp::now(), "visits are in the future");
 
     // init and confirm at the first visit
-    let inited = net.call("init", &t, order("BH-SOIL-NPK", Some(start))).await;
+    let inited = net
+        .call("init", &t, order("BH-SOIL-NPK", Some(start)))
+        .await;
     let range = &no_error(&inited)["order"]["fulfillments"][0]["stops"][0]["time"]["range"];
     assert_eq!(range, &json!({"start": start, "end": end}));
-    let confirmed = net.call("confirm", &t, order("BH-SOIL-NPK", Some(start))).await;
+    let confirmed = net
+        .call("confirm", &t, order("BH-SOIL-NPK", Some(start)))
+        .await;
     let on_confirm = no_error(&confirmed)["order"].clone();
     let booking = net.lims.bookings()[0].clone();
-    assert_eq!(on_confirm["id"], booking.booking_no.as_str(), "the booking number is the order id");
+    assert_eq!(
+        on_confirm["id"],
+        booking.booking_no.as_str(),
+        "the booking number is the order id"
+    );
     assert_eq!(booking.client_reference.as_deref(), Some(t.as_str()));
     assert_eq!(booking.farmer.name.as_deref(), Some("Lakshmi Gowda"));
     assert!(booking.slot_ref.is_some());
@@ -251,11 +278,17 @@ async fn a_farmer_books_and_follows_a_field_visit_through_every_action() {
     assert_eq!(now["id"], on_confirm["id"]);
     assert_eq!(now["status"], "ACTIVE");
     assert_eq!(now["fulfillments"][0]["id"], fulfillment_id.as_str());
-    assert_eq!(now["fulfillments"][0]["state"]["descriptor"]["code"], "TESTING");
+    assert_eq!(
+        now["fulfillments"][0]["state"]["descriptor"]["code"],
+        "TESTING"
+    );
     assert_eq!(now["items"], on_confirm["items"]);
     assert_eq!(now["quote"], on_confirm["quote"]);
     assert_eq!(now["billing"], on_confirm["billing"]);
-    assert_eq!(now["fulfillments"][0]["stops"], on_confirm["fulfillments"][0]["stops"]);
+    assert_eq!(
+        now["fulfillments"][0]["stops"],
+        on_confirm["fulfillments"][0]["stops"]
+    );
     assert_eq!(now["created_at"], on_confirm["created_at"]);
 
     // track, rating, support
@@ -267,15 +300,23 @@ async fn a_farmer_books_and_follows_a_field_visit_through_every_action() {
         json!({"id": fulfillment_id, "status": "inactive"})
     );
     let rated = net
-        .call("rating", &t, json!({"ratings": [{"rating_category": "Order",
-            "id": booking.booking_no, "value": "5"}]}))
+        .call(
+            "rating",
+            &t,
+            json!({"ratings": [{"rating_category": "Order",
+            "id": booking.booking_no, "value": "5"}]}),
+        )
         .await;
     assert_eq!(
         no_error(&rated)["feedback_form"]["form"]["url"],
         "https://bhoomi-labs.example/feedback/FB-0001"
     );
     let helped = net
-        .call("support", &t, json!({"support": {"ref_id": booking.booking_no}}))
+        .call(
+            "support",
+            &t,
+            json!({"support": {"ref_id": booking.booking_no}}),
+        )
         .await;
     assert_eq!(
         no_error(&helped)["support"],
@@ -284,25 +325,45 @@ async fn a_farmer_books_and_follows_a_field_visit_through_every_action() {
 
     // cancel: too late for this one (NOT_CANCELLABLE as 50001)...
     let refused = net
-        .call("cancel", &t, json!({"order_id": booking.booking_no, "cancellation_reason_id": "001"}))
+        .call(
+            "cancel",
+            &t,
+            json!({"order_id": booking.booking_no, "cancellation_reason_id": "001"}),
+        )
         .await;
     assert_eq!(refused["error"]["code"], "50001", "{refused}");
-    assert!(refused["error"]["message"].as_str().unwrap().contains("IN_ANALYSIS"));
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("IN_ANALYSIS")
+    );
     // ...and a walk-in booked straight away, cancelled whole from memory
     let t2 = txn();
     let walk_in = net.call("confirm", &t2, order("BH-SOIL-PH", None)).await;
     let second = no_error(&walk_in)["order"].clone();
     assert_eq!(second["quote"]["price"]["value"], "413.00");
     let cancelled = net
-        .call("cancel", &t2, json!({"order_id": second["id"], "cancellation_reason_id": "002"}))
+        .call(
+            "cancel",
+            &t2,
+            json!({"order_id": second["id"], "cancellation_reason_id": "002"}),
+        )
         .await;
     let gone = &no_error(&cancelled)["order"];
     assert_eq!(gone["status"], "CANCELLED");
-    assert_eq!(gone["fulfillments"][0]["id"], second["fulfillments"][0]["id"]);
+    assert_eq!(
+        gone["fulfillments"][0]["id"],
+        second["fulfillments"][0]["id"]
+    );
     assert_eq!(gone["items"], second["items"]);
     assert_eq!(gone["cancellation"]["reason"]["id"], "002");
 
-    assert_eq!(net.lims.tokens_issued(), 1, "one token for the whole journey");
+    assert_eq!(
+        net.lims.tokens_issued(),
+        1,
+        "one token for the whole journey"
+    );
     assert_eq!(net.lims.calls_refused(), 0);
 }
 
@@ -321,7 +382,10 @@ async fn an_expired_token_is_replaced_before_the_next_call() {
     assert_eq!(net.lims.tokens_issued(), 1, "both pages on one token");
     let deadline = Instant::now() + Duration::from_secs(5);
     while net.lims.live_tokens() > 0 {
-        assert!(Instant::now() < deadline, "the LIMS never expired its token");
+        assert!(
+            Instant::now() < deadline,
+            "the LIMS never expired its token"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let again = net.call("search", &txn(), json!({"intent": {}})).await;
@@ -377,7 +441,10 @@ async fn a_catalog_longer_than_max_pages_is_an_error_callback_not_a_cut() {
         found["error"]["message"],
         "Bhoomi's catalog is too long to answer at once"
     );
-    assert!(found["message"]["catalog"].is_null(), "no half catalog: {found}");
+    assert!(
+        found["message"]["catalog"].is_null(),
+        "no half catalog: {found}"
+    );
 }
 
 #[tokio::test]
@@ -409,10 +476,18 @@ async fn no_credential_reaches_logs_callbacks_the_store_or_render() {
 
     let t = txn();
     let confirmed = net.call("confirm", &t, order("BH-SOIL-OC", None)).await;
-    let booking_no = no_error(&confirmed)["order"]["id"].as_str().unwrap().to_string();
+    let booking_no = no_error(&confirmed)["order"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     net.lims.revoke_tokens(); // a 401, a new token and a retry
-    no_error(&net.call("status", &t, json!({"order_id": booking_no})).await);
-    let unknown = net.call("status", &txn(), json!({"order_id": "BHM-999999"})).await;
+    no_error(
+        &net.call("status", &t, json!({"order_id": booking_no}))
+            .await,
+    );
+    let unknown = net
+        .call("status", &txn(), json!({"order_id": "BHM-999999"}))
+        .await;
     assert_eq!(unknown["error"]["code"], "30010", "{unknown}");
 
     // render, offline and live
@@ -431,17 +506,28 @@ async fn no_credential_reaches_logs_callbacks_the_store_or_render() {
         request,
         fixtures: None,
     };
-    let offline = render(&layout, &set, &args, None).await.expect("render runs");
-    assert!(offline.contains("Authorization: Bearer *** (OAuth2 token from"), "{offline}");
+    let offline = render(&layout, &set, &args, None)
+        .await
+        .expect("render runs");
+    assert!(
+        offline.contains("Authorization: Bearer *** (OAuth2 token from"),
+        "{offline}"
+    );
     let live = render(&layout, &set, &args, Some(&HttpTransport::new()))
         .await
         .expect("render runs");
-    assert!(live.contains("BH-SOIL-HM"), "the live render read both pages: {live}");
+    assert!(
+        live.contains("BH-SOIL-HM"),
+        "the live render read both pages: {live}"
+    );
 
     let tokens = net.lims.issued_tokens();
     assert_eq!(tokens.len(), 3, "the app's two and render's one");
     let logged = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
-    assert!(logged.contains("bhoomi-lab"), "the logs were captured: {logged}");
+    assert!(
+        logged.contains("bhoomi-lab"),
+        "the logs were captured: {logged}"
+    );
     for (place, text) in [
         ("the logs", &logged),
         ("the callbacks", &net.raw_callbacks()),
@@ -451,7 +537,10 @@ async fn no_credential_reaches_logs_callbacks_the_store_or_render() {
     ] {
         assert!(!text.contains(SECRET), "the client secret is in {place}");
         for token in &tokens {
-            assert!(!text.contains(token.as_str()), "an access token is in {place}");
+            assert!(
+                !text.contains(token.as_str()),
+                "an access token is in {place}"
+            );
         }
     }
 }

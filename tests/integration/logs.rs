@@ -221,7 +221,6 @@ impl Logged {
             ("GFSL_PUBLIC_URL".into(), format!("http://{gfsl}")),
             ("KTH_LISTEN".into(), free_port().await.to_string()),
             ("BHOOMI_LISTEN".into(), free_port().await.to_string()),
-        ("BHOOMI_LISTEN".into(), free_port().await.to_string()),
             ("GATEWAY_LISTEN".into(), free_port().await.to_string()),
             ("FARMER_APP_LISTEN".into(), free_port().await.to_string()),
             ("BECKN_ADMIN".into(), free_port().await.to_string()),

@@ -95,7 +95,9 @@ async fn tests(
 }
 
 async fn slots(State(lims): State<SampleLims>) -> Json<Value> {
-    Json(json!({"zone_note": "times are local to the lab", "slots": lims.with_books(|b| b.slots())}))
+    Json(
+        json!({"zone_note": "times are local to the lab", "slots": lims.with_books(|b| b.slots())}),
+    )
 }
 
 async fn quote(

@@ -162,7 +162,9 @@ impl Books {
         request: &QuotationRequest,
     ) -> Result<Quotation, LimsError> {
         if request.tests.is_empty() {
-            return Err(LimsError::Invalid("a quotation needs at least one test".into()));
+            return Err(LimsError::Invalid(
+                "a quotation needs at least one test".into(),
+            ));
         }
         let mut lines = Vec::new();
         let mut net = 0;
@@ -379,7 +381,9 @@ mod tests {
         let slot = books.slots()[0].slot_ref.clone();
         let q1 = quotation(&mut books, Collection::FieldVisit);
         let q2 = quotation(&mut books, Collection::FieldVisit);
-        let first = books.book(&booking(&q1.quotation_no, Some(slot.clone()), "t1")).unwrap();
+        let first = books
+            .book(&booking(&q1.quotation_no, Some(slot.clone()), "t1"))
+            .unwrap();
         assert_eq!(first.state, BookingState::Booked);
         assert_eq!(
             books.book(&booking(&q2.quotation_no, Some(slot.clone()), "t2")),
@@ -388,15 +392,23 @@ mod tests {
         assert!(!books.slots()[0].open);
         books.cancel(&first.booking_no).unwrap();
         assert!(books.slots()[0].open);
-        assert!(books.book(&booking(&q2.quotation_no, Some(slot), "t2")).is_ok());
+        assert!(
+            books
+                .book(&booking(&q2.quotation_no, Some(slot), "t2"))
+                .is_ok()
+        );
     }
 
     #[test]
     fn a_repeated_reference_returns_the_first_booking() {
         let mut books = Books::default();
         let q = quotation(&mut books, Collection::WalkIn);
-        let a = books.book(&booking(&q.quotation_no, None, "txn-1")).unwrap();
-        let b = books.book(&booking(&q.quotation_no, None, "txn-1")).unwrap();
+        let a = books
+            .book(&booking(&q.quotation_no, None, "txn-1"))
+            .unwrap();
+        let b = books
+            .book(&booking(&q.quotation_no, None, "txn-1"))
+            .unwrap();
         assert_eq!(a.booking_no, b.booking_no);
         assert_eq!(books.bookings().len(), 1);
     }
@@ -442,7 +454,10 @@ mod tests {
         ));
         let w = quotation(&mut books, Collection::WalkIn);
         let b = books.book(&booking(&w.quotation_no, None, "c")).unwrap();
-        assert_eq!(books.feedback(&b.booking_no, 6), Err(LimsError::BadScore(6)));
+        assert_eq!(
+            books.feedback(&b.booking_no, 6),
+            Err(LimsError::BadScore(6))
+        );
         assert_eq!(books.feedback(&b.booking_no, 4).unwrap(), "FB-0001");
     }
 }

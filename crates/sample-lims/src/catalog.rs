@@ -114,7 +114,9 @@ pub fn seeded() -> Vec<LabTest> {
             "The government soil health card panel",
             180_000,
             96,
-            &["pH", "EC", "OC", "N", "P", "K", "S", "Zn", "Fe", "Cu", "Mn", "B"],
+            &[
+                "pH", "EC", "OC", "N", "P", "K", "S", "Zn", "Fe", "Cu", "Mn", "B",
+            ],
             false,
         ),
         test(
@@ -249,7 +251,13 @@ mod tests {
         .unwrap();
         assert!(past.data.is_empty());
         assert!(matches!(
-            page(&tests, PageQuery { page: Some(0), per_page: None }),
+            page(
+                &tests,
+                PageQuery {
+                    page: Some(0),
+                    per_page: None
+                }
+            ),
             Err(LimsError::Invalid(_))
         ));
     }

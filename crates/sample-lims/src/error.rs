@@ -92,7 +92,11 @@ mod tests {
     fn codes_statuses_and_details_agree() {
         let cases = [
             (LimsError::SlotTaken("D2-0900".into()), 409, "SLOT_TAKEN"),
-            (LimsError::UnknownBooking("BHM-9".into()), 404, "NO_SUCH_BOOKING"),
+            (
+                LimsError::UnknownBooking("BHM-9".into()),
+                404,
+                "NO_SUCH_BOOKING",
+            ),
             (LimsError::UnknownTest("X".into()), 422, "UNKNOWN_TEST"),
             (LimsError::TokenInvalid, 401, "TOKEN_INVALID"),
             (LimsError::Maintenance, 503, "MAINTENANCE"),

@@ -161,7 +161,11 @@ impl SampleLims {
     /// Moves a booking to its next state, as the lab's staff do.
     pub fn advance(&self, booking_no: &str) -> Result<BookingStatus, LimsError> {
         let status = lock(&self.shared.books).advance(booking_no)?;
-        tracing::info!(booking_no, state = status.state.as_str(), "LIMS booking moved");
+        tracing::info!(
+            booking_no,
+            state = status.state.as_str(),
+            "LIMS booking moved"
+        );
         Ok(status)
     }
 

@@ -32,7 +32,10 @@ async fn token(http: &reqwest::Client, url: &str) -> String {
 
 async fn get(http: &reqwest::Client, url: &str, token: &str) -> (u16, Value) {
     let resp = http.get(url).bearer_auth(token).send().await.unwrap();
-    (resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null))
+    (
+        resp.status().as_u16(),
+        resp.json().await.unwrap_or(Value::Null),
+    )
 }
 
 async fn post(http: &reqwest::Client, url: &str, token: &str, body: Value) -> (u16, Value) {
@@ -43,7 +46,10 @@ async fn post(http: &reqwest::Client, url: &str, token: &str, body: Value) -> (u
         .send()
         .await
         .unwrap();
-    (resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null))
+    (
+        resp.status().as_u16(),
+        resp.json().await.unwrap_or(Value::Null),
+    )
 }
 
 #[tokio::test]
@@ -122,7 +128,10 @@ async fn the_catalog_pages_with_meta_and_decimal_prices() {
     let t = token(&http, &url).await;
     let (status, first) = get(&http, &format!("{url}/api/tests?page=1&per_page=3"), &t).await;
     assert_eq!(status, 200);
-    assert_eq!(first["meta"], json!({"page": 1, "pages": 3, "per_page": 3, "total": 7}));
+    assert_eq!(
+        first["meta"],
+        json!({"page": 1, "pages": 3, "per_page": 3, "total": 7})
+    );
     assert_eq!(first["data"][0]["test_code"], "BH-SOIL-NPK");
     assert_eq!(first["data"][0]["price"], "1250.00");
     let (_, last) = get(&http, &format!("{url}/api/tests?page=3&per_page=3"), &t).await;
@@ -139,7 +148,10 @@ async fn a_booking_answers_little_and_moves_through_its_states() {
     let t = token(&http, &url).await;
     let (_, slots) = get(&http, &format!("{url}/api/slots"), &t).await;
     let slot = slots["slots"][0].clone();
-    assert_eq!(slot["starts"].as_str().unwrap().len(), "2026-12-02T09:00".len());
+    assert_eq!(
+        slot["starts"].as_str().unwrap().len(),
+        "2026-12-02T09:00".len()
+    );
     let (status, quotation) = post(
         &http,
         &format!("{url}/api/quotations"),
