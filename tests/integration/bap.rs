@@ -959,8 +959,14 @@ async fn an_answer_document_says_when_the_only_callback_was_refused_and_why() {
         refused[1]["reason"].as_str().unwrap().contains("catalog"),
         "{doc}"
     );
-    assert_eq!(doc["missing"][0]["bpp_id"], KTH);
-    let reason = doc["missing"][0]["reason"].as_str().unwrap();
+    // (on a busy machine another lab may miss the short ttl too)
+    let kth = doc["missing"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["bpp_id"] == KTH)
+        .expect("Krishi Test House is missing");
+    let reason = kth["reason"].as_str().unwrap();
     assert!(reason.contains("was refused"), "{reason}");
     let summary = doc["summary"].as_str().unwrap();
     assert!(

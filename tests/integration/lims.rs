@@ -544,3 +544,20 @@ async fn no_credential_reaches_logs_callbacks_the_store_or_render() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_confirm_repeated_in_a_transaction_books_once() {
+    let net = Bhoomi::start(LimsConfig::default(), SECRET).await;
+    let t = txn();
+    let first = net.call("confirm", &t, order("BH-SOIL-OC", None)).await;
+    let again = net.call("confirm", &t, order("BH-SOIL-OC", None)).await;
+    assert_eq!(
+        no_error(&first)["order"]["id"],
+        no_error(&again)["order"]["id"]
+    );
+    assert_eq!(
+        net.lims.bookings().len(),
+        1,
+        "the LIMS books once per transaction"
+    );
+}
