@@ -1,5 +1,5 @@
-//! The test doubles on the command line: `demo`, `sample-erp`, `ultra-standin`, and `serve`'s
-//! `--sample-erp` and `--ultra-standin`. A build without the `demo` feature carries none of
+//! The test doubles on the command line: `demo`, `sample-erp`, `sample-lims`, `ultra-standin`,
+//! and `serve`'s `--sample-erp`, `--sample-lims` and `--ultra-standin`. A build without the `demo` feature carries none of
 //! them and says so when one is asked for.
 
 use std::net::SocketAddr;
@@ -18,10 +18,11 @@ pub const SAMPLE_ERP_API_KEY: &str = sample_erp::DEFAULT_API_KEY;
 #[cfg(not(feature = "demo"))]
 pub const SAMPLE_ERP_API_KEY: &str = "";
 
-/// What `serve` runs beside the adapter: the sample ERP and the Ultra stand-in, each when
-/// given an address.
+/// What `serve` runs beside the adapter: the sample ERP, the sample LIMS and the Ultra
+/// stand-in, each when given an address.
 pub struct Doubles {
     pub sample_erp: Option<SocketAddr>,
+    pub sample_lims: Option<SocketAddr>,
     pub ultra_standin: Option<SocketAddr>,
 }
 
@@ -58,6 +59,22 @@ mod with_demo {
         Ok(())
     }
 
+    /// `sample-lims`: the sample LIMS alone, with the bhoomi-lab flow's TEST-ONLY client.
+    pub async fn sample_lims_command(
+        listen: SocketAddr,
+        token_lifetime: std::time::Duration,
+    ) -> anyhow::Result<()> {
+        let lims = sample_lims::SampleLims::new(sample_lims::LimsConfig {
+            token_lifetime,
+            ..Default::default()
+        });
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("binding the sample LIMS to {listen}"))?;
+        lims.serve(listener, shutdown_signal()).await?;
+        Ok(())
+    }
+
     /// `ultra-standin`: the Ultra stand-in alone.
     pub async fn ultra_standin_command(
         listen: SocketAddr,
@@ -91,6 +108,13 @@ mod with_demo {
             }
             None => None,
         };
+        if let Some(addr) = doubles.sample_lims {
+            let lims = sample_lims::SampleLims::new(sample_lims::LimsConfig::default());
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the sample LIMS to {addr}"))?;
+            tokio::spawn(lims.serve(listener, shutdown_signal()));
+        }
         if let Some(addr) = doubles.ultra_standin {
             let standin = ultra_standin(&root.join("registry/ultra/partner.pub.pem"))?;
             let listener = tokio::net::TcpListener::bind(addr)
@@ -137,7 +161,7 @@ mod without_demo {
     /// Nothing runs beside `serve` in this build.
     pub type Running = Option<tokio::task::JoinHandle<std::io::Result<()>>>;
 
-    const MISSING: &str = "this beckn-adapter was built without the `demo` feature (no sample ERP, no Ultra stand-in, no demo); build it with default features for them";
+    const MISSING: &str = "this beckn-adapter was built without the `demo` feature (no sample ERP, no sample LIMS, no Ultra stand-in, no demo); build it with default features for them";
 
     pub async fn run(_dirs: &Dirs) -> anyhow::Result<()> {
         bail!("`demo`: {MISSING}")
@@ -145,6 +169,13 @@ mod without_demo {
 
     pub async fn sample_erp_command(_listen: SocketAddr, _api_key: String) -> anyhow::Result<()> {
         bail!("`sample-erp`: {MISSING}")
+    }
+
+    pub async fn sample_lims_command(
+        _listen: SocketAddr,
+        _token_lifetime: std::time::Duration,
+    ) -> anyhow::Result<()> {
+        bail!("`sample-lims`: {MISSING}")
     }
 
     pub async fn ultra_standin_command(
@@ -158,6 +189,9 @@ mod without_demo {
     pub fn available(doubles: &Doubles) -> anyhow::Result<()> {
         if doubles.sample_erp.is_some() {
             bail!("--sample-erp: {MISSING}");
+        }
+        if doubles.sample_lims.is_some() {
+            bail!("--sample-lims: {MISSING}");
         }
         if doubles.ultra_standin.is_some() {
             bail!("--ultra-standin: {MISSING}");

@@ -210,8 +210,9 @@ pub enum Command {
         #[arg(long, default_value_t = 60)]
         validity: i64,
     },
-    /// Play a farmer's journey on the sample network, all in this process (lab ERP, two lab
-    /// BPPs, the gateway with the registry, the farmer app's BAP), printing every message.
+    /// Play a farmer's journey on the sample network, all in this process (lab ERP and LIMS,
+    /// three lab BPPs, the gateway with the registry, the farmer app's BAP), printing every
+    /// message.
     Demo {
         #[command(flatten)]
         dirs: Dirs,
@@ -223,6 +224,15 @@ pub enum Command {
         /// API key callers must send as X-Api-Key (the default is a test-only key).
         #[arg(long, env = "SAMPLE_ERP_API_KEY", default_value = demo::SAMPLE_ERP_API_KEY)]
         api_key: String,
+    },
+    /// Run the sample laboratory information system (LIMS) of the bhoomi-lab flow: OAuth2
+    /// client credentials, a paged catalog, bookings (in memory).
+    SampleLims {
+        #[arg(long, default_value = "127.0.0.1:7181")]
+        listen: SocketAddr,
+        /// How long its access tokens live.
+        #[arg(long, default_value = "5m")]
+        token_lifetime: beckn_adapter::config::values::HumanDuration,
     },
     /// Flipkart Ultra connections (files under flows/ with `ultra:`).
     Ultra {
@@ -313,6 +323,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
             demo::ultra_standin_command(listen, &public_key).await
         }
         Command::SampleErp { listen, api_key } => demo::sample_erp_command(listen, api_key).await,
+        Command::SampleLims {
+            listen,
+            token_lifetime,
+        } => demo::sample_lims_command(listen, token_lifetime.0).await,
     }
 }
 

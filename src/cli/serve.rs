@@ -23,6 +23,10 @@ pub struct ServeArgs {
     /// Also run the bundled sample lab ERP in this process, on this address.
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:7180")]
     sample_erp: Option<SocketAddr>,
+    /// Also run the bundled sample LIMS (the bhoomi-lab flow's lab system) in this process, on
+    /// this address.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:7181")]
+    sample_lims: Option<SocketAddr>,
     /// Also run the Ultra stand-in in this process, on this address (trusting the test-only
     /// key of registry/ultra/).
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:7120")]
@@ -100,6 +104,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let doubles = Doubles {
         sample_erp: args.sample_erp,
+        sample_lims: args.sample_lims,
         ultra_standin: args.ultra_standin,
     };
     demo::available(&doubles)?;

@@ -1,8 +1,10 @@
 //! The farmer's journey, played through the farmer app's client API as an app would: search by
 //! crop and pincode, pick a test, select, init with billing and a pickup slot from on_select,
 //! confirm, follow the order (status, the lab's unsolicited updates, track), cancel a second
-//! order, rate, ask for support. Each step checks what came back and stops the journey with
-//! the reason when it is not what a farmer would expect.
+//! order, rate, ask for support; then book a second test at Bhoomi Soil Labs, whose lab system
+//! is the sample LIMS (OAuth2, a paged catalog, bookings that say almost nothing) and follow
+//! it by asking. Each step checks what came back and stops the journey with the reason when
+//! it is not what a farmer would expect.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -13,6 +15,9 @@ use super::DemoError;
 use super::app::Delivery;
 use super::network::SampleNetwork;
 use super::timeline::{Timeline, callback_summary, request_summary, tag_values};
+
+mod lims;
+use lims::{LIMS_PROVIDER, LIMS_TEST};
 
 /// How long any one answer may take before the journey gives up.
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -102,6 +107,18 @@ impl<'n, 'o> Journey<'n, 'o> {
             .any(|t| t["provider_id"] == LAB && t["id"] == PACKAGE);
         if !offered {
             return Err(self.fail("search", format!("{LAB} does not offer {PACKAGE}")));
+        }
+        let offered_by_lims = found["result"]["labs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|l| l["tests"].as_array().into_iter().flatten())
+            .any(|t| t["provider_id"] == LIMS_PROVIDER && t["id"] == LIMS_TEST);
+        if !offered_by_lims {
+            return Err(self.fail(
+                "search",
+                format!("{LIMS_PROVIDER} does not offer {LIMS_TEST}"),
+            ));
         }
 
         // 2. The farmer picks GreenField's NPK test with home pickup.
@@ -311,6 +328,9 @@ impl<'n, 'o> Journey<'n, 'o> {
             ),
         ])
         .await?;
+
+        // 19-25. A micronutrient test at Bhoomi Soil Labs, the lab on the LIMS.
+        self.book_at_the_lims().await?;
         self.report.steps = self.step;
         Ok((self.report, self.timeline))
     }

@@ -1,4 +1,4 @@
-//! `beckn-adapter demo`: the sample network in one process (lab ERP, two lab BPPs, the
+//! `beckn-adapter demo`: the sample network in one process (lab ERP and LIMS, three lab BPPs, the
 //! gateway with the registry, the farmer app's BAP) and a farmer's whole journey through the
 //! farmer app's client API, printed as a timeline of every message with its business content.
 //!
@@ -63,6 +63,9 @@ pub async fn run(
     for f in &net.flows.load().flows {
         let role = match f.role() {
             crate::config::model::Role::Bap => "BAP, the farmer's app",
+            crate::config::model::Role::Bpp if f.name == network::LIMS_FLOW => {
+                "BPP, a lab on the sample LIMS"
+            }
             crate::config::model::Role::Bpp => "BPP, a lab on the sample ERP",
             crate::config::model::Role::Gateway => "gateway, serves the registry too",
         };
@@ -79,6 +82,11 @@ pub async fn run(
         "  {:<15} {:<29} the labs' own system",
         "sample ERP",
         net.urls.get("sample-erp").cloned().unwrap_or_default()
+    ));
+    timeline.say(&format!(
+        "  {:<15} {:<29} Bhoomi's own system: OAuth2, a paged catalog, no webhook",
+        "sample LIMS",
+        net.urls.get("sample-lims").cloned().unwrap_or_default()
     ));
     timeline.say(&format!(
         "  {:<15} {:<29} Flipkart Ultra stand-in: sign-in and My Orders (OMS)",

@@ -1,5 +1,5 @@
-//! The whole sample network in one process on loopback: the sample lab ERP (two labs), a BPP
-//! flow for each lab, the gateway (which also serves the registry at `/lookup`), the farmer
+//! The whole sample network in one process on loopback: the sample lab ERP (two labs) and the
+//! sample LIMS (a third lab, a system of another shape), a BPP flow for each lab, the gateway (which also serves the registry at `/lookup`), the farmer
 //! app's BAP flow, and a stand-in for the farmer app's own server receiving webhook deliveries.
 //!
 //! Everything comes from the flow files as `serve` loads them; only addresses are chosen here:
@@ -35,6 +35,10 @@ const LABS: [(&str, &str, &str); 2] = [
     ("greenfield-lab", "GFSL", "GFSL"),
     ("krishi-lab", "KTH", "KTH"),
 ];
+/// The lab on the sample LIMS, and the prefix of its flow's variables. Served when the flow
+/// is there (a trimmed tree may leave it out).
+pub const LIMS_FLOW: &str = "bhoomi-lab";
+const LIMS_LAB: (&str, &str) = (LIMS_FLOW, "BHOOMI");
 /// The public half of the sample Ultra connection's TEST-ONLY key, under the project root.
 const ULTRA_PUBLIC_KEY: &str = "registry/ultra/partner.pub.pem";
 /// The ERP's webhook secret the sample lab flows expect (a TEST-ONLY default of theirs).
@@ -54,9 +58,11 @@ pub struct NetworkOptions {
 /// A running sample network. Dropping it stops every server it started.
 pub struct SampleNetwork {
     pub erp: sample_erp::SampleErp,
+    /// The LIMS behind the bhoomi-lab flow.
+    pub lims: sample_lims::SampleLims,
     pub flows: Arc<ArcSwap<CompiledSet>>,
     pub services: Arc<Services>,
-    /// Base URL of each flow (by name) and of the ERP (`sample-erp`).
+    /// Base URL of each flow (by name), of the ERP (`sample-erp`) and the LIMS (`sample-lims`).
     pub urls: BTreeMap<String, String>,
     /// The farmer app's client API, e.g. `http://127.0.0.1:41234/api`.
     pub client_api: String,
@@ -103,10 +109,11 @@ impl SampleNetwork {
             }
         };
         let mut listeners: HashMap<String, (TcpListener, SocketAddr)> = HashMap::new();
-        for name in [BAP, GATEWAY, LABS[0].0, LABS[1].0] {
+        for name in [BAP, GATEWAY, LABS[0].0, LABS[1].0, LIMS_LAB.0] {
             listeners.insert(name.to_string(), bind().await?);
         }
         let (erp_listener, erp_addr) = bind().await?;
+        let (lims_listener, lims_addr) = bind().await?;
         let (app_listener, app_addr) = bind().await?;
         let (ultra_listener, ultra_addr) = bind().await?;
         let (admin_listener, admin_addr) = bind().await?;
@@ -133,6 +140,10 @@ impl SampleNetwork {
                 format!("http://{erp_addr}/api/v1/labs/{lab}"),
             );
         }
+        let (flow, var) = LIMS_LAB;
+        put(&format!("{var}_LISTEN"), listeners[flow].1.to_string());
+        put(&format!("{var}_PUBLIC_URL"), url(flow));
+        put(&format!("{var}_LIMS_URL"), format!("http://{lims_addr}"));
         env.extend(options.env.clone());
 
         let (store_url, temp) = match &options.store_url {
@@ -229,18 +240,24 @@ impl SampleNetwork {
             ..Default::default()
         });
         tokio::spawn(erp.clone().serve(erp_listener, shutdown()));
+        // Its client and secret are the bhoomi-lab flow's TEST-ONLY defaults.
+        let lims = sample_lims::SampleLims::new(sample_lims::LimsConfig::default());
+        tokio::spawn(lims.clone().serve(lims_listener, shutdown()));
 
         let mut urls: BTreeMap<String, String> = BTreeMap::new();
-        for name in [BAP, GATEWAY, LABS[0].0, LABS[1].0] {
-            urls.insert(name.to_string(), url(name));
+        for name in [BAP, GATEWAY, LABS[0].0, LABS[1].0, LIMS_LAB.0] {
+            if set.flow(name).is_some() {
+                urls.insert(name.to_string(), url(name));
+            }
         }
         urls.insert("sample-erp".into(), format!("http://{erp_addr}"));
+        urls.insert("sample-lims".into(), format!("http://{lims_addr}"));
         urls.insert("ultra".into(), format!("http://{ultra_addr}"));
 
         let mut bound = Listeners::new();
         for (name, (listener, _)) in listeners {
             // A participant that is down: nothing listens at its registered address.
-            if !options.down.contains(&name) {
+            if !options.down.contains(&name) && set.flow(&name).is_some() {
                 bound.add(listener).map_err(DemoError::Bind)?;
             }
         }
@@ -255,6 +272,7 @@ impl SampleNetwork {
 
         Ok(SampleNetwork {
             erp,
+            lims,
             flows,
             services,
             urls,

@@ -113,7 +113,7 @@ async fn postgres_wakes_a_sync_caller_in_one_process_when_its_callbacks_land_in_
     assert_eq!(resp.status(), 200);
     let doc: Value = resp.json().await.unwrap();
     assert_eq!(doc["status"], "complete", "{doc}");
-    assert_eq!(doc["responses"].as_array().unwrap().len(), 2);
+    assert_eq!(doc["responses"].as_array().unwrap().len(), 3);
     // B filed them; A only read them
     let filed = net
         .services
@@ -122,5 +122,5 @@ async fn postgres_wakes_a_sync_caller_in_one_process_when_its_callbacks_land_in_
         .callbacks_for_message("farmer-app", doc["message_id"].as_str().unwrap())
         .await
         .unwrap();
-    assert_eq!(filed.len(), 2);
+    assert_eq!(filed.len(), 3);
 }

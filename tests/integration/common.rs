@@ -540,6 +540,15 @@ impl Network {
     }
 }
 
+/// Starts a sample LIMS (the lab system of the bhoomi-lab flow) on a loopback port of its
+/// own; returns it and its base URL, for `BHOOMI_LIMS_URL`.
+pub async fn start_lims(config: sample_lims::LimsConfig) -> (sample_lims::SampleLims, String) {
+    let lims = sample_lims::SampleLims::new(config);
+    let (listener, addr) = bind().await;
+    tokio::spawn(lims.clone().serve(listener, std::future::pending()));
+    (lims, format!("http://{addr}"))
+}
+
 /// Loads flows with an injected environment, panicking with the diagnostics on failure.
 pub fn load_flows(flows_dir: &Path, env: &HashMap<String, String>) -> CompiledSet {
     match compile::load(&Layout::from_flows_dir(flows_dir), env) {

@@ -69,6 +69,29 @@ fn the_demo_plays_the_whole_journey_and_exits_0() {
         ),
         ("on_support", "ticket T-GFSL-000001, helpline 1800-11-4000"),
         ("ACK", "soil-gateway → farmer-app"),
+        // the third lab runs on the sample LIMS, a system of another shape
+        ("bhoomi-lab", "BPP, a lab on the sample LIMS"),
+        (
+            "on_search",
+            "Bhoomi Soil Labs → farmer-app via soil-gateway: 5 tests: Soil NPK ₹1250.00",
+        ),
+        (
+            "on_select",
+            "Bhoomi Soil Labs → farmer-app: quote ₹1888.59 (Soil micronutrients ₹1450.50 + Field visit ₹150.00 + GST ₹288.09)",
+        ),
+        (
+            "on_confirm",
+            "order BHM-000001 ACTIVE, SCHEDULED (Field visit scheduled), ₹1888.59",
+        ),
+        ("22  LIMS", "moves BHM-000001 on to SAMPLE_COLLECTED"),
+        (
+            "on_status",
+            "Bhoomi Soil Labs → farmer-app: order BHM-000001 ACTIVE, SAMPLE-COLLECTED",
+        ),
+        (
+            "25  Ultra OMS",
+            "My Orders: BHM-000001 ORDER_CONFIRMED (paid ₹1888.59",
+        ),
         (
             "18  Ultra OMS",
             "My Orders: GFSL-000001 ORDER_CONFIRMED → ORDER_FULFILLED (paid ₹647.82, refunded ₹0.00)",
@@ -86,7 +109,7 @@ fn the_demo_plays_the_whole_journey_and_exits_0() {
     let last = stdout.lines().last().unwrap_or_default();
     assert!(last.starts_with("journey complete in"), "{last}");
     assert!(
-        last.contains("webhook deliveries with a valid HMAC, 4 order states on Flipkart Ultra"),
+        last.contains("webhook deliveries with a valid HMAC, 5 order states on Flipkart Ultra"),
         "{last}"
     );
 }

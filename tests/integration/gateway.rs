@@ -48,6 +48,7 @@ impl SoilNetwork {
         let erp = sample_erp::SampleErp::new(sample_erp::ErpConfig::default());
         let (erp_listener, erp_addr) = bind().await;
         tokio::spawn(erp.serve(erp_listener, std::future::pending()));
+        let (_lims, lims_url) = crate::common::start_lims(Default::default()).await;
         let (bap_listener, bap_addr) = bind().await;
         let bap = Arc::new(Inbox::default());
         let bap_router = Router::new()
@@ -58,6 +59,7 @@ impl SoilNetwork {
         let (gw_listener, gw_addr) = bind().await;
         let (gfsl_listener, gfsl_addr) = bind().await;
         let (kth_listener, kth_addr) = bind().await;
+        let (bhoomi_listener, bhoomi_addr) = bind().await;
         let gateway_url = format!("http://{gw_addr}");
         let env: HashMap<String, String> = HashMap::from([
             ("GATEWAY_LISTEN".into(), gw_addr.to_string()),
@@ -66,6 +68,9 @@ impl SoilNetwork {
             ("GATEWAY_URL".into(), gateway_url.clone()),
             ("GFSL_PUBLIC_URL".into(), format!("http://{gfsl_addr}")),
             ("KTH_PUBLIC_URL".into(), format!("http://{kth_addr}")),
+            ("BHOOMI_LISTEN".into(), bhoomi_addr.to_string()),
+            ("BHOOMI_PUBLIC_URL".into(), format!("http://{bhoomi_addr}")),
+            ("BHOOMI_LIMS_URL".into(), lims_url),
             ("FARMER_APP_URL".into(), format!("http://{bap_addr}")),
             (
                 "GFSL_ERP_URL".into(),
@@ -82,7 +87,7 @@ impl SoilNetwork {
         let app = TestApp::start(
             &repo().join("flows"),
             env,
-            vec![gw_listener, gfsl_listener, kth_listener],
+            vec![gw_listener, gfsl_listener, kth_listener, bhoomi_listener],
             |settings| {
                 settings.served = Served::Except(vec!["farmer-app".into()]);
                 configure(settings);
@@ -212,12 +217,21 @@ async fn gateway_forwards_no_search_to_the_adapters_own_admin_listener() {
     let message_id = net.search().await;
     let answers = net
         .bap
-        .wait_n("on_search", &message_id, 1, Duration::from_secs(10))
+        .wait_n("on_search", &message_id, 2, Duration::from_secs(10))
         .await;
+    let mut from: Vec<&str> = answers
+        .iter()
+        .map(|a| a.body["context"]["bpp_id"].as_str().unwrap())
+        .collect();
+    from.sort();
     assert_eq!(
-        answers[0].body["context"]["bpp_id"],
-        "soil.greenfield-labs.example"
+        from,
+        ["soil.bhoomi-labs.example", "soil.greenfield-labs.example"]
     );
+    let answers: Vec<_> = answers
+        .into_iter()
+        .filter(|a| a.body["context"]["bpp_id"] == "soil.greenfield-labs.example")
+        .collect();
     // Both forwards left together; GreenField's answer came back through the ERP and the
     // gateway, so Krishi's forward, had it been sent, would have been recorded long before.
     let txn = answers[0].body["context"]["transaction_id"]
@@ -242,12 +256,12 @@ async fn gateway_forwards_no_search_to_the_adapters_own_admin_listener() {
 }
 
 #[tokio::test]
-async fn one_search_through_the_gateway_reaches_both_labs() {
+async fn one_search_through_the_gateway_reaches_every_lab() {
     let net = SoilNetwork::start().await;
     let message_id = net.search().await;
     let answers = net
         .bap
-        .wait_n("on_search", &message_id, 2, Duration::from_secs(10))
+        .wait_n("on_search", &message_id, 3, Duration::from_secs(10))
         .await;
     let mut labs: Vec<String> = Vec::new();
     for a in &answers {
@@ -274,19 +288,20 @@ async fn one_search_through_the_gateway_reaches_both_labs() {
         );
     }
     labs.sort();
-    assert_eq!(labs, ["GFSL", "KTH"]);
+    assert_eq!(labs, ["GFSL", "KTH", "bhoomi-blr"]);
+    // the two labs on the sample ERP share its sku; the LIMS lab has tests of its own
     let prices: Vec<&Value> = answers
         .iter()
-        .map(|a| {
+        .filter_map(|a| {
             a.body["message"]["catalog"]["providers"][0]["items"]
                 .as_array()
                 .unwrap()
                 .iter()
                 .find(|i| i["id"] == "soil-npk-package")
                 .map(|i| &i["price"]["value"])
-                .unwrap_or(&Value::Null)
         })
         .collect();
+    assert_eq!(prices.len(), 2);
     assert_ne!(
         prices[0], prices[1],
         "the two labs price the NPK test differently"
@@ -298,14 +313,14 @@ async fn the_registry_is_asked_once_per_key_not_per_message() {
     let net = SoilNetwork::start().await;
     let first = net.search().await;
     net.bap
-        .wait_n("on_search", &first, 2, Duration::from_secs(10))
+        .wait_n("on_search", &first, 3, Duration::from_secs(10))
         .await;
     let after_one = net.services.registries.remote_lookups(&net.gateway_url);
     assert!(after_one > 0, "the labs looked keys up remotely");
     for _ in 0..5 {
         let id = net.search().await;
         net.bap
-            .wait_n("on_search", &id, 2, Duration::from_secs(10))
+            .wait_n("on_search", &id, 3, Duration::from_secs(10))
             .await;
     }
     assert_eq!(
@@ -320,7 +335,7 @@ async fn gateway_relays_no_on_search_signed_by_a_bap() {
     let net = SoilNetwork::start().await;
     let (message_id, search) = net.search_edited(|_| {}).await;
     net.bap
-        .wait_n("on_search", &message_id, 2, Duration::from_secs(10))
+        .wait_n("on_search", &message_id, 3, Duration::from_secs(10))
         .await;
     let (status, nack) = net
         .on_search(&search, BAP_ID, BAP_TEST_KEY, BAP_KEY_ID)
@@ -339,7 +354,7 @@ async fn gateway_relays_no_on_search_signed_by_a_bap() {
     assert_eq!(status, 200, "{ack}");
     let relayed = net
         .bap
-        .wait_n("on_search", &message_id, 3, Duration::from_secs(10))
+        .wait_n("on_search", &message_id, 4, Duration::from_secs(10))
         .await;
     assert!(
         relayed
@@ -384,7 +399,10 @@ async fn gateway_relays_no_on_search_for_a_search_it_never_routed() {
 #[tokio::test]
 async fn gateway_relays_no_on_search_after_the_search_ttl() {
     let clock = ManualClock::starting_now();
+    let building = std::time::Instant::now();
     let net = SoilNetwork::start_app(on_clock(&clock)).await;
+    // Requests are signed by the real clock: the adapter's catches up with the build.
+    clock.advance(building.elapsed());
     // a search sent 27s ago with ttl PT30S: valid for three more seconds
     let sent_at = clock.now() - jiff::SignedDuration::from_secs(27);
     let (_, search) = net

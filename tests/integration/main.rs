@@ -16,6 +16,7 @@ mod durability;
 mod gateway;
 mod interop;
 mod journey;
+mod lims;
 mod listeners;
 mod logs;
 mod mapping_tests;

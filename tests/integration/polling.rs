@@ -53,6 +53,7 @@ impl Polling {
                 ),
                 ("KTH_EVENTS_POLL_EVERY".into(), "200ms".into()),
                 ("GFSL_LISTEN".into(), free_port().await.to_string()),
+                ("BHOOMI_LISTEN".into(), free_port().await.to_string()),
                 (
                     "GFSL_ERP_URL".into(),
                     format!("http://{erp_addr}/api/v1/labs/GFSL"),

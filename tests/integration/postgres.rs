@@ -86,6 +86,7 @@ async fn two_processes_share_the_work_and_survive_one_being_killed() {
                 ("GFSL_LISTEN".into(), gfsl.to_string()),
                 ("GFSL_PUBLIC_URL".into(), format!("http://{gfsl}")),
                 ("KTH_LISTEN".into(), free_port().await.to_string()),
+                ("BHOOMI_LISTEN".into(), free_port().await.to_string()),
                 ("GATEWAY_LISTEN".into(), free_port().await.to_string()),
                 ("FARMER_APP_LISTEN".into(), free_port().await.to_string()),
                 ("FARMER_APP_URL".into(), format!("http://{bap_addr}")),

@@ -201,6 +201,7 @@ impl Pair {
                     ("GFSL_LISTEN".into(), gfsl.to_string()),
                     ("GFSL_PUBLIC_URL".into(), format!("http://{gfsl}")),
                     ("KTH_LISTEN".into(), free_port().await.to_string()),
+                    ("BHOOMI_LISTEN".into(), free_port().await.to_string()),
                     ("GATEWAY_LISTEN".into(), free_port().await.to_string()),
                     ("FARMER_APP_LISTEN".into(), free_port().await.to_string()),
                     ("FARMER_APP_URL".into(), format!("http://{bap_addr}")),

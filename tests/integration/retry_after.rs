@@ -126,6 +126,7 @@ async fn erp_calls_wait_for_retry_after_and_not_past_the_callbacks_deadline() {
 async fn callbacks_wait_for_the_receivers_retry_after_within_their_deadline() {
     // The adapter and the receiver on a clock the test moves: the asked wait passes at once.
     let clock = ManualClock::starting_now();
+    let building = std::time::Instant::now();
     let (bap, bap_url) = StandIn::start_on(clock.clone()).await;
     let net = Network::start_app(
         &repo().join("flows"),
@@ -135,6 +136,8 @@ async fn callbacks_wait_for_the_receivers_retry_after_within_their_deadline() {
         on_clock(&clock),
     )
     .await;
+    // Requests are signed by the real clock: the adapter's catches up with the build.
+    clock.advance(building.elapsed());
     // an HTTP date two seconds ahead: a wait of more than one second
     let at = clock.now() + jiff::SignedDuration::from_secs(2);
     let date = jiff::fmt::rfc2822::DateTimePrinter::new()
