@@ -19,7 +19,7 @@ wait_received() { for _ in $(seq 1 1200); do [ "$(received)" -ge "$1" ] && retur
 
 $BIN/loadgen sink --listen 127.0.0.1:7393 & PIDS+=($!); wait_port 7393
 export FARMER_APP_URL=http://127.0.0.1:7393 BECKN_LOG=warn
-VG="valgrind --tool=callgrind --collect-atstart=no --callgrind-out-file=$OUT"
+VG="valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=$OUT"
 if [ "$SCENARIO" = ack ]; then
   PORT=7392
   BENCH_ACK_LISTEN=127.0.0.1:$PORT $VG $BIN/beckn-adapter serve bench/flows --mappings mappings \
@@ -39,13 +39,13 @@ RUN=$(load "$N"); wait_received $((50 + N))
 callgrind_control -d $PID >/dev/null; callgrind_control -i off $PID >/dev/null
 echo "$RUN" >&2
 kill $PID; wait $PID 2>/dev/null || true
-F=$(ls -t "$OUT"* | head -1)
-callgrind_annotate --inclusive=yes --threshold=100 "$F" > "$TMP/annotated"
-TOTAL=$(awk '/PROGRAM TOTALS/ {gsub(",","",$1); print $1}' "$TMP/annotated")
+F=$(ls -t "$OUT".* | head -1)
+callgrind_annotate --inclusive=yes --threshold=100 "$F" > "$TMP/annotated" 2>/dev/null
+TOTAL=$(awk '/PROGRAM TOTALS/ {gsub(",","",$1); print $1+0; exit}' "$TMP/annotated")
 echo "scenario $SCENARIO: $N requests, $(( TOTAL / N )) instructions per request in all"
 stage() { # name, regex of function names: the largest inclusive cost among them
   local best
-  best=$(grep -E "$2" "$TMP/annotated" | awk '{gsub(",","",$1); if ($1+0 > m) m = $1+0} END {print m+0}')
+  best=$( (grep -E "$2" "$TMP/annotated" || true) | awk '{gsub(",","",$1); if ($1+0 > m) m = $1+0} END {print m+0}')
   printf '  %-44s %10d  %5.1f%%\n' "$1" $(( best / N )) "$(awk -v a="$best" -v b="$TOTAL" 'BEGIN {print 100*a/b}')"
 }
 stage "HTTP in (hyper server, whole request)" 'beckn_adapter::server::connection::serve_connection'
