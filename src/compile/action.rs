@@ -34,6 +34,7 @@ impl Loader<'_> {
         scripts: &mut ScriptEngine,
     ) -> Option<CompiledAction> {
         let before = self.diagnostics.len();
+        let outer_reads = std::mem::replace(&mut self.reads_transaction, false);
         let mut steps = Vec::new();
         // What the transaction remembered is readable everywhere in an action.
         let mut bound: Vec<String> = vec![TRANSACTION.to_string()];
@@ -65,6 +66,7 @@ impl Loader<'_> {
             templates,
         );
         let remember = self.remember(doc, file, scope, path, &cfg.remember, &bound, templates);
+        let reads_transaction = std::mem::replace(&mut self.reads_transaction, outer_reads);
         if self.diagnostics.len() > before {
             return None;
         }
@@ -72,6 +74,7 @@ impl Loader<'_> {
             steps,
             reply: reply?,
             remember,
+            reads_transaction,
         })
     }
 

@@ -30,6 +30,10 @@ pub(super) struct Loader<'a> {
     pub(super) scope_names: Vec<String>,
     /// The order sinks' connections compiled so far, and what compiling them needs once.
     pub(super) sinks: super::sinks::SinkLoading,
+    /// Whether a template or script checked since the current action began reads
+    /// `transaction` (directly or through a template it imports or includes): only such
+    /// actions have the transaction's memory read from the store before they run.
+    pub(super) reads_transaction: bool,
 }
 
 /// Where a reference in a flow file points from, for diagnostics about the referenced file.
@@ -56,6 +60,7 @@ impl<'a> Loader<'a> {
             broken_templates: HashMap::new(),
             scope_names: Vec::new(),
             sinks: Default::default(),
+            reads_transaction: false,
         }
     }
 

@@ -220,6 +220,10 @@ pub struct CompiledAction {
     pub reply: Reply,
     /// What the transaction remembers after the reply (`remember:`), by name.
     pub remember: Vec<(String, ValueTemplate)>,
+    /// Whether a step, the reply or `remember:` reads `transaction` (found when compiled,
+    /// through imported and included templates too): the store is asked for the
+    /// transaction's memory only then, not before every action.
+    pub reads_transaction: bool,
 }
 
 /// How the callback's `message` is built.

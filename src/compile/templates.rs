@@ -7,6 +7,7 @@ use std::path::{Component, Path, PathBuf};
 
 use serde_json::Value;
 
+use super::action::TRANSACTION;
 use super::{Loader, Origin};
 use crate::config::Diagnostic;
 use crate::config::yaml::SpannedDoc;
@@ -96,6 +97,7 @@ impl Loader<'_> {
         t.template_names(&mut names);
         let mut ok = true;
         for name in names {
+            self.note_reads(templates, &name);
             let at = name.rsplit_once(':').map_or(path, |(_, p)| p);
             for var in templates.free_variables(&name) {
                 if !known.contains(&var) {
@@ -138,6 +140,7 @@ impl Loader<'_> {
             ));
             return None;
         }
+        self.note_reads(templates, name);
         let mut ok = true;
         for var in templates.free_variables(name) {
             if !known.contains(&var) {
@@ -246,6 +249,7 @@ impl Loader<'_> {
         known: &HashSet<String>,
         templates: &Templates,
     ) -> Option<()> {
+        self.note_reads(templates, rel);
         let full = self.layout.mappings.join(rel);
         let mut ok = true;
         for var in templates.free_variables(rel) {
@@ -324,7 +328,20 @@ impl Loader<'_> {
             self.diagnostics.push(d);
             return None;
         }
+        if vars.contains(TRANSACTION) && !self.reads_transaction {
+            // Strict variables again without `transaction`: the script reads it if that fails.
+            names.retain(|n| n != TRANSACTION);
+            self.reads_transaction = scripts.undefined_variable(rel, &names).is_some();
+        }
         Some(())
+    }
+
+    /// Notes whether the template `name` reads `transaction` (see
+    /// [`Loader::reads_transaction`]).
+    fn note_reads(&mut self, templates: &Templates, name: &str) {
+        if !self.reads_transaction {
+            self.reads_transaction = templates.reads_variable(name, TRANSACTION);
+        }
     }
 }
 

@@ -4,6 +4,8 @@
 //! quoted and escaped). A lab's product name with a quote in it can therefore never break a
 //! message. Text templates (URL paths, query values, headers) are written raw.
 
+use std::collections::HashSet;
+
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior, Value as JValue};
 use serde_json::Value;
 
@@ -154,6 +156,55 @@ impl Templates {
         vars
     }
 
+    /// Whether the template `name` reads the top-level variable `var`: itself, or through a
+    /// template it imports, includes or extends, followed by name. A template named only at
+    /// run time, or a call of `debug()` (which prints every variable), counts as reading it,
+    /// so the answer errs towards "reads".
+    pub fn reads_variable(&self, name: &str, var: &str) -> bool {
+        self.reads_from(name, var, &mut HashSet::new())
+    }
+
+    fn reads_from(&self, name: &str, var: &str, seen: &mut HashSet<String>) -> bool {
+        use minijinja::machinery::{Instruction, get_compiled_template};
+        if !seen.insert(name.to_string()) {
+            return false;
+        }
+        let Ok(tmpl) = self.env.get_template(name) else {
+            return false;
+        };
+        if tmpl.undeclared_variables(false).contains(var) {
+            return true;
+        }
+        let compiled = get_compiled_template(&tmpl);
+        for instructions in std::iter::once(&compiled.instructions).chain(compiled.blocks.values())
+        {
+            let mut previous: Option<&Instruction> = None;
+            for idx in 0u32.. {
+                let Some(instr) = instructions.get(idx) else {
+                    break;
+                };
+                match instr {
+                    Instruction::Include(_) | Instruction::LoadBlocks => {
+                        let names = match previous {
+                            Some(Instruction::LoadConst(v)) => constant_names(v),
+                            _ => None,
+                        };
+                        let Some(names) = names else {
+                            return true;
+                        };
+                        if names.iter().any(|n| self.reads_from(n, var, seen)) {
+                            return true;
+                        }
+                    }
+                    Instruction::CallFunction(f, _) if *f == "debug" => return true,
+                    _ => {}
+                }
+                previous = Some(instr);
+            }
+        }
+        false
+    }
+
     /// The filters and tests a compiled template applies that this environment does not
     /// have, in source order. minijinja only finds these when the template runs; `check`
     /// reports them from the compiled instructions.
@@ -245,6 +296,19 @@ impl Templates {
             beckn: None,
         })
     }
+}
+
+/// The template names a constant `{% include %}`, `{% import %}` or `{% extends %}` argument
+/// gives: one name or a list of them (the first that exists is used); None when it is not
+/// such a constant.
+fn constant_names(v: &JValue) -> Option<Vec<String>> {
+    if let Some(s) = v.as_str() {
+        return Some(vec![s.to_string()]);
+    }
+    v.try_iter()
+        .ok()?
+        .map(|n| n.as_str().map(str::to_string))
+        .collect()
 }
 
 /// The output line around a JSON error, to show what the template produced.

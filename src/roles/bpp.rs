@@ -316,12 +316,23 @@ async fn process(
     let outcome = match not_their_order(&services, &flow, action, &request).await {
         Some(refusal) => Err(refusal),
         None => {
-            let memory = match store.recall(&flow.name, &transaction_id).await {
-                Ok(memory) => memory,
-                Err(e) => {
-                    tracing::error!(flow = %flow.name, %action, %transaction_id, %message_id, error = %e, "the transaction's memory could not be read; the request will run again after a restart");
-                    return;
-                }
+            // Read only for an action that reads `transaction` (known since compile time).
+            let reads = flow
+                .actions
+                .get(&action)
+                .is_some_and(|a| a.reads_transaction);
+            let memory = match reads {
+                false => Default::default(),
+                true => match store.recall(&flow.name, &transaction_id).await {
+                    Ok(memory) => {
+                        telemetry::memory_read(&flow.name, action.as_str());
+                        memory
+                    }
+                    Err(e) => {
+                        tracing::error!(flow = %flow.name, %action, %transaction_id, %message_id, error = %e, "the transaction's memory could not be read; the request will run again after a restart");
+                        return;
+                    }
+                },
             };
             let run_flow =
                 engine::run_action_in(&flow, action, &request, &memory, &calls, &*services.clock);

@@ -120,6 +120,7 @@ pub struct Metrics {
     order_state_changes: Family<FlowLabel, Counter>,
     claims_lost: Family<WorkLabel, Counter>,
     expired: Family<FlowAction, Counter>,
+    memory_reads: Family<FlowAction, Counter>,
 }
 
 fn latency() -> Histogram {
@@ -235,7 +236,14 @@ impl Metrics {
             "Requests taken over after their ttl: not run, answered with an error or recorded as expired",
             expired.clone(),
         );
+        let memory_reads = Family::<FlowAction, Counter>::default();
+        registry.register(
+            "transaction_memory_reads",
+            "Reads of a transaction's memory before an action or event mapping that uses `transaction`",
+            memory_reads.clone(),
+        );
         Metrics {
+            memory_reads,
             claims_lost,
             expired,
             registry,
@@ -423,6 +431,18 @@ pub fn claim_lost(work: &str) {
     metrics()
         .claims_lost
         .get_or_create(&WorkLabel { work: work.into() })
+        .inc();
+}
+
+/// A transaction's memory was read from the store for an action (or an event mapping) that
+/// reads `transaction`; the others run without the read.
+pub fn memory_read(flow: &str, action: &str) {
+    metrics()
+        .memory_reads
+        .get_or_create(&FlowAction {
+            flow: flow.into(),
+            action: action.into(),
+        })
         .inc();
 }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::post;
+use beckn_adapter::beckn::action::Action;
 use beckn_adapter::beckn::signing::PrivateKey;
 use serde_json::{Value, json};
 
@@ -189,4 +190,79 @@ async fn send_as_other(
         .post_with(action, "application/json", bytes, &headers)
         .await;
     (status, answer, message_id)
+}
+
+/// A series of the process's metrics (`telemetry::metrics`, shared by every test of this
+/// binary), 0 when it was never counted.
+fn counted(series: &str) -> f64 {
+    beckn_adapter::telemetry::metrics()
+        .render()
+        .lines()
+        .find_map(|l| l.strip_prefix(series))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The store is asked for a transaction's memory only before an action that reads
+/// `transaction` (known when the flow is compiled): `search` and `confirm` (which do not)
+/// read nothing, `status` (whose script reads it) reads it and sees what `confirm`
+/// remembered. No flow of these tests reads `transaction` in `search`, so its series stays 0
+/// whatever runs beside this test.
+#[tokio::test]
+async fn an_action_that_does_not_read_transaction_makes_no_memory_read() {
+    let tree = remembering_tree();
+    let flows = tree.path().join("flows");
+    let set = crate::common::load_flows(&flows, &HashMap::new());
+    let flow = set
+        .flows
+        .iter()
+        .find(|f| f.name == "greenfield-lab")
+        .unwrap();
+    let reads = |a: Action| flow.actions.get(&a).unwrap().reads_transaction;
+    assert!(!reads(Action::Search) && !reads(Action::Confirm) && !reads(Action::Init));
+    assert!(reads(Action::Status), "status's script reads transaction");
+    let events = flow.events().unwrap();
+    assert!(
+        events.action.reads_transaction,
+        "the events' script reads it"
+    );
+
+    let series = |action: &str| {
+        format!(
+            "adapter_transaction_memory_reads_total{{flow=\"greenfield-lab\",action=\"{action}\"}} "
+        )
+    };
+    let net = Network::start_app(&flows, None, HashMap::new(), Vec::new(), |_| {}).await;
+    let txn = uuid::Uuid::new_v4().to_string();
+    let on_search = net.call("search", &txn, json!({})).await;
+    assert!(on_search.get("error").is_none(), "{on_search}");
+    assert_eq!(counted(&series("search")), 0.0, "search read the memory");
+    let confirms_before = counted(&series("confirm"));
+    let on_confirm = net.call("confirm", &txn, lab_order()).await;
+    assert!(on_confirm.get("error").is_none(), "{on_confirm}");
+    let order_id = on_confirm["message"]["order"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        counted(&series("confirm")),
+        confirms_before,
+        "confirm read the memory"
+    );
+    let statuses_before = counted(&series("status"));
+    let on_status = net
+        .call("status", &txn, json!({"order_id": order_id}))
+        .await;
+    assert!(on_status.get("error").is_none(), "{on_status}");
+    assert!(
+        counted(&series("status")) > statuses_before,
+        "status read no memory"
+    );
+    let billing = on_status["message"]["order"]["billing"]["name"]
+        .as_str()
+        .unwrap();
+    assert!(
+        billing.starts_with(&format!("Asha Devi ({order_id})")),
+        "{on_status}"
+    );
 }

@@ -183,3 +183,47 @@ fn text_templates_are_raw() {
         .unwrap();
     assert_eq!(out, "/orders/A-1");
 }
+
+#[test]
+fn reads_variable_follows_imports_and_includes_by_name() {
+    let mut t = Templates::new(10_000);
+    t.add("direct.j2", "{{ transaction.booked }}").unwrap();
+    t.add(
+        "macros.j2",
+        "{% macro booked() %}{{ transaction.booked }}{% endmacro %}",
+    )
+    .unwrap();
+    t.add("plain.j2", "{% macro name(o) %}{{ o.name }}{% endmacro %}")
+        .unwrap();
+    t.add(
+        "imports.j2",
+        "{% from \"macros.j2\" import booked %}{{ booked() }}",
+    )
+    .unwrap();
+    t.add(
+        "imports_plain.j2",
+        "{% import \"plain.j2\" as p %}{{ p.name(message) }}",
+    )
+    .unwrap();
+    t.add(
+        "includes.j2",
+        "{% include [\"missing.j2\", \"direct.j2\"] %}",
+    )
+    .unwrap();
+    t.add("dynamic.j2", "{% include message.which %}").unwrap();
+    t.add("debugs.j2", "{{ debug() }}").unwrap();
+    t.add("cycle_a.j2", "{% include \"cycle_b.j2\" %}").unwrap();
+    t.add("cycle_b.j2", "{% include \"cycle_a.j2\" %}").unwrap();
+    let reads = |name| t.reads_variable(name, "transaction");
+    assert!(reads("direct.j2"));
+    assert!(reads("imports.j2"), "through a macro it imports");
+    assert!(reads("includes.j2"), "through a template it includes");
+    assert!(
+        reads("dynamic.j2"),
+        "an include named at run time may read anything"
+    );
+    assert!(reads("debugs.j2"), "debug() prints every variable");
+    assert!(!reads("imports_plain.j2"));
+    assert!(!reads("plain.j2"));
+    assert!(!reads("cycle_a.j2"), "a cycle of includes ends");
+}

@@ -363,12 +363,19 @@ async fn process(
     let lease = services.outbox.settings.work_lease;
     let store = &services.outbox.store;
     let renew = |until| store.renew_request(&held.key, &held.claim, until);
-    let memory = match store.recall(&flow.name, &transaction_id).await {
-        Ok(memory) => memory,
-        Err(e) => {
-            tracing::error!(flow = %flow.name, %callback, %transaction_id, error = %e, "the transaction's memory could not be read; the event will run again after a restart");
-            return;
-        }
+    // Read only for a mapping that reads `transaction` (known since compile time).
+    let memory = match events.action.reads_transaction {
+        false => Default::default(),
+        true => match store.recall(&flow.name, &transaction_id).await {
+            Ok(memory) => {
+                telemetry::memory_read(&flow.name, "events");
+                memory
+            }
+            Err(e) => {
+                tracing::error!(flow = %flow.name, %callback, %transaction_id, error = %e, "the transaction's memory could not be read; the event will run again after a restart");
+                return;
+            }
+        },
     };
     let mapping = engine::run_event(
         &flow,

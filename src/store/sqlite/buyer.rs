@@ -10,7 +10,7 @@ use crate::store::{Accepted, NewCallback, NewOutbox, StoreError, StoreResult, sq
 
 pub(super) fn record_request(tx: &Connection, request: &Requested, now: i64) -> StoreResult<()> {
     let (r, counterpart, expected) = request;
-    tx.prepare_cached(&numbered(sql::INSERT_BAP_REQUEST))?
+    tx.prepare_cached(numbered(sql::INSERT_BAP_REQUEST))?
         .execute(params![
             r.flow,
             r.message_id,
@@ -25,7 +25,7 @@ pub(super) fn record_request(tx: &Connection, request: &Requested, now: i64) -> 
             r.expires_at,
             now,
         ])?;
-    tx.prepare_cached(&numbered(sql::OPEN_BAP_TRANSACTION))?
+    tx.prepare_cached(numbered(sql::OPEN_BAP_TRANSACTION))?
         .execute(params![
             r.flow,
             r.transaction_id,
@@ -44,7 +44,7 @@ pub(super) fn file_callback(
     now: i64,
 ) -> StoreResult<Accepted> {
     let inserted = tx
-        .prepare_cached(&numbered(sql::INSERT_CALLBACK))?
+        .prepare_cached(numbered(sql::INSERT_CALLBACK))?
         .execute(params![
             c.flow,
             c.action,

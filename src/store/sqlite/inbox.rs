@@ -11,7 +11,7 @@ pub(super) fn accept(tx: &Connection, inbound: &Inbound, now: i64) -> StoreResul
     let key = &inbound.key;
     let digest = body_digest(&inbound.body);
     let inserted = tx
-        .prepare_cached(&numbered(sql::INSERT_INBOX))?
+        .prepare_cached(numbered(sql::INSERT_INBOX))?
         .execute(params![
             key.flow,
             key.action,
@@ -26,7 +26,7 @@ pub(super) fn accept(tx: &Connection, inbound: &Inbound, now: i64) -> StoreResul
         ])?;
     if inserted == 0 {
         let (earlier_digest, transaction_id): (Option<String>, String) = tx
-            .prepare_cached(&numbered(sql::INBOX_DIGEST))?
+            .prepare_cached(numbered(sql::INBOX_DIGEST))?
             .query_row(params![key.flow, key.action, key.message_id], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })?;
@@ -37,7 +37,7 @@ pub(super) fn accept(tx: &Connection, inbound: &Inbound, now: i64) -> StoreResul
         });
     }
     let ours = tx
-        .prepare_cached(&numbered(sql::OPEN_TRANSACTION))?
+        .prepare_cached(numbered(sql::OPEN_TRANSACTION))?
         .execute(params![
             key.flow,
             inbound.transaction_id,

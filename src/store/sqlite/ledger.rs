@@ -22,7 +22,7 @@ pub(super) fn queue_entry(
     let r = record;
     let order = params![r.connection, r.provider, r.transaction_id, r.order_id];
     let mut reported = tx
-        .prepare_cached(&numbered(sql::REPORTED_STATES))?
+        .prepare_cached(numbered(sql::REPORTED_STATES))?
         .query_map(order, |row| row.get(0))?
         .collect::<Result<Vec<String>, _>>()?;
     let held_state = rule
@@ -30,7 +30,7 @@ pub(super) fn queue_entry(
         .filter(|held| reported.iter().any(|s| s == held));
     if let Some(fulfilled) = held_state {
         let held: Option<i64> = tx
-            .prepare_cached(&numbered(sql::HELD_UPDATE.sqlite))?
+            .prepare_cached(numbered(sql::HELD_UPDATE.sqlite))?
             .query_row(
                 params![
                     r.connection,
@@ -45,7 +45,7 @@ pub(super) fn queue_entry(
             .optional()?;
         if let Some(id) = held {
             for statement in sql::DROP_UPDATE {
-                tx.prepare_cached(&numbered(statement))?
+                tx.prepare_cached(numbered(statement))?
                     .execute(params![id])?;
             }
             reported.retain(|s| s != fulfilled);
@@ -55,7 +55,7 @@ pub(super) fn queue_entry(
         return Ok(refused);
     }
     let id = enqueue(tx, item, None, None, now)?.ok_or(StoreError::ClaimLost)?;
-    tx.prepare_cached(&numbered(sql::INSERT_UPDATE))?
+    tx.prepare_cached(numbered(sql::INSERT_UPDATE))?
         .execute(params![
             r.connection,
             r.provider,
@@ -80,7 +80,7 @@ pub(super) fn bury_order_event(
     now: i64,
 ) -> StoreResult<i64> {
     let id: i64 = tx
-        .prepare_cached(&numbered(sql::INSERT_BURIED_EVENT))?
+        .prepare_cached(numbered(sql::INSERT_BURIED_EVENT))?
         .query_row(
             params![
                 item.flow,
@@ -107,7 +107,7 @@ fn keep_order_event(
     event: &OrderEvent,
     now: i64,
 ) -> StoreResult<()> {
-    tx.prepare_cached(&numbered(sql::INSERT_ORDER_EVENT))?
+    tx.prepare_cached(numbered(sql::INSERT_ORDER_EVENT))?
         .execute(params![
             outbox_id,
             event.flow,

@@ -21,7 +21,7 @@ pub(super) fn enqueue(
     if let Some(held) = &item.completes {
         // Fenced, and first: a lost claim leaves no trace in the batch's transaction.
         let done = tx
-            .prepare_cached(&numbered(sql::COMPLETE_REQUEST))?
+            .prepare_cached(numbered(sql::COMPLETE_REQUEST))?
             .execute(params![
                 now,
                 held.key.flow,
@@ -45,31 +45,29 @@ pub(super) fn enqueue(
                 ])?;
         }
     }
-    let id: i64 = tx
-        .prepare_cached(&numbered(sql::INSERT_OUTBOX))?
-        .query_row(
-            params![
-                item.flow,
-                item.kind,
-                item.url,
-                item.action,
-                item.transaction_id,
-                item.message_id,
-                &item.body[..],
-                item.not_before.unwrap_or(now),
-                item.deadline,
-                now,
-                item.sequence,
-                item.claimed_by.as_ref().map(|c| &c.0),
-                item.claimed_by.as_ref().map(|c| c.1),
-                if dead.is_some() { "dead" } else { "pending" },
-                dead,
-                dead.map(|_| now),
-            ],
-            |r| r.get(0),
-        )?;
+    let id: i64 = tx.prepare_cached(numbered(sql::INSERT_OUTBOX))?.query_row(
+        params![
+            item.flow,
+            item.kind,
+            item.url,
+            item.action,
+            item.transaction_id,
+            item.message_id,
+            &item.body[..],
+            item.not_before.unwrap_or(now),
+            item.deadline,
+            now,
+            item.sequence,
+            item.claimed_by.as_ref().map(|c| &c.0),
+            item.claimed_by.as_ref().map(|c| c.1),
+            if dead.is_some() { "dead" } else { "pending" },
+            dead,
+            dead.map(|_| now),
+        ],
+        |r| r.get(0),
+    )?;
     if let Some((order_id, state)) = &item.order {
-        tx.prepare_cached(&numbered(sql::NOTE_ORDER))?
+        tx.prepare_cached(numbered(sql::NOTE_ORDER))?
             .execute(params![
                 order_id,
                 state,

@@ -119,7 +119,7 @@ fn apply(tx: &Connection, work: &Work, now: i64) -> StoreResult<Outcome> {
         Work::Execute(statements) => {
             let mut n = 0;
             for (statement, args) in statements {
-                let mut prepared = tx.prepare_cached(&numbered(statement))?;
+                let mut prepared = tx.prepare_cached(numbered(statement))?;
                 n += prepared.execute(params_from_iter(args))? as u64;
             }
             Outcome::Count(n)
@@ -161,11 +161,11 @@ fn fenced(id: Option<i64>) -> Outcome {
 /// The rows `statement` returns with `args`, each made a record by `map`.
 fn returning<T>(
     tx: &Connection,
-    statement: &str,
+    statement: &'static str,
     args: &[Arg],
     map: fn(&dyn Columns) -> StoreResult<T>,
 ) -> StoreResult<Vec<T>> {
-    let mut prepared = tx.prepare_cached(&numbered(statement))?;
+    let mut prepared = tx.prepare_cached(numbered(statement))?;
     let mut rows = prepared.query(params_from_iter(args))?;
     let mut records = Vec::new();
     while let Some(row) = rows.next()? {
@@ -174,8 +174,27 @@ fn returning<T>(
     Ok(records)
 }
 
-/// `statement` (of [`sql`], with `$n` parameters) as rusqlite binds it: `?n`.
-pub(super) fn numbered(statement: &str) -> String {
+/// `statement` (of [`sql`], with `$n` parameters) as rusqlite binds it: `?n`. Rewritten once
+/// per statement and kept: the statements are a fixed set of constants, and the writer runs
+/// several per request.
+pub(super) fn numbered(statement: &'static str) -> &'static str {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    thread_local! {
+        /// By the constant's address and length: no hashing of the text.
+        static NUMBERED: RefCell<HashMap<(usize, usize), &'static str>> =
+            RefCell::new(HashMap::new());
+    }
+    NUMBERED.with(|cache| {
+        *cache
+            .borrow_mut()
+            .entry((statement.as_ptr() as usize, statement.len()))
+            // Leaked once per constant statement: a fixed, small amount.
+            .or_insert_with(|| Box::leak(renumbered(statement).into_boxed_str()))
+    })
+}
+
+fn renumbered(statement: &str) -> String {
     let mut out = String::with_capacity(statement.len());
     let mut chars = statement.chars().peekable();
     while let Some(c) = chars.next() {
@@ -194,7 +213,7 @@ pub(super) fn log_entry(
     body: &[u8],
     now: i64,
 ) -> StoreResult<()> {
-    tx.prepare_cached(&numbered(sql::INSERT_MESSAGE))?
+    tx.prepare_cached(numbered(sql::INSERT_MESSAGE))?
         .execute(params![
             flow,
             direction,
@@ -226,6 +245,13 @@ mod tests {
         assert_eq!(
             super::numbered("SELECT '$[#]' WHERE a = $1 AND b = $12 OR c = $1"),
             "SELECT '$[#]' WHERE a = ?1 AND b = ?12 OR c = ?1"
+        );
+        let statement = "UPDATE t SET a = $2 WHERE b = $1";
+        let first = super::numbered(statement);
+        assert_eq!(first, "UPDATE t SET a = ?2 WHERE b = ?1");
+        assert!(
+            std::ptr::eq(first, super::numbered(statement)),
+            "rewritten once"
         );
     }
 }
