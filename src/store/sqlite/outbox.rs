@@ -34,7 +34,7 @@ pub(super) fn enqueue(
             return Ok(None);
         }
         if let Some(steps) = &item.steps {
-            tx.prepare_cached(&numbered(sql::INSERT_ACTION_STEPS))?
+            tx.prepare_cached(numbered(sql::INSERT_ACTION_STEPS))?
                 .execute(params![
                     held.key.flow,
                     item.transaction_id,
