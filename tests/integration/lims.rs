@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use crate::common::{
     BAP_ID, Inbox, TestApp, bap_signature, bind, load_flows, record, repo, start_lims,
 };
+use crate::durability::wait_until;
 
 const BHOOMI_ID: &str = "soil.bhoomi-labs.example";
 const SECRET: &str = "lims-client-s3cret-of-this-test";
@@ -52,6 +53,11 @@ impl Bhoomi {
     /// A LIMS run with `config` (its client secret: [`SECRET`]) and the flow given
     /// `flow_secret` as its client secret.
     async fn start(config: LimsConfig, flow_secret: &str) -> Bhoomi {
+        Bhoomi::start_with(config, flow_secret, &[]).await
+    }
+
+    /// As [`Bhoomi::start`], with more of the flow's environment (`BHOOMI_POLL_EVERY`...).
+    async fn start_with(config: LimsConfig, flow_secret: &str, more: &[(&str, &str)]) -> Bhoomi {
         let (lims, lims_url) = start_lims(LimsConfig {
             client_secret: SECRET.into(),
             ..config
@@ -65,13 +71,14 @@ impl Bhoomi {
         tokio::spawn(async move { axum::serve(bap_listener, bap_router).await });
         let (listener, addr) = bind().await;
         let bpp_url = format!("http://{addr}");
-        let env: HashMap<String, String> = HashMap::from([
+        let mut env: HashMap<String, String> = HashMap::from([
             ("BHOOMI_LISTEN".into(), addr.to_string()),
             ("BHOOMI_PUBLIC_URL".into(), bpp_url.clone()),
             ("BHOOMI_LIMS_URL".into(), lims_url.clone()),
             ("BHOOMI_LIMS_CLIENT_SECRET".into(), flow_secret.into()),
             ("FARMER_APP_URL".into(), format!("http://{bap_addr}")),
         ]);
+        env.extend(more.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let app = TestApp::start(&repo().join("flows"), env, vec![listener], |settings| {
             settings.served = Served::Only(vec!["bhoomi-lab".into()]);
         })
@@ -124,6 +131,19 @@ impl Bhoomi {
     }
 
     /// Every callback the buyer app received, as sent.
+    fn on_status_of(&self, transaction_id: &str) -> Vec<Value> {
+        self.bap
+            .raw
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| {
+                r.action == "on_status" && r.body["context"]["transaction_id"] == transaction_id
+            })
+            .map(|r| r.body.clone())
+            .collect()
+    }
+
     fn raw_callbacks(&self) -> String {
         self.bap
             .raw
@@ -559,5 +579,69 @@ async fn a_confirm_repeated_in_a_transaction_books_once() {
         net.lims.bookings().len(),
         1,
         "the LIMS books once per transaction"
+    );
+}
+
+#[tokio::test]
+async fn a_state_change_in_the_lims_arrives_unsolicited_at_the_buyer_app_once_with_the_on_confirm_ids()
+ {
+    let net = Bhoomi::start_with(
+        LimsConfig::default(),
+        SECRET,
+        &[("BHOOMI_POLL_EVERY", "150ms")],
+    )
+    .await;
+    let t = txn();
+    let confirmed = net.call("confirm", &t, order("BH-SOIL-OC", None)).await;
+    let on_confirm = no_error(&confirmed)["order"].clone();
+    let booking_no = net.lims.bookings()[0].booking_no.clone();
+    assert_eq!(on_confirm["id"], booking_no.as_str());
+
+    // The poller's first answer is the baseline (BOOKED, as on_confirm said): nothing is sent.
+    wait_until("the first status call", Duration::from_secs(10), || {
+        net.lims.status_calls() >= 1
+    })
+    .await;
+    net.lims.advance(&booking_no).unwrap();
+    wait_until("an unsolicited on_status", Duration::from_secs(10), || {
+        !net.on_status_of(&t).is_empty()
+    })
+    .await;
+    let pushed = net.on_status_of(&t);
+    assert_eq!(pushed.len(), 1, "one change, one on_status");
+    let order = &no_error(&pushed[0])["order"];
+    assert_eq!(order["id"], on_confirm["id"]);
+    assert_eq!(
+        order["fulfillments"][0]["id"],
+        on_confirm["fulfillments"][0]["id"]
+    );
+    assert_eq!(order["status"], "ACTIVE");
+    assert_eq!(
+        order["fulfillments"][0]["state"]["descriptor"]["code"],
+        "SAMPLE-COLLECTED"
+    );
+    assert_eq!(order["items"], on_confirm["items"]);
+    assert_eq!(order["quote"], on_confirm["quote"]);
+    assert!(order["quote"]["price"]["value"].is_string());
+    assert_eq!(pushed[0]["context"]["bpp_id"], BHOOMI_ID);
+
+    // More rounds see the same state: still one on_status.
+    let calls = net.lims.status_calls();
+    wait_until("two more poll rounds", Duration::from_secs(10), || {
+        net.lims.status_calls() >= calls + 2
+    })
+    .await;
+    assert_eq!(
+        net.on_status_of(&t).len(),
+        1,
+        "an unchanged state sends nothing"
+    );
+
+    // Every status call passed the LIMS's bearer check, on the confirm's token, reused.
+    assert_eq!(net.lims.calls_refused(), 0);
+    assert_eq!(
+        net.lims.tokens_issued(),
+        1,
+        "one token for confirm and every poll"
     );
 }

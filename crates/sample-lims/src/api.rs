@@ -129,6 +129,7 @@ async fn status(
     Path(booking_no): Path<String>,
 ) -> Result<Json<Value>, LimsError> {
     let status = lims.with_books(|b| b.status(&booking_no))?;
+    lims.count_status_call(); // once the state is read: a later move is a change
     Ok(Json(json!(status)))
 }
 

@@ -13,7 +13,7 @@
 //!
 //! Tests and the demo move bookings (`POST /_lab/bookings/{no}/advance` or
 //! [`SampleLims::advance`]), read the token counters (`GET /_test/tokens`,
-//! [`SampleLims::tokens_issued`]), revoke every token ([`SampleLims::revoke_tokens`]) and
+//! [`SampleLims::tokens_issued`]) and the status calls ([`SampleLims::status_calls`]), revoke every token ([`SampleLims::revoke_tokens`]) and
 //! take the system down for maintenance ([`SampleLims::set_down`]).
 //!
 //! ```no_run
@@ -34,7 +34,7 @@ mod oauth;
 mod slots;
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -89,6 +89,7 @@ struct Shared {
     books: Mutex<Books>,
     tokens: Mutex<TokenBook>,
     down: AtomicBool,
+    status_calls: AtomicUsize,
 }
 
 impl std::fmt::Debug for SampleLims {
@@ -118,6 +119,7 @@ impl SampleLims {
                 books: Mutex::default(),
                 tokens: Mutex::default(),
                 down: AtomicBool::new(false),
+                status_calls: AtomicUsize::new(0),
             }),
         }
     }
@@ -169,6 +171,12 @@ impl SampleLims {
         Ok(status)
     }
 
+    /// Booking status calls answered (`GET /api/bookings/{no}`, past the token check): how a
+    /// client without a feed follows its bookings.
+    pub fn status_calls(&self) -> usize {
+        self.shared.status_calls.load(Ordering::SeqCst)
+    }
+
     /// Tokens handed out so far.
     pub fn tokens_issued(&self) -> usize {
         lock(&self.shared.tokens).issued()
@@ -197,6 +205,10 @@ impl SampleLims {
     /// Takes every `/api` call down for maintenance (`503`, fault `MAINTENANCE`), or back up.
     pub fn set_down(&self, down: bool) {
         self.shared.down.store(down, Ordering::SeqCst);
+    }
+
+    fn count_status_call(&self) {
+        self.shared.status_calls.fetch_add(1, Ordering::SeqCst);
     }
 
     fn down(&self) -> bool {
