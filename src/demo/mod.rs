@@ -1,5 +1,5 @@
 //! `beckn-adapter demo`: the sample network in one process (lab ERP and LIMS, three lab BPPs, the
-//! gateway with the registry, the farmer app's BAP) and a farmer's whole journey through the
+//! gateway, the farmer app's BAP, each subscribed with a stand-in registry) and a farmer's journey through the
 //! farmer app's client API, printed as a timeline of every message with its business content.
 //!
 //! Nothing is faked: every message crosses a real loopback HTTP connection, signed by its
@@ -8,6 +8,7 @@
 pub mod app;
 pub mod journey;
 pub mod network;
+pub mod subscriptions;
 pub mod timeline;
 
 use std::collections::HashMap;
@@ -34,6 +35,8 @@ pub enum DemoError {
     Store(#[from] StoreError),
     #[error("the adapter cannot run: {0}")]
     App(crate::app::AppError),
+    #[error("{flow} could not subscribe with the registry: {reason}")]
+    Subscribe { flow: String, reason: String },
     #[error("step {step} ({name}) failed: {reason}")]
     Step {
         step: usize,
@@ -49,7 +52,14 @@ pub async fn run(
     out: &mut (dyn Write + Send),
 ) -> Result<JourneyReport, DemoError> {
     let started = Instant::now();
-    let net = SampleNetwork::start(layout, NetworkOptions::default()).await?;
+    let net = SampleNetwork::start(
+        layout,
+        NetworkOptions {
+            subscribe: true,
+            ..NetworkOptions::default()
+        },
+    )
+    .await?;
     let names: HashMap<String, String> = net
         .flows
         .load()
@@ -67,7 +77,7 @@ pub async fn run(
                 "BPP, a lab on the sample LIMS"
             }
             crate::config::model::Role::Bpp => "BPP, a lab on the sample ERP",
-            crate::config::model::Role::Gateway => "gateway, serves the registry too",
+            crate::config::model::Role::Gateway => "gateway",
         };
         timeline.say(&format!(
             "  {:<15} {:<29} {}",
@@ -93,8 +103,27 @@ pub async fn run(
         "ultra",
         net.urls.get("ultra").cloned().unwrap_or_default()
     ));
+    timeline.say(&format!(
+        "  {:<15} {:<29} stand-in registry, keys generated at start",
+        "registry",
+        net.urls.get("registry").cloned().unwrap_or_default()
+    ));
     timeline.say("  every message is signed (ed25519) by its sender and verified by its receiver against the registry");
     timeline.say("");
+    if let Some(registry) = &net.registry {
+        timeline
+            .say("joining the network: each participant subscribes, the registry challenges it");
+        for event in registry.events() {
+            timeline.say(&format!("  registry: {event}"));
+        }
+        for (flow, outcome) in &net.subscriptions {
+            timeline.say(&format!(
+                "  {flow}: subscription accepted ({})",
+                outcome.said
+            ));
+        }
+        timeline.say("");
+    }
     let (report, mut timeline) = journey::Journey::new(&net, timeline).play().await?;
     timeline.say("");
     timeline.say(&format!(

@@ -21,7 +21,9 @@ use tokio::sync::watch;
 
 use super::DemoError;
 use super::app::AppStandIn;
+use super::subscriptions;
 use crate::app::{AdminSettings, App, AppError, Listeners, Served, Settings};
+use crate::beckn::subscribe::Outcome;
 use crate::compile::{CompiledSet, Layout};
 use crate::config::diagnostic::render_all;
 use crate::delivery::DeliverySettings;
@@ -53,6 +55,9 @@ pub struct NetworkOptions {
     pub down: Vec<String>,
     /// The store; default: SQLite in a temporary directory removed with the network.
     pub store_url: Option<String>,
+    /// Join the network through a stand-in registry started here, as `demo` does: every
+    /// participant subscribes at start instead of trusting the registry file.
+    pub subscribe: bool,
 }
 
 /// A running sample network. Dropping it stops every server it started.
@@ -62,7 +67,8 @@ pub struct SampleNetwork {
     pub lims: sample_lims::SampleLims,
     pub flows: Arc<ArcSwap<CompiledSet>>,
     pub services: Arc<Services>,
-    /// Base URL of each flow (by name), of the ERP (`sample-erp`) and the LIMS (`sample-lims`).
+    /// Base URL of each flow (by name), of the ERP (`sample-erp`), the LIMS (`sample-lims`) and
+    /// the stand-in registry (`registry`, when subscribing).
     pub urls: BTreeMap<String, String>,
     /// The farmer app's client API, e.g. `http://127.0.0.1:41234/api`.
     pub client_api: String,
@@ -77,8 +83,13 @@ pub struct SampleNetwork {
     pub reloader: Arc<Reloader>,
     /// The variables the flows were compiled with (addresses chosen here, the caller's `env`).
     pub env: HashMap<String, String>,
+    /// The stand-in registry the participants subscribed with ([`NetworkOptions::subscribe`]).
+    pub registry: Option<registry_standin::RegistryStandin>,
+    /// Each subscribed flow's accepted subscription, in the order they subscribed.
+    pub subscriptions: Vec<(String, Outcome)>,
     _stop: watch::Sender<bool>,
     _temp: Option<TempDir>,
+    _flows_copy: Option<TempDir>,
 }
 
 /// A directory removed when dropped.
@@ -145,6 +156,33 @@ impl SampleNetwork {
         put(&format!("{var}_PUBLIC_URL"), url(flow));
         put(&format!("{var}_LIMS_URL"), format!("http://{lims_addr}"));
         env.extend(options.env.clone());
+
+        // Joining through the stand-in: the flows are compiled from a copy pointing at it.
+        let mut layout = layout.clone();
+        let mut flows_copy = None;
+        let mut registry = None;
+        let mut registry_url = None;
+        if options.subscribe {
+            let (registry_listener, registry_addr) = bind().await?;
+            let standin =
+                registry_standin::RegistryStandin::new(registry_standin::Config::generate());
+            tokio::spawn(standin.clone().serve(registry_listener, shutdown()));
+            let dir = std::env::temp_dir()
+                .join(format!("beckn-adapter-demo-flows-{}", uuid::Uuid::new_v4()));
+            let copy = TempDir(dir.clone());
+            subscriptions::rewrite_flows(
+                &layout.flows,
+                &dir,
+                &format!("http://{registry_addr}"),
+                &standin.encryption_public_key(),
+                &mut env,
+            )?;
+            layout.flows = dir;
+            registry_url = Some(format!("http://{registry_addr}"));
+            flows_copy = Some(copy);
+            registry = Some(standin);
+        }
+        let layout = &layout;
 
         let (store_url, temp) = match &options.store_url {
             Some(u) => (u.clone(), None),
@@ -253,6 +291,9 @@ impl SampleNetwork {
         urls.insert("sample-erp".into(), format!("http://{erp_addr}"));
         urls.insert("sample-lims".into(), format!("http://{lims_addr}"));
         urls.insert("ultra".into(), format!("http://{ultra_addr}"));
+        if let Some(u) = registry_url {
+            urls.insert("registry".into(), u);
+        }
 
         let mut bound = Listeners::new();
         for (name, (listener, _)) in listeners {
@@ -269,6 +310,13 @@ impl SampleNetwork {
                 tracing::error!(error = %e, "the sample network's adapter stopped");
             }
         });
+        // The flows are served now (their listeners were bound before), so each can answer
+        // the registry's challenge while it subscribes.
+        let subscriptions = if registry.is_some() {
+            subscriptions::subscribe_all(&set, &options.down).await?
+        } else {
+            Vec::new()
+        };
 
         Ok(SampleNetwork {
             erp,
@@ -283,8 +331,11 @@ impl SampleNetwork {
             admin_url: format!("http://{admin_addr}"),
             reloader,
             env,
+            registry,
+            subscriptions,
             _stop: stop,
             _temp: temp,
+            _flows_copy: flows_copy,
         })
     }
 

@@ -32,6 +32,23 @@ fn the_demo_plays_the_whole_journey_and_exits_0() {
             .lines()
             .any(|l| l.trim_start().starts_with(line_start) && l.contains(text))
     };
+    // Every participant joined through the stand-in registry, answering its challenge.
+    for id in [
+        "farmer-app.example",
+        "gateway.soil.example",
+        "soil.greenfield-labs.example",
+        "soil.krishitesthouse.example",
+        "soil.bhoomi-labs.example",
+    ] {
+        assert!(
+            has("registry:", &format!("challenge answered by {id}")),
+            "{id} did not answer its challenge:\n{stdout}"
+        );
+        assert!(
+            has("registry:", &format!("{id}|")) && has("registry:", "SUBSCRIBED"),
+            "{id} is not SUBSCRIBED:\n{stdout}"
+        );
+    }
     for (line_start, text) in [
         ("1  sign-in", "grant token exchanged (secureToken RS256)"),
         (

@@ -227,6 +227,10 @@ async fn admit(state: &State, app: Application) -> Result<(), Refused> {
     ));
     let plaintext = uuid::Uuid::new_v4().to_string();
     let challenge = crypto::encrypt_challenge(&state.secret, &encryption, &plaintext);
+    state.note(format!(
+        "challenge sent to {} at {}",
+        record.subscriber_id, app.on_subscribe
+    ));
     let answer = state
         .client
         .post(&app.on_subscribe)
