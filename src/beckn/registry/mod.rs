@@ -65,7 +65,9 @@ impl Subscriber {
     /// Subscribed and inside its validity window at `now`.
     pub fn is_valid_at(&self, now: jiff::Timestamp) -> bool {
         self.status.eq_ignore_ascii_case("SUBSCRIBED")
-            && self.valid_from.is_none_or(|f| f <= now)
+            // By the second: signatures and the verifier's clock count whole seconds, and a
+            // key registered a fraction into the current second is usable in it.
+            && self.valid_from.is_none_or(|f| f.as_second() <= now.as_second())
             && self.valid_until.is_none_or(|u| now < u)
     }
 }
@@ -516,6 +518,15 @@ mod tests {
         s.valid_until = None;
         s.status = "UNSUBSCRIBED".into();
         assert!(!s.is_valid_at(now));
+    }
+
+    #[test]
+    fn a_key_valid_from_a_fraction_into_the_current_second_is_usable_in_it() {
+        let mut s = sub("a", SubscriberType::Bap);
+        let second = jiff::Timestamp::from_second(1_800_000_000).unwrap();
+        s.valid_from = Some(second + jiff::SignedDuration::from_millis(700));
+        assert!(s.is_valid_at(second), "the signature's whole second");
+        assert!(!s.is_valid_at(second - jiff::SignedDuration::from_secs(1)));
     }
 
     /// A registry whose answers the test switches off.
