@@ -7,6 +7,7 @@
 
 pub mod order_poller;
 pub mod poller;
+mod supervise;
 pub mod webhook;
 
 use std::sync::Arc;

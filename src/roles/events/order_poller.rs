@@ -23,7 +23,7 @@
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use blake2::{Blake2b512, Digest};
@@ -31,7 +31,6 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use super::poller::backoff;
 use super::{EventError, EventOutcome, EventSource, IncomingEvent, KnownEvent, accept_event};
@@ -44,8 +43,6 @@ use crate::telemetry;
 
 /// The poll lease's holder on a store only one process uses.
 const SOLE_PROCESS: &str = "sole-process";
-/// How often the supervisor looks for flows that gained `poll_orders:` (and for reloads).
-const SUPERVISE_EVERY: Duration = Duration::from_secs(1);
 /// The most open orders one round asks about (the oldest first), a bound on a round's memory
 /// and length; past it the newer orders wait until older ones settle, and the log says so.
 const MAX_ORDERS_PER_ROUND: usize = 10_000;
@@ -108,43 +105,15 @@ pub async fn run(
     services: Arc<Services>,
     shutdown: impl Future<Output = ()> + Send,
 ) {
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let (reload_tx, _) = watch::channel(String::new());
-    let mut pollers: HashMap<String, JoinHandle<()>> = HashMap::new();
-    tokio::pin!(shutdown);
-    loop {
-        let set = flows.load_full();
-        reload_tx.send_if_modified(|seen| {
-            let changed = *seen != set.hash;
-            if changed {
-                seen.clone_from(&set.hash);
-            }
-            changed
-        });
-        pollers.retain(|_, task| !task.is_finished());
-        for flow in &set.flows {
-            let polls = flow.events().is_some_and(|e| e.poll_orders.is_some());
-            if polls && !pollers.contains_key(&flow.name) {
-                tracing::info!(flow = %flow.name, "asking the backend the state of open orders");
-                let task = tokio::spawn(poll_flow(
-                    flow.name.clone(),
-                    flows.clone(),
-                    services.clone(),
-                    reload_tx.subscribe(),
-                    stop_rx.clone(),
-                ));
-                pollers.insert(flow.name.clone(), task);
-            }
-        }
-        tokio::select! {
-            _ = &mut shutdown => break,
-            _ = tokio::time::sleep(SUPERVISE_EVERY) => {}
-        }
-    }
-    let _ = stop_tx.send(true);
-    for (_, task) in pollers {
-        let _ = task.await;
-    }
+    super::supervise::per_flow(
+        flows,
+        services,
+        shutdown,
+        |flow| flow.events().is_some_and(|e| e.poll_orders.is_some()),
+        "asking the backend the state of open orders",
+        poll_flow,
+    )
+    .await
 }
 
 /// An order's failures in a row and when it is asked again (Unix ms).

@@ -11,7 +11,6 @@
 //! reload wakes the poller at once, and a flow that gains or loses `poll:` starts or stops
 //! polling. Nothing is bound, so no restart is needed.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,7 +19,6 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use serde_json::{Value, json};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use super::{EventError, EventOutcome, EventSource, IncomingEvent, accept_event};
 use crate::backend::{BackendFailure, BackendRequest};
@@ -34,8 +32,6 @@ use crate::telemetry;
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// The poll lease's holder on a store only one process uses.
 const SOLE_PROCESS: &str = "sole-process";
-/// How often the supervisor looks for flows that gained `poll:` (and for reloads).
-const SUPERVISE_EVERY: Duration = Duration::from_secs(1);
 
 /// Why a poll did not get through its page.
 #[derive(Debug, thiserror::Error)]
@@ -74,43 +70,15 @@ pub async fn run(
     services: Arc<Services>,
     shutdown: impl Future<Output = ()> + Send,
 ) {
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let (reload_tx, _) = watch::channel(String::new());
-    let mut pollers: HashMap<String, JoinHandle<()>> = HashMap::new();
-    tokio::pin!(shutdown);
-    loop {
-        let set = flows.load_full();
-        reload_tx.send_if_modified(|seen| {
-            let changed = *seen != set.hash;
-            if changed {
-                seen.clone_from(&set.hash);
-            }
-            changed
-        });
-        pollers.retain(|_, task| !task.is_finished());
-        for flow in &set.flows {
-            let polls = flow.events().is_some_and(|e| e.poll.is_some());
-            if polls && !pollers.contains_key(&flow.name) {
-                tracing::info!(flow = %flow.name, "polling the backend for order events");
-                let task = tokio::spawn(poll_flow(
-                    flow.name.clone(),
-                    flows.clone(),
-                    services.clone(),
-                    reload_tx.subscribe(),
-                    stop_rx.clone(),
-                ));
-                pollers.insert(flow.name.clone(), task);
-            }
-        }
-        tokio::select! {
-            _ = &mut shutdown => break,
-            _ = tokio::time::sleep(SUPERVISE_EVERY) => {}
-        }
-    }
-    let _ = stop_tx.send(true);
-    for (_, task) in pollers {
-        let _ = task.await;
-    }
+    super::supervise::per_flow(
+        flows,
+        services,
+        shutdown,
+        |flow| flow.events().is_some_and(|e| e.poll.is_some()),
+        "polling the backend for order events",
+        poll_flow,
+    )
+    .await
 }
 
 /// Polls one flow's backend while the flow has `events.poll`.
