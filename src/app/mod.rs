@@ -27,6 +27,7 @@ use crate::reload::Reloader;
 use crate::roles::{self, Services};
 use crate::server::{self, admin::Admin};
 use crate::store::{self, Store, StoreError};
+use crate::telemetry::traces::Traces;
 pub use listeners::Listeners;
 pub use settings::{AdminSettings, Served, Settings};
 
@@ -54,6 +55,8 @@ pub enum AppError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Traces(#[from] crate::telemetry::traces::TraceError),
     #[error(transparent)]
     Serve(#[from] std::io::Error),
 }
@@ -85,16 +88,17 @@ impl App {
         if let Some(admin) = &settings.admin {
             settings.delivery.protected.push(admin.listen);
         }
-        let outbox = Arc::new(Outbox::with_clock(
-            store.clone(),
-            settings.delivery.clone(),
-            clock.clone(),
-        ));
+        let traces = Traces::new(&settings.traces)?;
+        let outbox = Arc::new(
+            Outbox::with_clock(store.clone(), settings.delivery.clone(), clock.clone())
+                .with_traces(traces.clone()),
+        );
         let services = Arc::new(Services {
             transport: Arc::new(HttpTransport::with_clock(clock.clone())),
             outbox,
             registries: RegistryPool::new(clock.clone()),
             clock,
+            traces,
         });
         Ok(App {
             settings,

@@ -12,6 +12,7 @@ use crate::compile::{CompiledSet, Layout};
 use crate::config::{EnvLookup, Secret};
 use crate::delivery::DeliverySettings;
 use crate::server::ListenerLimits;
+use crate::telemetry::traces::TraceSettings;
 
 /// How the application is assembled.
 pub struct Settings {
@@ -42,6 +43,8 @@ pub struct Settings {
     pub served: Served,
     /// The time of day of every decision (the system's; a test's it can move).
     pub clock: SharedClock,
+    /// Where traces are exported (OTLP/HTTP); none by default.
+    pub traces: TraceSettings,
 }
 
 /// The admin listener: health, readiness, metrics, status, reload, outbox.
@@ -107,6 +110,7 @@ impl Settings {
             pollers: true,
             served: Served::All,
             clock: SystemClock::shared(),
+            traces: TraceSettings::default(),
         }
     }
 }

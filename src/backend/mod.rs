@@ -13,6 +13,9 @@ pub use auth::BackendAuth;
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Secret;
+use crate::telemetry::traces;
+use opentelemetry::KeyValue;
+use opentelemetry::trace::SpanKind;
 
 /// A backend as compiled from the flow file.
 #[derive(Debug, Clone)]
@@ -167,6 +170,18 @@ pub trait Transport: Send + Sync {
         step: &'a str,
         request: BackendRequest,
     ) -> BoxFuture<'a, Result<BackendResponse, BackendFailure>>;
+
+    /// A step of the action that is not a call (`kind`: `script`, `template`) ran from
+    /// `started` for `took`; `failed` if it did. Noted by a transport that keeps a timeline.
+    fn step_done(
+        &self,
+        _kind: &'static str,
+        _name: &str,
+        _started: std::time::Instant,
+        _took: Duration,
+        _failed: bool,
+    ) {
+    }
 }
 
 /// The real transport: HTTP with reqwest (rustls, connection pooling).
@@ -278,6 +293,10 @@ impl HttpTransport {
             .request(method, url.clone())
             .timeout(backend.timeout)
             .header("accept", "application/json");
+        // An ERP that traces joins the message's trace.
+        if let Some(traceparent) = traces::traceparent() {
+            rb = rb.header("traceparent", traceparent);
+        }
         let given = backend.headers.iter().chain(request.headers.iter());
         let mut has_content_type = false;
         for (k, v) in given {
@@ -361,10 +380,31 @@ impl Transport for HttpTransport {
     fn send<'a>(
         &'a self,
         backend: &'a Backend,
-        _step: &'a str,
+        step: &'a str,
         request: BackendRequest,
     ) -> BoxFuture<'a, Result<BackendResponse, BackendFailure>> {
-        Box::pin(self.call(backend, request))
+        // The span's path is the call's without its query (which may carry what logs mask).
+        let span = traces::step_with("backend.call", SpanKind::Client, || {
+            vec![
+                KeyValue::new("backend", backend.name.clone()),
+                KeyValue::new("step", step.to_string()),
+                KeyValue::new("http.request.method", request.method.clone()),
+                KeyValue::new("url.path", request.path.clone()),
+            ]
+        });
+        Box::pin(async move {
+            let answer = span.wrap(self.call(backend, request)).await;
+            match &answer {
+                Ok(r) => span.attr("http.response.status_code", i64::from(r.status)),
+                Err(e) => {
+                    if let BackendFailure::Status { status, .. } = e {
+                        span.attr("http.response.status_code", i64::from(*status));
+                    }
+                    span.fail(e.kind());
+                }
+            }
+            answer
+        })
     }
 }
 

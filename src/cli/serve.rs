@@ -12,6 +12,7 @@ use beckn_adapter::config::diagnostic::render_all;
 use beckn_adapter::config::values::HumanDuration;
 use beckn_adapter::delivery::DeliverySettings;
 use beckn_adapter::server;
+use beckn_adapter::telemetry::traces::TraceSettings;
 
 use super::demo::{self, Doubles};
 use super::{Dirs, StoreArgs, shutdown_signal};
@@ -78,6 +79,13 @@ pub struct ServeArgs {
         default_value = beckn_adapter::beckn::redact::DEFAULT_PERSONAL_FIELDS
     )]
     redact_fields: Vec<String>,
+    /// Export traces (a span per message and per step) to this OTLP/HTTP collector, e.g.
+    /// `http://127.0.0.1:4318` (`/v1/traces` is appended). None: no traces.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
+    /// The traces' `service.name`.
+    #[arg(long, env = "OTEL_SERVICE_NAME", default_value = beckn_adapter::telemetry::traces::SERVICE_NAME)]
+    otel_service_name: String,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -123,6 +131,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         token: args.admin_token.map(Secret::new),
     });
     settings.limits = limits;
+    settings.traces = TraceSettings {
+        endpoint: args.otlp_endpoint.filter(|e| !e.trim().is_empty()),
+        service_name: args.otel_service_name,
+    };
     if args.no_watch {
         settings.watch = None;
     }

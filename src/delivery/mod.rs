@@ -26,8 +26,12 @@ use crate::clock::{SharedClock, SystemClock};
 use crate::compile::CompiledSet;
 use crate::store::heartbeat::{Held, while_held};
 use crate::store::{Claim, NewOutbox, OutboxItem, Store, StoreError};
+use crate::telemetry::traces::{self, Traces};
 use destination::Destinations;
 use kinds::{Destination, Kinds, Verdict};
+use opentelemetry::KeyValue;
+use opentelemetry::trace::SpanKind;
+use std::collections::HashMap;
 
 /// How the outbox retries.
 #[derive(Debug, Clone)]
@@ -90,7 +94,18 @@ pub struct Outbox {
     next_look: AtomicI64,
     /// Messages taken to be sent (handed over or claimed) whose outcome is not recorded yet.
     under_way: AtomicUsize,
+    /// Where delivery attempts are traced.
+    traces: Traces,
+    /// The trace of each message queued by this process while it waits to be delivered, by
+    /// outbox id: its attempts, retries too, are spans of the trace of the message they answer.
+    /// (An attempt of a message queued by another process, or before a restart, starts a
+    /// trace of its own, with the transaction and message ids as attributes.)
+    trace_of: std::sync::Mutex<HashMap<i64, opentelemetry::Context>>,
 }
+
+/// Most message traces kept for later attempts; past that the oldest are forgotten together
+/// (their later attempts start traces of their own).
+const TRACES_KEPT: usize = 65_536;
 
 /// Most messages waiting in memory for the worker; past that they wait in the store only.
 const HANDOFF_QUEUE: usize = 4096;
@@ -157,6 +172,70 @@ impl Outbox {
             clock,
             next_look: AtomicI64::new(0),
             under_way: AtomicUsize::new(0),
+            traces: Traces::off(),
+            trace_of: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// This outbox with its attempts traced to `traces`.
+    pub fn with_traces(mut self, traces: Traces) -> Self {
+        self.traces = traces;
+        self
+    }
+
+    /// Keeps the current trace (if any) for the attempts at message `id`.
+    fn keep_trace(&self, id: i64) {
+        let Some(context) = traces::current() else {
+            return;
+        };
+        if let Ok(mut kept) = self.trace_of.lock() {
+            if kept.len() >= TRACES_KEPT {
+                kept.clear();
+            }
+            kept.insert(id, context);
+        }
+    }
+
+    /// The span of one attempt at `item`: in the trace the message was queued in, while this
+    /// process keeps it (forgotten once the message is delivered or buried), else the root of
+    /// a trace of its own.
+    fn attempt_span(&self, item: &OutboxItem) -> traces::Step {
+        if !self.traces.is_on() {
+            return traces::Step::none();
+        }
+        let attributes = || {
+            vec![
+                KeyValue::new("flow", item.flow.clone()),
+                KeyValue::new("kind", item.kind.clone()),
+                KeyValue::new("action", item.action.clone()),
+                KeyValue::new("transaction_id", item.transaction_id.clone()),
+                KeyValue::new("message_id", item.message_id.clone()),
+                KeyValue::new("url.full", item.url.clone()),
+                KeyValue::new("attempt", i64::from(item.attempts) + 1),
+            ]
+        };
+        let kept = self
+            .trace_of
+            .lock()
+            .ok()
+            .and_then(|kept| kept.get(&item.id).cloned());
+        match kept {
+            Some(context) => {
+                traces::child_of(&context, "delivery.attempt", SpanKind::Client, attributes)
+            }
+            None => self.traces.root(
+                || "delivery.attempt".into(),
+                None,
+                SpanKind::Client,
+                attributes,
+            ),
+        }
+    }
+
+    /// Forgets the trace of a message that will not be attempted again.
+    fn settled(&self, id: i64) {
+        if let Ok(mut kept) = self.trace_of.lock() {
+            kept.remove(&id);
         }
     }
 
@@ -176,6 +255,7 @@ impl Outbox {
         };
         let Some(slot) = slot else {
             let id = self.store.enqueue(item).await?;
+            self.keep_trace(id);
             self.wake.notify_one();
             return Ok(id);
         };
@@ -196,6 +276,7 @@ impl Outbox {
             claimed_until,
         };
         let id = self.store.enqueue(item).await?;
+        self.keep_trace(id);
         self.under_way.fetch_add(1, Ordering::Relaxed);
         slot.send(OutboxItem { id, ..handed });
         Ok(id)
@@ -364,17 +445,19 @@ impl Outbox {
                 return;
             }
         }
+        let span = self.attempt_span(&item);
         let outcome = match while_held(
             &*self.clock,
             lease,
             held_until,
             renew,
-            self.attempt(flows, &item),
+            span.wrap(self.attempt(flows, &item)),
         )
         .await
         {
             Held::Done(outcome) => outcome,
             Held::Lost => {
+                span.fail("claim lost");
                 self.claim_lost(&item, "during its attempt");
                 return;
             }
@@ -384,20 +467,31 @@ impl Outbox {
             Attempt::Refused(_) | Attempt::Unsendable(_) => "dead",
             Attempt::Transient(..) => "retry",
         };
+        span.attr("outcome", label);
+        match &outcome {
+            Attempt::Delivered => {}
+            Attempt::Refused(why) | Attempt::Unsendable(why) | Attempt::Transient(why, _) => {
+                span.fail(why)
+            }
+        }
+        span.end();
         crate::telemetry::delivery_attempted(&item.flow, &item.action, label, started.elapsed());
         let now = self.clock.now_ms();
         let attempt = item.attempts + 1;
         let recorded = match outcome {
             Attempt::Delivered => {
                 tracing::info!(flow = %item.flow, action = %item.action, transaction_id = %item.transaction_id, message_id = %item.message_id, url = %item.url, attempt, "delivered");
+                self.settled(item.id);
                 self.store.delivered(item.id, &claim, now).await
             }
             Attempt::Refused(error) => {
                 tracing::error!(flow = %item.flow, action = %item.action, transaction_id = %item.transaction_id, message_id = %item.message_id, url = %item.url, attempt, %error, "refused by the receiver; moved to dead letters");
+                self.settled(item.id);
                 self.store.bury(item.id, &claim, now, error).await
             }
             Attempt::Unsendable(error) => {
                 tracing::error!(flow = %item.flow, action = %item.action, transaction_id = %item.transaction_id, message_id = %item.message_id, url = %item.url, %error, "not sent to this address; moved to dead letters");
+                self.settled(item.id);
                 self.store.bury(item.id, &claim, now, error).await
             }
             Attempt::Transient(error, asked) => match self.next_attempt(&item, now, attempt, asked)
@@ -405,6 +499,7 @@ impl Outbox {
                 Err(why) => {
                     let error = format!("{why}; last error: {error}");
                     tracing::error!(flow = %item.flow, action = %item.action, transaction_id = %item.transaction_id, message_id = %item.message_id, url = %item.url, %error, "moved to dead letters");
+                    self.settled(item.id);
                     self.store.bury(item.id, &claim, now, error).await
                 }
                 Ok(next) => {
@@ -429,6 +524,7 @@ impl Outbox {
     /// Another worker took the message over (this one's lease ended): this attempt's outcome
     /// is dropped, the other's counts.
     fn claim_lost(&self, item: &OutboxItem, when: &str) {
+        self.settled(item.id);
         tracing::warn!(flow = %item.flow, action = %item.action, transaction_id = %item.transaction_id, message_id = %item.message_id, id = item.id, "outbox: the claim on this message was lost {when}; its outcome is dropped");
         crate::telemetry::claim_lost("delivery");
     }
@@ -439,7 +535,12 @@ impl Outbox {
         }
         let destination = self.kinds.of(&item.kind);
         let set = flows.load_full();
-        let request = match destination.prepare(self, &set, item).await {
+        let prepared = traces::step_with("delivery.sign", SpanKind::Internal, || {
+            vec![KeyValue::new("kind", item.kind.clone())]
+        })
+        .run(destination.prepare(self, &set, item))
+        .await;
+        let request = match prepared {
             Ok(request) => request,
             Err(verdict) => return verdict.into(),
         };
@@ -459,6 +560,10 @@ impl Outbox {
         for (k, v) in request.headers.into_iter().chain(request.secret_headers) {
             req = req.header(k, v);
         }
+        // A receiver that traces joins the trace of the message it answers.
+        if let Some(traceparent) = traces::traceparent() {
+            req = req.header("traceparent", traceparent);
+        }
         let resp = match req.send().await {
             Ok(r) => r,
             Err(e) => {
@@ -470,6 +575,7 @@ impl Outbox {
             }
         };
         let status = resp.status().as_u16();
+        traces::note("http.response.status_code", i64::from(status));
         let headers = resp.headers().clone();
         let body = resp.bytes().await.unwrap_or_default();
         drop(request.turn);

@@ -1,19 +1,25 @@
 //! The backend calls of a live action, noted compactly (step, backend, method, path, status or
 //! failure kind, when it started and how long it took after the action began) so that a
 //! transaction's timeline can show them. The note is kept in the commit that queues the
-//! action's answer: no write per call, nothing at all for an action that calls nothing.
+//! action's answer: no write per call, nothing at all for an action that calls nothing (and
+//! is not traced). Scripts and the reply's template are noted too, with their durations, and
+//! the trace id of a traced message, so that the console can link to the trace.
 
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use serde::Serialize;
 
 use crate::backend::{Backend, BackendFailure, BackendRequest, BackendResponse, Transport};
+use crate::telemetry::traces;
 
-/// One call as noted.
+/// One call as noted (or a script or template: `kind`, its name in `path`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CallNote {
+    /// `call` (left out), `script` or `template`.
+    #[serde(skip_serializing_if = "is_call")]
+    pub kind: &'static str,
     pub step: String,
     pub backend: String,
     pub method: String,
@@ -28,29 +34,48 @@ pub struct CallNote {
     pub took_ms: u64,
 }
 
+fn is_call(kind: &&'static str) -> bool {
+    *kind == "call"
+}
+
 /// Passes calls to `inner`, noting each.
 pub struct CallLog<'t> {
     inner: &'t dyn Transport,
     started: Instant,
     calls: Mutex<Vec<CallNote>>,
+    /// The trace of the message whose action this is, when traced.
+    trace_id: Option<String>,
 }
 
 impl<'t> CallLog<'t> {
+    /// A log of the current message's action (its trace id taken from the current context).
     pub fn new(inner: &'t dyn Transport) -> Self {
         CallLog {
             inner,
             started: Instant::now(),
             calls: Mutex::new(Vec::new()),
+            trace_id: traces::current_trace_id(),
         }
     }
 
-    /// The calls as a JSON array, or None when none was made.
+    /// The notes as a JSON array; with a trace id, an object of `trace_id` and `calls`; None
+    /// when nothing was noted and the message is not traced.
     pub fn into_json(self) -> Option<String> {
         let calls = self.calls.into_inner().unwrap_or_default();
-        if calls.is_empty() {
-            return None;
+        match self.trace_id {
+            Some(trace_id) => {
+                serde_json::to_string(&serde_json::json!({"trace_id": trace_id, "calls": calls}))
+                    .ok()
+            }
+            None if calls.is_empty() => None,
+            None => serde_json::to_string(&calls).ok(),
         }
-        serde_json::to_string(&calls).ok()
+    }
+
+    fn note(&self, note: CallNote) {
+        if let Ok(mut calls) = self.calls.lock() {
+            calls.push(note);
+        }
     }
 }
 
@@ -72,27 +97,45 @@ impl Transport for CallLog<'_> {
                 Err(e @ BackendFailure::Status { status, .. }) => (Some(*status), Some(e.kind())),
                 Err(e) => (None, Some(e.kind())),
             };
-            if let Ok(mut calls) = self.calls.lock() {
-                calls.push(CallNote {
-                    step: step.to_string(),
-                    backend: backend.name.clone(),
-                    method,
-                    path,
-                    status,
-                    failure,
-                    at_ms: at.as_millis() as u64,
-                    took_ms: took.as_millis() as u64,
-                });
-            }
+            self.note(CallNote {
+                kind: "call",
+                step: step.to_string(),
+                backend: backend.name.clone(),
+                method,
+                path,
+                status,
+                failure,
+                at_ms: at.as_millis() as u64,
+                took_ms: took.as_millis() as u64,
+            });
             answer
         })
+    }
+
+    fn step_done(
+        &self,
+        kind: &'static str,
+        name: &str,
+        started: Instant,
+        took: Duration,
+        failed: bool,
+    ) {
+        self.note(CallNote {
+            kind,
+            step: kind.to_string(),
+            backend: String::new(),
+            method: String::new(),
+            path: name.to_string(),
+            status: None,
+            failure: failed.then(|| "failed".to_string()),
+            at_ms: started.saturating_duration_since(self.started).as_millis() as u64,
+            took_ms: took.as_millis() as u64,
+        });
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     /// Answers `/ok` with 201 and anything else with a 503.
@@ -160,5 +203,34 @@ mod tests {
         assert_eq!(notes[0]["status"], 201);
         assert_eq!(notes[1]["status"], 503);
         assert_eq!(notes[1]["failure"], "http_503");
+        assert!(notes[0].get("kind").is_none(), "a call has no kind");
+    }
+
+    #[test]
+    fn scripts_and_templates_are_noted_by_kind_with_their_times() {
+        let log = CallLog::new(&Stub);
+        let started = Instant::now();
+        log.step_done(
+            "script",
+            "soil/search_filters.rhai",
+            started,
+            Duration::from_millis(3),
+            false,
+        );
+        log.step_done(
+            "template",
+            "soil/on_search.j2",
+            started,
+            Duration::from_millis(1),
+            true,
+        );
+        let notes: serde_json::Value =
+            serde_json::from_str(&log.into_json().expect("two steps")).unwrap();
+        assert_eq!(notes[0]["kind"], "script");
+        assert_eq!(notes[0]["path"], "soil/search_filters.rhai");
+        assert_eq!(notes[0]["took_ms"], 3);
+        assert_eq!(notes[0]["failure"], serde_json::Value::Null);
+        assert_eq!(notes[1]["kind"], "template");
+        assert_eq!(notes[1]["failure"], "failed");
     }
 }

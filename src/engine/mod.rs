@@ -17,7 +17,10 @@ use crate::compile::{
     CallBody, CompiledAction, CompiledCall, CompiledEvents, CompiledFlow, Reply, StepKind,
 };
 use crate::mapping::TemplateError;
+use crate::telemetry::traces;
 pub use error::EngineError;
+use opentelemetry::KeyValue;
+use opentelemetry::trace::SpanKind;
 
 /// What a run produced, with every intermediate value (for `render` and logs).
 #[derive(Debug, Clone)]
@@ -224,19 +227,44 @@ async fn run_steps(
                 None => run_call(flow, run, &step.name, call, scope, &ctx, None).await?,
                 Some(fe) => for_each::run(flow, run, &step.name, call, fe, scope, &ctx).await?,
             },
-            StepKind::Script(script) => flow
-                .scripts
-                .run(script, scope)
-                .map_err(EngineError::Script)?,
+            StepKind::Script(script) => {
+                let span = traces::step_with("script", SpanKind::Internal, || {
+                    vec![
+                        KeyValue::new("step", step.name.clone()),
+                        KeyValue::new("script", script.to_string()),
+                    ]
+                });
+                let started = std::time::Instant::now();
+                let result = span
+                    .in_scope(|| flow.scripts.run(script, scope))
+                    .inspect_err(|e| span.fail(e));
+                let took = started.elapsed();
+                run.transport
+                    .step_done("script", script, started, took, result.is_err());
+                result.map_err(EngineError::Script)?
+            }
         };
         bound.bind(scope, &step.name, result);
     }
     let ctx = bound.context();
+    let span = traces::step_with("template", SpanKind::Internal, || {
+        vec![KeyValue::new("template", reply_name(&compiled.reply))]
+    });
+    let started = std::time::Instant::now();
     let message = match &compiled.reply {
         Reply::Template(name) => flow.templates.render_json(name, &ctx),
         Reply::Inline(t) => t.render(&flow.templates, &ctx),
     }
-    .map_err(EngineError::Template)?;
+    .inspect_err(|e| span.fail(e));
+    span.end();
+    let took = started.elapsed();
+    let name = match &compiled.reply {
+        Reply::Template(name) => name.as_str(),
+        Reply::Inline(_) => "inline reply",
+    };
+    run.transport
+        .step_done("template", name, started, took, message.is_err());
+    let message = message.map_err(EngineError::Template)?;
     if !message.is_object() {
         return Err(EngineError::Template(TemplateError {
             template: reply_name(&compiled.reply),

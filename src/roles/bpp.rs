@@ -34,6 +34,8 @@ use crate::intake::payloads;
 use crate::store::heartbeat::{Held, while_held};
 use crate::store::{Admission, Claim, HeldRequest, Inbound, InboundKey, Unfinished};
 use crate::telemetry;
+use crate::telemetry::traces;
+use opentelemetry::KeyValue;
 use tracing::Instrument;
 
 /// One BPP flow's endpoints. The flow is looked up in the current set on every request, so a
@@ -55,13 +57,29 @@ pub async fn handle(
     let started = std::time::Instant::now();
     // The path is the caller's to choose: metrics count it as `other` unless it is an action.
     let label = action.parse::<Action>().map_or("other", Action::as_str);
-    match receive(&ep, &action, &headers, body).await {
+    // The sender's trace context is only ever the parent of this message's trace.
+    let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok());
+    let root = ep.services.traces.message(label, traceparent, || {
+        vec![
+            KeyValue::new("flow", ep.flow_name.clone()),
+            KeyValue::new("role", "bpp"),
+            KeyValue::new("action", label),
+        ]
+    });
+    let received = root
+        .wrap(receive(&ep, &action, &headers, body, &root))
+        .await;
+    match received {
         Ok(()) => {
+            root.attr("outcome", "ack");
             telemetry::request_answered(&ep.flow_name, "bpp", label, None, started.elapsed());
             ack()
         }
         Err(rejection) => {
             let (code, status, path) = rejection.classify();
+            root.attr("outcome", "nack");
+            root.attr("error.code", code.code().to_string());
+            root.fail(&rejection);
             tracing::info!(flow = %ep.flow_name, action = %action, code = code.code(), status = status.as_u16(), path = path.as_deref().unwrap_or(""), reason = %rejection, "NACK");
             telemetry::request_answered(
                 &ep.flow_name,
@@ -80,6 +98,7 @@ async fn receive(
     action: &str,
     headers: &HeaderMap,
     body: Body,
+    root: &traces::Step,
 ) -> Result<(), Rejection> {
     let action: Action = action
         .parse()
@@ -95,10 +114,19 @@ async fn receive(
     check_content_type(headers)?;
     let bytes = read_body(body, flow.max_body_bytes).await?;
     payloads::received(&flow.name, action.as_str(), headers, &bytes);
-    let verified =
-        trust::verify_inbound(&flow.participant, &ep.services.registries, headers, &bytes).await?;
+    let verify = traces::step("beckn.verify");
+    let verified = verify
+        .wrap(trust::verify_inbound(
+            &flow.participant,
+            &ep.services.registries,
+            headers,
+            &bytes,
+        ))
+        .await
+        .inspect_err(|e| verify.fail(e))?;
+    verify.end();
+    let check = traces::step("beckn.check");
     let request: Value = serde_json::from_slice(&bytes).map_err(|e| Rejection::malformed(&e))?;
-    rules(&flow, &set.core).check_request(action, &request, ep.services.clock.now())?;
     let context_text = |k: &str| {
         request
             .pointer(&format!("/context/{k}"))
@@ -106,6 +134,14 @@ async fn receive(
             .unwrap_or_default()
             .to_string()
     };
+    if root.is_traced() {
+        root.attr("transaction_id", context_text("transaction_id"));
+        root.attr("message_id", context_text("message_id"));
+    }
+    rules(&flow, &set.core)
+        .check_request(action, &request, ep.services.clock.now())
+        .inspect_err(|e| check.fail(e))?;
+    check.end();
     let bap_id = context_text("bap_id");
     if let Some(signer) = &verified.signer
         && *signer != bap_id
@@ -155,7 +191,10 @@ async fn receive(
         lease_until: ep.services.clock.now_ms()
             + ep.services.outbox.settings.work_lease.as_millis() as i64,
     };
-    match ep.services.outbox.store.accept(inbound).await {
+    let recorded = traces::step("store.accept")
+        .run(ep.services.outbox.store.accept(inbound))
+        .await;
+    match recorded {
         Ok(Admission::New) => {}
         Ok(Admission::Duplicate) => {
             tracing::info!(flow = %flow.name, %action, message_id = %key.message_id, "duplicate message id: acknowledged again, not run again");
@@ -185,8 +224,10 @@ async fn receive(
         &context_text("transaction_id"),
         &key.message_id,
     );
+    // The work after the ACK stays in the message's trace.
+    let work = traces::step("beckn.work");
     tokio::spawn(
-        process(
+        work.run(process(
             flow,
             core,
             action,
@@ -198,7 +239,7 @@ async fn receive(
             },
             services,
             Run::Accepted { _permit: permit },
-        )
+        ))
         .instrument(span),
     );
     Ok(())
@@ -216,8 +257,19 @@ pub(crate) fn resume(set: &Arc<CompiledSet>, u: Unfinished, services: &Arc<Servi
     };
     tracing::info!(flow = %flow.name, %action, transaction_id = %u.transaction_id, message_id = %u.key.message_id, "resuming a request accepted but not answered");
     let span = message_span(&flow.name, action, &u.transaction_id, &u.key.message_id);
+    // A new trace: the one of its first run ended with the process that stopped.
+    let root = services.traces.message(action.as_str(), None, || {
+        vec![
+            KeyValue::new("flow", flow.name.clone()),
+            KeyValue::new("role", "bpp"),
+            KeyValue::new("action", action.as_str()),
+            KeyValue::new("transaction_id", u.transaction_id.clone()),
+            KeyValue::new("message_id", u.key.message_id.clone()),
+            KeyValue::new("recovered", true),
+        ]
+    });
     tokio::spawn(
-        process(
+        root.run(process(
             flow,
             set.core.clone(),
             action,
@@ -231,7 +283,7 @@ pub(crate) fn resume(set: &Arc<CompiledSet>, u: Unfinished, services: &Arc<Servi
             Run::Recovered {
                 received_at: u.received_at,
             },
-        )
+        ))
         .instrument(span),
     );
 }

@@ -31,6 +31,9 @@ use crate::intake::body::read_body;
 use crate::intake::content_type::check_content_type;
 use crate::intake::validate::action_matches;
 use crate::store::SentRequest;
+use crate::telemetry::traces;
+use opentelemetry::KeyValue;
+use opentelemetry::trace::SpanKind;
 
 /// One gateway flow's endpoints.
 pub struct GatewayEndpoint {
@@ -47,8 +50,9 @@ pub async fn search(
     body: Body,
 ) -> Response {
     let started = std::time::Instant::now();
-    let outcome = receive_search(&ep, &headers, body).await;
-    respond(&ep, "search", outcome, started)
+    let root = root_span(&ep, "search", &headers);
+    let outcome = root.wrap(receive_search(&ep, &headers, body)).await;
+    respond(&ep, "search", outcome, started, root)
 }
 
 /// `POST {base_path}/on_search`.
@@ -58,12 +62,21 @@ pub async fn on_search(
     body: Body,
 ) -> Response {
     let started = std::time::Instant::now();
-    respond(
-        &ep,
-        "on_search",
-        receive_on_search(&ep, &headers, body).await,
-        started,
-    )
+    let root = root_span(&ep, "on_search", &headers);
+    let outcome = root.wrap(receive_on_search(&ep, &headers, body)).await;
+    respond(&ep, "on_search", outcome, started, root)
+}
+
+/// The root span of a message the gateway relays (under the sender's `traceparent`, if any).
+fn root_span(ep: &GatewayEndpoint, action: &'static str, headers: &HeaderMap) -> traces::Step {
+    let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok());
+    ep.services.traces.message(action, traceparent, || {
+        vec![
+            KeyValue::new("flow", ep.flow_name.clone()),
+            KeyValue::new("role", "gateway"),
+            KeyValue::new("action", action),
+        ]
+    })
 }
 
 fn respond(
@@ -71,7 +84,9 @@ fn respond(
     action: &'static str,
     outcome: Result<(), Rejection>,
     started: std::time::Instant,
+    root: traces::Step,
 ) -> Response {
+    root.attr("outcome", if outcome.is_ok() { "ack" } else { "nack" });
     match outcome {
         Ok(()) => {
             crate::telemetry::request_answered(
@@ -85,6 +100,7 @@ fn respond(
         }
         Err(rejection) => {
             let (code, status, _) = rejection.classify();
+            root.attr("error.code", code.code().to_string());
             crate::telemetry::request_answered(
                 &ep.flow_name,
                 "gateway",
@@ -228,7 +244,8 @@ async fn receive_search(
         .map_err(unavailable)?;
     let auth = original_auth(headers);
     let ep = ep.clone();
-    tokio::spawn(async move {
+    let trace = traces::current();
+    tokio::spawn(traces::resume(trace, async move {
         let gateway_sig = gateway_signature(&flow, &bytes, ep.services.clock.now().as_second());
         let sends = targets.into_iter().map(|bpp| {
             let url = format!("{}/search", bpp.url.trim_end_matches('/'));
@@ -242,7 +259,7 @@ async fn receive_search(
             )
         });
         futures::future::join_all(sends).await;
-    });
+    }));
     Ok(())
 }
 
@@ -312,7 +329,8 @@ async fn receive_on_search(
     .await?;
     let auth = original_auth(headers);
     let ep = ep.clone();
-    tokio::spawn(async move {
+    let trace = traces::current();
+    tokio::spawn(traces::resume(trace, async move {
         let gateway_sig = gateway_signature(&flow, &bytes, ep.services.clock.now().as_second());
         forward(
             &ep,
@@ -323,7 +341,7 @@ async fn receive_on_search(
             gateway_sig,
         )
         .await;
-    });
+    }));
     Ok(())
 }
 
@@ -447,8 +465,22 @@ async fn forward(
     if let Some(g) = gateway_sig {
         req = req.header(GATEWAY_HEADER, g);
     }
+    let span = traces::step_with("gateway.relay", SpanKind::Client, || {
+        vec![KeyValue::new("url.full", url.clone())]
+    });
+    if let Some(traceparent) = span.in_scope(traces::traceparent) {
+        req = req.header("traceparent", traceparent);
+    }
     let started = std::time::Instant::now();
-    match req.body(bytes).send().await {
+    let sent = span.wrap(req.body(bytes).send()).await;
+    match &sent {
+        Ok(resp) => span.attr(
+            "http.response.status_code",
+            i64::from(resp.status().as_u16()),
+        ),
+        Err(e) => span.fail(e),
+    }
+    match sent {
         Ok(resp) if resp.status().is_success() => {
             tracing::info!(flow = %flow.name, %url, status = resp.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "forwarded");
         }

@@ -26,6 +26,7 @@ use crate::delivery::Outbox;
 use crate::intake::validate::Rules;
 use crate::sinks::Sinks;
 use crate::store::{HeldRequest, NewOutbox, StoreError};
+use crate::telemetry::traces::Traces;
 
 /// What every role needs from the outside world; injected so tests and `render` can swap parts.
 pub struct Services {
@@ -36,6 +37,8 @@ pub struct Services {
     /// The time of day every decision is made on (the same clock the store, the outbox and
     /// the registries have).
     pub clock: SharedClock,
+    /// Where each message's trace goes (nowhere unless an OTLP endpoint is configured).
+    pub traces: Traces,
 }
 
 /// What `flow`'s messages, arriving and leaving, are checked against.

@@ -5,6 +5,7 @@
 //! like. The registry is process-wide: a process is one adapter.
 
 pub mod log_format;
+pub mod traces;
 
 use std::sync::LazyLock;
 use std::time::Duration;

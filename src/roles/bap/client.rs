@@ -31,6 +31,8 @@ use crate::compile::{CompiledBap, CompiledFlow};
 use crate::config::model::AnswerMode;
 use crate::intake::body::read_body;
 use crate::store::{Disposition, StoreError};
+use opentelemetry::KeyValue;
+use opentelemetry::trace::SpanKind;
 
 /// Why a call of the client API was refused (nothing was sent), or could not be answered.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -134,7 +136,26 @@ pub async fn call(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match send(&ep, &action, &query, &headers, body).await {
+    // The app's call is the root of its trace (under the app's `traceparent`, if it sent one).
+    let label = action.parse::<Action>().map_or("other", Action::as_str);
+    let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok());
+    let root = ep.services.traces.root(
+        || format!("bap.{label}"),
+        traceparent,
+        SpanKind::Server,
+        || {
+            vec![
+                KeyValue::new("flow", ep.flow_name.clone()),
+                KeyValue::new("role", "bap"),
+                KeyValue::new("action", label),
+            ]
+        },
+    );
+    let sent = root
+        .wrap(send(&ep, &action, &query, &headers, body))
+        .await
+        .inspect_err(|e| root.fail(e));
+    match sent {
         Ok((status, doc)) => (status, Json(doc)).into_response(),
         Err(e) => {
             tracing::info!(flow = %ep.flow_name, %action, error = %e, "client call refused");

@@ -41,6 +41,7 @@ use crate::intake::payloads;
 use crate::roles::rules;
 use crate::sinks::Sinks;
 use crate::store::{Accepted, Disposition, NewCallback, RefusedCallback, SentRequest};
+use opentelemetry::KeyValue;
 
 /// `POST {base_path}/{callback}`.
 pub async fn receive(
@@ -49,10 +50,28 @@ pub async fn receive(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match accept(&ep, &callback, &headers, body).await {
-        Ok(()) => ack(),
+    let label = callback
+        .strip_prefix("on_")
+        .and_then(|a| a.parse::<Action>().ok())
+        .map_or("other", Action::callback);
+    let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok());
+    let root = ep.services.traces.message(label, traceparent, || {
+        vec![
+            KeyValue::new("flow", ep.flow_name.clone()),
+            KeyValue::new("role", "bap"),
+            KeyValue::new("action", label),
+        ]
+    });
+    let accepted = root.wrap(accept(&ep, &callback, &headers, body)).await;
+    match accepted {
+        Ok(()) => {
+            root.attr("outcome", "ack");
+            ack()
+        }
         Err(rejection) => {
             let (code, status, path) = rejection.classify();
+            root.attr("outcome", "nack");
+            root.attr("error.code", code.code().to_string());
             tracing::info!(flow = %ep.flow_name, action = %callback, code = code.code(), status = status.as_u16(), path = path.as_deref().unwrap_or(""), reason = %rejection, "NACK");
             rejection.into_response()
         }

@@ -24,6 +24,9 @@ use crate::engine::flow_value;
 use crate::intake::message::text;
 use crate::roles::rules;
 use crate::store::{Counterpart, Disposition, SentRequest};
+use crate::telemetry::traces;
+use opentelemetry::KeyValue;
+use opentelemetry::trace::SpanKind;
 
 /// Context fields only the adapter sets.
 const ADAPTER_OWNED: [&str; 7] = [
@@ -472,11 +475,25 @@ pub async fn send(
     for (k, v) in headers {
         req = req.header(k, v);
     }
-    let resp = match req.body(bytes).send().await {
+    let span = traces::step_with("beckn.send", SpanKind::Client, || {
+        vec![
+            KeyValue::new("action", action.to_string()),
+            KeyValue::new("url.full", url.to_string()),
+        ]
+    });
+    // A provider that traces joins the buyer app's trace.
+    if let Some(traceparent) = span.in_scope(traces::traceparent) {
+        req = req.header("traceparent", traceparent);
+    }
+    let resp = match span.wrap(req.body(bytes).send()).await {
         Ok(r) => r,
-        Err(e) => return Ack::Failed(crate::backend::root_cause(&e)),
+        Err(e) => {
+            span.fail(&e);
+            return Ack::Failed(crate::backend::root_cause(&e));
+        }
     };
     let status = resp.status();
+    span.attr("http.response.status_code", i64::from(status.as_u16()));
     let body = resp.bytes().await.unwrap_or_default();
     let answer: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     match answer

@@ -143,7 +143,14 @@ fn received(
             .iter()
             .find(|(action, id, _)| *action == m.action && *id == m.message_id)
         {
-            entry["calls"] = serde_json::from_str(steps).unwrap_or(Value::Null);
+            // An array of calls; for a traced message, its trace id and the calls.
+            match serde_json::from_str(steps).unwrap_or(Value::Null) {
+                Value::Object(mut noted) => {
+                    entry["trace_id"] = noted.remove("trace_id").unwrap_or(Value::Null);
+                    entry["calls"] = noted.remove("calls").unwrap_or(Value::Null);
+                }
+                calls => entry["calls"] = calls,
+            }
         }
         entry["done_at"] = json!(a.done_at);
         entry["took_ms"] = json!(a.done_at.map(|d| d - a.received_at));

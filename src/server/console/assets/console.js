@@ -162,8 +162,12 @@ async function timeline(flow, tx) {
       e.order_id ? el("span", {}, `order ${e.order_id} → ${e.state}`) : null);
     const entry = el("div", { class: `entry ${e.kind}`, "data-action": e.action || e.state || "" }, head);
     if (e.signature) entry.append(el("div", { class: "muted" }, "signature: " + e.signature));
+    if (e.trace_id) entry.append(el("div", { class: "muted" }, "trace ", el("code", { class: "trace-id" }, e.trace_id)));
     if (e.calls && e.calls.length) {
-      entry.append(el("table", { class: "calls" }, e.calls.map(c => el("tr", {},
+      entry.append(el("table", { class: "calls" }, e.calls.map(c => c.kind ? el("tr", {},
+        el("td", {}, c.kind), el("td", {}, ""), el("td", { class: "mono" }, c.path),
+        el("td", { class: c.failure ? "bad" : "ok" }, c.failure || "ok"),
+        el("td", { class: "muted" }, `+${c.at_ms} ms, took ${c.took_ms} ms`)) : el("tr", {},
         el("td", {}, c.step), el("td", {}, c.backend), el("td", { class: "mono" }, `${c.method} ${c.path}`),
         el("td", { class: c.failure ? "bad" : "ok" }, c.status !== null ? String(c.status) : c.failure),
         el("td", { class: "muted" }, `+${c.at_ms} ms, took ${c.took_ms} ms`)))));
