@@ -226,6 +226,12 @@ impl App {
         let limits = settings.limits;
         tracing::info!(header_timeout = ?limits.header_timeout, body_timeout = ?limits.body_timeout, idle_timeout = ?limits.idle_timeout, max_connections = limits.max_connections, "listener limits");
         server::serve_within(bound, limits, stop()).await?;
+        // The last spans are sent before the process ends (the export runs on this runtime,
+        // so the wait is on a blocking thread).
+        let traces = services.traces.clone();
+        if traces.is_on() {
+            let _ = tokio::task::spawn_blocking(move || traces.flush()).await;
+        }
         Ok(())
     }
 }

@@ -423,3 +423,41 @@ async fn gateway_relays_no_on_search_after_the_search_ttl() {
         "{nack}"
     );
 }
+
+#[tokio::test]
+async fn a_search_through_the_gateway_is_one_trace_across_gateway_labs_and_answers() {
+    use crate::traces::{Got, assert_parents_within, start_collector, trace_when};
+    let (collector, endpoint) = start_collector().await;
+    let net = SoilNetwork::start_app(|settings| settings.traces.endpoint = Some(endpoint)).await;
+    let message_id = net.search().await;
+    net.bap
+        .wait_n("on_search", &message_id, 3, Duration::from_secs(10))
+        .await;
+    let count = |spans: &[Got], name: &str| spans.iter().filter(|s| s.name == name).count();
+    // relayed to three labs, each answer relayed back to the farmer app
+    let spans = trace_when(&collector, &message_id, |spans| {
+        count(spans, "gateway.relay") == 6
+            && count(spans, "beckn.on_search") == 3
+            && count(spans, "delivery.attempt") == 3
+    })
+    .await;
+    assert_parents_within(&spans);
+    let roots: Vec<&Got> = spans.iter().filter(|s| s.parent.is_empty()).collect();
+    assert_eq!(roots.len(), 1, "{roots:#?}");
+    assert_eq!(roots[0].name, "beckn.search");
+    assert_eq!(roots[0].attr("role"), Some("gateway"));
+    let relays: Vec<&str> = spans
+        .iter()
+        .filter(|s| s.name == "gateway.relay")
+        .map(|s| s.span_id.as_str())
+        .collect();
+    // each lab's message is a child of the relay that brought it
+    let labs: Vec<&Got> = spans
+        .iter()
+        .filter(|s| s.name == "beckn.search" && s.attr("role") == Some("bpp"))
+        .collect();
+    assert_eq!(labs.len(), 3, "{labs:#?}");
+    for lab in labs {
+        assert!(relays.contains(&lab.parent.as_str()), "{lab:?}");
+    }
+}

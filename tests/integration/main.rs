@@ -35,7 +35,7 @@ mod rotation;
 mod schemas;
 mod store_contract;
 mod subscribe;
-mod traces;
+pub mod traces;
 mod trust;
 mod ultra;
 mod unsolicited;

@@ -22,18 +22,25 @@ use crate::common::{Network, bind, repo};
 
 /// A span as the collector stand-in received it.
 #[derive(Debug, Clone)]
-struct Got {
-    trace_id: String,
-    span_id: String,
-    parent: String,
-    name: String,
-    attributes: HashMap<String, String>,
-    service: String,
+pub struct Got {
+    pub trace_id: String,
+    pub span_id: String,
+    pub parent: String,
+    pub name: String,
+    pub attributes: HashMap<String, String>,
+    pub service: String,
 }
 
+impl Got {
+    pub fn attr(&self, key: &str) -> Option<&str> {
+        self.attributes.get(key).map(String::as_str)
+    }
+}
+
+/// The OTLP/HTTP collector stand-in: every span it was sent.
 #[derive(Default)]
-struct Collector {
-    spans: Mutex<Vec<Got>>,
+pub struct Collector {
+    pub spans: Mutex<Vec<Got>>,
     posts: Mutex<usize>,
 }
 
@@ -81,7 +88,7 @@ async fn collect(State(c): State<Arc<Collector>>, body: Bytes) -> StatusCode {
 }
 
 /// The collector stand-in and its base URL (as `OTEL_EXPORTER_OTLP_ENDPOINT` names one).
-async fn start_collector() -> (Arc<Collector>, String) {
+pub async fn start_collector() -> (Arc<Collector>, String) {
     let collector = Arc::new(Collector::default());
     let (listener, addr) = bind().await;
     let app = Router::new()
@@ -183,6 +190,19 @@ async fn search(net: &Network, traceparent: Option<&str>) -> String {
 /// The spans of the trace of the message `message_id`, once they include every one of
 /// `names` (waited for up to 15 s).
 async fn trace_of(collector: &Collector, message_id: &str, names: &[&str]) -> Vec<Got> {
+    trace_when(collector, message_id, |spans| {
+        names.iter().all(|n| spans.iter().any(|s| s.name == *n))
+    })
+    .await
+}
+
+/// The spans of the trace of the message `message_id` (its `beckn.search` span), once `ready`
+/// holds of them (waited for up to 15 s).
+pub async fn trace_when(
+    collector: &Collector,
+    message_id: &str,
+    ready: impl Fn(&[Got]) -> bool,
+) -> Vec<Got> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
         let spans = collector.spans.lock().unwrap().clone();
@@ -198,7 +218,7 @@ async fn trace_of(collector: &Collector, message_id: &str, names: &[&str]) -> Ve
                 .into_iter()
                 .filter(|s| s.trace_id == trace_id)
                 .collect();
-            if names.iter().all(|n| of_trace.iter().any(|s| s.name == *n)) {
+            if ready(&of_trace) {
                 return of_trace;
             }
         }
@@ -208,6 +228,18 @@ async fn trace_of(collector: &Collector, message_id: &str, names: &[&str]) -> Ve
             collector.spans.lock().unwrap()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every span's parent is a span of the same trace (or none: the root).
+pub fn assert_parents_within(spans: &[Got]) {
+    let ids: HashSet<&str> = spans.iter().map(|s| s.span_id.as_str()).collect();
+    for s in spans {
+        assert!(
+            s.parent.is_empty() || ids.contains(s.parent.as_str()),
+            "{} has a parent outside its trace: {spans:#?}",
+            s.name
+        );
     }
 }
 
@@ -252,15 +284,7 @@ async fn a_search_is_one_trace_with_a_span_per_step_that_the_erp_joins() {
     assert!(root.attributes.contains_key("transaction_id"), "{root:?}");
     assert_eq!(root.service, "beckn-adapter");
 
-    // every other span's parent is a span of the same trace
-    let ids: HashSet<&str> = spans.iter().map(|s| s.span_id.as_str()).collect();
-    for s in &spans {
-        assert!(
-            s.parent.is_empty() || ids.contains(s.parent.as_str()),
-            "{} has a parent outside its trace: {spans:#?}",
-            s.name
-        );
-    }
+    assert_parents_within(&spans);
     // the calls the flow makes, each with its path (no query) and status
     let calls: Vec<&Got> = spans.iter().filter(|s| s.name == "backend.call").collect();
     assert_eq!(calls.len(), 2, "{calls:#?}");
