@@ -59,7 +59,7 @@ impl<'t> CallLog<'t> {
     }
 
     /// The notes as a JSON array; with a trace id, an object of `trace_id` and `calls`; None
-    /// when nothing was noted and the message is not traced.
+    /// when no backend was called and the message is not traced.
     pub fn into_json(self) -> Option<String> {
         let calls = self.calls.into_inner().unwrap_or_default();
         match self.trace_id {
@@ -67,7 +67,8 @@ impl<'t> CallLog<'t> {
                 serde_json::to_string(&serde_json::json!({"trace_id": trace_id, "calls": calls}))
                     .ok()
             }
-            None if calls.is_empty() => None,
+            // Scripts and the template alone are not worth a write on every message.
+            None if calls.iter().all(|n| n.kind != "call") => None,
             None => serde_json::to_string(&calls).ok(),
         }
     }
@@ -207,9 +208,27 @@ mod tests {
     }
 
     #[test]
-    fn scripts_and_templates_are_noted_by_kind_with_their_times() {
+    fn an_untraced_action_that_calls_no_backend_writes_no_notes() {
+        let log = CallLog::new(&Stub);
+        log.step_done("template", "soil/on_search.j2", Instant::now(), Duration::ZERO, false);
+        assert_eq!(log.into_json(), None, "the reply template alone is not worth a write");
+    }
+
+    #[tokio::test]
+    async fn scripts_and_templates_are_noted_by_kind_with_their_times() {
+        let backend = Backend {
+            name: "erp".into(),
+            base_url: "http://127.0.0.1:9".into(),
+            auth: None,
+            headers: Vec::new(),
+            timeout: Duration::from_secs(1),
+            retry: None,
+            error_code: None,
+            idempotency_header: None,
+        };
         let log = CallLog::new(&Stub);
         let started = Instant::now();
+        let _ = log.send(&backend, "order", request("/ok")).await;
         log.step_done(
             "script",
             "soil/search_filters.rhai",
@@ -225,12 +244,13 @@ mod tests {
             true,
         );
         let notes: serde_json::Value =
-            serde_json::from_str(&log.into_json().expect("two steps")).unwrap();
-        assert_eq!(notes[0]["kind"], "script");
-        assert_eq!(notes[0]["path"], "soil/search_filters.rhai");
-        assert_eq!(notes[0]["took_ms"], 3);
-        assert_eq!(notes[0]["failure"], serde_json::Value::Null);
-        assert_eq!(notes[1]["kind"], "template");
-        assert_eq!(notes[1]["failure"], "failed");
+            serde_json::from_str(&log.into_json().expect("a call and two steps")).unwrap();
+        assert!(notes[0].get("kind").is_none(), "a call has no kind");
+        assert_eq!(notes[1]["kind"], "script");
+        assert_eq!(notes[1]["path"], "soil/search_filters.rhai");
+        assert_eq!(notes[1]["took_ms"], 3);
+        assert_eq!(notes[1]["failure"], serde_json::Value::Null);
+        assert_eq!(notes[2]["kind"], "template");
+        assert_eq!(notes[2]["failure"], "failed");
     }
 }
