@@ -95,6 +95,7 @@ impl App {
             outbox,
             registries: RegistryPool::new(clock.clone()),
             clock,
+            nacks: crate::store::NackBudget::new(),
         });
         Ok(App {
             settings,

@@ -55,7 +55,8 @@ pub async fn handle(
     let started = std::time::Instant::now();
     // The path is the caller's to choose: metrics count it as `other` unless it is an action.
     let label = action.parse::<Action>().map_or("other", Action::as_str);
-    match receive(&ep, &action, &headers, body).await {
+    let mut read = None;
+    match receive(&ep, &action, &headers, body, &mut read).await {
         Ok(()) => {
             telemetry::request_answered(&ep.flow_name, "bpp", label, None, started.elapsed());
             ack()
@@ -70,16 +71,27 @@ pub async fn handle(
                 Some(code.code()),
                 started.elapsed(),
             );
+            let names = (ep.flow_name.as_str(), "bpp", label);
+            super::note_nack(
+                &ep.services,
+                names,
+                &headers,
+                read.as_ref(),
+                &rejection,
+                "bap_id",
+            );
             rejection.into_response()
         }
     }
 }
 
+/// Checks and records a request; `read` gets its body once read (for the NACK's record).
 async fn receive(
     ep: &BppEndpoint,
     action: &str,
     headers: &HeaderMap,
     body: Body,
+    read: &mut Option<bytes::Bytes>,
 ) -> Result<(), Rejection> {
     let action: Action = action
         .parse()
@@ -94,6 +106,7 @@ async fn receive(
     }
     check_content_type(headers)?;
     let bytes = read_body(body, flow.max_body_bytes).await?;
+    *read = Some(bytes.clone());
     payloads::received(&flow.name, action.as_str(), headers, &bytes);
     let verified =
         trust::verify_inbound(&flow.participant, &ep.services.registries, headers, &bytes).await?;

@@ -635,7 +635,10 @@ async fn buyer_contract(db: Db) {
     assert_eq!(store.sent_request("app", "m9").await.unwrap(), None);
     assert_eq!(store.sent_request("other", "m1").await.unwrap(), None);
     let ack = r#"{"message":{"ack":{"status":"ACK"}}}"#.to_string();
-    store.note_ack("app", "m1", ack.clone()).await.unwrap();
+    store
+        .note_ack("app", "m1", ack.clone(), None)
+        .await
+        .unwrap();
     assert_eq!(
         store.sent_request("app", "m1").await.unwrap().unwrap().ack,
         Some(ack)
@@ -1419,7 +1422,7 @@ async fn history_contract(db: Db) {
             logged,
             pairs(&[("in", "h1"), ("out", "h1"), ("in", "h2"), ("out", "h2")])
         );
-        let steps: Vec<&str> = record.steps.iter().map(|s| s.2.as_str()).collect();
+        let steps: Vec<&str> = record.steps.iter().map(|s| s.steps.as_str()).collect();
         assert_eq!(steps.len(), 2, "{steps:?}");
         assert!(steps.iter().all(|s| !s.contains("ghost")), "{steps:?}");
         assert_eq!(record.accepted.len(), 2);

@@ -49,21 +49,39 @@ pub async fn receive(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match accept(&ep, &callback, &headers, body).await {
+    let mut read = None;
+    match accept(&ep, &callback, &headers, body, &mut read).await {
         Ok(()) => ack(),
         Err(rejection) => {
             let (code, status, path) = rejection.classify();
             tracing::info!(flow = %ep.flow_name, action = %callback, code = code.code(), status = status.as_u16(), path = path.as_deref().unwrap_or(""), reason = %rejection, "NACK");
+            // A late or unknown callback is filed, and shown as such, already.
+            if !matches!(
+                rejection,
+                Rejection::LateCallback { .. } | Rejection::UnknownRequest { .. }
+            ) {
+                let names = (ep.flow_name.as_str(), "bap", callback.as_str());
+                crate::roles::note_nack(
+                    &ep.services,
+                    names,
+                    &headers,
+                    read.as_ref(),
+                    &rejection,
+                    "bpp_id",
+                );
+            }
             rejection.into_response()
         }
     }
 }
 
+/// Checks and files a callback; `read` gets its body once read (for the NACK's record).
 async fn accept(
     ep: &BapEndpoint,
     callback: &str,
     headers: &HeaderMap,
     body: Body,
+    read: &mut Option<bytes::Bytes>,
 ) -> Result<(), Rejection> {
     let action = callback
         .strip_prefix("on_")
@@ -74,6 +92,7 @@ async fn accept(
         .ok_or_else(|| Rejection::Unavailable(format!("flow {} is not loaded", ep.flow_name)))?;
     check_content_type(headers)?;
     let bytes = read_body(body, flow.max_body_bytes).await?;
+    *read = Some(bytes.clone());
     payloads::received(&flow.name, callback, headers, &bytes);
     let checked = async {
         let verified =
