@@ -221,7 +221,7 @@ impl App {
             ));
         }
         let limits = settings.limits;
-        tracing::info!(header_timeout = ?limits.header_timeout, body_timeout = ?limits.body_timeout, idle_timeout = ?limits.idle_timeout, max_connections = limits.max_connections, "listener limits");
+        tracing::info!(header_timeout = ?limits.header_timeout, body_timeout = ?limits.body_timeout, idle_timeout = ?limits.idle_timeout, write_timeout = ?limits.write_timeout, max_connections = limits.max_connections, "listener limits");
         server::serve_within(bound, limits, stop()).await?;
         Ok(())
     }
