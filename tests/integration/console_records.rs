@@ -126,8 +126,9 @@ async fn nacked_flood_does_not_grow_store_unbounded() {
         list().await.filter(|n| *n >= NackBudget::BURST as usize)
     })
     .await;
+    // A machine slow enough to refill the budget for every request would keep them all.
     assert!(
-        kept <= bound && bound < flood,
+        kept <= bound.min(flood),
         "{kept} NACKs kept of {flood} in {elapsed:.1} s (bound {bound})"
     );
 
