@@ -99,6 +99,7 @@ impl App {
             registries: RegistryPool::new(clock.clone()),
             clock,
             traces,
+            nacks: crate::store::NackBudget::new(),
         });
         Ok(App {
             settings,
@@ -224,7 +225,7 @@ impl App {
             ));
         }
         let limits = settings.limits;
-        tracing::info!(header_timeout = ?limits.header_timeout, body_timeout = ?limits.body_timeout, idle_timeout = ?limits.idle_timeout, max_connections = limits.max_connections, "listener limits");
+        tracing::info!(header_timeout = ?limits.header_timeout, body_timeout = ?limits.body_timeout, idle_timeout = ?limits.idle_timeout, write_timeout = ?limits.write_timeout, max_connections = limits.max_connections, "listener limits");
         server::serve_within(bound, limits, stop()).await?;
         // The last spans are sent before the process ends (the export runs on this runtime,
         // so the wait is on a blocking thread).

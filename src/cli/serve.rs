@@ -58,6 +58,10 @@ pub struct ServeArgs {
     /// Every listener: a kept-alive connection with no request for this long is closed.
     #[arg(long, default_value = "75s", env = "BECKN_IDLE_TIMEOUT")]
     idle_timeout: HumanDuration,
+    /// Every listener: an answer the client takes no part of for this long (it does not read)
+    /// ends the connection.
+    #[arg(long, default_value = "30s", env = "BECKN_WRITE_TIMEOUT")]
+    write_timeout: HumanDuration,
     /// Every listener: connections open at once; more wait to be accepted until one closes.
     #[arg(long, default_value_t = 4096, env = "BECKN_MAX_CONNECTIONS",
           value_parser = clap::value_parser!(u32).range(1..))]
@@ -99,12 +103,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         header_timeout: args.header_timeout.0,
         body_timeout: args.body_timeout.0,
         idle_timeout: args.idle_timeout.0,
+        write_timeout: args.write_timeout.0,
         max_connections: args.max_connections as usize,
     };
     for (name, value) in [
         ("--header-timeout", limits.header_timeout),
         ("--body-timeout", limits.body_timeout),
         ("--idle-timeout", limits.idle_timeout),
+        ("--write-timeout", limits.write_timeout),
     ] {
         if value.is_zero() {
             bail!("{name} must be longer than 0s");

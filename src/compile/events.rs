@@ -18,6 +18,22 @@ use crate::mapping::{ScriptEngine, Templates};
 
 const DEFAULT_POLL_EVERY: Duration = Duration::from_secs(5);
 
+/// The shortest interval a poller may ask its backend at.
+pub(super) const MIN_POLL_EVERY: Duration = Duration::from_millis(100);
+
+/// A backend call a poller makes, as configured, for [`Loader::polled_call`].
+pub(super) struct PolledCall<'a> {
+    /// Its key in the flow file (`events.poll`).
+    pub at: &'a str,
+    pub backend: &'a str,
+    pub path: &'a str,
+    pub every: Duration,
+    /// How a too short `every` is said: "`too_often` 50ms would flood the backend".
+    pub too_often: &'a str,
+    /// The hint given then.
+    pub usual: &'a str,
+}
+
 impl Loader<'_> {
     /// Compiles `events:`: the webhook, the expressions that place an event, and its steps and
     /// reply, whose templates may read `event`.
@@ -176,6 +192,52 @@ impl Loader<'_> {
         })
     }
 
+    /// The checks a polled backend call shares, whichever poller makes it (`events.poll`,
+    /// `events.poll_orders`): the backend is declared, the path is absolute, and it is not
+    /// asked more often than every [`MIN_POLL_EVERY`].
+    pub(super) fn polled_call(
+        &mut self,
+        doc: &SpannedDoc,
+        file: &Path,
+        call: &PolledCall<'_>,
+        backends: &BTreeMap<String, Option<Backend>>,
+    ) {
+        let at = call.at;
+        if !backends.contains_key(call.backend) {
+            let names: Vec<String> = backends.keys().cloned().collect();
+            let mut d = doc.diagnostic(
+                file,
+                &format!("{at}.backend"),
+                format!("no backend named `{}`", call.backend),
+            );
+            d = match crate::config::closest(call.backend, &names) {
+                Some(best) => d.hint(format!("did you mean `{best}`?")),
+                None if names.is_empty() => d.hint("declare it under `backends:`"),
+                None => d.hint(format!("declared backends: {}", names.join(", "))),
+            };
+            self.diagnostics.push(d);
+        }
+        if !call.path.starts_with('/') {
+            self.diagnostics.push(
+                doc.diagnostic(file, &format!("{at}.path"), "the path must start with `/`")
+                    .hint("it is appended to the backend's base_url"),
+            );
+        }
+        if call.every < MIN_POLL_EVERY {
+            self.diagnostics.push(
+                doc.diagnostic(
+                    file,
+                    &format!("{at}.every"),
+                    format!(
+                        "{} {:?} would flood the backend",
+                        call.too_often, call.every
+                    ),
+                )
+                .hint(call.usual),
+            );
+        }
+    }
+
     /// Compiles `events.poll`: the backend request (templates reading `cursor` and `flow`) and
     /// where the events and the next cursor are in the answer.
     fn event_poll(
@@ -188,43 +250,17 @@ impl Loader<'_> {
         templates: &mut Templates,
     ) -> Option<CompiledPoll> {
         const PATH: &str = "events.poll";
-        const MIN_EVERY: Duration = Duration::from_millis(100);
         let before = self.diagnostics.len();
-        if !backends.contains_key(&cfg.backend) {
-            let names: Vec<String> = backends.keys().cloned().collect();
-            let mut d = doc.diagnostic(
-                file,
-                &format!("{PATH}.backend"),
-                format!("no backend named `{}`", cfg.backend),
-            );
-            d = match crate::config::closest(&cfg.backend, &names) {
-                Some(best) => d.hint(format!("did you mean `{best}`?")),
-                None if names.is_empty() => d.hint("declare it under `backends:`"),
-                None => d.hint(format!("declared backends: {}", names.join(", "))),
-            };
-            self.diagnostics.push(d);
-        }
-        if !cfg.path.starts_with('/') {
-            self.diagnostics.push(
-                doc.diagnostic(
-                    file,
-                    &format!("{PATH}.path"),
-                    "the path must start with `/`",
-                )
-                .hint("it is appended to the backend's base_url"),
-            );
-        }
         let every = cfg.every.map_or(DEFAULT_POLL_EVERY, |d| d.0);
-        if every < MIN_EVERY {
-            self.diagnostics.push(
-                doc.diagnostic(
-                    file,
-                    &format!("{PATH}.every"),
-                    format!("polling every {every:?} would flood the backend"),
-                )
-                .hint("poll at most every 100ms; a few seconds is usual"),
-            );
-        }
+        let call = PolledCall {
+            at: PATH,
+            backend: &cfg.backend,
+            path: &cfg.path,
+            every,
+            too_often: "polling every",
+            usual: "poll at most every 100ms; a few seconds is usual",
+        };
+        self.polled_call(doc, file, &call, backends);
         if !cfg.items.is_empty() && !cfg.items.starts_with('/') {
             self.diagnostics.push(
                 doc.diagnostic(

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::action::TRANSACTION;
+use super::events::PolledCall;
 use super::templates::MINIJINJA_BUILTINS;
 use super::{CompiledPollOrders, Loader};
 use crate::backend::Backend;
@@ -18,7 +19,6 @@ use crate::mapping::templates::GLOBAL_NAMES;
 
 const PATH: &str = "events.poll_orders";
 const DEFAULT_EVERY: Duration = Duration::from_secs(30);
-const MIN_EVERY: Duration = Duration::from_millis(100);
 const DEFAULT_CONCURRENCY: u64 = 4;
 const MAX_CONCURRENCY: u64 = 64;
 
@@ -34,41 +34,16 @@ impl Loader<'_> {
         templates: &mut Templates,
     ) -> Option<CompiledPollOrders> {
         let before = self.diagnostics.len();
-        if !backends.contains_key(&cfg.backend) {
-            let names: Vec<String> = backends.keys().cloned().collect();
-            let mut d = doc.diagnostic(
-                file,
-                &format!("{PATH}.backend"),
-                format!("no backend named `{}`", cfg.backend),
-            );
-            d = match crate::config::closest(&cfg.backend, &names) {
-                Some(best) => d.hint(format!("did you mean `{best}`?")),
-                None if names.is_empty() => d.hint("declare it under `backends:`"),
-                None => d.hint(format!("declared backends: {}", names.join(", "))),
-            };
-            self.diagnostics.push(d);
-        }
-        if !cfg.path.starts_with('/') {
-            self.diagnostics.push(
-                doc.diagnostic(
-                    file,
-                    &format!("{PATH}.path"),
-                    "the path must start with `/`",
-                )
-                .hint("it is appended to the backend's base_url"),
-            );
-        }
         let every = cfg.every.map_or(DEFAULT_EVERY, |d| d.0);
-        if every < MIN_EVERY {
-            self.diagnostics.push(
-                doc.diagnostic(
-                    file,
-                    &format!("{PATH}.every"),
-                    format!("asking every order every {every:?} would flood the backend"),
-                )
-                .hint("at most every 100ms; 30s or more is usual"),
-            );
-        }
+        let call = PolledCall {
+            at: PATH,
+            backend: &cfg.backend,
+            path: &cfg.path,
+            every,
+            too_often: "asking every order every",
+            usual: "at most every 100ms; 30s or more is usual",
+        };
+        self.polled_call(doc, file, &call, backends);
         let concurrency = cfg.concurrency.map_or(DEFAULT_CONCURRENCY, |c| c.0);
         if !(1..=MAX_CONCURRENCY).contains(&concurrency) {
             self.diagnostics.push(

@@ -66,8 +66,9 @@ pub async fn handle(
             KeyValue::new("action", label),
         ]
     });
+    let mut read = None;
     let received = root
-        .wrap(receive(&ep, &action, &headers, body, &root))
+        .wrap(receive(&ep, &action, &headers, body, &root, &mut read))
         .await;
     match received {
         Ok(()) => {
@@ -88,17 +89,28 @@ pub async fn handle(
                 Some(code.code()),
                 started.elapsed(),
             );
+            let names = (ep.flow_name.as_str(), "bpp", label);
+            super::note_nack(
+                &ep.services,
+                names,
+                &headers,
+                read.as_ref(),
+                &rejection,
+                "bap_id",
+            );
             rejection.into_response()
         }
     }
 }
 
+/// Checks and records a request; `read` gets its body once read (for the NACK's record).
 async fn receive(
     ep: &BppEndpoint,
     action: &str,
     headers: &HeaderMap,
     body: Body,
     root: &traces::Step,
+    read: &mut Option<bytes::Bytes>,
 ) -> Result<(), Rejection> {
     let action: Action = action
         .parse()
@@ -113,6 +125,7 @@ async fn receive(
     }
     check_content_type(headers)?;
     let bytes = read_body(body, flow.max_body_bytes).await?;
+    *read = Some(bytes.clone());
     payloads::received(&flow.name, action.as_str(), headers, &bytes);
     let verify = traces::step("beckn.verify");
     let verified = verify

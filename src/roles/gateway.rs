@@ -27,10 +27,11 @@ use crate::beckn::registry::{LookupQuery, Subscriber, SubscriberType};
 use crate::beckn::schema::CoreSchemas;
 use crate::beckn::trust::{self, GATEWAY_HEADER};
 use crate::compile::{CompiledFlow, CompiledSet};
+use crate::engine::call_log::CallNote;
 use crate::intake::body::read_body;
 use crate::intake::content_type::check_content_type;
 use crate::intake::validate::action_matches;
-use crate::store::SentRequest;
+use crate::store::{NotedCalls, SentRequest};
 use crate::telemetry::traces;
 use opentelemetry::KeyValue;
 use opentelemetry::trace::SpanKind;
@@ -51,7 +52,19 @@ pub async fn search(
 ) -> Response {
     let started = std::time::Instant::now();
     let root = root_span(&ep, "search", &headers);
-    let outcome = root.wrap(receive_search(&ep, &headers, body)).await;
+    let mut read = None;
+    let outcome = root.wrap(receive_search(&ep, &headers, body, &mut read)).await;
+    if let Err(rejection) = &outcome {
+        let names = (ep.flow_name.as_str(), "gateway", "search");
+        super::note_nack(
+            &ep.services,
+            names,
+            &headers,
+            read.as_ref(),
+            rejection,
+            "bap_id",
+        );
+    }
     respond(&ep, "search", outcome, started, root)
 }
 
@@ -63,7 +76,19 @@ pub async fn on_search(
 ) -> Response {
     let started = std::time::Instant::now();
     let root = root_span(&ep, "on_search", &headers);
-    let outcome = root.wrap(receive_on_search(&ep, &headers, body)).await;
+    let mut read = None;
+    let outcome = root.wrap(receive_on_search(&ep, &headers, body, &mut read)).await;
+    if let Err(rejection) = &outcome {
+        let names = (ep.flow_name.as_str(), "gateway", "on_search");
+        super::note_nack(
+            &ep.services,
+            names,
+            &headers,
+            read.as_ref(),
+            rejection,
+            "bpp_id",
+        );
+    }
     respond(&ep, "on_search", outcome, started, root)
 }
 
@@ -119,11 +144,11 @@ fn respond(
 type Accepted = (Arc<CompiledFlow>, Arc<CoreSchemas>, Bytes, Value, i64);
 
 /// What both directions check before acknowledging: signature, JSON, core schema, signer,
-/// timestamp and ttl.
+/// timestamp and ttl. `read` gets the body once read (for the NACK's record).
 async fn accept(
     ep: &GatewayEndpoint,
     headers: &HeaderMap,
-    body: Body,
+    (body, read): (Body, &mut Option<Bytes>),
     action: &str,
     signer_field: &'static str,
 ) -> Result<Accepted, Rejection> {
@@ -134,6 +159,7 @@ async fn accept(
         .ok_or_else(|| Rejection::Unavailable(format!("flow {} is not loaded", ep.flow_name)))?;
     check_content_type(headers)?;
     let bytes = read_body(body, flow.max_body_bytes).await?;
+    *read = Some(bytes.clone());
     let verified =
         trust::verify_inbound(&flow.participant, &ep.services.registries, headers, &bytes).await?;
     let request: Value = serde_json::from_slice(&bytes).map_err(|e| Rejection::malformed(&e))?;
@@ -180,9 +206,10 @@ async fn receive_search(
     ep: &Arc<GatewayEndpoint>,
     headers: &HeaderMap,
     body: Body,
+    read: &mut Option<Bytes>,
 ) -> Result<(), Rejection> {
     let (flow, _, bytes, request, expires_at) =
-        accept(ep, headers, body, "search", "bap_id").await?;
+        accept(ep, headers, (body, read), "search", "bap_id").await?;
     let text = |p: &str| {
         request
             .pointer(p)
@@ -244,21 +271,29 @@ async fn receive_search(
         .map_err(unavailable)?;
     let auth = original_auth(headers);
     let ep = ep.clone();
+    let transaction_id = text("/context/transaction_id").unwrap_or_default();
     let trace = traces::current();
     tokio::spawn(traces::resume(trace, async move {
         let gateway_sig = gateway_signature(&flow, &bytes, ep.services.clock.now().as_second());
+        let started = std::time::Instant::now();
         let sends = targets.into_iter().map(|bpp| {
             let url = format!("{}/search", bpp.url.trim_end_matches('/'));
+            let relay = Relay {
+                to: bpp.subscriber_id,
+                url,
+                started,
+            };
             forward(
                 &ep,
                 &flow,
-                url,
+                relay,
                 bytes.clone(),
                 auth.clone(),
                 gateway_sig.clone(),
             )
         });
-        futures::future::join_all(sends).await;
+        let notes = futures::future::join_all(sends).await;
+        note_relays(&ep, &flow, ("search", &transaction_id, &message_id), notes).await;
     }));
     Ok(())
 }
@@ -276,8 +311,10 @@ async fn receive_on_search(
     ep: &Arc<GatewayEndpoint>,
     headers: &HeaderMap,
     body: Body,
+    read: &mut Option<Bytes>,
 ) -> Result<(), Rejection> {
-    let (flow, _, bytes, request, _) = accept(ep, headers, body, "on_search", "bpp_id").await?;
+    let (flow, _, bytes, request, _) =
+        accept(ep, headers, (body, read), "on_search", "bpp_id").await?;
     let text = |p: &str| {
         request
             .pointer(p)
@@ -329,18 +366,18 @@ async fn receive_on_search(
     .await?;
     let auth = original_auth(headers);
     let ep = ep.clone();
+    let transaction_id = text("/context/transaction_id");
     let trace = traces::current();
     tokio::spawn(traces::resume(trace, async move {
         let gateway_sig = gateway_signature(&flow, &bytes, ep.services.clock.now().as_second());
-        forward(
-            &ep,
-            &flow,
-            format!("{base}/on_search"),
-            bytes,
-            auth,
-            gateway_sig,
-        )
-        .await;
+        let relay = Relay {
+            to: bap_id,
+            url: format!("{base}/on_search"),
+            started: std::time::Instant::now(),
+        };
+        let note = forward(&ep, &flow, relay, bytes, auth, gateway_sig).await;
+        let ids = ("on_search", transaction_id.as_str(), message_id.as_str());
+        note_relays(&ep, &flow, ids, vec![note]).await;
     }));
     Ok(())
 }
@@ -440,19 +477,63 @@ fn gateway_signature(flow: &CompiledFlow, body: &[u8], now: i64) -> Option<Strin
         .map(|(_, v)| v)
 }
 
-/// Sends `bytes` as received, with the sender's signature and the gateway's.
+/// Where a message is relayed: the participant, its address, and when relaying began (the
+/// notes count from then).
+struct Relay {
+    to: String,
+    url: String,
+    started: std::time::Instant,
+}
+
+/// Notes the relays of a message (`action`, transaction id, message id) as its calls, for the
+/// transaction's timeline; a store failure is logged, the relays stand.
+async fn note_relays(
+    ep: &GatewayEndpoint,
+    flow: &CompiledFlow,
+    (action, transaction_id, message_id): (&str, &str, &str),
+    notes: Vec<CallNote>,
+) {
+    let Ok(calls) = serde_json::to_string(&notes) else {
+        return;
+    };
+    let noted = NotedCalls {
+        transaction_id: transaction_id.to_string(),
+        action: action.to_string(),
+        message_id: message_id.to_string(),
+        calls,
+    };
+    if let Err(e) = ep.services.outbox.store.note_calls(&flow.name, noted).await {
+        tracing::warn!(flow = %flow.name, %message_id, error = %e, "the relays could not be noted");
+    }
+}
+
+/// Sends `bytes` as received, with the sender's signature and the gateway's; the send as a
+/// call note.
 async fn forward(
     ep: &GatewayEndpoint,
     flow: &CompiledFlow,
-    url: String,
+    relay: Relay,
     bytes: Bytes,
     auth: Option<String>,
     gateway_sig: Option<String>,
-) {
+) -> CallNote {
+    let Relay { to, url, started } = relay;
+    let at = started.elapsed();
+    let mut note = CallNote {
+        step: "relay".into(),
+        backend: to,
+        method: "POST".into(),
+        path: url.clone(),
+        status: None,
+        failure: None,
+        at_ms: at.as_millis() as u64,
+        took_ms: 0,
+    };
     // The registry names the address: the same rules as every other outgoing message.
     if let Err(refused) = ep.services.outbox.destinations.check(&url).await {
         tracing::error!(flow = %flow.name, %url, reason = %refused, "not forwarded: the provider's registered address is refused");
-        return;
+        note.failure = Some("refused_address".into());
+        return note;
     }
     let mut req = ep
         .client
@@ -471,7 +552,7 @@ async fn forward(
     if let Some(traceparent) = span.in_scope(traces::traceparent) {
         req = req.header("traceparent", traceparent);
     }
-    let started = std::time::Instant::now();
+    let sending = std::time::Instant::now();
     let sent = span.wrap(req.body(bytes).send()).await;
     match &sent {
         Ok(resp) => span.attr(
@@ -482,13 +563,26 @@ async fn forward(
     }
     match sent {
         Ok(resp) if resp.status().is_success() => {
-            tracing::info!(flow = %flow.name, %url, status = resp.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "forwarded");
+            note.status = Some(resp.status().as_u16());
+            tracing::info!(flow = %flow.name, %url, status = resp.status().as_u16(), elapsed_ms = sending.elapsed().as_millis() as u64, "forwarded");
         }
         Ok(resp) => {
+            note.status = Some(resp.status().as_u16());
+            note.failure = Some(format!("http_{}", resp.status().as_u16()));
             tracing::warn!(flow = %flow.name, %url, status = resp.status().as_u16(), "forward refused");
         }
         Err(e) => {
+            note.failure = Some(
+                if e.is_timeout() {
+                    "timeout"
+                } else {
+                    "unreachable"
+                }
+                .into(),
+            );
             tracing::warn!(flow = %flow.name, %url, error = %e, timeout = ?flow.forward_timeout, "forward failed");
         }
     }
+    note.took_ms = sending.elapsed().as_millis() as u64;
+    note
 }

@@ -17,6 +17,7 @@ use arc_swap::ArcSwap;
 use serde_json::Value;
 
 use crate::backend::Transport;
+use crate::beckn::ack::Rejection;
 use crate::beckn::action::Action;
 use crate::beckn::schema::CoreSchemas;
 use crate::beckn::trust::RegistryPool;
@@ -25,7 +26,7 @@ use crate::compile::{CompiledFlow, CompiledSet};
 use crate::delivery::Outbox;
 use crate::intake::validate::Rules;
 use crate::sinks::Sinks;
-use crate::store::{HeldRequest, NewOutbox, StoreError};
+use crate::store::{HeldRequest, NackBudget, NackRecord, NewOutbox, StoreError};
 use crate::telemetry::traces::Traces;
 
 /// What every role needs from the outside world; injected so tests and `render` can swap parts.
@@ -39,6 +40,55 @@ pub struct Services {
     pub clock: SharedClock,
     /// Where each message's trace goes (nowhere unless an OTLP endpoint is configured).
     pub traces: Traces,
+    /// How many NACKed requests this process may still keep (see `store::nacks`).
+    pub nacks: NackBudget,
+}
+
+/// Keeps a request a role of `flow` refused with `rejection`, for the console: only one
+/// whose body names a transaction, only within the process's budget (a flood of refused
+/// requests is answered and counted, not stored), written without delaying the NACK.
+/// `sender` is the context field naming who it claims to come from.
+pub(crate) fn note_nack(
+    services: &Services,
+    (flow, role, action): (&str, &str, &str),
+    headers: &axum::http::HeaderMap,
+    body: Option<&bytes::Bytes>,
+    rejection: &Rejection,
+    sender: &str,
+) {
+    let Some(body) = body else { return };
+    if !services.nacks.take() {
+        return;
+    }
+    let Ok(parsed) = serde_json::from_slice::<Value>(body) else {
+        return;
+    };
+    let text = |k: &str| crate::intake::message::text(&parsed, &format!("/context/{k}"));
+    let transaction_id = text("transaction_id");
+    if transaction_id.is_empty() {
+        return;
+    }
+    let (code, status, path) = rejection.classify();
+    let record = NackRecord::new(
+        flow,
+        role,
+        action,
+        (transaction_id, text("message_id"), text(sender)),
+        (
+            code.code(),
+            status.as_u16(),
+            &rejection.to_string(),
+            path.as_deref(),
+        ),
+        crate::beckn::redact::headers_json(headers),
+        body,
+    );
+    let store = services.outbox.store.clone();
+    tokio::spawn(async move {
+        if let Err(e) = store.record_nack(record).await {
+            tracing::warn!(error = %e, "a NACKed request could not be kept");
+        }
+    });
 }
 
 /// What `flow`'s messages, arriving and leaving, are checked against.

@@ -1,7 +1,9 @@
 //! Serving one listener's connections (HTTP/1.1, hyper) within limits: a client must finish
 //! a request's headers within `header_timeout` of their first byte, and its body within
 //! `body_timeout` of the headers; a connection with no request for `idle_timeout` is closed;
-//! at most `max_connections` are open at once (beyond, new ones wait in the kernel's backlog).
+//! an answer the client does not take (its writes make no progress for `write_timeout`, a
+//! reader that never reads) ends the connection; at most `max_connections` are open at once
+//! (beyond, new ones wait in the kernel's backlog).
 //!
 //! A client too slow with its headers or body gets `408` with a NACK and the connection is
 //! closed; an idle one is closed without a word. Requests hyper refuses itself, before any
@@ -43,6 +45,9 @@ pub struct ListenerLimits {
     pub body_timeout: Duration,
     /// A keep-alive connection with no request in progress for this long is closed.
     pub idle_timeout: Duration,
+    /// An answer whose writing makes no progress for this long (the client does not read)
+    /// ends the connection, so a slow reader cannot hold a connection and its answer forever.
+    pub write_timeout: Duration,
     /// Connections open at once on one listener.
     pub max_connections: usize,
 }
@@ -55,6 +60,7 @@ impl Default for ListenerLimits {
             // Longer than the 60 s idle timeout of common load balancers, so that they, not
             // the adapter, close a quiet connection (no request is lost in the race).
             idle_timeout: Duration::from_secs(75),
+            write_timeout: Duration::from_secs(30),
             max_connections: 4096,
         }
     }
@@ -307,6 +313,9 @@ struct Guarded {
     replacement: Option<(Vec<u8>, usize)>,
     /// The connection timed out: reads end.
     closed: bool,
+    /// Since when writing has made no progress (the client's window is full), and the timer
+    /// that ends the connection `write_timeout` after.
+    write_stalled: Option<(Instant, Pin<Box<Sleep>>)>,
 }
 
 impl Guarded {
@@ -322,6 +331,35 @@ impl Guarded {
             timer: Box::pin(tokio::time::sleep_until(now + limits.idle_timeout)),
             replacement: None,
             closed: false,
+            write_stalled: None,
+        }
+    }
+
+    /// Writes `buf` to the socket, failing once writing has made no progress for
+    /// `write_timeout`.
+    fn write_within(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.stream).poll_write(cx, buf) {
+            Poll::Ready(result) => {
+                self.write_stalled = None;
+                self.last_activity = Instant::now();
+                Poll::Ready(result)
+            }
+            Poll::Pending => {
+                let limit = self.limits.write_timeout;
+                let (_, timer) = self.write_stalled.get_or_insert_with(|| {
+                    let now = Instant::now();
+                    (now, Box::pin(tokio::time::sleep_until(now + limit)))
+                });
+                ready!(timer.as_mut().poll(cx));
+                tracing::info!(
+                    timeout_s = limit.as_secs_f64(),
+                    "the client took no part of an answer in time; connection closed"
+                );
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client did not read the answer in time",
+                )))
+            }
         }
     }
 
@@ -437,21 +475,22 @@ impl AsyncWrite for Guarded {
             };
             me.replacement = Some((nack_bytes(status, message), 0));
         }
-        if let Some((bytes, sent)) = &mut me.replacement {
-            while *sent < bytes.len() {
-                match ready!(Pin::new(&mut me.stream).poll_write(cx, &bytes[*sent..])) {
-                    Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                    Ok(n) => *sent += n,
-                    Err(e) => return Poll::Ready(Err(e)),
+        if let Some((bytes, mut sent)) = me.replacement.take() {
+            while sent < bytes.len() {
+                match me.write_within(cx, &bytes[sent..]) {
+                    Poll::Pending => {
+                        me.replacement = Some((bytes, sent));
+                        return Poll::Pending;
+                    }
+                    Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                    Poll::Ready(Ok(n)) => sent += n,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 }
             }
-            me.replacement = None;
             me.last_activity = Instant::now();
             return Poll::Ready(Ok(buf.len()));
         }
-        let written = ready!(Pin::new(&mut me.stream).poll_write(cx, buf));
-        me.last_activity = Instant::now();
-        Poll::Ready(written)
+        me.write_within(cx, buf)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

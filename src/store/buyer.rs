@@ -165,6 +165,30 @@ pub enum Accepted {
     Duplicate,
 }
 
+/// Calls made for one message (a JSON array of `engine::call_log` notes), kept with the
+/// backend calls of answered requests for the message's transaction's timeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NotedCalls {
+    pub transaction_id: String,
+    pub action: String,
+    pub message_id: String,
+    pub calls: String,
+}
+
+impl NotedCalls {
+    fn statement(self, flow: &str, now: i64) -> (&'static str, Vec<super::rows::Arg>) {
+        let args = vec![
+            flow.into(),
+            self.transaction_id.into(),
+            self.action.into(),
+            self.message_id.into(),
+            self.calls.into(),
+            now.into(),
+        ];
+        (sql::INSERT_ACTION_STEPS, args)
+    }
+}
+
 /// What a buyer app keeps: its requests, its transactions' counterparts, the callbacks filed.
 pub trait BuyerStore: Send + Sync {
     /// Records a request a buyer app is about to send, with its transaction (noting
@@ -175,9 +199,17 @@ pub trait BuyerStore: Send + Sync {
         request: SentRequest,
         counterpart: Option<Counterpart>,
     ) -> BoxFuture<'_, StoreResult<()>>;
-    /// Notes the recipient's synchronous answer to a sent request (JSON text).
-    fn note_ack(&self, flow: &str, message_id: &str, ack: String)
-    -> BoxFuture<'_, StoreResult<()>>;
+    /// Notes the recipient's synchronous answer to a sent request (JSON text), with the send
+    /// as a call of the request for its transaction's timeline.
+    fn note_ack(
+        &self,
+        flow: &str,
+        message_id: &str,
+        ack: String,
+        calls: Option<NotedCalls>,
+    ) -> BoxFuture<'_, StoreResult<()>>;
+    /// Notes calls made for a message (a gateway's relays), for its transaction's timeline.
+    fn note_calls(&self, flow: &str, calls: NotedCalls) -> BoxFuture<'_, StoreResult<()>>;
     fn sent_request(
         &self,
         flow: &str,
@@ -242,10 +274,19 @@ impl<B: Backend> BuyerStore for B {
         flow: &str,
         message_id: &str,
         ack: String,
+        calls: Option<NotedCalls>,
     ) -> BoxFuture<'_, StoreResult<()>> {
         let args = vec![ack.into(), flow.into(), message_id.into()];
-        let work = Work::Execute(vec![(sql::NOTE_ACK, args)]);
-        Box::pin(done(self, work))
+        let mut statements = vec![(sql::NOTE_ACK, args)];
+        if let Some(calls) = calls {
+            statements.push(calls.statement(flow, self.clock().now_ms()));
+        }
+        Box::pin(done(self, Work::Execute(statements)))
+    }
+
+    fn note_calls(&self, flow: &str, calls: NotedCalls) -> BoxFuture<'_, StoreResult<()>> {
+        let statement = calls.statement(flow, self.clock().now_ms());
+        Box::pin(done(self, Work::Execute(vec![statement])))
     }
 
     fn sent_request(

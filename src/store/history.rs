@@ -1,6 +1,6 @@
 //! What happened, read back for the operations console: transactions found by their ids,
 //! counterpart, actions and outcome, and one transaction's messages in and out with their
-//! acknowledgements, deliveries and sink updates. Reads only; bodies come from the message
+//! acknowledgements, deliveries, sink updates, calls noted and NACKs. Reads only; bodies come from the message
 //! log, which is written masked.
 
 use bytes::Bytes;
@@ -44,8 +44,13 @@ pub struct TransactionSummary {
     pub updated_at: i64,
     pub last_action: Option<String>,
     pub messages: i64,
+    /// Requests of it answered with a NACK (those kept).
+    pub nacks: i64,
+    /// The Beckn code of its latest NACK.
+    pub nack_code: Option<String>,
     /// `dead` (a message of it is a dead letter), `pending` (one waits to be delivered),
-    /// `running` (a request is accepted, not answered) or `done`.
+    /// `running` (a request is accepted, not answered), `nack` (its latest request was
+    /// NACKed, or it is known only from NACKs) or `done`.
     pub outcome: String,
 }
 
@@ -59,6 +64,34 @@ pub struct LoggedMessage {
     /// Headers as JSON, signatures summarised.
     pub headers: String,
     pub body: Bytes,
+    pub created_at: i64,
+}
+
+/// A request answered with a NACK, as kept (see `store::nacks`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NackedRequest {
+    pub id: i64,
+    pub action: String,
+    pub message_id: String,
+    pub counterpart: String,
+    pub code: String,
+    pub status: i64,
+    pub error: String,
+    pub path: Option<String>,
+    pub headers: String,
+    /// Masked and cut short already.
+    pub body: String,
+    pub body_bytes: i64,
+    pub created_at: i64,
+}
+
+/// Calls noted of one message: a provider's backend calls while answering a request, a buyer
+/// app's send of its request, a gateway's relays (JSON array of `engine::call_log` notes).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallNotes {
+    pub action: String,
+    pub message_id: String,
+    pub steps: String,
     pub created_at: i64,
 }
 
@@ -134,14 +167,16 @@ pub struct TransactionRecord {
     pub sent: Vec<SentNote>,
     pub filed: Vec<FiledNote>,
     pub sink_updates: Vec<SinkUpdate>,
-    /// The backend calls each answered request made: (action, message id, JSON array).
-    pub steps: Vec<(String, String, String)>,
+    /// The calls noted of its messages.
+    pub steps: Vec<CallNotes>,
+    pub nacks: Vec<NackedRequest>,
 }
 
 /// A mark that moves whenever a message is logged or the outbox changes, for live pages.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct ChangeMark {
     pub logged: i64,
+    pub nacked: i64,
     pub pending: i64,
     pub dead: i64,
     pub tries: i64,
@@ -200,6 +235,7 @@ impl<B: Backend> HistoryStore for B {
         let args = || -> Vec<rows::Arg> { vec![flow.into(), transaction_id.into()] };
         let r = self.reader();
         let (a, b, c, d, e, f, g) = (args(), args(), args(), args(), args(), args(), args());
+        let h = args();
         Box::pin(async move {
             Ok(TransactionRecord {
                 messages: r
@@ -215,6 +251,7 @@ impl<B: Backend> HistoryStore for B {
                     .rows(sql::TIMELINE_SINK_UPDATES, f, rows::sink_update)
                     .await?,
                 steps: r.rows(sql::TIMELINE_STEPS, g, rows::action_steps).await?,
+                nacks: r.rows(sql::TIMELINE_NACKS, h, rows::nacked_request).await?,
             })
         })
     }

@@ -2,7 +2,7 @@
 //! (the outbox), the message log and each transaction's facts.
 //!
 //! One trait per concern ([`InboxStore`], [`OutboxStore`], [`BuyerStore`], [`PollStore`],
-//! [`LedgerStore`], [`MemoryStore`], [`ErpOrderStore`]), and [`Store`], all of them together. Each is implemented once, in its
+//! [`LedgerStore`], [`MemoryStore`], [`ErpOrderStore`], [`NackStore`]), and [`Store`], all of them together. Each is implemented once, in its
 //! file, over a database (`backend.rs`): SQLite, the embedded default, and PostgreSQL for
 //! several processes, whose files of the same names hold what a concern commits its own way.
 //! Every method returns only after its writes are committed, so "recorded" always means "on
@@ -16,6 +16,7 @@ pub mod history;
 pub mod inbox;
 pub mod ledger;
 pub mod memory;
+pub mod nacks;
 pub mod outbox;
 pub mod polling;
 pub mod postgres;
@@ -31,7 +32,7 @@ use crate::clock::{SharedClock, SystemClock};
 
 pub use buyer::{
     Accepted, BuyerStore, BuyerTransaction, Counterpart, Disposition, FiledCallback, NewCallback,
-    RefusedCallback, SentRequest,
+    NotedCalls, RefusedCallback, SentRequest,
 };
 pub use erp_orders::{ErpOrderStore, OpenOrder, OrderState, SeenState};
 pub use history::{
@@ -42,6 +43,7 @@ pub use ledger::{
     LedgerEntry, LedgerQueued, LedgerStore, OrderEvent, QueuedState, SinkUser, StoredOrderEvent,
 };
 pub use memory::MemoryStore;
+pub use nacks::{NackBudget, NackRecord, NackStore};
 pub use outbox::{DeadLetter, NewOutbox, OutboxCounts, OutboxItem, OutboxStore};
 pub use polling::{PollPosition, PollStore};
 
@@ -77,11 +79,13 @@ pub trait Store:
     + MemoryStore
     + ErpOrderStore
     + HistoryStore
+    + NackStore
 {
     /// Whether several adapter processes may share this store.
     fn shared(&self) -> bool;
     /// Deletes log entries, delivered messages, finished inbox records, buyer-app requests
-    /// and callbacks, users signed in to a sink, and transaction memory not written since,
+    /// and callbacks, users signed in to a sink, transaction memory not written since, NACK
+    /// records, and the states of orders settled (their transactions keep that they settled),
     /// older than `before`.
     fn purge(&self, before: i64) -> BoxFuture<'_, StoreResult<u64>>;
 }

@@ -9,8 +9,8 @@ use bytes::Bytes;
 use sqlx::Row;
 
 use super::history::{
-    AcceptedRequest, ChangeMark, Delivery, FiledNote, LoggedMessage, SentNote, SinkUpdate,
-    TransactionSummary,
+    AcceptedRequest, CallNotes, ChangeMark, Delivery, FiledNote, LoggedMessage, NackedRequest,
+    SentNote, SinkUpdate, TransactionSummary,
 };
 use super::{
     BuyerTransaction, Claim, Counterpart, DeadLetter, Disposition, FiledCallback, InboundKey,
@@ -364,6 +364,8 @@ pub(crate) fn transaction_summary(r: &dyn Columns) -> StoreResult<TransactionSum
         updated_at: r.int("updated_at")?,
         last_action: r.maybe_text("last_action")?,
         messages: r.int("messages")?,
+        nacks: r.int("nacks")?,
+        nack_code: r.maybe_text("nack_code")?,
         outcome: r.text("outcome")?,
     })
 }
@@ -443,13 +445,36 @@ pub(crate) fn sink_update(r: &dyn Columns) -> StoreResult<SinkUpdate> {
 pub(crate) fn change_mark(r: &dyn Columns) -> StoreResult<ChangeMark> {
     Ok(ChangeMark {
         logged: r.int("logged")?,
+        nacked: r.int("nacked")?,
         pending: r.int("pending")?,
         dead: r.int("dead")?,
         tries: r.int("tries")?,
     })
 }
 
-/// The backend calls of an answered request: action, message id, JSON array.
-pub(crate) fn action_steps(r: &dyn Columns) -> StoreResult<(String, String, String)> {
-    Ok((r.text("action")?, r.text("message_id")?, r.text("steps")?))
+/// The calls noted of a message.
+pub(crate) fn action_steps(r: &dyn Columns) -> StoreResult<CallNotes> {
+    Ok(CallNotes {
+        action: r.text("action")?,
+        message_id: r.text("message_id")?,
+        steps: r.text("steps")?,
+        created_at: r.int("created_at")?,
+    })
+}
+
+pub(crate) fn nacked_request(r: &dyn Columns) -> StoreResult<NackedRequest> {
+    Ok(NackedRequest {
+        id: r.int("id")?,
+        action: r.text("action")?,
+        message_id: r.text("message_id")?,
+        counterpart: r.text("counterpart")?,
+        code: r.text("code")?,
+        status: r.int("status")?,
+        error: r.text("error")?,
+        path: r.maybe_text("path")?,
+        headers: r.text("headers")?,
+        body: r.text("body")?,
+        body_bytes: r.int("body_bytes")?,
+        created_at: r.int("created_at")?,
+    })
 }

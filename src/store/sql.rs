@@ -217,8 +217,9 @@ pub const DEAD_LETTERS: &str = "SELECT id, flow, kind, url, action, transaction_
      attempts, last_error, created_at FROM outbox WHERE state = 'dead' ORDER BY id LIMIT $1";
 
 /// What [`super::Store::purge`] deletes, each older than `$1`.
-pub const PURGE: [&str; 8] = [
+pub const PURGE: [&str; 11] = [
     "DELETE FROM messages WHERE created_at < $1",
+    "DELETE FROM nacks WHERE created_at < $1",
     "DELETE FROM action_steps WHERE created_at < $1",
     "DELETE FROM outbox WHERE state = 'delivered' AND finished_at < $1",
     "DELETE FROM inbox WHERE state = 'done' AND done_at < $1",
@@ -226,7 +227,22 @@ pub const PURGE: [&str; 8] = [
     "DELETE FROM bap_callbacks WHERE received_at < $1",
     "DELETE FROM ultra_users WHERE created_at < $1",
     "DELETE FROM transaction_memory WHERE updated_at < $1",
+    // A settled order's state goes; its transaction keeps that it settled, so that it is
+    // never asked again.
+    "UPDATE transactions SET order_settled = TRUE WHERE EXISTS (SELECT 1 FROM order_states AS s \
+     WHERE s.flow = transactions.flow AND s.transaction_id = transactions.transaction_id \
+     AND s.settled AND s.updated_at < $1)",
+    "DELETE FROM order_states WHERE settled AND updated_at < $1",
 ];
+
+// NACKs.
+
+pub const INSERT_NACK: &str = "INSERT INTO nacks (flow, role, action, transaction_id, \
+     message_id, counterpart, code, status, error, path, headers, body, body_bytes, created_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
+
+/// Keeps the newest `$1` NACK records (by id: ids only grow).
+pub const TRIM_NACKS: &str = "DELETE FROM nacks WHERE id <= (SELECT max(id) FROM nacks) - $1";
 
 // Transaction memory.
 
@@ -252,7 +268,7 @@ pub const OPEN_ORDERS: &str = "SELECT t.transaction_id, t.erp_order_id, s.state,
      FROM transactions AS t LEFT JOIN order_states AS s \
      ON s.flow = t.flow AND s.transaction_id = t.transaction_id \
      WHERE t.flow = $1 AND t.erp_order_id IS NOT NULL AND coalesce(t.state, '') <> 'CANCELLED' \
-     AND (s.settled IS NULL OR NOT s.settled) ORDER BY t.created_at LIMIT $2";
+     AND NOT t.order_settled AND (s.settled IS NULL OR NOT s.settled) ORDER BY t.created_at LIMIT $2";
 
 /// An order's first state seen, unless another poller saved one.
 pub const FIRST_ORDER_STATE: &str = "INSERT INTO order_states (flow, transaction_id, \
@@ -391,22 +407,39 @@ pub const ORDER_EVENT: &str = "SELECT e.flow, e.callback, e.body, u.order_id, u.
 
 /// Transactions newest first, filtered: `$1` transaction id, `$2` order id (the Beckn one
 /// noted on the transaction, an OMS update's, or `$7`, the same as remembered JSON text),
-/// `$3` counterpart, `$4` an action among its messages, `$5`..`$6` a time range, `$8` the
-/// outcome; `''` means any. `$9` the limit.
+/// `$3` counterpart, `$4` an action among its messages or NACKed requests, `$5`..`$6` a time
+/// range, `$8` the outcome; `''` means any. `$9` the limit. A transaction known only from
+/// NACKed requests is listed too (outcome `nack`), as is one whose latest request was NACKed.
 pub const TRANSACTIONS: &str = "SELECT * FROM (SELECT t.flow, t.transaction_id, t.role, \
      t.counterpart, t.erp_order_id, t.state AS order_state, t.created_at, t.updated_at, \
-     (SELECT m.action FROM messages AS m WHERE m.flow = t.flow \
-      AND m.transaction_id = t.transaction_id ORDER BY m.id DESC LIMIT 1) AS last_action, \
+     coalesce((SELECT m.action FROM messages AS m WHERE m.flow = t.flow \
+      AND m.transaction_id = t.transaction_id ORDER BY m.id DESC LIMIT 1), \
+      (SELECT n.action FROM nacks AS n WHERE n.flow = t.flow \
+      AND n.transaction_id = t.transaction_id ORDER BY n.id DESC LIMIT 1)) AS last_action, \
      (SELECT count(*) FROM messages AS m WHERE m.flow = t.flow \
       AND m.transaction_id = t.transaction_id) AS messages, \
+     (SELECT count(*) FROM nacks AS n WHERE n.flow = t.flow \
+      AND n.transaction_id = t.transaction_id) AS nacks, \
+     (SELECT n.code FROM nacks AS n WHERE n.flow = t.flow \
+      AND n.transaction_id = t.transaction_id ORDER BY n.id DESC LIMIT 1) AS nack_code, \
      CASE WHEN EXISTS (SELECT 1 FROM outbox AS o WHERE o.flow = t.flow \
           AND o.transaction_id = t.transaction_id AND o.state = 'dead') THEN 'dead' \
      WHEN EXISTS (SELECT 1 FROM outbox AS o WHERE o.flow = t.flow \
           AND o.transaction_id = t.transaction_id AND o.state = 'pending') THEN 'pending' \
      WHEN EXISTS (SELECT 1 FROM inbox AS i WHERE i.flow = t.flow \
           AND i.transaction_id = t.transaction_id AND i.state = 'accepted') THEN 'running' \
+     WHEN EXISTS (SELECT 1 FROM nacks AS n WHERE n.flow = t.flow \
+          AND n.transaction_id = t.transaction_id AND n.created_at >= coalesce((SELECT \
+          max(m.created_at) FROM messages AS m WHERE m.flow = t.flow \
+          AND m.transaction_id = t.transaction_id), 0)) THEN 'nack' \
      ELSE 'done' END AS outcome \
-     FROM transactions AS t \
+     FROM (SELECT flow, transaction_id, role, counterpart, erp_order_id, state, created_at, \
+           updated_at FROM transactions \
+           UNION ALL SELECT n.flow, n.transaction_id, min(n.role), min(n.counterpart), NULL, \
+           NULL, min(n.created_at), max(n.created_at) FROM nacks AS n \
+           WHERE NOT EXISTS (SELECT 1 FROM transactions AS k WHERE k.flow = n.flow \
+           AND k.transaction_id = n.transaction_id) \
+           GROUP BY n.flow, n.transaction_id) AS t \
      WHERE ($1 = '' OR t.transaction_id = $1) \
      AND ($2 = '' OR t.erp_order_id = $2 \
           OR EXISTS (SELECT 1 FROM oms_updates AS u WHERE u.flow = t.flow \
@@ -415,16 +448,23 @@ pub const TRANSACTIONS: &str = "SELECT * FROM (SELECT t.flow, t.transaction_id, 
              AND r.transaction_id = t.transaction_id AND r.value = $7)) \
      AND ($3 = '' OR t.counterpart = $3) \
      AND ($4 = '' OR EXISTS (SELECT 1 FROM messages AS m WHERE m.flow = t.flow \
-          AND m.transaction_id = t.transaction_id AND m.action = $4)) \
+          AND m.transaction_id = t.transaction_id AND m.action = $4) \
+          OR EXISTS (SELECT 1 FROM nacks AS n WHERE n.flow = t.flow \
+          AND n.transaction_id = t.transaction_id AND n.action = $4)) \
      AND t.updated_at >= $5 AND t.created_at <= $6) AS x \
      WHERE ($8 = '' OR x.outcome = $8) ORDER BY x.updated_at DESC, x.transaction_id LIMIT $9";
+
+/// A transaction's NACKed requests, in the order recorded.
+pub const TIMELINE_NACKS: &str = "SELECT id, action, message_id, counterpart, code, status, \
+     error, path, headers, body, body_bytes, created_at FROM nacks \
+     WHERE flow = $1 AND transaction_id = $2 ORDER BY id";
 
 /// A transaction's log of messages in and out, in the order they were recorded.
 pub const TIMELINE_MESSAGES: &str = "SELECT id, direction, action, message_id, headers, body, \
      created_at FROM messages WHERE flow = $1 AND transaction_id = $2 ORDER BY id";
 
-pub const TIMELINE_STEPS: &str = "SELECT action, message_id, steps FROM action_steps \
-     WHERE flow = $1 AND transaction_id = $2";
+pub const TIMELINE_STEPS: &str = "SELECT action, message_id, steps, created_at \
+     FROM action_steps WHERE flow = $1 AND transaction_id = $2 ORDER BY created_at";
 
 pub const TIMELINE_INBOX: &str = "SELECT action, message_id, state, received_at, done_at \
      FROM inbox WHERE flow = $1 AND transaction_id = $2 ORDER BY received_at";
@@ -449,6 +489,7 @@ pub const PENDING: &str = "SELECT id, flow, kind, url, action, transaction_id, m
 
 /// What changes when anything happens: the newest log entry and the outbox's figures.
 pub const CHANGE_MARK: &str = "SELECT (SELECT coalesce(max(id), 0) FROM messages) AS logged, \
+     (SELECT coalesce(max(id), 0) FROM nacks) AS nacked, \
      (SELECT count(*) FROM outbox WHERE state = 'pending') AS pending, \
      (SELECT count(*) FROM outbox WHERE state = 'dead') AS dead, \
      (SELECT coalesce(sum(attempts), 0) FROM outbox WHERE state = 'pending') AS tries";

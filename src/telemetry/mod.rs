@@ -5,6 +5,7 @@
 //! like. The registry is process-wide: a process is one adapter.
 
 pub mod log_format;
+pub mod recent;
 pub mod traces;
 
 use std::sync::LazyLock;
@@ -301,6 +302,10 @@ pub fn request_answered(
             code: code.unwrap_or_default().into(),
         })
         .inc();
+    recent::RECENT.add_at(recent::this_minute(), |h| match code {
+        None => recent::bump(&mut h.requests, "ack"),
+        Some(c) => recent::bump(&mut h.requests, &format!("nack {c}")),
+    });
     m.ack_seconds
         .get_or_create(&FlowAction {
             flow: flow.into(),
@@ -333,6 +338,9 @@ pub fn delivery_attempted(flow: &str, action: &str, outcome: &str, took: Duratio
             outcome: outcome.into(),
         })
         .inc();
+    recent::RECENT.add_at(recent::this_minute(), |h| {
+        recent::bump(&mut h.deliveries, outcome)
+    });
     m.delivery_seconds
         .get_or_create(&FlowAction {
             flow: flow.into(),
@@ -359,6 +367,9 @@ pub fn sink_called(sink: &str, connection: &str, call: &str, result: &str) {
             result: result.into(),
         })
         .inc();
+    if result == "refused" {
+        recent::RECENT.add_at(recent::this_minute(), |h| h.sink_refusals += 1);
+    }
 }
 
 /// An order event was turned into an order sink's update (or not, and why).
@@ -490,6 +501,11 @@ pub struct Headline {
     pub sink_refusals: u64,
     /// Deliveries by outcome (`delivered`, `retry`, `dead`).
     pub deliveries: std::collections::BTreeMap<String, u64>,
+}
+
+/// The headline figures of the last [`recent::WINDOW_MINUTES`] minutes, in this process.
+pub fn recent_headline() -> Headline {
+    recent::RECENT.sum_at(recent::this_minute())
 }
 
 /// The headline figures, read from the metrics as they are exposed.

@@ -17,6 +17,7 @@ const LIMITS: ListenerLimits = ListenerLimits {
     header_timeout: Duration::from_secs(1),
     body_timeout: Duration::from_secs(1),
     idle_timeout: Duration::from_secs(2),
+    write_timeout: Duration::from_secs(1),
     max_connections: 64,
 };
 
@@ -265,4 +266,50 @@ async fn every_refusal_of_a_beckn_listener_carries_a_nack() {
             got.answer
         );
     }
+}
+
+/// A client that asks and never reads (here: the metrics, a few kilobytes each, asked many
+/// times pipelined, their answers filling every buffer between) cannot hold the connection:
+/// once the answers make no progress for `write_timeout`, the connection ends.
+#[tokio::test]
+async fn reader_that_never_reads_is_cut_off_after_the_write_timeout() {
+    let (net, _) = limited(LIMITS).await;
+    let addr = net.admin_addr;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(addr).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    let asked = 5_000;
+    let request = b"GET /metrics HTTP/1.1\r\nhost: lab\r\n\r\n";
+    let requests: Vec<u8> = request.repeat(asked);
+    // The writes stop when the server stops reading; they are not waited for.
+    let sending = tokio::spawn(async move {
+        let _ = writer.write_all(&requests).await;
+        writer
+    });
+    // The client reads nothing for longer than the write timeout (the scenario itself).
+    tokio::time::sleep(LIMITS.write_timeout * 5).await;
+    let started = Instant::now();
+    let mut answered = 0usize;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut tail = Vec::new();
+    let ended = loop {
+        match tokio::time::timeout(Duration::from_secs(5), reader.read(&mut buf)).await {
+            Err(_) => break false,
+            Ok(Ok(0)) | Ok(Err(_)) => break true,
+            Ok(Ok(n)) => {
+                tail.extend_from_slice(&buf[..n]);
+                answered += tail.windows(12).filter(|w| w == b"HTTP/1.1 200").count();
+                let keep = tail.len().saturating_sub(11);
+                tail.drain(..keep);
+            }
+        }
+    };
+    sending.abort();
+    assert!(
+        ended,
+        "the connection was still open {:?} after reading began, {answered} of {asked} answered",
+        started.elapsed()
+    );
+    assert!(answered < asked, "every answer was written: {answered}");
 }

@@ -10,6 +10,7 @@ mod check;
 mod common;
 mod console;
 mod console_browser;
+mod console_records;
 mod delivery;
 mod demo;
 mod durability;

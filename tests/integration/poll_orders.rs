@@ -691,3 +691,36 @@ async fn webhook_events_found_by_erp_order_id() {
     let answer: Value = answer.json().await.unwrap();
     assert_eq!(answer["status"], "ignored", "{answer}");
 }
+
+#[tokio::test]
+async fn settled_order_states_are_purged_by_retention_and_never_asked_again() {
+    let p = start(false, |_| {}).await;
+    let (txn, order) = p.confirmed().await;
+    let (open_txn, witness) = p.confirmed().await;
+    p.bookings.set(&order, "REPORT_READY");
+    p.wait_state(&txn, |s| s.settled).await;
+    let store = &p.net.services.outbox.store;
+    store
+        .purge(beckn_adapter::store::now_ms() + 1)
+        .await
+        .expect("purged");
+    assert_eq!(
+        p.order_state(&txn).await,
+        None,
+        "the settled state is purged"
+    );
+    assert!(
+        p.order_state(&open_txn).await.is_some(),
+        "an open order's state is kept"
+    );
+    // the purged order stays settled: rounds go by, the witness is asked, it is not
+    let id = order["order_no"].as_str().unwrap();
+    let calls = p.bookings.calls(id);
+    p.wait_asked(&witness, 3).await;
+    assert_eq!(
+        p.bookings.calls(id),
+        calls,
+        "a purged settled order is asked again"
+    );
+    assert_eq!(p.order_state(&txn).await, None);
+}

@@ -635,7 +635,10 @@ async fn buyer_contract(db: Db) {
     assert_eq!(store.sent_request("app", "m9").await.unwrap(), None);
     assert_eq!(store.sent_request("other", "m1").await.unwrap(), None);
     let ack = r#"{"message":{"ack":{"status":"ACK"}}}"#.to_string();
-    store.note_ack("app", "m1", ack.clone()).await.unwrap();
+    store
+        .note_ack("app", "m1", ack.clone(), None)
+        .await
+        .unwrap();
     assert_eq!(
         store.sent_request("app", "m1").await.unwrap().unwrap().ack,
         Some(ack)
@@ -1355,6 +1358,81 @@ async fn erp_orders_contract(db: Db) {
         ("REPORT_READY", 2, true)
     );
     assert_eq!(store.order_state("lab", "t9").await.unwrap(), None);
+
+    // the retention purges the settled order's state; the order stays settled
+    store.purge(now_ms() + 1).await.unwrap();
+    assert_eq!(store.order_state("lab", "t1").await.unwrap(), None);
+    let open = store.open_orders("lab", 10).await.unwrap();
+    assert_eq!(
+        open.len(),
+        1,
+        "a purged settled order is open again: {open:?}"
+    );
+    assert_eq!(open[0].erp_order_id, "ORD-2");
+}
+
+contract!(nacks_contract: sqlite_store_keeps_nacked_requests_for_the_console_until_purged,
+    postgres_store_keeps_nacked_requests_for_the_console_until_purged);
+
+async fn nacks_contract(db: Db) {
+    use beckn_adapter::store::{NackRecord, TransactionFilter};
+    let store = db.open().await;
+    for (m, code) in [("m1", "10001"), ("m2", "30000")] {
+        let nack = NackRecord::new(
+            "lab",
+            "bpp",
+            "init",
+            ("t-nacked", m, "a.example"),
+            (code, 400, "refused", Some("message.order")),
+            "{}".into(),
+            br#"{"context":{"transaction_id":"t-nacked"},"message":{"phone":"98100"}}"#,
+        );
+        store.record_nack(nack).await.unwrap();
+    }
+    let filter = TransactionFilter {
+        transaction_id: "t-nacked".into(),
+        limit: 10,
+        ..Default::default()
+    };
+    let listed = store.transactions(&filter).await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let t = &listed[0];
+    assert_eq!(
+        (
+            t.outcome.as_str(),
+            t.nack_code.as_deref(),
+            t.nacks,
+            t.messages
+        ),
+        ("nack", Some("30000"), 2, 0)
+    );
+    assert_eq!(t.counterpart.as_deref(), Some("a.example"));
+    assert_eq!(t.last_action.as_deref(), Some("init"));
+    let by_outcome = TransactionFilter {
+        outcome: "nack".into(),
+        action: "init".into(),
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(store.transactions(&by_outcome).await.unwrap().len(), 1);
+    let record = store.transaction_record("lab", "t-nacked").await.unwrap();
+    assert_eq!(record.nacks.len(), 2);
+    let n = &record.nacks[0];
+    assert_eq!((n.code.as_str(), n.status), ("10001", 400));
+    assert_eq!(n.path.as_deref(), Some("message.order"));
+    assert!(!n.body.contains("98100"), "{}", n.body);
+    assert!(store.change_mark().await.unwrap().nacked > 0);
+
+    store.purge(now_ms() + 1).await.unwrap();
+    assert!(store.transactions(&filter).await.unwrap().is_empty());
+    assert!(
+        store
+            .transaction_record("lab", "t-nacked")
+            .await
+            .unwrap()
+            .nacks
+            .is_empty()
+    );
 }
 
 contract!(history_contract: sqlite_store_tells_what_happened_to_a_transaction_in_order,
@@ -1419,7 +1497,7 @@ async fn history_contract(db: Db) {
             logged,
             pairs(&[("in", "h1"), ("out", "h1"), ("in", "h2"), ("out", "h2")])
         );
-        let steps: Vec<&str> = record.steps.iter().map(|s| s.2.as_str()).collect();
+        let steps: Vec<&str> = record.steps.iter().map(|s| s.steps.as_str()).collect();
         assert_eq!(steps.len(), 2, "{steps:?}");
         assert!(steps.iter().all(|s| !s.contains("ghost")), "{steps:?}");
         assert_eq!(record.accepted.len(), 2);

@@ -21,7 +21,8 @@ pub enum ClientAuth {
     /// `client_id` and `client_secret` as form fields.
     #[default]
     Body,
-    /// `Authorization: Basic base64(client_id:client_secret)`.
+    /// `Authorization: Basic base64(client_id:client_secret)`, each form-urlencoded first
+    /// (RFC 6749 §2.3.1), so a `:` or `%` in them reaches the server as given.
     Basic,
 }
 
@@ -153,7 +154,7 @@ impl OAuth2ClientCredentials {
                 form.push(("client_secret", self.client_secret.expose()));
             }
             ClientAuth::Basic => {
-                let value = super::basic(&self.client_id, &self.client_secret);
+                let value = client_basic(&self.client_id, &self.client_secret);
                 rb = rb.header("authorization", value.expose());
             }
         }
@@ -216,9 +217,36 @@ impl OAuth2ClientCredentials {
     }
 }
 
+/// The client's Basic credentials as RFC 6749 §2.3.1 has them: id and secret each encoded
+/// as `application/x-www-form-urlencoded` before they are joined and base64-encoded (plain
+/// RFC 7617 Basic would split a secret at its `:`).
+fn client_basic(client_id: &Secret, client_secret: &Secret) -> Secret {
+    let encode = |s: &Secret| -> Secret {
+        Secret::new(form_urlencoded::byte_serialize(s.expose().as_bytes()).collect::<String>())
+    };
+    super::basic(&encode(client_id), &encode(client_secret))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn basic_client_credentials_are_form_urlencoded_before_base64() {
+        use base64::Engine as _;
+        let value = client_basic(&Secret::new("lab client:1"), &Secret::new("p:a%ss+w/rd"));
+        let encoded = value
+            .expose()
+            .strip_prefix("Basic ")
+            .expect("a Basic value");
+        let pair = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .expect("base64");
+        assert_eq!(
+            String::from_utf8(pair).unwrap(),
+            "lab+client%3A1:p%3Aa%25ss%2Bw%2Frd"
+        );
+    }
 
     fn creds(margin: Option<Duration>) -> OAuth2ClientCredentials {
         OAuth2ClientCredentials::new(

@@ -217,18 +217,26 @@ async fn send(
             .await
             .map_err(ClientError::store)?;
     }
-    let ack = outbound::send(
+    let (ack, call) = outbound::send(
         ep,
         &flow,
-        &request.action,
+        (&request.action, &request.recipient),
         &request.url,
         request.body.clone(),
     )
     .await;
+    let calls = serde_json::to_string(&[call])
+        .ok()
+        .map(|calls| crate::store::NotedCalls {
+            transaction_id: request.transaction_id.clone(),
+            action: request.action.clone(),
+            message_id: request.message_id.clone(),
+            calls,
+        });
     let ack_json = ack.to_json().to_string();
     tracing::info!(flow = %flow.name, %action, transaction_id = %request.transaction_id, message_id = %request.message_id, to = %request.recipient, url = %request.url, mode = mode.as_str(), ack = %ack_json, "request sent");
     if let Err(e) = store
-        .note_ack(&flow.name, &request.message_id, ack_json.clone())
+        .note_ack(&flow.name, &request.message_id, ack_json.clone(), calls)
         .await
     {
         tracing::warn!(flow = %flow.name, message_id = %request.message_id, error = %e, "the acknowledgement could not be noted");

@@ -62,7 +62,10 @@ pub async fn receive(
             KeyValue::new("action", label),
         ]
     });
-    let accepted = root.wrap(accept(&ep, &callback, &headers, body)).await;
+    let mut read = None;
+    let accepted = root
+        .wrap(accept(&ep, &callback, &headers, body, &mut read))
+        .await;
     match accepted {
         Ok(()) => {
             root.attr("outcome", "ack");
@@ -73,16 +76,33 @@ pub async fn receive(
             root.attr("outcome", "nack");
             root.attr("error.code", code.code().to_string());
             tracing::info!(flow = %ep.flow_name, action = %callback, code = code.code(), status = status.as_u16(), path = path.as_deref().unwrap_or(""), reason = %rejection, "NACK");
+            // A late or unknown callback is filed, and shown as such, already.
+            if !matches!(
+                rejection,
+                Rejection::LateCallback { .. } | Rejection::UnknownRequest { .. }
+            ) {
+                let names = (ep.flow_name.as_str(), "bap", callback.as_str());
+                crate::roles::note_nack(
+                    &ep.services,
+                    names,
+                    &headers,
+                    read.as_ref(),
+                    &rejection,
+                    "bpp_id",
+                );
+            }
             rejection.into_response()
         }
     }
 }
 
+/// Checks and files a callback; `read` gets its body once read (for the NACK's record).
 async fn accept(
     ep: &BapEndpoint,
     callback: &str,
     headers: &HeaderMap,
     body: Body,
+    read: &mut Option<bytes::Bytes>,
 ) -> Result<(), Rejection> {
     let action = callback
         .strip_prefix("on_")
@@ -93,6 +113,7 @@ async fn accept(
         .ok_or_else(|| Rejection::Unavailable(format!("flow {} is not loaded", ep.flow_name)))?;
     check_content_type(headers)?;
     let bytes = read_body(body, flow.max_body_bytes).await?;
+    *read = Some(bytes.clone());
     payloads::received(&flow.name, callback, headers, &bytes);
     let checked = async {
         let verified =

@@ -20,6 +20,7 @@ use crate::beckn::registry::{LookupQuery, SubscriberType};
 use crate::beckn::trust;
 use crate::compile::{CompiledBap, CompiledFlow, CompiledSet, GatewayTarget};
 use crate::config::model::AnswerMode;
+use crate::engine::call_log::CallNote;
 use crate::engine::flow_value;
 use crate::intake::message::text;
 use crate::roles::rules;
@@ -449,17 +450,50 @@ impl Ack {
 }
 
 /// Signs and POSTs `bytes` to `url` as this flow's participant (logged with
-/// `--log-payloads`). An address messages may not go to (not http(s), the adapter's own admin
-/// listener) is not sent to.
+/// `--log-payloads`); the answer, and the send noted as a call (`to`: the recipient) with its
+/// HTTP status and duration for the transaction's timeline. An address messages may not go to
+/// (not http(s), the adapter's own admin listener) is not sent to.
 pub async fn send(
+    ep: &BapEndpoint,
+    flow: &CompiledFlow,
+    (action, to): (&str, &str),
+    url: &str,
+    bytes: Bytes,
+) -> (Ack, CallNote) {
+    let started = std::time::Instant::now();
+    let (ack, status) = post(ep, flow, action, url, bytes).await;
+    let failure = match &ack {
+        Ack::Ack => None,
+        Ack::Nack(error) => Some(match error.get("code").and_then(Value::as_str) {
+            Some(code) => format!("nack_{code}"),
+            None => "nack".to_string(),
+        }),
+        Ack::Failed(_) if status.is_some() => Some("not_an_ack".to_string()),
+        Ack::Failed(_) => Some("unreachable".to_string()),
+    };
+    let note = CallNote {
+        step: "send".into(),
+        backend: to.to_string(),
+        method: "POST".into(),
+        path: url.to_string(),
+        status,
+        failure,
+        at_ms: 0,
+        took_ms: started.elapsed().as_millis() as u64,
+    };
+    (ack, note)
+}
+
+/// The POST of [`send`]: the answer, and its HTTP status if one came.
+async fn post(
     ep: &BapEndpoint,
     flow: &CompiledFlow,
     action: &str,
     url: &str,
     bytes: Bytes,
-) -> Ack {
+) -> (Ack, Option<u16>) {
     if let Err(refused) = ep.services.outbox.destinations.check(url).await {
-        return Ack::Failed(format!("not sent: {refused}"));
+        return (Ack::Failed(format!("not sent: {refused}")), None);
     }
     let headers = trust::sign_outbound(
         &flow.participant,
@@ -489,14 +523,14 @@ pub async fn send(
         Ok(r) => r,
         Err(e) => {
             span.fail(&e);
-            return Ack::Failed(crate::backend::root_cause(&e));
+            return (Ack::Failed(crate::backend::root_cause(&e)), None);
         }
     };
     let status = resp.status();
     span.attr("http.response.status_code", i64::from(status.as_u16()));
     let body = resp.bytes().await.unwrap_or_default();
     let answer: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    match answer
+    let ack = match answer
         .pointer("/message/ack/status")
         .and_then(Value::as_str)
     {
@@ -506,7 +540,8 @@ pub async fn send(
             let preview = String::from_utf8_lossy(&body[..body.len().min(200)]).to_string();
             Ack::Failed(format!("HTTP {status}: {preview}"))
         }
-    }
+    };
+    (ack, Some(status.as_u16()))
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The overview page's API: the flows being served, the serving set and the last reload
-//! with its diagnostics, the headline counters; and a reload.
+//! with its diagnostics, the headline counters since start and for the last minutes (this
+//! process's); and a reload.
 
 use std::sync::Arc;
 
@@ -40,6 +41,10 @@ pub async fn overview(State(console): State<Arc<Console>>) -> Response {
         "last_rejected_reload": admin.reloader.last_rejected(),
         "outbox": outbox,
         "counters": telemetry::headline(),
+        "recent": {
+            "minutes": telemetry::recent::WINDOW_MINUTES,
+            "counters": telemetry::recent_headline(),
+        },
         "token_required": console.guard.required(),
     }))
     .into_response()

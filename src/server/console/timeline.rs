@@ -1,8 +1,10 @@
 //! One transaction's timeline: every message in and out, in the order recorded, each with
 //! what answered it: the ACK of a request accepted, a buyer app's request's ACK or NACK with
 //! its code, a callback's delivery attempts and last answer, how a received callback was
-//! filed, order sink updates with their answers. Payloads are shown masked exactly as the
-//! payload logs mask them (`beckn::redact`), whatever the log kept.
+//! filed, order sink updates with their answers, requests refused with a NACK (code, message,
+//! body as kept: masked and cut short), and the calls noted of a message (a provider's backend
+//! calls, a buyer app's sends, a gateway's relays) with status and duration. Payloads are
+//! shown masked exactly as the payload logs mask them (`beckn::redact`), whatever the log kept.
 
 use std::sync::Arc;
 
@@ -15,7 +17,7 @@ use serde_json::{Value, json};
 use super::{Console, refusal};
 use crate::beckn::redact;
 use crate::store::TransactionRecord;
-use crate::store::history::{Delivery, LoggedMessage};
+use crate::store::history::{CallNotes, Delivery, LoggedMessage, NackedRequest};
 
 pub async fn timeline(
     State(console): State<Arc<Console>>,
@@ -30,7 +32,7 @@ pub async fn timeline(
         Ok(r) => r,
         Err(e) => return refusal(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     };
-    if record.messages.is_empty() && record.deliveries.is_empty() {
+    if record.messages.is_empty() && record.deliveries.is_empty() && record.nacks.is_empty() {
         return refusal(
             StatusCode::NOT_FOUND,
             &format!("nothing is recorded of transaction `{transaction_id}` of flow `{flow}`"),
@@ -55,6 +57,7 @@ pub async fn timeline(
 pub fn entries(record: &TransactionRecord, verifies: Option<bool>) -> Vec<Value> {
     let mut out: Vec<(i64, i64, Value)> = Vec::new();
     let mut shown_deliveries = Vec::new();
+    let mut shown_calls = vec![false; record.steps.len()];
     for m in &record.messages {
         let mut entry = json!({
             "kind": if m.direction == "in" { "received" } else { "sent" },
@@ -64,6 +67,12 @@ pub fn entries(record: &TransactionRecord, verifies: Option<bool>) -> Vec<Value>
             "headers": serde_json::from_str::<Value>(&m.headers).unwrap_or(Value::Null),
             "body": body(m),
         });
+        if let Some(calls) = calls_of(record, &m.action, &m.message_id, &mut shown_calls) {
+            entry["calls"] = calls;
+        }
+        if let Some(trace_id) = trace_of(record, &m.action, &m.message_id) {
+            entry["trace_id"] = trace_id;
+        }
         if m.direction == "in" {
             received(record, m, verifies, &mut entry);
         } else {
@@ -109,6 +118,19 @@ pub fn entries(record: &TransactionRecord, verifies: Option<bool>) -> Vec<Value>
             }),
         ));
     }
+    for n in &record.nacks {
+        out.push((n.created_at, n.id, nacked(n)));
+    }
+    for (c, shown) in record.steps.iter().zip(&shown_calls) {
+        if !shown {
+            out.push((
+                c.created_at,
+                i64::MAX,
+                json!({"kind": "calls", "at": c.created_at, "action": c.action,
+                       "message_id": c.message_id, "calls": parse_calls(c)}),
+            ));
+        }
+    }
     for d in &record.deliveries {
         if !shown_deliveries.contains(&d.id) {
             out.push((
@@ -138,20 +160,6 @@ fn received(
     {
         entry["ack"] = json!("ACK");
         entry["state"] = json!(a.state);
-        if let Some((_, _, steps)) = record
-            .steps
-            .iter()
-            .find(|(action, id, _)| *action == m.action && *id == m.message_id)
-        {
-            // An array of calls; for a traced message, its trace id and the calls.
-            match serde_json::from_str(steps).unwrap_or(Value::Null) {
-                Value::Object(mut noted) => {
-                    entry["trace_id"] = noted.remove("trace_id").unwrap_or(Value::Null);
-                    entry["calls"] = noted.remove("calls").unwrap_or(Value::Null);
-                }
-                calls => entry["calls"] = calls,
-            }
-        }
         entry["done_at"] = json!(a.done_at);
         entry["took_ms"] = json!(a.done_at.map(|d| d - a.received_at));
     }
@@ -175,6 +183,72 @@ fn received(
         Some(false) => "not checked (verify_signatures is off for this flow)",
         None => "unknown (the flow is no longer loaded)",
     });
+}
+
+/// Every call noted of the message `action`/`message_id`, in one array (marked shown), or
+/// None when none was.
+fn calls_of(
+    record: &TransactionRecord,
+    action: &str,
+    message_id: &str,
+    shown: &mut [bool],
+) -> Option<Value> {
+    let mut calls = Vec::new();
+    for (c, shown) in record.steps.iter().zip(shown.iter_mut()) {
+        if c.action == action && c.message_id == message_id {
+            *shown = true;
+            match parse_calls(c) {
+                Value::Array(a) => calls.extend(a),
+                other => calls.push(other),
+            }
+        }
+    }
+    (!calls.is_empty()).then_some(Value::Array(calls))
+}
+
+/// The calls noted: an array, or for a traced message an object of its trace id and calls.
+fn parse_calls(c: &CallNotes) -> Value {
+    match serde_json::from_str(&c.steps).unwrap_or(Value::Null) {
+        Value::Object(mut noted) => noted.remove("calls").unwrap_or(Value::Null),
+        calls => calls,
+    }
+}
+
+/// The trace id noted with a message's calls, when it was traced.
+fn trace_of(record: &TransactionRecord, action: &str, message_id: &str) -> Option<Value> {
+    record
+        .steps
+        .iter()
+        .filter(|c| c.action == action && c.message_id == message_id)
+        .find_map(|c| match serde_json::from_str(&c.steps) {
+            Ok(Value::Object(mut noted)) => noted.remove("trace_id"),
+            _ => None,
+        })
+}
+
+/// A request refused with a NACK: a received entry with the code, the message and what of the
+/// request was kept.
+fn nacked(n: &NackedRequest) -> Value {
+    let masked = redact::for_the_log(n.body.as_bytes());
+    let body = serde_json::from_slice(&masked)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&masked).into_owned()));
+    json!({
+        "kind": "received",
+        "at": n.created_at,
+        "action": n.action,
+        "message_id": n.message_id,
+        "ack": "NACK",
+        "code": n.code,
+        "status": n.status,
+        "error": n.error,
+        "path": n.path,
+        "from": n.counterpart,
+        "nacked": true,
+        "headers": serde_json::from_str::<Value>(&n.headers).unwrap_or(Value::Null),
+        "body": body,
+        "body_bytes": n.body_bytes,
+        "body_cut": n.body.len() == crate::store::nacks::MAX_BODY,
+    })
 }
 
 /// `ACK`, `NACK <code>`, or a failure to send, of a recipient's answer as a buyer app noted it.

@@ -79,6 +79,14 @@ async function overview() {
   card("dead letters", data.outbox ? data.outbox.dead : "?");
   card("Ultra refusals", c.sink_refusals || 0);
   for (const [k, n] of Object.entries(c.deliveries || {})) card(`deliveries ${k}`, n);
+  const recent = data.recent || { minutes: 15, counters: {} };
+  const rc = recent.counters || {};
+  const recentCards = el("div", { class: "cards", id: "recent-counters" });
+  const rcard = (k, n) => recentCards.append(el("div", { class: "card" }, el("div", { class: "n" }, n), el("div", { class: "k" }, k)));
+  for (const [k, n] of Object.entries(rc.requests || {})) rcard(`requests ${k}`, n);
+  rcard("dead letters", (rc.deliveries || {}).dead || 0);
+  rcard("Ultra refusals", rc.sink_refusals || 0);
+  for (const [k, n] of Object.entries(rc.deliveries || {})) rcard(`deliveries ${k}`, n);
   const flows = el("table", { id: "flows" },
     el("tr", {}, ["flow", "role", "listen", "subscriber", "actions", "signatures"].map(h => el("th", {}, h))),
     data.set.flows.map(f => el("tr", {},
@@ -99,7 +107,8 @@ async function overview() {
     await api("/console/api/reload", { method: "POST" });
     overview();
   } }, "Reload flows");
-  show(el("h2", {}, "Overview"), cards,
+  show(el("h2", {}, "Overview"), el("h3", {}, "Since start"), cards,
+    el("h3", {}, `Last ${recent.minutes} minutes (this process)`), recentCards,
     el("h3", {}, "Serving set"),
     el("p", {}, "version ", el("code", { id: "set-hash" }, data.set.hash), ` loaded ${data.set.loaded_at}`),
     flows, el("h3", {}, "Reload"), reload, button);
@@ -126,7 +135,7 @@ async function transactions() {
   form.append(field("transaction_id", "transaction id"), field("order_id", "order id (Beckn or ERP)"),
     field("subscriber", "subscriber"), field("action", "action"),
     el("label", {}, "outcome", el("select", { name: "outcome" },
-      ["", "done", "running", "pending", "dead"].map(o => el("option", { value: o, selected: o === filters.outcome }, o || "any")))),
+      ["", "done", "running", "pending", "dead", "nack"].map(o => el("option", { value: o, selected: o === filters.outcome }, o || "any")))),
     field("from", "from", "datetime-local"), field("to", "to", "datetime-local"),
     el("button", { type: "submit" }, "Filter"));
   const q = new URLSearchParams(filters).toString();
@@ -139,7 +148,8 @@ async function transactions() {
       el("td", {}, when(t.updated_at)), el("td", {}, t.flow), el("td", { class: "mono" }, t.transaction_id),
       el("td", {}, t.role), el("td", {}, t.counterpart || ""), el("td", {}, t.order_id || ""),
       el("td", {}, t.last_action || ""), el("td", {}, t.messages),
-      el("td", {}, el("span", { class: `badge ${t.outcome === "dead" ? "bad" : t.outcome === "done" ? "ok" : "warn"}` }, t.outcome)))));
+      el("td", {}, el("span", { class: `badge ${t.outcome === "dead" || t.outcome === "nack" ? "bad" : t.outcome === "done" ? "ok" : "warn"}` },
+        t.outcome === "nack" && t.nack_code ? `nack ${t.nack_code}` : t.outcome)))));
   show(el("h2", {}, "Transactions"), form, table,
     data.transactions.length ? null : el("p", { class: "muted" }, "No transaction matches."));
 }
@@ -154,7 +164,7 @@ async function timeline(flow, tx) {
   for (const e of data.entries) {
     const head = el("div", { class: "head" },
       el("span", { class: "muted mono" }, when(e.at)),
-      el("strong", {}, e.kind === "received" ? "⇤ received" : e.kind === "sent" ? "⇥ sent" : e.kind === "sink_update" ? "→ order sink" : "queued"),
+      el("strong", {}, e.kind === "received" ? "⇤ received" : e.kind === "sent" ? "⇥ sent" : e.kind === "sink_update" ? "→ order sink" : e.kind === "calls" ? "⇥ relayed" : "queued"),
       e.action ? el("code", { class: "action" }, e.action) : null,
       e.message_id ? el("span", { class: "muted mono" }, e.message_id) : null,
       e.ack ? el("span", { class: `badge ${String(e.ack).startsWith("ACK") ? "ok" : "bad"}`, "data-ack": e.ack }, e.ack + (e.code ? " " + e.code : "")) : null,
@@ -171,6 +181,11 @@ async function timeline(flow, tx) {
         el("td", {}, c.step), el("td", {}, c.backend), el("td", { class: "mono" }, `${c.method} ${c.path}`),
         el("td", { class: c.failure ? "bad" : "ok" }, c.status !== null ? String(c.status) : c.failure),
         el("td", { class: "muted" }, `+${c.at_ms} ms, took ${c.took_ms} ms`)))));
+    }
+    if (e.nacked) {
+      entry.append(el("div", { class: "bad nack" }, `refused (HTTP ${e.status}): ${e.error}`, e.path ? ` (at ${e.path})` : "",
+        e.from ? ` from ${e.from}` : ""));
+      if (e.body_cut) entry.append(el("div", { class: "muted" }, `payload cut short: ${e.body_bytes} bytes received`));
     }
     if (e.filed_as) entry.append(el("div", {}, `filed as ${e.filed_as} from ${e.from}`));
     if (e.recipient) entry.append(el("div", {}, `to ${e.recipient} at `, el("code", {}, e.url)));
