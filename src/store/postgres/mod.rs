@@ -12,11 +12,10 @@ mod outbox;
 use std::sync::OnceLock;
 
 use futures::future::BoxFuture;
-use sqlx::PgConnection;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use tokio::sync::broadcast;
 
-use super::backend::{Backend, LogEntry, Outcome, Work};
+use super::backend::{Backend, Outcome, Work};
 use super::rows::{self, Arg, Reader, bind_args};
 use super::sql::Dialect;
 use super::{StoreResult, sql};
@@ -141,27 +140,4 @@ async fn execute(pool: &PgPool, statements: Vec<(&'static str, Vec<Arg>)>) -> St
         n += query.execute(pool).await?.rows_affected();
     }
     Ok(n)
-}
-
-/// Adds `entry` to the message log inside `tx`, with `body` as the log keeps it (personal
-/// fields masked: the log outlives the work that needs them).
-async fn log_entry(
-    tx: &mut PgConnection,
-    entry: LogEntry<'_>,
-    body: &[u8],
-    now: i64,
-) -> StoreResult<()> {
-    let (flow, direction, action, transaction_id, message_id, headers) = entry;
-    sqlx::query(sql::INSERT_MESSAGE)
-        .bind(flow)
-        .bind(direction)
-        .bind(action)
-        .bind(transaction_id)
-        .bind(message_id)
-        .bind(headers)
-        .bind(body)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-    Ok(())
 }
