@@ -198,3 +198,55 @@ async fn two_processes_share_the_work_and_survive_one_being_killed() {
         repeats
     );
 }
+
+/// A request on PostgreSQL is accepted in one statement with no transaction to roll back: two
+/// processes accepting first requests of one transaction for different counterparts at once
+/// admit exactly one (the other is foreign and leaves no record), and the same request accepted
+/// by both at once is recorded once.
+#[tokio::test]
+#[ignore = "needs PostgreSQL (BECKN_TEST_POSTGRES_URL); run with --ignored"]
+async fn postgres_accepts_in_one_statement_and_admits_one_of_two_first_requests_at_once() {
+    use beckn_adapter::store::{Admission, Inbound, InboundKey, now_ms};
+
+    let db = TestDb::create().await;
+    let (a, b) = (
+        beckn_adapter::store::open(&db.url).await.unwrap(),
+        beckn_adapter::store::open(&db.url).await.unwrap(),
+    );
+    let request = |message_id: String, transaction_id: String, bap_id: &str| Inbound {
+        key: InboundKey {
+            flow: "lab".into(),
+            action: "search".into(),
+            message_id,
+        },
+        transaction_id,
+        counterpart: bap_id.into(),
+        role: "bpp".into(),
+        body: bytes::Bytes::from(format!("{{\"from\":\"{bap_id}\"}}")),
+        headers: "{}".into(),
+        callback_base: format!("http://127.0.0.1:9/{bap_id}"),
+        owner: "p".into(),
+        lease_until: now_ms() + 60_000,
+    };
+    for i in 0..20 {
+        let t = format!("t{i}");
+        let (x, y) = tokio::join!(
+            a.accept(request(format!("a{i}"), t.clone(), "a.example")),
+            b.accept(request(format!("b{i}"), t.clone(), "b.example")),
+        );
+        let (x, y) = (x.unwrap(), y.unwrap());
+        let winner = match (&x, &y) {
+            (Admission::New, Admission::Foreign) => "a.example",
+            (Admission::Foreign, Admission::New) => "b.example",
+            other => panic!("{t}: one first request passes, the other is foreign: {other:?}"),
+        };
+        let (body, _) = a.last_request("lab", &t).await.unwrap().unwrap();
+        assert_eq!(body, format!("{{\"from\":\"{winner}\"}}").as_bytes(), "{t}");
+
+        let same = request(format!("s{i}"), format!("u{i}"), "a.example");
+        let (x, y) = tokio::join!(a.accept(same.clone()), b.accept(same));
+        let mut got = [x.unwrap(), y.unwrap()];
+        got.sort_by_key(|admission| admission != &Admission::New);
+        assert_eq!(got, [Admission::New, Admission::Duplicate], "u{i}");
+    }
+}

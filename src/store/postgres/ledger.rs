@@ -1,31 +1,33 @@
 //! The ledger on PostgreSQL: an order's states are decided one at a time under an advisory
 //! lock of its sequence key, whichever process reports them.
 
+use sqlx::Row;
 use sqlx::postgres::PgPool;
-use sqlx::{PgConnection, Row};
 
 use super::outbox::enqueue_in;
 use crate::store::backend::masked;
 use crate::store::ledger::StateRule;
 use crate::store::{LedgerEntry, LedgerQueued, NewOutbox, OrderEvent, StoreResult, sql};
 
-/// Keeps the order event of the sink's outbox message `outbox_id` (see `oms_events`).
-async fn keep_order_event(
-    tx: &mut PgConnection,
-    outbox_id: i64,
-    event: &OrderEvent,
-    now: i64,
-) -> StoreResult<()> {
-    sqlx::query(sql::INSERT_ORDER_EVENT)
-        .bind(outbox_id)
-        .bind(&event.flow)
-        .bind(&event.callback)
-        .bind(event.body.as_ref())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-    Ok(())
-}
+/// Records a queued update (`$1`-`$5` connection, provider, transaction, order, state; `$6`
+/// flow; `$7` its outbox message; `$8` now) and keeps the order event it came of (`$9`
+/// callback, `$10` body): one statement.
+const RECORD_UPDATE: &str = "WITH recorded AS (INSERT INTO oms_updates (connection, provider, \
+     transaction_id, order_id, state, flow, outbox_id, created_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)) \
+     INSERT INTO oms_events (outbox_id, flow, callback, body, created_at) \
+     VALUES ($7, $6, $9, $10, $8)";
+
+/// A dead letter of an order event that gave no update (`$1`-`$11` as
+/// `sql::INSERT_BURIED_EVENT`) with the event kept (`$12` its flow, `$13` callback, `$14`
+/// body): one statement.
+const BURY_EVENT: &str = "WITH buried AS (INSERT INTO outbox (flow, kind, url, action, \
+     transaction_id, message_id, body, state, attempts, next_attempt_at, deadline, created_at, \
+     sequence_key, last_error, finished_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, 'dead', 0, $8, $9, $8, $10, $11, $8) RETURNING id), \
+     kept AS (INSERT INTO oms_events (outbox_id, flow, callback, body, created_at) \
+     SELECT id, $12, $13, $14, $8 FROM buried) \
+     SELECT id FROM buried";
 
 /// Queues a sink's update unless its order reported this state already or `rule` says it may
 /// not follow the ones reported; the check and the queueing are one transaction.
@@ -74,7 +76,7 @@ pub(super) async fn queue_entry(
         return Ok(refused);
     }
     let id = enqueue_in(&mut tx, item, now, None, &masked(&item.body)).await?;
-    sqlx::query(sql::INSERT_UPDATE)
+    sqlx::query(RECORD_UPDATE)
         .bind(&r.connection)
         .bind(&r.provider)
         .bind(&r.transaction_id)
@@ -83,9 +85,10 @@ pub(super) async fn queue_entry(
         .bind(&r.event.flow)
         .bind(id)
         .bind(now)
+        .bind(&r.event.callback)
+        .bind(r.event.body.as_ref())
         .execute(&mut *tx)
         .await?;
-    keep_order_event(&mut tx, id, &r.event, now).await?;
     tx.commit().await?;
     Ok(LedgerQueued::Queued(id))
 }
@@ -98,9 +101,8 @@ pub(super) async fn bury_order_event(
     reason: &str,
     now: i64,
 ) -> StoreResult<i64> {
-    let mut tx = pool.begin().await?;
     // Nothing to send yet, so nothing in the message log.
-    let id: i64 = sqlx::query(sql::INSERT_BURIED_EVENT)
+    let id: i64 = sqlx::query(BURY_EVENT)
         .bind(&item.flow)
         .bind(&item.kind)
         .bind(&item.url)
@@ -112,11 +114,12 @@ pub(super) async fn bury_order_event(
         .bind(item.deadline)
         .bind(&item.sequence)
         .bind(reason)
-        .fetch_one(&mut *tx)
+        .bind(&event.flow)
+        .bind(&event.callback)
+        .bind(event.body.as_ref())
+        .fetch_one(pool)
         .await?
         .try_get(0)?;
-    keep_order_event(&mut tx, id, event, now).await?;
-    tx.commit().await?;
     Ok(id)
 }
 

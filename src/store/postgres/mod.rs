@@ -10,17 +10,21 @@ mod ledger;
 mod outbox;
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
-use sqlx::PgConnection;
+use sqlx::Connection;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use tokio::sync::broadcast;
 
-use super::backend::{Backend, LogEntry, Outcome, Work};
+use super::backend::{Backend, Outcome, Work};
 use super::rows::{self, Arg, Reader, bind_args};
 use super::sql::Dialect;
 use super::{StoreResult, sql};
 use crate::clock::{Clock, SharedClock, SystemClock};
+
+/// How long a pooled connection may sit idle before it is checked on being taken.
+const IDLE_CHECK: Duration = Duration::from_secs(10);
 
 pub struct PgStore {
     pool: PgPool,
@@ -40,6 +44,19 @@ impl PgStore {
     pub async fn open_with_clock(url: &str, clock: SharedClock) -> StoreResult<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(16)
+            // sqlx would check every connection with a round trip each time it is taken from
+            // the pool, as many round trips as the statements; only one idle for a while is
+            // checked (one that broke sooner fails its statement, as it would had it broken
+            // during it).
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= IDLE_CHECK {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect(url)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
@@ -141,27 +158,4 @@ async fn execute(pool: &PgPool, statements: Vec<(&'static str, Vec<Arg>)>) -> St
         n += query.execute(pool).await?.rows_affected();
     }
     Ok(n)
-}
-
-/// Adds `entry` to the message log inside `tx`, with `body` as the log keeps it (personal
-/// fields masked: the log outlives the work that needs them).
-async fn log_entry(
-    tx: &mut PgConnection,
-    entry: LogEntry<'_>,
-    body: &[u8],
-    now: i64,
-) -> StoreResult<()> {
-    let (flow, direction, action, transaction_id, message_id, headers) = entry;
-    sqlx::query(sql::INSERT_MESSAGE)
-        .bind(flow)
-        .bind(direction)
-        .bind(action)
-        .bind(transaction_id)
-        .bind(message_id)
-        .bind(headers)
-        .bind(body)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-    Ok(())
 }
