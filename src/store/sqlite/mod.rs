@@ -27,10 +27,10 @@ use super::backend::{Backend, Outcome, Work};
 use super::sql::Dialect;
 use super::{StoreError, StoreResult};
 use crate::clock::{Clock, SharedClock, SystemClock};
-use writer::Op;
+use writer::{Message, Op};
 
 pub struct SqliteStore {
-    writer: mpsc::Sender<Op>,
+    writer: mpsc::Sender<Message>,
     read: SqlitePool,
     clock: SharedClock,
 }
@@ -47,15 +47,6 @@ pub enum Durability {
     /// operating system still writes what it was handed); the last commits before a power
     /// loss or kernel crash can be. The database itself is never corrupted either way.
     Normal,
-}
-
-impl Durability {
-    fn pragma(self) -> &'static str {
-        match self {
-            Durability::Full => "FULL",
-            Durability::Normal => "NORMAL",
-        }
-    }
 }
 
 /// Splits `path?synchronous=full|normal` into the path and its durability.
@@ -101,13 +92,12 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(options.read_only(true))
             .await?;
-        let path = path.to_string();
-        let conn = tokio::task::spawn_blocking(move || writer::connect(&path, durability.pragma()))
+        let (path, writes) = (path.to_string(), clock.clone());
+        let (tx, rx) = mpsc::channel(8192);
+        let channel = (rx, tx.downgrade());
+        tokio::task::spawn_blocking(move || writer::spawn(&path, durability, channel, writes))
             .await
             .map_err(|_| StoreError::Closed)??;
-        let (tx, rx) = mpsc::channel(8192);
-        writer::spawn(conn, rx, clock.clone())
-            .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
         Ok(SqliteStore {
             writer: tx,
             read,
@@ -131,7 +121,7 @@ impl Backend for SqliteStore {
         Box::pin(async move {
             let (reply, rx) = oneshot::channel();
             self.writer
-                .send(Op { work, reply })
+                .send(Message::Op(Op { work, reply }))
                 .await
                 .map_err(|_| StoreError::Closed)?;
             match rx.await.map_err(|_| StoreError::Closed)?? {
@@ -229,6 +219,33 @@ mod tests {
         );
         assert!(parse_location("s.db?synchronous=off").is_err());
         assert!(parse_location("s.db?cache=shared").is_err());
+    }
+
+    /// Operations share a commit: one that fails is undone alone, the others are recorded.
+    #[tokio::test]
+    async fn a_failed_write_does_not_undo_the_others_of_its_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(
+            SqliteStore::open(dir.path().join("s.db").to_str().unwrap())
+                .await
+                .unwrap(),
+        );
+        let mut tasks = Vec::new();
+        for i in 0..100 {
+            let s = store.clone();
+            tasks.push(tokio::spawn(async move {
+                if i % 10 == 5 {
+                    let bad = Work::Execute(vec![("INSERT INTO nowhere VALUES (1)", vec![])]);
+                    return s.write(bad).await.map(|_| Admission::New).is_err();
+                }
+                s.accept(inbound(&format!("m{i}"))).await.unwrap() == Admission::New
+            }));
+        }
+        for t in tasks {
+            assert!(t.await.unwrap());
+        }
+        let recorded = store.claim_unfinished("p", now_ms(), 1, 500, true);
+        assert_eq!(recorded.await.unwrap().len(), 90);
     }
 
     #[tokio::test]
