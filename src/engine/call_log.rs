@@ -210,8 +210,18 @@ mod tests {
     #[test]
     fn an_untraced_action_that_calls_no_backend_writes_no_notes() {
         let log = CallLog::new(&Stub);
-        log.step_done("template", "soil/on_search.j2", Instant::now(), Duration::ZERO, false);
-        assert_eq!(log.into_json(), None, "the reply template alone is not worth a write");
+        log.step_done(
+            "template",
+            "soil/on_search.j2",
+            Instant::now(),
+            Duration::ZERO,
+            false,
+        );
+        assert_eq!(
+            log.into_json(),
+            None,
+            "the reply template alone is not worth a write"
+        );
     }
 
     #[tokio::test]

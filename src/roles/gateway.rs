@@ -53,7 +53,9 @@ pub async fn search(
     let started = std::time::Instant::now();
     let root = root_span(&ep, "search", &headers);
     let mut read = None;
-    let outcome = root.wrap(receive_search(&ep, &headers, body, &mut read)).await;
+    let outcome = root
+        .wrap(receive_search(&ep, &headers, body, &mut read))
+        .await;
     if let Err(rejection) = &outcome {
         let names = (ep.flow_name.as_str(), "gateway", "search");
         super::note_nack(
@@ -77,7 +79,9 @@ pub async fn on_search(
     let started = std::time::Instant::now();
     let root = root_span(&ep, "on_search", &headers);
     let mut read = None;
-    let outcome = root.wrap(receive_on_search(&ep, &headers, body, &mut read)).await;
+    let outcome = root
+        .wrap(receive_on_search(&ep, &headers, body, &mut read))
+        .await;
     if let Err(rejection) = &outcome {
         let names = (ep.flow_name.as_str(), "gateway", "on_search");
         super::note_nack(
@@ -520,6 +524,7 @@ async fn forward(
     let Relay { to, url, started } = relay;
     let at = started.elapsed();
     let mut note = CallNote {
+        kind: "call",
         step: "relay".into(),
         backend: to,
         method: "POST".into(),

@@ -472,6 +472,7 @@ pub async fn send(
         Ack::Failed(_) => Some("unreachable".to_string()),
     };
     let note = CallNote {
+        kind: "call",
         step: "send".into(),
         backend: to.to_string(),
         method: "POST".into(),
