@@ -15,3 +15,4 @@ pub mod schema;
 pub mod signing;
 pub mod subscribe;
 pub mod trust;
+pub(crate) mod verify_batch;

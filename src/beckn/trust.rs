@@ -275,7 +275,8 @@ async fn verify_one(
     let key = PublicKey::from_base64_cached(&entry.signing_public_key)
         .map_err(|e| reject(format!("the registry's key is unusable: {e}")))?;
     parsed
-        .verify_signature(body, &key)
+        .verify_signature_batched(body, &key)
+        .await
         .map_err(|e| reject(e.to_string()))?;
     Ok(parsed.subscriber_id.clone())
 }

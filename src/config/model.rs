@@ -347,7 +347,7 @@ pub struct Limits {
     /// rhai operations per script run.
     #[serde(default)]
     pub script_max_operations: Option<Count>,
-    /// Requests whose flows may run at once; beyond it requests are NACKed, not queued.
+    /// Requests whose flows may run at once; beyond it a request waits up to 2 s for one to finish, then is NACKed.
     #[serde(default)]
     pub max_in_flight: Option<Count>,
     /// Timeout of one callback delivery attempt.

@@ -67,8 +67,8 @@ pub trait Destination: Send + Sync {
         settings.max_backoff
     }
 
-    /// The request of one attempt at `item` (signed now: a signature made for an earlier
-    /// attempt may have expired), or the verdict when there is nothing to send.
+    /// The request of one attempt at `item` (with a signature valid now: one made for an
+    /// earlier attempt only while it is fresh), or the verdict when there is nothing to send.
     fn prepare<'a>(
         &'a self,
         outbox: &'a Outbox,
@@ -115,7 +115,7 @@ mod tests {
 
     #[test]
     fn each_kind_has_its_destination_and_unknown_kinds_go_as_callbacks() {
-        let mut kinds = Kinds::new(Arc::new(crate::delivery::callback::BecknCallback));
+        let mut kinds = Kinds::new(Arc::new(crate::delivery::callback::BecknCallback::default()));
         kinds.register(Arc::new(crate::delivery::app_webhook::AppWebhook));
         for destination in crate::sinks::destinations() {
             kinds.register(destination);

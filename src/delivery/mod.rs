@@ -135,7 +135,7 @@ impl From<Verdict> for Attempt {
 /// The destinations every outbox has: Beckn callbacks (also of kinds nobody claims), the app
 /// webhook, and those of the order sinks.
 fn default_kinds() -> Kinds {
-    let mut kinds = Kinds::new(Arc::new(callback::BecknCallback));
+    let mut kinds = Kinds::new(Arc::new(callback::BecknCallback::default()));
     kinds.register(Arc::new(app_webhook::AppWebhook));
     for destination in crate::sinks::destinations() {
         kinds.register(destination);

@@ -140,13 +140,14 @@ async fn receive(
     verify.end();
     let check = traces::step("beckn.check");
     let request: Value = serde_json::from_slice(&bytes).map_err(|e| Rejection::malformed(&e))?;
-    let context_text = |k: &str| {
-        request
-            .pointer(&format!("/context/{k}"))
+    let context = request.get("context");
+    let context_str = |k: &str| {
+        context
+            .and_then(|c| c.get(k))
             .and_then(Value::as_str)
             .unwrap_or_default()
-            .to_string()
     };
+    let context_text = |k: &str| context_str(k).to_string();
     if root.is_traced() {
         root.attr("transaction_id", context_text("transaction_id"));
         root.attr("message_id", context_text("message_id"));
@@ -171,7 +172,7 @@ async fn receive(
         &flow.participant,
         &ep.services.registries,
         &bap_id,
-        &context_text("bap_uri"),
+        context_str("bap_uri"),
     )
     .await?;
     if action == Action::Search
@@ -180,11 +181,7 @@ async fn receive(
         callback_base =
             trust::gateway_base(&flow.participant, &ep.services.registries, gateway).await?;
     }
-    let permit = ep
-        .in_flight
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| Rejection::Busy)?;
+    let permit = in_flight_permit(&ep.in_flight).await?;
     // Nothing is acknowledged before it is durably recorded; a repeat is acknowledged again
     // without running the flow a second time.
     let key = InboundKey {
@@ -234,7 +231,7 @@ async fn receive(
     let span = message_span(
         &flow.name,
         action,
-        &context_text("transaction_id"),
+        context_str("transaction_id"),
         &key.message_id,
     );
     // The work after the ACK stays in the message's trace.
@@ -256,6 +253,23 @@ async fn receive(
         .instrument(span),
     );
     Ok(())
+}
+
+/// How long a request waits for one of `max_in_flight` permits before it is refused as busy.
+/// A burst on a cold process (pools empty, caches cold) runs ahead of the flows for a few
+/// seconds; waiting briefly slows the senders down to the pace of the flows instead of
+/// refusing them outright.
+const CAPACITY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// One of the endpoint's `max_in_flight` permits, waited for at most [`CAPACITY_WAIT`].
+async fn in_flight_permit(in_flight: &Arc<Semaphore>) -> Result<OwnedSemaphorePermit, Rejection> {
+    if let Ok(permit) = in_flight.clone().try_acquire_owned() {
+        return Ok(permit);
+    }
+    match tokio::time::timeout(CAPACITY_WAIT, in_flight.clone().acquire_owned()).await {
+        Ok(Ok(permit)) => Ok(permit),
+        _ => Err(Rejection::Busy),
+    }
 }
 
 /// Runs again a request `u` accepted but never answered (its process stopped), unless its

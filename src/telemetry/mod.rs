@@ -293,6 +293,32 @@ pub fn request_answered(
     took: Duration,
 ) {
     let m = metrics();
+    recent::RECENT.add_at(recent::this_minute(), |h| match code {
+        None => recent::bump(&mut h.requests, "ack"),
+        Some(c) => recent::bump(&mut h.requests, &format!("nack {c}")),
+    });
+    if code.is_none() {
+        ACKED.record(flow, [role, action], took, || {
+            (
+                m.requests
+                    .get_or_create(&RequestLabels {
+                        flow: flow.into(),
+                        role: role.into(),
+                        action: action.into(),
+                        outcome: "ack".into(),
+                        code: String::new(),
+                    })
+                    .clone(),
+                m.ack_seconds
+                    .get_or_create(&FlowAction {
+                        flow: flow.into(),
+                        action: action.into(),
+                    })
+                    .clone(),
+            )
+        });
+        return;
+    }
     m.requests
         .get_or_create(&RequestLabels {
             flow: flow.into(),
@@ -302,10 +328,6 @@ pub fn request_answered(
             code: code.unwrap_or_default().into(),
         })
         .inc();
-    recent::RECENT.add_at(recent::this_minute(), |h| match code {
-        None => recent::bump(&mut h.requests, "ack"),
-        Some(c) => recent::bump(&mut h.requests, &format!("nack {c}")),
-    });
     m.ack_seconds
         .get_or_create(&FlowAction {
             flow: flow.into(),
@@ -331,22 +353,85 @@ pub fn backend_called(flow: &str, backend: &str, outcome: &str, took: Duration) 
 /// A delivery attempt ended: `delivered`, `retry` or `dead`.
 pub fn delivery_attempted(flow: &str, action: &str, outcome: &str, took: Duration) {
     let m = metrics();
-    m.deliveries
-        .get_or_create(&DeliveryLabels {
-            flow: flow.into(),
-            action: action.into(),
-            outcome: outcome.into(),
-        })
-        .inc();
     recent::RECENT.add_at(recent::this_minute(), |h| {
         recent::bump(&mut h.deliveries, outcome)
     });
-    m.delivery_seconds
-        .get_or_create(&FlowAction {
-            flow: flow.into(),
-            action: action.into(),
-        })
-        .observe(took.as_secs_f64());
+    ATTEMPTED.record(flow, [action, outcome], took, || {
+        (
+            m.deliveries
+                .get_or_create(&DeliveryLabels {
+                    flow: flow.into(),
+                    action: action.into(),
+                    outcome: outcome.into(),
+                })
+                .clone(),
+            m.delivery_seconds
+                .get_or_create(&FlowAction {
+                    flow: flow.into(),
+                    action: action.into(),
+                })
+                .clone(),
+        )
+    });
+}
+
+/// ACKed requests' counter and latency histogram by flow, role and action.
+static ACKED: Handles<2> = Handles::new();
+/// Delivery attempts' counter and duration histogram by flow, action and outcome.
+static ATTEMPTED: Handles<2> = Handles::new();
+
+/// Metric handles of the label sets seen on every message, found again by the label values
+/// themselves: a `Family` lookup wants an owned label set (a `String` per label, dropped
+/// again) at every call. The label values come from fixed sets and the flows' names, so the
+/// handles kept are as many as the series.
+struct Handles<const N: usize> {
+    by_flow: std::sync::RwLock<Option<HandlesByFlow<N>>>,
+}
+
+type HandlesByFlow<const N: usize> =
+    std::collections::HashMap<String, Vec<([String; N], Counter, Histogram)>>;
+
+impl<const N: usize> Handles<N> {
+    const fn new() -> Self {
+        Handles {
+            by_flow: std::sync::RwLock::new(None),
+        }
+    }
+
+    /// Counts one event of `took` under the handles of `flow` and `labels`, made by `make`
+    /// the first time.
+    fn record(
+        &self,
+        flow: &str,
+        labels: [&str; N],
+        took: Duration,
+        make: impl FnOnce() -> (Counter, Histogram),
+    ) {
+        let same = |kept: &[String; N]| kept.iter().zip(&labels).all(|(k, l)| k == l);
+        let count = |c: &Counter, h: &Histogram| {
+            c.inc();
+            h.observe(took.as_secs_f64());
+        };
+        if let Ok(by_flow) = self.by_flow.read()
+            && let Some((_, c, h)) = by_flow
+                .as_ref()
+                .and_then(|m| m.get(flow))
+                .and_then(|v| v.iter().find(|(kept, ..)| same(kept)))
+        {
+            count(c, h);
+            return;
+        }
+        let (c, h) = make();
+        let mut by_flow = self.by_flow.write().unwrap_or_else(|p| p.into_inner());
+        let kept = by_flow
+            .get_or_insert_with(Default::default)
+            .entry(flow.to_string())
+            .or_default();
+        if !kept.iter().any(|(k, ..)| same(k)) {
+            kept.push((labels.map(str::to_string), c.clone(), h.clone()));
+        }
+        count(&c, &h);
+    }
 }
 
 /// The outbox's current size.

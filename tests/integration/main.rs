@@ -6,6 +6,7 @@ mod backend_auth;
 mod bad_input;
 mod bap;
 mod bap_postgres;
+mod capacity;
 mod check;
 mod common;
 mod console;
