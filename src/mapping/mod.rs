@@ -4,6 +4,7 @@
 //! message, never the adapter.
 
 pub mod helpers;
+mod json_render;
 pub mod scripts;
 pub mod templates;
 pub mod value_template;

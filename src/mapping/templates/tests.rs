@@ -227,3 +227,113 @@ fn reads_variable_follows_imports_and_includes_by_name() {
     assert!(!reads("plain.j2"));
     assert!(!reads("cycle_a.j2"), "a cycle of includes ends");
 }
+
+/// Both ways of rendering a JSON template: straight to a value, and as text parsed back.
+fn both_ways(src: &str, ctx: &Value, fuel: u64) -> (Result<Value, String>, Result<Value, String>) {
+    let mut t = Templates::new(fuel);
+    t.add("m.j2", "{% macro m(x) %}{\"v\": {{ x }}}{% endmacro %}")
+        .unwrap();
+    t.add("t.j2", src).unwrap();
+    let ctx = crate::mapping::jvalue(ctx);
+    let show = |e: TemplateError| format!("{e} {:?}", e.beckn);
+    (
+        t.render_json("t.j2", &ctx).map_err(show),
+        t.render_json_text("t.j2", &ctx).map_err(show),
+    )
+}
+
+#[test]
+fn direct_render_gives_what_the_text_parses_to() {
+    let ctx = json!({
+        "s": "Soil \"NPK\" \\ <kit> \n\t\u{1}\u{7}\u{1f} ünï 🌾",
+        "marker": "\u{1}   ",
+        "n": 12, "neg": -7, "big": u64::MAX, "f": 0.1, "g": 1e300, "t": true, "none": null,
+        "list": [1, "a", [], {}, [[{"k": null}]]],
+        "map": {"b": 1, "a": {"c": [true, false]}},
+        "deep": (0..130).fold(json!(1), |acc, _| json!([acc])),
+        "k": "key", "pkgs": [{"sku": "a", "p": 49900}, {"sku": "b", "p": 5}]
+    });
+    let cases = [
+        r#"{"s": {{ s }}, "n": {{ n }}, "neg": {{ neg }}, "big": {{ big }}, "f": {{ f }}, "g": {{ g }}}"#,
+        r#"{"t": {{ t }}, "none": {{ none }}, "list": {{ list }}, "map": {{ map }}, "m": {{ marker }}}"#,
+        r#"[{% for p in pkgs %}{"id": {{ p.sku }}, "price": {{ p.p | price }}}{% if not loop.last %},{% endif %}{% endfor %}]"#,
+        r#"{ {{ k }}: 1, "key": 2, {{ k }}: 3 }"#,
+        r#"{ {{ n }}: 1 }"#,
+        r#"[{{ n }}{{ n }}]"#,
+        r#"["x {{ n }}", "x {{ s }}"]"#,
+        r#""\{{ s }}""#,
+        r#"[{{ m(s) }}, {{ m(list) }}]"#,
+        r#"{% from "m.j2" import m %}[{{ m(map) }}, {{ m(n) }}]"#,
+        r#"{% import "m.j2" as mm %}[{{ mm.m(s) }}, {{ mm.m(n) | length }}]"#,
+        r#"{% set q = m(s) %}[{{ n }}, {{ q }}]"#,
+        r#"{% set b %}{% with %}{% include "m.j2" %}{% endwith %}{% endset %}[{{ n }}, {{ b }}]"#,
+        r#"{% set b %}{{ s }}{% endset %}[{{ n }}, {{ b }}, {{ b | length }}]"#,
+        r#"[{{ marker | safe }}, {{ s }}]"#,
+        r#"[{{ s | tojson }}, {{ map | tojson }}]"#,
+        r#"{"deep": {{ deep }}}"#,
+        r#"{"a": {{ s }},}"#,
+        r#"{"a": {{ s }}} {{ n }}"#,
+        r#"  "#,
+        r#"{"a": {{ nothing.here }}}"#,
+        r#"{"a": {{ fail("30004", "no such test") }}}"#,
+        r#"{"a": 01, "b": -0, "c": 1.5e3, "d": "\u00e9\n"}"#,
+    ];
+    for src in cases {
+        let (direct, text) = both_ways(src, &ctx, 100_000);
+        assert_eq!(direct, text, "{src}");
+    }
+}
+
+#[test]
+fn direct_render_runs_out_of_fuel_where_the_text_does() {
+    let ctx = json!({"names": (0..40).map(|i| format!("soil \"test\" {i}")).collect::<Vec<_>>(),
+        "p": {"a": [1, 2, 3], "b": "x"}});
+    let src = r#"[{% for n in names %}{"n": {{ n }}, "p": {{ p }}}{% if not loop.last %},{% endif %}{% endfor %}]"#;
+    let mut outcomes = Vec::new();
+    for fuel in (100..3_000).step_by(7) {
+        let (direct, text) = both_ways(src, &ctx, fuel);
+        assert_eq!(direct, text, "fuel {fuel}");
+        outcomes.push(direct.is_ok());
+    }
+    assert!(outcomes.contains(&true) && outcomes.contains(&false));
+}
+
+/// The shipped catalog with `n` packages: rendered straight to a value, not through the text.
+#[test]
+fn shipped_catalog_renders_directly_to_what_its_text_parses_to() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings");
+    let mut t = Templates::new(1_000_000);
+    for name in ["soil/_common.j2", "soil/on_search.j2"] {
+        let source = std::fs::read_to_string(dir.join(name)).unwrap();
+        t.add(name, &source).unwrap();
+    }
+    let packages: Vec<Value> = (0..20)
+        .map(|i| {
+            json!({"sku": format!("soil-test-{i}"), "title": format!("Soil \"test\" {i}"),
+                "summary": "Primary nutrients.", "parameters": ["Nitrogen (N)", "pH"],
+                "price_paise": 49900 + i * 100, "turnaround_days": 3,
+                "sample_instructions": "Collect 500 g\nof soil.", "modes": ["HOME_PICKUP", "LAB_DROP"],
+                "cancellation_policy": {"fee_paise": 5000}, "match": if i % 2 == 0 { "exact" } else { "related" }})
+        })
+        .collect();
+    let ctx = crate::mapping::jvalue(json!({
+        "lab": {"lab_code": "GFSL", "lab_name": "GreenField", "city": "New Delhi",
+            "city_std_code": "std:011", "pincode": "110012", "gps": "28.6,77.1", "address": "Plot 14",
+            "modes": ["HOME_PICKUP", "LAB_DROP"], "home_pickup_fee_paise": 5000},
+        "found": {"packages": packages}
+    }));
+    let direct = match crate::mapping::json_render::render_value(&t.env, "soil/on_search.j2", &ctx)
+    {
+        crate::mapping::json_render::Rendered::Value(v) => v,
+        _ => panic!("the catalog fell back to the text path"),
+    };
+    assert!(t.renders_direct("soil/on_search.j2"));
+    assert_eq!(
+        direct,
+        t.render_json_text("soil/on_search.j2", &ctx).unwrap()
+    );
+    assert_eq!(
+        direct["catalog"]["providers"][0]["items"][3]["descriptor"]["name"],
+        "Soil \"test\" 3"
+    );
+}
