@@ -4,7 +4,6 @@
 //! message, never the adapter.
 
 pub mod helpers;
-mod json_render;
 pub mod scripts;
 pub mod templates;
 pub mod value_template;

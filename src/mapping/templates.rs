@@ -4,14 +4,12 @@
 //! quoted and escaped). A lab's product name with a quote in it can therefore never break a
 //! message. Text templates (URL paths, query values, headers) are written raw.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::RwLock;
+use std::collections::HashSet;
 
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior, Value as JValue};
 use serde_json::Value;
 
 use super::helpers::{HelperError, money, time};
-use super::json_render::{self, Rendered};
 
 /// Names of text templates start with this; they are rendered without JSON escaping.
 pub const TEXT_PREFIX: &str = "text:";
@@ -102,9 +100,6 @@ pub struct UnknownCallable {
 /// The compiled templates of one flow.
 pub struct Templates {
     env: Environment<'static>,
-    /// Per template: whether it may be rendered straight to a value (see `json_render`),
-    /// decided at its first render, once everything it imports has been added.
-    direct: RwLock<HashMap<String, bool>>,
 }
 
 impl Templates {
@@ -113,7 +108,6 @@ impl Templates {
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_fuel(Some(fuel));
         env.set_recursion_limit(64);
-        env.set_formatter(json_render::formatter);
         env.set_auto_escape_callback(|name| {
             if name.starts_with(TEXT_PREFIX) {
                 AutoEscape::None
@@ -137,18 +131,11 @@ impl Templates {
         env.add_function("now", now);
         env.add_function("uuid4", uuid4);
         env.add_function("fail", fail);
-        Templates {
-            env,
-            direct: RwLock::new(HashMap::new()),
-        }
+        Templates { env }
     }
 
     /// Compiles a template under `name`; the error carries the line.
     pub fn add(&mut self, name: &str, source: &str) -> Result<(), TemplateError> {
-        self.direct
-            .get_mut()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clear();
         self.env
             .add_template_owned(name.to_string(), source.to_string())
             .map_err(|e| TemplateError::from_minijinja(name, &e))
@@ -296,40 +283,8 @@ impl Templates {
             .map_err(|e| TemplateError::from_minijinja(name, &e))
     }
 
-    /// Renders a JSON-producing template to its value: straight to a value where that is
-    /// known to give what the text would parse to, else as text parsed back.
+    /// Renders a JSON-producing template and parses its output.
     pub fn render_json(&self, name: &str, ctx: &JValue) -> Result<Value, TemplateError> {
-        if self.renders_direct(name) {
-            match json_render::render_value(&self.env, name, ctx) {
-                Rendered::Value(v) => return Ok(v),
-                Rendered::Failed(e) => return Err(TemplateError::from_minijinja(name, &e)),
-                Rendered::Fallback => {}
-            }
-        }
-        self.render_json_text(name, ctx)
-    }
-
-    /// Whether `name` may be rendered straight to a value, decided once per template.
-    fn renders_direct(&self, name: &str) -> bool {
-        let known = self
-            .direct
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(name)
-            .copied();
-        known.unwrap_or_else(|| {
-            let direct =
-                !name.starts_with(TEXT_PREFIX) && json_render::markers_keep_order(&self.env, name);
-            self.direct
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(name.to_string(), direct);
-            direct
-        })
-    }
-
-    /// [`Templates::render_json`] the slow way: the JSON text rendered, then parsed.
-    pub fn render_json_text(&self, name: &str, ctx: &JValue) -> Result<Value, TemplateError> {
         let text = self.render(name, ctx)?;
         serde_json::from_str(&text).map_err(|e| TemplateError {
             template: name.to_string(),
