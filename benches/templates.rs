@@ -1,5 +1,5 @@
-//! Micro-benchmarks of the template and script work of a search: the shipped 20-item catalog
-//! (straight to a value, and the text way it replaced), the rhai step, and the whole action
+//! Micro-benchmarks of the template and script work of a search: the shipped 20-item catalog,
+//! the conversion of the ERP's packages for templates, the rhai step, and the whole action
 //! run from the ERP's answers to the callback body checked against the schemas.
 //! `cargo bench --bench templates`.
 
@@ -89,17 +89,10 @@ fn benches(c: &mut Criterion) {
     let scope = json!({"context": search["context"], "message": search["message"],
         "flow": {"name": "greenfield-lab"}, "filters": {}, "lab": lab(), "found": packages(20)});
     let ctx = jvalue(&scope);
-    c.bench_function("template/on_search 20 items, to a value", |b| {
+    c.bench_function("template/on_search 20 items", |b| {
         b.iter(|| {
             flow.templates
                 .render_json("soil/on_search.j2", black_box(&ctx))
-                .unwrap()
-        })
-    });
-    c.bench_function("template/on_search 20 items, text parsed back", |b| {
-        b.iter(|| {
-            flow.templates
-                .render_json_text("soil/on_search.j2", black_box(&ctx))
                 .unwrap()
         })
     });
