@@ -4,7 +4,7 @@
 //! call depth, expression depth, string, array and map sizes. A script that loops forever runs
 //! out of operations and fails its message; it cannot stall a worker.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use rhai::{AST, Dynamic, Engine, EvalAltResult, INT, Scope};
 use serde_json::Value;
@@ -37,6 +37,9 @@ pub struct ScriptEngine {
     asts: HashMap<String, AST>,
     /// Sources kept for [`ScriptEngine::undefined_variable`], which checks each use.
     sources: HashMap<String, String>,
+    /// Per script, every word of its source: a variable it does not name cannot be read
+    /// (there is no `eval`), so it is not converted into the script's scope.
+    words: HashMap<String, HashSet<String>>,
 }
 
 /// A variable a script reads that is neither in its scope nor defined by the script.
@@ -73,6 +76,7 @@ impl ScriptEngine {
             engine,
             asts: HashMap::new(),
             sources: HashMap::new(),
+            words: HashMap::new(),
         }
     }
 
@@ -86,6 +90,7 @@ impl ScriptEngine {
             Ok(ast) => {
                 self.asts.insert(name.to_string(), ast);
                 self.sources.insert(name.to_string(), source.to_string());
+                self.words.insert(name.to_string(), words(source));
                 Ok(())
             }
             Err(e) => {
@@ -142,8 +147,12 @@ impl ScriptEngine {
             .asts
             .get(name)
             .ok_or_else(|| failed(None, "script is not loaded".into()))?;
+        let words = self.words.get(name);
         let mut scope = Scope::new();
         for (k, v) in vars {
+            if words.is_some_and(|w| !w.contains(k.as_str())) {
+                continue;
+            }
             let d: Dynamic = rhai::serde::to_dynamic(v).map_err(|e| failed(None, e.to_string()))?;
             scope.push_dynamic(k.as_str(), d);
         }
@@ -154,6 +163,16 @@ impl ScriptEngine {
         rhai::serde::from_dynamic::<Value>(&result)
             .map_err(|e| failed(None, format!("result is not JSON-like: {e}")))
     }
+}
+
+/// The identifier-like words of a source, comments and strings included (so that
+/// `is_def_var("found")` still sees `found`).
+fn words(source: &str) -> HashSet<String> {
+    source
+        .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 type HelperResult<T> = Result<T, Box<EvalAltResult>>;
@@ -278,6 +297,17 @@ mod tests {
             detail: m,
         })?;
         e.run("s.rhai", vars.as_object().unwrap())
+    }
+
+    #[test]
+    fn variables_a_script_names_are_in_its_scope_whatever_else_the_step_has() {
+        let vars = json!({"found": {"packages": [1, 2]}, "lab": {"code": "GFSL"}, "other": 1});
+        let out = run(
+            r#"#{ n: found.packages.len(), lab: is_def_var("lab"), code: lab?.code }"#,
+            vars,
+        )
+        .unwrap();
+        assert_eq!(out, json!({"n": 2, "lab": true, "code": "GFSL"}));
     }
 
     #[test]
