@@ -6,9 +6,13 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
 use axum::routing::post;
 use beckn_adapter::compile::Layout;
 use beckn_adapter::demo::journey::Journey;
@@ -124,10 +128,31 @@ async fn console_retries_a_dead_letter_runs_the_playground_and_shows_a_broken_re
         &repo().join("flows/tests"),
         &tree.path().join("flows/tests"),
     );
-    // the buyer app's registered address: nothing listens there yet
-    let (gone, down_addr) = bind().await;
-    drop(gone);
+    // the buyer app's registered address: down (503) until it comes back. The port stays
+    // bound throughout: released, it could be taken by another test's server meanwhile.
+    let (listener, down_addr) = bind().await;
     let down_url = format!("http://{down_addr}");
+    let up = Arc::new(AtomicBool::new(false));
+    let inbox = Arc::new(Inbox::default());
+    let receiver = {
+        let up = up.clone();
+        move |state: State<Arc<Inbox>>,
+              action: UrlPath<String>,
+              headers: HeaderMap,
+              body: axum::body::Bytes| {
+            let up = up.clone();
+            async move {
+                if !up.load(Ordering::SeqCst) {
+                    return StatusCode::SERVICE_UNAVAILABLE.into_response();
+                }
+                record(state, action, headers, body).await.into_response()
+            }
+        }
+    };
+    let router = Router::new()
+        .route("/{action}", post(receiver))
+        .with_state(inbox.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await });
     let net = Network::start_app(
         &tree.path().join("flows"),
         None,
@@ -168,14 +193,7 @@ async fn console_retries_a_dead_letter_runs_the_playground_and_shows_a_broken_re
     .await;
 
     // the receiver comes back; the dead letter is sent again from the page
-    let listener = tokio::net::TcpListener::bind(down_addr)
-        .await
-        .expect("rebind");
-    let inbox = Arc::new(Inbox::default());
-    let router = Router::new()
-        .route("/{action}", post(record))
-        .with_state(inbox.clone());
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    up.store(true, Ordering::SeqCst);
     browser.goto(&format!("{admin}/console#outbox")).await;
     browser.wait_text("#dead", &txn).await;
     browser.screenshot("outbox").await;
