@@ -57,14 +57,12 @@ pub async fn search(
         .wrap(receive_search(&ep, &headers, body, &mut read))
         .await;
     if let Err(rejection) = &outcome {
-        let names = (ep.flow_name.as_str(), "gateway", "search");
-        super::note_nack(
-            &ep.services,
-            names,
+        note_nack(
+            &ep,
+            ("search", "bap_id"),
             &headers,
             read.as_ref(),
             rejection,
-            "bap_id",
         );
     }
     respond(&ep, "search", outcome, started, root)
@@ -83,17 +81,27 @@ pub async fn on_search(
         .wrap(receive_on_search(&ep, &headers, body, &mut read))
         .await;
     if let Err(rejection) = &outcome {
-        let names = (ep.flow_name.as_str(), "gateway", "on_search");
-        super::note_nack(
-            &ep.services,
-            names,
+        note_nack(
+            &ep,
+            ("on_search", "bpp_id"),
             &headers,
             read.as_ref(),
             rejection,
-            "bpp_id",
         );
     }
     respond(&ep, "on_search", outcome, started, root)
+}
+
+/// Keeps a refused `action` for the console (`sender`: the context field naming who sent it).
+fn note_nack(
+    ep: &GatewayEndpoint,
+    (action, sender): (&str, &str),
+    headers: &HeaderMap,
+    read: Option<&Bytes>,
+    rejection: &Rejection,
+) {
+    let names = (ep.flow_name.as_str(), "gateway", action);
+    super::note_nack(&ep.services, names, headers, read, rejection, sender);
 }
 
 /// The root span of a message the gateway relays (under the sender's `traceparent`, if any).
