@@ -58,14 +58,10 @@ pub async fn handle(
     // The path is the caller's to choose: metrics count it as `other` unless it is an action.
     let label = action.parse::<Action>().map_or("other", Action::as_str);
     // The sender's trace context is only ever the parent of this message's trace.
-    let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok());
-    let root = ep.services.traces.message(label, traceparent, || {
-        vec![
-            KeyValue::new("flow", ep.flow_name.clone()),
-            KeyValue::new("role", "bpp"),
-            KeyValue::new("action", label),
-        ]
-    });
+    let root = ep
+        .services
+        .traces
+        .received((&ep.flow_name, "bpp", label), &headers);
     let mut read = None;
     let received = root
         .wrap(receive(&ep, &action, &headers, body, &root, &mut read))

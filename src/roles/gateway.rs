@@ -106,14 +106,9 @@ fn note_nack(
 
 /// The root span of a message the gateway relays (under the sender's `traceparent`, if any).
 fn root_span(ep: &GatewayEndpoint, action: &'static str, headers: &HeaderMap) -> traces::Step {
-    let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok());
-    ep.services.traces.message(action, traceparent, || {
-        vec![
-            KeyValue::new("flow", ep.flow_name.clone()),
-            KeyValue::new("role", "gateway"),
-            KeyValue::new("action", action),
-        ]
-    })
+    ep.services
+        .traces
+        .received((&ep.flow_name, "gateway", action), headers)
 }
 
 fn respond(

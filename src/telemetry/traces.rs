@@ -172,6 +172,23 @@ impl Traces {
         )
     }
 
+    /// The root span of a message `role` of `flow` received (`beckn.<action>`), under the
+    /// `traceparent` among its `headers`, if any.
+    pub fn received(
+        &self,
+        (flow, role, action): (&str, &'static str, &str),
+        headers: &reqwest::header::HeaderMap,
+    ) -> Step {
+        let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok());
+        self.message(action, traceparent, || {
+            vec![
+                KeyValue::new("flow", flow.to_string()),
+                KeyValue::new("role", role),
+                KeyValue::new("action", action.to_string()),
+            ]
+        })
+    }
+
     /// The root span of work the adapter starts itself (a buyer app's request from its app,
     /// a delivery whose message's trace is not at hand), kind `kind`. The name and the
     /// attributes are made only when traces are on.

@@ -41,7 +41,6 @@ use crate::intake::payloads;
 use crate::roles::rules;
 use crate::sinks::Sinks;
 use crate::store::{Accepted, Disposition, NewCallback, RefusedCallback, SentRequest};
-use opentelemetry::KeyValue;
 
 /// `POST {base_path}/{callback}`.
 pub async fn receive(
@@ -54,14 +53,10 @@ pub async fn receive(
         .strip_prefix("on_")
         .and_then(|a| a.parse::<Action>().ok())
         .map_or("other", Action::callback);
-    let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok());
-    let root = ep.services.traces.message(label, traceparent, || {
-        vec![
-            KeyValue::new("flow", ep.flow_name.clone()),
-            KeyValue::new("role", "bap"),
-            KeyValue::new("action", label),
-        ]
-    });
+    let root = ep
+        .services
+        .traces
+        .received((&ep.flow_name, "bap", label), &headers);
     let mut read = None;
     let accepted = root
         .wrap(accept(&ep, &callback, &headers, body, &mut read))
