@@ -186,10 +186,7 @@ pub fn clip(text: &str, max: usize) -> String {
         return text.to_string();
     }
     const ELLIPSIS: &str = "…";
-    let mut end = max.saturating_sub(ELLIPSIS.len());
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
+    let end = text.floor_char_boundary(max.saturating_sub(ELLIPSIS.len()));
     format!("{}{ELLIPSIS}", &text[..end])
 }
 

@@ -98,11 +98,7 @@ impl NackRecord {
 
 /// `text` cut to at most `max` bytes, on a character boundary.
 fn cut(text: &str, max: usize) -> String {
-    let mut at = text.len().min(max);
-    while !text.is_char_boundary(at) {
-        at -= 1;
-    }
-    text[..at].to_string()
+    text[..text.floor_char_boundary(max)].to_string()
 }
 
 /// Recording NACKed requests.

@@ -290,11 +290,7 @@ async fn note_refusal(
 /// `text` cut to at most `max` bytes (on a character boundary), marked when cut.
 fn cut(mut text: String, max: usize) -> String {
     if text.len() > max {
-        let mut at = max;
-        while !text.is_char_boundary(at) {
-            at -= 1;
-        }
-        text.truncate(at);
+        text.truncate(text.floor_char_boundary(max));
         text.push('…');
     }
     text
