@@ -247,8 +247,9 @@ async fn run_steps(
         bound.bind(scope, &step.name, result);
     }
     let ctx = bound.context();
+    let name = reply_name(&compiled.reply);
     let span = traces::step_with("template", SpanKind::Internal, || {
-        vec![KeyValue::new("template", reply_name(&compiled.reply))]
+        vec![KeyValue::new("template", name.to_string())]
     });
     let started = std::time::Instant::now();
     let message = match &compiled.reply {
@@ -258,16 +259,12 @@ async fn run_steps(
     .inspect_err(|e| span.fail(e));
     span.end();
     let took = started.elapsed();
-    let name = match &compiled.reply {
-        Reply::Template(name) => name.as_str(),
-        Reply::Inline(_) => "inline reply",
-    };
     run.transport
         .step_done("template", name, started, took, message.is_err());
     let message = message.map_err(EngineError::Template)?;
     if !message.is_object() {
         return Err(EngineError::Template(TemplateError {
-            template: reply_name(&compiled.reply),
+            template: name.to_string(),
             line: None,
             detail: "the reply must be a JSON object (the callback's `message`)".into(),
             beckn: None,
@@ -345,10 +342,10 @@ fn ctx_with(ctx: &JValue, extra: &[(&str, JValue)]) -> JValue {
     JValue::from(map)
 }
 
-fn reply_name(reply: &Reply) -> String {
+fn reply_name(reply: &Reply) -> &str {
     match reply {
-        Reply::Template(n) => n.clone(),
-        Reply::Inline(_) => "inline reply".into(),
+        Reply::Template(n) => n,
+        Reply::Inline(_) => "inline reply",
     }
 }
 
