@@ -293,11 +293,10 @@ pub fn request_answered(
     took: Duration,
 ) {
     let m = metrics();
-    recent::RECENT.add_at(recent::this_minute(), |h| match code {
-        None => recent::bump(&mut h.requests, "ack"),
-        Some(c) => recent::bump(&mut h.requests, &format!("nack {c}")),
-    });
-    if code.is_none() {
+    let Some(code) = code else {
+        recent::RECENT.add_at(recent::this_minute(), |h| {
+            recent::bump(&mut h.requests, "ack")
+        });
         ACKED.record(flow, [role, action], took, || {
             (
                 m.requests
@@ -318,14 +317,17 @@ pub fn request_answered(
             )
         });
         return;
-    }
+    };
+    recent::RECENT.add_at(recent::this_minute(), |h| {
+        recent::bump(&mut h.requests, &format!("nack {code}"))
+    });
     m.requests
         .get_or_create(&RequestLabels {
             flow: flow.into(),
             role: role.into(),
             action: action.into(),
-            outcome: if code.is_some() { "nack" } else { "ack" }.into(),
-            code: code.unwrap_or_default().into(),
+            outcome: "nack".into(),
+            code: code.into(),
         })
         .inc();
     m.ack_seconds
