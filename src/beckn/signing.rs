@@ -42,17 +42,8 @@ pub enum SignatureError {
 /// The headers a Beckn signature covers.
 pub const SIGNED_HEADERS: &str = "(created) (expires) digest";
 
-/// base64 BLAKE2b-512 of `body`.
-pub fn digest(body: &[u8]) -> String {
-    B64.encode(Blake2b512::digest(body))
-}
-
-/// The string that is signed: `(created): C\n(expires): E\ndigest: BLAKE-512=D`.
-pub fn signing_string(created: i64, expires: i64, digest_b64: &str) -> String {
-    format!("(created): {created}\n(expires): {expires}\ndigest: BLAKE-512={digest_b64}")
-}
-
-/// The signing string of `body`, built without a heap allocation: the digest is encoded
+/// The string that is signed, `(created): C\n(expires): E\ndigest: BLAKE-512=D` with D the
+/// base64 BLAKE2b-512 of `body`, built without a heap allocation: the digest is encoded
 /// into the buffer itself (it is on the path of every message in and out).
 pub(crate) struct SigningString {
     buf: [u8; SigningString::CAPACITY],
@@ -421,6 +412,17 @@ impl SignatureHeader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// base64 BLAKE2b-512 of `body`, as the specification writes it.
+    fn digest(body: &[u8]) -> String {
+        B64.encode(Blake2b512::digest(body))
+    }
+
+    /// The string that is signed, as the specification writes it:
+    /// `(created): C\n(expires): E\ndigest: BLAKE-512=D` (what [`SigningString`] builds in place).
+    fn signing_string(created: i64, expires: i64, digest_b64: &str) -> String {
+        format!("(created): {created}\n(expires): {expires}\ndigest: BLAKE-512={digest_b64}")
+    }
 
     // The published BECKN-006 example: a BAP's key pair, times and one-line request body.
     const PRIVATE: &str =
