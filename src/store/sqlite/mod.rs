@@ -221,15 +221,18 @@ mod tests {
         assert!(parse_location("s.db?cache=shared").is_err());
     }
 
+    /// A store in a directory of its own, to be shared by concurrent writers.
+    async fn shared_store() -> (tempfile::TempDir, std::sync::Arc<SqliteStore>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+        (dir, std::sync::Arc::new(store))
+    }
+
     /// Operations share a commit: one that fails is undone alone, the others are recorded.
     #[tokio::test]
     async fn a_failed_write_does_not_undo_the_others_of_its_commit() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = std::sync::Arc::new(
-            SqliteStore::open(dir.path().join("s.db").to_str().unwrap())
-                .await
-                .unwrap(),
-        );
+        let (_dir, store) = shared_store().await;
         let mut tasks = Vec::new();
         for i in 0..100 {
             let s = store.clone();
@@ -250,12 +253,7 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_writes_are_all_committed() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = std::sync::Arc::new(
-            SqliteStore::open(dir.path().join("s.db").to_str().unwrap())
-                .await
-                .unwrap(),
-        );
+        let (_dir, store) = shared_store().await;
         let mut tasks = Vec::new();
         for i in 0..200 {
             let s = store.clone();
