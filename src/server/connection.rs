@@ -313,9 +313,9 @@ struct Guarded {
     replacement: Option<(Vec<u8>, usize)>,
     /// The connection timed out: reads end.
     closed: bool,
-    /// Since when writing has made no progress (the client's window is full), and the timer
-    /// that ends the connection `write_timeout` after.
-    write_stalled: Option<(Instant, Pin<Box<Sleep>>)>,
+    /// While writing makes no progress (the client's window is full): the timer that ends
+    /// the connection `write_timeout` after the stall began.
+    write_stalled: Option<Pin<Box<Sleep>>>,
 }
 
 impl Guarded {
@@ -346,10 +346,9 @@ impl Guarded {
             }
             Poll::Pending => {
                 let limit = self.limits.write_timeout;
-                let (_, timer) = self.write_stalled.get_or_insert_with(|| {
-                    let now = Instant::now();
-                    (now, Box::pin(tokio::time::sleep_until(now + limit)))
-                });
+                let timer = self
+                    .write_stalled
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
                 ready!(timer.as_mut().poll(cx));
                 tracing::info!(
                     timeout_s = limit.as_secs_f64(),
