@@ -83,6 +83,7 @@ pub(crate) async fn verify(
 
 /// Checks `batch` and sends every check its answer.
 fn check(batch: Vec<Pending>) {
+    crate::telemetry::signatures_verified_together(batch.len());
     let single = |p: &Pending| p.key.verify(p.message.as_bytes(), &p.signature).is_ok();
     if batch.len() == 1 {
         for p in batch {

@@ -123,6 +123,8 @@ pub struct Metrics {
     claims_lost: Family<WorkLabel, Counter>,
     expired: Family<FlowAction, Counter>,
     memory_reads: Family<FlowAction, Counter>,
+    signature_batch: Histogram,
+    store_commit: Histogram,
 }
 
 fn latency() -> Histogram {
@@ -244,7 +246,23 @@ impl Metrics {
             "Reads of a transaction's memory before an action or event mapping that uses `transaction`",
             memory_reads.clone(),
         );
+        // Sizes, not times: 1, 2, 4 ... 64 signatures (the batch's bound).
+        let signature_batch = Histogram::new(exponential_buckets(1.0, 2.0, 7));
+        registry.register(
+            "signature_batch_size",
+            "Request signatures verified together in one ed25519 batch (1: checked alone)",
+            signature_batch.clone(),
+        );
+        // 1, 2, 4 ... 1,024 operations.
+        let store_commit = Histogram::new(exponential_buckets(1.0, 2.0, 11));
+        registry.register(
+            "store_commit_size",
+            "Store writes made durable by one commit of the SQLite writer (group commit)",
+            store_commit.clone(),
+        );
         Metrics {
+            signature_batch,
+            store_commit,
             memory_reads,
             claims_lost,
             expired,
@@ -336,6 +354,16 @@ pub fn request_answered(
             action: action.into(),
         })
         .observe(took.as_secs_f64());
+}
+
+/// `n` request signatures were verified as one batch.
+pub fn signatures_verified_together(n: usize) {
+    metrics().signature_batch.observe(n as f64);
+}
+
+/// One commit of the SQLite writer made `n` writes durable.
+pub fn store_committed(n: usize) {
+    metrics().store_commit.observe(n as f64);
 }
 
 /// A backend call ended (`outcome` is `ok` or the failure kind).

@@ -78,3 +78,63 @@ async fn a_request_beyond_max_in_flight_waits_for_a_slot_instead_of_a_refusal() 
     assert_eq!(status, 200, "the second search was refused: {ack}");
     assert_eq!(ack["message"]["ack"]["status"], "ACK", "{ack}");
 }
+
+/// The value of an unlabelled series in the Prometheus text, 0 when it is not there.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Requests arriving together share the work that can be shared: their signatures are
+/// verified in ed25519 batches and their records made durable by group commits, and the
+/// metrics say how many went together (`adapter_signature_batch_size`,
+/// `adapter_store_commit_size`) so an operator can see it under real load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_arriving_together_share_signature_batches_and_commits_on_the_metrics() {
+    let net = Network::start().await;
+    let metrics = format!("http://{}/metrics", net.admin_addr);
+    let before = net
+        .http
+        .get(&metrics)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let n = 40;
+    let sends = (0..n).map(|_| {
+        let body = net.request("search", &uuid::Uuid::new_v4().to_string(), json!({}));
+        net.post_raw(
+            "search",
+            "application/json",
+            serde_json::to_vec(&body).unwrap(),
+        )
+    });
+    for (status, ack) in futures::future::join_all(sends).await {
+        assert_eq!(status, 200, "{ack}");
+        assert_eq!(ack["message"]["ack"]["status"], "ACK", "{ack}");
+    }
+    let after = net
+        .http
+        .get(&metrics)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let grew = |series: &str| sample(&after, series) - sample(&before, series);
+    // The registry is the process's: other tests running alongside add to it, never take away.
+    assert!(
+        grew("adapter_signature_batch_size_sum") >= f64::from(n),
+        "every signature was checked, in a batch or alone:\n{after}"
+    );
+    assert!(grew("adapter_signature_batch_size_count") >= 1.0, "{after}");
+    assert!(
+        grew("adapter_store_commit_size_sum") >= f64::from(n),
+        "every accept was committed:\n{after}"
+    );
+    assert!(grew("adapter_store_commit_size_count") >= 1.0, "{after}");
+}

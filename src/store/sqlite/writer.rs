@@ -224,6 +224,7 @@ impl Writer {
             }
             return;
         }
+        crate::telemetry::store_committed(answers.len());
         let _ = self.nudge.try_send(());
         match &self.durable {
             Some(syncer) => match syncer.send(answers) {
