@@ -1,5 +1,5 @@
 //! Micro-benchmarks of the pieces on the message path: signatures, schema validation, template
-//! rendering, a rhai step and a store insert. `cargo bench --bench hot_path`.
+//! rendering, a rhai step, a store insert and the metrics of one message. `cargo bench --bench hot_path`.
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -214,6 +214,27 @@ fn benches(c: &mut Criterion) {
             })
         })
     });
+
+    c.bench_function(
+        "metrics/one request ACKed and its callback delivered, recorded",
+        |b| {
+            b.iter(|| {
+                beckn_adapter::telemetry::request_answered(
+                    black_box("greenfield-lab"),
+                    "bpp",
+                    "search",
+                    None,
+                    std::time::Duration::from_micros(300),
+                );
+                beckn_adapter::telemetry::delivery_attempted(
+                    black_box("greenfield-lab"),
+                    "on_search",
+                    "delivered",
+                    std::time::Duration::from_micros(900),
+                );
+            })
+        },
+    );
 
     c.bench_function("compile/full load of the sample flows", |b| {
         b.iter(|| load(&Layout::from_flows_dir(repo().join("flows")), &env).unwrap())

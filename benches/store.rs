@@ -7,6 +7,9 @@
 //! and prints the bytes the process wrote (`wchar` of `/proc/self/io`: the WAL, and the
 //! database at checkpoints) per message; run it under `strace -f -c -e trace=fdatasync,fsync`
 //! for the syncs.
+//!
+//! `BENCH_POSTGRES_URL=postgres://… cargo bench --bench store` runs the same writes on the
+//! PostgreSQL store too, in that database (migrated on open; the rows stay).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -147,8 +150,19 @@ fn benches(c: &mut Criterion) {
     {
         count(&rt, &store, n);
     }
+    group(c, &rt, "store", &store);
+    // The same on PostgreSQL, in a database the bench may fill (migrated on open).
+    if let Ok(url) = std::env::var("BENCH_POSTGRES_URL") {
+        let store = rt
+            .block_on(beckn_adapter::store::open(&url))
+            .expect("PostgreSQL store");
+        group(c, &rt, "store/postgres", &store);
+    }
+}
 
-    let mut group = c.benchmark_group("store");
+/// The store's hot-path writes on `store`, under `name`.
+fn group(c: &mut Criterion, rt: &tokio::runtime::Runtime, name: &str, store: &Arc<dyn Store>) {
+    let mut group = c.benchmark_group(name);
     group.bench_function("accept alone (one commit)", |b| {
         b.iter(|| rt.block_on(store.accept(inbound())).expect("accept"))
     });
@@ -186,7 +200,7 @@ fn benches(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let mut spent = Duration::ZERO;
             for _ in 0..iters {
-                let ids = rt.block_on(queued(&store, 64));
+                let ids = rt.block_on(queued(store, 64));
                 let started = Instant::now();
                 rt.block_on(async {
                     let tasks: Vec<_> = ids
