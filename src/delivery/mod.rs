@@ -421,11 +421,13 @@ impl Outbox {
         slot: tokio::sync::OwnedSemaphorePermit,
     ) {
         let (this, flows) = (self.clone(), flows.clone());
-        tokio::spawn(async move {
+        // Boxed: an attempt's future (the HTTP exchange within it) is large, and tokio would
+        // copy it whole as it spawns and completes the task.
+        tokio::spawn(Box::pin(async move {
             this.deliver(&flows, item).await;
             this.under_way.fetch_sub(1, Ordering::Relaxed);
             drop(slot);
-        });
+        }));
     }
 
     async fn deliver(&self, flows: &ArcSwap<CompiledSet>, item: OutboxItem) {

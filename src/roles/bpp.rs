@@ -230,10 +230,13 @@ async fn receive(
         context_str("transaction_id"),
         &key.message_id,
     );
-    // The work after the ACK stays in the message's trace.
+    // The work after the ACK stays in the message's trace. Its future (the whole action, with
+    // every backend call and the callback) is kilobytes large: boxed, the task holds a pointer
+    // to it, where tokio would otherwise copy it whole as it spawns, polls and completes the
+    // task (about 6% of the ACK path's instructions).
     let work = traces::step("beckn.work");
     tokio::spawn(
-        work.run(process(
+        work.run(Box::pin(process(
             flow,
             core,
             action,
@@ -245,7 +248,7 @@ async fn receive(
             },
             services,
             Run::Accepted { _permit: permit },
-        ))
+        )))
         .instrument(span),
     );
     Ok(())
@@ -292,7 +295,7 @@ pub(crate) fn resume(set: &Arc<CompiledSet>, u: Unfinished, services: &Arc<Servi
         ]
     });
     tokio::spawn(
-        root.run(process(
+        root.run(Box::pin(process(
             flow,
             set.core.clone(),
             action,
@@ -306,7 +309,7 @@ pub(crate) fn resume(set: &Arc<CompiledSet>, u: Unfinished, services: &Arc<Servi
             Run::Recovered {
                 received_at: u.received_at,
             },
-        ))
+        )))
         .instrument(span),
     );
 }

@@ -226,7 +226,8 @@ async fn record_event(
                 key,
                 claim: Claim::first(&services.outbox.owner),
             };
-            let task = tokio::spawn(process(
+            // Boxed: the action's future is kilobytes large (see `bpp::receive`).
+            let task = tokio::spawn(Box::pin(process(
                 flow,
                 set,
                 event,
@@ -234,7 +235,7 @@ async fn record_event(
                 callback_base,
                 held,
                 services.clone(),
-            ));
+            )));
             Ok(EventOutcome::Accepted { task })
         }
         Err(e) => Err(EventError::Unavailable(format!(
@@ -313,7 +314,7 @@ pub(crate) fn resume(set: &Arc<CompiledSet>, u: Unfinished, services: &Arc<Servi
     let event = serde_json::from_slice::<Value>(&u.body).ok();
     if let (Some(flow), Some(event)) = (flow, event) {
         tracing::info!(flow = %flow.name, transaction_id = %u.transaction_id, "resuming an accepted event");
-        tokio::spawn(process(
+        tokio::spawn(Box::pin(process(
             flow,
             set.clone(),
             event,
@@ -324,7 +325,7 @@ pub(crate) fn resume(set: &Arc<CompiledSet>, u: Unfinished, services: &Arc<Servi
                 claim: u.claim,
             },
             services.clone(),
-        ));
+        )));
     }
 }
 
