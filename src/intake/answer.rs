@@ -16,7 +16,7 @@ pub fn callback_body(
     outcome: Result<Value, BecknError>,
 ) -> Value {
     let body = match outcome {
-        Ok(message) => json!({"context": context, "message": message}),
+        Ok(message) => crate::beckn::context::envelope(context, message),
         Err(error) => return error_body(action, context, error),
     };
     let callback = action.callback();

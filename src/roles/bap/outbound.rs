@@ -180,7 +180,7 @@ pub async fn prepare(
         context["bpp_id"] = json!(bpp.bpp_id);
         context["bpp_uri"] = json!(bpp.bpp_uri);
     }
-    let body = json!({"context": context, "message": envelope.message});
+    let body = crate::beckn::context::envelope(context, envelope.message);
     let violations = rules(flow, &set.core).outgoing_violations(action.as_str(), &body);
     if !violations.is_empty() {
         return Err(ClientError::Invalid(
