@@ -5,8 +5,12 @@
 //! message. Text templates (URL paths, query values, headers) are written raw.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
-use minijinja::{AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior, Value as JValue};
+use minijinja::value::{Enumerator, Object, ValueKind};
+use minijinja::{
+    AutoEscape, Environment, Error, ErrorKind, Output, State, UndefinedBehavior, Value as JValue,
+};
 use serde_json::Value;
 
 use super::helpers::{HelperError, money, time};
@@ -108,6 +112,7 @@ impl Templates {
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_fuel(Some(fuel));
         env.set_recursion_limit(64);
+        env.set_formatter(format_value);
         env.set_auto_escape_callback(|name| {
             if name.starts_with(TEXT_PREFIX) {
                 AutoEscape::None
@@ -416,13 +421,83 @@ fn price(value: JValue, currency: Option<String>, scale: Option<u32>) -> Result<
 }
 
 fn price_object(currency: Option<String>, amount: String) -> JValue {
-    let mut map = std::collections::BTreeMap::new();
-    map.insert(
-        "currency",
-        JValue::from(currency.unwrap_or_else(|| "INR".into())),
-    );
-    map.insert("value", JValue::from(amount));
-    JValue::from(map)
+    JValue::from_object(Price {
+        currency: currency.unwrap_or_else(|| "INR".into()),
+        value: amount,
+    })
+}
+
+/// A Beckn `Price` as templates see it: a map of `currency` and `value` (in that order, as a
+/// map of the two would list them), built without a map per call and written by
+/// [`format_value`] without walking one.
+#[derive(Debug)]
+struct Price {
+    currency: String,
+    value: String,
+}
+
+impl Object for Price {
+    fn get_value(self: &Arc<Self>, key: &JValue) -> Option<JValue> {
+        match key.as_str()? {
+            "currency" => Some(JValue::from(self.currency.as_str())),
+            "value" => Some(JValue::from(self.value.as_str())),
+            _ => None,
+        }
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Str(&["currency", "value"])
+    }
+}
+
+/// The environment's formatter. In a JSON template the values a catalog writes most (strings,
+/// booleans, prices) go straight into the output, as minijinja's JSON escaping writes them but
+/// without a JSON string built for each; anything else, and text templates, are minijinja's.
+fn format_value(out: &mut Output, state: &mut State, value: &JValue) -> Result<(), Error> {
+    if matches!(state.auto_escape(), AutoEscape::Json) && !value.is_safe() {
+        if let Some(s) = value.as_str() {
+            return write_json_str(out, s);
+        }
+        if value.kind() == ValueKind::Bool {
+            let text = if value.is_true() { "true" } else { "false" };
+            return out.write_str(text).map_err(Error::from);
+        }
+        if let Some(price) = value.downcast_object_ref::<Price>() {
+            out.write_str("{\"currency\":")?;
+            write_json_str(out, &price.currency)?;
+            out.write_str(",\"value\":")?;
+            write_json_str(out, &price.value)?;
+            return out.write_str("}").map_err(Error::from);
+        }
+    }
+    minijinja::escape_formatter(out, state, value)
+}
+
+/// A JSON string literal, escaped exactly as minijinja's JSON auto-escaping escapes it: `"`,
+/// `\`, the short escapes, other control characters as `\u00xx`; everything else as it is.
+fn write_json_str(out: &mut Output, s: &str) -> Result<(), Error> {
+    out.write_str("\"")?;
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if b >= 0x20 && b != b'"' && b != b'\\' {
+            continue;
+        }
+        out.write_str(&s[start..i])?;
+        match b {
+            b'"' => out.write_str("\\\"")?,
+            b'\\' => out.write_str("\\\\")?,
+            0x08 => out.write_str("\\b")?,
+            0x0c => out.write_str("\\f")?,
+            b'\n' => out.write_str("\\n")?,
+            b'\r' => out.write_str("\\r")?,
+            b'\t' => out.write_str("\\t")?,
+            _ => write!(out, "\\u{b:04x}")?,
+        }
+        start = i + 1;
+    }
+    out.write_str(&s[start..])?;
+    out.write_str("\"").map_err(Error::from)
 }
 
 /// `12.5 | fixed(2)` -> `"12.50"`.

@@ -227,3 +227,113 @@ fn reads_variable_follows_imports_and_includes_by_name() {
     assert!(!reads("plain.j2"));
     assert!(!reads("cycle_a.j2"), "a cycle of includes ends");
 }
+
+/// The same template and context through minijinja's own JSON escaping, for comparison.
+fn render_default(src: &str, ctx: Value) -> String {
+    let mut env = Environment::new();
+    env.set_auto_escape_callback(|_| AutoEscape::Json);
+    env.add_template_owned("t.j2".to_string(), src.to_string())
+        .unwrap();
+    env.get_template("t.j2")
+        .unwrap()
+        .render(crate::mapping::jvalue(&ctx))
+        .unwrap()
+}
+
+#[test]
+fn values_are_written_as_minijinjas_json_escaping_writes_them() {
+    let awkward: Vec<String> = [
+        "",
+        "plain",
+        "Soil \"NPK\" <kit> & 'co'",
+        "back\\slash / slash",
+        "tab\tnew\nline\rcr\u{8}bs\u{c}ff",
+        "\u{0}\u{1}\u{1f}\u{7f} control",
+        "हिन्दी मिट्टी परीक्षण ✓ 🌾",
+        "\"",
+        "\\",
+        "ends with a quote\"",
+        "\u{1f}",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let ctx = json!({"s": awkward, "flags": [true, false], "n": [0, -3, 12345678901u64, 2.5, 1.0],
+        "nothing": null, "map": {"b": [1, "x"], "a": {"c": "\"q\""}}});
+    let src = "{% for x in s %}{{ x }}|{% endfor %}{{ flags[0] }}{{ flags[1] }}{% for x in n %}{{ x }},{% endfor %}\
+               {{ nothing }}{{ map }}{{ s }}{{ 'lit\"eral' }}{{ 'safe\"' | safe }}";
+    assert_eq!(render(src, ctx.clone()).unwrap(), render_default(src, ctx));
+}
+
+#[test]
+fn a_price_behaves_as_the_map_it_stands_for() {
+    let uses = "{{ p }} {{ p.currency }} {{ p['value'] }} {{ p | length }} {{ p | tojson }} \
+                {{ p | list }} {{ p == {'currency': 'USD', 'value': '499.00'} }} {{ p is mapping }} \
+                {% for k, v in p | items %}{{ k }}={{ v }};{% endfor %}{{ p | dictsort }} {{ [p] }}";
+    let as_price = format!("{{% set p = 49900 | price('USD') %}}{uses}");
+    let as_map = format!("{{% set p = {{'currency': 'USD', 'value': '499.00'}} %}}{uses}");
+    let out = render(&as_price, json!({})).unwrap();
+    assert_eq!(out, render(&as_map, json!({})).unwrap());
+    assert!(
+        out.starts_with(r#"{"currency":"USD","value":"499.00"} "USD""#),
+        "{out}"
+    );
+    let mut t = Templates::new(10_000);
+    t.add("text:price", &as_price).unwrap();
+    t.add("text:map", &as_map).unwrap();
+    let ctx = crate::mapping::jvalue(json!({}));
+    assert_eq!(
+        t.render("text:price", &ctx).unwrap(),
+        t.render("text:map", &ctx).unwrap()
+    );
+}
+
+#[test]
+fn the_shipped_catalog_is_written_byte_for_byte_as_before() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/soil");
+    let sources: Vec<(String, String)> = ["on_search.j2", "_common.j2"]
+        .iter()
+        .map(|f| {
+            let src = std::fs::read_to_string(dir.join(f)).unwrap();
+            (format!("soil/{f}"), src)
+        })
+        .collect();
+    // minijinja's own formatter, and `price` as the map of two entries it used to return.
+    let mut before = Environment::new();
+    before.set_auto_escape_callback(|_| AutoEscape::Json);
+    before.add_filter("from_minor", from_minor);
+    before.add_filter("iso_duration", iso_duration);
+    before.add_filter("price", |v: JValue, c: Option<String>, s: Option<u32>| {
+        let mut map = std::collections::BTreeMap::new();
+        map.insert("currency", JValue::from(c.unwrap_or_else(|| "INR".into())));
+        map.insert("value", JValue::from(from_minor(v, s)?));
+        Ok::<_, Error>(JValue::from(map))
+    });
+    let mut now = Templates::new(1_000_000);
+    for (name, src) in &sources {
+        before
+            .add_template_owned(name.clone(), src.clone())
+            .unwrap();
+        now.add(name, src).unwrap();
+    }
+    let packages: Vec<Value> = (0..4)
+        .map(|i| {
+            json!({"sku": format!("soil-{i}"), "title": format!("Soil \"test\" {i}\t<b>"),
+                "summary": "N\\P\\K \u{1} हिन्दी", "parameters": ["N", "pH \"7\""],
+                "price_paise": 49900 + i, "turnaround_days": 3, "sample_instructions": "500 g\n8 spots",
+                "modes": ["HOME_PICKUP", "LAB_DROP"], "cancellation_policy": {"fee_paise": 5000},
+                "match": if i % 2 == 0 { "exact" } else { "related" }})
+        })
+        .collect();
+    let ctx = crate::mapping::jvalue(json!({
+        "lab": {"lab_code": "GFSL", "lab_name": "GreenField \"Soil\" Labs", "address": "Plot 14",
+            "city": "New Delhi", "city_std_code": "std:011", "pincode": "110012",
+            "gps": "28.6,77.1", "modes": ["HOME_PICKUP", "LAB_DROP"], "home_pickup_fee_paise": 5000},
+        "found": {"packages": packages}}));
+    let expected = before
+        .get_template("soil/on_search.j2")
+        .unwrap()
+        .render(&ctx)
+        .unwrap();
+    assert_eq!(now.render("soil/on_search.j2", &ctx).unwrap(), expected);
+}
