@@ -352,8 +352,28 @@ fn load_or_fail(dirs: &Dirs) -> anyhow::Result<compile::CompiledSet> {
     }
 }
 
+/// Resolves at the first SIGINT (Ctrl-C) or SIGTERM, the signal systemd, Docker and
+/// Kubernetes stop a service with: either one stops the adapter the same orderly way (no new
+/// connections, the answers under way sent, the last spans exported).
 async fn shutdown_signal() {
-    let _ = tokio::signal::ctrl_c().await;
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
+                _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "SIGTERM cannot be caught: only SIGINT stops in order");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 fn init_logging(format: LogFormat, color: bool, default_level: &str) {

@@ -35,6 +35,7 @@ mod render;
 mod retry_after;
 mod rotation;
 mod schemas;
+mod shutdown;
 mod store_contract;
 mod subscribe;
 pub mod traces;
