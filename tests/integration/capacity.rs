@@ -93,16 +93,18 @@ fn sample(text: &str, series: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_arriving_together_share_signature_batches_and_commits_on_the_metrics() {
     let net = Network::start().await;
-    let metrics = format!("http://{}/metrics", net.admin_addr);
-    let before = net
-        .http
-        .get(&metrics)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = || async {
+        let url = format!("http://{}/metrics", net.admin_addr);
+        net.http
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let before = metrics().await;
     let n = 40;
     let sends = (0..n).map(|_| {
         let body = net.request("search", &uuid::Uuid::new_v4().to_string(), json!({}));
@@ -116,15 +118,7 @@ async fn requests_arriving_together_share_signature_batches_and_commits_on_the_m
         assert_eq!(status, 200, "{ack}");
         assert_eq!(ack["message"]["ack"]["status"], "ACK", "{ack}");
     }
-    let after = net
-        .http
-        .get(&metrics)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let after = metrics().await;
     let grew = |series: &str| sample(&after, series) - sample(&before, series);
     // The registry is the process's: other tests running alongside add to it, never take away.
     assert!(
