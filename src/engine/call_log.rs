@@ -23,7 +23,8 @@ pub struct CallNote {
     pub step: String,
     pub backend: String,
     pub method: String,
-    /// The path under the backend's base URL (no query: it may carry what the log masks).
+    /// The path under the backend's base URL (no query: it may carry what the log masks);
+    /// for a message posted to another participant, its registered URL.
     pub path: String,
     /// The HTTP status answered, if any.
     pub status: Option<u16>,
@@ -36,6 +37,25 @@ pub struct CallNote {
 
 fn is_call(kind: &&'static str) -> bool {
     *kind == "call"
+}
+
+impl CallNote {
+    /// A Beckn message POSTed to another participant (`to`, at `url`) as `step` (a buyer
+    /// app's `send`, a gateway's `relay`), `at` into the work it is part of; its status,
+    /// failure and duration are the caller's to fill in.
+    pub fn post_to(step: &str, to: String, url: String, at: std::time::Duration) -> CallNote {
+        CallNote {
+            kind: "call",
+            step: step.into(),
+            backend: to,
+            method: "POST".into(),
+            path: url,
+            status: None,
+            failure: None,
+            at_ms: at.as_millis() as u64,
+            took_ms: 0,
+        }
+    }
 }
 
 /// Passes calls to `inner`, noting each.

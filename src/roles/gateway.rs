@@ -525,18 +525,7 @@ async fn forward(
     gateway_sig: Option<String>,
 ) -> CallNote {
     let Relay { to, url, started } = relay;
-    let at = started.elapsed();
-    let mut note = CallNote {
-        kind: "call",
-        step: "relay".into(),
-        backend: to,
-        method: "POST".into(),
-        path: url.clone(),
-        status: None,
-        failure: None,
-        at_ms: at.as_millis() as u64,
-        took_ms: 0,
-    };
+    let mut note = CallNote::post_to("relay", to, url.clone(), started.elapsed());
     // The registry names the address: the same rules as every other outgoing message.
     if let Err(refused) = ep.services.outbox.destinations.check(&url).await {
         tracing::error!(flow = %flow.name, %url, reason = %refused, "not forwarded: the provider's registered address is refused");

@@ -7,7 +7,7 @@
 //! How often they are written is bounded by the caller ([`NackBudget`]).
 
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures::future::BoxFuture;
 use serde::Serialize;
@@ -181,14 +181,15 @@ impl Default for NackBudget {
     }
 }
 
-/// How long the budget takes to refill from empty (for tests and docs).
-pub fn refill_time() -> Duration {
-    Duration::from_secs_f64(NackBudget::BURST / NackBudget::PER_SECOND)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    /// How long the budget takes to refill from empty.
+    fn refill_time() -> Duration {
+        Duration::from_secs_f64(NackBudget::BURST / NackBudget::PER_SECOND)
+    }
 
     #[test]
     fn a_burst_is_recorded_then_only_the_refill_rate() {

@@ -472,15 +472,10 @@ pub async fn send(
         Ack::Failed(_) => Some("unreachable".to_string()),
     };
     let note = CallNote {
-        kind: "call",
-        step: "send".into(),
-        backend: to.to_string(),
-        method: "POST".into(),
-        path: url.to_string(),
         status,
         failure,
-        at_ms: 0,
         took_ms: started.elapsed().as_millis() as u64,
+        ..CallNote::post_to("send", to.to_string(), url.to_string(), Duration::ZERO)
     };
     (ack, note)
 }
