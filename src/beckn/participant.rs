@@ -75,32 +75,42 @@ pub struct Onboarding {
     pub request_id: Option<String>,
 }
 
+/// A provider for unit tests: `lab.example`, signing with a fresh key `k1`, 60 s signatures,
+/// no registry, no onboarding and no registration.
+#[cfg(test)]
+pub(crate) fn test_lab() -> Participant {
+    Participant {
+        subscriber_id: "lab.example".into(),
+        subscriber_uri: "https://lab.example".into(),
+        key_id: Some("k1".into()),
+        signing_key: Some(PrivateKey::generate().expect("a key")),
+        next_key: None,
+        verify_signatures: true,
+        signature_skew: 5,
+        signature_validity: 60,
+        max_signature_lifetime: 3600,
+        time_limits: TimeLimits {
+            max_ttl: std::time::Duration::from_secs(60),
+            skew: std::time::Duration::from_secs(5),
+        },
+        registry: None,
+        onboarding: Onboarding::default(),
+        registration: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn lab(next_from: Option<i64>) -> Participant {
         Participant {
-            subscriber_id: "lab.example".into(),
-            subscriber_uri: "https://lab.example".into(),
-            key_id: Some("k1".into()),
-            signing_key: Some(PrivateKey::generate().unwrap()),
             next_key: Some(NextKey {
                 key_id: "k2".into(),
                 signing_key: PrivateKey::generate().unwrap(),
                 sign_from: next_from.map(|s| jiff::Timestamp::from_second(s).unwrap()),
             }),
-            verify_signatures: true,
-            signature_skew: 5,
-            signature_validity: 60,
-            max_signature_lifetime: 3600,
-            time_limits: TimeLimits {
-                max_ttl: std::time::Duration::from_secs(60),
-                skew: std::time::Duration::from_secs(5),
-            },
-            registry: None,
-            onboarding: Onboarding::default(),
-            registration: None,
+            ..test_lab()
         }
     }
 

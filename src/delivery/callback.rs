@@ -177,30 +177,7 @@ pub(super) fn read_answer(answer: Answer<'_>) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::beckn::context::TimeLimits;
-    use crate::beckn::participant::{Onboarding, Participant};
-    use crate::beckn::signing::PrivateKey;
-
-    fn lab() -> Participant {
-        Participant {
-            subscriber_id: "lab.example".into(),
-            subscriber_uri: "https://lab.example".into(),
-            key_id: Some("k1".into()),
-            signing_key: Some(PrivateKey::generate().unwrap()),
-            next_key: None,
-            verify_signatures: true,
-            signature_skew: 5,
-            signature_validity: 60,
-            max_signature_lifetime: 3600,
-            time_limits: TimeLimits {
-                max_ttl: Duration::from_secs(60),
-                skew: Duration::from_secs(5),
-            },
-            registry: None,
-            onboarding: Onboarding::default(),
-            registration: None,
-        }
-    }
+    use crate::beckn::participant::test_lab;
 
     fn item(id: i64, body: &'static str) -> OutboxItem {
         OutboxItem {
@@ -223,7 +200,7 @@ mod tests {
     /// validity, and a new one after; another body, or a settled message, is signed anew.
     #[test]
     fn a_retry_reuses_a_fresh_signature_and_only_that() {
-        let (me, callback, at) = (lab(), BecknCallback::default(), 1_800_000_000);
+        let (me, callback, at) = (test_lab(), BecknCallback::default(), 1_800_000_000);
         let first = callback.headers(&me, &item(1, "{}"), at);
         assert!(first[0].1.contains(&format!("created=\"{at}\"")));
         assert_eq!(callback.headers(&me, &item(1, "{}"), at + 29), first);

@@ -3,10 +3,8 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::*;
-use crate::beckn::context::TimeLimits;
 use crate::beckn::onboarding::EncryptionKey;
-use crate::beckn::participant::Onboarding;
-use crate::beckn::signing::PrivateKey;
+use crate::beckn::participant::{Onboarding, test_lab};
 
 fn participant(dialect: RegistryDialect) -> Participant {
     let entity = json!({
@@ -17,20 +15,8 @@ fn participant(dialect: RegistryDialect) -> Participant {
         "mobile_no": "9999999999",
     });
     Participant {
-        subscriber_id: "lab.example".into(),
         subscriber_uri: "https://lab.example/beckn".into(),
         key_id: Some("uk-1".into()),
-        signing_key: Some(PrivateKey::generate().unwrap()),
-        next_key: None,
-        verify_signatures: true,
-        signature_skew: 5,
-        signature_validity: 60,
-        max_signature_lifetime: 3600,
-        time_limits: TimeLimits {
-            max_ttl: Duration::from_secs(60),
-            skew: Duration::from_secs(5),
-        },
-        registry: None,
         onboarding: Onboarding {
             encryption_key: Some(EncryptionKey::generate().unwrap()),
             ..Default::default()
@@ -50,6 +36,7 @@ fn participant(dialect: RegistryDialect) -> Participant {
             callback_url: "/beckn".into(),
             entity: Some(entity),
         }),
+        ..test_lab()
     }
 }
 
