@@ -1,57 +1,21 @@
 //! Micro-benchmarks of the pieces on the message path: signatures, schema validation, template
 //! rendering, a rhai step, a store insert and the metrics of one message. `cargo bench --bench hot_path`.
 
+mod fixtures;
+
 use std::collections::HashMap;
 use std::hint::black_box;
-use std::path::PathBuf;
 
 use beckn_adapter::beckn::signing::{PrivateKey, SignatureHeader};
 use beckn_adapter::compile::{Layout, load};
 use beckn_adapter::mapping::jvalue;
 use beckn_adapter::store::{Inbound, InboundKey};
 use criterion::{Criterion, criterion_group, criterion_main};
+use fixtures::{lab, packages, repo, search};
 use serde_json::{Value, json};
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn search_body() -> Vec<u8> {
-    serde_json::to_vec(&json!({
-        "context": {"domain": "agri.soil", "action": "search", "version": "1.1.0",
-            "bap_id": "farmer-app.example", "bap_uri": "http://127.0.0.1:7100",
-            "transaction_id": "6f1c6b1e-8a7d-4c39-9f0e-2d1b3a4c5d6e",
-            "message_id": "7a2d7c2f-9b8e-4d4a-8f1f-3e2c4b5d6f7a",
-            "timestamp": "2026-11-23T10:00:00.000Z", "ttl": "PT30S",
-            "location": {"city": {"code": "std:011"}, "country": {"code": "IND"}}},
-        "message": {"intent": {"fulfillment": {"type": "home", "stops": [{"location": {"area_code": "110012"}}]},
-            "tags": [{"descriptor": {"code": "crop"}, "list": [{"descriptor": {"code": "name"}, "value": "wheat"}]}]}}
-    }))
-    .unwrap()
-}
-
-/// An ERP answer with `n` test packages, as the sample ERP writes them.
-fn packages(n: usize) -> Value {
-    let items: Vec<Value> = (0..n)
-        .map(|i| {
-            json!({"sku": format!("soil-test-{i}"), "title": format!("Soil test {i}"),
-                "summary": "Primary nutrients and soil reaction.",
-                "parameters": ["Nitrogen (N)", "Phosphorus (P)", "Potassium (K)", "pH"],
-                "price_paise": 49900 + i as u64 * 100, "gst_percent": 18, "turnaround_days": 3,
-                "sample_instructions": "Collect 500 g of soil from 8-10 spots at 15 cm depth.",
-                "crops": [], "modes": ["HOME_PICKUP", "LAB_DROP"],
-                "cancellation_policy": {"free_until_status": "BOOKED", "fee_paise": 5000},
-                "match": if i % 2 == 0 { "exact" } else { "related" }})
-        })
-        .collect();
-    json!({"lab": {}, "packages": items})
-}
-
-fn lab() -> Value {
-    json!({"lab_code": "GFSL", "lab_name": "GreenField Soil Labs", "address": "Plot 14, Pusa Road",
-        "city": "New Delhi", "city_std_code": "std:011", "pincode": "110012", "gps": "28.6369,77.1617",
-        "phone": "+91-11-40001234", "email": "care@greenfield-labs.example",
-        "modes": ["HOME_PICKUP", "LAB_DROP"], "home_pickup_fee_paise": 5000})
+    serde_json::to_vec(&search()).unwrap()
 }
 
 /// The `n`th accepted search, as the store records it.
