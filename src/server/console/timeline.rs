@@ -67,10 +67,11 @@ pub fn entries(record: &TransactionRecord, verifies: Option<bool>) -> Vec<Value>
             "headers": serde_json::from_str::<Value>(&m.headers).unwrap_or(Value::Null),
             "body": body(m),
         });
-        if let Some(calls) = calls_of(record, &m.action, &m.message_id, &mut shown_calls) {
+        let (calls, trace_id) = calls_of(record, &m.action, &m.message_id, &mut shown_calls);
+        if let Some(calls) = calls {
             entry["calls"] = calls;
         }
-        if let Some(trace_id) = trace_of(record, &m.action, &m.message_id) {
+        if let Some(trace_id) = trace_id {
             entry["trace_id"] = trace_id;
         }
         if m.direction == "in" {
@@ -127,7 +128,7 @@ pub fn entries(record: &TransactionRecord, verifies: Option<bool>) -> Vec<Value>
                 c.created_at,
                 i64::MAX,
                 json!({"kind": "calls", "at": c.created_at, "action": c.action,
-                       "message_id": c.message_id, "calls": parse_calls(c)}),
+                       "message_id": c.message_id, "calls": parse_calls(c).0}),
             ));
         }
     }
@@ -185,45 +186,40 @@ fn received(
     });
 }
 
-/// Every call noted of the message `action`/`message_id`, in one array (marked shown), or
-/// None when none was.
+/// Every call noted of the message `action`/`message_id`, in one array (marked shown; None
+/// when none was noted), and the trace id noted with them when the message was traced.
 fn calls_of(
     record: &TransactionRecord,
     action: &str,
     message_id: &str,
     shown: &mut [bool],
-) -> Option<Value> {
+) -> (Option<Value>, Option<Value>) {
     let mut calls = Vec::new();
+    let mut trace_id = None;
     for (c, shown) in record.steps.iter().zip(shown.iter_mut()) {
         if c.action == action && c.message_id == message_id {
             *shown = true;
-            match parse_calls(c) {
+            let (noted, traced) = parse_calls(c);
+            trace_id = trace_id.or(traced);
+            match noted {
                 Value::Array(a) => calls.extend(a),
                 other => calls.push(other),
             }
         }
     }
-    (!calls.is_empty()).then_some(Value::Array(calls))
+    ((!calls.is_empty()).then_some(Value::Array(calls)), trace_id)
 }
 
-/// The calls noted: an array, or for a traced message an object of its trace id and calls.
-fn parse_calls(c: &CallNotes) -> Value {
+/// The calls noted, and the trace id noted with them: an array, or for a traced message an
+/// object of its trace id and calls.
+fn parse_calls(c: &CallNotes) -> (Value, Option<Value>) {
     match serde_json::from_str(&c.steps).unwrap_or(Value::Null) {
-        Value::Object(mut noted) => noted.remove("calls").unwrap_or(Value::Null),
-        calls => calls,
+        Value::Object(mut noted) => (
+            noted.remove("calls").unwrap_or(Value::Null),
+            noted.remove("trace_id"),
+        ),
+        calls => (calls, None),
     }
-}
-
-/// The trace id noted with a message's calls, when it was traced.
-fn trace_of(record: &TransactionRecord, action: &str, message_id: &str) -> Option<Value> {
-    record
-        .steps
-        .iter()
-        .filter(|c| c.action == action && c.message_id == message_id)
-        .find_map(|c| match serde_json::from_str(&c.steps) {
-            Ok(Value::Object(mut noted)) => noted.remove("trace_id"),
-            _ => None,
-        })
 }
 
 /// A request refused with a NACK: a received entry with the code, the message and what of the
